@@ -1,0 +1,116 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let settings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let grpc: [Target.Dependency] = [
+    .product(name: "GRPCCore", package: "grpc-swift-2"),
+    .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+    .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+]
+
+let package = Package(
+    name: "specola",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "specola", targets: ["specola"]),
+        .executable(name: "specola-agent", targets: ["specola-agent"]),
+        .executable(name: "specola-coordinator", targets: ["specola-coordinator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CIPMIMonitoring", path: "Sources/CIPMIMonitoring",
+            pkgConfig: "libipmimonitoring", providers: [.apt(["libipmimonitoring-dev"])]),
+        .systemLibrary(
+            name: "CFreeIPMI", path: "Sources/CFreeIPMI",
+            pkgConfig: "libfreeipmi", providers: [.apt(["libfreeipmi-dev"])]),
+        .systemLibrary(
+            name: "CLibvirt", path: "Sources/CLibvirt",
+            pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .target(
+            name: "SpecolaProtocol",
+            dependencies: grpc + [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Sources/Protocol",
+            exclude: ["specola.proto"],
+            swiftSettings: settings),
+        .target(
+            name: "SpecolaAgent",
+            dependencies: [
+                "SpecolaProtocol", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ] + grpc,
+            path: "Sources/Agent",
+            swiftSettings: settings),
+        .target(
+            name: "SpecolaCoordinator",
+            dependencies: [
+                "SpecolaProtocol",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ] + grpc,
+            path: "Sources/Coordinator",
+            swiftSettings: settings),
+        .target(
+            name: "SpecolaCLI",
+            dependencies: [
+                "SpecolaProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ] + grpc,
+            path: "Sources/CLI",
+            swiftSettings: settings),
+        .executableTarget(
+            name: "specola", dependencies: ["SpecolaCLI"], path: "Sources/specola",
+            swiftSettings: settings),
+        .executableTarget(
+            name: "specola-agent", dependencies: ["SpecolaAgent"], path: "Sources/specola-agent",
+            swiftSettings: settings),
+        .executableTarget(
+            name: "specola-coordinator", dependencies: ["SpecolaCoordinator"],
+            path: "Sources/specola-coordinator", swiftSettings: settings),
+        .testTarget(
+            name: "ProtocolTests", dependencies: ["SpecolaProtocol"], swiftSettings: settings),
+        .testTarget(
+            name: "AgentTests", dependencies: ["SpecolaAgent", "TestSupport"], swiftSettings: settings),
+        .testTarget(
+            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "TestSupport"],
+            swiftSettings: settings),
+        .testTarget(
+            name: "ProcessTests",
+            dependencies: ["SpecolaCLI", "SpecolaProtocol", "TestSupport"] + grpc,
+            swiftSettings: settings),
+        .target(
+            name: "TestSupport", dependencies: ["SpecolaProtocol"], path: "Tests/TestSupport",
+            swiftSettings: settings),
+    ]
+)

@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SpecolaProtocol
+import Synchronization
+
+/// The node agent: collects facts on a timer, queues them in the outbox and
+/// keeps the coordinator link alive. SIGTERM stops collection, then drains
+/// the outbox for up to `drainTimeout` before exiting.
+public struct Agent: Service {
+    public let config: AgentConfig
+    let logger: Logger
+    var drainTimeout: Duration = .seconds(5)
+
+    public init(config: AgentConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let identity = try config.tls.validate()
+        guard identity.role == .node, identity.name == config.nodeName else {
+            throw TLSFileError(path: config.tls.cert,
+                               problem: "is for \(identity), but this agent is configured as node '\(config.nodeName)'; use the node/\(config.nodeName) certificate or fix nodeName")
+        }
+        let outbox = try Outbox(path: config.dataDir + "/outbox.sqlite")
+        let collector = makeCollector()
+        let fullRequested = Atomic<Bool>(true)
+        let lastCycle = Mutex<ContinuousClock.Instant>(.now)
+        let link = CoordinatorLink(config: config, outbox: outbox, logger: logger) {
+            fullRequested.store(true, ordering: .relaxed)
+        }
+        let notifier = SystemdNotifier()
+        logger.info("agent starting", metadata: [
+            "node.name": "\(config.nodeName)", "coordinators": "\(config.coordinators.map(\.description))",
+            "outbox.pending": "\(try outbox.pendingCount())", "seq.last": "\(try outbox.lastSeq())",
+        ])
+
+        let linkTask = Task { await link.run() }
+        defer { linkTask.cancel() }
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await cancelWhenGracefulShutdown {
+                    var lastFull = ContinuousClock.now
+                    var announced = false
+                    while !Task.isCancelled {
+                        let dueFull = ContinuousClock.now - lastFull >= .seconds(config.fullReportInterval)
+                        let forceFull = fullRequested.exchange(false, ordering: .relaxed) || dueFull
+                        if let (facts, full) = await collector.collect(forceFull: forceFull) {
+                            do {
+                                let report = try outbox.append(
+                                    facts: facts, full: full, collectedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000))
+                                if full { lastFull = .now }
+                                logger.debug("report queued", metadata: ["seq": "\(report.seq)", "full": "\(full)"])
+                                link.nudge()
+                            } catch {
+                                // Keep the baseline honest: the next report must be full.
+                                collector.forgetBaseline()
+                                logger.error("cannot queue report", metadata: ["error": "\(error)"])
+                            }
+                        }
+                        lastCycle.withLock { $0 = .now }
+                        if !announced {
+                            notifier.ready()
+                            announced = true
+                        }
+                        try await Task.sleep(for: .seconds(config.reportInterval))
+                    }
+                }
+            }
+            if let interval = notifier.watchdogInterval {
+                group.addTask {
+                    // Ping only while the collection loop is alive, so a hung collector trips the watchdog.
+                    try await cancelWhenGracefulShutdown {
+                        while !Task.isCancelled {
+                            let stale = lastCycle.withLock { ContinuousClock.now - $0 } > .seconds(config.reportInterval * 3 + 30)
+                            if !stale { notifier.watchdog() }
+                            try await Task.sleep(for: interval)
+                        }
+                    }
+                }
+            }
+            do {
+                try await group.waitForAll()
+            } catch is CancellationError {}
+        }
+
+        notifier.stopping()
+        let deadline = ContinuousClock.now + drainTimeout
+        var pending = (try? outbox.pendingCount()) ?? 0
+        while pending > 0 && link.isConnected && ContinuousClock.now < deadline {
+            link.nudge()
+            try? await Task.sleep(for: .milliseconds(50))
+            pending = (try? outbox.pendingCount()) ?? 0
+        }
+        logger.info("agent stopped", metadata: ["outbox.pending": "\(pending)"])
+    }
+
+    func makeCollector() -> FactsCollector {
+        let ipmi: IPMICollector? = config.bmc.mode == .none ? nil : IPMICollector(
+            target: config.bmc.target, sdrCacheDirectory: config.dataDir + "/sdr-cache", logger: logger)
+        let vms: VMCollector? = config.libvirt.uri.isEmpty ? nil : VMCollector(uri: config.libvirt.uri, logger: logger)
+        var environment: [String: String] = [:]
+        if !config.podman.containersConf.isEmpty { environment["CONTAINERS_CONF"] = config.podman.containersConf }
+        let containers: ContainerCollector? = config.podman.enabled
+            ? ContainerCollector(podmanPath: config.podman.path, environment: environment, logger: logger) : nil
+        return FactsCollector(
+            ipmi: ipmi, vms: vms, containers: containers,
+            storage: StorageCollector(logger: logger), capacity: CapacityCollector(labels: config.labels),
+            logger: logger)
+    }
+}

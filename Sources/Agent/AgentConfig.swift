@@ -1,0 +1,124 @@
+import Foundation
+import SpecolaProtocol
+
+/// `/etc/specola/agent.yaml`. `packaging/agent.yaml` documents every field.
+public struct AgentConfig: Decodable, Sendable {
+    public var nodeName: String
+    public var coordinators: [HostPort]
+    public var tls: TLSFiles
+    public var dataDir: String
+    public var address: String
+    public var heartbeatInterval: Double
+    public var reportInterval: Double
+    public var fullReportInterval: Double
+    public var labels: [String: String]
+    public var bmc: BMCConfig
+    public var libvirt: LibvirtConfig
+    public var podman: PodmanConfig
+    public var logLevel: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case nodeName, coordinators, tls, dataDir, address, heartbeatInterval, reportInterval
+        case fullReportInterval, labels, bmc, libvirt, podman, logLevel
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        nodeName = try c.decode(String.self, forKey: .nodeName)
+        let addresses = try c.decode([String].self, forKey: .coordinators)
+        coordinators = try addresses.enumerated().map { index, text in
+            guard let endpoint = HostPort(parsing: text, defaultPort: 7450) else {
+                var nested = try c.nestedUnkeyedContainer(forKey: .coordinators)
+                for _ in 0..<index { _ = try nested.decode(String.self) }
+                throw DecodingError.dataCorruptedError(
+                    in: nested, debugDescription: "'\(text)' is not an address; write HOST:PORT, e.g. 127.0.0.11:7450")
+            }
+            return endpoint
+        }
+        if coordinators.isEmpty {
+            throw DecodingError.dataCorruptedError(forKey: .coordinators, in: c, debugDescription: "list at least one coordinator address")
+        }
+        tls = try c.decode(TLSFiles.self, forKey: .tls)
+        dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? "/var/lib/specola/agent"
+        address = try c.decodeIfPresent(String.self, forKey: .address) ?? ""
+        heartbeatInterval = try c.decodePositiveSeconds(.heartbeatInterval, default: 1)
+        reportInterval = try c.decodePositiveSeconds(.reportInterval, default: 5)
+        fullReportInterval = try c.decodePositiveSeconds(.fullReportInterval, default: 300)
+        labels = try c.decodeIfPresent([String: String].self, forKey: .labels) ?? [:]
+        bmc = try c.decodeIfPresent(BMCConfig.self, forKey: .bmc) ?? BMCConfig()
+        libvirt = try c.decodeIfPresent(LibvirtConfig.self, forKey: .libvirt) ?? LibvirtConfig()
+        podman = try c.decodeIfPresent(PodmanConfig.self, forKey: .podman) ?? PodmanConfig()
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
+    }
+}
+
+/// Where the node's BMC is: none, the local one (in-band), or over the LAN.
+public struct BMCConfig: Decodable, Sendable {
+    public enum Mode: String, Decodable, Sendable { case none, inBand = "in-band", lan }
+    public var mode: Mode = .inBand
+    public var host: String = ""
+    public var port: Int = 623
+    public var user: String = ""
+    public var passwordFile: String = ""
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case mode, host, port, user, passwordFile }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let modeText = try c.decodeIfPresent(String.self, forKey: .mode) ?? "in-band"
+        guard let parsed = Mode(rawValue: modeText) else {
+            throw DecodingError.dataCorruptedError(forKey: .mode, in: c, debugDescription: "'\(modeText)' is not one of none, in-band, lan")
+        }
+        mode = parsed
+        host = try c.decodeIfPresent(String.self, forKey: .host) ?? ""
+        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? 623
+        user = try c.decodeIfPresent(String.self, forKey: .user) ?? ""
+        passwordFile = try c.decodeIfPresent(String.self, forKey: .passwordFile) ?? ""
+        if mode == .lan {
+            if host.isEmpty { throw DecodingError.keyNotFound(CodingKeys.host, .init(codingPath: c.codingPath, debugDescription: "")) }
+            if user.isEmpty { throw DecodingError.keyNotFound(CodingKeys.user, .init(codingPath: c.codingPath, debugDescription: "")) }
+            if passwordFile.isEmpty {
+                throw DecodingError.keyNotFound(CodingKeys.passwordFile, .init(codingPath: c.codingPath, debugDescription: ""))
+            }
+        }
+    }
+
+    var target: BMCTarget {
+        switch mode {
+        case .none: return .none
+        case .inBand: return .inBand
+        case .lan: return .lan(host: host, port: port, user: user, passwordFile: passwordFile)
+        }
+    }
+}
+
+/// The libvirt connection URI; an empty URI turns VM collection off.
+public struct LibvirtConfig: Decodable, Sendable {
+    public var uri: String = "qemu:///system"
+    public init() {}
+    enum CodingKeys: String, CodingKey, CaseIterable { case uri }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        uri = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .uri) ?? "qemu:///system"
+    }
+}
+
+/// How to reach podman; `enabled: false` turns container collection off.
+public struct PodmanConfig: Decodable, Sendable {
+    public var enabled = true
+    public var path = "podman"
+    public var containersConf = ""
+    public init() {}
+    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, path, containersConf }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        path = try c.decodeIfPresent(String.self, forKey: .path) ?? "podman"
+        containersConf = try c.decodeIfPresent(String.self, forKey: .containersConf) ?? ""
+    }
+}

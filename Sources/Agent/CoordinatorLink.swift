@@ -1,0 +1,197 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import SpecolaProtocol
+import Synchronization
+
+/// The agent's connection to the coordinator: registers, replays the outbox,
+/// streams new reports and heartbeats, applies acks, and reconnects with
+/// backoff and jitter whenever the link breaks.
+public final class CoordinatorLink: Sendable {
+    let config: AgentConfig
+    let outbox: Outbox
+    let logger: Logger
+    let onFullReportRequested: @Sendable () -> Void
+    /// Wakes the sender when the outbox has something new.
+    private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
+    /// Sequence number through which the coordinator has acknowledged.
+    private let acked = Atomic<UInt64>(0)
+    private let connectedTo = Mutex<HostPort?>(nil)
+    /// Instruction results waiting for the sender.
+    private let results = Mutex<[Specola_V1_InstructionResult]>([])
+
+    public init(config: AgentConfig, outbox: Outbox, logger: Logger, onFullReportRequested: @escaping @Sendable () -> Void) {
+        self.config = config
+        self.outbox = outbox
+        self.logger = logger
+        self.onFullReportRequested = onFullReportRequested
+    }
+
+    /// Tells the sender that the outbox has a new report.
+    public func nudge() {
+        _ = wake.withLock { $0?.yield() }
+    }
+
+    public var isConnected: Bool { connectedTo.withLock { $0 != nil } }
+
+    /// Runs until cancelled, reconnecting forever.
+    public func run() async {
+        var attempt = 0
+        var index = 0
+        var lastProblem = ""
+        while !Task.isCancelled {
+            let endpoint = config.coordinators[index % config.coordinators.count]
+            do {
+                try await session(with: endpoint) { attempt = 0; lastProblem = "" }
+            } catch {
+                if Task.isCancelled { break }
+                let problem = "\(error)"
+                // One line per distinct problem, not one per retry.
+                if problem != lastProblem {
+                    logger.warning("coordinator link down; retrying with backoff", metadata: [
+                        "coordinator.address": "\(endpoint)", "error": "\(problem)",
+                    ])
+                    lastProblem = problem
+                }
+            }
+            connectedTo.withLock { $0 = nil }
+            attempt += 1
+            index += 1
+            let delay = Self.backoff(attempt: attempt)
+            try? await Task.sleep(for: .milliseconds(delay))
+        }
+    }
+
+    /// Exponential backoff from 200 ms to 5 s, with ±50% jitter so agents do not reconnect in lockstep.
+    static func backoff(attempt: Int) -> Int {
+        let base = min(5_000, 200 * (1 << min(attempt, 5)))
+        return Int(Double(base) * Double.random(in: 0.5...1.5))
+    }
+
+    private func session(with endpoint: HostPort, onConnected: @escaping @Sendable () -> Void) async throws {
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: endpoint.host, port: endpoint.port),
+            transportSecurity: config.tls.clientSecurity,
+            config: .defaults { $0.connection.maxIdleTime = nil })
+        try await withGRPCClient(transport: transport) { client in
+            let link = Specola_V1_AgentLink.Client(wrapping: client)
+            let registered = try await link.register(.with {
+                $0.nodeName = config.nodeName
+                $0.agentVersion = SpecolaVersion.current
+                $0.bootID = AgentIdentity.bootID
+                $0.labels = config.labels
+                $0.address = config.address
+            }, options: Self.callOptions(timeout: .seconds(10)))
+            try outbox.acknowledge(through: registered.lastAppliedSeq)
+            acked.store(registered.lastAppliedSeq, ordering: .relaxed)
+            connectedTo.withLock { $0 = endpoint }
+            onConnected()
+            logger.info("connected to coordinator", metadata: [
+                "coordinator.address": "\(endpoint)", "coordinator.name": "\(registered.coordinatorName)",
+                "seq.applied": "\(registered.lastAppliedSeq)", "outbox.pending": "\((try? outbox.pendingCount()) ?? -1)",
+            ])
+            if registered.lastAppliedSeq == 0 { onFullReportRequested() }
+            let heartbeat = registered.heartbeatIntervalMs > 0
+                ? Duration.milliseconds(Int64(registered.heartbeatIntervalMs)) : .seconds(config.heartbeatInterval)
+            try await link.connect { writer in
+                try await self.sendLoop(writer: writer, from: registered.lastAppliedSeq, heartbeat: heartbeat)
+            } onResponse: { response in
+                for try await message in response.messages {
+                    try await self.handle(message)
+                }
+                throw LinkError.closedByCoordinator
+            }
+        }
+    }
+
+    /// One loop owns the writer: it sends heartbeats on a timer and outbox reports when nudged.
+    private func sendLoop(writer: RPCWriter<Specola_V1_AgentMessage>, from appliedSeq: UInt64, heartbeat: Duration) async throws {
+        let (wakeups, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        wake.withLock { $0 = continuation }
+        defer { wake.withLock { $0 = nil } }
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: heartbeat)
+                continuation.yield()
+            }
+        }
+        defer { ticker.cancel() }
+        var sentThrough = appliedSeq
+        var lastHeartbeat = ContinuousClock.now - heartbeat
+        continuation.yield()
+        for await _ in wakeups {
+            // Resend from the last ack if the coordinator fell behind what we sent (it lost some).
+            sentThrough = max(sentThrough, acked.load(ordering: .relaxed))
+            while true {
+                let batch = try outbox.pending(after: sentThrough)
+                if batch.isEmpty { break }
+                for report in batch {
+                    try await writer.write(.with { $0.report = report })
+                    sentThrough = report.seq
+                }
+            }
+            for result in results.withLock({ pending in defer { pending.removeAll() }; return pending }) {
+                try await writer.write(.with { $0.instructionResult = result })
+            }
+            if ContinuousClock.now - lastHeartbeat >= heartbeat * 0.9 {
+                let latest = sentThrough
+                try await writer.write(.with {
+                    $0.heartbeat = .with {
+                        $0.sentAtUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+                        $0.latestSeq = latest
+                    }
+                })
+                lastHeartbeat = .now
+            }
+        }
+    }
+
+    private func handle(_ message: Specola_V1_CoordinatorMessage) async throws {
+        switch message.kind {
+        case .ack(let ack):
+            try outbox.acknowledge(through: ack.ackedThroughSeq)
+            acked.store(ack.ackedThroughSeq, ordering: .relaxed)
+        case .requestFullReport:
+            onFullReportRequested()
+        case .instruction(let instruction):
+            logger.info("instruction received", metadata: ["instruction.id": "\(instruction.id)"])
+            if let stored = try outbox.claimInstruction(instruction.id) {
+                logger.info("instruction already executed; not running it again", metadata: ["instruction.id": "\(instruction.id)"])
+                results.withLock { $0.append(stored) }
+                nudge()
+                return
+            }
+            var result = Specola_V1_InstructionResult.with { $0.instructionID = instruction.id; $0.ok = true }
+            switch instruction.action {
+            case .collectNow:
+                onFullReportRequested()
+                result.message = "full report scheduled"
+            case nil:
+                result.ok = false
+                result.message = "unknown instruction; this agent (\(SpecolaVersion.current)) may be older than the coordinator"
+            }
+            try outbox.recordInstruction(result)
+            results.withLock { $0.append(result) }
+            nudge()
+        case nil:
+            break
+        }
+    }
+
+    static func callOptions(timeout: Duration) -> CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        return options
+    }
+}
+
+enum LinkError: Error, CustomStringConvertible {
+    case closedByCoordinator
+    var description: String { "the coordinator closed the stream" }
+}
+
+/// Per-process identity facts sent at registration.
+enum AgentIdentity {
+    static let bootID = UUID().uuidString.lowercased()
+}

@@ -1,0 +1,123 @@
+import Foundation
+import GRDB
+import SpecolaProtocol
+
+/// The agent's durable queue of reports. A report gets its sequence number
+/// here and stays until the coordinator acknowledges it, so nothing is lost
+/// while no coordinator answers or when the agent restarts. The same file
+/// remembers which instruction IDs were executed, so each runs at most once.
+public final class Outbox: Sendable {
+    let queue: DatabaseQueue
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        var config = Configuration()
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        config.busyMode = .timeout(5)
+        do {
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            queue = try DatabaseQueue(path: path, configuration: config)
+            try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
+            try Self.migrator.migrate(queue)
+        } catch {
+            throw OutboxError(path: path, problem: "cannot open (\(error)); if the file is corrupted, move it aside — the agent then starts a fresh outbox and sends a full report")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "report") { t in
+                t.primaryKey("seq", .integer)
+                t.column("payload", .blob).notNull()
+            }
+            // The sequence counter outlives the rows, so numbers never repeat.
+            try db.create(table: "counter") { t in
+                t.primaryKey("name", .text)
+                t.column("value", .integer).notNull()
+            }
+            try db.create(table: "instruction") { t in
+                t.primaryKey("id", .text)
+                t.column("ok", .boolean).notNull()
+                t.column("message", .text).notNull()
+            }
+        }
+        return migrator
+    }
+
+    /// Stamps the next sequence number on a report and stores it durably.
+    public func append(facts: Specola_V1_NodeFacts, full: Bool, collectedAtUnixMs: Int64) throws -> Specola_V1_Report {
+        do {
+            return try queue.write { db in
+                let last = try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'seq'") ?? 0
+                let report = Specola_V1_Report.with {
+                    $0.seq = last + 1
+                    $0.full = full
+                    $0.collectedAtUnixMs = collectedAtUnixMs
+                    $0.facts = facts
+                }
+                try db.execute(sql: "INSERT INTO report(seq, payload) VALUES (?, ?)",
+                               arguments: [report.seq, try report.serializedData()])
+                try db.execute(sql: "INSERT INTO counter(name, value) VALUES ('seq', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                               arguments: [report.seq])
+                return report
+            }
+        } catch {
+            throw OutboxError(path: path, problem: "cannot store a report (\(error)); check free disk space")
+        }
+    }
+
+    /// Reports not yet acknowledged with a sequence number above `seq`, oldest first.
+    public func pending(after seq: UInt64, limit: Int = 256) throws -> [Specola_V1_Report] {
+        try queue.read { db in
+            try Data.fetchAll(db, sql: "SELECT payload FROM report WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit])
+                .map { try Specola_V1_Report(serializedBytes: $0) }
+        }
+    }
+
+    /// Drops every report the coordinator has made durable.
+    public func acknowledge(through seq: UInt64) throws {
+        try queue.write { db in try db.execute(sql: "DELETE FROM report WHERE seq <= ?", arguments: [seq]) }
+    }
+
+    public func pendingCount() throws -> Int {
+        try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM report") ?? 0 }
+    }
+
+    public func lastSeq() throws -> UInt64 {
+        try queue.read { db in try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'seq'") ?? 0 }
+    }
+
+    /// Records that instruction `id` starts now. Returns the stored result instead
+    /// when it already ran, so the caller does not run it again.
+    public func claimInstruction(_ id: String) throws -> Specola_V1_InstructionResult? {
+        try queue.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT ok, message FROM instruction WHERE id = ?", arguments: [id]) {
+                return Specola_V1_InstructionResult.with {
+                    $0.instructionID = id
+                    $0.ok = row["ok"]
+                    $0.message = row["message"]
+                    $0.duplicate = true
+                }
+            }
+            try db.execute(sql: "INSERT INTO instruction(id, ok, message) VALUES (?, 0, 'started')", arguments: [id])
+            return nil
+        }
+    }
+
+    public func recordInstruction(_ result: Specola_V1_InstructionResult) throws {
+        try queue.write { db in
+            try db.execute(sql: "UPDATE instruction SET ok = ?, message = ? WHERE id = ?",
+                           arguments: [result.ok, result.message, result.instructionID])
+        }
+    }
+}
+
+/// The outbox database cannot be used.
+public struct OutboxError: Error, CustomStringConvertible {
+    public var path: String
+    public var problem: String
+    public var description: String { "agent outbox \(path): \(problem)" }
+}

@@ -1,0 +1,1 @@
+#include <freeipmi/freeipmi.h>

@@ -1,0 +1,1 @@
+#include <ipmi_monitoring.h>

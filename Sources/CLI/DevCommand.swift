@@ -1,0 +1,258 @@
+import ArgumentParser
+import Foundation
+import SpecolaProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `specola dev`: a complete local cluster in one command, like `nomad agent -dev`.
+/// Every process it starts is stopped by PID on Ctrl-C.
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Start a local cluster: a PKI, a coordinator and N agents on loopback addresses.")
+
+    @Option(help: "Working directory for certificates, configs, data and logs.")
+    var dir: String = "specola-dev"
+
+    @Option(help: "Number of agents (1-50).")
+    var agents: Int = 3
+
+    @Option(help: "Seconds to wait for every agent to report before giving up.")
+    var readyTimeout: Double = 60
+
+    func validate() throws {
+        guard (1...50).contains(agents) else { throw ValidationError("--agents must be between 1 and 50") }
+    }
+
+    func run() async throws {
+        let root = URL(fileURLWithPath: dir).standardizedFileURL.path
+        let cluster = DevCluster(root: root, agents: agents)
+        do {
+            try cluster.prepare()
+            try cluster.start()
+        } catch {
+            cluster.stopAll()
+            FileHandle.standardError.write(Data("specola dev: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        DevCluster.installStopHandler(cluster)
+        print(cluster.exportLines)
+        print("# logs: \(root)/logs   stop: Ctrl-C")
+        fflush(nil)
+        let ready = await cluster.waitUntilReported(timeout: readyTimeout)
+        print(ready ? "# all \(agents) agents reported; try: specola nodes" : "# not every agent reported within \(Int(readyTimeout))s; see \(root)/logs")
+        fflush(nil)
+        await cluster.waitForever()
+    }
+}
+
+/// The processes and files behind `specola dev`.
+final class DevCluster: @unchecked Sendable {
+    let root: String
+    let agents: Int
+    let coordinator = HostPort(host: "127.0.0.11", port: 7450)
+    private let lock = NSLock()
+    private var children: [(name: String, pid: pid_t)] = []
+
+    init(root: String, agents: Int) {
+        self.root = root
+        self.agents = agents
+    }
+
+    var pki: String { root + "/pki" }
+    func agentAddress(_ index: Int) -> String { "127.0.1.\(index)" }
+
+    var exportLines: String {
+        """
+        export SPECOLA_ADDR=\(coordinator)
+        export SPECOLA_CACERT=\(pki)/ca.pem
+        export SPECOLA_CLIENT_CERT=\(pki)/user-admin.pem
+        export SPECOLA_CLIENT_KEY=\(pki)/user-admin-key.pem
+        """
+    }
+
+    /// Certificates and configs; reuses an existing PKI so restarts keep their data.
+    func prepare() throws {
+        let fm = FileManager.default
+        for sub in ["logs", "config", "data"] {
+            try fm.createDirectory(atPath: "\(root)/\(sub)", withIntermediateDirectories: true)
+        }
+        if !fm.fileExists(atPath: pki + "/ca.pem") {
+            _ = try PKI.initCA(directory: pki, commonName: PKI.defaultCAName, validityDays: PKI.defaultCADays)
+        }
+        _ = try PKI.issue(directory: pki, role: .coordinator, name: "c1", sans: [coordinator.host, "localhost"], validityDays: 30)
+        _ = try PKI.issue(directory: pki, role: .user, name: "admin", sans: [], validityDays: 30)
+        try write("config/coordinator.yaml", """
+            name: c1
+            listen: \(coordinator)
+            metricsListen: \(coordinator.host):9450
+            dataDir: \(root)/data/c1
+            tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-c1.pem, key: \(pki)/coordinator-c1-key.pem}
+            """)
+        let bmcScript = Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh")
+        for index in 1...agents {
+            let name = "node\(index)"
+            _ = try PKI.issue(directory: pki, role: .node, name: name, sans: [agentAddress(index)], validityDays: 30)
+            var bmc = "bmc: {mode: none}"
+            if let bmcScript, Self.which("ipmi_sim") != nil {
+                try write("bmc/\(name)/password", "secret\n")
+                bmc = "bmc: {mode: lan, host: \(agentAddress(index)), port: 9623, user: admin, passwordFile: \(root)/bmc/\(name)/password}"
+                _ = bmcScript
+            }
+            try write("config/\(name).yaml", """
+                nodeName: \(name)
+                coordinators: [\(coordinator)]
+                address: \(agentAddress(index))
+                dataDir: \(root)/data/\(name)
+                reportInterval: 2
+                labels: {rack: dev, index: "\(index)"}
+                tls: {ca: \(pki)/ca.pem, cert: \(pki)/node-\(name).pem, key: \(pki)/node-\(name)-key.pem}
+                \(bmc)
+                libvirt: {uri: "test:///default"}
+                """)
+        }
+    }
+
+    func start() throws {
+        let binDir = URL(fileURLWithPath: Self.executablePath()).deletingLastPathComponent().path
+        if let bmcScript = Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh"), Self.which("ipmi_sim") != nil {
+            for index in 1...agents {
+                let output = try Self.capture("/bin/bash", [bmcScript, "\(root)/bmc/node\(index)", agentAddress(index), "9623"])
+                if let pid = pid_t(output.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                    track("bmc-node\(index)", pid)
+                }
+            }
+        } else {
+            print("# ipmi_sim or its scripts not found: agents run without a BMC (apt-get install openipmi)")
+        }
+        try spawn("coordinator-c1", binDir + "/specola-coordinator", ["--config", root + "/config/coordinator.yaml"])
+        for index in 1...agents {
+            try spawn("agent-node\(index)", binDir + "/specola-agent", ["--config", root + "/config/node\(index).yaml"])
+        }
+    }
+
+    func waitUntilReported(timeout: Double) async -> Bool {
+        var options = try! ConnectionOptions.parse([])
+        options.addr = coordinator.description
+        options.cacert = pki + "/ca.pem"
+        options.clientCert = pki + "/user-admin.pem"
+        options.clientKey = pki + "/user-admin-key.pem"
+        let deadline = Date().addingTimeInterval(timeout)
+        let expected = agents
+        while Date() < deadline {
+            let reported = try? await options.withAPI { api in
+                try await api.listNodes(.init()).nodes.filter { $0.reportsApplied > 0 }.count
+            }
+            if let reported, reported >= expected { return true }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        return false
+    }
+
+    func waitForever() async {
+        while true { try? await Task.sleep(for: .seconds(3600)) }
+    }
+
+    private func spawn(_ name: String, _ path: String, _ arguments: [String]) throws {
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw CLIError("\(path) not found; build it first with `swift build`")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let log = root + "/logs/\(name).log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        track(name, process.processIdentifier)
+    }
+
+    private func track(_ name: String, _ pid: pid_t) {
+        lock.withLock { children.append((name, pid)) }
+    }
+
+    /// SIGTERM to everything started, in reverse order, then SIGKILL after 5 s.
+    func stopAll() {
+        let all = lock.withLock { children.reversed() }
+        for child in all { kill(child.pid, SIGTERM) }
+        let deadline = Date().addingTimeInterval(5)
+        for child in all {
+            while Date() < deadline && Self.isAlive(child.pid) { usleep(50_000) }
+            if Self.isAlive(child.pid) { kill(child.pid, SIGKILL) }
+        }
+    }
+
+    static func isAlive(_ pid: pid_t) -> Bool {
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { return false }
+        return kill(pid, 0) == 0
+    }
+
+    private func write(_ relative: String, _ text: String) throws {
+        let path = root + "/" + relative
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try (text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    nonisolated(unsafe) private static var stopping: DevCluster?
+    nonisolated(unsafe) private static var signalSources: [any DispatchSourceSignal] = []
+
+    static func installStopHandler(_ cluster: DevCluster) {
+        stopping = cluster
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                print("\n# stopping the dev cluster")
+                cluster.stopAll()
+                exit(0)
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    static func executablePath() -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// Walks up from the executable to find a file of the source tree (dev runs from a checkout).
+    static func findFixture(_ relative: String) -> String? {
+        var url = URL(fileURLWithPath: executablePath()).deletingLastPathComponent()
+        for _ in 0..<6 {
+            let candidate = url.appendingPathComponent(relative).path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            url.deleteLastPathComponent()
+        }
+        let installed = "/usr/share/specola/" + relative
+        return FileManager.default.fileExists(atPath: installed) ? installed : nil
+    }
+
+    static func which(_ tool: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(dir)/\(tool)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    static func capture(_ path: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw CLIError("\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import SpecolaProtocol
+
+/// `specola pki`: create the cluster CA and issue role certificates.
+public struct PKICommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "pki",
+        abstract: "Create the cluster CA and issue node, coordinator and user certificates.",
+        subcommands: [InitCA.self, Issue.self])
+
+    public init() {}
+}
+
+extension PKICommand {
+    struct InitCA: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "init",
+            abstract: "Create a new CA (ca.pem, ca-key.pem) in a directory.")
+
+        @Option(help: "Directory for the CA files; created if missing.")
+        var dir: String
+
+        @Option(help: "CA common name.")
+        var name: String = PKI.defaultCAName
+
+        @Option(help: "Validity in days.")
+        var days: Int = PKI.defaultCADays
+
+        func run() throws {
+            let paths = try PKI.initCA(directory: dir, commonName: name, validityDays: days)
+            print(paths.certPath)
+            print(paths.keyPath)
+        }
+    }
+
+    struct Issue: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a certificate for role/name, signed by the CA in --dir.")
+
+        @Option(help: "Directory holding the CA; the certificate and key are written there.")
+        var dir: String
+
+        @Option(help: "Role: \(Role.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var role: String
+
+        @Option(help: "Name, e.g. the node's hostname ([a-z0-9][a-z0-9.-]{0,62}).")
+        var name: String
+
+        @Option(help: "Subject alternative name: an IP address or DNS name. Repeatable.")
+        var san: [String] = []
+
+        @Option(help: "Validity in days.")
+        var days: Int = PKI.defaultLeafDays
+
+        func validate() throws {
+            guard Role(rawValue: role) != nil else {
+                throw ValidationError(
+                    "unknown role '\(role)'; use one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+
+        func run() throws {
+            let paths = try PKI.issue(
+                directory: dir, role: Role(rawValue: role)!, name: name, sans: san, validityDays: days)
+            print(paths.certPath)
+            print(paths.keyPath)
+        }
+    }
+}

@@ -1,0 +1,13 @@
+import ArgumentParser
+
+/// The `specola` command line.
+public struct SpecolaCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "specola",
+        abstract: "Operate a Specola cluster.",
+        discussion: "Connection settings come from --addr/--cacert/--client-cert/--client-key or SPECOLA_ADDR, SPECOLA_CACERT, SPECOLA_CLIENT_CERT, SPECOLA_CLIENT_KEY.",
+        version: "0.1.0-dev",
+        subcommands: [StatusCommand.self, NodesCommand.self, NodeCommand.self, PKICommand.self, DevCommand.self])
+
+    public init() {}
+}

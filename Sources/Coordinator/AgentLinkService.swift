@@ -1,0 +1,102 @@
+import GRPCCore
+import Logging
+import SpecolaProtocol
+
+/// The coordinator's end of the agent link: registration, then one stream per
+/// agent carrying reports and heartbeats up and acks and instructions down.
+struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
+    let registry: Registry
+    let coordinatorName: String
+    let heartbeatIntervalMs: UInt32
+    let logger: Logger
+
+    /// Refuses an agent that speaks for a node other than the one its certificate names.
+    private func nodeName(_ context: ServerContext, claimed: String?) throws -> String {
+        let identity: Identity
+        do {
+            identity = try CallerIdentity.require(context, roles: [.node])
+        } catch {
+            logger.warning("refused agent call", metadata: ["peer": "\(context.remotePeer)", "error": "\(error)"])
+            throw error
+        }
+        if let claimed, !claimed.isEmpty, claimed != identity.name {
+            logger.warning(
+                "refused report: certificate and claimed node differ",
+                metadata: ["peer": "\(context.remotePeer)", "cert.identity": "\(identity)", "claimed.node": "\(claimed)"])
+            throw RPCError(
+                code: .permissionDenied,
+                message: "certificate is for \(identity) but the agent claims node '\(claimed)'; an agent may only report for the node named in its certificate — fix node_name in the agent config or issue a certificate for '\(claimed)'")
+        }
+        return identity.name
+    }
+
+    func register(request: Specola_V1_RegisterRequest, context: ServerContext) async throws -> Specola_V1_RegisterResponse {
+        let name = try nodeName(context, claimed: request.nodeName)
+        let outcome = try await execute(.registerNode(
+            name: name, address: request.address, agentVersion: request.agentVersion,
+            labels: request.labels, atUnixMs: Clock.nowUnixMs()))
+        await registry.noteContact(name)
+        guard case .registered(let lastApplied) = outcome else {
+            throw RPCError(code: .internalError, message: "registration of \(name) was not applied: \(outcome)")
+        }
+        logger.info("agent registered", metadata: [
+            "node.name": "\(name)", "node.address": "\(request.address)", "seq.applied": "\(lastApplied)",
+        ])
+        return .with {
+            $0.coordinatorName = coordinatorName
+            $0.lastAppliedSeq = lastApplied
+            $0.heartbeatIntervalMs = heartbeatIntervalMs
+        }
+    }
+
+    func connect(
+        request: RPCAsyncSequence<Specola_V1_AgentMessage, any Error>,
+        response: RPCWriter<Specola_V1_CoordinatorMessage>,
+        context: ServerContext
+    ) async throws {
+        let name = try nodeName(context, claimed: nil)
+        guard await registry.node(name) != nil else {
+            throw RPCError(code: .failedPrecondition, message: "node \(name) must call Register before Connect")
+        }
+        for try await message in request {
+            await registry.noteContact(name)
+            switch message.kind {
+            case .report(let report):
+                let outcome = try await execute(.applyReport(node: name, report: report, receivedAtUnixMs: Clock.nowUnixMs()))
+                switch outcome {
+                case let .reportApplied(seq, gap, needsFull):
+                    if gap {
+                        logger.warning("report sequence gap", metadata: ["node.name": "\(name)", "seq": "\(seq)"])
+                    }
+                    try await response.write(.with { $0.ack.ackedThroughSeq = seq })
+                    if needsFull {
+                        try await response.write(.with { $0.requestFullReport = .init() })
+                    }
+                case let .duplicateReport(seq):
+                    try await response.write(.with { $0.ack.ackedThroughSeq = seq })
+                case let .rejected(reason):
+                    throw RPCError(code: .failedPrecondition, message: reason)
+                case .registered:
+                    break
+                }
+            case .heartbeat:
+                break
+            case .instructionResult(let result):
+                logger.info("instruction result", metadata: [
+                    "node.name": "\(name)", "instruction.id": "\(result.instructionID)", "ok": "\(result.ok)",
+                ])
+            case nil:
+                break
+            }
+        }
+    }
+
+    private func execute(_ command: ClusterCommand) async throws -> ApplyOutcome {
+        do {
+            return try await registry.execute(command)
+        } catch {
+            logger.error("cannot persist state; agents will resend", metadata: ["error": "\(error)"])
+            throw RPCError(code: .unavailable, message: "coordinator \(coordinatorName) cannot persist: \(error)")
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SpecolaProtocol
+
+/// Entry point of `specola-coordinator`: `specola-coordinator --config FILE`.
+public enum CoordinatorCommand {
+    public static func main(arguments: [String]) async -> Int32 {
+        var configPath = "/etc/specola/coordinator.yaml"
+        var args = arguments.dropFirst()
+        while let arg = args.popFirst() {
+            switch arg {
+            case "--config", "-c":
+                guard let value = args.popFirst() else { return usage("--config needs a file") }
+                configPath = value
+            case "--version":
+                print(SpecolaVersion.current)
+                return 0
+            case "--help", "-h":
+                _ = usage(nil)
+                return 0
+            default:
+                return usage("unknown argument '\(arg)'")
+            }
+        }
+        let config: CoordinatorConfig
+        do {
+            config = try ConfigFile.load(CoordinatorConfig.self, path: configPath)
+        } catch {
+            FileHandle.standardError.write(Data("specola-coordinator: invalid config: \(error)\n".utf8))
+            return 2
+        }
+        LogSetup.bootstrap(level: LogSetup.level(config.logLevel))
+        var logger = Logger(label: "specola.coordinator")
+        logger[metadataKey: "coordinator.name"] = "\(config.name)"
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: Coordinator(config: config, logger: logger))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await group.run()
+            logger.info("coordinator stopped")
+            return 0
+        } catch {
+            logger.critical("coordinator failed", metadata: ["error": "\(error)"])
+            return 1
+        }
+    }
+
+    static func usage(_ problem: String?) -> Int32 {
+        if let problem { FileHandle.standardError.write(Data("specola-coordinator: \(problem)\n".utf8)) }
+        FileHandle.standardError.write(Data("usage: specola-coordinator [--config FILE]   (default /etc/specola/coordinator.yaml)\n".utf8))
+        return problem == nil ? 0 : 2
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import GRPCNIOTransportHTTP2
+import X509
+
+/// The three PEM files every Specola program needs for mutual TLS: the cluster
+/// CA, its own certificate and its own private key.
+public struct TLSFiles: Sendable, Hashable, Decodable {
+    public var ca: String
+    public var cert: String
+    public var key: String
+
+    public init(ca: String, cert: String, key: String) {
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case ca, cert, key }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ca = try c.decode(String.self, forKey: .ca)
+        cert = try c.decode(String.self, forKey: .cert)
+        key = try c.decode(String.self, forKey: .key)
+    }
+
+    /// Reads and checks all three files, so a bad file fails at start-up with
+    /// a message naming it instead of failing later inside a handshake.
+    @discardableResult
+    public func validate(now: Date = Date()) throws -> Identity {
+        let caCert = try Self.loadCertificate(ca, what: "CA certificate")
+        let leaf = try Self.loadCertificate(cert, what: "certificate")
+        guard FileManager.default.isReadableFile(atPath: key),
+            let keyPEM = try? String(contentsOfFile: key, encoding: .utf8),
+            keyPEM.contains("PRIVATE KEY")
+        else {
+            throw TLSFileError(path: key, problem: "is not a readable PEM private key; re-issue with `specola pki issue`")
+        }
+        if leaf.notValidAfter < now {
+            throw TLSFileError(path: cert, problem: "expired at \(leaf.notValidAfter); issue a new one with `specola pki issue`")
+        }
+        if leaf.issuer != caCert.subject {
+            throw TLSFileError(path: cert, problem: "was not issued by the CA in \(ca) (issuer \(leaf.issuer)); use a certificate from this cluster's CA")
+        }
+        guard let identity = PKI.identity(of: leaf) else {
+            throw TLSFileError(path: cert, problem: "has no Specola identity (subject \(leaf.subject)); issue it with `specola pki issue`")
+        }
+        return identity
+    }
+
+    static func loadCertificate(_ path: String, what: String) throws -> Certificate {
+        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw TLSFileError(path: path, problem: "\(what) cannot be read; check the path and permissions")
+        }
+        do {
+            return try Certificate(pemEncoded: pem)
+        } catch {
+            throw TLSFileError(path: path, problem: "\(what) is not a valid PEM certificate (\(error))")
+        }
+    }
+
+    /// Server side: a client certificate signed by the cluster CA is required.
+    public var serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity {
+        .mTLS(
+            certificateChain: [.file(path: cert, format: .pem)],
+            privateKey: .file(path: key, format: .pem)
+        ) { config in
+            config.trustRoots = .certificates([.file(path: ca, format: .pem)])
+            config.clientCertificateVerification = .noHostnameVerification
+        }
+    }
+
+    /// Client side: the server must present a certificate from the cluster CA
+    /// that names the address dialled.
+    public var clientSecurity: HTTP2ClientTransport.Posix.TransportSecurity {
+        .mTLS(
+            certificateChain: [.file(path: cert, format: .pem)],
+            privateKey: .file(path: key, format: .pem)
+        ) { config in
+            config.trustRoots = .certificates([.file(path: ca, format: .pem)])
+            config.serverCertificateVerification = .fullVerification
+        }
+    }
+}
+
+/// A TLS file that cannot be used, and why.
+public struct TLSFileError: Error, CustomStringConvertible {
+    public var path: String
+    public var problem: String
+    public init(path: String, problem: String) {
+        self.path = path
+        self.problem = problem
+    }
+    public var description: String { "TLS file \(path) \(problem)" }
+}

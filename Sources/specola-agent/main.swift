@@ -1,0 +1,4 @@
+import Foundation
+import SpecolaAgent
+
+exit(await AgentCommand.main(arguments: CommandLine.arguments))

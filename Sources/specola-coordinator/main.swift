@@ -1,0 +1,4 @@
+import Foundation
+import SpecolaCoordinator
+
+exit(await CoordinatorCommand.main(arguments: CommandLine.arguments))

@@ -1,0 +1,3 @@
+import SpecolaCLI
+
+await SpecolaCommand.main()
