@@ -25,15 +25,16 @@ public struct Agent: Service {
         }
         let outbox = try Outbox(path: config.dataDir + "/outbox.sqlite")
         let collector = makeCollector()
-        let fullRequested = Atomic<Bool>(true)
-        let lastCycle = Mutex<ContinuousClock.Instant>(.now)
+        let loop = LoopState()
         let link = CoordinatorLink(config: config, outbox: outbox, logger: logger) {
-            fullRequested.store(true, ordering: .relaxed)
+            loop.fullRequested.store(true, ordering: .relaxed)
         }
         let notifier = SystemdNotifier()
+        let pending = try outbox.pendingCount()
+        let lastSeq = try outbox.lastSeq()
         logger.info("agent starting", metadata: [
             "node.name": "\(config.nodeName)", "coordinators": "\(config.coordinators.map(\.description))",
-            "outbox.pending": "\(try outbox.pendingCount())", "seq.last": "\(try outbox.lastSeq())",
+            "outbox.pending": "\(pending)", "seq.last": "\(lastSeq)",
         ])
 
         let linkTask = Task { await link.run() }
@@ -46,7 +47,7 @@ public struct Agent: Service {
                     var announced = false
                     while !Task.isCancelled {
                         let dueFull = ContinuousClock.now - lastFull >= .seconds(config.fullReportInterval)
-                        let forceFull = fullRequested.exchange(false, ordering: .relaxed) || dueFull
+                        let forceFull = loop.fullRequested.exchange(false, ordering: .relaxed) || dueFull
                         if let (facts, full) = await collector.collect(forceFull: forceFull) {
                             do {
                                 let report = try outbox.append(
@@ -60,7 +61,7 @@ public struct Agent: Service {
                                 logger.error("cannot queue report", metadata: ["error": "\(error)"])
                             }
                         }
-                        lastCycle.withLock { $0 = .now }
+                        loop.lastCycle.withLock { $0 = .now }
                         if !announced {
                             notifier.ready()
                             announced = true
@@ -74,7 +75,7 @@ public struct Agent: Service {
                     // Ping only while the collection loop is alive, so a hung collector trips the watchdog.
                     try await cancelWhenGracefulShutdown {
                         while !Task.isCancelled {
-                            let stale = lastCycle.withLock { ContinuousClock.now - $0 } > .seconds(config.reportInterval * 3 + 30)
+                            let stale = loop.lastCycle.withLock { ContinuousClock.now - $0 } > .seconds(config.reportInterval * 3 + 30)
                             if !stale { notifier.watchdog() }
                             try await Task.sleep(for: interval)
                         }
@@ -88,13 +89,13 @@ public struct Agent: Service {
 
         notifier.stopping()
         let deadline = ContinuousClock.now + drainTimeout
-        var pending = (try? outbox.pendingCount()) ?? 0
-        while pending > 0 && link.isConnected && ContinuousClock.now < deadline {
+        var unsent = (try? outbox.pendingCount()) ?? 0
+        while unsent > 0 && link.isConnected && ContinuousClock.now < deadline {
             link.nudge()
             try? await Task.sleep(for: .milliseconds(50))
-            pending = (try? outbox.pendingCount()) ?? 0
+            unsent = (try? outbox.pendingCount()) ?? 0
         }
-        logger.info("agent stopped", metadata: ["outbox.pending": "\(pending)"])
+        logger.info("agent stopped", metadata: ["outbox.pending": "\(unsent)"])
     }
 
     func makeCollector() -> FactsCollector {
@@ -110,4 +111,11 @@ public struct Agent: Service {
             storage: StorageCollector(logger: logger), capacity: CapacityCollector(labels: config.labels),
             logger: logger)
     }
+}
+
+/// What the collection loop shares with the link and the watchdog.
+final class LoopState: Sendable {
+    /// Set when the next report must be full (first start, coordinator asked, baseline lost).
+    let fullRequested = Atomic<Bool>(true)
+    let lastCycle = Mutex<ContinuousClock.Instant>(.now)
 }

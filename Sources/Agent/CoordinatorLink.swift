@@ -42,9 +42,14 @@ public final class CoordinatorLink: Sendable {
         var lastProblem = ""
         while !Task.isCancelled {
             let endpoint = config.coordinators[index % config.coordinators.count]
+            let connected = Atomic<Bool>(false)
             do {
-                try await session(with: endpoint) { attempt = 0; lastProblem = "" }
+                try await session(with: endpoint) { connected.store(true, ordering: .relaxed) }
             } catch {
+                if connected.load(ordering: .relaxed) {
+                    attempt = 0
+                    lastProblem = ""
+                }
                 if Task.isCancelled { break }
                 let problem = "\(error)"
                 // One line per distinct problem, not one per retry.
@@ -138,7 +143,7 @@ public final class CoordinatorLink: Sendable {
                 let latest = sentThrough
                 try await writer.write(.with {
                     $0.heartbeat = .with {
-                        $0.sentAtUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+                        $0.sentAtUnixMs = UInt64(Date().timeIntervalSince1970 * 1000)
                         $0.latestSeq = latest
                     }
                 })

@@ -158,17 +158,11 @@ final class DevCluster: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw CLIError("\(path) not found; build it first with `swift build`")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
         let log = root + "/logs/\(name).log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        handle.seekToEndOfFile()
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        track(name, process.processIdentifier)
+        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard fd >= 0 else { throw CLIError("cannot write \(log)") }
+        defer { close(fd) }
+        track(name, try spawnProcess(path, arguments, stdout: fd, stderr: fd))
     }
 
     private func track(_ name: String, _ pid: pid_t) {
@@ -242,17 +236,10 @@ final class DevCluster: @unchecked Sendable {
     }
 
     static func capture(_ path: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CLIError("\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+        let result = try runProcessBlocking(path, arguments, timeout: .seconds(30))
+        guard result.status == 0 else {
+            throw CLIError("\(path) \(arguments.joined(separator: " ")) exited with \(result.status): \(String(decoding: result.stderr, as: UTF8.self))")
         }
-        return String(decoding: data, as: UTF8.self)
+        return String(decoding: result.stdout, as: UTF8.self)
     }
 }

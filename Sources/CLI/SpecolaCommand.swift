@@ -11,3 +11,19 @@ public struct SpecolaCommand: AsyncParsableCommand {
 
     public init() {}
 }
+
+extension SpecolaCommand {
+    /// Parses the process arguments and runs the chosen command, async commands included.
+    public static func runFromCommandLine() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}

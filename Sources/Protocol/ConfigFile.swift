@@ -156,3 +156,22 @@ extension Decoder {
         }
     }
 }
+
+extension KeyedDecodingContainer {
+    public func decodeEndpoint(_ key: Key, defaultPort: Int) throws -> HostPort {
+        let text = try decode(String.self, forKey: key)
+        guard let endpoint = HostPort(parsing: text, defaultPort: defaultPort) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: key, in: self, debugDescription: "'\(text)' is not an address; write HOST:PORT, e.g. 127.0.0.1:\(defaultPort)")
+        }
+        return endpoint
+    }
+
+    public func decodePositiveSeconds(_ key: Key, default value: Double) throws -> Double {
+        guard let seconds = try decodeIfPresent(Double.self, forKey: key) else { return value }
+        guard seconds > 0, seconds.isFinite else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be a positive number of seconds")
+        }
+        return seconds
+    }
+}

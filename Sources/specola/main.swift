@@ -1,3 +1,3 @@
 import SpecolaCLI
 
-await SpecolaCommand.main()
+await SpecolaCommand.runFromCommandLine()

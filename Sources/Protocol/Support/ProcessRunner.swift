@@ -1,0 +1,196 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// A subprocess could not be started or did not finish in time.
+public enum ProcessRunnerError: Error, CustomStringConvertible {
+    case notFound(String)
+    case launchFailed(String, Int32)
+    case timedOut(String, Duration)
+
+    public var description: String {
+        switch self {
+        case .notFound(let name): return "\(name) not found"
+        case .launchFailed(let path, let code): return "cannot start \(path): \(String(cString: strerror(code)))"
+        case .timedOut(let path, let limit): return "\(path) did not finish within \(limit)"
+        }
+    }
+}
+
+/// Resolves `name` to an executable path: taken as is when it contains a slash,
+/// otherwise searched in `PATH` (from `environment`, else the process environment).
+public func resolveExecutable(_ name: String, environment: [String: String] = [:]) -> String? {
+    let fileManager = FileManager.default
+    if name.contains("/") {
+        return fileManager.isExecutableFile(atPath: name) ? name : nil
+    }
+    let path =
+        environment["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]
+        ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for directory in path.split(separator: ":") {
+        let candidate = "\(directory)/\(name)"
+        if fileManager.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
+
+/// Starts a program with stdin from /dev/null and stdout/stderr on the given descriptors.
+///
+/// The child gets an empty signal mask and default signal handlers. Threads of the
+/// concurrency pool block most signals, and a child started from one with
+/// Foundation's `Process` inherits that mask and then ignores SIGTERM.
+/// `environment` is added to (and overrides) the inherited environment.
+/// The caller reaps the child with `waitpid`.
+public func spawnProcess(
+    _ path: String, _ args: [String], environment: [String: String] = [:],
+    stdout: Int32, stderr: Int32
+) throws -> pid_t {
+    guard let executable = resolveExecutable(path, environment: environment) else {
+        throw ProcessRunnerError.notFound(path)
+    }
+    let fullEnvironment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let argv = ([executable] + args).map { strdup($0) } + [nil]
+    let envp = fullEnvironment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+        argv.forEach { free($0) }
+        envp.forEach { free($0) }
+    }
+
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+    posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var emptyMask = sigset_t()
+    sigemptyset(&emptyMask)
+    posix_spawnattr_setsigmask(&attributes, &emptyMask)
+    var allSignals = sigset_t()
+    sigfillset(&allSignals)
+    sigdelset(&allSignals, SIGKILL)
+    sigdelset(&allSignals, SIGSTOP)
+    posix_spawnattr_setsigdefault(&attributes, &allSignals)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+    var pid: pid_t = 0
+    let code = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    guard code == 0 else { throw ProcessRunnerError.launchFailed(executable, code) }
+    return pid
+}
+
+/// Waits for `pid` and returns its exit status, or 128 + signal number when it was killed.
+public func waitForExit(_ pid: pid_t) -> Int32 {
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    let signal = status & 0x7f
+    return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+}
+
+/// Runs a program to completion and returns its exit status and output, blocking the caller.
+/// `environment` is added to (and overrides) the inherited environment.
+/// The child is killed (SIGKILL) when it outlives `timeout`.
+public func runProcessBlocking(
+    _ path: String, _ args: [String], environment: [String: String] = [:],
+    timeout: Duration = .seconds(60)
+) throws -> (status: Int32, stdout: Data, stderr: Data) {
+    let stdoutPipe = try makePipe()
+    let stderrPipe = try makePipe()
+    let pid: pid_t
+    do {
+        pid = try spawnProcess(path, args, environment: environment, stdout: stdoutPipe.write, stderr: stderrPipe.write)
+    } catch {
+        [stdoutPipe.read, stdoutPipe.write, stderrPipe.read, stderrPipe.write].forEach { close($0) }
+        throw error
+    }
+    close(stdoutPipe.write)
+    close(stderrPipe.write)
+
+    let state = ChildState()
+    let watchdog = DispatchWorkItem {
+        state.withLock { reaped, timedOut in
+            guard !reaped else { return }
+            timedOut = true
+            kill(pid, SIGKILL)
+        }
+    }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds, execute: watchdog)
+
+    // Drain stderr concurrently so that neither pipe can fill up and stall the child.
+    let stderrOutput = ChildState()
+    let stderrDone = DispatchSemaphore(value: 0)
+    let stderrRead = FileHandle(fileDescriptor: stderrPipe.read, closeOnDealloc: true)
+    DispatchQueue.global().async {
+        stderrOutput.data = stderrRead.readDataToEndOfFile()
+        stderrDone.signal()
+    }
+    let stdout = FileHandle(fileDescriptor: stdoutPipe.read, closeOnDealloc: true).readDataToEndOfFile()
+    stderrDone.wait()
+
+    let status = waitForExit(pid)
+    var timedOut = false
+    state.withLock { reaped, killed in
+        reaped = true
+        timedOut = killed
+    }
+    watchdog.cancel()
+    if timedOut { throw ProcessRunnerError.timedOut(path, timeout) }
+    return (status, stdout, stderrOutput.data)
+}
+
+/// Runs a program to completion without blocking the Swift concurrency pool.
+/// `environment` is added to (and overrides) the inherited environment.
+public func runProcess(
+    _ path: String, _ args: [String], environment: [String: String] = [:],
+    timeout: Duration = .seconds(60)
+) async throws -> (status: Int32, stdout: Data, stderr: Data) {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(
+                with: Result {
+                    try runProcessBlocking(path, args, environment: environment, timeout: timeout)
+                })
+        }
+    }
+}
+
+/// A pipe whose ends are closed on exec, so other children started later do not
+/// inherit them (which would keep the read end from seeing end-of-file).
+/// Glibc's module does not export pipe2, so a child spawned by another thread between
+/// pipe and fcntl can still inherit the ends; it only delays end-of-file until it exits.
+private func makePipe() throws -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { throw ProcessRunnerError.launchFailed("pipe", errno) }
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return (fds[0], fds[1])
+}
+
+/// State shared between the waiting thread, the watchdog and the stderr reader.
+private final class ChildState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reaped = false
+    private var timedOut = false
+    private var storedData = Data()
+
+    func withLock(_ body: (inout Bool, inout Bool) -> Void) {
+        lock.withLock { body(&reaped, &timedOut) }
+    }
+
+    var data: Data {
+        get { lock.withLock { storedData } }
+        set { lock.withLock { storedData = newValue } }
+    }
+}
+
+extension Duration {
+    fileprivate var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import SpecolaProtocol
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real binaries on loopback: agents report over mutual TLS, the CLI shows it.
+@Suite(.serialized) struct EndToEndTests {
+    @Test func agentsReportRealFactsThatTheCLIShows() async throws {
+        let cluster = try LocalCluster()
+        do {
+            try await cluster.startCoordinator()
+            let fixtures = BuiltProducts.repositoryRoot + "/Tests/Fixtures"
+            try cluster.writeAgentConfig("node1", address: "127.0.1.1", extra: """
+                bmc: {mode: none}
+                libvirt: {uri: "test:///default"}
+                podman: {enabled: true, containersConf: \(fixtures)/podman/containers.conf}
+                """)
+            try cluster.writeAgentConfig("node2", address: "127.0.1.2", extra: """
+                bmc: {mode: in-band}
+                libvirt: {uri: ""}
+                podman: {enabled: false}
+                """)
+            try cluster.startAgent("node1")
+            try cluster.startAgent("node2")
+            try await waitUntil("both agents to report", timeout: .seconds(60)) {
+                try cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
+            }
+            let node1 = try #require(try cluster.node("node1"))
+            #expect(node1.status == "ready")
+            #expect(node1.facts.capacity.cpuCores > 0)
+            #expect(node1.facts.capacity.labels["rack"] == "r1")
+            #expect(!node1.facts.storage.disks.isEmpty)
+            #expect(node1.facts.storage.filesystems.contains { $0.mountPoint == "/" })
+            #expect(node1.facts.vms.available)
+            #expect(node1.facts.vms.vms.contains { $0.name == "test" && $0.state == "running" })
+            #expect(node1.facts.containers.available)
+            #expect(!node1.facts.bmc.present)
+
+            let node2 = try #require(try cluster.node("node2"))
+            // No /dev/ipmi0 here: reported as "no BMC", once, not as a failure storm.
+            #expect(!node2.facts.bmc.present)
+            #expect(!node2.facts.bmc.reason.isEmpty)
+            #expect(!node2.facts.vms.available)
+
+            let table = try cluster.cli(["nodes"])
+            #expect(table.status == 0)
+            #expect(table.stdout.contains("node1") && table.stdout.contains("node2"))
+            let show = try cluster.cli(["node", "show", "node1"])
+            #expect(show.status == 0)
+            #expect(show.stdout.contains("Disks") && show.stdout.contains("Filesystems") && show.stdout.contains("test"))
+            let status = try cluster.cli(["status", "--json"])
+            let parsed = try Specola_V1_StatusResponse(jsonString: status.stdout)
+            #expect(parsed.nodesTotal == 2)
+            let missing = try cluster.cli(["node", "show", "nope"])
+            #expect(missing.status == 4)
+            #expect(missing.stderr.contains("specola nodes"))
+
+            let metrics = try run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/metrics"])
+            #expect(metrics.stdout.contains(#"specola_node_up{node="node1"} 1"#))
+            let healthz = try run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/healthz"])
+            #expect(healthz.status == 0)
+
+            let noBMCLines = cluster.agents["node2"]!.log.components(separatedBy: "\n").filter { $0.contains("no local BMC") }
+            #expect(noBMCLines.count <= 1)
+        } catch {
+            Issue.record("\(error)\n--- coordinator log:\n\(cluster.coordinatorProcess?.log ?? "")\n--- node1:\n\(cluster.agents["node1"]?.log ?? "")")
+        }
+        await cluster.shutdown()
+    }
+
+    /// The Done-means check: a 30 s coordinator outage loses no report, and
+    /// the agent reconnects on its own.
+    @Test func coordinatorOutageLosesNoReport() async throws {
+        let outage = Double(ProcessInfo.processInfo.environment["SPECOLA_TEST_OUTAGE_SECONDS"] ?? "30") ?? 30
+        let cluster = try LocalCluster(coordinatorHost: "127.0.0.12")
+        do {
+            try await cluster.startCoordinator()
+            try cluster.writeAgentConfig("steady", address: "127.0.1.10", reportInterval: 0.5, extra: """
+                bmc: {mode: none}
+                libvirt: {uri: "test:///default"}
+                podman: {enabled: false}
+                """)
+            try cluster.startAgent("steady")
+            try await waitUntil("first reports", timeout: .seconds(30)) { try cluster.node("steady")?.reportsApplied ?? 0 >= 3 }
+            let before = try #require(try cluster.node("steady")).lastAppliedSeq
+
+            try await cluster.coordinatorProcess!.stop(SIGKILL)
+            try await Task.sleep(for: .seconds(outage))
+            try await cluster.startCoordinator()
+
+            // The agent kept reporting into its outbox: about two reports a second.
+            let expectedAtLeast = before + UInt64(outage)
+            try await waitUntil("the outbox to drain after the outage", timeout: .seconds(60)) {
+                try cluster.node("steady")?.lastAppliedSeq ?? 0 >= expectedAtLeast
+            }
+            let after = try #require(try cluster.node("steady"))
+            #expect(after.seqGaps == 0)
+            // Every sequence number from 1 was applied exactly once.
+            #expect(after.reportsApplied == after.lastAppliedSeq)
+
+            // And a kill -9 of the agent itself keeps numbering and loses nothing.
+            try await cluster.agents["steady"]!.stop(SIGKILL)
+            try cluster.startAgent("steady")
+            let resumedFrom = after.lastAppliedSeq
+            try await waitUntil("the restarted agent to report", timeout: .seconds(30)) {
+                try cluster.node("steady")?.lastAppliedSeq ?? 0 >= resumedFrom + 3
+            }
+            let final = try #require(try cluster.node("steady"))
+            #expect(final.seqGaps == 0)
+            #expect(final.reportsApplied == final.lastAppliedSeq)
+            let connects = cluster.agents["steady"]!.log.components(separatedBy: "connected to coordinator").count - 1
+            #expect(connects >= 1)
+        } catch {
+            Issue.record("\(error)\n--- coordinator log:\n\(cluster.coordinatorProcess?.log ?? "")\n--- agent:\n\(cluster.agents["steady"]?.log ?? "")")
+        }
+        await cluster.shutdown()
+    }
+
+    @Test func aBadConfigExitsTwoNamingFileLineAndField() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        try dir.write("agent.yaml", "nodeName: a\ncoordinators: [127.0.0.11:7450]\nreportInterval: often\ntls: {ca: a, cert: b, key: c}\n")
+        let agent = try run(BuiltProducts.path("specola-agent"), ["--config", dir.file("agent.yaml")])
+        #expect(agent.status == 2)
+        #expect(agent.stderr.contains("\(dir.file("agent.yaml")):3:1: field 'reportInterval'"))
+
+        try dir.write("coordinator.yaml", "name: c1\nlisten: 127.0.0.11:7450\ntls: {ca: a, cert: b, key: c}\nsuspectAftr: 3\n")
+        let coordinator = try run(BuiltProducts.path("specola-coordinator"), ["--config", dir.file("coordinator.yaml")])
+        #expect(coordinator.status == 2)
+        #expect(coordinator.stderr.contains(":4:1: field 'suspectAftr': unknown field"))
+    }
+}

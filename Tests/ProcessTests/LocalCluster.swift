@@ -1,0 +1,108 @@
+import Foundation
+import SpecolaProtocol
+import SwiftProtobuf
+import TestSupport
+
+/// Real `specola-coordinator` and `specola-agent` processes on loopback
+/// addresses, with their own PKI, configs and logs in a temp dir.
+final class LocalCluster: @unchecked Sendable {
+    let dir: TempDir
+    let pki: TestPKI
+    let coordinator: HostPort
+    let metrics: HostPort
+    let admin: TLSFiles
+    private(set) var coordinatorProcess: ChildProcess?
+    private(set) var agents: [String: ChildProcess] = [:]
+
+    init(coordinatorHost: String = "127.0.0.11") throws {
+        dir = try TempDir("specola-cluster")
+        pki = try TestPKI(in: dir)
+        coordinator = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
+        metrics = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
+        try pki.issue(.coordinator, "c1", sans: [coordinatorHost])
+        admin = try pki.issue(.user, "admin")
+        try dir.write("coordinator.yaml", """
+            name: c1
+            listen: \(coordinator)
+            metricsListen: \(metrics)
+            dataDir: \(dir.file("data/c1"))
+            suspectAfter: 3
+            downAfter: 10
+            tls: {ca: \(pki.directory)/ca.pem, cert: \(pki.directory)/coordinator-c1.pem, key: \(pki.directory)/coordinator-c1-key.pem}
+            """)
+    }
+
+    func startCoordinator() async throws {
+        let process = try ChildProcess(
+            name: "coordinator", executable: BuiltProducts.path("specola-coordinator"),
+            arguments: ["--config", dir.file("coordinator.yaml")], logDirectory: dir.path)
+        coordinatorProcess = process
+        try await waitUntil("coordinator to serve (log: \(process.logPath))") {
+            guard process.isRunning else { throw ProcessDied(log: process.log) }
+            return process.log.contains("coordinator ready")
+        }
+    }
+
+    /// Writes `NAME.yaml` for an agent; `extra` lines are appended verbatim.
+    @discardableResult
+    func writeAgentConfig(_ name: String, address: String, reportInterval: Double = 1, extra: String = "") throws -> String {
+        try pki.issue(.node, name, sans: [address])
+        try dir.write("\(name).yaml", """
+            nodeName: \(name)
+            coordinators: [\(coordinator)]
+            address: \(address)
+            dataDir: \(dir.file("data/\(name)"))
+            heartbeatInterval: 0.5
+            reportInterval: \(reportInterval)
+            labels: {rack: r1}
+            tls: {ca: \(pki.directory)/ca.pem, cert: \(pki.directory)/node-\(name).pem, key: \(pki.directory)/node-\(name)-key.pem}
+            \(extra)
+            """)
+        return dir.file("\(name).yaml")
+    }
+
+    func startAgent(_ name: String, environment: [String: String] = [:]) throws {
+        agents[name] = try ChildProcess(
+            name: "agent-\(name)", executable: BuiltProducts.path("specola-agent"),
+            arguments: ["--config", dir.file("\(name).yaml")], logDirectory: dir.path, environment: environment)
+    }
+
+    var cliEnvironment: [String: String] {
+        var env: [String: String] = [:]
+        env["SPECOLA_ADDR"] = coordinator.description
+        env["SPECOLA_CACERT"] = admin.ca
+        env["SPECOLA_CLIENT_CERT"] = admin.cert
+        env["SPECOLA_CLIENT_KEY"] = admin.key
+        return env
+    }
+
+    func cli(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try run(BuiltProducts.path("specola"), arguments, environment: cliEnvironment)
+    }
+
+    func nodes() throws -> [Specola_V1_Node] {
+        let result = try cli(["nodes", "--json"])
+        guard result.status == 0 else { throw CLIFailed(result: result) }
+        return try Specola_V1_ListNodesResponse(jsonString: result.stdout).nodes
+    }
+
+    func node(_ name: String) throws -> Specola_V1_Node? {
+        try nodes().first { $0.name == name }
+    }
+
+    func shutdown() async {
+        for agent in agents.values { try? await agent.stop() }
+        try? await coordinatorProcess?.stop()
+        dir.remove()
+    }
+}
+
+struct ProcessDied: Error, CustomStringConvertible {
+    var log: String
+    var description: String { "process exited early; log:\n\(log)" }
+}
+
+struct CLIFailed: Error, CustomStringConvertible {
+    var result: (status: Int32, stdout: String, stderr: String)
+    var description: String { "specola exited \(result.status): \(result.stderr)" }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SpecolaProtocol
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Mutual TLS and identity checks against a real coordinator process.
+@Suite(.serialized) struct SecurityTests {
+    func client<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
+                             _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: target.host, port: target.port), transportSecurity: tls.clientSecurity)
+        return try await withGRPCClient(transport: transport, handleClient: body)
+    }
+
+    @Test func anAgentCannotSpeakForAnotherNode() async throws {
+        let cluster = try LocalCluster(coordinatorHost: "127.0.0.13")
+        defer { Task { await cluster.shutdown() } }
+        try await cluster.startCoordinator()
+        let nodeA = try cluster.pki.issue(.node, "a")
+        do {
+            _ = try await client(nodeA, cluster.coordinator) { client in
+                try await Specola_V1_AgentLink.Client(wrapping: client).register(.with { $0.nodeName = "b" })
+            }
+            Issue.record("register as another node must fail")
+        } catch let error as RPCError {
+            #expect(error.code == .permissionDenied)
+            #expect(error.message.contains("node/a"))
+            #expect(error.message.contains("'b'"))
+        }
+        try await waitUntil("the refusal in the coordinator log") {
+            cluster.coordinatorProcess!.log.contains("refused report: certificate and claimed node differ")
+        }
+        // A node certificate may not use the operator API either.
+        do {
+            _ = try await client(nodeA, cluster.coordinator) { client in
+                try await Specola_V1_ClusterAPI.Client(wrapping: client).listNodes(.init())
+            }
+            Issue.record("a node certificate must not list nodes")
+        } catch let error as RPCError {
+            #expect(error.code == .permissionDenied)
+        }
+        // Its own name is accepted.
+        let response = try await client(nodeA, cluster.coordinator) { client in
+            try await Specola_V1_AgentLink.Client(wrapping: client).register(.with { $0.nodeName = "a" })
+        }
+        #expect(response.coordinatorName == "c1")
+        await cluster.shutdown()
+    }
+
+    @Test func clientsWithoutACertificateFromThisCAAreRefused() async throws {
+        let cluster = try LocalCluster(coordinatorHost: "127.0.0.14")
+        try await cluster.startCoordinator()
+        let address = cluster.coordinator.description
+        let ca = cluster.admin.ca
+
+        // openssl without a client certificate: the server demands one.
+        let bare = try run("/usr/bin/openssl", ["s_client", "-connect", address, "-CAfile", ca, "-alpn", "h2"])
+        #expect(bare.stdout.contains("Verify return code: 0"))  // the server's certificate is fine...
+        #expect(bare.stderr.contains("alert") || bare.status != 0)  // ...but the handshake is refused
+        #expect(!bare.stdout.contains("h2\nALPN") || bare.stderr.contains("certificate required"))
+
+        // openssl with a certificate from a foreign CA.
+        let foreignDir = try TempDir()
+        defer { foreignDir.remove() }
+        let foreign = try TestPKI(in: foreignDir, name: "other")
+        let stranger = try foreign.issue(.user, "admin")
+        let refused = try run("/usr/bin/openssl", ["s_client", "-connect", address, "-CAfile", ca, "-cert", stranger.cert, "-key", stranger.key])
+        #expect(refused.stderr.contains("alert"))
+
+        // The admin certificate from this CA works.
+        let accepted = try run("/usr/bin/openssl", ["s_client", "-connect", address, "-CAfile", ca, "-cert", cluster.admin.cert, "-key", cluster.admin.key])
+        #expect(accepted.stdout.contains("Verify return code: 0"))
+        #expect(!accepted.stderr.contains("alert"))
+
+        // From Swift: the foreign certificate fails, with the cluster CA as trust.
+        let mixed = TLSFiles(ca: ca, cert: stranger.cert, key: stranger.key)
+        await #expect(throws: (any Error).self) {
+            try await client(mixed, cluster.coordinator) { client in
+                try await Specola_V1_ClusterAPI.Client(wrapping: client).status(.init())
+            }
+        }
+        // The CLI says what went wrong.
+        var env = cluster.cliEnvironment
+        env["SPECOLA_CLIENT_CERT"] = stranger.cert
+        env["SPECOLA_CLIENT_KEY"] = stranger.key
+        let cli = try run(BuiltProducts.path("specola"), ["status"], environment: env)
+        #expect(cli.status != 0)
+        #expect(cli.stderr.contains("was not issued by the CA"))
+        await cluster.shutdown()
+    }
+
+    @Test func garbageOnTheWireDoesNotHurtTheCoordinator() async throws {
+        let cluster = try LocalCluster(coordinatorHost: "127.0.0.15")
+        try await cluster.startCoordinator()
+        for size in [1, 64, 70_000] {
+            var bytes = [UInt8](repeating: 0, count: size)
+            for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+            try sendRaw(bytes, to: cluster.coordinator)
+        }
+        #expect(cluster.coordinatorProcess!.isRunning)
+        let status = try cluster.cli(["status"])
+        #expect(status.status == 0)
+        await cluster.shutdown()
+    }
+
+    func sendRaw(_ bytes: [UInt8], to target: HostPort) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(target.port).bigEndian
+        inet_pton(AF_INET, target.host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TimedOut(what: "connect to \(target)") }
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = recv(fd, &buffer, buffer.count, 0)
+    }
+}
