@@ -10,11 +10,13 @@ import Glibc
 @Suite(.serialized) struct EndToEndTests {
     @Test func agentsReportRealFactsThatTheCLIShows() async throws {
         let cluster = try LocalCluster()
+        let bmc = try await SimulatedBMC.start(address: "127.0.1.1")
+        defer { bmc.stop() }
         do {
             try await cluster.startCoordinator()
             let fixtures = BuiltProducts.repositoryRoot + "/Tests/Fixtures"
             try cluster.writeAgentConfig("node1", address: "127.0.1.1", extra: """
-                bmc: {mode: none}
+                \(bmc.agentConfigLine)
                 libvirt: {uri: "test:///default"}
                 podman: {enabled: true, containersConf: \(fixtures)/podman/containers.conf}
                 """)
@@ -37,7 +39,24 @@ import Glibc
             #expect(node1.facts.vms.available)
             #expect(node1.facts.vms.vms.contains { $0.name == "test" && $0.state == "running" })
             #expect(node1.facts.containers.available)
-            #expect(!node1.facts.bmc.present)
+            #expect(node1.facts.bmc.present)
+            #expect(node1.facts.bmc.power == .on)
+            #expect(node1.facts.bmc.sensors.contains { $0.name == "CPU Temp" && $0.state == .nominal })
+
+            // The BMC's CPU temperature crosses its critical threshold: the coordinator
+            // knows within two report cycles (1 s each) plus ipmi_sim's 1 s sensor poll.
+            try bmc.setCPUTemperature(100)
+            let crossed = ContinuousClock.now
+            try await waitUntil("CPU Temp critical at the coordinator", timeout: .seconds(10), every: .milliseconds(100)) {
+                try cluster.node("node1")?.facts.bmc.sensors.contains { $0.name == "CPU Temp" && $0.state == .critical } == true
+            }
+            let lag = ContinuousClock.now - crossed
+            #expect(lag <= .milliseconds(3500), "critical state took \(lag) to reach the coordinator")
+            try await waitUntil("the SEL entry at the coordinator") {
+                try cluster.node("node1")?.recentSel.contains { $0.sensorName == "CPU Temp" && $0.state == .critical } == true
+            }
+            let metricsText = try run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/metrics"]).stdout
+            #expect(metricsText.contains(#"ipmi_temperature_state{id="#) && metricsText.contains(#"name="CPU Temp",node="node1"} 2"#))
 
             let node2 = try #require(try cluster.node("node2"))
             // No /dev/ipmi0 here: reported as "no BMC", once, not as a failure storm.

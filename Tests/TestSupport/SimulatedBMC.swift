@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import SpecolaAgent
+import SpecolaProtocol
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One ipmi_sim BMC (OpenIPMI) on its own 127.0.1.x address, started from the
+/// project's fixture script and stopped by PID. Credentials admin/secret.
+public final class SimulatedBMC: Sendable {
+    public static let fixtures = BuiltProducts.repositoryRoot + "/Tests/Fixtures/ipmi"
+
+    public static var isInstalled: Bool { which("ipmi_sim") != nil }
+
+    private static let nextHost = Mutex(0)
+
+    public let workdir: TempDir
+    public let address: String
+    public let port: Int
+    public let pid: pid_t
+    public var sdrCacheDirectory: String { workdir.file("sdr-cache") }
+    public var passwordFile: String { workdir.file("password") }
+
+    private init(workdir: TempDir, address: String, port: Int, pid: pid_t) {
+        self.workdir = workdir
+        self.address = address
+        self.port = port
+        self.pid = pid
+    }
+
+    /// Starts a BMC and waits until it answers a chassis status request.
+    public static func start(address requested: String? = nil) async throws -> SimulatedBMC {
+        let address = requested ?? "127.0.1.\(100 + nextHost.withLock { value in defer { value += 1 }; return value } % 150)"
+        let port = freePort(host: address, udp: true)
+        let workdir = try TempDir("specola-bmc")
+        try workdir.write("password", "secret\n")
+        let result = try run("/bin/bash", [fixtures + "/start-bmc.sh", workdir.path, address, String(port)], timeout: .seconds(30))
+        guard result.status == 0, let pid = pid_t(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            workdir.remove()
+            throw TimedOut(what: "start-bmc.sh (exit \(result.status)): \(result.stdout) \(result.stderr)")
+        }
+        let bmc = SimulatedBMC(workdir: workdir, address: address, port: port, pid: pid)
+        do {
+            let probe = BMCPower(host: address, port: port, user: "admin", password: "secret", timeout: .milliseconds(500))
+            try await waitUntil("ipmi_sim on \(address):\(port)", timeout: .seconds(10), every: .milliseconds(200)) {
+                (try? probe.powerStatus()) != nil
+            }
+        } catch {
+            bmc.stop()
+            throw error
+        }
+        return bmc
+    }
+
+    public var target: BMCTarget { .lan(host: address, port: port, user: "admin", passwordFile: passwordFile) }
+
+    /// The agent config line that points at this BMC.
+    public var agentConfigLine: String {
+        "bmc: {mode: lan, host: \(address), port: \(port), user: admin, passwordFile: \(passwordFile)}"
+    }
+
+    public func collector(timeout: Duration = .seconds(2), logger: Logger = Logger(label: "test.ipmi")) -> IPMICollector {
+        IPMICollector(target: target, sdrCacheDirectory: sdrCacheDirectory, logger: logger, timeout: timeout)
+    }
+
+    public func power() -> BMCPower {
+        BMCPower(host: address, port: port, user: "admin", password: "secret", timeout: .seconds(2))
+    }
+
+    /// ipmi_sim polls this file every second for the CPU Temp reading.
+    public func setCPUTemperature(_ celsius: Int) throws {
+        try workdir.write("cputemp.val", "\(celsius)\n")
+    }
+
+    /// Clears the SEL with FreeIPMI's ipmi-sel, as an operator would.
+    public func clearSEL() throws {
+        let result = try run(which("ipmi-sel") ?? "/usr/sbin/ipmi-sel", [
+            "-h", "\(address):\(port)", "-u", "admin", "-p", "secret", "-D", "LAN_2_0", "-W", "opensesspriv", "--clear",
+        ])
+        guard result.status == 0 else { throw TimedOut(what: "ipmi-sel --clear (exit \(result.status)): \(result.stderr)") }
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s; waits until the process is gone (a zombie counts, as
+    /// PID 1 here reaps late), then removes the workdir.
+    public func stop() {
+        kill(pid, SIGTERM)
+        if !waitForExit(within: .seconds(5)) {
+            kill(pid, SIGKILL)
+            _ = waitForExit(within: .seconds(5))
+        }
+        workdir.remove()
+    }
+
+    private func waitForExit(within timeout: Duration) -> Bool {
+        let end = ContinuousClock.now + timeout
+        while ContinuousClock.now < end {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+            if stat.split(separator: ")").last?.split(separator: " ").first == "Z" { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+}
