@@ -24,7 +24,9 @@ public struct Agent: Service {
                                problem: "is for \(identity), but this agent is configured as node '\(config.nodeName)'; use the node/\(config.nodeName) certificate or fix nodeName")
         }
         let outbox = try Outbox(path: config.dataDir + "/outbox.sqlite")
-        let collector = makeCollector()
+        // SEL entries already queued are not reported again after a restart.
+        let selCursor = try outbox.counter("sel").map { UInt32(truncatingIfNeeded: $0) }
+        let collector = makeCollector(resumeSELAfter: selCursor)
         let loop = LoopState()
         let link = CoordinatorLink(config: config, outbox: outbox, logger: logger) {
             loop.fullRequested.store(true, ordering: .relaxed)
@@ -53,6 +55,9 @@ public struct Agent: Service {
                                 let report = try outbox.append(
                                     facts: facts, full: full, collectedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000))
                                 if full { lastFull = .now }
+                                if let cursor = collector.selCursor, facts.hasSel {
+                                    try? outbox.setCounter("sel", UInt64(cursor))
+                                }
                                 logger.debug("report queued", metadata: ["seq": "\(report.seq)", "full": "\(full)"])
                                 link.nudge()
                             } catch {
@@ -98,9 +103,10 @@ public struct Agent: Service {
         logger.info("agent stopped", metadata: ["outbox.pending": "\(unsent)"])
     }
 
-    func makeCollector() -> FactsCollector {
+    func makeCollector(resumeSELAfter: UInt32?) -> FactsCollector {
         let ipmi: IPMICollector? = config.bmc.mode == .none ? nil : IPMICollector(
-            target: config.bmc.target, sdrCacheDirectory: config.dataDir + "/sdr-cache", logger: logger)
+            target: config.bmc.target, sdrCacheDirectory: config.dataDir + "/sdr-cache", logger: logger,
+            resumeSELAfter: resumeSELAfter)
         let vms: VMCollector? = config.libvirt.uri.isEmpty ? nil : VMCollector(uri: config.libvirt.uri, logger: logger)
         var environment: [String: String] = [:]
         if !config.podman.containersConf.isEmpty { environment["CONTAINERS_CONF"] = config.podman.containersConf }

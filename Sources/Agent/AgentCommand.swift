@@ -30,6 +30,8 @@ public enum AgentCommand {
             return 2
         }
         LogSetup.bootstrap(level: LogSetup.level(config.logLevel))
+        // A peer that drops a connection must not kill the agent (libvirt, podman sockets).
+        signal(SIGPIPE, SIG_IGN)
         var logger = Logger(label: "specola.agent")
         logger[metadataKey: "node.name"] = "\(config.nodeName)"
         let group = ServiceGroup(

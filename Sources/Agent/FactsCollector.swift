@@ -26,6 +26,9 @@ public final class FactsCollector: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// Highest SEL record id collected so far.
+    public var selCursor: UInt32? { ipmi?.selCursor }
+
     /// Forgets the baseline, so the next `collect` yields a full report.
     public func forgetBaseline() {
         lock.withLock { lastSent = nil }

@@ -82,6 +82,18 @@ public final class Outbox: Sendable {
         try queue.write { db in try db.execute(sql: "DELETE FROM report WHERE seq <= ?", arguments: [seq]) }
     }
 
+    /// A small durable value kept beside the reports (e.g. the SEL cursor).
+    public func counter(_ name: String) throws -> UInt64? {
+        try queue.read { db in try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = ?", arguments: [name]) }
+    }
+
+    public func setCounter(_ name: String, _ value: UInt64) throws {
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO counter(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                           arguments: [name, value])
+        }
+    }
+
     public func pendingCount() throws -> Int {
         try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM report") ?? 0 }
     }
