@@ -62,6 +62,7 @@ let package = Package(
             path: "Sources/Protocol",
             exclude: ["specola.proto"],
             swiftSettings: settings),
+        .target(name: "SpecolaRaft", path: "Sources/Raft", swiftSettings: settings),
         .target(
             name: "SpecolaAgent",
             dependencies: [
@@ -74,7 +75,7 @@ let package = Package(
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol",
+                "SpecolaProtocol", "SpecolaRaft",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -98,6 +99,7 @@ let package = Package(
         .executableTarget(
             name: "specola-coordinator", dependencies: ["SpecolaCoordinator"],
             path: "Sources/specola-coordinator", swiftSettings: settings),
+        .testTarget(name: "RaftTests", dependencies: ["SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
             name: "ProtocolTests", dependencies: ["SpecolaProtocol"], swiftSettings: settings),
         .testTarget(

@@ -90,7 +90,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 wait_for() { # wait_for SECONDS WHAT COMMAND...
   local limit=$1 what=$2; shift 2
@@ -197,6 +198,12 @@ while [ $((SECONDS - start)) -lt "$window" ]; do
   sleep "$(awk -v n="$next" -v now="$SECONDS" 'BEGIN { d = n - now; print (d > 0 ? d : 0) }')"
 done
 elapsed=$((SECONDS - start))
+# Fairness check: the agent must really have read the BMC and libvirt, as the coordinator shows.
+metrics=$(curl -sf --max-time 5 "http://$coord_metrics/metrics" || true)
+collected() { grep -q "^$1{[^}]*node=\"bench1\"[^}]*}${2:-}" <<<"$metrics" && echo yes || echo NO; }
+bmc_seen=$(collected ipmi_up ' 1')
+vms_seen=$(collected specola_node_vms)
+sensors_seen=$(collected ipmi_temperature_celsius)
 reports=$(( $(reports_applied) - reports0 ))
 cycles=$(awk -v e="$elapsed" -v i="$interval" 'BEGIN { printf "%d", e / i }')
 
@@ -230,6 +237,11 @@ awk -v elapsed="$elapsed" -v reports="$reports" -v fails="$scrape_fail" '
   }
   function ratio(label, a, b) { if (b > 0) printf "%s %6.2f\n", label, a / b; else printf "%s    n/a\n", label }
 ' "$work/rows" | tee "$work/result"
+echo "agent data seen by the coordinator: BMC up: $bmc_seen, temperature sensors: $sensors_seen, VMs: $vms_seen"
+if [ "$bmc_seen$sensors_seen$vms_seen" != yesyesyes ]; then
+  echo "WARNING: the agent did not collect everything the exporters did; the comparison flatters it" >&2
+  grep -h -i -m 5 -e error -e warning "$work/logs/agent.log" >&2 || true
+fi
 
 if [ "${BENCH_STRICT:-0}" = 1 ] && grep -q 'met: no' "$work/result"; then exit 1; fi
 exit 0

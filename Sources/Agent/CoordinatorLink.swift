@@ -40,11 +40,26 @@ public final class CoordinatorLink: Sendable {
         var attempt = 0
         var index = 0
         var lastProblem = ""
+        var redirect: HostPort?
         while !Task.isCancelled {
-            let endpoint = config.coordinators[index % config.coordinators.count]
+            let endpoint = redirect ?? config.coordinators[index % config.coordinators.count]
+            redirect = nil
             let connected = Atomic<Bool>(false)
             do {
                 try await session(with: endpoint) { connected.store(true, ordering: .relaxed) }
+            } catch let error as LinkError {
+                if case .redirected(let leader) = error {
+                    logger.info("following the coordinator leader", metadata: ["coordinator.address": "\(leader)"])
+                    redirect = leader
+                    attempt = 0
+                    continue
+                }
+            } catch let error as RPCError where error.code == .unavailable && Self.leaderHint(in: error) != nil {
+                redirect = Self.leaderHint(in: error)
+                logger.info("following the coordinator leader", metadata: ["coordinator.address": "\(redirect!)"])
+                attempt = 0
+                try? await Task.sleep(for: .milliseconds(20))
+                continue
             } catch {
                 if connected.load(ordering: .relaxed) {
                     attempt = 0
@@ -88,6 +103,14 @@ public final class CoordinatorLink: Sendable {
                 $0.labels = config.labels
                 $0.address = config.address
             }, options: Self.callOptions(timeout: .seconds(10)))
+            if !registered.leaderHint.isEmpty {
+                guard let leader = HostPort(parsing: registered.leaderHint, defaultPort: 7450) else {
+                    throw LinkError.noLeader
+                }
+                throw LinkError.redirected(leader)
+            } else if registered.coordinatorName.isEmpty {
+                throw LinkError.noLeader
+            }
             try outbox.acknowledge(through: registered.lastAppliedSeq)
             acked.store(registered.lastAppliedSeq, ordering: .relaxed)
             connectedTo.withLock { $0 = endpoint }
@@ -193,7 +216,26 @@ public final class CoordinatorLink: Sendable {
 
 enum LinkError: Error, CustomStringConvertible {
     case closedByCoordinator
-    var description: String { "the coordinator closed the stream" }
+    case redirected(HostPort)
+    case noLeader
+
+    var description: String {
+        switch self {
+        case .closedByCoordinator: return "the coordinator closed the stream"
+        case .redirected(let leader): return "redirected to the leader at \(leader)"
+        case .noLeader: return "the coordinator knows no leader yet (election in progress)"
+        }
+    }
+}
+
+extension CoordinatorLink {
+    /// The leader address a follower put in its refusal, if any.
+    static func leaderHint(in error: RPCError) -> HostPort? {
+        for value in error.metadata[stringValues: "specola-leader"] {
+            if let endpoint = HostPort(parsing: value, defaultPort: 7450) { return endpoint }
+        }
+        return nil
+    }
 }
 
 /// Per-process identity facts sent at registration.

@@ -44,17 +44,33 @@ struct ConnectionOptions: ParsableArguments {
     func withAPI<T: Sendable>(
         _ body: @escaping @Sendable (Specola_V1_ClusterAPI.Client<HTTP2ClientTransport.Posix>) async throws -> T
     ) async throws -> T {
-        let (endpoint, tls) = try resolved()
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: endpoint.host, port: endpoint.port),
-            transportSecurity: tls.clientSecurity)
-        do {
-            return try await withGRPCClient(transport: transport) { client in
-                try await body(Specola_V1_ClusterAPI.Client(wrapping: client))
+        try await withClient { try await body(Specola_V1_ClusterAPI.Client(wrapping: $0)) }
+    }
+
+    /// Runs `body` against the given replica; a follower's refusal that names the
+    /// leader is followed once, so any replica's address works.
+    func withClient<T: Sendable>(
+        _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T
+    ) async throws -> T {
+        let (first, tls) = try resolved()
+        var endpoint = first
+        for attempt in 0..<3 {
+            let transport = try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: endpoint.host, port: endpoint.port),
+                transportSecurity: tls.clientSecurity)
+            do {
+                return try await withGRPCClient(transport: transport, handleClient: body)
+            } catch let error as RPCError {
+                if error.code == .unavailable, attempt < 2,
+                    let leader = error.metadata[stringValues: "specola-leader"].compactMap({ HostPort(parsing: $0) }).first
+                {
+                    endpoint = leader
+                    continue
+                }
+                throw CLIError.from(error, endpoint: endpoint)
             }
-        } catch let error as RPCError {
-            throw CLIError.from(error, endpoint: endpoint)
         }
+        throw CLIError("no leader answered; check `specola members` and the replicas' logs", exitCode: 3)
     }
 }
 

@@ -4,8 +4,9 @@ import SpecolaProtocol
 
 /// The coordinator's end of the agent link: registration, then one stream per
 /// agent carrying reports and heartbeats up and acks and instructions down.
+/// Only the leader serves it; followers point agents at the leader.
 struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
-    let registry: Registry
+    let replica: Replica
     let coordinatorName: String
     let heartbeatIntervalMs: UInt32
     let logger: Logger
@@ -25,17 +26,26 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
                 metadata: ["peer": "\(context.remotePeer)", "cert.identity": "\(identity)", "claimed.node": "\(claimed)"])
             throw RPCError(
                 code: .permissionDenied,
-                message: "certificate is for \(identity) but the agent claims node '\(claimed)'; an agent may only report for the node named in its certificate — fix node_name in the agent config or issue a certificate for '\(claimed)'")
+                message: "certificate is for \(identity) but the agent claims node '\(claimed)'; an agent may only report for the node named in its certificate — fix nodeName in the agent config or issue a certificate for '\(claimed)'")
         }
         return identity.name
     }
 
     func register(request: Specola_V1_RegisterRequest, context: ServerContext) async throws -> Specola_V1_RegisterResponse {
         let name = try nodeName(context, claimed: request.nodeName)
-        let outcome = try await execute(.registerNode(
-            name: name, address: request.address, agentVersion: request.agentVersion,
-            labels: request.labels, atUnixMs: Clock.nowUnixMs()))
-        await registry.noteContact(name)
+        guard await replica.isLeader else {
+            guard let hint = await replica.leaderHint else { throw ReplicaError.notLeader(nil).rpcError }
+            return .with {
+                $0.coordinatorName = coordinatorName
+                $0.leaderHint = hint.address
+            }
+        }
+        let outcome = try await serving {
+            try await replica.propose(.registerNode(
+                name: name, address: request.address, agentVersion: request.agentVersion,
+                labels: request.labels, atUnixMs: Clock.nowUnixMs()))
+        }
+        await replica.noteContact(name)
         guard case .registered(let lastApplied) = outcome else {
             throw RPCError(code: .internalError, message: "registration of \(name) was not applied: \(outcome)")
         }
@@ -55,14 +65,19 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         let name = try nodeName(context, claimed: nil)
-        guard await registry.node(name) != nil else {
+        guard await replica.isLeader else {
+            throw ReplicaError.notLeader(await replica.leaderHint).rpcError
+        }
+        guard await replica.node(name) != nil else {
             throw RPCError(code: .failedPrecondition, message: "node \(name) must call Register before Connect")
         }
         for try await message in request {
-            await registry.noteContact(name)
+            await replica.noteContact(name)
             switch message.kind {
             case .report(let report):
-                let outcome = try await execute(.applyReport(node: name, report: report, receivedAtUnixMs: Clock.nowUnixMs()))
+                let outcome = try await serving {
+                    try await replica.propose(.applyReport(node: name, report: report, receivedAtUnixMs: Clock.nowUnixMs()))
+                }
                 switch outcome {
                 case let .reportApplied(seq, gap, needsFull):
                     if gap {
@@ -76,11 +91,14 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
                     try await response.write(.with { $0.ack.ackedThroughSeq = seq })
                 case let .rejected(reason):
                     throw RPCError(code: .failedPrecondition, message: reason)
-                case .registered:
+                default:
                     break
                 }
             case .heartbeat:
-                break
+                // Leadership can move while the stream is open; send the agent to the new leader.
+                if !(await replica.isLeader) {
+                    throw ReplicaError.notLeader(await replica.leaderHint).rpcError
+                }
             case .instructionResult(let result):
                 logger.info("instruction result", metadata: [
                     "node.name": "\(name)", "instruction.id": "\(result.instructionID)", "ok": "\(result.ok)",
@@ -88,15 +106,6 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
             case nil:
                 break
             }
-        }
-    }
-
-    private func execute(_ command: ClusterCommand) async throws -> ApplyOutcome {
-        do {
-            return try await registry.execute(command)
-        } catch {
-            logger.error("cannot persist state; agents will resend", metadata: ["error": "\(error)"])
-            throw RPCError(code: .unavailable, message: "coordinator \(coordinatorName) cannot persist: \(error)")
         }
     }
 }

@@ -4,36 +4,53 @@ import SpecolaProtocol
 
 /// The API behind the `specola` CLI. Callers need a user or coordinator certificate.
 struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
-    let registry: Registry
+    let replica: Replica
     let coordinatorName: String
 
     func status(request: Specola_V1_StatusRequest, context: ServerContext) async throws -> Specola_V1_StatusResponse {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
-        let nodes = await registry.allNodes()
+        let nodes = await replica.allNodes()
+        let leader = await replica.leaderHint
+        let isLeader = await replica.isLeader
+        let term = await replica.term
+        let commit = await replica.commitIndex
+        let applied = await replica.appliedIndex
         return .with {
             $0.coordinatorName = coordinatorName
             $0.version = SpecolaVersion.current
-            $0.role = "leader"
+            $0.role = isLeader ? "leader" : "follower"
             $0.nodesTotal = UInt32(nodes.count)
             $0.nodesReady = UInt32(nodes.filter { $0.status == "ready" }.count)
             $0.nodesSuspect = UInt32(nodes.filter { $0.status == "suspect" }.count)
             $0.nodesDown = UInt32(nodes.filter { $0.status == "down" }.count)
-            $0.startedAtUnixMs = registry.startedAtUnixMs
+            $0.startedAtUnixMs = replica.startedAtUnixMs
             $0.sensorsCritical = UInt32(nodes.reduce(0) { total, node in
                 total + node.facts.bmc.sensors.filter { $0.state == .critical }.count
             })
+            $0.raftTerm = term
+            $0.commitIndex = commit
+            $0.appliedIndex = applied
+            $0.leaderName = leader?.name ?? ""
+            $0.leaderAddress = leader?.address ?? ""
         }
+    }
+
+    /// Node facts live on the leader (liveness is leader-only soft state), so followers redirect.
+    private func requireLeader() async throws {
+        guard await replica.isLeader else { throw ReplicaError.notLeader(await replica.leaderHint).rpcError }
     }
 
     func listNodes(request: Specola_V1_ListNodesRequest, context: ServerContext) async throws -> Specola_V1_ListNodesResponse {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
-        let nodes = await registry.allNodes()
+        try await requireLeader()
+        let nodes = await replica.allNodes()
         return .with { $0.nodes = nodes }
     }
 
     func getNode(request: Specola_V1_GetNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
-        guard let node = await registry.node(request.name) else {
+        try await requireLeader()
+        guard let node = await replica.node(request.name) else {
             throw RPCError(code: .notFound, message: "no node named '\(request.name)'; `specola nodes` lists the known nodes")
         }
         return node

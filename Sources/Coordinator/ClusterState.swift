@@ -1,77 +1,136 @@
+import Foundation
 import SpecolaProtocol
 
-/// A durable decision. Every change to `ClusterState` is one of these, stamped
-/// with time by whoever proposes it, so `apply` stays deterministic (the Raft
-/// log will carry exactly these).
-public enum ClusterCommand: Sendable, Equatable {
-    case registerNode(name: String, address: String, agentVersion: String, labels: [String: String], atUnixMs: Int64)
-    case applyReport(node: String, report: Specola_V1_Report, receivedAtUnixMs: Int64)
-}
-
-/// What applying a command did.
+/// What applying a command did, handed back to whoever proposed it.
 public enum ApplyOutcome: Sendable, Equatable {
     case registered(lastAppliedSeq: UInt64)
     /// The report was merged. `gap` is true when at least one earlier sequence number never arrived.
     case reportApplied(lastAppliedSeq: UInt64, gap: Bool, needsFullReport: Bool)
     /// Already applied earlier (a resend after a lost ack); nothing changed.
     case duplicateReport(lastAppliedSeq: UInt64)
+    case kvWrite(Specola_V1_KvWriteResponse)
+    case done
     case rejected(reason: String)
 }
 
-/// The replicated state machine: the node registry and each node's latest facts.
+/// The replicated state machine: node registry and facts, the KV store and
+/// the replica address book. `apply` is deterministic: it reads no clock, no
+/// randomness and no network; time comes inside the command.
 public struct ClusterState: Sendable {
     /// How many SEL entries are kept per node.
     public static let selHistoryLimit = 200
 
     public private(set) var nodes: [String: Specola_V1_Node] = [:]
+    public private(set) var kv: [String: Specola_V1_KeyValue] = [:]
+    public private(set) var kvRevision: UInt64 = 0
+    public private(set) var members: [UInt64: Specola_V1_Member] = [:]
 
-    public init(nodes: [String: Specola_V1_Node] = [:]) {
-        self.nodes = nodes
+    public init() {}
+
+    public init(snapshot: Specola_V1_ClusterSnapshot) {
+        for node in snapshot.nodes { nodes[node.name] = node }
+        for entry in snapshot.kv { kv[entry.key] = entry }
+        kvRevision = snapshot.kvRevision
+        for member in snapshot.members { members[member.id] = member }
     }
 
-    /// Names of the nodes whose record `command` touches (for persistence).
-    public static func touchedNodes(by command: ClusterCommand) -> [String] {
-        switch command {
-        case .registerNode(let name, _, _, _, _): return [name]
-        case .applyReport(let node, _, _): return [node]
+    /// The whole state, in a stable order so equal states serialize equally.
+    public func snapshot() -> Specola_V1_ClusterSnapshot {
+        .with {
+            $0.nodes = nodes.values.sorted { $0.name < $1.name }
+            $0.kv = kv.values.sorted { $0.key < $1.key }
+            $0.kvRevision = kvRevision
+            $0.members = members.values.sorted { $0.id < $1.id }
         }
     }
 
-    public mutating func apply(_ command: ClusterCommand) -> ApplyOutcome {
-        switch command {
-        case let .registerNode(name, address, agentVersion, labels, at):
-            var node = nodes[name] ?? Specola_V1_Node.with {
-                $0.name = name
-                $0.registeredAtUnixMs = at
+    public mutating func apply(_ command: Specola_V1_Command) -> ApplyOutcome {
+        let at = command.proposedAtUnixMs
+        switch command.kind {
+        case .registerNode(let register):
+            return registerNode(register, at: at)
+        case .applyReport(let report):
+            return applyReport(node: report.node, report: report.report, receivedAt: at)
+        case .kvPut(let put):
+            return .kvWrite(write(key: put.key, value: put.value))
+        case .kvDelete(let delete):
+            guard let existing = kv.removeValue(forKey: delete.key) else {
+                return .kvWrite(.with { $0.succeeded = false; $0.revision = kvRevision })
             }
-            node.address = address
-            node.agentVersion = agentVersion
-            node.lastSeenUnixMs = max(node.lastSeenUnixMs, at)
-            if !labels.isEmpty {
-                node.facts.capacity.labels = labels
+            kvRevision += 1
+            return .kvWrite(.with { $0.succeeded = true; $0.revision = kvRevision; $0.kv = existing; $0.found = true })
+        case .kvCas(let cas):
+            let current = kv[cas.key]
+            let matches: Bool
+            switch cas.expect {
+            case .expectedValue(let value): matches = current?.value == value
+            case .expectedModRevision(let revision): matches = (current?.modRevision ?? 0) == revision
+            case nil: matches = false
             }
-            nodes[name] = node
-            return .registered(lastAppliedSeq: node.lastAppliedSeq)
-
-        case let .applyReport(name, report, receivedAt):
-            guard var node = nodes[name] else {
-                return .rejected(reason: "node \(name) is not registered")
+            guard matches else {
+                return .kvWrite(.with {
+                    $0.succeeded = false
+                    $0.revision = kvRevision
+                    if let current { $0.kv = current; $0.found = true }
+                })
             }
-            if report.seq <= node.lastAppliedSeq {
-                return .duplicateReport(lastAppliedSeq: node.lastAppliedSeq)
+            return .kvWrite(write(key: cas.key, value: cas.newValue))
+        case .setMember(let change):
+            if change.remove {
+                members.removeValue(forKey: change.member.id)
+            } else {
+                members[change.member.id] = change.member
             }
-            let gap = node.lastAppliedSeq != 0 && report.seq != node.lastAppliedSeq + 1
-            let hadBaseline = node.hasFacts && node.facts.hasCapacity
-            merge(report.facts, into: &node, full: report.full)
-            node.lastAppliedSeq = report.seq
-            node.reportsApplied += 1
-            if gap { node.seqGaps += 1 }
-            node.lastSeenUnixMs = max(node.lastSeenUnixMs, receivedAt)
-            nodes[name] = node
-            return .reportApplied(
-                lastAppliedSeq: report.seq, gap: gap,
-                needsFullReport: !report.full && !hadBaseline)
+            return .done
+        case .noop, nil:
+            return .done
         }
+    }
+
+    private mutating func write(key: String, value: Data) -> Specola_V1_KvWriteResponse {
+        kvRevision += 1
+        var entry = kv[key] ?? Specola_V1_KeyValue.with {
+            $0.key = key
+            $0.createRevision = kvRevision
+        }
+        entry.value = value
+        entry.modRevision = kvRevision
+        entry.version += 1
+        kv[key] = entry
+        return .with { $0.succeeded = true; $0.revision = kvRevision; $0.kv = entry; $0.found = true }
+    }
+
+    private mutating func registerNode(_ register: Specola_V1_RegisterNodeCommand, at: Int64) -> ApplyOutcome {
+        var node = nodes[register.name] ?? Specola_V1_Node.with {
+            $0.name = register.name
+            $0.registeredAtUnixMs = at
+        }
+        node.address = register.address
+        node.agentVersion = register.agentVersion
+        node.lastSeenUnixMs = max(node.lastSeenUnixMs, at)
+        if !register.labels.isEmpty {
+            node.facts.capacity.labels = register.labels
+        }
+        nodes[register.name] = node
+        return .registered(lastAppliedSeq: node.lastAppliedSeq)
+    }
+
+    private mutating func applyReport(node name: String, report: Specola_V1_Report, receivedAt: Int64) -> ApplyOutcome {
+        guard var node = nodes[name] else {
+            return .rejected(reason: "node \(name) is not registered")
+        }
+        if report.seq <= node.lastAppliedSeq {
+            return .duplicateReport(lastAppliedSeq: node.lastAppliedSeq)
+        }
+        let gap = node.lastAppliedSeq != 0 && report.seq != node.lastAppliedSeq + 1
+        let hadBaseline = node.hasFacts && node.facts.hasCapacity
+        merge(report.facts, into: &node, full: report.full)
+        node.lastAppliedSeq = report.seq
+        node.reportsApplied += 1
+        if gap { node.seqGaps += 1 }
+        node.lastSeenUnixMs = max(node.lastSeenUnixMs, receivedAt)
+        nodes[name] = node
+        return .reportApplied(lastAppliedSeq: report.seq, gap: gap, needsFullReport: !report.full && !hadBaseline)
     }
 
     private func merge(_ facts: Specola_V1_NodeFacts, into node: inout Specola_V1_Node, full: Bool) {
@@ -94,5 +153,30 @@ public struct ClusterState: Sendable {
         }
         merged.clearSel()
         node.facts = merged
+    }
+}
+
+/// Shorthands for building commands.
+extension Specola_V1_Command {
+    public static func registerNode(name: String, address: String, agentVersion: String, labels: [String: String], atUnixMs: Int64) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.registerNode = .with {
+                $0.name = name
+                $0.address = address
+                $0.agentVersion = agentVersion
+                $0.labels = labels
+            }
+        }
+    }
+
+    public static func applyReport(node: String, report: Specola_V1_Report, receivedAtUnixMs: Int64) -> Self {
+        .with {
+            $0.proposedAtUnixMs = receivedAtUnixMs
+            $0.applyReport = .with {
+                $0.node = node
+                $0.report = report
+            }
+        }
     }
 }

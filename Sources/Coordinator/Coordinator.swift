@@ -4,9 +4,11 @@ import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
 import SpecolaProtocol
+import SpecolaRaft
 
-/// One coordinator replica: the agent link and CLI API on the gRPC port, and
-/// metrics on their own port.
+/// One coordinator replica: Raft, the agent link, the CLI, KV and membership
+/// APIs on the gRPC port, and metrics on their own port. SIGTERM hands
+/// leadership to another voter before the server stops.
 public struct Coordinator: Service {
     public let config: CoordinatorConfig
     let logger: Logger
@@ -16,46 +18,66 @@ public struct Coordinator: Service {
         self.logger = logger
     }
 
+    func makeReplica() throws -> (Replica, PeerTransport) {
+        let storage = try RaftStorage(path: config.dataDir + "/raft.sqlite")
+        let transport = PeerTransport(selfID: config.id, tls: config.tls, logger: logger)
+        var settings = Replica.Settings(id: config.id, name: config.name)
+        settings.tick = .milliseconds(config.raft.tickMs)
+        settings.electionTicks = config.raft.electionTicks
+        settings.snapshotEvery = config.raft.snapshotEvery
+        let voters: Set<NodeID> = config.join ? [] : Set(config.peers.isEmpty ? [config.id] : config.peers.map(\.id))
+        let replica = try Replica(
+            settings: settings, storage: storage, peers: config.peers + [config.selfMember], initialVoters: voters,
+            transport: transport,
+            thresholds: .init(suspectAfterMs: Int64(config.suspectAfter * 1000), downAfterMs: Int64(config.downAfter * 1000)),
+            logger: logger)
+        return (replica, transport)
+    }
+
     public func run() async throws {
         let identity = try config.tls.validate()
         guard identity.role == .coordinator else {
             throw TLSFileError(path: config.tls.cert, problem: "is for \(identity), but a coordinator needs a coordinator certificate")
         }
-        let store = try StateStore(path: config.dataDir + "/state.sqlite")
-        let registry = try Registry(
-            store: store,
-            thresholds: .init(suspectAfterMs: Int64(config.suspectAfter * 1000), downAfterMs: Int64(config.downAfter * 1000)),
-            logger: logger)
+        let (replica, transport) = try makeReplica()
+        defer { transport.stopAll() }
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
                 transportSecurity: config.tls.serverSecurity,
-                config: .defaults { $0.rpc.maxRequestPayloadSize = 16 * 1024 * 1024 }),
+                config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
             services: [
-                AgentLinkService(registry: registry, coordinatorName: config.name,
+                AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000), logger: logger),
-                ClusterAPIService(registry: registry, coordinatorName: config.name),
+                ClusterAPIService(replica: replica, coordinatorName: config.name),
+                RaftPeerService(replica: replica, logger: logger),
+                KVService(replica: replica),
+                MembershipService(replica: replica, logger: logger),
             ])
-        let metrics = MetricsServer(endpoint: config.metricsListen, registry: registry, logger: logger)
+        let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, logger: logger)
         let notifier = SystemdNotifier()
+        let logger = self.logger
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await withGracefulShutdownHandler {
                     try await server.serve()
                 } onGracefulShutdown: {
-                    server.beginGracefulShutdown()
+                    Task {
+                        await Self.handOffLeadership(replica, logger: logger)
+                        server.beginGracefulShutdown()
+                    }
                 }
             }
+            group.addTask { await replica.runTicker() }
             group.addTask {
                 try await cancelWhenGracefulShutdown { try await metrics.run() }
             }
             group.addTask {
                 guard let address = try await server.listeningAddress else { return }
-                let known = await registry.allNodes().count
                 logger.info("coordinator ready", metadata: [
-                    "coordinator.name": "\(config.name)", "grpc.address": "\(address)",
-                    "nodes.known": "\(known)",
+                    "coordinator.name": "\(config.name)", "raft.id": "\(config.id)", "grpc.address": "\(address)",
+                    "raft.peers": "\(config.peers.map(\.name))",
                 ])
                 notifier.ready()
                 if let interval = notifier.watchdogInterval {
@@ -67,9 +89,29 @@ public struct Coordinator: Service {
                     try? await gracefulShutdown()
                 }
             }
-            try await group.next()
+            _ = try await group.next()
             notifier.stopping()
             group.cancelAll()
         }
+    }
+
+    /// A leader that is asked to stop first makes another voter leader, so writes pause only briefly.
+    static func handOffLeadership(_ replica: Replica, logger: Logger) async {
+        guard await replica.isLeader else { return }
+        let me = replica.settings.id
+        let others = await replica.membership.voters.filter { $0 != me }.sorted()
+        guard let target = others.first else { return }
+        do {
+            try await replica.transferLeadership(to: target)
+        } catch {
+            logger.warning("leadership transfer before shutdown failed", metadata: ["error": "\(error)"])
+            return
+        }
+        let deadline = ContinuousClock.now + .seconds(3)
+        while ContinuousClock.now < deadline, await replica.isLeader {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        let leader = await replica.leaderID
+        logger.info("leadership handed off before shutdown", metadata: ["raft.leader": "\(leader.map(String.init) ?? "none")"])
     }
 }

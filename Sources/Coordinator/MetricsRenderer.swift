@@ -72,6 +72,19 @@ public enum MetricsRenderer {
         return out.text
     }
 
+    public static func renderRaft(isLeader: Bool, term: UInt64, commit: UInt64, applied: UInt64) -> String {
+        var out = MetricsText()
+        out.family("specola_raft_leader", "1 when this replica is the Raft leader.", "gauge")
+        out.sample("specola_raft_leader", [:], isLeader ? 1 : 0)
+        out.family("specola_raft_term", "Current Raft term.", "gauge")
+        out.sample("specola_raft_term", [:], Double(term))
+        out.family("specola_raft_commit_index", "Highest log index known committed.", "gauge")
+        out.sample("specola_raft_commit_index", [:], Double(commit))
+        out.family("specola_raft_applied_index", "Highest log index applied to the state machine.", "gauge")
+        out.sample("specola_raft_applied_index", [:], Double(applied))
+        return out.text
+    }
+
     static func stateValue(_ state: Specola_V1_SensorState) -> Double {
         switch state {
         case .nominal: return 0

@@ -8,7 +8,7 @@ import SpecolaProtocol
 /// port (loopback unless configured otherwise).
 struct MetricsServer: Sendable {
     let endpoint: HostPort
-    let registry: Registry
+    let replica: Replica
     let logger: Logger
 
     /// Binds and serves until cancelled; `onBound` gets the bound port (useful with port 0).
@@ -67,12 +67,18 @@ struct MetricsServer: Sendable {
         let path = request.uri.split(separator: "?").first.map(String.init) ?? request.uri
         switch path {
         case "/metrics":
-            let nodes = await registry.allNodes()
-            return (.ok, MetricsRenderer.render(nodes: nodes), "text/plain; version=0.0.4; charset=utf-8")
+            let nodes = await replica.allNodes()
+            var text = MetricsRenderer.render(nodes: nodes)
+            text += MetricsRenderer.renderRaft(
+                isLeader: await replica.isLeader, term: await replica.term,
+                commit: await replica.commitIndex, applied: await replica.appliedIndex)
+            return (.ok, text, "text/plain; version=0.0.4; charset=utf-8")
         case "/healthz":
             return (.ok, "ok\n", "text/plain")
         case "/readyz":
-            return (.ok, "ready\n", "text/plain")
+            // Ready once a leader is known: writes can be served (here or by redirect).
+            if await replica.leaderID != nil { return (.ok, "ready\n", "text/plain") }
+            return (.serviceUnavailable, "no Raft leader known yet\n", "text/plain")
         default:
             return (.notFound, "not found; try /metrics, /healthz or /readyz\n", "text/plain")
         }

@@ -39,7 +39,7 @@ final class LocalCluster: @unchecked Sendable {
         coordinatorProcess = process
         try await waitUntil("coordinator to serve (log: \(process.logPath))") {
             guard process.isRunning else { throw ProcessDied(log: process.log) }
-            return process.log.contains("coordinator ready")
+            return process.log.contains("coordinator ready") && process.log.contains("became leader")
         }
     }
 

@@ -30,8 +30,21 @@ public final class SimulatedBMC: Sendable {
         self.pid = pid
     }
 
-    /// Starts a BMC and waits until it answers a chassis status request.
+    /// Starts a BMC and waits until it answers a chassis status request; a port
+    /// that turns out to be taken (ipmi_sim also needs PORT+1) is retried with another.
     public static func start(address requested: String? = nil) async throws -> SimulatedBMC {
+        var lastError: (any Error)?
+        for _ in 0..<3 {
+            do {
+                return try await startOnce(address: requested)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
+    }
+
+    private static func startOnce(address requested: String?) async throws -> SimulatedBMC {
         let address = requested ?? "127.0.1.\(100 + nextHost.withLock { value in defer { value += 1 }; return value } % 150)"
         let port = freePort(host: address, udp: true)
         let workdir = try TempDir("specola-bmc")
@@ -48,8 +61,9 @@ public final class SimulatedBMC: Sendable {
                 (try? probe.powerStatus()) != nil
             }
         } catch {
+            let log = (try? String(contentsOfFile: workdir.file("sim.log"), encoding: .utf8)) ?? ""
             bmc.stop()
-            throw error
+            throw TimedOut(what: "ipmi_sim on \(address):\(port) to answer; its log: \(log)")
         }
         return bmc
     }

@@ -1305,3 +1305,2556 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
         )
     }
 }
+
+// MARK: - specola.v1.RaftPeer
+
+/// Namespace containing generated types for the "specola.v1.RaftPeer" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Specola_V1_RaftPeer: Sendable {
+    /// Service descriptor for the "specola.v1.RaftPeer" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.RaftPeer")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "Deliver" metadata.
+        public enum Deliver: Sendable {
+            /// Request type for "Deliver".
+            public typealias Input = Specola_V1_RaftBatch
+            /// Response type for "Deliver".
+            public typealias Output = Specola_V1_RaftDeliverAck
+            /// Descriptor for "Deliver".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.RaftPeer"),
+                method: "Deliver",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "specola.v1.RaftPeer" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            Deliver.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "specola.v1.RaftPeer" service.
+    public static let specola_v1_RaftPeer = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.RaftPeer")
+}
+
+// MARK: specola.v1.RaftPeer (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_RaftPeer {
+    /// Streaming variant of the service protocol for the "specola.v1.RaftPeer" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Coordinator-to-coordinator Raft traffic. Only coordinator certificates may call it.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Deliver" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A batch of Raft messages, each in the Raft core's own wire encoding.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_RaftBatch` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_RaftDeliverAck` messages.
+        func deliver(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_RaftBatch>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_RaftDeliverAck>
+    }
+
+    /// Service protocol for the "specola.v1.RaftPeer" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Coordinator-to-coordinator Raft traffic. Only coordinator certificates may call it.
+    public protocol ServiceProtocol: Specola_V1_RaftPeer.StreamingServiceProtocol {
+        /// Handle the "Deliver" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A batch of Raft messages, each in the Raft core's own wire encoding.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_RaftBatch` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_RaftDeliverAck` message.
+        func deliver(
+            request: GRPCCore.ServerRequest<Specola_V1_RaftBatch>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_RaftDeliverAck>
+    }
+
+    /// Simple service protocol for the "specola.v1.RaftPeer" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Coordinator-to-coordinator Raft traffic. Only coordinator certificates may call it.
+    public protocol SimpleServiceProtocol: Specola_V1_RaftPeer.ServiceProtocol {
+        /// Handle the "Deliver" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A batch of Raft messages, each in the Raft core's own wire encoding.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_RaftBatch` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_RaftDeliverAck` to respond with.
+        func deliver(
+            request: Specola_V1_RaftBatch,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_RaftDeliverAck
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_RaftPeer.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Specola_V1_RaftPeer.Method.Deliver.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_RaftBatch>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_RaftDeliverAck>(),
+            handler: { request, context in
+                try await self.deliver(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_RaftPeer.ServiceProtocol {
+    public func deliver(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_RaftBatch>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_RaftDeliverAck> {
+        let response = try await self.deliver(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_RaftPeer.SimpleServiceProtocol {
+    public func deliver(
+        request: GRPCCore.ServerRequest<Specola_V1_RaftBatch>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_RaftDeliverAck> {
+        return GRPCCore.ServerResponse<Specola_V1_RaftDeliverAck>(
+            message: try await self.deliver(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: specola.v1.RaftPeer (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_RaftPeer {
+    /// Generated client protocol for the "specola.v1.RaftPeer" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Coordinator-to-coordinator Raft traffic. Only coordinator certificates may call it.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "Deliver" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A batch of Raft messages, each in the Raft core's own wire encoding.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_RaftBatch` message.
+        ///   - serializer: A serializer for `Specola_V1_RaftBatch` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_RaftDeliverAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deliver<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_RaftBatch>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_RaftBatch>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_RaftDeliverAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_RaftDeliverAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "specola.v1.RaftPeer" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Coordinator-to-coordinator Raft traffic. Only coordinator certificates may call it.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "Deliver" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A batch of Raft messages, each in the Raft core's own wire encoding.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_RaftBatch` message.
+        ///   - serializer: A serializer for `Specola_V1_RaftBatch` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_RaftDeliverAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deliver<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_RaftBatch>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_RaftBatch>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_RaftDeliverAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_RaftDeliverAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_RaftPeer.Method.Deliver.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_RaftPeer.ClientProtocol {
+    /// Call the "Deliver" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A batch of Raft messages, each in the Raft core's own wire encoding.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_RaftBatch` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliver<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_RaftBatch>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_RaftDeliverAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deliver(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_RaftBatch>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_RaftDeliverAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_RaftPeer.ClientProtocol {
+    /// Call the "Deliver" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A batch of Raft messages, each in the Raft core's own wire encoding.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliver<Result>(
+        _ message: Specola_V1_RaftBatch,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_RaftDeliverAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_RaftBatch>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deliver(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// MARK: - specola.v1.KV
+
+/// Namespace containing generated types for the "specola.v1.KV" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Specola_V1_KV: Sendable {
+    /// Service descriptor for the "specola.v1.KV" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.KV")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "Put" metadata.
+        public enum Put: Sendable {
+            /// Request type for "Put".
+            public typealias Input = Specola_V1_KvPutRequest
+            /// Response type for "Put".
+            public typealias Output = Specola_V1_KvWriteResponse
+            /// Descriptor for "Put".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.KV"),
+                method: "Put",
+                type: .unary
+            )
+        }
+        /// Namespace for "Get" metadata.
+        public enum Get: Sendable {
+            /// Request type for "Get".
+            public typealias Input = Specola_V1_KvGetRequest
+            /// Response type for "Get".
+            public typealias Output = Specola_V1_KvGetResponse
+            /// Descriptor for "Get".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.KV"),
+                method: "Get",
+                type: .unary
+            )
+        }
+        /// Namespace for "Delete" metadata.
+        public enum Delete: Sendable {
+            /// Request type for "Delete".
+            public typealias Input = Specola_V1_KvDeleteRequest
+            /// Response type for "Delete".
+            public typealias Output = Specola_V1_KvWriteResponse
+            /// Descriptor for "Delete".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.KV"),
+                method: "Delete",
+                type: .unary
+            )
+        }
+        /// Namespace for "CompareAndSwap" metadata.
+        public enum CompareAndSwap: Sendable {
+            /// Request type for "CompareAndSwap".
+            public typealias Input = Specola_V1_KvCasRequest
+            /// Response type for "CompareAndSwap".
+            public typealias Output = Specola_V1_KvWriteResponse
+            /// Descriptor for "CompareAndSwap".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.KV"),
+                method: "CompareAndSwap",
+                type: .unary
+            )
+        }
+        /// Namespace for "List" metadata.
+        public enum List: Sendable {
+            /// Request type for "List".
+            public typealias Input = Specola_V1_KvListRequest
+            /// Response type for "List".
+            public typealias Output = Specola_V1_KvListResponse
+            /// Descriptor for "List".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.KV"),
+                method: "List",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "specola.v1.KV" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            Put.descriptor,
+            Get.descriptor,
+            Delete.descriptor,
+            CompareAndSwap.descriptor,
+            List.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "specola.v1.KV" service.
+    public static let specola_v1_KV = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.KV")
+}
+
+// MARK: specola.v1.KV (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_KV {
+    /// Streaming variant of the service protocol for the "specola.v1.KV" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Small parameters and results for pipelines. Writes go through Raft; reads
+    /// > are linearizable (ReadIndex) unless `stale` is set.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Put" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_KvPutRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_KvWriteResponse` messages.
+        func put(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_KvPutRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvWriteResponse>
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_KvGetRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_KvGetResponse` messages.
+        func get(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_KvGetRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvGetResponse>
+
+        /// Handle the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_KvDeleteRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_KvWriteResponse` messages.
+        func delete(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_KvDeleteRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvWriteResponse>
+
+        /// Handle the "CompareAndSwap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_KvCasRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_KvWriteResponse` messages.
+        func compareAndSwap(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_KvCasRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvWriteResponse>
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_KvListRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_KvListResponse` messages.
+        func list(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_KvListRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvListResponse>
+    }
+
+    /// Service protocol for the "specola.v1.KV" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Small parameters and results for pipelines. Writes go through Raft; reads
+    /// > are linearizable (ReadIndex) unless `stale` is set.
+    public protocol ServiceProtocol: Specola_V1_KV.StreamingServiceProtocol {
+        /// Handle the "Put" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvPutRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_KvWriteResponse` message.
+        func put(
+            request: GRPCCore.ServerRequest<Specola_V1_KvPutRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvWriteResponse>
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvGetRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_KvGetResponse` message.
+        func get(
+            request: GRPCCore.ServerRequest<Specola_V1_KvGetRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvGetResponse>
+
+        /// Handle the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvDeleteRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_KvWriteResponse` message.
+        func delete(
+            request: GRPCCore.ServerRequest<Specola_V1_KvDeleteRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvWriteResponse>
+
+        /// Handle the "CompareAndSwap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvCasRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_KvWriteResponse` message.
+        func compareAndSwap(
+            request: GRPCCore.ServerRequest<Specola_V1_KvCasRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvWriteResponse>
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvListRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_KvListResponse` message.
+        func list(
+            request: GRPCCore.ServerRequest<Specola_V1_KvListRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvListResponse>
+    }
+
+    /// Simple service protocol for the "specola.v1.KV" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Small parameters and results for pipelines. Writes go through Raft; reads
+    /// > are linearizable (ReadIndex) unless `stale` is set.
+    public protocol SimpleServiceProtocol: Specola_V1_KV.ServiceProtocol {
+        /// Handle the "Put" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_KvPutRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_KvWriteResponse` to respond with.
+        func put(
+            request: Specola_V1_KvPutRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_KvWriteResponse
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_KvGetRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_KvGetResponse` to respond with.
+        func get(
+            request: Specola_V1_KvGetRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_KvGetResponse
+
+        /// Handle the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_KvDeleteRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_KvWriteResponse` to respond with.
+        func delete(
+            request: Specola_V1_KvDeleteRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_KvWriteResponse
+
+        /// Handle the "CompareAndSwap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_KvCasRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_KvWriteResponse` to respond with.
+        func compareAndSwap(
+            request: Specola_V1_KvCasRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_KvWriteResponse
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_KvListRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_KvListResponse` to respond with.
+        func list(
+            request: Specola_V1_KvListRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_KvListResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_KV.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Specola_V1_KV.Method.Put.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvPutRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvWriteResponse>(),
+            handler: { request, context in
+                try await self.put(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_KV.Method.Get.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvGetRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvGetResponse>(),
+            handler: { request, context in
+                try await self.get(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_KV.Method.Delete.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvDeleteRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvWriteResponse>(),
+            handler: { request, context in
+                try await self.delete(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_KV.Method.CompareAndSwap.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvCasRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvWriteResponse>(),
+            handler: { request, context in
+                try await self.compareAndSwap(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_KV.Method.List.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvListRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvListResponse>(),
+            handler: { request, context in
+                try await self.list(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_KV.ServiceProtocol {
+    public func put(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_KvPutRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvWriteResponse> {
+        let response = try await self.put(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func get(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_KvGetRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvGetResponse> {
+        let response = try await self.get(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func delete(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_KvDeleteRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvWriteResponse> {
+        let response = try await self.delete(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func compareAndSwap(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_KvCasRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvWriteResponse> {
+        let response = try await self.compareAndSwap(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func list(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_KvListRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_KvListResponse> {
+        let response = try await self.list(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_KV.SimpleServiceProtocol {
+    public func put(
+        request: GRPCCore.ServerRequest<Specola_V1_KvPutRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvWriteResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_KvWriteResponse>(
+            message: try await self.put(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func get(
+        request: GRPCCore.ServerRequest<Specola_V1_KvGetRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvGetResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_KvGetResponse>(
+            message: try await self.get(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func delete(
+        request: GRPCCore.ServerRequest<Specola_V1_KvDeleteRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvWriteResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_KvWriteResponse>(
+            message: try await self.delete(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func compareAndSwap(
+        request: GRPCCore.ServerRequest<Specola_V1_KvCasRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvWriteResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_KvWriteResponse>(
+            message: try await self.compareAndSwap(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func list(
+        request: GRPCCore.ServerRequest<Specola_V1_KvListRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_KvListResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_KvListResponse>(
+            message: try await self.list(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: specola.v1.KV (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_KV {
+    /// Generated client protocol for the "specola.v1.KV" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Small parameters and results for pipelines. Writes go through Raft; reads
+    /// > are linearizable (ReadIndex) unless `stale` is set.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "Put" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvPutRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvPutRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvWriteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func put<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvPutRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvPutRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvWriteResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvGetRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvGetRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvGetResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func get<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvGetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvGetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvGetResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvGetResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvDeleteRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvDeleteRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvWriteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func delete<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvDeleteRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvDeleteRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvWriteResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CompareAndSwap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvCasRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvCasRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvWriteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func compareAndSwap<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvCasRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvCasRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvWriteResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvListRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvListRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvListResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func list<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvListResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvListResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "specola.v1.KV" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Small parameters and results for pipelines. Writes go through Raft; reads
+    /// > are linearizable (ReadIndex) unless `stale` is set.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "Put" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvPutRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvPutRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvWriteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func put<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvPutRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvPutRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvWriteResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_KV.Method.Put.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvGetRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvGetRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvGetResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func get<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvGetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvGetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvGetResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvGetResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_KV.Method.Get.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvDeleteRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvDeleteRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvWriteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func delete<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvDeleteRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvDeleteRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvWriteResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_KV.Method.Delete.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CompareAndSwap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvCasRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvCasRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvWriteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func compareAndSwap<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvCasRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvCasRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvWriteResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_KV.Method.CompareAndSwap.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_KvListRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_KvListRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_KvListResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func list<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_KvListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_KvListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_KvListResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvListResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_KV.Method.List.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_KV.ClientProtocol {
+    /// Call the "Put" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_KvPutRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func put<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_KvPutRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.put(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvPutRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvWriteResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Get" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_KvGetRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func get<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_KvGetRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvGetResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.get(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvGetRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvGetResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Delete" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_KvDeleteRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func delete<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_KvDeleteRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.delete(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvDeleteRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvWriteResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CompareAndSwap" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_KvCasRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func compareAndSwap<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_KvCasRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.compareAndSwap(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvCasRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvWriteResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_KvListRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_KvListRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvListResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.list(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_KvListRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_KvListResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_KV.ClientProtocol {
+    /// Call the "Put" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func put<Result>(
+        _ message: Specola_V1_KvPutRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_KvPutRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.put(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Get" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func get<Result>(
+        _ message: Specola_V1_KvGetRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvGetResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_KvGetRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.get(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Delete" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func delete<Result>(
+        _ message: Specola_V1_KvDeleteRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_KvDeleteRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.delete(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CompareAndSwap" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func compareAndSwap<Result>(
+        _ message: Specola_V1_KvCasRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvWriteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_KvCasRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.compareAndSwap(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        _ message: Specola_V1_KvListRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_KvListResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_KvListRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.list(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// MARK: - specola.v1.Membership
+
+/// Namespace containing generated types for the "specola.v1.Membership" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Specola_V1_Membership: Sendable {
+    /// Service descriptor for the "specola.v1.Membership" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Membership")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "ListMembers" metadata.
+        public enum ListMembers: Sendable {
+            /// Request type for "ListMembers".
+            public typealias Input = Specola_V1_ListMembersRequest
+            /// Response type for "ListMembers".
+            public typealias Output = Specola_V1_ListMembersResponse
+            /// Descriptor for "ListMembers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Membership"),
+                method: "ListMembers",
+                type: .unary
+            )
+        }
+        /// Namespace for "AddMember" metadata.
+        public enum AddMember: Sendable {
+            /// Request type for "AddMember".
+            public typealias Input = Specola_V1_AddMemberRequest
+            /// Response type for "AddMember".
+            public typealias Output = Specola_V1_ListMembersResponse
+            /// Descriptor for "AddMember".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Membership"),
+                method: "AddMember",
+                type: .unary
+            )
+        }
+        /// Namespace for "RemoveMember" metadata.
+        public enum RemoveMember: Sendable {
+            /// Request type for "RemoveMember".
+            public typealias Input = Specola_V1_RemoveMemberRequest
+            /// Response type for "RemoveMember".
+            public typealias Output = Specola_V1_ListMembersResponse
+            /// Descriptor for "RemoveMember".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Membership"),
+                method: "RemoveMember",
+                type: .unary
+            )
+        }
+        /// Namespace for "TransferLeadership" metadata.
+        public enum TransferLeadership: Sendable {
+            /// Request type for "TransferLeadership".
+            public typealias Input = Specola_V1_TransferLeadershipRequest
+            /// Response type for "TransferLeadership".
+            public typealias Output = Specola_V1_TransferLeadershipResponse
+            /// Descriptor for "TransferLeadership".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Membership"),
+                method: "TransferLeadership",
+                type: .unary
+            )
+        }
+        /// Namespace for "SaveSnapshot" metadata.
+        public enum SaveSnapshot: Sendable {
+            /// Request type for "SaveSnapshot".
+            public typealias Input = Specola_V1_SaveSnapshotRequest
+            /// Response type for "SaveSnapshot".
+            public typealias Output = Specola_V1_ClusterSnapshot
+            /// Descriptor for "SaveSnapshot".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Membership"),
+                method: "SaveSnapshot",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "specola.v1.Membership" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            ListMembers.descriptor,
+            AddMember.descriptor,
+            RemoveMember.descriptor,
+            TransferLeadership.descriptor,
+            SaveSnapshot.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "specola.v1.Membership" service.
+    public static let specola_v1_Membership = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Membership")
+}
+
+// MARK: specola.v1.Membership (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Membership {
+    /// Streaming variant of the service protocol for the "specola.v1.Membership" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "ListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_ListMembersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_ListMembersResponse` messages.
+        func listMembers(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_ListMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListMembersResponse>
+
+        /// Handle the "AddMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_AddMemberRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_ListMembersResponse` messages.
+        func addMember(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_AddMemberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListMembersResponse>
+
+        /// Handle the "RemoveMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_RemoveMemberRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_ListMembersResponse` messages.
+        func removeMember(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_RemoveMemberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListMembersResponse>
+
+        /// Handle the "TransferLeadership" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_TransferLeadershipRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_TransferLeadershipResponse` messages.
+        func transferLeadership(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_TransferLeadershipRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_TransferLeadershipResponse>
+
+        /// Handle the "SaveSnapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The whole replicated state at a linearizable point, for disaster recovery.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_SaveSnapshotRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_ClusterSnapshot` messages.
+        func saveSnapshot(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_SaveSnapshotRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ClusterSnapshot>
+    }
+
+    /// Service protocol for the "specola.v1.Membership" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    public protocol ServiceProtocol: Specola_V1_Membership.StreamingServiceProtocol {
+        /// Handle the "ListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_ListMembersResponse` message.
+        func listMembers(
+            request: GRPCCore.ServerRequest<Specola_V1_ListMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListMembersResponse>
+
+        /// Handle the "AddMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AddMemberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_ListMembersResponse` message.
+        func addMember(
+            request: GRPCCore.ServerRequest<Specola_V1_AddMemberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListMembersResponse>
+
+        /// Handle the "RemoveMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_RemoveMemberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_ListMembersResponse` message.
+        func removeMember(
+            request: GRPCCore.ServerRequest<Specola_V1_RemoveMemberRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListMembersResponse>
+
+        /// Handle the "TransferLeadership" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_TransferLeadershipRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_TransferLeadershipResponse` message.
+        func transferLeadership(
+            request: GRPCCore.ServerRequest<Specola_V1_TransferLeadershipRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_TransferLeadershipResponse>
+
+        /// Handle the "SaveSnapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The whole replicated state at a linearizable point, for disaster recovery.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SaveSnapshotRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_ClusterSnapshot` message.
+        func saveSnapshot(
+            request: GRPCCore.ServerRequest<Specola_V1_SaveSnapshotRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_ClusterSnapshot>
+    }
+
+    /// Simple service protocol for the "specola.v1.Membership" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    public protocol SimpleServiceProtocol: Specola_V1_Membership.ServiceProtocol {
+        /// Handle the "ListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_ListMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_ListMembersResponse` to respond with.
+        func listMembers(
+            request: Specola_V1_ListMembersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_ListMembersResponse
+
+        /// Handle the "AddMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_AddMemberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_ListMembersResponse` to respond with.
+        func addMember(
+            request: Specola_V1_AddMemberRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_ListMembersResponse
+
+        /// Handle the "RemoveMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_RemoveMemberRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_ListMembersResponse` to respond with.
+        func removeMember(
+            request: Specola_V1_RemoveMemberRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_ListMembersResponse
+
+        /// Handle the "TransferLeadership" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_TransferLeadershipRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_TransferLeadershipResponse` to respond with.
+        func transferLeadership(
+            request: Specola_V1_TransferLeadershipRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_TransferLeadershipResponse
+
+        /// Handle the "SaveSnapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The whole replicated state at a linearizable point, for disaster recovery.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_SaveSnapshotRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_ClusterSnapshot` to respond with.
+        func saveSnapshot(
+            request: Specola_V1_SaveSnapshotRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_ClusterSnapshot
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Membership.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Specola_V1_Membership.Method.ListMembers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListMembersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListMembersResponse>(),
+            handler: { request, context in
+                try await self.listMembers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Membership.Method.AddMember.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_AddMemberRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListMembersResponse>(),
+            handler: { request, context in
+                try await self.addMember(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Membership.Method.RemoveMember.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_RemoveMemberRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListMembersResponse>(),
+            handler: { request, context in
+                try await self.removeMember(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Membership.Method.TransferLeadership.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_TransferLeadershipRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_TransferLeadershipResponse>(),
+            handler: { request, context in
+                try await self.transferLeadership(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Membership.Method.SaveSnapshot.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_SaveSnapshotRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ClusterSnapshot>(),
+            handler: { request, context in
+                try await self.saveSnapshot(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Membership.ServiceProtocol {
+    public func listMembers(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_ListMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListMembersResponse> {
+        let response = try await self.listMembers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func addMember(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_AddMemberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListMembersResponse> {
+        let response = try await self.addMember(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func removeMember(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_RemoveMemberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListMembersResponse> {
+        let response = try await self.removeMember(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func transferLeadership(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_TransferLeadershipRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_TransferLeadershipResponse> {
+        let response = try await self.transferLeadership(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func saveSnapshot(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_SaveSnapshotRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ClusterSnapshot> {
+        let response = try await self.saveSnapshot(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Membership.SimpleServiceProtocol {
+    public func listMembers(
+        request: GRPCCore.ServerRequest<Specola_V1_ListMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListMembersResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_ListMembersResponse>(
+            message: try await self.listMembers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func addMember(
+        request: GRPCCore.ServerRequest<Specola_V1_AddMemberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListMembersResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_ListMembersResponse>(
+            message: try await self.addMember(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func removeMember(
+        request: GRPCCore.ServerRequest<Specola_V1_RemoveMemberRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListMembersResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_ListMembersResponse>(
+            message: try await self.removeMember(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func transferLeadership(
+        request: GRPCCore.ServerRequest<Specola_V1_TransferLeadershipRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_TransferLeadershipResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_TransferLeadershipResponse>(
+            message: try await self.transferLeadership(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func saveSnapshot(
+        request: GRPCCore.ServerRequest<Specola_V1_SaveSnapshotRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_ClusterSnapshot> {
+        return GRPCCore.ServerResponse<Specola_V1_ClusterSnapshot>(
+            message: try await self.saveSnapshot(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: specola.v1.Membership (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Membership {
+    /// Generated client protocol for the "specola.v1.Membership" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "ListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListMembersRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListMembersRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listMembers<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AddMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AddMemberRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_AddMemberRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func addMember<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_AddMemberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_AddMemberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RemoveMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_RemoveMemberRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_RemoveMemberRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func removeMember<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_RemoveMemberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_RemoveMemberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "TransferLeadership" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_TransferLeadershipRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_TransferLeadershipRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_TransferLeadershipResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func transferLeadership<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_TransferLeadershipRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_TransferLeadershipRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_TransferLeadershipResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_TransferLeadershipResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SaveSnapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The whole replicated state at a linearizable point, for disaster recovery.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SaveSnapshotRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SaveSnapshotRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ClusterSnapshot` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func saveSnapshot<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SaveSnapshotRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SaveSnapshotRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ClusterSnapshot>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ClusterSnapshot>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "specola.v1.Membership" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "ListMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListMembersRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListMembersRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listMembers<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Membership.Method.ListMembers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AddMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AddMemberRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_AddMemberRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func addMember<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_AddMemberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_AddMemberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Membership.Method.AddMember.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RemoveMember" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_RemoveMemberRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_RemoveMemberRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListMembersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func removeMember<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_RemoveMemberRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_RemoveMemberRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListMembersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Membership.Method.RemoveMember.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "TransferLeadership" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_TransferLeadershipRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_TransferLeadershipRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_TransferLeadershipResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func transferLeadership<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_TransferLeadershipRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_TransferLeadershipRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_TransferLeadershipResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_TransferLeadershipResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Membership.Method.TransferLeadership.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SaveSnapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The whole replicated state at a linearizable point, for disaster recovery.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SaveSnapshotRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SaveSnapshotRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ClusterSnapshot` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func saveSnapshot<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SaveSnapshotRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SaveSnapshotRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ClusterSnapshot>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ClusterSnapshot>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Membership.Method.SaveSnapshot.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Membership.ClientProtocol {
+    /// Call the "ListMembers" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_ListMembersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listMembers<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_ListMembersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listMembers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListMembersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListMembersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddMember" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_AddMemberRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addMember<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_AddMemberRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.addMember(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_AddMemberRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListMembersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveMember" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_RemoveMemberRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeMember<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_RemoveMemberRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.removeMember(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_RemoveMemberRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListMembersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "TransferLeadership" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_TransferLeadershipRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func transferLeadership<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_TransferLeadershipRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_TransferLeadershipResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.transferLeadership(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_TransferLeadershipRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_TransferLeadershipResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SaveSnapshot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The whole replicated state at a linearizable point, for disaster recovery.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_SaveSnapshotRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func saveSnapshot<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_SaveSnapshotRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ClusterSnapshot>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.saveSnapshot(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_SaveSnapshotRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ClusterSnapshot>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Membership.ClientProtocol {
+    /// Call the "ListMembers" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listMembers<Result>(
+        _ message: Specola_V1_ListMembersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_ListMembersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listMembers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddMember" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addMember<Result>(
+        _ message: Specola_V1_AddMemberRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_AddMemberRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.addMember(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveMember" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeMember<Result>(
+        _ message: Specola_V1_RemoveMemberRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListMembersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_RemoveMemberRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.removeMember(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "TransferLeadership" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func transferLeadership<Result>(
+        _ message: Specola_V1_TransferLeadershipRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_TransferLeadershipResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_TransferLeadershipRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.transferLeadership(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SaveSnapshot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The whole replicated state at a linearizable point, for disaster recovery.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func saveSnapshot<Result>(
+        _ message: Specola_V1_SaveSnapshotRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ClusterSnapshot>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_SaveSnapshotRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.saveSnapshot(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import GRPCCore
+import SpecolaProtocol
+
+/// The replicated key-value store. Writes go through Raft on the leader;
+/// reads are linearizable through ReadIndex unless the caller asks for `stale`.
+struct KVService: Specola_V1_KV.SimpleServiceProtocol {
+    let replica: Replica
+    static let maxKeyBytes = 1_024
+    static let maxValueBytes = 1 << 20
+
+    private func authorize(_ context: ServerContext) throws {
+        _ = try CallerIdentity.require(context, roles: [.user, .coordinator, .node])
+    }
+
+    private func check(key: String, value: Data = Data()) throws {
+        guard !key.isEmpty, key.utf8.count <= Self.maxKeyBytes else {
+            throw RPCError(code: .invalidArgument, message: "key must be 1 to \(Self.maxKeyBytes) bytes")
+        }
+        guard value.count <= Self.maxValueBytes else {
+            throw RPCError(code: .invalidArgument, message: "value is \(value.count) bytes; the KV store takes at most \(Self.maxValueBytes) (keep large results in the archive and store their path)")
+        }
+    }
+
+    private func write(_ command: Specola_V1_Command) async throws -> Specola_V1_KvWriteResponse {
+        let outcome = try await serving { try await replica.propose(command) }
+        guard case .kvWrite(let response) = outcome else {
+            throw RPCError(code: .internalError, message: "unexpected outcome \(outcome)")
+        }
+        return response
+    }
+
+    private func stamped(_ edit: (inout Specola_V1_Command) -> Void) -> Specola_V1_Command {
+        var command = Specola_V1_Command()
+        command.proposedAtUnixMs = Clock.nowUnixMs()
+        edit(&command)
+        return command
+    }
+
+    func put(request: Specola_V1_KvPutRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
+        try authorize(context)
+        try check(key: request.key, value: request.value)
+        return try await write(stamped { $0.kvPut = .with { $0.key = request.key; $0.value = request.value } })
+    }
+
+    func delete(request: Specola_V1_KvDeleteRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
+        try authorize(context)
+        try check(key: request.key)
+        return try await write(stamped { $0.kvDelete = .with { $0.key = request.key } })
+    }
+
+    func compareAndSwap(request: Specola_V1_KvCasRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
+        try authorize(context)
+        try check(key: request.key, value: request.newValue)
+        guard request.expect != nil else {
+            throw RPCError(code: .invalidArgument, message: "compare-and-swap needs an expected value or an expected mod revision (0 = key absent)")
+        }
+        return try await write(stamped {
+            $0.kvCas = .with {
+                $0.key = request.key
+                $0.newValue = request.newValue
+                switch request.expect {
+                case .expectedValue(let value): $0.expectedValue = value
+                case .expectedModRevision(let revision): $0.expectedModRevision = revision
+                case nil: break
+                }
+            }
+        })
+    }
+
+    func get(request: Specola_V1_KvGetRequest, context: ServerContext) async throws -> Specola_V1_KvGetResponse {
+        try authorize(context)
+        if !request.stale { try await serving { try await replica.readBarrier() } }
+        let entry = await replica.kvGet(request.key)
+        let revision = await replica.kvRevision
+        return .with {
+            $0.revision = revision
+            if let entry { $0.kv = entry; $0.found = true }
+        }
+    }
+
+    func list(request: Specola_V1_KvListRequest, context: ServerContext) async throws -> Specola_V1_KvListResponse {
+        try authorize(context)
+        if !request.stale { try await serving { try await replica.readBarrier() } }
+        let entries = await replica.kvList(prefix: request.prefix, limit: Int(request.limit))
+        let revision = await replica.kvRevision
+        return .with {
+            $0.kvs = entries
+            $0.revision = revision
+        }
+    }
+}

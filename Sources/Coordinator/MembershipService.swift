@@ -1,0 +1,89 @@
+import GRPCCore
+import Logging
+import SpecolaProtocol
+import SpecolaRaft
+
+/// Replica membership, leadership transfer and whole-state snapshots for disaster recovery.
+struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
+    let replica: Replica
+    let logger: Logger
+
+    func listMembers(request: Specola_V1_ListMembersRequest, context: ServerContext) async throws -> Specola_V1_ListMembersResponse {
+        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        return await describe()
+    }
+
+    private func describe() async -> Specola_V1_ListMembersResponse {
+        let config = await replica.membership
+        let book = await replica.allMembers
+        let leader = await replica.leaderID
+        let term = await replica.term
+        let commit = await replica.commitIndex
+        let ids = config.voters.union(config.learners).sorted()
+        return .with {
+            $0.leaderID = leader ?? 0
+            $0.term = term
+            $0.commitIndex = commit
+            $0.members = ids.map { id in
+                .with {
+                    $0.member = book[id] ?? .with { $0.id = id; $0.name = "replica-\(id)" }
+                    $0.kind = config.voters.contains(id) ? "voter" : "learner"
+                    $0.leader = id == leader
+                }
+            }
+        }
+    }
+
+    func addMember(request: Specola_V1_AddMemberRequest, context: ServerContext) async throws -> Specola_V1_ListMembersResponse {
+        let caller = try CallerIdentity.require(context, roles: [.user])
+        let member = request.member
+        guard member.id != 0, !member.name.isEmpty, HostPort(parsing: member.address) != nil else {
+            throw RPCError(code: .invalidArgument, message: "a member needs a non-zero id, a name and an address HOST:PORT")
+        }
+        // The address must be known before the new replica is asked to vote or replicate.
+        _ = try await serving {
+            try await replica.propose(.with {
+                $0.proposedAtUnixMs = Clock.nowUnixMs()
+                $0.setMember = .with { $0.member = member }
+            })
+        }
+        try await serving {
+            try await replica.proposeMembership(request.learner ? .addLearner(member.id) : .addVoter(member.id))
+        }
+        logger.info("replica added", metadata: ["member.id": "\(member.id)", "member.name": "\(member.name)", "by": "\(caller)"])
+        return await describe()
+    }
+
+    func removeMember(request: Specola_V1_RemoveMemberRequest, context: ServerContext) async throws -> Specola_V1_ListMembersResponse {
+        let caller = try CallerIdentity.require(context, roles: [.user])
+        try await serving { try await replica.proposeMembership(.removeNode(request.id)) }
+        logger.info("replica removed", metadata: ["member.id": "\(request.id)", "by": "\(caller)"])
+        return await describe()
+    }
+
+    func transferLeadership(request: Specola_V1_TransferLeadershipRequest, context: ServerContext) async throws -> Specola_V1_TransferLeadershipResponse {
+        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        var target = request.toID
+        if target == 0 {
+            let config = await replica.membership
+            let me = replica.settings.id
+            guard let other = config.voters.filter({ $0 != me }).sorted().first else {
+                throw RPCError(code: .failedPrecondition, message: "no other voter to hand leadership to")
+            }
+            target = other
+        }
+        try await serving { try await replica.transferLeadership(to: target) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if await replica.leaderID == target { return .with { $0.leaderID = target } }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw RPCError(code: .deadlineExceeded, message: "replica \(target) did not take over within 5 s; check `specola members`")
+    }
+
+    func saveSnapshot(request: Specola_V1_SaveSnapshotRequest, context: ServerContext) async throws -> Specola_V1_ClusterSnapshot {
+        _ = try CallerIdentity.require(context, roles: [.user])
+        try await serving { try await replica.readBarrier() }
+        return await replica.snapshotOfState
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import SpecolaProtocol
+import SpecolaRaft
+import Synchronization
+
+/// Carries Raft messages to the other replicas over gRPC with mutual TLS.
+/// One sender per peer keeps that peer's messages in order; when a peer is
+/// unreachable its messages are dropped (Raft retransmits), never queued forever.
+public final class PeerTransport: Sendable {
+    let selfID: NodeID
+    let tls: TLSFiles
+    let logger: Logger
+    private let senders = Mutex<[NodeID: PeerSender]>([:])
+
+    public init(selfID: NodeID, tls: TLSFiles, logger: Logger) {
+        self.selfID = selfID
+        self.tls = tls
+        self.logger = logger
+    }
+
+    /// (Re)points senders at the current address book.
+    public func update(addresses: [NodeID: Specola_V1_Member]) {
+        senders.withLock { senders in
+            for (id, member) in addresses where id != selfID {
+                guard let endpoint = HostPort(parsing: member.address, defaultPort: 7450) else {
+                    logger.warning("replica address is not HOST:PORT; not sending to it", metadata: [
+                        "peer.id": "\(id)", "peer.address": "\(member.address)",
+                    ])
+                    continue
+                }
+                if let existing = senders[id], existing.endpoint == endpoint { continue }
+                senders[id]?.stop()
+                senders[id] = PeerSender(selfID: selfID, peer: member, endpoint: endpoint, tls: tls, logger: logger)
+            }
+        }
+    }
+
+    public func send(_ messages: [Message]) {
+        guard !messages.isEmpty else { return }
+        let grouped = Dictionary(grouping: messages, by: \.to)
+        senders.withLock { senders in
+            for (to, batch) in grouped {
+                senders[to]?.enqueue(batch.map { $0.wireBytes() })
+            }
+        }
+    }
+
+    public func stopAll() {
+        senders.withLock { senders in
+            for sender in senders.values { sender.stop() }
+            senders.removeAll()
+        }
+    }
+}
+
+/// Sends one peer's messages in order, in batches, over one gRPC connection.
+final class PeerSender: Sendable {
+    let endpoint: HostPort
+    private let queue = PeerQueue()
+    private let task: Task<Void, Never>
+
+    init(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles, logger: Logger) {
+        self.endpoint = endpoint
+        let queue = self.queue
+        task = Task {
+            await Self.run(selfID: selfID, peer: peer, endpoint: endpoint, tls: tls, logger: logger, queue: queue)
+        }
+    }
+
+    func enqueue(_ messages: [[UInt8]]) { queue.enqueue(messages) }
+
+    func stop() {
+        task.cancel()
+        queue.finish()
+    }
+
+    private static func run(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles, logger: Logger,
+                            queue: PeerQueue) async {
+        var healthy = true
+        while !Task.isCancelled {
+            do {
+                let transport = try HTTP2ClientTransport.Posix(
+                    target: .ipv4(address: endpoint.host, port: endpoint.port),
+                    transportSecurity: tls.clientSecurity,
+                    config: .defaults {
+                        $0.backoff.initial = .milliseconds(50)
+                        $0.backoff.max = .milliseconds(500)
+                        $0.connection.maxIdleTime = nil
+                    })
+                try await withGRPCClient(transport: transport) { client in
+                    let raft = Specola_V1_RaftPeer.Client(wrapping: client)
+                    var options = CallOptions.defaults
+                    options.timeout = .seconds(2)
+                    for await _ in queue.wakeups {
+                        while true {
+                            let batch = queue.takeBatch()
+                            if batch.isEmpty { break }
+                            do {
+                                _ = try await raft.deliver(.with { $0.fromID = selfID; $0.messages = batch.map { Data($0) } }, options: options)
+                                if !healthy {
+                                    logger.info("replica reachable again", metadata: ["peer.name": "\(peer.name)", "peer.address": "\(endpoint)"])
+                                    healthy = true
+                                }
+                            } catch {
+                                if healthy {
+                                    logger.warning("cannot reach replica; dropping its Raft messages until it answers", metadata: [
+                                        "peer.name": "\(peer.name)", "peer.address": "\(endpoint)", "error": "\(error)",
+                                    ])
+                                    healthy = false
+                                }
+                                // Raft resends what matters; stale heartbeats only add load.
+                                queue.clear()
+                            }
+                        }
+                        if Task.isCancelled { break }
+                    }
+                }
+                return
+            } catch {
+                if Task.isCancelled { return }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+}
+
+/// A bounded queue of encoded messages plus a wake-up signal for the sender.
+final class PeerQueue: Sendable {
+    static let limit = 8_192
+    static let batchLimit = 512
+
+    private let items = Mutex<[[UInt8]]>([])
+    let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    init() {
+        (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func enqueue(_ messages: [[UInt8]]) {
+        items.withLock { items in
+            items.append(contentsOf: messages)
+            if items.count > Self.limit { items.removeFirst(items.count - Self.limit) }
+        }
+        wake.yield()
+    }
+
+    func takeBatch() -> [[UInt8]] {
+        items.withLock { items in
+            let batch = Array(items.prefix(Self.batchLimit))
+            items.removeFirst(batch.count)
+            return batch
+        }
+    }
+
+    func clear() { items.withLock { $0.removeAll() } }
+
+    func finish() { wake.finish() }
+}

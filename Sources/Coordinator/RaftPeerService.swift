@@ -1,0 +1,68 @@
+import GRPCCore
+import Logging
+import SpecolaProtocol
+import SpecolaRaft
+
+/// Receives Raft traffic from the other replicas. Callers need a coordinator
+/// certificate; a frame that does not decode is refused and logged, never applied.
+struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
+    let replica: Replica
+    let logger: Logger
+
+    func deliver(request: Specola_V1_RaftBatch, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
+        let caller = try CallerIdentity.require(context, roles: [.coordinator])
+        var messages: [Message] = []
+        messages.reserveCapacity(request.messages.count)
+        for frame in request.messages {
+            do {
+                let message = try Message(wire: [UInt8](frame))
+                guard message.from == request.fromID else {
+                    throw RPCError(code: .invalidArgument, message: "message from \(message.from) inside a batch from \(request.fromID)")
+                }
+                messages.append(message)
+            } catch {
+                logger.warning("refused a garbage Raft frame", metadata: [
+                    "peer": "\(context.remotePeer)", "cert.identity": "\(caller)", "frame.bytes": "\(frame.count)", "error": "\(error)",
+                ])
+                throw RPCError(code: .invalidArgument, message: "Raft frame does not decode: \(error)")
+            }
+        }
+        if let member = await replica.member(request.fromID), member.name != caller.name {
+            logger.warning("refused Raft traffic: certificate does not match the sending replica", metadata: [
+                "cert.identity": "\(caller)", "claimed.id": "\(request.fromID)", "member.name": "\(member.name)",
+            ])
+            throw RPCError(code: .permissionDenied, message: "\(caller) may not send as replica \(request.fromID) (\(member.name))")
+        }
+        await replica.receive(messages)
+        return .init()
+    }
+}
+
+extension ReplicaError {
+    /// Metadata key carrying the leader's address, so clients can follow it.
+    static let leaderMetadataKey = "specola-leader"
+
+    var rpcError: RPCError {
+        switch self {
+        case .notLeader(let hint):
+            var metadata = Metadata()
+            if let hint { metadata.addString(hint.address, forKey: Self.leaderMetadataKey) }
+            return RPCError(code: .unavailable, message: description, metadata: metadata)
+        case .superseded, .dropped:
+            return RPCError(code: .aborted, message: description)
+        case .timedOut:
+            return RPCError(code: .deadlineExceeded, message: description)
+        case .storageFailed:
+            return RPCError(code: .unavailable, message: description)
+        }
+    }
+}
+
+/// Runs `body`, turning replica errors into gRPC statuses clients understand.
+func serving<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as ReplicaError {
+        throw error.rpcError
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import GRDB
+import SpecolaRaft
+
+/// The Raft log, hard state and latest snapshot of one replica, in SQLite
+/// with WAL and `synchronous=FULL`: `persist` returns only once the data is on disk.
+public final class RaftStorage: Sendable {
+    let queue: DatabaseQueue
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        var config = Configuration()
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        config.busyMode = .timeout(5)
+        do {
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            queue = try DatabaseQueue(path: path, configuration: config)
+            try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
+            try Self.migrator.migrate(queue)
+            let check = try queue.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
+            guard check == "ok" else { throw StoreError(path: path, problem: "integrity check failed: \(check ?? "no answer")") }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(path: path, problem: "cannot open the Raft log (\(error)); if the file is corrupted, move it aside: this replica then rejoins empty and catches up from the leader")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-raft") { db in
+            try db.create(table: "raft_entry") { t in
+                t.primaryKey("idx", .integer)
+                t.column("term", .integer).notNull()
+                t.column("entry", .blob).notNull()
+            }
+            try db.create(table: "raft_meta") { t in
+                t.primaryKey("name", .text)
+                t.column("value", .blob).notNull()
+            }
+        }
+        return migrator
+    }
+
+    /// Everything needed to restart the Raft core; nil when this replica has never run.
+    public func load() throws -> PersistedState? {
+        do {
+            return try queue.read { db in
+                let hard = try Data.fetchOne(db, sql: "SELECT value FROM raft_meta WHERE name = 'hard'")
+                let snap = try Data.fetchOne(db, sql: "SELECT value FROM raft_meta WHERE name = 'snapshot'")
+                if hard == nil && snap == nil { return nil }
+                let snapshot = try snap.map { try Snapshot(wire: [UInt8]($0)) }
+                let after = snapshot?.meta.index ?? 0
+                let entries = try Data.fetchAll(db, sql: "SELECT entry FROM raft_entry WHERE idx > ? ORDER BY idx", arguments: [after])
+                    .map { try Entry(wire: [UInt8]($0)) }
+                return PersistedState(
+                    hardState: try hard.map { try HardState(wire: [UInt8]($0)) } ?? HardState(),
+                    snapshot: snapshot, entries: entries)
+            }
+        } catch {
+            throw StoreError(path: path, problem: "the Raft log cannot be read (\(error)); move the file aside to rejoin empty")
+        }
+    }
+
+    /// Persists what a `Ready` asks for, in one transaction, before any message is sent.
+    public func persist(hardState: HardState?, entries: [Entry], snapshot: Snapshot?) throws {
+        do {
+            try queue.write { db in
+                if let snapshot {
+                    try db.execute(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('snapshot', ?)",
+                                   arguments: [Data(snapshot.wireBytes())])
+                    try db.execute(sql: "DELETE FROM raft_entry WHERE idx <= ?", arguments: [snapshot.meta.index])
+                }
+                if let first = entries.first {
+                    // A new entry at an index replaces that index and everything after it.
+                    try db.execute(sql: "DELETE FROM raft_entry WHERE idx >= ?", arguments: [first.index])
+                    let insert = try db.makeStatement(sql: "INSERT INTO raft_entry(idx, term, entry) VALUES (?, ?, ?)")
+                    for entry in entries {
+                        try insert.execute(arguments: [entry.index, entry.term, Data(entry.wireBytes())])
+                    }
+                }
+                if let hardState {
+                    try db.execute(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('hard', ?)",
+                                   arguments: [Data(hardState.wireBytes())])
+                }
+            }
+        } catch {
+            throw StoreError(path: path, problem: "cannot persist the Raft log (\(error)); check free disk space")
+        }
+    }
+
+    /// Stores a snapshot taken locally and drops the log it covers.
+    public func compact(to snapshot: Snapshot) throws {
+        try persist(hardState: nil, entries: [], snapshot: snapshot)
+    }
+}
+
+/// A replica's database cannot be used.
+public struct StoreError: Error, CustomStringConvertible {
+    public var path: String
+    public var problem: String
+    public var description: String { "database \(path): \(problem)" }
+}

@@ -1,0 +1,441 @@
+import Foundation
+import Logging
+import SpecolaProtocol
+import SpecolaRaft
+
+/// One coordinator replica: drives the pure Raft core (persist, send, apply),
+/// owns the replicated `ClusterState`, and answers proposals and
+/// linearizable reads once they are committed and applied.
+public actor Replica {
+    /// Timing and identity of this replica.
+    public struct Settings: Sendable {
+        public var id: NodeID
+        public var name: String
+        public var tick: Duration = .milliseconds(30)
+        public var electionTicks = 10
+        public var heartbeatTicks = 1
+        /// Take a snapshot and compact the log after this many applied entries.
+        public var snapshotEvery: UInt64 = 20_000
+        public var requestTimeout: Duration = .seconds(10)
+
+        public init(id: NodeID, name: String) {
+            self.id = id
+            self.name = name
+        }
+    }
+
+    struct Proposal {
+        var term: Term
+        var startedAt: ContinuousClock.Instant
+        var continuation: CheckedContinuation<ApplyOutcome, any Error>
+    }
+
+    struct PendingRead {
+        var startedAt: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Index, any Error>
+    }
+
+    public let settings: Settings
+    private var raft: RaftNode
+    private let storage: RaftStorage
+    private let transport: PeerTransport
+    private let logger: Logger
+    private let staticPeers: [NodeID: Specola_V1_Member]
+    private(set) var state: ClusterState
+    private var applied: Index
+    private var appliedTerm: Term = 0
+    private var snapshotIndex: Index
+    private var proposals: [Index: Proposal] = [:]
+    private var readRequests: [[UInt8]: PendingRead] = [:]
+    private var readsAwaitingApply: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var readCounter: UInt64 = 0
+    private var processScheduled = false
+    private var stopped = false
+
+    // Soft state, leader only: liveness of agents. Never replicated.
+    private var lastContact: [String: Int64] = [:]
+    public let thresholds: LivenessThresholds
+    public nonisolated let startedAtUnixMs = Clock.nowUnixMs()
+
+    public init(settings: Settings, storage: RaftStorage, peers: [Specola_V1_Member], initialVoters: Set<NodeID>,
+                transport: PeerTransport, thresholds: LivenessThresholds, logger: Logger) throws {
+        self.settings = settings
+        self.storage = storage
+        self.transport = transport
+        self.thresholds = thresholds
+        self.logger = logger
+        staticPeers = Dictionary(peers.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let persisted: PersistedState
+        if let stored = try storage.load() {
+            persisted = stored
+        } else {
+            // A founding member stores the founding membership before anything else;
+            // a joining one starts empty and learns everything from the leader.
+            persisted = initialVoters.isEmpty ? PersistedState() : .bootstrap(voters: initialVoters)
+            try storage.persist(hardState: persisted.hardState, entries: persisted.entries, snapshot: persisted.snapshot)
+        }
+        if let snapshot = persisted.snapshot, !snapshot.data.isEmpty {
+            let image = try Specola_V1_ClusterSnapshot(serializedBytes: snapshot.data)
+            state = ClusterState(snapshot: image)
+        } else {
+            state = ClusterState()
+        }
+        applied = persisted.snapshot?.meta.index ?? 0
+        snapshotIndex = applied
+        var config = RaftConfig(
+            id: settings.id, electionTick: settings.electionTicks, heartbeatTick: settings.heartbeatTicks,
+            randomSeed: UInt64.random(in: 1...UInt64.max))
+        config.maxEntriesPerMessage = 256
+        raft = RaftNode(config: config, persisted: persisted)
+        transport.update(addresses: Self.addressBook(staticPeers, state.members))
+    }
+
+    static func addressBook(_ peers: [NodeID: Specola_V1_Member], _ replicated: [UInt64: Specola_V1_Member]) -> [NodeID: Specola_V1_Member] {
+        peers.merging(replicated) { _, newer in newer }
+    }
+
+    // MARK: - Driving
+
+    /// Advances Raft's clock until the task is cancelled.
+    public func runTicker() async {
+        while !Task.isCancelled && !stopped {
+            try? await Task.sleep(for: settings.tick)
+            raft.tick()
+            expireStaleRequests()
+            process()
+        }
+    }
+
+    public func receive(_ messages: [Message]) {
+        for message in messages where message.to == settings.id {
+            raft.step(message)
+        }
+        scheduleProcess()
+    }
+
+    /// Lets concurrent proposals pile up so they share one fsync and one round trip.
+    private func scheduleProcess() {
+        guard !processScheduled else { return }
+        processScheduled = true
+        Task { self.processNow() }
+    }
+
+    private func processNow() {
+        processScheduled = false
+        process()
+    }
+
+    private func process() {
+        guard !stopped else { return }
+        while let ready = raft.ready() {
+            do {
+                try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+            } catch {
+                // Sending after a failed persist could break Raft's promises; stop participating.
+                logger.critical("cannot persist the Raft log; this replica stops serving", metadata: ["error": "\(error)"])
+                stopped = true
+                failEverything(ReplicaError.storageFailed("\(error)"))
+                return
+            }
+            transport.send(ready.messages)
+            if let snapshot = ready.snapshot, snapshot.meta.index > applied {
+                restore(from: snapshot)
+            }
+            for entry in ready.committedEntries where entry.index > applied {
+                apply(entry)
+            }
+            for readState in ready.readStates {
+                if let pending = readRequests.removeValue(forKey: readState.context) {
+                    pending.continuation.resume(returning: readState.index)
+                }
+            }
+            if let soft = ready.softState { leadershipChanged(soft) }
+            raft.advance(ready)
+        }
+        releaseReads()
+        compactIfDue()
+    }
+
+    private func apply(_ entry: Entry) {
+        var outcome = ApplyOutcome.done
+        if entry.kind == .normal && !entry.data.isEmpty {
+            do {
+                let command = try Specola_V1_Command(serializedBytes: entry.data)
+                outcome = state.apply(command)
+                if case .setMember = command.kind {
+                    transport.update(addresses: Self.addressBook(staticPeers, state.members))
+                }
+            } catch {
+                // Only our own leaders write entries; an undecodable one is a bug, never skip silently.
+                logger.critical("undecodable command in the Raft log", metadata: ["raft.index": "\(entry.index)", "error": "\(error)"])
+                outcome = .rejected(reason: "undecodable command at index \(entry.index)")
+            }
+        }
+        applied = entry.index
+        appliedTerm = entry.term
+        if let proposal = proposals.removeValue(forKey: entry.index) {
+            if proposal.term == entry.term {
+                proposal.continuation.resume(returning: outcome)
+            } else {
+                proposal.continuation.resume(throwing: ReplicaError.superseded(index: entry.index))
+            }
+        }
+    }
+
+    private func restore(from snapshot: Snapshot) {
+        do {
+            state = ClusterState(snapshot: try Specola_V1_ClusterSnapshot(serializedBytes: snapshot.data))
+            applied = snapshot.meta.index
+            appliedTerm = snapshot.meta.term
+            snapshotIndex = snapshot.meta.index
+            transport.update(addresses: Self.addressBook(staticPeers, state.members))
+            logger.info("state restored from a leader snapshot", metadata: ["raft.index": "\(snapshot.meta.index)"])
+        } catch {
+            logger.critical("leader snapshot does not decode; this replica stops", metadata: ["error": "\(error)"])
+            stopped = true
+            failEverything(ReplicaError.storageFailed("bad snapshot: \(error)"))
+        }
+        for (index, proposal) in proposals where index <= applied {
+            proposal.continuation.resume(throwing: ReplicaError.superseded(index: index))
+            proposals.removeValue(forKey: index)
+        }
+    }
+
+    private func compactIfDue() {
+        guard applied > snapshotIndex, applied - snapshotIndex >= settings.snapshotEvery else { return }
+        var image = state.snapshot()
+        image.appliedIndex = applied
+        image.appliedTerm = appliedTerm
+        do {
+            let data = try image.serializedBytes() as [UInt8]
+            try raft.compact(through: applied, snapshotData: data)
+            try storage.compact(to: Snapshot(meta: raft.snapshotMeta, data: data))
+            snapshotIndex = applied
+            logger.debug("log compacted", metadata: ["raft.index": "\(applied)"])
+        } catch {
+            logger.warning("log compaction skipped", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func leadershipChanged(_ soft: SoftState) {
+        if soft.role == .leader {
+            // Grace period: a new leader has not heard from agents yet.
+            let now = Clock.nowUnixMs()
+            for name in state.nodes.keys { lastContact[name] = now }
+            logger.info("became leader", metadata: ["raft.term": "\(raft.term)"])
+        } else {
+            logger.info("following", metadata: ["raft.term": "\(raft.term)", "raft.leader": "\(soft.leader.map(String.init) ?? "none")"])
+            let hint = leaderHint
+            for (_, read) in readRequests { read.continuation.resume(throwing: ReplicaError.notLeader(hint)) }
+            readRequests.removeAll()
+        }
+    }
+
+    private func releaseReads() {
+        guard !readsAwaitingApply.isEmpty else { return }
+        var waiting: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
+        for read in readsAwaitingApply {
+            if read.index <= applied { read.continuation.resume() } else { waiting.append(read) }
+        }
+        readsAwaitingApply = waiting
+    }
+
+    private func expireStaleRequests() {
+        let limit = ContinuousClock.now - settings.requestTimeout
+        for (index, proposal) in proposals where proposal.startedAt < limit {
+            proposal.continuation.resume(throwing: ReplicaError.timedOut)
+            proposals.removeValue(forKey: index)
+        }
+        for (context, read) in readRequests where read.startedAt < limit {
+            read.continuation.resume(throwing: ReplicaError.timedOut)
+            readRequests.removeValue(forKey: context)
+        }
+    }
+
+    private func failEverything(_ error: ReplicaError) {
+        for (_, proposal) in proposals { proposal.continuation.resume(throwing: error) }
+        proposals.removeAll()
+        for (_, read) in readRequests { read.continuation.resume(throwing: error) }
+        readRequests.removeAll()
+        for read in readsAwaitingApply { read.continuation.resume(throwing: error) }
+        readsAwaitingApply.removeAll()
+    }
+
+    // MARK: - Client side
+
+    /// Proposes a command and returns its outcome once it is committed and applied here.
+    public func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
+        guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
+        let data: [UInt8] = try command.serializedBytes()
+        switch raft.propose(data) {
+        case .accepted(let index, let term):
+            return try await withCheckedThrowingContinuation { continuation in
+                proposals[index] = Proposal(term: term, startedAt: .now, continuation: continuation)
+                scheduleProcess()
+            }
+        case .pending:
+            throw ReplicaError.timedOut
+        case .notLeader:
+            throw ReplicaError.notLeader(leaderHint)
+        case .dropped(let reason):
+            throw ReplicaError.dropped("\(reason)")
+        }
+    }
+
+    /// Returns once this replica's state reflects every write acknowledged before the call (ReadIndex).
+    public func readBarrier() async throws {
+        guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
+        readCounter += 1
+        var context = withUnsafeBytes(of: readCounter.bigEndian, Array.init)
+        context += withUnsafeBytes(of: settings.id.bigEndian, Array.init)
+        switch raft.readIndex(context: context) {
+        case .accepted, .pending:
+            break
+        case .notLeader:
+            throw ReplicaError.notLeader(leaderHint)
+        case .dropped(let reason):
+            throw ReplicaError.dropped("\(reason)")
+        }
+        let index = try await withCheckedThrowingContinuation { continuation in
+            readRequests[context] = PendingRead(startedAt: .now, continuation: continuation)
+            scheduleProcess()
+        }
+        if index > applied {
+            try await withCheckedThrowingContinuation { continuation in
+                readsAwaitingApply.append((index, continuation))
+            }
+        }
+    }
+
+    public func proposeMembership(_ change: ConfigChange) async throws {
+        switch raft.proposeConfigChange(change) {
+        case .accepted(let index, let term):
+            _ = try await withCheckedThrowingContinuation { continuation in
+                proposals[index] = Proposal(term: term, startedAt: .now, continuation: continuation)
+                scheduleProcess()
+            }
+        case .pending:
+            throw ReplicaError.timedOut
+        case .notLeader:
+            throw ReplicaError.notLeader(leaderHint)
+        case .dropped(let reason):
+            throw ReplicaError.dropped("\(reason)")
+        }
+    }
+
+    public func transferLeadership(to target: NodeID) throws {
+        switch raft.transferLeadership(to: target) {
+        case .accepted, .pending: scheduleProcess()
+        case .notLeader: throw ReplicaError.notLeader(leaderHint)
+        case .dropped(let reason): throw ReplicaError.dropped("\(reason)")
+        }
+    }
+
+    // MARK: - Observation
+
+    public var isLeader: Bool { raft.role == .leader }
+    public var leaderID: NodeID? { raft.leader }
+    public var term: Term { raft.term }
+    public var commitIndex: Index { raft.commitIndex }
+    public var appliedIndex: Index { applied }
+    public var membership: ConfigState { raft.membership }
+    public var snapshotOfState: Specola_V1_ClusterSnapshot {
+        var image = state.snapshot()
+        image.appliedIndex = applied
+        image.appliedTerm = appliedTerm
+        image.voters = raft.membership.voters.sorted()
+        image.learners = raft.membership.learners.sorted()
+        return image
+    }
+
+    public func member(_ id: NodeID) -> Specola_V1_Member? {
+        Self.addressBook(staticPeers, state.members)[id]
+    }
+
+    public var allMembers: [NodeID: Specola_V1_Member] { Self.addressBook(staticPeers, state.members) }
+
+    /// The leader as "name at address", for errors that send clients there.
+    public var leaderHint: LeaderHint? {
+        guard let id = raft.leader, let member = member(id) else { return nil }
+        return LeaderHint(id: id, name: member.name, address: member.address)
+    }
+
+    public func kvGet(_ key: String) -> Specola_V1_KeyValue? { state.kv[key] }
+    public func kvList(prefix: String, limit: Int) -> [Specola_V1_KeyValue] {
+        let matching = state.kv.values.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }
+        return limit > 0 ? Array(matching.prefix(limit)) : matching
+    }
+    public var kvRevision: UInt64 { state.kvRevision }
+
+    public func noteContact(_ name: String, atUnixMs: Int64 = Clock.nowUnixMs()) {
+        lastContact[name] = max(lastContact[name] ?? 0, atUnixMs)
+    }
+
+    public func node(_ name: String) -> Specola_V1_Node? {
+        state.nodes[name].map(withLiveness)
+    }
+
+    public func allNodes() -> [Specola_V1_Node] {
+        state.nodes.values.sorted { $0.name < $1.name }.map(withLiveness)
+    }
+
+    private func withLiveness(_ stored: Specola_V1_Node) -> Specola_V1_Node {
+        var node = stored
+        let seen = max(lastContact[node.name] ?? 0, node.lastSeenUnixMs)
+        node.lastSeenUnixMs = seen
+        node.status = thresholds.status(sinceLastContactMs: Clock.nowUnixMs() - seen).rawValue
+        return node
+    }
+}
+
+/// Where the leader is, for redirecting clients.
+public struct LeaderHint: Sendable, CustomStringConvertible {
+    public var id: NodeID
+    public var name: String
+    public var address: String
+    public var description: String { "\(name) at \(address)" }
+}
+
+/// Why a replica could not serve a request.
+public enum ReplicaError: Error, CustomStringConvertible {
+    case notLeader(LeaderHint?)
+    case superseded(index: Index)
+    case timedOut
+    case dropped(String)
+    case storageFailed(String)
+
+    public var description: String {
+        switch self {
+        case .notLeader(let hint?): return "this replica is not the leader; the leader is \(hint)"
+        case .notLeader(nil): return "no leader is known yet (election in progress); retry shortly"
+        case .superseded(let index): return "the write at index \(index) was replaced after a leader change; it did not happen — retry"
+        case .timedOut: return "the write or read did not complete in time (no quorum?); its outcome is unknown"
+        case .dropped(let reason): return "the request was dropped (\(reason)); retry"
+        case .storageFailed(let problem): return "this replica cannot persist (\(problem)); use another replica"
+        }
+    }
+}
+
+/// Wall-clock milliseconds, read only by proposers (never inside `apply`).
+public enum Clock {
+    public static func nowUnixMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// How long silence turns a node from ready to suspect to down.
+public struct LivenessThresholds: Sendable {
+    public var suspectAfterMs: Int64
+    public var downAfterMs: Int64
+
+    public init(suspectAfterMs: Int64 = 3_000, downAfterMs: Int64 = 10_000) {
+        self.suspectAfterMs = suspectAfterMs
+        self.downAfterMs = downAfterMs
+    }
+
+    public enum Status: String, Sendable { case ready, suspect, down }
+
+    public func status(sinceLastContactMs silence: Int64) -> Status {
+        if silence >= downAfterMs { return .down }
+        if silence >= suspectAfterMs { return .suspect }
+        return .ready
+    }
+}

@@ -1,0 +1,46 @@
+/// One Raft RPC between two nodes. The driver carries it; `Wire.swift` encodes it.
+public struct Message: Sendable, Equatable {
+    public var from: NodeID
+    public var to: NodeID
+    /// The sender's term, except where `Payload` documents otherwise (pre-vote).
+    public var term: Term
+    public var payload: Payload
+
+    public init(from: NodeID, to: NodeID, term: Term, payload: Payload) {
+        self.from = from
+        self.to = to
+        self.term = term
+        self.payload = payload
+    }
+
+    /// The kinds of RPC, named after the Raft paper and its thesis.
+    public enum Payload: Sendable, Equatable {
+        /// Pre-vote request; `term` is the term the candidate *would* use, its own is unchanged.
+        case preVote(lastIndex: Index, lastTerm: Term)
+        /// Pre-vote answer: a grant echoes the request's term, a rejection carries the voter's.
+        case preVoteResponse(granted: Bool)
+        /// RequestVote; `transfer` marks a campaign started by `timeoutNow`, which
+        /// overrides followers' leader lease.
+        case vote(lastIndex: Index, lastTerm: Term, transfer: Bool)
+        case voteResponse(granted: Bool)
+        /// AppendEntries: `entries` follow (`prevIndex`, `prevTerm`); `commit` is the leader's commit.
+        case append(prevIndex: Index, prevTerm: Term, entries: [Entry], commit: Index)
+        /// Success: the follower's log matches the leader's through `index`.
+        /// Reject: `index` is the rejected `prevIndex`, `hint` the follower's last index.
+        case appendResponse(index: Index, reject: Bool, hint: Index)
+        /// Keeps followers from campaigning; `context` is the newest pending ReadIndex
+        /// request, so the answer doubles as a leadership confirmation.
+        case heartbeat(commit: Index, context: [UInt8])
+        case heartbeatResponse(context: [UInt8])
+        /// InstallSnapshot for a follower whose next entry has been compacted away.
+        case installSnapshot(Snapshot)
+        /// The follower's last index after handling a snapshot.
+        case snapshotResponse(index: Index)
+        /// Leadership transfer: campaign now, skipping pre-vote and lease checks.
+        case timeoutNow
+        /// A follower forwards a client's ReadIndex request to the leader.
+        case readIndex(context: [UInt8])
+        /// The leader's confirmed read index for a forwarded request.
+        case readIndexResponse(index: Index, context: [UInt8])
+    }
+}

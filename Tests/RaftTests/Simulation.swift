@@ -1,0 +1,478 @@
+import SpecolaRaft
+
+/// xoshiro256** seeded through SplitMix64: the simulation's only source of randomness.
+struct Xoshiro: RandomNumberGenerator {
+    private var s: (UInt64, UInt64, UInt64, UInt64)
+
+    init(seed: UInt64) {
+        var sm = SplitMix64(seed: seed)
+        s = (sm.next(), sm.next(), sm.next(), sm.next())
+    }
+
+    mutating func next() -> UInt64 {
+        let result = rotl(s.1 &* 5, 7) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0
+        s.3 ^= s.1
+        s.1 ^= s.2
+        s.0 ^= s.3
+        s.2 ^= t
+        s.3 = rotl(s.3, 45)
+        return result
+    }
+
+    private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+
+    /// True with probability `p`.
+    mutating func chance(_ p: Double) -> Bool { Double(next() >> 11) / Double(1 << 53) < p }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+}
+
+/// An invariant violation, reported with enough context to replay.
+struct SimFailure: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// The applied state of a simulated state machine: how far it got and a digest chain
+/// of everything applied, so two replicas agree iff their digests agree.
+struct StateMachine: Equatable {
+    var index: Index = 0
+    var digest: UInt64 = 0xCBF2_9CE4_8422_2325
+
+    mutating func apply(_ e: Entry) {
+        index = e.index
+        var h = digest ^ e.term ^ (e.index &* 0x100_0000_01B3)
+        for b in e.data { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        digest = h &* 0x9E37_79B9_7F4A_7C15
+    }
+
+    var bytes: [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: index >> ($0 * 8)) }
+            + (0..<8).map { UInt8(truncatingIfNeeded: digest >> ($0 * 8)) }
+    }
+
+    init() {}
+    init(bytes: [UInt8]) {
+        if bytes.count == 16 {
+            index = (0..<8).reduce(0) { $0 | UInt64(bytes[$1]) << ($1 * 8) }
+            digest = (0..<8).reduce(0) { $0 | UInt64(bytes[$1 + 8]) << ($1 * 8) }
+        }
+    }
+}
+
+/// One simulated replica: the core (nil while crashed), its durable storage and its
+/// state machine.
+final class SimNode {
+    let id: NodeID
+    let config: RaftConfig
+    var raft: RaftNode?
+    var storage: PersistedState
+    var machine = StateMachine()
+    /// Highest commit index whose entries were checked against the global record.
+    var checkedCommit: Index = 0
+
+    init(id: NodeID, config: RaftConfig, storage: PersistedState) {
+        self.id = id
+        self.config = config
+        self.storage = storage
+        restart()
+    }
+
+    func restart() {
+        raft = RaftNode(config: config, persisted: storage)
+        machine = StateMachine(bytes: storage.snapshot?.data ?? [])
+        checkedCommit = raft!.snapshotMeta.index
+    }
+}
+
+/// A deterministic cluster: nodes, a lossy network and the invariant checker. Used both
+/// by scripted paper tests (no faults, `deliverAll`) and by the seeded random runs.
+final class Simulation {
+    struct Envelope {
+        var message: Message
+        var deliverAt: Int
+    }
+
+    /// Knobs for the random network; all zero means a perfect network.
+    struct Faults {
+        var drop = 0.0
+        var duplicate = 0.0
+        var maxDelay = 0
+    }
+
+    var nodes: [NodeID: SimNode] = [:]
+    var ids: [NodeID] { nodes.keys.sorted() }
+    var rng: Xoshiro
+    var faults = Faults()
+    var now = 0
+    var inFlight: [Envelope] = []
+    /// Nodes in different groups cannot talk; nil means fully connected.
+    var partition: [NodeID: Int]? = nil
+    /// Directed links cut by scripted tests.
+    var cut: Set<[NodeID]> = []
+    /// Scripted tests: drop any message this returns true for.
+    var dropIf: ((Message) -> Bool)? = nil
+    /// Whether `deliver` processes the receiver's Ready immediately (else it may pile up).
+    var readyProbability = 1.0
+    var trace: [String]? = nil
+
+    // Invariant bookkeeping, global across crashes.
+    var leaderOfTerm: [Term: NodeID] = [:]
+    var committed: [Index: Entry] = [:]
+    /// The term of the first node seen committing each index: no later term's leader may lack it.
+    var committedTerm: [Index: Term] = [:]
+    var maxCommitted: Index = 0
+    var appliedDigest: [Index: UInt64] = [:]
+    struct IndexTerm: Hashable { var index: Index; var term: Term }
+    var entryAt: [IndexTerm: Entry] = [:]
+    var prevTermOf: [IndexTerm: Term] = [:]
+    /// ReadIndex context -> smallest index it may return (writes acknowledged before it).
+    var readFloor: [[UInt8]: Index] = [:]
+    var readsServed = 0
+    var nextReadID: UInt64 = 1
+
+    init(voters: [NodeID], spares: [NodeID] = [], seed: UInt64, tune: (inout RaftConfig) -> Void = { _ in }) {
+        rng = Xoshiro(seed: seed)
+        let boot = PersistedState.bootstrap(voters: Set(voters))
+        for id in voters + spares {
+            var config = RaftConfig(id: id, electionTick: 10, heartbeatTick: 2, randomSeed: seed)
+            tune(&config)
+            nodes[id] = SimNode(id: id, config: config, storage: voters.contains(id) ? boot : PersistedState())
+        }
+    }
+
+    func note(_ s: @autoclosure () -> String) {
+        if trace != nil { trace!.append("t=\(now) " + s()) }
+    }
+
+    func raft(_ id: NodeID) -> RaftNode { nodes[id]!.raft! }
+
+    /// Every live node that believes it leads, newest term first.
+    var leaders: [NodeID] {
+        ids.filter { nodes[$0]!.raft?.role == .leader }.sorted { raft($0).term > raft($1).term }
+    }
+
+    // MARK: Driver actions
+
+    func withRaft<T>(_ id: NodeID, _ body: (inout RaftNode) throws -> T) rethrows -> T? {
+        guard let node = nodes[id], node.raft != nil else { return nil }
+        return try body(&node.raft!)
+    }
+
+    func tick(_ id: NodeID) throws {
+        withRaft(id) { $0.tick() }
+        try check()
+    }
+
+    func tickAll() throws {
+        now += 1
+        for id in ids where nodes[id]!.raft != nil { try tick(id) }
+    }
+
+    func propose(at id: NodeID, _ data: [UInt8]) throws -> ProposeResult? {
+        let result = withRaft(id) { $0.propose(data) }
+        note("propose \(id) -> \(String(describing: result))")
+        try check()
+        return result
+    }
+
+    func read(at id: NodeID) throws -> [UInt8]? {
+        let context = (0..<8).map { UInt8(truncatingIfNeeded: nextReadID >> ($0 * 8)) }
+        nextReadID += 1
+        guard let result = withRaft(id, { $0.readIndex(context: context) }) else { return nil }
+        note("read \(id) -> \(result)")
+        guard result == .pending else { return nil }
+        readFloor[context] = maxCommitted
+        return context
+    }
+
+    func crash(_ id: NodeID) {
+        note("crash \(id)")
+        nodes[id]!.raft = nil
+    }
+
+    func restart(_ id: NodeID) throws {
+        note("restart \(id)")
+        nodes[id]!.restart()
+        try check()
+    }
+
+    func compact(_ id: NodeID) throws {
+        guard let node = nodes[id], let raft = node.raft else { return }
+        let index = node.machine.index
+        guard index > raft.snapshotMeta.index else { return }
+        do {
+            try node.raft!.compact(through: index, snapshotData: node.machine.bytes)
+        } catch {
+            throw SimFailure(description: "compaction at applied index \(index) refused: \(error)")
+        }
+        // The driver persists the snapshot it built, then may drop the entries it covers.
+        node.storage.snapshot = Snapshot(meta: node.raft!.snapshotMeta, data: node.machine.bytes)
+        node.storage.entries.removeAll { $0.index <= index }
+        note("compact \(id) through \(index)")
+    }
+
+    // MARK: Ready handling
+
+    /// Persists, sends, applies and advances one node's Ready, in the documented order.
+    func processReady(_ id: NodeID) throws {
+        guard let node = nodes[id], let rd = node.raft?.ready() else { return }
+        if let snap = rd.snapshot {
+            node.storage.snapshot = snap
+            node.storage.entries = []
+        }
+        if let first = rd.entries.first {
+            try checkNewEntries(node, rd.entries)
+            node.storage.entries.removeAll { $0.index >= first.index }
+            let expected = (node.storage.entries.last?.index ?? node.storage.snapshot?.meta.index ?? 0) + 1
+            guard first.index == expected else {
+                throw SimFailure(description: "node \(id) persisted entries at \(first.index), storage expects \(expected)")
+            }
+            node.storage.entries += rd.entries
+        }
+        if let hs = rd.hardState {
+            if hs.term < node.storage.hardState.term {
+                throw SimFailure(description: "node \(id) persisted term going backwards")
+            }
+            node.storage.hardState = hs
+        }
+        for m in rd.messages { send(m) }
+        if let snap = rd.snapshot {
+            let image = StateMachine(bytes: snap.data)
+            if snap.meta.index > 0, appliedDigest[snap.meta.index] != image.digest {
+                throw SimFailure(description: "node \(id) snapshot at \(snap.meta.index) has a digest nobody applied")
+            }
+            node.machine = image
+        }
+        for e in rd.committedEntries {
+            guard e.index == node.machine.index + 1 else {
+                throw SimFailure(description: "node \(id) applied \(e.index) after \(node.machine.index)")
+            }
+            node.machine.apply(e)
+            if let d = appliedDigest[e.index] {
+                if d != node.machine.digest {
+                    throw SimFailure(description: "state machine safety: node \(id) diverged at \(e.index)")
+                }
+            } else {
+                appliedDigest[e.index] = node.machine.digest
+            }
+        }
+        for rs in rd.readStates {
+            guard let floor = readFloor[rs.context] else {
+                throw SimFailure(description: "node \(id) got a read state for an unknown context")
+            }
+            if rs.index < floor {
+                throw SimFailure(
+                    description: "stale read at node \(id): index \(rs.index) < acknowledged \(floor)")
+            }
+            readsServed += 1
+        }
+        node.raft!.advance(rd)
+        try check()
+    }
+
+    func processAllReadies() throws {
+        var progress = true
+        var rounds = 0
+        while progress && rounds < 50 {
+            progress = false
+            rounds += 1
+            for id in ids where nodes[id]!.raft?.ready() != nil {
+                try processReady(id)
+                progress = true
+            }
+        }
+    }
+
+    // MARK: Network
+
+    func connected(_ a: NodeID, _ b: NodeID) -> Bool {
+        if cut.contains([a, b]) { return false }
+        guard let partition else { return true }
+        return partition[a] == partition[b]
+    }
+
+    func send(_ m: Message) {
+        // Every message must survive the wire format the real transport will use.
+        if rng.below(64) == 0, (try? Message(wire: m.wireBytes())) != m {
+            preconditionFailure("wire round trip changed \(m)")
+        }
+        guard connected(m.from, m.to), !rng.chance(faults.drop), !(dropIf?(m) ?? false) else { return }
+        let copies = rng.chance(faults.duplicate) ? 2 : 1
+        for _ in 0..<copies {
+            let delay = faults.maxDelay > 0 ? rng.below(faults.maxDelay + 1) : 0
+            inFlight.append(Envelope(message: m, deliverAt: now + delay))
+        }
+    }
+
+    /// Delivers one due message, chosen at random so delivery order is shuffled.
+    func deliverOne() throws -> Bool {
+        let due = inFlight.indices.filter { inFlight[$0].deliverAt <= now }
+        guard !due.isEmpty else { return false }
+        let i = due[rng.below(due.count)]
+        let m = inFlight.remove(at: i).message
+        guard connected(m.from, m.to), let node = nodes[m.to], node.raft != nil else { return true }
+        note("deliver \(m.from)->\(m.to) t\(m.term) \(m.payload)")
+        node.raft!.step(m)
+        try check()
+        if rng.chance(readyProbability) { try processReady(m.to) }
+        return true
+    }
+
+    /// Scripted tests: deliver and process until the network is quiet.
+    func deliverAll(limit: Int = 100_000) throws {
+        var n = 0
+        try processAllReadies()
+        while n < limit {
+            if try !deliverOne() {
+                try processAllReadies()
+                if inFlight.allSatisfy({ $0.deliverAt > now }) { break }
+            }
+            n += 1
+        }
+        try processAllReadies()
+    }
+
+    /// Scripted tests: cut every link to and from `id`.
+    func isolate(_ id: NodeID) {
+        for other in ids where other != id {
+            cut.insert([id, other])
+            cut.insert([other, id])
+        }
+    }
+
+    func heal() {
+        cut = []
+        partition = nil
+    }
+
+    /// Scripted tests: tick only `id` (settling the network after each tick) until it
+    /// leads or `maxTicks` pass. Other nodes do not tick, so they never compete.
+    func campaign(_ id: NodeID, maxTicks: Int = 60) throws {
+        for _ in 0..<maxTicks where raft(id).role != .leader {
+            try tick(id)
+            try deliverAll()
+        }
+    }
+
+    /// Ticks every node until one leads or `maxTicks` pass; returns the leader.
+    @discardableResult
+    func electLeader(maxTicks: Int = 200) throws -> NodeID? {
+        for _ in 0..<maxTicks {
+            try deliverAll()
+            if let l = leaders.first, raft(l).term(at: raft(l).commitIndex) == raft(l).term {
+                return l
+            }
+            try tickAll()
+        }
+        try deliverAll()
+        return leaders.first
+    }
+
+    // MARK: Invariants
+
+    /// Checked after every event.
+    func check() throws {
+        for id in ids {
+            guard let node = nodes[id], let raft = node.raft else { continue }
+            if raft.role == .leader {
+                if let other = leaderOfTerm[raft.term] {
+                    if other != id {
+                        throw SimFailure(description: "election safety: \(other) and \(id) both lead term \(raft.term)")
+                    }
+                } else {
+                    leaderOfTerm[raft.term] = id
+                    try checkLeaderCompleteness(id)
+                }
+            }
+            if raft.commitIndex > node.checkedCommit {
+                try checkCommitted(node, raft)
+            } else if raft.commitIndex < node.checkedCommit {
+                node.checkedCommit = raft.commitIndex  // restarted with an older commit
+            }
+        }
+    }
+
+    /// Committed entries never change: every node's committed prefix matches the record.
+    private func checkCommitted(_ node: SimNode, _ raft: RaftNode) throws {
+        var i = max(node.checkedCommit + 1, raft.firstIndex)
+        while i <= raft.commitIndex {
+            guard let e = raft.entry(at: i) else {
+                throw SimFailure(description: "node \(node.id) committed \(i) but has no entry there")
+            }
+            if let known = committed[i] {
+                if known != e {
+                    throw SimFailure(
+                        description: "state machine safety: node \(node.id) committed \(e) at \(i), earlier \(known)")
+                }
+            } else {
+                committed[i] = e
+                committedTerm[i] = raft.term
+                if i > maxCommitted { maxCommitted = i }
+                // Any leader of a later term must already hold this entry.
+                for l in leaders where self.raft(l).term > raft.term {
+                    let leader = self.raft(l)
+                    if i > leader.snapshotMeta.index && leader.entry(at: i) != e {
+                        throw SimFailure(description: "leader completeness: leader \(l) of term \(leader.term) lacks committed \(i)")
+                    }
+                }
+            }
+            i += 1
+        }
+        node.checkedCommit = raft.commitIndex
+    }
+
+    private func checkLeaderCompleteness(_ id: NodeID) throws {
+        let raft = self.raft(id)
+        var i = raft.snapshotMeta.index + 1
+        while i <= maxCommitted {
+            if let e = committed[i], let t = committedTerm[i], t < raft.term, raft.entry(at: i) != e {
+                throw SimFailure(description: "leader completeness: leader \(id) of term \(raft.term) lacks committed \(i)")
+            }
+            i += 1
+        }
+    }
+
+    /// Log matching: an (index, term) pair names exactly one entry and one predecessor term.
+    private func checkNewEntries(_ node: SimNode, _ entries: [Entry]) throws {
+        guard let raft = node.raft else { return }
+        for e in entries {
+            let key = IndexTerm(index: e.index, term: e.term)
+            if let known = entryAt[key] {
+                if known != e { throw SimFailure(description: "log matching: two entries at \(key)") }
+            } else {
+                entryAt[key] = e
+            }
+            if e.index > 1, let prev = raft.term(at: e.index - 1) {
+                if let known = prevTermOf[key] {
+                    if known != prev {
+                        throw SimFailure(description: "log matching: node \(node.id) differs before \(key)")
+                    }
+                } else {
+                    prevTermOf[key] = prev
+                }
+            }
+        }
+    }
+
+    /// Full pairwise log-matching check; too slow for every step, run at the end.
+    func checkLogMatchingFully() throws {
+        let live = ids.compactMap { nodes[$0]!.raft }
+        for a in live {
+            for b in live where a.id < b.id {
+                let lo = max(a.firstIndex, b.firstIndex)
+                let hi = min(a.lastIndex, b.lastIndex)
+                guard lo <= hi else { continue }
+                var i = hi
+                while i >= lo, a.term(at: i) != b.term(at: i) { i -= 1 }
+                while i >= lo {
+                    if a.entry(at: i) != b.entry(at: i) {
+                        throw SimFailure(description: "log matching: nodes \(a.id), \(b.id) differ at \(i)")
+                    }
+                    if i == 0 { break }
+                    i -= 1
+                }
+            }
+        }
+    }
+}
