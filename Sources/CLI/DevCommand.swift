@@ -18,16 +18,20 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Number of agents (1-50).")
     var agents: Int = 3
 
+    @Option(help: "Number of coordinator replicas (1, 3 or 5).")
+    var replicas: Int = 3
+
     @Option(help: "Seconds to wait for every agent to report before giving up.")
     var readyTimeout: Double = 60
 
     func validate() throws {
         guard (1...50).contains(agents) else { throw ValidationError("--agents must be between 1 and 50") }
+        guard [1, 3, 5].contains(replicas) else { throw ValidationError("--replicas must be 1, 3 or 5") }
     }
 
     func run() async throws {
         let root = URL(fileURLWithPath: dir).standardizedFileURL.path
-        let cluster = DevCluster(root: root, agents: agents)
+        let cluster = DevCluster(root: root, agents: agents, replicas: replicas)
         do {
             try cluster.prepare()
             try cluster.start()
@@ -38,6 +42,7 @@ struct DevCommand: AsyncParsableCommand {
         }
         DevCluster.installStopHandler(cluster)
         print(cluster.exportLines)
+        print("# coordinators: \(cluster.coordinatorList) (any replica works; the CLI follows the leader)")
         print("# logs: \(root)/logs   stop: Ctrl-C")
         fflush(nil)
         let ready = await cluster.waitUntilReported(timeout: readyTimeout)
@@ -51,14 +56,19 @@ struct DevCommand: AsyncParsableCommand {
 final class DevCluster: @unchecked Sendable {
     let root: String
     let agents: Int
-    let coordinator = HostPort(host: "127.0.0.11", port: 7450)
+    let replicas: Int
     private let lock = NSLock()
     private var children: [(name: String, pid: pid_t)] = []
 
-    init(root: String, agents: Int) {
+    init(root: String, agents: Int, replicas: Int) {
         self.root = root
         self.agents = agents
+        self.replicas = replicas
     }
+
+    func coordinatorAddress(_ index: Int) -> HostPort { HostPort(host: "127.0.0.\(10 + index)", port: 7450) }
+    var coordinator: HostPort { coordinatorAddress(1) }
+    var coordinatorList: String { (1...replicas).map { coordinatorAddress($0).description }.joined(separator: ", ") }
 
     var pki: String { root + "/pki" }
     func agentAddress(_ index: Int) -> String { "127.0.1.\(index)" }
@@ -81,15 +91,22 @@ final class DevCluster: @unchecked Sendable {
         if !fm.fileExists(atPath: pki + "/ca.pem") {
             _ = try PKI.initCA(directory: pki, commonName: PKI.defaultCAName, validityDays: PKI.defaultCADays)
         }
-        _ = try PKI.issue(directory: pki, role: .coordinator, name: "c1", sans: [coordinator.host, "localhost"], validityDays: 30)
         _ = try PKI.issue(directory: pki, role: .user, name: "admin", sans: [], validityDays: 30)
-        try write("config/coordinator.yaml", """
-            name: c1
-            listen: \(coordinator)
-            metricsListen: \(coordinator.host):9450
-            dataDir: \(root)/data/c1
-            tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-c1.pem, key: \(pki)/coordinator-c1-key.pem}
-            """)
+        let peers = (1...replicas).map { "  - {id: \($0), name: c\($0), address: \(coordinatorAddress($0))}" }.joined(separator: "\n")
+        for index in 1...replicas {
+            let address = coordinatorAddress(index)
+            _ = try PKI.issue(directory: pki, role: .coordinator, name: "c\(index)", sans: [address.host, "localhost"], validityDays: 30)
+            try write("config/c\(index).yaml", """
+                name: c\(index)
+                id: \(index)
+                listen: \(address)
+                metricsListen: \(address.host):9450
+                dataDir: \(root)/data/c\(index)
+                tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-c\(index).pem, key: \(pki)/coordinator-c\(index)-key.pem}
+                peers:
+                \(peers)
+                """)
+        }
         let bmcScript = Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh")
         for index in 1...agents {
             let name = "node\(index)"
@@ -102,7 +119,7 @@ final class DevCluster: @unchecked Sendable {
             }
             try write("config/\(name).yaml", """
                 nodeName: \(name)
-                coordinators: [\(coordinator)]
+                coordinators: [\(coordinatorList)]
                 address: \(agentAddress(index))
                 dataDir: \(root)/data/\(name)
                 reportInterval: 2
@@ -126,7 +143,9 @@ final class DevCluster: @unchecked Sendable {
         } else {
             print("# ipmi_sim or its scripts not found: agents run without a BMC (apt-get install openipmi)")
         }
-        try spawn("coordinator-c1", binDir + "/specola-coordinator", ["--config", root + "/config/coordinator.yaml"])
+        for index in 1...replicas {
+            try spawn("coordinator-c\(index)", binDir + "/specola-coordinator", ["--config", root + "/config/c\(index).yaml"])
+        }
         for index in 1...agents {
             try spawn("agent-node\(index)", binDir + "/specola-agent", ["--config", root + "/config/node\(index).yaml"])
         }

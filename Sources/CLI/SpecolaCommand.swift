@@ -7,7 +7,10 @@ public struct SpecolaCommand: AsyncParsableCommand {
         abstract: "Operate a Specola cluster.",
         discussion: "Connection settings come from --addr/--cacert/--client-cert/--client-key or SPECOLA_ADDR, SPECOLA_CACERT, SPECOLA_CLIENT_CERT, SPECOLA_CLIENT_KEY.",
         version: "0.1.0-dev",
-        subcommands: [StatusCommand.self, NodesCommand.self, NodeCommand.self, PKICommand.self, DevCommand.self])
+        subcommands: [
+            StatusCommand.self, NodesCommand.self, NodeCommand.self, KVCommand.self, MembersCommand.self,
+            LeaderCommand.self, SnapshotCommand.self, PKICommand.self, DevCommand.self,
+        ])
 
     public init() {}
 }

@@ -14,6 +14,7 @@ struct StatusCommand: AsyncParsableCommand {
             if connection.json { return try JSONOutput.print(status) }
             print("""
                 Coordinator  \(status.coordinatorName) (\(status.role), \(status.version))
+                Leader       \(status.leaderName.isEmpty ? "none known" : "\(status.leaderName) at \(status.leaderAddress)"), term \(status.raftTerm), commit \(status.commitIndex), applied \(status.appliedIndex)
                 Nodes        \(status.nodesTotal) total: \(status.nodesReady) ready, \(status.nodesSuspect) suspect, \(status.nodesDown) down
                 Sensors      \(status.sensorsCritical) critical
                 """)

@@ -7,7 +7,13 @@ import SpecolaProtocol
 public enum CoordinatorCommand {
     public static func main(arguments: [String]) async -> Int32 {
         var configPath = "/etc/specola/coordinator.yaml"
+        var restoreFile: String?
         var args = arguments.dropFirst()
+        if args.first == "restore" {
+            args.removeFirst()
+            guard let file = args.popFirst(), !file.hasPrefix("-") else { return usage("restore needs a snapshot FILE") }
+            restoreFile = file
+        }
         while let arg = args.popFirst() {
             switch arg {
             case "--config", "-c":
@@ -30,6 +36,15 @@ public enum CoordinatorCommand {
             FileHandle.standardError.write(Data("specola-coordinator: invalid config: \(error)\n".utf8))
             return 2
         }
+        if let restoreFile {
+            do {
+                print(try Restore.run(snapshotFile: restoreFile, config: config))
+                return 0
+            } catch {
+                FileHandle.standardError.write(Data("specola-coordinator: restore failed: \(error)\n".utf8))
+                return 1
+            }
+        }
         LogSetup.bootstrap(level: LogSetup.level(config.logLevel))
         var logger = Logger(label: "specola.coordinator")
         logger[metadataKey: "coordinator.name"] = "\(config.name)"
@@ -50,7 +65,7 @@ public enum CoordinatorCommand {
 
     static func usage(_ problem: String?) -> Int32 {
         if let problem { FileHandle.standardError.write(Data("specola-coordinator: \(problem)\n".utf8)) }
-        FileHandle.standardError.write(Data("usage: specola-coordinator [--config FILE]   (default /etc/specola/coordinator.yaml)\n".utf8))
+        FileHandle.standardError.write(Data("usage: specola-coordinator [--config FILE]            run a replica (default /etc/specola/coordinator.yaml)\n       specola-coordinator restore FILE [--config FILE]  seed an empty replica from `specola snapshot save` output\n".utf8))
         return problem == nil ? 0 : 2
     }
 }
