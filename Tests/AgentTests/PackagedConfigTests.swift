@@ -1,0 +1,13 @@
+import SpecolaProtocol
+import TestSupport
+import Testing
+@testable import SpecolaAgent
+
+/// The example config in packaging/ must load, so it cannot drift from the code.
+@Suite struct PackagedAgentConfigTests {
+    @Test func exampleAgentConfigLoads() throws {
+        let config = try ConfigFile.load(AgentConfig.self, path: BuiltProducts.repositoryRoot + "/packaging/agent.yaml")
+        #expect(!config.coordinators.isEmpty)
+        #expect(config.heartbeatInterval > 0)
+    }
+}
