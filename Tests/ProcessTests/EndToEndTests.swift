@@ -132,6 +132,13 @@ import Glibc
             #expect(final.reportsApplied == final.lastAppliedSeq)
             let connects = cluster.agents["steady"]!.log.components(separatedBy: "connected to coordinator").count - 1
             #expect(connects >= 1)
+
+            // SIGTERM drains: the agent exits 0 with nothing left unsent.
+            let agent = cluster.agents["steady"]!
+            agent.signal(SIGTERM)
+            #expect(try await agent.waitForExit(timeout: .seconds(15)) == 0)
+            let stopLine = agent.log.split(separator: "\n").last { $0.contains("agent stopped") }
+            #expect(stopLine?.contains("outbox.pending=0") == true, "stop line: \(stopLine ?? "none")")
         } catch {
             Issue.record("\(error)\n--- coordinator log:\n\(cluster.coordinatorProcess?.log ?? "")\n--- agent:\n\(cluster.agents["steady"]?.log ?? "")")
         }
