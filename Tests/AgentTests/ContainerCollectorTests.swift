@@ -7,12 +7,8 @@ import Testing
 @testable import SpecolaAgent
 
 @Suite struct ContainerCollectorTests {
-    private static let image = "localhost/specola-test-mini:latest"
-    private static let podmanEnvironment = [
-        "CONTAINERS_CONF": URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/podman/containers.conf").path
-    ]
+    private static let image = TestPodman.image
+    private static let podmanEnvironment = TestPodman.environment
 
     private let collector = ContainerCollector(environment: podmanEnvironment, logger: Logger(label: "test.podman"))
 
@@ -83,19 +79,9 @@ import Testing
         #expect(pod.status == "running")
     }
 
-    /// Runs podman with the fixture configuration; returns trimmed stdout, throws on failure.
     @discardableResult
     private static func podman(_ args: String...) async throws -> String {
-        try await podman(args)
-    }
-
-    private static func podman(_ args: [String]) async throws -> String {
-        let result = try await runProcess("podman", args, environment: podmanEnvironment)
-        let stdout = String(decoding: result.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard result.status == 0 else {
-            throw PodmanTestError("podman \(args.joined(separator: " ")): \(String(decoding: result.stderr, as: UTF8.self))")
-        }
-        return stdout
+        try await TestPodman.run(args)
     }
 
     /// Runs `body`, then always the podman cleanup command.
@@ -103,40 +89,13 @@ import Testing
         do {
             try await body()
         } catch {
-            _ = try? await runProcess("podman", cleanup, environment: podmanEnvironment)
+            _ = try? await TestPodman.run(cleanup)
             throw error
         }
-        _ = try? await runProcess("podman", cleanup, environment: podmanEnvironment)
+        _ = try? await TestPodman.run(cleanup)
     }
-
-    /// Imports the image once per test process, so parallel tests do not import it twice.
-    private static let imageImport = Task { try await importImageIfMissing() }
 
     private static func ensureImage() async throws {
-        try await imageImport.value
+        try await TestPodman.ensureImage()
     }
-
-    /// Imports a busybox-only image when it is not there yet.
-    private static func importImageIfMissing() async throws {
-        if try await runProcess("podman", ["image", "exists", image], environment: podmanEnvironment).status == 0 {
-            return
-        }
-        let dir = try TempDir()
-        defer { dir.remove() }
-        let bin = "\(dir.path)/rootfs/bin"
-        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: "\(bin)/busybox")
-        try FileManager.default.createSymbolicLink(atPath: "\(bin)/sh", withDestinationPath: "busybox")
-        let result = try await runProcess(
-            "/bin/sh", ["-c", "tar -C \"$0\" -c . | podman import - \"$1\"", "\(dir.path)/rootfs", image],
-            environment: podmanEnvironment)
-        if result.status != 0 {
-            throw PodmanTestError("podman import failed: \(String(decoding: result.stderr, as: UTF8.self))")
-        }
-    }
-}
-
-private struct PodmanTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
