@@ -94,6 +94,8 @@ final class PeerSender: Sendable {
                     let raft = Specola_V1_RaftPeer.Client(wrapping: client)
                     var options = CallOptions.defaults
                     options.timeout = .seconds(2)
+                    // Fail fast while the peer is down instead of queueing behind a reconnect.
+                    options.waitForReady = false
                     for await _ in queue.wakeups {
                         while true {
                             let batch = queue.takeBatch()
