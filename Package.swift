@@ -64,6 +64,9 @@ let package = Package(
             swiftSettings: settings),
         .target(name: "SpecolaRaft", path: "Sources/Raft", swiftSettings: settings),
         .target(
+            name: "SpecolaJobs", dependencies: [.product(name: "Yams", package: "Yams")], path: "Sources/Jobs",
+            exclude: ["specola-job.schema.json", "Samples"], swiftSettings: settings),
+        .target(
             name: "SpecolaAgent",
             dependencies: [
                 "SpecolaProtocol", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
@@ -99,6 +102,9 @@ let package = Package(
         .executableTarget(
             name: "specola-coordinator", dependencies: ["SpecolaCoordinator"],
             path: "Sources/specola-coordinator", swiftSettings: settings),
+        .testTarget(
+            name: "JobsTests", dependencies: ["SpecolaJobs", .product(name: "Yams", package: "Yams")],
+            path: "Tests/JobsTests", swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
             name: "ProtocolTests", dependencies: ["SpecolaProtocol"], swiftSettings: settings),

@@ -1,0 +1,67 @@
+import Foundation
+import SpecolaProtocol
+import SwiftProtobuf
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The README's run command: `specola dev` brings up a working cluster and
+/// Ctrl-C (SIGINT) takes every process it started down again.
+@Suite(.serialized) struct DevCommandTests {
+    /// PIDs of processes whose command line mentions `marker`.
+    static func processes(mentioning marker: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let pid = Int32(entry), pid != getpid(),
+                let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            let stat = (try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8)) ?? ""
+            if stat.split(separator: ")").last?.split(separator: " ").first == "Z" { return nil }
+            return String(decoding: raw, as: UTF8.self).contains(marker) ? pid : nil
+        }
+    }
+
+    @Test func devStartsAClusterThatReportsAndStopsCleanly() async throws {
+        let dir = try TempDir("specola-dev")
+        defer { dir.remove() }
+        let dev = try ChildProcess(
+            name: "dev", executable: BuiltProducts.path("specola"),
+            arguments: ["dev", "--dir", dir.file("cluster"), "--agents", "2"], logDirectory: dir.path)
+        do {
+            try await waitUntil("specola dev to report every agent", timeout: .seconds(90)) {
+                guard dev.isRunning else { throw ProcessDied(log: dev.log) }
+                return dev.log.contains("all 2 agents reported")
+            }
+            var env: [String: String] = [:]
+            for line in dev.log.split(separator: "\n") where line.hasPrefix("export ") {
+                let pair = line.dropFirst("export ".count).split(separator: "=", maxSplits: 1)
+                env[String(pair[0])] = String(pair[1])
+            }
+            #expect(env["SPECOLA_ADDR"] != nil)
+            let listed = try run(BuiltProducts.path("specola"), ["nodes", "--json"], environment: env)
+            #expect(listed.status == 0, "\(listed.stderr)")
+            let nodes = try Specola_V1_ListNodesResponse(jsonString: listed.stdout).nodes
+            #expect(nodes.map(\.name).sorted() == ["node1", "node2"])
+            for node in nodes {
+                #expect(node.facts.storage.disks.count > 0)
+                #expect(node.facts.vms.available && !node.facts.vms.vms.isEmpty)
+                #expect(node.facts.containers.available || !node.facts.containers.reason.isEmpty)
+                if SimulatedBMC.isInstalled {
+                    #expect(node.facts.bmc.present, "\(node.name): \(node.facts.bmc.reason)")
+                    #expect(node.facts.bmc.sensors.contains { $0.name == "CPU Temp" })
+                }
+            }
+            let members = try run(BuiltProducts.path("specola"), ["members"], environment: env)
+            #expect(members.stdout.components(separatedBy: "voter").count - 1 == 3)
+        } catch {
+            Issue.record("\(error)\n--- dev log:\n\(dev.log)")
+        }
+        dev.signal(SIGINT)
+        #expect(try await dev.waitForExit(timeout: .seconds(30)) == 0)
+        try await waitUntil("every process specola dev started to be gone", timeout: .seconds(10)) {
+            Self.processes(mentioning: dir.file("cluster")).isEmpty
+        }
+    }
+}
