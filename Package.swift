@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "SpecolaCLI",
             dependencies: [
-                "SpecolaProtocol",
+                "SpecolaProtocol", "SpecolaJobs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + grpc,
             path: "Sources/CLI",
