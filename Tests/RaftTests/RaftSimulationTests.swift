@@ -242,6 +242,9 @@ final class SeedCounter: Sendable {
                         }
                         seedsInFlight[worker] = 0
                         runs += 1
+                        // Seeds are CPU-bound; give the shared concurrency pool back between them so
+                        // tests running alongside (real replicas, agents) are not starved.
+                        await Task.yield()
                     }
                     return (runs, ticks, reads, failures)
                 }
