@@ -78,6 +78,13 @@ public struct Coordinator: Service {
                 return false
             }
             group.addTask {
+                // Bounds the drain: a stream that never ends (an agent of a leader that had
+                // no one to hand off to) must not keep the process alive after SIGTERM.
+                do { try await gracefulShutdown() } catch { return false }
+                try? await Task.sleep(for: .seconds(5))
+                return true
+            }
+            group.addTask {
                 do {
                     try await cancelWhenGracefulShutdown { try await metrics.run() }
                 } catch is CancellationError {
