@@ -118,7 +118,7 @@ let package = Package(
             dependencies: ["SpecolaCLI", "SpecolaProtocol", "TestSupport"] + grpc,
             swiftSettings: settings),
         .target(
-            name: "TestSupport", dependencies: ["SpecolaProtocol", "SpecolaAgent"], path: "Tests/TestSupport",
+            name: "TestSupport", dependencies: ["SpecolaProtocol", "SpecolaAgent"] + grpc, path: "Tests/TestSupport",
             swiftSettings: settings),
     ]
 )

@@ -58,7 +58,10 @@ public struct Coordinator: Service {
         let notifier = SystemdNotifier()
         let logger = self.logger
 
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // Each task says whether it is the gRPC server. Only the server's end stops the
+        // replica: on SIGTERM the other tasks return at once, but Raft must keep
+        // ticking and serving peers until leadership is handed off.
+        try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 try await withGracefulShutdownHandler {
                     try await server.serve()
@@ -68,13 +71,29 @@ public struct Coordinator: Service {
                         server.beginGracefulShutdown()
                     }
                 }
-            }
-            group.addTask { await replica.runTicker() }
-            group.addTask {
-                try await cancelWhenGracefulShutdown { try await metrics.run() }
+                return true
             }
             group.addTask {
-                guard let address = try await server.listeningAddress else { return }
+                await replica.runTicker()
+                return false
+            }
+            group.addTask {
+                // Bounds the drain: a stream that never ends (an agent of a leader that had
+                // no one to hand off to) must not keep the process alive after SIGTERM.
+                do { try await gracefulShutdown() } catch { return false }
+                try? await Task.sleep(for: .seconds(5))
+                return true
+            }
+            group.addTask {
+                do {
+                    try await cancelWhenGracefulShutdown { try await metrics.run() }
+                } catch is CancellationError {
+                    // The expected end of the metrics server on SIGTERM, not a failure.
+                }
+                return false
+            }
+            group.addTask {
+                guard let address = try await server.listeningAddress else { return false }
                 logger.info("coordinator ready", metadata: [
                     "coordinator.name": "\(config.name)", "raft.id": "\(config.id)", "grpc.address": "\(address)",
                     "raft.peers": "\(config.peers.map(\.name))",
@@ -88,8 +107,9 @@ public struct Coordinator: Service {
                 } else {
                     try? await gracefulShutdown()
                 }
+                return false
             }
-            _ = try await group.next()
+            while let isServer = try await group.next(), !isServer {}
             notifier.stopping()
             group.cancelAll()
         }
