@@ -24,7 +24,7 @@ public final class RaftStorage: Sendable {
         } catch let error as StoreError {
             throw error
         } catch {
-            throw StoreError(path: path, problem: "cannot open the Raft log (\(error)); if the file is corrupted, move it aside: this replica then rejoins empty and catches up from the leader")
+            throw StoreError(path: path, problem: "cannot open the Raft log (\(error)); if the file is corrupted, do not just delete it (this replica would forget its votes): remove it from the group with `specola members remove ID`, wipe its data dir, start it with `join: true` and add it back — or restore the group from a snapshot")
         }
     }
 
@@ -60,7 +60,7 @@ public final class RaftStorage: Sendable {
                     snapshot: snapshot, entries: entries)
             }
         } catch {
-            throw StoreError(path: path, problem: "the Raft log cannot be read (\(error)); move the file aside to rejoin empty")
+            throw StoreError(path: path, problem: "the Raft log cannot be read (\(error)); remove this replica from the group (`specola members remove ID`), wipe its data dir and re-add it with `join: true`")
         }
     }
 

@@ -95,7 +95,7 @@ struct IPMICollectorTests {
         try bmc.setCPUTemperature(100)
         _ = try await poll("first SEL entries") { collector.collect().newSEL.first { $0.state == .critical } }
 
-        try bmc.clearSEL()
+        try await bmc.clearSEL()
         try bmc.setCPUTemperature(45)
         let recovered = try await poll("SEL entries after clear") { () -> [Specola_V1_SelEntry]? in
             let batch = collector.collect().newSEL

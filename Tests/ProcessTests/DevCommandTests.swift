@@ -40,7 +40,7 @@ import Glibc
                 env[String(pair[0])] = String(pair[1])
             }
             #expect(env["SPECOLA_ADDR"] != nil)
-            let listed = try run(BuiltProducts.path("specola"), ["nodes", "--json"], environment: env)
+            let listed = try await run(BuiltProducts.path("specola"), ["nodes", "--json"], environment: env)
             #expect(listed.status == 0, "\(listed.stderr)")
             let nodes = try Specola_V1_ListNodesResponse(jsonString: listed.stdout).nodes
             #expect(nodes.map(\.name).sorted() == ["node1", "node2"])
@@ -53,7 +53,7 @@ import Glibc
                     #expect(node.facts.bmc.sensors.contains { $0.name == "CPU Temp" })
                 }
             }
-            let members = try run(BuiltProducts.path("specola"), ["members"], environment: env)
+            let members = try await run(BuiltProducts.path("specola"), ["members"], environment: env)
             #expect(members.stdout.components(separatedBy: "voter").count - 1 == 3)
         } catch {
             Issue.record("\(error)\n--- dev log:\n\(dev.log)")

@@ -28,9 +28,9 @@ import Glibc
             try cluster.startAgent("node1")
             try cluster.startAgent("node2")
             try await waitUntil("both agents to report", timeout: .seconds(60)) {
-                try cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
+                try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
             }
-            let node1 = try #require(try cluster.node("node1"))
+            let node1 = try await #require(try await cluster.node("node1"))
             #expect(node1.status == "ready")
             #expect(node1.facts.capacity.cpuCores > 0)
             #expect(node1.facts.capacity.labels["rack"] == "r1")
@@ -48,38 +48,38 @@ import Glibc
             try bmc.setCPUTemperature(100)
             let crossed = ContinuousClock.now
             try await waitUntil("CPU Temp critical at the coordinator", timeout: .seconds(10), every: .milliseconds(100)) {
-                try cluster.node("node1")?.facts.bmc.sensors.contains { $0.name == "CPU Temp" && $0.state == .critical } == true
+                try await cluster.node("node1")?.facts.bmc.sensors.contains { $0.name == "CPU Temp" && $0.state == .critical } == true
             }
             let lag = ContinuousClock.now - crossed
             #expect(lag <= .milliseconds(3500), "critical state took \(lag) to reach the coordinator")
             try await waitUntil("the SEL entry at the coordinator") {
-                try cluster.node("node1")?.recentSel.contains { $0.sensorName == "CPU Temp" && $0.state == .critical } == true
+                try await cluster.node("node1")?.recentSel.contains { $0.sensorName == "CPU Temp" && $0.state == .critical } == true
             }
-            let metricsText = try run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/metrics"]).stdout
+            let metricsText = try await run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/metrics"]).stdout
             #expect(metricsText.contains(#"ipmi_temperature_state{id="#) && metricsText.contains(#"name="CPU Temp",node="node1"} 2"#))
 
-            let node2 = try #require(try cluster.node("node2"))
+            let node2 = try await #require(try await cluster.node("node2"))
             // No /dev/ipmi0 here: reported as "no BMC", once, not as a failure storm.
             #expect(!node2.facts.bmc.present)
             #expect(!node2.facts.bmc.reason.isEmpty)
             #expect(!node2.facts.vms.available)
 
-            let table = try cluster.cli(["nodes"])
+            let table = try await cluster.cli(["nodes"])
             #expect(table.status == 0)
             #expect(table.stdout.contains("node1") && table.stdout.contains("node2"))
-            let show = try cluster.cli(["node", "show", "node1"])
+            let show = try await cluster.cli(["node", "show", "node1"])
             #expect(show.status == 0)
             #expect(show.stdout.contains("Disks") && show.stdout.contains("Filesystems") && show.stdout.contains("test"))
-            let status = try cluster.cli(["status", "--json"])
+            let status = try await cluster.cli(["status", "--json"])
             let parsed = try Specola_V1_StatusResponse(jsonString: status.stdout)
             #expect(parsed.nodesTotal == 2)
-            let missing = try cluster.cli(["node", "show", "nope"])
+            let missing = try await cluster.cli(["node", "show", "nope"])
             #expect(missing.status == 4)
             #expect(missing.stderr.contains("specola nodes"))
 
-            let metrics = try run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/metrics"])
+            let metrics = try await run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/metrics"])
             #expect(metrics.stdout.contains(#"specola_node_up{node="node1"} 1"#))
-            let healthz = try run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/healthz"])
+            let healthz = try await run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/healthz"])
             #expect(healthz.status == 0)
 
             let noBMCLines = cluster.agents["node2"]!.log.components(separatedBy: "\n").filter { $0.contains("no local BMC") }
@@ -103,8 +103,8 @@ import Glibc
                 podman: {enabled: false}
                 """)
             try cluster.startAgent("steady")
-            try await waitUntil("first reports", timeout: .seconds(30)) { try cluster.node("steady")?.reportsApplied ?? 0 >= 3 }
-            let before = try #require(try cluster.node("steady")).lastAppliedSeq
+            try await waitUntil("first reports", timeout: .seconds(30)) { try await cluster.node("steady")?.reportsApplied ?? 0 >= 3 }
+            let before = try await #require(try await cluster.node("steady")).lastAppliedSeq
 
             try await cluster.coordinatorProcess!.stop(SIGKILL)
             try await Task.sleep(for: .seconds(outage))
@@ -113,9 +113,9 @@ import Glibc
             // The agent kept reporting into its outbox: about two reports a second.
             let expectedAtLeast = before + UInt64(outage)
             try await waitUntil("the outbox to drain after the outage", timeout: .seconds(60)) {
-                try cluster.node("steady")?.lastAppliedSeq ?? 0 >= expectedAtLeast
+                try await cluster.node("steady")?.lastAppliedSeq ?? 0 >= expectedAtLeast
             }
-            let after = try #require(try cluster.node("steady"))
+            let after = try await #require(try await cluster.node("steady"))
             #expect(after.seqGaps == 0)
             // Every sequence number from 1 was applied exactly once.
             #expect(after.reportsApplied == after.lastAppliedSeq)
@@ -125,9 +125,9 @@ import Glibc
             try cluster.startAgent("steady")
             let resumedFrom = after.lastAppliedSeq
             try await waitUntil("the restarted agent to report", timeout: .seconds(30)) {
-                try cluster.node("steady")?.lastAppliedSeq ?? 0 >= resumedFrom + 3
+                try await cluster.node("steady")?.lastAppliedSeq ?? 0 >= resumedFrom + 3
             }
-            let final = try #require(try cluster.node("steady"))
+            let final = try await #require(try await cluster.node("steady"))
             #expect(final.seqGaps == 0)
             #expect(final.reportsApplied == final.lastAppliedSeq)
             let connects = cluster.agents["steady"]!.log.components(separatedBy: "connected to coordinator").count - 1
@@ -149,12 +149,12 @@ import Glibc
         let dir = try TempDir()
         defer { dir.remove() }
         try dir.write("agent.yaml", "nodeName: a\ncoordinators: [127.0.0.11:7450]\nreportInterval: often\ntls: {ca: a, cert: b, key: c}\n")
-        let agent = try run(BuiltProducts.path("specola-agent"), ["--config", dir.file("agent.yaml")])
+        let agent = try await run(BuiltProducts.path("specola-agent"), ["--config", dir.file("agent.yaml")])
         #expect(agent.status == 2)
         #expect(agent.stderr.contains("\(dir.file("agent.yaml")):3:1: field 'reportInterval'"))
 
         try dir.write("coordinator.yaml", "name: c1\nlisten: 127.0.0.11:7450\ntls: {ca: a, cert: b, key: c}\nsuspectAftr: 3\n")
-        let coordinator = try run(BuiltProducts.path("specola-coordinator"), ["--config", dir.file("coordinator.yaml")])
+        let coordinator = try await run(BuiltProducts.path("specola-coordinator"), ["--config", dir.file("coordinator.yaml")])
         #expect(coordinator.status == 2)
         #expect(coordinator.stderr.contains(":4:1: field 'suspectAftr': unknown field"))
     }

@@ -76,18 +76,18 @@ final class LocalCluster: @unchecked Sendable {
         return env
     }
 
-    func cli(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        try run(BuiltProducts.path("specola"), arguments, environment: cliEnvironment)
+    func cli(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await run(BuiltProducts.path("specola"), arguments, environment: cliEnvironment)
     }
 
-    func nodes() throws -> [Specola_V1_Node] {
-        let result = try cli(["nodes", "--json"])
+    func nodes() async throws -> [Specola_V1_Node] {
+        let result = try await cli(["nodes", "--json"])
         guard result.status == 0 else { throw CLIFailed(result: result) }
         return try Specola_V1_ListNodesResponse(jsonString: result.stdout).nodes
     }
 
-    func node(_ name: String) throws -> Specola_V1_Node? {
-        try nodes().first { $0.name == name }
+    func node(_ name: String) async throws -> Specola_V1_Node? {
+        try await nodes().first { $0.name == name }
     }
 
     func shutdown() async {

@@ -306,7 +306,7 @@ import Glibc
             let first = try await group.waitForLeader()
             let follower = group.ids.first { $0 != first }!
             // Through a follower's address: the CLI follows the redirect.
-            let transfer = try group.cli(["leader", "transfer"], via: follower)
+            let transfer = try await group.cli(["leader", "transfer"], via: follower)
             #expect(transfer.status == 0, "\(transfer.stderr)")
             let second = try await group.waitForLeader(excluding: [first], timeout: .seconds(5))
             #expect(transfer.stdout.contains("leader is now replica \(second)"))
@@ -430,7 +430,7 @@ import Glibc
             try group.writeConfig(4, join: true)
             try await group.start(4)
 
-            let add = try group.cli(["members", "add", "--id", "4", "--name", joiner.name, "--address", joiner.endpoint.description], via: 1)
+            let add = try await group.cli(["members", "add", "--id", "4", "--name", joiner.name, "--address", joiner.endpoint.description], via: 1)
             #expect(add.status == 0, "\(add.stderr)")
             #expect(add.stdout.contains(joiner.endpoint.description))
             let leader = try await group.waitForLeader()
@@ -442,12 +442,12 @@ import Glibc
                 try await Specola_V1_KV.Client(wrapping: client).get(.with { $0.key = "members/k29"; $0.stale = true }, options: options)
             }
             #expect(onJoiner.map { String(decoding: $0.kv.value, as: UTF8.self) } == "v29")
-            let listed = try group.cli(["members", "--json"], via: 2)
+            let listed = try await group.cli(["members", "--json"], via: 2)
             #expect(try Specola_V1_ListMembersResponse(jsonString: listed.stdout).members.contains { $0.member.id == 4 && $0.kind == "voter" })
 
-            let remove = try group.cli(["members", "remove", "4"], via: 4)
+            let remove = try await group.cli(["members", "remove", "4"], via: 4)
             #expect(remove.status == 0, "\(remove.stderr)")
-            let after = try group.cli(["members", "--json"], via: 1)
+            let after = try await group.cli(["members", "--json"], via: 1)
             let remaining = try Specola_V1_ListMembersResponse(jsonString: after.stdout).members.map(\.member.id)
             #expect(remaining.sorted() == [1, 2, 3])
             try await group.kill(4)
@@ -466,19 +466,19 @@ import Glibc
                 #expect(await kv.put("snap/k\(i)", expected["snap/k\(i)"]!).value != nil)
             }
             let file = group.dir.file("backup.snap")
-            let save = try group.cli(["snapshot", "save", file], via: 2)
+            let save = try await group.cli(["snapshot", "save", file], via: 2)
             #expect(save.status == 0, "\(save.stderr)")
             #expect(save.stdout.contains("25 keys"))
 
             try await group.killAll(group.ids)
             try group.useFreshDataDirs()
             for id in group.founderIDs {
-                let restore = try run(BuiltProducts.path("specola-coordinator"), ["restore", file, "--config", group.member(id).configPath])
+                let restore = try await run(BuiltProducts.path("specola-coordinator"), ["restore", file, "--config", group.member(id).configPath])
                 #expect(restore.status == 0, "\(restore.stderr)")
                 #expect(restore.stdout.contains("25 keys"))
             }
             // Restoring twice into the same dir is refused.
-            let again = try run(BuiltProducts.path("specola-coordinator"), ["restore", file, "--config", group.member(1).configPath])
+            let again = try await run(BuiltProducts.path("specola-coordinator"), ["restore", file, "--config", group.member(1).configPath])
             #expect(again.status != 0)
             #expect(again.stderr.contains("already exists"))
 

@@ -59,24 +59,24 @@ import Glibc
         let ca = cluster.admin.ca
 
         // TLS 1.2 makes the server's verdict part of the handshake, so openssl's exit code is deterministic.
-        let bare = try run("/usr/bin/openssl", ["s_client", "-tls1_2", "-connect", address, "-CAfile", ca])
+        let bare = try await run("/usr/bin/openssl", ["s_client", "-tls1_2", "-connect", address, "-CAfile", ca])
         #expect(bare.status != 0)
         #expect(bare.stdout.contains("Verify return code: 0"))  // the server's certificate is fine...
         #expect(bare.stderr.contains("alert handshake failure"))  // ...but it demands ours
 
         // TLS 1.3 sends the refusal after the handshake; keep stdin open to read it.
-        let bare13 = try run("/bin/sh", ["-c", "sleep 1 | openssl s_client -connect \(address) -CAfile \(ca)"])
+        let bare13 = try await run("/bin/sh", ["-c", "sleep 1 | openssl s_client -connect \(address) -CAfile \(ca)"])
         #expect(bare13.stderr.contains("alert certificate required"))
 
         let foreignDir = try TempDir()
         defer { foreignDir.remove() }
         let foreign = try TestPKI(in: foreignDir, name: "other")
         let stranger = try foreign.issue(.user, "admin")
-        let refused = try run("/usr/bin/openssl", ["s_client", "-tls1_2", "-connect", address, "-CAfile", ca, "-cert", stranger.cert, "-key", stranger.key])
+        let refused = try await run("/usr/bin/openssl", ["s_client", "-tls1_2", "-connect", address, "-CAfile", ca, "-cert", stranger.cert, "-key", stranger.key])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("alert unknown ca"))
 
-        let accepted = try run("/usr/bin/openssl", ["s_client", "-tls1_2", "-connect", address, "-CAfile", ca, "-cert", cluster.admin.cert, "-key", cluster.admin.key])
+        let accepted = try await run("/usr/bin/openssl", ["s_client", "-tls1_2", "-connect", address, "-CAfile", ca, "-cert", cluster.admin.cert, "-key", cluster.admin.key])
         #expect(accepted.status == 0)
         #expect(accepted.stdout.contains("Verify return code: 0"))
         #expect(!accepted.stderr.contains("alert"))
@@ -104,7 +104,7 @@ import Glibc
         var env = cluster.cliEnvironment
         env["SPECOLA_CLIENT_CERT"] = stranger.cert
         env["SPECOLA_CLIENT_KEY"] = stranger.key
-        let cli = try run(BuiltProducts.path("specola"), ["status"], environment: env)
+        let cli = try await run(BuiltProducts.path("specola"), ["status"], environment: env)
         #expect(cli.status != 0)
         #expect(cli.stderr.contains("was not issued by the CA"))
         await cluster.shutdown()
@@ -119,7 +119,7 @@ import Glibc
             try sendRaw(bytes, to: cluster.coordinator)
         }
         #expect(cluster.coordinatorProcess!.isRunning)
-        let status = try cluster.cli(["status"])
+        let status = try await cluster.cli(["status"])
         #expect(status.status == 0)
         await cluster.shutdown()
     }

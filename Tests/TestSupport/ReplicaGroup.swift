@@ -193,7 +193,7 @@ public final class ReplicaGroup: @unchecked Sendable {
         for (from, to) in [(a, b), (b, a)] {
             let spec = ["OUTPUT", "-d", member(to).endpoint.host, "-m", "owner", "--gid-owner", "\(member(from).gid)",
                         "-m", "comment", "--comment", ruleTag, "-j", "DROP"]
-            let result = try run(Self.iptables, ["-w", "-A"] + spec)
+            let result = try runBlocking(Self.iptables, ["-w", "-A"] + spec)
             guard result.status == 0 else { throw IptablesFailed(arguments: spec, stderr: result.stderr) }
             lock.withLock { rules.append(spec) }
         }
@@ -210,7 +210,7 @@ public final class ReplicaGroup: @unchecked Sendable {
             defer { rules.removeAll() }
             return rules
         }
-        for spec in added.reversed() { _ = try? run(Self.iptables, ["-w", "-D"] + spec) }
+        for spec in added.reversed() { _ = try? runBlocking(Self.iptables, ["-w", "-D"] + spec) }
     }
 
     public var activeRules: Int { lock.withLock { rules.count } }
@@ -219,14 +219,14 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     /// Deletes rules left by an earlier test process that crashed before its cleanup.
     static func removeStaleRules() {
-        guard let listing = try? run(iptables, ["-w", "-S", "OUTPUT"]).stdout else { return }
+        guard let listing = try? runBlocking(iptables, ["-w", "-S", "OUTPUT"]).stdout else { return }
         for line in listing.split(separator: "\n") where line.contains("specola-raft-test-") {
             let words = line.split(separator: " ").map(String.init)
             guard let tag = words.first(where: { $0.hasPrefix("specola-raft-test-") }),
                 let pid = Int32(tag.dropFirst("specola-raft-test-".count)),
                 pid != getpid(), Glibc.kill(pid, 0) != 0, words.first == "-A"
             else { continue }
-            _ = try? run(iptables, ["-w", "-D"] + words.dropFirst())
+            _ = try? runBlocking(iptables, ["-w", "-D"] + words.dropFirst())
         }
     }
 
@@ -275,8 +275,8 @@ public final class ReplicaGroup: @unchecked Sendable {
          "SPECOLA_CLIENT_CERT": admin.cert, "SPECOLA_CLIENT_KEY": admin.key]
     }
 
-    public func cli(_ arguments: [String], via id: UInt64) throws -> (status: Int32, stdout: String, stderr: String) {
-        try run(BuiltProducts.path("specola"), arguments, environment: cliEnvironment(id), timeout: .seconds(30))
+    public func cli(_ arguments: [String], via id: UInt64) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await run(BuiltProducts.path("specola"), arguments, environment: cliEnvironment(id), timeout: .seconds(30))
     }
 
     /// The last lines of every replica log, for a failure report.

@@ -49,7 +49,7 @@ public final class SimulatedBMC: Sendable {
         let port = freePort(host: address, udp: true)
         let workdir = try TempDir("specola-bmc")
         try workdir.write("password", "secret\n")
-        let result = try run("/bin/bash", [fixtures + "/start-bmc.sh", workdir.path, address, String(port)], timeout: .seconds(30))
+        let result = try await run("/bin/bash", [fixtures + "/start-bmc.sh", workdir.path, address, String(port)], timeout: .seconds(30))
         guard result.status == 0, let pid = pid_t(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             workdir.remove()
             throw TimedOut(what: "start-bmc.sh (exit \(result.status)): \(result.stdout) \(result.stderr)")
@@ -89,8 +89,8 @@ public final class SimulatedBMC: Sendable {
     }
 
     /// Clears the SEL with FreeIPMI's ipmi-sel, as an operator would.
-    public func clearSEL() throws {
-        let result = try run(which("ipmi-sel") ?? "/usr/sbin/ipmi-sel", [
+    public func clearSEL() async throws {
+        let result = try await run(which("ipmi-sel") ?? "/usr/sbin/ipmi-sel", [
             "-h", "\(address):\(port)", "-u", "admin", "-p", "secret", "-D", "LAN_2_0", "-W", "opensesspriv", "--clear",
         ])
         guard result.status == 0 else { throw TimedOut(what: "ipmi-sel --clear (exit \(result.status)): \(result.stderr)") }

@@ -120,10 +120,12 @@ public final class ChildProcess: @unchecked Sendable {
 }
 
 /// Runs a command to completion (stdin is /dev/null) and returns its status and output.
+/// Async so the wait happens off Swift's small cooperative pool: a blocking wait there
+/// starves every other test running alongside on a 2-core machine.
 @discardableResult
 public func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-                timeout: Duration = .seconds(60)) throws -> (status: Int32, stdout: String, stderr: String) {
-    let result = try runProcessBlocking(executable, arguments, environment: environment, timeout: timeout)
+                timeout: Duration = .seconds(60)) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let result = try await runProcess(executable, arguments, environment: environment, timeout: timeout)
     return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
 }
 
@@ -170,4 +172,13 @@ public struct TestPKI: Sendable {
         let paths = try PKI.issue(directory: directory, role: role, name: name, sans: sans, validityDays: 10)
         return TLSFiles(ca: directory + "/ca.pem", cert: paths.certPath, key: paths.keyPath)
     }
+}
+
+/// `run` for quick commands in synchronous code (iptables rules, cleanup).
+/// It blocks the calling thread, so keep it to commands that return at once.
+@discardableResult
+public func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                        timeout: Duration = .seconds(30)) throws -> (status: Int32, stdout: String, stderr: String) {
+    let result = try runProcessBlocking(executable, arguments, environment: environment, timeout: timeout)
+    return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
 }
