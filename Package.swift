@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "specola", targets: ["specola"]),
         .executable(name: "specola-agent", targets: ["specola-agent"]),
         .executable(name: "specola-coordinator", targets: ["specola-coordinator"]),
+        .executable(name: "specola-bench", targets: ["specola-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -105,6 +106,9 @@ let package = Package(
         .testTarget(
             name: "JobsTests", dependencies: ["SpecolaJobs", .product(name: "Yams", package: "Yams")],
             path: "Tests/JobsTests", swiftSettings: settings),
+        .executableTarget(
+            name: "specola-bench", dependencies: ["SpecolaProtocol"] + grpc, path: "Sources/Bench",
+            exclude: ["etcd_kv.proto"], swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
             name: "ProtocolTests", dependencies: ["SpecolaProtocol"], swiftSettings: settings),

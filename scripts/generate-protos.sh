@@ -1,20 +1,35 @@
 #!/usr/bin/env bash
-# Regenerates Sources/Protocol/Generated from Sources/Protocol/specola.proto.
+# Regenerates the committed Swift for the project's .proto files:
+#   Sources/Protocol/specola.proto -> Sources/Protocol/Generated (public, client + server)
+#   Sources/Bench/etcd_kv.proto    -> Sources/Bench/Generated   (etcd subset, client only)
 # Needs protoc (Debian: protobuf-compiler). Builds the two Swift plugins from
-# the package's own dependencies (a few minutes the first time).
+# the package's own dependencies (a few minutes the first time); set
+# PLUGIN_DIR to a folder that already holds both plugins to skip that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler" >&2; exit 1; }
-swift build --product protoc-gen-swift
-swift build --product protoc-gen-grpc-swift-2
-bin="$(swift build --show-bin-path)"
+if [ -n "${PLUGIN_DIR:-}" ]; then
+  bin="$PLUGIN_DIR"
+else
+  swift build --product protoc-gen-swift
+  swift build --product protoc-gen-grpc-swift-2
+  bin="$(swift build --show-bin-path)"
+fi
+plugins=(--plugin=protoc-gen-swift="$bin/protoc-gen-swift" --plugin=protoc-gen-grpc-swift-2="$bin/protoc-gen-grpc-swift-2")
+
 out=Sources/Protocol/Generated
 mkdir -p "$out"
-protoc \
-  --plugin=protoc-gen-swift="$bin/protoc-gen-swift" \
-  --plugin=protoc-gen-grpc-swift-2="$bin/protoc-gen-grpc-swift-2" \
+protoc "${plugins[@]}" \
   --swift_opt=Visibility=Public \
   --grpc-swift-2_opt=Visibility=Public \
   --swift_out="$out" --grpc-swift-2_out="$out" \
   -I Sources/Protocol Sources/Protocol/specola.proto
+echo "generated into $out"
+
+out=Sources/Bench/Generated
+mkdir -p "$out"
+protoc "${plugins[@]}" \
+  --grpc-swift-2_opt=Server=false \
+  --swift_out="$out" --grpc-swift-2_out="$out" \
+  -I Sources/Bench Sources/Bench/etcd_kv.proto
 echo "generated into $out"

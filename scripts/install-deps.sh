@@ -6,6 +6,7 @@
 #   core   build + unit/process tests (C libraries, IPMI simulator, libvirt, podman, tools)
 #   bench  scripts/bench-footprint.sh anchors (node_exporter, ipmi_exporter)
 #   peers  the other real peers of testbeds: GlusterFS, etcd, Alertmanager, a systemd rootfs
+#   etcd   only etcd 3.4 server and etcdctl (scripts/bench-raft.sh)
 #   protoc regenerating Sources/Protocol/Generated (scripts/generate-protos.sh)
 #   all    every group
 #
@@ -27,6 +28,7 @@ core=(
 bench=(prometheus-node-exporter prometheus-ipmi-exporter)
 peers=(glusterfs-server glusterfs-client etcd-server etcd-client prometheus-alertmanager
        debootstrap zstd systemd-container)
+etcd=(etcd-server etcd-client)
 protoc=(protobuf-compiler)
 
 [ "$(id -u)" = 0 ] || { echo "install-deps: run as root (apt-get needs it)" >&2; exit 1; }
@@ -39,9 +41,10 @@ for group in "$@"; do
     core) wanted+=("${core[@]}") ;;
     bench) wanted+=("${bench[@]}") ;;
     peers) wanted+=("${peers[@]}") ;;
+    etcd) wanted+=("${etcd[@]}") ;;
     protoc) wanted+=("${protoc[@]}") ;;
     all) wanted+=("${core[@]}" "${bench[@]}" "${peers[@]}" "${protoc[@]}") ;;
-    *) echo "install-deps: unknown group '$group'; use core, bench, peers, protoc or all" >&2; exit 1 ;;
+    *) echo "install-deps: unknown group '$group'; use core, bench, peers, etcd, protoc or all" >&2; exit 1 ;;
   esac
 done
 

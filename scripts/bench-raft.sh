@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Raft benchmark: Specola's 3-replica coordinator group against a 3-member
+# etcd 3.4 cluster (Debian's etcd-server), in one run, through one client
+# stack: the Swift load generator `specola-bench` (grpc-swift-2), speaking
+# Specola's KV Put over mTLS and etcd's KV Put over plaintext h2c.
+#
+# usage: scripts/bench-raft.sh          (as root, from anywhere)
+# env:
+#   BENCH_SECONDS=10      measured window per client count (1 s warm-up before it)
+#   BENCH_CLIENTS="1 16 64"
+#   BENCH_ROUNDS=5        leader kill rounds per system
+#   BENCH_VALUE_BYTES=128
+#   BENCH_SKIP_BUILD=1    use the existing .build/release binaries
+#   BENCH_STRICT=1        exit 1 when a target is not met
+#
+# The systems run one after the other, never together. Specola: 127.0.0.11-13
+# on free ports, etcd: 127.0.0.1:2379I (client) and :2380I (peer).
+# Measured per system:
+#   - closed-loop write throughput, median and p99 latency per client count
+#     (each client writes back to back; the generator sorts every sample);
+#   - unavailability after kill -9 of the leader: from the kill to the first
+#     successful write sent after it (4 writers, 100 ms per-call timeout),
+#     median over the rounds; the killed member is restarted and caught up
+#     between rounds;
+#   - VmRSS of the replicas after the throughput runs (max over replicas);
+#   - CPU time of the 3 replicas per write (utime+stime from /proc), a diagnostic.
+# Targets (issue 3): >= 2x etcd throughput at 64 clients; median latency at
+# 1 client <= etcd's; median unavailability after a leader kill <= 0.5 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${BENCH_SECONDS:-10}
+clients=${BENCH_CLIENTS:-"1 16 64"}
+rounds=${BENCH_ROUNDS:-5}
+value_bytes=${BENCH_VALUE_BYTES:-128}
+bin=.build/release
+hosts=(127.0.0.11 127.0.0.12 127.0.0.13)
+export ETCDCTL_API=3
+
+die() { echo "bench-raft: $*" >&2; exit 1; }
+say() { echo "bench-raft: $*" >&2; }
+
+awk -v s="$seconds" 'BEGIN { exit !(s > 0) }' || die "BENCH_SECONDS='$seconds' must be > 0"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS='$rounds' must be a positive integer"
+[ "$(id -u)" = 0 ] || die "run as root (installs etcd if missing)"
+
+# --- build and tools --------------------------------------------------------
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  say "building specola-coordinator and specola-bench (release)"
+  swift build -c release --product specola-coordinator >&2
+  swift build -c release --product specola-bench >&2
+fi
+for b in specola-coordinator specola-bench; do
+  [ -x "$bin/$b" ] || die "$bin/$b not found; run without BENCH_SKIP_BUILD"
+done
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+  scripts/install-deps.sh etcd >&2 || die "cannot install etcd; run: scripts/install-deps.sh etcd"
+fi
+command -v python3 >/dev/null || die "python3 missing (parses etcdctl's JSON): scripts/install-deps.sh"
+for port in 23791 23792 23793 23801 23802 23803; do
+  if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use; stop whatever holds it"; fi
+done
+
+# --- process bookkeeping: everything started is stopped by PID ----------------
+work=$(mktemp -d /tmp/bench-raft.XXXXXX)
+declare -A pid_of=()   # member name (c1.., m1..) -> PID
+alive() { [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+wait_gone() {  # PID 1 reaps late here: wait until /proc/PID is gone (bounded)
+  local deadline=$((SECONDS + 10))
+  while [ -d "/proc/$1" ] && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+}
+stop_member() {
+  local pid=${pid_of[$1]:-}
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 5))
+  while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+  wait_gone "$pid"
+  unset "pid_of[$1]"
+}
+cleanup() {
+  local status=$?
+  for name in "${!pid_of[@]}"; do stop_member "$name"; done
+  if [ $status -ne 0 ] && [ -d "$work/logs" ]; then
+    for f in "$work"/logs/*.log; do [ -s "$f" ] && { echo "--- ${f##*/} (last lines)" >&2; tail -n 6 "$f" >&2; }; done
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+mkdir -p "$work/logs"
+
+gen() { timeout 120 "$bin/specola-bench" "$@"; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }   # RESULT key=value parsing
+rss_mib() {  # max VmRSS over the given members, MiB
+  local max=0 kib
+  for name in "$@"; do
+    kib=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/${pid_of[$name]}/status")
+    [ "$kib" -gt "$max" ] && max=$kib
+  done
+  awk -v k="$max" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+cpu_ticks() {  # utime + stime summed over the given members
+  local total=0 name
+  for name in "$@"; do total=$((total + $(awk '{ print $14 + $15 }' "/proc/${pid_of[$name]}/stat"))); done
+  echo "$total"
+}
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+declare -A result=()   # "system,metric" -> value
+
+# Runs the throughput series, RSS and kill rounds for one system.
+# $1 system; the start_member, leader_now and caught_up functions are per system.
+measure() {
+  local system=$1 n line leader gaps="" gap pid name
+  result[$system,load]=$(cut -d' ' -f1 /proc/loadavg)
+  for n in $clients; do
+    leader=$(leader_now)
+    local cpu_before; cpu_before=$(cpu_ticks "${members[@]}")
+    line=$(gen load --system "$system" --endpoints "$endpoints" ${pki:+--pki "$pki"} --leader "$leader" \
+      --clients "$n" --seconds "$seconds" --value-bytes "$value_bytes") || die "$system load at $n clients failed"
+    say "$system $n clients: $line"
+    result[$system,tput$n]=$(echo "$line" | field throughput)
+    result[$system,p50_$n]=$(echo "$line" | field p50_ms)
+    result[$system,p99_$n]=$(echo "$line" | field p99_ms)
+    result[$system,err$n]=$(echo "$line" | field errors)
+    # CPU of the 3 replicas per successful write (warm-up included), microseconds
+    result[$system,cpu$n]=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
+      -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
+  done
+  result[$system,rss]=$(rss_mib "${members[@]}")
+  for round in $(seq 1 "$rounds"); do
+    leader=$(leader_now)
+    name=$(member_at "$leader")
+    pid=${pid_of[$name]}
+    line=$(gen failover --system "$system" --endpoints "$endpoints" ${pki:+--pki "$pki"} --leader "$leader" --pid "$pid") ||
+      die "$system leader kill round $round failed"
+    gap=$(echo "$line" | field gap_ms)
+    say "$system kill round $round: leader $name ($leader) -> write again after $gap ms"
+    gaps="$gaps $gap"
+    wait_gone "$pid"
+    unset "pid_of[$name]"
+    start_member "$name"
+    caught_up "$name"
+  done
+  result[$system,gaps]=$gaps
+  result[$system,load]="${result[$system,load]} -> $(cut -d' ' -f1 /proc/loadavg)"
+  result[$system,gap]=$(echo "$gaps" | median)
+}
+
+# --- Specola -----------------------------------------------------------------
+say "Specola: 3 coordinator replicas on ${hosts[*]}"
+line=$("$bin/specola-bench" setup --dir "$work/specola" --hosts "$(IFS=,; echo "${hosts[*]}")") || die "setup failed"
+endpoints=${line#ENDPOINTS }
+IFS=, read -r -a specola_at <<<"$endpoints"
+pki=$work/specola/pki
+members=(c1 c2 c3)
+start_member() {
+  "$bin/specola-coordinator" --config "$work/specola/$1.yaml" >>"$work/logs/$1.log" 2>&1 &
+  pid_of[$1]=$!
+  disown "$!"   # no job notice when a round kills it
+}
+member_at() { local i; for i in 0 1 2; do [ "${specola_at[$i]}" = "$1" ] && { echo "c$((i + 1))"; return; }; done; die "no replica at $1"; }
+leader_now() { gen leader --endpoints "$endpoints" --pki "$pki" || die "Specola has no leader"; }
+caught_up() {
+  gen caughtup --endpoints "$endpoints" --pki "$pki" --endpoint "${specola_at[${1#c} - 1]}" >/dev/null ||
+    die "Specola replica $1 did not catch up after its restart"
+}
+for m in "${members[@]}"; do start_member "$m"; done
+measure specola
+for m in "${members[@]}"; do stop_member "$m"; done
+
+# --- etcd --------------------------------------------------------------------
+say "etcd $(etcd --version | awk '/etcd Version/ { print $3 }'): 3 members on 127.0.0.1:2379{1,2,3}"
+endpoints=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
+pki=""
+members=(m1 m2 m3)
+start_member() {
+  local i=${1#m}
+  etcd --name "$1" --data-dir "$work/etcd/$1" \
+    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+    --initial-cluster m1=http://127.0.0.1:23801,m2=http://127.0.0.1:23802,m3=http://127.0.0.1:23803 \
+    --initial-cluster-token bench-raft --initial-cluster-state new >>"$work/logs/$1.log" 2>&1 &
+  pid_of[$1]=$!
+  disown "$!"
+}
+member_at() { echo "m${1: -1}"; }
+leader_now() {
+  local deadline=$((SECONDS + 30)) leader
+  while [ $SECONDS -lt $deadline ]; do
+    leader=$(timeout 5 etcdctl --endpoints="$endpoints" --command-timeout=1s endpoint status -w json 2>/dev/null |
+      python3 -c 'import json, sys
+for s in json.load(sys.stdin):
+    if s["Status"]["header"]["member_id"] == s["Status"]["leader"]: print(s["Endpoint"])' 2>/dev/null) || true
+    [ -n "$leader" ] && { echo "$leader"; return; }
+    sleep 0.2
+  done
+  die "etcd has no leader after 30 s"
+}
+caught_up() {
+  local deadline=$((SECONDS + 30)) at="127.0.0.1:2379${1#m}"
+  until timeout 5 etcdctl --endpoints="$at" --command-timeout=1s endpoint health >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "etcd member $1 not healthy 30 s after its restart"
+    sleep 0.2
+  done
+}
+for m in "${members[@]}"; do start_member "$m"; done
+measure etcd
+for m in "${members[@]}"; do stop_member "$m"; done
+
+# --- report ------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+row() { printf "%-34s %12s %12s %14s\n" "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
+echo
+echo "Raft write benchmark: Specola 3 replicas vs etcd $(etcd --version | awk '/etcd Version/ { print $3 }') 3 members, loopback, $(nproc) cores"
+echo "client: specola-bench (grpc-swift-2), ${value_bytes}-byte values, ${seconds} s per client count after 1 s warm-up"
+echo
+printf "%-34s %12s %12s %14s\n" "metric" "specola" "etcd" "specola/etcd"
+for n in $clients; do
+  row "writes/s, $n clients" "${result[specola,tput$n]}" "${result[etcd,tput$n]}"
+  row "  median latency ms, $n clients" "${result[specola,p50_$n]}" "${result[etcd,p50_$n]}"
+  row "  p99 latency ms, $n clients" "${result[specola,p99_$n]}" "${result[etcd,p99_$n]}"
+  row "  failed writes, $n clients" "${result[specola,err$n]}" "${result[etcd,err$n]}"
+  row "  replica CPU us per write, $n clients" "${result[specola,cpu$n]}" "${result[etcd,cpu$n]}"
+done
+row "leader kill -9 -> write, median ms" "${result[specola,gap]}" "${result[etcd,gap]}"
+row "replica VmRSS MiB (max of 3)" "${result[specola,rss]}" "${result[etcd,rss]}"
+echo "  kill rounds, ms: specola${result[specola,gaps]}; etcd${result[etcd,gaps]}"
+echo "  1-min load average at start -> end of each phase (2 cores; other work on the machine skews both):"
+echo "  specola ${result[specola,load]}; etcd ${result[etcd,load]}"
+echo
+
+met=0
+target() {  # name, condition (awk), shown value
+  if awk "BEGIN { exit !($2) }"; then echo "target: $1: $3 -> met yes"; else echo "target: $1: $3 -> met no"; met=1; fi
+}
+t64=$(ratio "${result[specola,tput64]:-0}" "${result[etcd,tput64]:-0}")
+if [ -n "${result[specola,tput64]:-}" ]; then
+  target ">= 2x etcd throughput at 64 clients" "$t64 >= 2" "${t64}x"
+else
+  echo "target: >= 2x etcd throughput at 64 clients: not measured (64 not in BENCH_CLIENTS) -> met no"; met=1
+fi
+if [ -n "${result[specola,p50_1]:-}" ]; then
+  target "median latency at 1 client <= etcd's" "${result[specola,p50_1]} <= ${result[etcd,p50_1]}" \
+    "${result[specola,p50_1]} ms vs ${result[etcd,p50_1]} ms"
+else
+  echo "target: median latency at 1 client <= etcd's: not measured (1 not in BENCH_CLIENTS) -> met no"; met=1
+fi
+target "median unavailability after leader kill <= 0.5 s" "${result[specola,gap]} <= 500" "${result[specola,gap]} ms"
+[ "${BENCH_STRICT:-0}" = 1 ] && [ $met -ne 0 ] && exit 1
+exit 0
