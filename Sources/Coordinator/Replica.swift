@@ -50,6 +50,8 @@ public actor Replica {
     private var readsAwaitingApply: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
     private var readCounter: UInt64 = 0
     private var processScheduled = false
+    /// The hard state last written to disk (its commit index may lag the real one).
+    private var durableHardState: HardState
     private var stopped = false
 
     // Soft state, leader only: liveness of agents. Never replicated.
@@ -80,6 +82,7 @@ public actor Replica {
         } else {
             state = ClusterState()
         }
+        durableHardState = persisted.hardState
         applied = persisted.snapshot?.meta.index ?? 0
         snapshotIndex = applied
         var config = RaftConfig(
@@ -128,16 +131,27 @@ public actor Replica {
     private func process() {
         guard !stopped else { return }
         while let ready = raft.ready() {
-            do {
-                try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
-            } catch {
-                // Sending after a failed persist could break Raft's promises; stop participating.
-                logger.critical("cannot persist the Raft log; this replica stops serving", metadata: ["error": "\(error)"])
-                stopped = true
-                failEverything(ReplicaError.storageFailed("\(error)"))
-                return
+            // A leader whose term and vote are already durable may replicate its new
+            // entries while writing them itself (Raft thesis §10.2.1): its own copy
+            // counts toward the quorum only after `advance`, so nothing commits early.
+            let sendFirst = raft.role == .leader && !changesTermOrVote(ready.hardState)
+            if sendFirst { transport.send(ready.messages) }
+            // The commit index alone need not be durable (a restarted replica relearns it
+            // from the leader), so a Ready that changes nothing else skips the fsync.
+            let mustWrite = !ready.entries.isEmpty || ready.snapshot != nil || changesTermOrVote(ready.hardState)
+            if mustWrite {
+                do {
+                    try storage.persist(hardState: ready.hardState ?? raft.hardState, entries: ready.entries, snapshot: ready.snapshot)
+                    durableHardState = ready.hardState ?? raft.hardState
+                } catch {
+                    // Sending after a failed persist could break Raft's promises; stop participating.
+                    logger.critical("cannot persist the Raft log; this replica stops serving", metadata: ["error": "\(error)"])
+                    stopped = true
+                    failEverything(ReplicaError.storageFailed("\(error)"))
+                    return
+                }
             }
-            transport.send(ready.messages)
+            if !sendFirst { transport.send(ready.messages) }
             if let snapshot = ready.snapshot, snapshot.meta.index > applied {
                 restore(from: snapshot)
             }
@@ -154,6 +168,12 @@ public actor Replica {
         }
         releaseReads()
         compactIfDue()
+    }
+
+    /// Whether `hardState` differs from what is on disk in more than the commit index.
+    private func changesTermOrVote(_ hardState: HardState?) -> Bool {
+        guard let hardState else { return false }
+        return hardState.term != durableHardState.term || hardState.vote != durableHardState.vote
     }
 
     private func apply(_ entry: Entry) {
