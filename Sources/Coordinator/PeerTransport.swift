@@ -79,7 +79,15 @@ final class PeerSender: Sendable {
 
     private static func run(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles, logger: Logger,
                             queue: PeerQueue) async {
-        var healthy = true
+        func noteFailure(_ error: any Error) {
+            if queue.healthy.exchange(false, ordering: .relaxed) {
+                logger.warning("cannot reach replica; dropping its Raft messages until it answers", metadata: [
+                    "peer.name": "\(peer.name)", "peer.address": "\(endpoint)", "error": "\(error)",
+                ])
+            }
+            // Raft resends what matters; stale heartbeats only add load.
+            queue.clear()
+        }
         while !Task.isCancelled {
             do {
                 let transport = try HTTP2ClientTransport.Posix(
@@ -93,36 +101,36 @@ final class PeerSender: Sendable {
                 try await withGRPCClient(transport: transport) { client in
                     let raft = Specola_V1_RaftPeer.Client(wrapping: client)
                     var options = CallOptions.defaults
-                    options.timeout = .seconds(2)
                     // Fail fast while the peer is down instead of queueing behind a reconnect.
                     options.waitForReady = false
-                    for await _ in queue.wakeups {
-                        while true {
-                            let batch = queue.takeBatch()
-                            if batch.isEmpty { break }
-                            do {
-                                _ = try await raft.deliver(.with { $0.fromID = selfID; $0.messages = batch.map { Data($0) } }, options: options)
-                                if !healthy {
-                                    logger.info("replica reachable again", metadata: ["peer.name": "\(peer.name)", "peer.address": "\(endpoint)"])
-                                    healthy = true
+                    // One long-lived stream carries every batch; a broken stream is reopened.
+                    while !Task.isCancelled {
+                        do {
+                            _ = try await raft.pipe(options: options) { writer in
+                                for await _ in queue.wakeups() {
+                                    while true {
+                                        let batch = queue.takeBatch()
+                                        if batch.isEmpty { break }
+                                        try await writer.write(.with { $0.fromID = selfID; $0.messages = batch.map { Data($0) } })
+                                        if !queue.healthy.exchange(true, ordering: .relaxed) {
+                                            logger.info("replica reachable again", metadata: ["peer.name": "\(peer.name)", "peer.address": "\(endpoint)"])
+                                        }
+                                    }
+                                    if Task.isCancelled { return }
                                 }
-                            } catch {
-                                if healthy {
-                                    logger.warning("cannot reach replica; dropping its Raft messages until it answers", metadata: [
-                                        "peer.name": "\(peer.name)", "peer.address": "\(endpoint)", "error": "\(error)",
-                                    ])
-                                    healthy = false
-                                }
-                                // Raft resends what matters; stale heartbeats only add load.
-                                queue.clear()
                             }
+                            return
+                        } catch {
+                            if Task.isCancelled { return }
+                            noteFailure(error)
+                            try? await Task.sleep(for: .milliseconds(50))
                         }
-                        if Task.isCancelled { break }
                     }
                 }
                 return
             } catch {
                 if Task.isCancelled { return }
+                noteFailure(error)
                 try? await Task.sleep(for: .milliseconds(200))
             }
         }
@@ -135,11 +143,23 @@ final class PeerQueue: Sendable {
     static let batchLimit = 512
 
     private let items = Mutex<[[UInt8]]>([])
-    let wakeups: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
+    /// Whether the last send worked, so a dead peer is logged once per outage.
+    let healthy = Atomic<Bool>(true)
+    /// The current stream's continuation. A fresh stream per send attempt: an
+    /// AsyncStream whose consumer was cancelled is finished for good.
+    private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
+    private let finished = Atomic<Bool>(false)
 
-    init() {
-        (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    /// Wake-ups for one send attempt; starts with one so queued messages go out at once.
+    func wakeups() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        if finished.load(ordering: .relaxed) {
+            continuation.finish()
+        } else {
+            continuation.yield()
+        }
+        wake.withLock { $0 = continuation }
+        return stream
     }
 
     func enqueue(_ messages: [[UInt8]]) {
@@ -147,7 +167,7 @@ final class PeerQueue: Sendable {
             items.append(contentsOf: messages)
             if items.count > Self.limit { items.removeFirst(items.count - Self.limit) }
         }
-        wake.yield()
+        _ = wake.withLock { $0?.yield() }
     }
 
     func takeBatch() -> [[UInt8]] {
@@ -160,5 +180,8 @@ final class PeerQueue: Sendable {
 
     func clear() { items.withLock { $0.removeAll() } }
 
-    func finish() { wake.finish() }
+    func finish() {
+        finished.store(true, ordering: .relaxed)
+        wake.withLock { $0?.finish() }
+    }
 }

@@ -11,6 +11,19 @@ struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
 
     func deliver(request: Specola_V1_RaftBatch, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
         let caller = try CallerIdentity.require(context, roles: [.coordinator])
+        try await handle(request, caller: caller, context: context)
+        return .init()
+    }
+
+    func pipe(request: RPCAsyncSequence<Specola_V1_RaftBatch, any Error>, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
+        let caller = try CallerIdentity.require(context, roles: [.coordinator])
+        for try await batch in request {
+            try await handle(batch, caller: caller, context: context)
+        }
+        return .init()
+    }
+
+    private func handle(_ request: Specola_V1_RaftBatch, caller: Identity, context: ServerContext) async throws {
         var messages: [Message] = []
         messages.reserveCapacity(request.messages.count)
         for frame in request.messages {
@@ -34,7 +47,6 @@ struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
             throw RPCError(code: .permissionDenied, message: "\(caller) may not send as replica \(request.fromID) (\(member.name))")
         }
         await replica.receive(messages)
-        return .init()
     }
 }
 

@@ -1328,9 +1328,23 @@ public enum Specola_V1_RaftPeer: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Pipe" metadata.
+        public enum Pipe: Sendable {
+            /// Request type for "Pipe".
+            public typealias Input = Specola_V1_RaftBatch
+            /// Response type for "Pipe".
+            public typealias Output = Specola_V1_RaftDeliverAck
+            /// Descriptor for "Pipe".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.RaftPeer"),
+                method: "Pipe",
+                type: .clientStreaming
+            )
+        }
         /// Descriptors for all methods in the "specola.v1.RaftPeer" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Deliver.descriptor
+            Deliver.descriptor,
+            Pipe.descriptor
         ]
     }
 }
@@ -1378,6 +1392,25 @@ extension Specola_V1_RaftPeer {
             request: GRPCCore.StreamingServerRequest<Specola_V1_RaftBatch>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_RaftDeliverAck>
+
+        /// Handle the "Pipe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, as one long-lived stream per peer: far cheaper per batch than a
+        /// > call each. Replicas use this; Deliver stays for tools and tests.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_RaftBatch` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_RaftDeliverAck` messages.
+        func pipe(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_RaftBatch>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_RaftDeliverAck>
     }
 
     /// Service protocol for the "specola.v1.RaftPeer" service.
@@ -1409,6 +1442,25 @@ extension Specola_V1_RaftPeer {
             request: GRPCCore.ServerRequest<Specola_V1_RaftBatch>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Specola_V1_RaftDeliverAck>
+
+        /// Handle the "Pipe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, as one long-lived stream per peer: far cheaper per batch than a
+        /// > call each. Replicas use this; Deliver stays for tools and tests.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_RaftBatch` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_RaftDeliverAck` message.
+        func pipe(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_RaftBatch>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_RaftDeliverAck>
     }
 
     /// Simple service protocol for the "specola.v1.RaftPeer" service.
@@ -1438,6 +1490,25 @@ extension Specola_V1_RaftPeer {
             request: Specola_V1_RaftBatch,
             context: GRPCCore.ServerContext
         ) async throws -> Specola_V1_RaftDeliverAck
+
+        /// Handle the "Pipe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, as one long-lived stream per peer: far cheaper per batch than a
+        /// > call each. Replicas use this; Deliver stays for tools and tests.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Specola_V1_RaftBatch` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_RaftDeliverAck` to respond with.
+        func pipe(
+            request: GRPCCore.RPCAsyncSequence<Specola_V1_RaftBatch, any Swift.Error>,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_RaftDeliverAck
     }
 }
 
@@ -1451,6 +1522,17 @@ extension Specola_V1_RaftPeer.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_RaftDeliverAck>(),
             handler: { request, context in
                 try await self.deliver(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_RaftPeer.Method.Pipe.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_RaftBatch>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_RaftDeliverAck>(),
+            handler: { request, context in
+                try await self.pipe(
                     request: request,
                     context: context
                 )
@@ -1472,6 +1554,17 @@ extension Specola_V1_RaftPeer.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func pipe(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_RaftBatch>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_RaftDeliverAck> {
+        let response = try await self.pipe(
+            request: request,
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -1484,6 +1577,19 @@ extension Specola_V1_RaftPeer.SimpleServiceProtocol {
         return GRPCCore.ServerResponse<Specola_V1_RaftDeliverAck>(
             message: try await self.deliver(
                 request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func pipe(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_RaftBatch>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_RaftDeliverAck> {
+        return GRPCCore.ServerResponse<Specola_V1_RaftDeliverAck>(
+            message: try await self.pipe(
+                request: request.messages,
                 context: context
             ),
             metadata: [:]
@@ -1521,6 +1627,30 @@ extension Specola_V1_RaftPeer {
         /// - Returns: The result of `handleResponse`.
         func deliver<Result>(
             request: GRPCCore.ClientRequest<Specola_V1_RaftBatch>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_RaftBatch>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_RaftDeliverAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_RaftDeliverAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Pipe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, as one long-lived stream per peer: far cheaper per batch than a
+        /// > call each. Replicas use this; Deliver stays for tools and tests.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Specola_V1_RaftBatch` messages.
+        ///   - serializer: A serializer for `Specola_V1_RaftBatch` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_RaftDeliverAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func pipe<Result>(
+            request: GRPCCore.StreamingClientRequest<Specola_V1_RaftBatch>,
             serializer: some GRPCCore.MessageSerializer<Specola_V1_RaftBatch>,
             deserializer: some GRPCCore.MessageDeserializer<Specola_V1_RaftDeliverAck>,
             options: GRPCCore.CallOptions,
@@ -1581,6 +1711,41 @@ extension Specola_V1_RaftPeer {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Pipe" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, as one long-lived stream per peer: far cheaper per batch than a
+        /// > call each. Replicas use this; Deliver stays for tools and tests.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Specola_V1_RaftBatch` messages.
+        ///   - serializer: A serializer for `Specola_V1_RaftBatch` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_RaftDeliverAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func pipe<Result>(
+            request: GRPCCore.StreamingClientRequest<Specola_V1_RaftBatch>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_RaftBatch>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_RaftDeliverAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_RaftDeliverAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.clientStreaming(
+                request: request,
+                descriptor: Specola_V1_RaftPeer.Method.Pipe.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1608,6 +1773,36 @@ extension Specola_V1_RaftPeer.ClientProtocol {
         }
     ) async throws -> Result where Result: Sendable {
         try await self.deliver(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_RaftBatch>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_RaftDeliverAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Pipe" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The same, as one long-lived stream per peer: far cheaper per batch than a
+    /// > call each. Replicas use this; Deliver stays for tools and tests.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Specola_V1_RaftBatch` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func pipe<Result>(
+        request: GRPCCore.StreamingClientRequest<Specola_V1_RaftBatch>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_RaftDeliverAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.pipe(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_RaftBatch>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_RaftDeliverAck>(),
@@ -1647,6 +1842,41 @@ extension Specola_V1_RaftPeer.ClientProtocol {
             metadata: metadata
         )
         return try await self.deliver(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Pipe" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The same, as one long-lived stream per peer: far cheaper per batch than a
+    /// > call each. Replicas use this; Deliver stays for tools and tests.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func pipe<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Specola_V1_RaftBatch>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_RaftDeliverAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Specola_V1_RaftBatch>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.pipe(
             request: request,
             options: options,
             onResponse: handleResponse
