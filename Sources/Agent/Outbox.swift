@@ -12,15 +12,8 @@ public final class Outbox: Sendable {
 
     public init(path: String) throws {
         self.path = path
-        var config = Configuration()
-        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        config.busyMode = .timeout(5)
         do {
-            try FileManager.default.createDirectory(
-                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            queue = try DatabaseQueue(path: path, configuration: config)
-            try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
-            try Self.migrator.migrate(queue)
+            queue = try DurableDatabase.open(path: path, migrator: Self.migrator)
         } catch {
             throw OutboxError(path: path, problem: "cannot open (\(error)); if the file is corrupted, move it aside — the agent then starts a fresh outbox and sends a full report")
         }

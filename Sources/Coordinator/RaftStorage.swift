@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SpecolaProtocol
 import SpecolaRaft
 
 /// The Raft log, hard state and latest snapshot of one replica, in SQLite
@@ -10,15 +11,8 @@ public final class RaftStorage: Sendable {
 
     public init(path: String) throws {
         self.path = path
-        var config = Configuration()
-        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        config.busyMode = .timeout(5)
         do {
-            try FileManager.default.createDirectory(
-                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            queue = try DatabaseQueue(path: path, configuration: config)
-            try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
-            try Self.migrator.migrate(queue)
+            queue = try DurableDatabase.open(path: path, migrator: Self.migrator)
             let check = try queue.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
             guard check == "ok" else { throw StoreError(path: path, problem: "integrity check failed: \(check ?? "no answer")") }
         } catch let error as StoreError {

@@ -30,7 +30,7 @@ import Glibc
             try await waitUntil("both agents to report", timeout: .seconds(60)) {
                 try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
             }
-            let node1 = try await #require(try await cluster.node("node1"))
+            let node1 = try #require(try await cluster.node("node1"))
             #expect(node1.status == "ready")
             #expect(node1.facts.capacity.cpuCores > 0)
             #expect(node1.facts.capacity.labels["rack"] == "r1")
@@ -58,7 +58,7 @@ import Glibc
             let metricsText = try await run("/usr/bin/curl", ["-sf", "http://\(cluster.metrics)/metrics"]).stdout
             #expect(metricsText.contains(#"ipmi_temperature_state{id="#) && metricsText.contains(#"name="CPU Temp",node="node1"} 2"#))
 
-            let node2 = try await #require(try await cluster.node("node2"))
+            let node2 = try #require(try await cluster.node("node2"))
             // No /dev/ipmi0 here: reported as "no BMC", once, not as a failure storm.
             #expect(!node2.facts.bmc.present)
             #expect(!node2.facts.bmc.reason.isEmpty)
@@ -104,7 +104,7 @@ import Glibc
                 """)
             try cluster.startAgent("steady")
             try await waitUntil("first reports", timeout: .seconds(30)) { try await cluster.node("steady")?.reportsApplied ?? 0 >= 3 }
-            let before = try await #require(try await cluster.node("steady")).lastAppliedSeq
+            let before = try #require(try await cluster.node("steady")).lastAppliedSeq
 
             try await cluster.coordinatorProcess!.stop(SIGKILL)
             try await Task.sleep(for: .seconds(outage))
@@ -115,7 +115,7 @@ import Glibc
             try await waitUntil("the outbox to drain after the outage", timeout: .seconds(60)) {
                 try await cluster.node("steady")?.lastAppliedSeq ?? 0 >= expectedAtLeast
             }
-            let after = try await #require(try await cluster.node("steady"))
+            let after = try #require(try await cluster.node("steady"))
             #expect(after.seqGaps == 0)
             // Every sequence number from 1 was applied exactly once.
             #expect(after.reportsApplied == after.lastAppliedSeq)
@@ -127,7 +127,7 @@ import Glibc
             try await waitUntil("the restarted agent to report", timeout: .seconds(30)) {
                 try await cluster.node("steady")?.lastAppliedSeq ?? 0 >= resumedFrom + 3
             }
-            let final = try await #require(try await cluster.node("steady"))
+            let final = try #require(try await cluster.node("steady"))
             #expect(final.seqGaps == 0)
             #expect(final.reportsApplied == final.lastAppliedSeq)
             let connects = cluster.agents["steady"]!.log.components(separatedBy: "connected to coordinator").count - 1
