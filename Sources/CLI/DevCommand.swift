@@ -24,6 +24,9 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for every agent to report before giving up.")
     var readyTimeout: Double = 60
 
+    @Flag(help: "Print the connection settings as one JSON object instead of export lines.")
+    var json = false
+
     func validate() throws {
         guard (1...50).contains(agents) else { throw ValidationError("--agents must be between 1 and 50") }
         guard [1, 3, 5].contains(replicas) else { throw ValidationError("--replicas must be 1, 3 or 5") }
@@ -41,7 +44,12 @@ struct DevCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         DevCluster.installStopHandler(cluster)
-        print(cluster.exportLines)
+        if json {
+            let data = (try? JSONSerialization.data(withJSONObject: cluster.environment, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(cluster.exportLines)
+        }
         print("# coordinators: \(cluster.coordinatorList) (any replica works; the CLI follows the leader)")
         print("# logs: \(root)/logs   stop: Ctrl-C")
         fflush(nil)
@@ -73,13 +81,18 @@ final class DevCluster: @unchecked Sendable {
     var pki: String { root + "/pki" }
     func agentAddress(_ index: Int) -> String { "127.0.1.\(index)" }
 
+    /// What the CLI needs to talk to this cluster.
+    var environment: [String: String] {
+        [
+            "SPECOLA_ADDR": coordinator.description,
+            "SPECOLA_CACERT": pki + "/ca.pem",
+            "SPECOLA_CLIENT_CERT": pki + "/user-admin.pem",
+            "SPECOLA_CLIENT_KEY": pki + "/user-admin-key.pem",
+        ]
+    }
+
     var exportLines: String {
-        """
-        export SPECOLA_ADDR=\(coordinator)
-        export SPECOLA_CACERT=\(pki)/ca.pem
-        export SPECOLA_CLIENT_CERT=\(pki)/user-admin.pem
-        export SPECOLA_CLIENT_KEY=\(pki)/user-admin-key.pem
-        """
+        environment.keys.sorted().map { "export \($0)=\(environment[$0]!)" }.joined(separator: "\n")
     }
 
     /// Certificates and configs; reuses an existing PKI so restarts keep their data.

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import SpecolaProtocol
 
@@ -9,6 +10,17 @@ public struct PKICommand: ParsableCommand {
         subcommands: [InitCA.self, Issue.self])
 
     public init() {}
+
+    static func printPaths(_ paths: (certPath: String, keyPath: String), json: Bool) {
+        if json {
+            let object = ["cert": paths.certPath, "key": paths.keyPath]
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(paths.certPath)
+            print(paths.keyPath)
+        }
+    }
 }
 
 extension PKICommand {
@@ -26,10 +38,12 @@ extension PKICommand {
         @Option(help: "Validity in days.")
         var days: Int = PKI.defaultCADays
 
+        @Flag(help: "Print the written paths as JSON.")
+        var json = false
+
         func run() throws {
             let paths = try PKI.initCA(directory: dir, commonName: name, validityDays: days)
-            print(paths.certPath)
-            print(paths.keyPath)
+            PKICommand.printPaths(paths, json: json)
         }
     }
 
@@ -59,11 +73,13 @@ extension PKICommand {
             }
         }
 
+        @Flag(help: "Print the written paths as JSON.")
+        var json = false
+
         func run() throws {
             let paths = try PKI.issue(
                 directory: dir, role: Role(rawValue: role)!, name: name, sans: san, validityDays: days)
-            print(paths.certPath)
-            print(paths.keyPath)
+            PKICommand.printPaths(paths, json: json)
         }
     }
 }
