@@ -55,6 +55,16 @@ import Glibc
             }
             let members = try await run(BuiltProducts.path("specola"), ["members"], environment: env)
             #expect(members.stdout.components(separatedBy: "voter").count - 1 == 3)
+
+            // A pipeline spec is checked and dry-run placed on the live nodes; nothing is submitted.
+            let sample = BuiltProducts.repositoryRoot + "/Sources/Jobs/Samples/reduce-pipeline.yaml"
+            let plan = try await run(BuiltProducts.path("specola"), ["job", "plan", sample], environment: env)
+            #expect(plan.status == 0, "\(plan.stderr)")
+            #expect(plan.stdout.contains("reduce-m31/prepare") && (plan.stdout.contains("node1") || plan.stdout.contains("node2")))
+            try dir.write("bad.yaml", "apiVersion: specola/v1\nkind: Job\nmetadata: {name: x, owner: a, project: p}\ntasks:\n  - name: t\n    driver: podman\n    image: i\n    resources: {memory: 4 gigs}\n")
+            let bad = try await run(BuiltProducts.path("specola"), ["job", "validate", dir.file("bad.yaml")], environment: env)
+            #expect(bad.status == 2)
+            #expect(bad.stderr.contains("bad.yaml:8:") && bad.stderr.contains("tasks[0].resources.memory"), "\(bad.stderr)")
         } catch {
             Issue.record("\(error)\n--- dev log:\n\(dev.log)")
         }
