@@ -113,7 +113,8 @@ public actor Replica {
         for message in messages where message.to == settings.id {
             raft.step(message)
         }
-        scheduleProcess()
+        // A batch from a peer is already a batch: handle it now rather than one task hop later.
+        process()
     }
 
     /// Lets concurrent proposals pile up so they share one fsync and one round trip.
