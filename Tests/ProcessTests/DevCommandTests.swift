@@ -56,6 +56,25 @@ import Glibc
             let members = try await run(BuiltProducts.path("specola"), ["members"], environment: env)
             #expect(members.stdout.components(separatedBy: "voter").count - 1 == 3)
 
+            // The KV store through the CLI, also via another replica's address: the CLI follows the leader.
+            let specola = BuiltProducts.path("specola")
+            var viaOtherReplica = env
+            viaOtherReplica["SPECOLA_ADDR"] = "127.0.0.13:7450"
+            #expect(try await run(specola, ["kv", "put", "pipelines/m31/bias", "v1"], environment: viaOtherReplica).status == 0)
+            let got = try await run(specola, ["kv", "get", "pipelines/m31/bias"], environment: env)
+            #expect(got.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "v1")
+            let lost = try await run(specola, ["kv", "cas", "--expect", "v0", "pipelines/m31/bias", "v2"], environment: env)
+            #expect(lost.status == 6 && lost.stderr.contains("comparison failed"))
+            #expect(try await run(specola, ["kv", "cas", "--expect", "v1", "pipelines/m31/bias", "v2"], environment: env).status == 0)
+            let keys = try await run(specola, ["kv", "ls", "pipelines/", "--json"], environment: viaOtherReplica)
+            #expect(try Specola_V1_KvListResponse(jsonString: keys.stdout).kvs.map(\.key) == ["pipelines/m31/bias"])
+            // A stale read is served by that replica itself and catches up within a heartbeat or two.
+            try await waitUntil("the stale read to show the new value", timeout: .seconds(5)) {
+                try await run(specola, ["kv", "get", "--stale", "pipelines/m31/bias"], environment: viaOtherReplica).stdout.contains("v2")
+            }
+            #expect(try await run(specola, ["kv", "del", "pipelines/m31/bias"], environment: env).status == 0)
+            #expect(try await run(specola, ["kv", "get", "pipelines/m31/bias"], environment: env).status == 4)
+
             // A pipeline spec is checked and dry-run placed on the live nodes; nothing is submitted.
             let sample = BuiltProducts.repositoryRoot + "/Sources/Jobs/Samples/reduce-pipeline.yaml"
             let plan = try await run(BuiltProducts.path("specola"), ["job", "plan", sample], environment: env)
