@@ -66,6 +66,9 @@ public func spawnProcess(
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, stdout, 1)
     posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+    // Inherit nothing else: a descriptor leaked from another thread (say, a file being
+    // written) would stay open in a long-lived child and make that file unexecutable (ETXTBSY).
+    closeInheritedDescriptors(&actions)
 
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
@@ -81,9 +84,24 @@ public func spawnProcess(
     posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
     var pid: pid_t = 0
-    let code = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    var code = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    // ETXTBSY: another thread's child briefly holds the file open for writing; it passes.
+    var retries = 0
+    while code == ETXTBSY && retries < 20 {
+        usleep(10_000)
+        retries += 1
+        code = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    }
     guard code == 0 else { throw ProcessRunnerError.launchFailed(executable, code) }
     return pid
+}
+
+/// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), looked up at run time
+/// because Swift's Glibc module does not export it.
+private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return }
+    _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
 }
 
 /// Waits for `pid` and returns its exit status, or 128 + signal number when it was killed.
