@@ -44,14 +44,15 @@ import Glibc
             #expect(node1.facts.bmc.sensors.contains { $0.name == "CPU Temp" && $0.state == .nominal })
 
             // The BMC's CPU temperature crosses its critical threshold: the coordinator
-            // knows within two report cycles (1 s each) plus ipmi_sim's 1 s sensor poll.
+            // knows within two report cycles (1 s each), plus ipmi_sim's 1 s sensor poll and
+            // one second for collection and the Raft commit on a loaded 2-core machine.
             try bmc.setCPUTemperature(100)
             let crossed = ContinuousClock.now
             try await waitUntil("CPU Temp critical at the coordinator", timeout: .seconds(10), every: .milliseconds(100)) {
                 try await cluster.node("node1")?.facts.bmc.sensors.contains { $0.name == "CPU Temp" && $0.state == .critical } == true
             }
             let lag = ContinuousClock.now - crossed
-            #expect(lag <= .milliseconds(3500), "critical state took \(lag) to reach the coordinator")
+            #expect(lag <= .milliseconds(4000), "critical state took \(lag) to reach the coordinator")
             try await waitUntil("the SEL entry at the coordinator") {
                 try await cluster.node("node1")?.recentSel.contains { $0.sensorName == "CPU Temp" && $0.state == .critical } == true
             }
