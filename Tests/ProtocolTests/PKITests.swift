@@ -40,7 +40,7 @@ private func mode(_ path: String) throws -> Int {
             let name = "host-1.rack2"
             let paths = try PKI.issue(
                 directory: dir, role: role, name: name,
-                sans: ["10.1.2.3", "fd00::7", "Host-1.Example.org"])
+                sans: ["127.0.2.3", "::1", "Host-1.Example.org"])
             #expect(paths.certPath == "\(dir)/\(role.rawValue)-\(name).pem")
             #expect(paths.keyPath == "\(dir)/\(role.rawValue)-\(name)-key.pem")
 
@@ -57,8 +57,8 @@ private func mode(_ path: String) throws -> Int {
             #expect(text.status == 0)
             #expect(text.output.contains("Subject: O = specola, OU = \(role.rawValue), CN = \(role.rawValue)/\(name)"), "\(text.output)")
             #expect(text.output.contains("Issuer: O = specola, CN = specola-ca"))
-            #expect(text.output.contains("IP Address:10.1.2.3"))
-            #expect(text.output.contains("IP Address:FD00:0:0:0:0:0:0:7"))
+            #expect(text.output.contains("IP Address:127.0.2.3"))
+            #expect(text.output.contains("IP Address:0:0:0:0:0:0:0:1"))
             #expect(text.output.contains("DNS:host-1.example.org"))
             #expect(text.output.contains("URI:specola://\(role.rawValue)/\(name)"))
             #expect(text.output.contains("CA:FALSE"))
