@@ -125,7 +125,7 @@ final class DevCluster: @unchecked Sendable {
             let name = "node\(index)"
             _ = try PKI.issue(directory: pki, role: .node, name: name, sans: [agentAddress(index)], validityDays: 30)
             var bmc = "bmc: {mode: none}"
-            if let bmcScript, Self.which("ipmi_sim") != nil {
+            if let bmcScript, resolveExecutable("ipmi_sim") != nil {
                 try write("bmc/\(name)/password", "secret\n")
                 bmc = "bmc: {mode: lan, host: \(agentAddress(index)), port: 9623, user: admin, passwordFile: \(root)/bmc/\(name)/password}"
                 _ = bmcScript
@@ -146,7 +146,7 @@ final class DevCluster: @unchecked Sendable {
 
     func start() throws {
         let binDir = URL(fileURLWithPath: Self.executablePath()).deletingLastPathComponent().path
-        if let bmcScript = Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh"), Self.which("ipmi_sim") != nil {
+        if let bmcScript = Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh"), resolveExecutable("ipmi_sim") != nil {
             for index in 1...agents {
                 let output = try Self.capture("/bin/bash", [bmcScript, "\(root)/bmc/node\(index)", agentAddress(index), "9623"])
                 if let pid = pid_t(output.trimmingCharacters(in: .whitespacesAndNewlines)) {
@@ -257,14 +257,6 @@ final class DevCluster: @unchecked Sendable {
         }
         let installed = "/usr/share/specola/" + relative
         return FileManager.default.fileExists(atPath: installed) ? installed : nil
-    }
-
-    static func which(_ tool: String) -> String? {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let path = "\(dir)/\(tool)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
     }
 
     static func capture(_ path: String, _ arguments: [String]) throws -> String {

@@ -65,9 +65,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         let name = try nodeName(context, claimed: nil)
-        guard await replica.isLeader else {
-            throw ReplicaError.notLeader(await replica.leaderHint).rpcError
-        }
+        try await serving { try await replica.requireLeader() }
         guard await replica.node(name) != nil else {
             throw RPCError(code: .failedPrecondition, message: "node \(name) must call Register before Connect")
         }
@@ -96,9 +94,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
                 }
             case .heartbeat:
                 // Leadership can move while the stream is open; send the agent to the new leader.
-                if !(await replica.isLeader) {
-                    throw ReplicaError.notLeader(await replica.leaderHint).rpcError
-                }
+                try await serving { try await replica.requireLeader() }
             case .instructionResult(let result):
                 logger.info("instruction result", metadata: [
                     "node.name": "\(name)", "instruction.id": "\(result.instructionID)", "ok": "\(result.ok)",

@@ -35,21 +35,19 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         }
     }
 
-    /// Node facts live on the leader (liveness is leader-only soft state), so followers redirect.
-    private func requireLeader() async throws {
-        guard await replica.isLeader else { throw ReplicaError.notLeader(await replica.leaderHint).rpcError }
-    }
 
     func listNodes(request: Specola_V1_ListNodesRequest, context: ServerContext) async throws -> Specola_V1_ListNodesResponse {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
-        try await requireLeader()
+        // Node facts live on the leader (liveness is leader-only soft state), so followers redirect.
+        try await serving { try await replica.requireLeader() }
         let nodes = await replica.allNodes()
         return .with { $0.nodes = nodes }
     }
 
     func getNode(request: Specola_V1_GetNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
-        try await requireLeader()
+        // Node facts live on the leader (liveness is leader-only soft state), so followers redirect.
+        try await serving { try await replica.requireLeader() }
         guard let node = await replica.node(request.name) else {
             throw RPCError(code: .notFound, message: "no node named '\(request.name)'; `specola nodes` lists the known nodes")
         }

@@ -118,20 +118,11 @@ public struct Coordinator: Service {
     /// A leader that is asked to stop first makes another voter leader, so writes pause only briefly.
     static func handOffLeadership(_ replica: Replica, logger: Logger) async {
         guard await replica.isLeader else { return }
-        let me = replica.settings.id
-        let others = await replica.membership.voters.filter { $0 != me }.sorted()
-        guard let target = others.first else { return }
         do {
-            try await replica.transferLeadership(to: target)
+            let leader = try await replica.transferLeadership(within: .seconds(3))
+            logger.info("leadership handed off before shutdown", metadata: ["raft.leader": "\(leader)"])
         } catch {
             logger.warning("leadership transfer before shutdown failed", metadata: ["error": "\(error)"])
-            return
         }
-        let deadline = ContinuousClock.now + .seconds(3)
-        while ContinuousClock.now < deadline, await replica.isLeader {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        let leader = await replica.leaderID
-        logger.info("leadership handed off before shutdown", metadata: ["raft.leader": "\(leader.map(String.init) ?? "none")"])
     }
 }

@@ -40,13 +40,13 @@ struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
                 throw RPCError(code: .invalidArgument, message: "Raft frame does not decode: \(error)")
             }
         }
-        if let member = await replica.member(request.fromID), member.name != caller.name {
+        // One actor call both checks the sender and steps the messages (this is the hot path).
+        if let expected = await replica.receive(messages, from: request.fromID, certifiedAs: caller.name) {
             logger.warning("refused Raft traffic: certificate does not match the sending replica", metadata: [
-                "cert.identity": "\(caller)", "claimed.id": "\(request.fromID)", "member.name": "\(member.name)",
+                "cert.identity": "\(caller)", "claimed.id": "\(request.fromID)", "member.name": "\(expected)",
             ])
-            throw RPCError(code: .permissionDenied, message: "\(caller) may not send as replica \(request.fromID) (\(member.name))")
+            throw RPCError(code: .permissionDenied, message: "\(caller) may not send as replica \(request.fromID) (\(expected))")
         }
-        await replica.receive(messages)
     }
 }
 

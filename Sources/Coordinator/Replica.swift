@@ -41,10 +41,11 @@ public actor Replica {
     private let transport: PeerTransport
     private let logger: Logger
     private let staticPeers: [NodeID: Specola_V1_Member]
+    /// Where every replica is: derived from `staticPeers` and the replicated members, kept current.
+    private var addressBook: [NodeID: Specola_V1_Member] = [:]
     private(set) var state: ClusterState
     private var applied: Index
     private var appliedTerm: Term = 0
-    private var snapshotIndex: Index
     private var proposals: [Index: Proposal] = [:]
     private var readRequests: [[UInt8]: PendingRead] = [:]
     private var readsAwaitingApply: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
@@ -84,17 +85,19 @@ public actor Replica {
         }
         durableHardState = persisted.hardState
         applied = persisted.snapshot?.meta.index ?? 0
-        snapshotIndex = applied
         var config = RaftConfig(
             id: settings.id, electionTick: settings.electionTicks, heartbeatTick: settings.heartbeatTicks,
             randomSeed: UInt64.random(in: 1...UInt64.max))
         config.maxEntriesPerMessage = 256
         raft = RaftNode(config: config, persisted: persisted)
-        transport.update(addresses: Self.addressBook(staticPeers, state.members))
+        addressBook = staticPeers.merging(state.members) { _, newer in newer }
+        transport.update(addresses: addressBook)
     }
 
-    static func addressBook(_ peers: [NodeID: Specola_V1_Member], _ replicated: [UInt64: Specola_V1_Member]) -> [NodeID: Specola_V1_Member] {
-        peers.merging(replicated) { _, newer in newer }
+    /// Rebuilds the address book (config peers, overridden by replicated members) and repoints the transport.
+    private func refreshAddressBook() {
+        addressBook = staticPeers.merging(state.members) { _, newer in newer }
+        transport.update(addresses: addressBook)
     }
 
     // MARK: - Driving
@@ -107,6 +110,14 @@ public actor Replica {
             expireStaleRequests()
             process()
         }
+    }
+
+    /// Steps a peer's batch, unless the sender's certificate names another replica than
+    /// the one the address book has for `sender`; then returns that expected name instead.
+    public func receive(_ messages: [Message], from sender: NodeID, certifiedAs certificateName: String) -> String? {
+        if let member = addressBook[sender], member.name != certificateName { return member.name }
+        receive(messages)
+        return nil
     }
 
     public func receive(_ messages: [Message]) {
@@ -183,9 +194,7 @@ public actor Replica {
             do {
                 let command = try Specola_V1_Command(serializedBytes: entry.data)
                 outcome = state.apply(command)
-                if case .setMember = command.kind {
-                    transport.update(addresses: Self.addressBook(staticPeers, state.members))
-                }
+                if case .setMember = command.kind { refreshAddressBook() }
             } catch {
                 // Only our own leaders write entries; an undecodable one is a bug, never skip silently.
                 logger.critical("undecodable command in the Raft log", metadata: ["raft.index": "\(entry.index)", "error": "\(error)"])
@@ -208,8 +217,7 @@ public actor Replica {
             state = ClusterState(snapshot: try Specola_V1_ClusterSnapshot(serializedBytes: snapshot.data))
             applied = snapshot.meta.index
             appliedTerm = snapshot.meta.term
-            snapshotIndex = snapshot.meta.index
-            transport.update(addresses: Self.addressBook(staticPeers, state.members))
+            refreshAddressBook()
             logger.info("state restored from a leader snapshot", metadata: ["raft.index": "\(snapshot.meta.index)"])
         } catch {
             logger.critical("leader snapshot does not decode; this replica stops", metadata: ["error": "\(error)"])
@@ -223,6 +231,7 @@ public actor Replica {
     }
 
     private func compactIfDue() {
+        let snapshotIndex = raft.snapshotMeta.index
         guard applied > snapshotIndex, applied - snapshotIndex >= settings.snapshotEvery else { return }
         var image = state.snapshot()
         image.appliedIndex = applied
@@ -231,7 +240,6 @@ public actor Replica {
             let data = try image.serializedBytes() as [UInt8]
             try raft.compact(through: applied, snapshotData: data)
             try storage.compact(to: Snapshot(meta: raft.snapshotMeta, data: data))
-            snapshotIndex = applied
             logger.debug("log compacted", metadata: ["raft.index": "\(applied)"])
         } catch {
             logger.warning("log compaction skipped", metadata: ["error": "\(error)"])
@@ -287,19 +295,29 @@ public actor Replica {
     /// Proposes a command and returns its outcome once it is committed and applied here.
     public func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
         guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
-        let data: [UInt8] = try command.serializedBytes()
-        switch raft.propose(data) {
-        case .accepted(let index, let term):
-            return try await withCheckedThrowingContinuation { continuation in
-                proposals[index] = Proposal(term: term, startedAt: .now, continuation: continuation)
-                scheduleProcess()
-            }
-        case .pending:
-            throw ReplicaError.timedOut
-        case .notLeader:
-            throw ReplicaError.notLeader(leaderHint)
-        case .dropped(let reason):
-            throw ReplicaError.dropped("\(reason)")
+        return try await awaitApplied(raft.propose(try command.serializedBytes()))
+    }
+
+    /// Proposes a membership change and returns once it is committed and applied here.
+    public func proposeMembership(_ change: ConfigChange) async throws {
+        guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
+        _ = try await awaitApplied(raft.proposeConfigChange(change))
+    }
+
+    /// Turns the core's answer to a proposal into a wait for its entry, or an error clients understand.
+    private func awaitApplied(_ result: ProposeResult) async throws -> ApplyOutcome {
+        guard case .accepted(let index, let term) = result else { throw refusal(result) }
+        return try await withCheckedThrowingContinuation { continuation in
+            proposals[index] = Proposal(term: term, startedAt: .now, continuation: continuation)
+            scheduleProcess()
+        }
+    }
+
+    private func refusal(_ result: ProposeResult) -> ReplicaError {
+        switch result {
+        case .accepted, .pending: return .timedOut
+        case .notLeader: return .notLeader(leaderHint)
+        case .dropped(let reason): return .dropped("\(reason)")
         }
     }
 
@@ -309,14 +327,9 @@ public actor Replica {
         readCounter += 1
         var context = withUnsafeBytes(of: readCounter.bigEndian, Array.init)
         context += withUnsafeBytes(of: settings.id.bigEndian, Array.init)
-        switch raft.readIndex(context: context) {
-        case .accepted, .pending:
-            break
-        case .notLeader:
-            throw ReplicaError.notLeader(leaderHint)
-        case .dropped(let reason):
-            throw ReplicaError.dropped("\(reason)")
-        }
+        let result = raft.readIndex(context: context)
+        if case .notLeader = result { throw refusal(result) }
+        if case .dropped = result { throw refusal(result) }
         let index = try await withCheckedThrowingContinuation { continuation in
             readRequests[context] = PendingRead(startedAt: .now, continuation: continuation)
             scheduleProcess()
@@ -328,28 +341,28 @@ public actor Replica {
         }
     }
 
-    public func proposeMembership(_ change: ConfigChange) async throws {
-        switch raft.proposeConfigChange(change) {
-        case .accepted(let index, let term):
-            _ = try await withCheckedThrowingContinuation { continuation in
-                proposals[index] = Proposal(term: term, startedAt: .now, continuation: continuation)
-                scheduleProcess()
-            }
-        case .pending:
-            throw ReplicaError.timedOut
-        case .notLeader:
-            throw ReplicaError.notLeader(leaderHint)
-        case .dropped(let reason):
-            throw ReplicaError.dropped("\(reason)")
+    /// Hands leadership to `target` (default: another voter) and waits until it has it.
+    @discardableResult
+    public func transferLeadership(to target: NodeID? = nil, within limit: Duration = .seconds(5)) async throws -> NodeID {
+        guard let target = target ?? raft.membership.voters.filter({ $0 != settings.id }).sorted().first else {
+            throw ReplicaError.dropped("no other voter to hand leadership to")
         }
+        let result = raft.transferLeadership(to: target)
+        switch result {
+        case .accepted, .pending: scheduleProcess()
+        case .notLeader, .dropped: throw refusal(result)
+        }
+        let deadline = ContinuousClock.now + limit
+        while raft.leader != target {
+            guard ContinuousClock.now < deadline else { throw ReplicaError.timedOut }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return target
     }
 
-    public func transferLeadership(to target: NodeID) throws {
-        switch raft.transferLeadership(to: target) {
-        case .accepted, .pending: scheduleProcess()
-        case .notLeader: throw ReplicaError.notLeader(leaderHint)
-        case .dropped(let reason): throw ReplicaError.dropped("\(reason)")
-        }
+    /// Throws the redirect a follower answers with.
+    public func requireLeader() throws {
+        guard raft.role == .leader else { throw ReplicaError.notLeader(leaderHint) }
     }
 
     // MARK: - Observation
@@ -369,15 +382,11 @@ public actor Replica {
         return image
     }
 
-    public func member(_ id: NodeID) -> Specola_V1_Member? {
-        Self.addressBook(staticPeers, state.members)[id]
-    }
-
-    public var allMembers: [NodeID: Specola_V1_Member] { Self.addressBook(staticPeers, state.members) }
+    public var allMembers: [NodeID: Specola_V1_Member] { addressBook }
 
     /// The leader as "name at address", for errors that send clients there.
     public var leaderHint: LeaderHint? {
-        guard let id = raft.leader, let member = member(id) else { return nil }
+        guard let id = raft.leader, let member = addressBook[id] else { return nil }
         return LeaderHint(id: id, name: member.name, address: member.address)
     }
 

@@ -129,15 +129,9 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
     return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
 }
 
+/// A tool's path from PATH, or from the sbin directories a non-root PATH may lack.
 public func which(_ tool: String) -> String? {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":") {
-        let path = "\(dir)/\(tool)"
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(tool)") {
-        return "\(dir)/\(tool)"
-    }
-    return nil
+    resolveExecutable(tool) ?? resolveExecutable(tool, environment: ["PATH": "/usr/sbin:/sbin"])
 }
 
 /// A free port on `host`, found by binding port 0 (TCP unless `udp`).

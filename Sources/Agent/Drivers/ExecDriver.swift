@@ -33,8 +33,8 @@ public struct ExecDriver: Sendable {
             let code = result.status
             return TaskOutcome(
                 ending: .exited, exitCode: code,
-                stdout: PodmanDriver.tail(String(decoding: result.stdout, as: UTF8.self)),
-                stderr: PodmanDriver.tail(String(decoding: result.stderr, as: UTF8.self)),
+                stdout: TaskOutcome.tail(String(decoding: result.stdout, as: UTF8.self)),
+                stderr: TaskOutcome.tail(String(decoding: result.stderr, as: UTF8.self)),
                 message: "exited with \(code)")
         } catch ProcessRunnerError.timedOut(_, let limit) {
             return TaskOutcome(ending: .timedOut, exitCode: 137, stdout: "", stderr: "", message: "killed after the task's timeout of \(limit)")

@@ -9,9 +9,6 @@ import SpecolaProtocol
 public struct PodmanDriver: Sendable {
     public static let managedLabel = "org.specola.managed"
     public static let allocationLabel = "org.specola.allocation"
-    /// Output kept per stream.
-    public static let outputLimit = 64 * 1024
-
     let podmanPath: String
     let environment: [String: String]
     let logger: Logger
@@ -59,8 +56,8 @@ public struct PodmanDriver: Sendable {
         let message = ending == .timedOut
             ? "stopped after the task's timeout of \(task.timeout!)"
             : (exitCode == 137 ? "killed (exit 137: out of memory or SIGKILL)" : "exited with \(exitCode)")
-        return TaskOutcome(ending: ending, exitCode: exitCode, stdout: Self.tail(logs?.stdout ?? ""),
-                           stderr: Self.tail(logs?.stderr ?? ""), message: message)
+        return TaskOutcome(ending: ending, exitCode: exitCode, stdout: TaskOutcome.tail(logs?.stdout ?? ""),
+                           stderr: TaskOutcome.tail(logs?.stderr ?? ""), message: message)
     }
 
     /// Allocation ids of Specola containers on this node (running or not), for re-attaching after a restart.
@@ -111,12 +108,6 @@ public struct PodmanDriver: Sendable {
     func podman(_ args: [String], timeout: Duration) async throws -> (status: Int32, stdout: String, stderr: String) {
         let result = try await runProcess(podmanPath, args, environment: environment, timeout: timeout)
         return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
-    }
-
-    static func tail(_ text: String) -> String {
-        let bytes = Array(text.utf8)
-        guard bytes.count > outputLimit else { return text }
-        return "…" + String(decoding: bytes.suffix(outputLimit), as: UTF8.self)
     }
 }
 

@@ -49,4 +49,14 @@ public struct TaskOutcome: Sendable, Equatable {
     public var message: String
 
     public var succeeded: Bool { ending == .exited && exitCode == 0 }
+
+    /// Output kept per stream.
+    public static let outputLimit = 64 * 1024
+
+    /// The last `outputLimit` bytes of a stream, marked when cut.
+    static func tail(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        guard bytes.count > outputLimit else { return text }
+        return "…" + String(decoding: bytes.suffix(outputLimit), as: UTF8.self)
+    }
 }
