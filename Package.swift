@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol", "SpecolaRaft",
+                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -9,6 +9,8 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     let replica: Replica
     let coordinatorName: String
     let heartbeatIntervalMs: UInt32
+    let hub: InstructionHub
+    let controller: JobController
     let logger: Logger
 
     /// Refuses an agent that speaks for a node other than the one its certificate names.
@@ -69,39 +71,65 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
         guard await replica.node(name) != nil else {
             throw RPCError(code: .failedPrecondition, message: "node \(name) must call Register before Connect")
         }
-        for try await message in request {
-            await replica.noteContact(name)
-            switch message.kind {
-            case .report(let report):
-                let outcome = try await serving {
-                    try await replica.propose(.applyReport(node: name, report: report, receivedAtUnixMs: Clock.nowUnixMs()))
+        // One writer owns the response stream: acks from the reader and
+        // instructions from the hub both go through `outgoing`.
+        let (outgoing, continuation) = AsyncStream<Specola_V1_CoordinatorMessage>.makeStream()
+        let connection = hub.attach(node: name, outgoing: continuation)
+        defer { hub.detach(node: name, id: connection) }
+        controller.nudge()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in outgoing { try await response.write(message) }
+            }
+            group.addTask {
+                defer { continuation.finish() }
+                for try await message in request {
+                    try await handle(message, from: name, replying: continuation)
                 }
-                switch outcome {
-                case let .reportApplied(seq, gap, needsFull):
-                    if gap {
-                        logger.warning("report sequence gap", metadata: ["node.name": "\(name)", "seq": "\(seq)"])
-                    }
-                    try await response.write(.with { $0.ack.ackedThroughSeq = seq })
-                    if needsFull {
-                        try await response.write(.with { $0.requestFullReport = .init() })
-                    }
-                case let .duplicateReport(seq):
-                    try await response.write(.with { $0.ack.ackedThroughSeq = seq })
-                case let .rejected(reason):
-                    throw RPCError(code: .failedPrecondition, message: reason)
-                default:
-                    break
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func handle(
+        _ message: Specola_V1_AgentMessage, from name: String,
+        replying outgoing: AsyncStream<Specola_V1_CoordinatorMessage>.Continuation
+    ) async throws {
+        await replica.noteContact(name)
+        switch message.kind {
+        case .report(let report):
+            let outcome = try await serving {
+                try await replica.propose(.applyReport(node: name, report: report, receivedAtUnixMs: Clock.nowUnixMs()))
+            }
+            switch outcome {
+            case let .reportApplied(seq, gap, needsFull):
+                if gap {
+                    logger.warning("report sequence gap", metadata: ["node.name": "\(name)", "seq": "\(seq)"])
                 }
-            case .heartbeat:
-                // Leadership can move while the stream is open; send the agent to the new leader.
-                try await serving { try await replica.requireLeader() }
-            case .instructionResult(let result):
-                logger.info("instruction result", metadata: [
-                    "node.name": "\(name)", "instruction.id": "\(result.instructionID)", "ok": "\(result.ok)",
-                ])
-            case nil:
+                outgoing.yield(.with { $0.ack.ackedThroughSeq = seq })
+                if needsFull {
+                    outgoing.yield(.with { $0.requestFullReport = .init() })
+                }
+                if !report.taskEvents.isEmpty { controller.nudge() }
+            case let .duplicateReport(seq):
+                outgoing.yield(.with { $0.ack.ackedThroughSeq = seq })
+            case let .rejected(reason):
+                throw RPCError(code: .failedPrecondition, message: reason)
+            default:
                 break
             }
+        case .heartbeat:
+            // Leadership can move while the stream is open; send the agent to the new leader.
+            try await serving { try await replica.requireLeader() }
+        case .instructionResult(let result):
+            let level: Logger.Level = result.ok ? .debug : .warning
+            logger.log(level: level, "instruction result", metadata: [
+                "node.name": "\(name)", "instruction.id": "\(result.instructionID)", "ok": "\(result.ok)",
+                "message": "\(result.message)", "duplicate": "\(result.duplicate)",
+            ])
+        case nil:
+            break
         }
     }
 }

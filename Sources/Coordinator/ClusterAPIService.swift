@@ -40,7 +40,12 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
         // Node facts live on the leader (liveness is leader-only soft state), so followers redirect.
         try await serving { try await replica.requireLeader() }
-        let nodes = await replica.allNodes()
+        let counts = await replica.allocationCounts()
+        let nodes = await replica.allNodes().map { node in
+            var node = node
+            node.allocations = UInt32(counts[node.name] ?? 0)
+            return node
+        }
         return .with { $0.nodes = nodes }
     }
 
@@ -48,9 +53,10 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
         // Node facts live on the leader (liveness is leader-only soft state), so followers redirect.
         try await serving { try await replica.requireLeader() }
-        guard let node = await replica.node(request.name) else {
+        guard var node = await replica.node(request.name) else {
             throw RPCError(code: .notFound, message: "no node named '\(request.name)'; `specola nodes` lists the known nodes")
         }
+        node.allocations = UInt32(await replica.allocationCounts()[request.name] ?? 0)
         return node
     }
 }

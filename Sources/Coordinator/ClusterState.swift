@@ -1,4 +1,5 @@
 import Foundation
+import SpecolaJobs
 import SpecolaProtocol
 
 /// What applying a command did, handed back to whoever proposed it.
@@ -9,12 +10,16 @@ public enum ApplyOutcome: Sendable, Equatable {
     /// Already applied earlier (a resend after a lost ack); nothing changed.
     case duplicateReport(lastAppliedSeq: UInt64)
     case kvWrite(Specola_V1_KvWriteResponse)
+    /// A job was submitted or cancelled.
+    case job(String)
+    /// How many placements of a scheduling pass took effect.
+    case placed(count: Int)
     case done
     case rejected(reason: String)
 }
 
-/// The replicated state machine: node registry and facts, the KV store and
-/// the replica address book. `apply` is deterministic: it reads no clock, no
+/// The replicated state machine: node registry and facts, jobs and their
+/// allocations, the KV store and the replica address book. `apply` is deterministic: it reads no clock, no
 /// randomness and no network; time comes inside the command.
 public struct ClusterState: Sendable {
     /// How many SEL entries are kept per node.
@@ -24,14 +29,16 @@ public struct ClusterState: Sendable {
     public private(set) var kv: [String: Specola_V1_KeyValue] = [:]
     public private(set) var kvRevision: UInt64 = 0
     public private(set) var members: [UInt64: Specola_V1_Member] = [:]
+    public private(set) var jobs = JobBook()
 
     public init() {}
 
-    public init(snapshot: Specola_V1_ClusterSnapshot) {
+    public init(snapshot: Specola_V1_ClusterSnapshot) throws {
         for node in snapshot.nodes { nodes[node.name] = node }
         for entry in snapshot.kv { kv[entry.key] = entry }
         kvRevision = snapshot.kvRevision
         for member in snapshot.members { members[member.id] = member }
+        jobs = try JobBook(snapshot: snapshot)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -41,6 +48,7 @@ public struct ClusterState: Sendable {
             $0.kv = kv.values.sorted { $0.key < $1.key }
             $0.kvRevision = kvRevision
             $0.members = members.values.sorted { $0.id < $1.id }
+            jobs.write(into: &$0)
         }
     }
 
@@ -81,6 +89,21 @@ public struct ClusterState: Sendable {
             } else {
                 members[change.member.id] = change.member
             }
+            return .done
+        case .submitJob(let submit):
+            return jobs.submit(submit, at: at)
+        case .placeTasks(let placements):
+            return jobs.place(placements, at: at) { nodes[$0] != nil }
+        case .cancelJob(let cancel):
+            return jobs.cancel(cancel.jobID, at: at)
+        case .requeueAllocations(let requeue):
+            return jobs.requeue(requeue, at: at)
+        case .setNodeScheduling(let change):
+            guard var node = nodes[change.node] else { return .rejected(reason: "no node '\(change.node)'") }
+            node.cordoned = change.cordoned
+            node.draining = change.draining
+            nodes[change.node] = node
+            if change.draining { jobs.drain(node: change.node) }
             return .done
         case .noop, nil:
             return .done
@@ -125,6 +148,11 @@ public struct ClusterState: Sendable {
         let gap = node.lastAppliedSeq != 0 && report.seq != node.lastAppliedSeq + 1
         let hadBaseline = node.hasFacts && node.facts.hasCapacity
         merge(report.facts, into: &node, full: report.full)
+        for event in report.taskEvents {
+            for output in jobs.apply(event, from: name, at: receivedAt) {
+                _ = write(key: output.key, value: Data(output.value.utf8))
+            }
+        }
         node.lastAppliedSeq = report.seq
         node.reportsApplied += 1
         if gap { node.seqGaps += 1 }

@@ -41,6 +41,8 @@ public struct Coordinator: Service {
         }
         let (replica, transport) = try makeReplica()
         defer { transport.stopAll() }
+        let hub = InstructionHub(logger: logger)
+        let jobController = JobController(replica: replica, hub: hub, logger: logger)
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
@@ -48,7 +50,9 @@ public struct Coordinator: Service {
                 config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
             services: [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
-                                 heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000), logger: logger),
+                                 heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
+                                 hub: hub, controller: jobController, logger: logger),
+                JobsService(replica: replica, controller: jobController, logger: logger),
                 ClusterAPIService(replica: replica, coordinatorName: config.name),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
@@ -75,6 +79,10 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await replica.runTicker()
+                return false
+            }
+            group.addTask {
+                await jobController.run()
                 return false
             }
             group.addTask {

@@ -56,7 +56,7 @@ public actor Replica {
     private var stopped = false
 
     // Soft state, leader only: liveness of agents. Never replicated.
-    private var lastContact: [String: Int64] = [:]
+    private(set) var lastContact: [String: Int64] = [:]
     public let thresholds: LivenessThresholds
     public nonisolated let startedAtUnixMs = Clock.nowUnixMs()
 
@@ -79,7 +79,7 @@ public actor Replica {
         }
         if let snapshot = persisted.snapshot, !snapshot.data.isEmpty {
             let image = try Specola_V1_ClusterSnapshot(serializedBytes: snapshot.data)
-            state = ClusterState(snapshot: image)
+            state = try ClusterState(snapshot: image)
         } else {
             state = ClusterState()
         }
@@ -214,7 +214,7 @@ public actor Replica {
 
     private func restore(from snapshot: Snapshot) {
         do {
-            state = ClusterState(snapshot: try Specola_V1_ClusterSnapshot(serializedBytes: snapshot.data))
+            state = try ClusterState(snapshot: Specola_V1_ClusterSnapshot(serializedBytes: snapshot.data))
             applied = snapshot.meta.index
             appliedTerm = snapshot.meta.term
             refreshAddressBook()

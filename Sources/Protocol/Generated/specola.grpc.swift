@@ -4088,3 +4088,1329 @@ extension Specola_V1_Membership.ClientProtocol {
         )
     }
 }
+
+// MARK: - specola.v1.Jobs
+
+/// Namespace containing generated types for the "specola.v1.Jobs" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Specola_V1_Jobs: Sendable {
+    /// Service descriptor for the "specola.v1.Jobs" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "Submit" metadata.
+        public enum Submit: Sendable {
+            /// Request type for "Submit".
+            public typealias Input = Specola_V1_SubmitJobRequest
+            /// Response type for "Submit".
+            public typealias Output = Specola_V1_JobStatus
+            /// Descriptor for "Submit".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs"),
+                method: "Submit",
+                type: .unary
+            )
+        }
+        /// Namespace for "Get" metadata.
+        public enum Get: Sendable {
+            /// Request type for "Get".
+            public typealias Input = Specola_V1_GetJobRequest
+            /// Response type for "Get".
+            public typealias Output = Specola_V1_JobStatus
+            /// Descriptor for "Get".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs"),
+                method: "Get",
+                type: .unary
+            )
+        }
+        /// Namespace for "List" metadata.
+        public enum List: Sendable {
+            /// Request type for "List".
+            public typealias Input = Specola_V1_ListJobsRequest
+            /// Response type for "List".
+            public typealias Output = Specola_V1_ListJobsResponse
+            /// Descriptor for "List".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs"),
+                method: "List",
+                type: .unary
+            )
+        }
+        /// Namespace for "Cancel" metadata.
+        public enum Cancel: Sendable {
+            /// Request type for "Cancel".
+            public typealias Input = Specola_V1_CancelJobRequest
+            /// Response type for "Cancel".
+            public typealias Output = Specola_V1_JobStatus
+            /// Descriptor for "Cancel".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs"),
+                method: "Cancel",
+                type: .unary
+            )
+        }
+        /// Namespace for "Logs" metadata.
+        public enum Logs: Sendable {
+            /// Request type for "Logs".
+            public typealias Input = Specola_V1_JobLogsRequest
+            /// Response type for "Logs".
+            public typealias Output = Specola_V1_JobLogsResponse
+            /// Descriptor for "Logs".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs"),
+                method: "Logs",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetNodeScheduling" metadata.
+        public enum SetNodeScheduling: Sendable {
+            /// Request type for "SetNodeScheduling".
+            public typealias Input = Specola_V1_SetNodeSchedulingRequest
+            /// Response type for "SetNodeScheduling".
+            public typealias Output = Specola_V1_Node
+            /// Descriptor for "SetNodeScheduling".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs"),
+                method: "SetNodeScheduling",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "specola.v1.Jobs" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            Submit.descriptor,
+            Get.descriptor,
+            List.descriptor,
+            Cancel.descriptor,
+            Logs.descriptor,
+            SetNodeScheduling.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "specola.v1.Jobs" service.
+    public static let specola_v1_Jobs = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs")
+}
+
+// MARK: specola.v1.Jobs (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Jobs {
+    /// Streaming variant of the service protocol for the "specola.v1.Jobs" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Submit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Validates the YAML on the coordinator again and submits it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_SubmitJobRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_JobStatus` messages.
+        func submit(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_SubmitJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobStatus>
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_GetJobRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_JobStatus` messages.
+        func get(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_GetJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobStatus>
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_ListJobsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_ListJobsResponse` messages.
+        func list(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_ListJobsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListJobsResponse>
+
+        /// Handle the "Cancel" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_CancelJobRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_JobStatus` messages.
+        func cancel(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_CancelJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobStatus>
+
+        /// Handle the "Logs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_JobLogsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_JobLogsResponse` messages.
+        func logs(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_JobLogsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobLogsResponse>
+
+        /// Handle the "SetNodeScheduling" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > cordon, drain, uncordon.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_SetNodeSchedulingRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_Node` messages.
+        func setNodeScheduling(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_SetNodeSchedulingRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node>
+    }
+
+    /// Service protocol for the "specola.v1.Jobs" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    public protocol ServiceProtocol: Specola_V1_Jobs.StreamingServiceProtocol {
+        /// Handle the "Submit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Validates the YAML on the coordinator again and submits it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SubmitJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_JobStatus` message.
+        func submit(
+            request: GRPCCore.ServerRequest<Specola_V1_SubmitJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobStatus>
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_GetJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_JobStatus` message.
+        func get(
+            request: GRPCCore.ServerRequest<Specola_V1_GetJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobStatus>
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListJobsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_ListJobsResponse` message.
+        func list(
+            request: GRPCCore.ServerRequest<Specola_V1_ListJobsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListJobsResponse>
+
+        /// Handle the "Cancel" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_CancelJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_JobStatus` message.
+        func cancel(
+            request: GRPCCore.ServerRequest<Specola_V1_CancelJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobStatus>
+
+        /// Handle the "Logs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_JobLogsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_JobLogsResponse` message.
+        func logs(
+            request: GRPCCore.ServerRequest<Specola_V1_JobLogsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobLogsResponse>
+
+        /// Handle the "SetNodeScheduling" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > cordon, drain, uncordon.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SetNodeSchedulingRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_Node` message.
+        func setNodeScheduling(
+            request: GRPCCore.ServerRequest<Specola_V1_SetNodeSchedulingRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node>
+    }
+
+    /// Simple service protocol for the "specola.v1.Jobs" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    public protocol SimpleServiceProtocol: Specola_V1_Jobs.ServiceProtocol {
+        /// Handle the "Submit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Validates the YAML on the coordinator again and submits it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_SubmitJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_JobStatus` to respond with.
+        func submit(
+            request: Specola_V1_SubmitJobRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_JobStatus
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_GetJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_JobStatus` to respond with.
+        func get(
+            request: Specola_V1_GetJobRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_JobStatus
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_ListJobsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_ListJobsResponse` to respond with.
+        func list(
+            request: Specola_V1_ListJobsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_ListJobsResponse
+
+        /// Handle the "Cancel" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_CancelJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_JobStatus` to respond with.
+        func cancel(
+            request: Specola_V1_CancelJobRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_JobStatus
+
+        /// Handle the "Logs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_JobLogsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_JobLogsResponse` to respond with.
+        func logs(
+            request: Specola_V1_JobLogsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_JobLogsResponse
+
+        /// Handle the "SetNodeScheduling" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > cordon, drain, uncordon.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_SetNodeSchedulingRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_Node` to respond with.
+        func setNodeScheduling(
+            request: Specola_V1_SetNodeSchedulingRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_Node
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Jobs.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Specola_V1_Jobs.Method.Submit.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_SubmitJobRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_JobStatus>(),
+            handler: { request, context in
+                try await self.submit(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Jobs.Method.Get.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_GetJobRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_JobStatus>(),
+            handler: { request, context in
+                try await self.get(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Jobs.Method.List.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListJobsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListJobsResponse>(),
+            handler: { request, context in
+                try await self.list(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Jobs.Method.Cancel.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_CancelJobRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_JobStatus>(),
+            handler: { request, context in
+                try await self.cancel(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Jobs.Method.Logs.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_JobLogsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_JobLogsResponse>(),
+            handler: { request, context in
+                try await self.logs(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Jobs.Method.SetNodeScheduling.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_SetNodeSchedulingRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_Node>(),
+            handler: { request, context in
+                try await self.setNodeScheduling(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Jobs.ServiceProtocol {
+    public func submit(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_SubmitJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobStatus> {
+        let response = try await self.submit(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func get(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_GetJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobStatus> {
+        let response = try await self.get(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func list(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_ListJobsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListJobsResponse> {
+        let response = try await self.list(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func cancel(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_CancelJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobStatus> {
+        let response = try await self.cancel(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func logs(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_JobLogsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobLogsResponse> {
+        let response = try await self.logs(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setNodeScheduling(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_SetNodeSchedulingRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node> {
+        let response = try await self.setNodeScheduling(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Jobs.SimpleServiceProtocol {
+    public func submit(
+        request: GRPCCore.ServerRequest<Specola_V1_SubmitJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobStatus> {
+        return GRPCCore.ServerResponse<Specola_V1_JobStatus>(
+            message: try await self.submit(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func get(
+        request: GRPCCore.ServerRequest<Specola_V1_GetJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobStatus> {
+        return GRPCCore.ServerResponse<Specola_V1_JobStatus>(
+            message: try await self.get(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func list(
+        request: GRPCCore.ServerRequest<Specola_V1_ListJobsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListJobsResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_ListJobsResponse>(
+            message: try await self.list(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func cancel(
+        request: GRPCCore.ServerRequest<Specola_V1_CancelJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobStatus> {
+        return GRPCCore.ServerResponse<Specola_V1_JobStatus>(
+            message: try await self.cancel(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func logs(
+        request: GRPCCore.ServerRequest<Specola_V1_JobLogsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobLogsResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_JobLogsResponse>(
+            message: try await self.logs(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setNodeScheduling(
+        request: GRPCCore.ServerRequest<Specola_V1_SetNodeSchedulingRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node> {
+        return GRPCCore.ServerResponse<Specola_V1_Node>(
+            message: try await self.setNodeScheduling(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: specola.v1.Jobs (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Jobs {
+    /// Generated client protocol for the "specola.v1.Jobs" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "Submit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Validates the YAML on the coordinator again and submits it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SubmitJobRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SubmitJobRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func submit<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SubmitJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SubmitJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobStatus>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_GetJobRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_GetJobRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func get<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_GetJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_GetJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobStatus>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListJobsRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListJobsRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListJobsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func list<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListJobsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListJobsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListJobsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListJobsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Cancel" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_CancelJobRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_CancelJobRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func cancel<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_CancelJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_CancelJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobStatus>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Logs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_JobLogsRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_JobLogsRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobLogsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func logs<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_JobLogsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_JobLogsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobLogsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobLogsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetNodeScheduling" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > cordon, drain, uncordon.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SetNodeSchedulingRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SetNodeSchedulingRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setNodeScheduling<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SetNodeSchedulingRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SetNodeSchedulingRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "specola.v1.Jobs" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "Submit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Validates the YAML on the coordinator again and submits it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SubmitJobRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SubmitJobRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func submit<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SubmitJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SubmitJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobStatus>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Jobs.Method.Submit.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_GetJobRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_GetJobRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func get<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_GetJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_GetJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobStatus>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Jobs.Method.Get.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListJobsRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListJobsRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListJobsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func list<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListJobsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListJobsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListJobsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListJobsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Jobs.Method.List.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Cancel" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_CancelJobRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_CancelJobRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func cancel<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_CancelJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_CancelJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobStatus>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Jobs.Method.Cancel.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Logs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_JobLogsRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_JobLogsRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobLogsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func logs<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_JobLogsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_JobLogsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobLogsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobLogsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Jobs.Method.Logs.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetNodeScheduling" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > cordon, drain, uncordon.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SetNodeSchedulingRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SetNodeSchedulingRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setNodeScheduling<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SetNodeSchedulingRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SetNodeSchedulingRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Jobs.Method.SetNodeScheduling.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Jobs.ClientProtocol {
+    /// Call the "Submit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Validates the YAML on the coordinator again and submits it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_SubmitJobRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func submit<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_SubmitJobRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.submit(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_SubmitJobRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_JobStatus>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Get" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_GetJobRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func get<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_GetJobRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.get(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_GetJobRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_JobStatus>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_ListJobsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_ListJobsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListJobsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.list(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListJobsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListJobsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Cancel" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_CancelJobRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cancel<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_CancelJobRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.cancel(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_CancelJobRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_JobStatus>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Logs" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_JobLogsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func logs<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_JobLogsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobLogsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.logs(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_JobLogsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_JobLogsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetNodeScheduling" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > cordon, drain, uncordon.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_SetNodeSchedulingRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setNodeScheduling<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_SetNodeSchedulingRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setNodeScheduling(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_SetNodeSchedulingRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Node>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Jobs.ClientProtocol {
+    /// Call the "Submit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Validates the YAML on the coordinator again and submits it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func submit<Result>(
+        _ message: Specola_V1_SubmitJobRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_SubmitJobRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.submit(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Get" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func get<Result>(
+        _ message: Specola_V1_GetJobRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_GetJobRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.get(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        _ message: Specola_V1_ListJobsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListJobsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_ListJobsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.list(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Cancel" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cancel<Result>(
+        _ message: Specola_V1_CancelJobRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_CancelJobRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.cancel(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Logs" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func logs<Result>(
+        _ message: Specola_V1_JobLogsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobLogsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_JobLogsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.logs(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetNodeScheduling" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > cordon, drain, uncordon.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setNodeScheduling<Result>(
+        _ message: Specola_V1_SetNodeSchedulingRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_SetNodeSchedulingRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setNodeScheduling(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}

@@ -29,6 +29,72 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Specola_V1_TaskEventKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// The container or process is running.
+  case started // = 1
+
+  /// It ended by itself; exit_code says how.
+  case exited // = 2
+
+  /// It could not be started (bad image, missing command); counts as a failure.
+  case failedToStart // = 3
+
+  /// It was killed at its timeout; counts as a failure.
+  case timedOut // = 4
+
+  /// It was stopped because a StopTask asked (cancel or drain); not a failure.
+  case stopped // = 5
+
+  /// The agent lost it (restarted while it was starting); it did not complete.
+  case lost // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .started
+    case 2: self = .exited
+    case 3: self = .failedToStart
+    case 4: self = .timedOut
+    case 5: self = .stopped
+    case 6: self = .lost
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .started: return 1
+    case .exited: return 2
+    case .failedToStart: return 3
+    case .timedOut: return 4
+    case .stopped: return 5
+    case .lost: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_TaskEventKind] = [
+    .unspecified,
+    .started,
+    .exited,
+    .failedToStart,
+    .timedOut,
+    .stopped,
+    .lost,
+  ]
+
+}
+
 public nonisolated enum Specola_V1_PowerState: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unknown // = 0
@@ -305,11 +371,42 @@ public nonisolated struct Specola_V1_Report: Sendable {
   /// Clears the value of `facts`. Subsequent reads from it will return its default value.
   public mutating func clearFacts() {self._facts = nil}
 
+  /// What happened to the allocations this agent runs, in order.
+  public var taskEvents: [Specola_V1_TaskEvent] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _facts: Specola_V1_NodeFacts? = nil
+}
+
+public nonisolated struct Specola_V1_TaskEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var allocationID: String = String()
+
+  public var kind: Specola_V1_TaskEventKind = .unspecified
+
+  public var exitCode: Int32 = 0
+
+  public var message: String = String()
+
+  /// The last bytes of each stream (bounded by the agent).
+  public var stdoutTail: String = String()
+
+  public var stderrTail: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  /// Declared outputs the task printed as "specola-output: KEY=VALUE".
+  public var outputs: Dictionary<String,String> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// An instruction from the coordinator. An agent executes each id at most once.
@@ -331,13 +428,104 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     set {action = .collectNow(newValue)}
   }
 
+  /// Start one allocation of a job's task. The instruction id is the allocation id.
+  public var runTask: Specola_V1_RunTask {
+    get {
+      if case .runTask(let v)? = action {return v}
+      return Specola_V1_RunTask()
+    }
+    set {action = .runTask(newValue)}
+  }
+
+  /// Stop a running allocation (cancel, drain). Id: "stop/" + allocation id.
+  public var stopTask: Specola_V1_StopTask {
+    get {
+      if case .stopTask(let v)? = action {return v}
+      return Specola_V1_StopTask()
+    }
+    set {action = .stopTask(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Action: Equatable, Sendable {
     /// Collect now and send a full report.
     case collectNow(Specola_V1_CollectNow)
+    /// Start one allocation of a job's task. The instruction id is the allocation id.
+    case runTask(Specola_V1_RunTask)
+    /// Stop a running allocation (cancel, drain). Id: "stop/" + allocation id.
+    case stopTask(Specola_V1_StopTask)
 
   }
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_RunTask: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var allocationID: String = String()
+
+  public var jobID: String = String()
+
+  public var taskID: String = String()
+
+  /// "podman" or "exec".
+  public var driver: String = String()
+
+  /// podman only.
+  public var image: String = String()
+
+  /// The command and its arguments; for podman, empty means the image's own.
+  public var command: [String] = []
+
+  public var env: Dictionary<String,String> = [:]
+
+  public var mounts: [Specola_V1_TaskMount] = []
+
+  public var cpuMillicores: Int64 = 0
+
+  public var memoryBytes: Int64 = 0
+
+  /// 0 means no limit.
+  public var timeoutSeconds: Int64 = 0
+
+  /// Output keys the task declared; the agent picks them up from its stdout.
+  public var outputs: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_TaskMount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var source: String = String()
+
+  public var target: String = String()
+
+  public var readOnly: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_StopTask: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var allocationID: String = String()
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -887,6 +1075,15 @@ public nonisolated struct Specola_V1_Node: Sendable {
   /// Latest SEL entries kept by the coordinator (bounded).
   public var recentSel: [Specola_V1_SelEntry] = []
 
+  /// `specola node cordon`: keeps its work, takes no new work.
+  public var cordoned: Bool = false
+
+  /// `specola node drain`: its work is stopped and placed elsewhere; takes no new work.
+  public var draining: Bool = false
+
+  /// Allocations placed on the node and not yet ended.
+  public var allocations: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -985,6 +1182,46 @@ public nonisolated struct Specola_V1_Command: Sendable {
     set {kind = .noop(newValue)}
   }
 
+  public var submitJob: Specola_V1_SubmitJobCommand {
+    get {
+      if case .submitJob(let v)? = kind {return v}
+      return Specola_V1_SubmitJobCommand()
+    }
+    set {kind = .submitJob(newValue)}
+  }
+
+  public var placeTasks: Specola_V1_PlaceTasksCommand {
+    get {
+      if case .placeTasks(let v)? = kind {return v}
+      return Specola_V1_PlaceTasksCommand()
+    }
+    set {kind = .placeTasks(newValue)}
+  }
+
+  public var cancelJob: Specola_V1_CancelJobCommand {
+    get {
+      if case .cancelJob(let v)? = kind {return v}
+      return Specola_V1_CancelJobCommand()
+    }
+    set {kind = .cancelJob(newValue)}
+  }
+
+  public var requeueAllocations: Specola_V1_RequeueAllocationsCommand {
+    get {
+      if case .requeueAllocations(let v)? = kind {return v}
+      return Specola_V1_RequeueAllocationsCommand()
+    }
+    set {kind = .requeueAllocations(newValue)}
+  }
+
+  public var setNodeScheduling: Specola_V1_SetNodeSchedulingCommand {
+    get {
+      if case .setNodeScheduling(let v)? = kind {return v}
+      return Specola_V1_SetNodeSchedulingCommand()
+    }
+    set {kind = .setNodeScheduling(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -995,8 +1232,110 @@ public nonisolated struct Specola_V1_Command: Sendable {
     case kvCas(Specola_V1_KvCasCommand)
     case setMember(Specola_V1_SetMemberCommand)
     case noop(Specola_V1_NoopCommand)
+    case submitJob(Specola_V1_SubmitJobCommand)
+    case placeTasks(Specola_V1_PlaceTasksCommand)
+    case cancelJob(Specola_V1_CancelJobCommand)
+    case requeueAllocations(Specola_V1_RequeueAllocationsCommand)
+    case setNodeScheduling(Specola_V1_SetNodeSchedulingCommand)
 
   }
+
+  public init() {}
+}
+
+/// A validated job spec. The spec travels as the JSON of SpecolaJobs.JobSpec,
+/// so apply never parses YAML.
+public nonisolated struct Specola_V1_SubmitJobCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  public var specJson: Data = Data()
+
+  public var sourceFile: String = String()
+
+  public var submittedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One scheduling pass's decisions, committed together.
+public nonisolated struct Specola_V1_PlaceTasksCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placements: [Specola_V1_TaskPlacement] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_TaskPlacement: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  public var taskID: String = String()
+
+  public var node: String = String()
+
+  public var allocationID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_CancelJobCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  public var requestedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Allocations whose node is gone: their tasks go back to pending without
+/// spending a retry.
+public nonisolated struct Specola_V1_RequeueAllocationsCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var allocationIds: [String] = []
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_SetNodeSchedulingCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var node: String = String()
+
+  public var cordoned: Bool = false
+
+  public var draining: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -1180,6 +1519,97 @@ public nonisolated struct Specola_V1_ClusterSnapshot: Sendable {
   public var voters: [UInt64] = []
 
   public var learners: [UInt64] = []
+
+  public var jobs: [Specola_V1_JobRecord] = []
+
+  public var allocations: [Specola_V1_Allocation] = []
+
+  public var jobSequence: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A submitted job as the replicated state keeps it.
+public nonisolated struct Specola_V1_JobRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// SpecolaJobs.JobSpec and SpecolaJobs.JobRun as JSON.
+  public var specJson: Data = Data()
+
+  public var runJson: Data = Data()
+
+  public var submitIndex: UInt64 = 0
+
+  public var submittedAtUnixMs: Int64 = 0
+
+  public var submittedBy: String = String()
+
+  public var sourceFile: String = String()
+
+  public var finishedAtUnixMs: Int64 = 0
+
+  /// Output of each task's latest attempt, by task id.
+  public var logs: Dictionary<String,Specola_V1_TaskLog> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_TaskLog: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var allocationID: String = String()
+
+  public var node: String = String()
+
+  public var stdout: String = String()
+
+  public var stderr: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Work placed on a node that may still be running there.
+public nonisolated struct Specola_V1_Allocation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var jobID: String = String()
+
+  public var taskID: String = String()
+
+  public var node: String = String()
+
+  public var cpuMillicores: Int64 = 0
+
+  public var memoryBytes: Int64 = 0
+
+  public var gpus: Int64 = 0
+
+  public var scratchBytes: Int64 = 0
+
+  /// A StopTask is due (cancel or drain).
+  public var stopping: Bool = false
+
+  public var stopReason: String = String()
+
+  public var started: Bool = false
+
+  public var placedAtUnixMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1494,9 +1924,206 @@ public nonisolated struct Specola_V1_SaveSnapshotRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Specola_V1_SubmitJobRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var yaml: String = String()
+
+  /// For error messages (file:line:column).
+  public var fileName: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_GetJobRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var stale: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ListJobsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var stale: Bool = false
+
+  /// Include finished jobs.
+  public var all: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ListJobsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobs: [Specola_V1_JobStatus] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_CancelJobRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_JobLogsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  /// Empty: every task of the job.
+  public var taskID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_JobLogsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tasks: [Specola_V1_TaskOutput] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_TaskOutput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: String = String()
+
+  public var allocationID: String = String()
+
+  public var node: String = String()
+
+  public var stdout: String = String()
+
+  public var stderr: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_JobStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var kind: String = String()
+
+  public var owner: String = String()
+
+  public var project: String = String()
+
+  public var priority: Int32 = 0
+
+  /// pending, running, succeeded, failed, cancelled.
+  public var state: String = String()
+
+  public var submittedAtUnixMs: Int64 = 0
+
+  public var finishedAtUnixMs: Int64 = 0
+
+  public var tasks: [Specola_V1_TaskStatus] = []
+
+  public var submittedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_TaskStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// pending, placed, running, succeeded, failed, cancelled.
+  public var state: String = String()
+
+  public var node: String = String()
+
+  public var allocationID: String = String()
+
+  public var failures: UInt32 = 0
+
+  public var relocations: UInt32 = 0
+
+  public var exitCode: Int32 = 0
+
+  public var exitCodeKnown: Bool = false
+
+  public var message: String = String()
+
+  /// Why a pending task is not placed yet, if the scheduler said.
+  public var waitingReason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_SetNodeSchedulingRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// "cordon", "drain" or "uncordon".
+  public var action: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "specola.v1"
+
+nonisolated extension Specola_V1_TaskEventKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_EVENT_KIND_UNSPECIFIED\0\u{1}TASK_EVENT_KIND_STARTED\0\u{1}TASK_EVENT_KIND_EXITED\0\u{1}TASK_EVENT_KIND_FAILED_TO_START\0\u{1}TASK_EVENT_KIND_TIMED_OUT\0\u{1}TASK_EVENT_KIND_STOPPED\0\u{1}TASK_EVENT_KIND_LOST\0")
+}
 
 nonisolated extension Specola_V1_PowerState: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0POWER_STATE_UNKNOWN\0\u{1}POWER_STATE_ON\0\u{1}POWER_STATE_OFF\0")
@@ -1855,7 +2482,7 @@ nonisolated extension Specola_V1_RequestFullReport: SwiftProtobuf.Message, Swift
 
 nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Report"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{3}collected_at_unix_ms\0\u{1}full\0\u{1}facts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{3}collected_at_unix_ms\0\u{1}full\0\u{1}facts\0\u{3}task_events\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1867,6 +2494,7 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.collectedAtUnixMs) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.full) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._facts) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.taskEvents) }()
       default: break
       }
     }
@@ -1889,6 +2517,9 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
     try { if let v = self._facts {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.taskEvents.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.taskEvents, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1897,6 +2528,72 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.collectedAtUnixMs != rhs.collectedAtUnixMs {return false}
     if lhs.full != rhs.full {return false}
     if lhs._facts != rhs._facts {return false}
+    if lhs.taskEvents != rhs.taskEvents {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}allocation_id\0\u{1}kind\0\u{3}exit_code\0\u{1}message\0\u{3}stdout_tail\0\u{3}stderr_tail\0\u{3}at_unix_ms\0\u{1}outputs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.allocationID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.stdoutTail) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.stderrTail) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      case 8: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.outputs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.allocationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.allocationID, fieldNumber: 1)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
+    }
+    if self.exitCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.exitCode, fieldNumber: 3)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
+    }
+    if !self.stdoutTail.isEmpty {
+      try visitor.visitSingularStringField(value: self.stdoutTail, fieldNumber: 5)
+    }
+    if !self.stderrTail.isEmpty {
+      try visitor.visitSingularStringField(value: self.stderrTail, fieldNumber: 6)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 7)
+    }
+    if !self.outputs.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.outputs, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskEvent, rhs: Specola_V1_TaskEvent) -> Bool {
+    if lhs.allocationID != rhs.allocationID {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.exitCode != rhs.exitCode {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.stdoutTail != rhs.stdoutTail {return false}
+    if lhs.stderrTail != rhs.stderrTail {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.outputs != rhs.outputs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1904,7 +2601,7 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Instruction"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}collect_now\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}collect_now\0\u{3}run_task\0\u{3}stop_task\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1926,6 +2623,32 @@ nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtob
           self.action = .collectNow(v)
         }
       }()
+      case 3: try {
+        var v: Specola_V1_RunTask?
+        var hadOneofValue = false
+        if let current = self.action {
+          hadOneofValue = true
+          if case .runTask(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.action = .runTask(v)
+        }
+      }()
+      case 4: try {
+        var v: Specola_V1_StopTask?
+        var hadOneofValue = false
+        if let current = self.action {
+          hadOneofValue = true
+          if case .stopTask(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.action = .stopTask(v)
+        }
+      }()
       default: break
       }
     }
@@ -1939,15 +2662,187 @@ nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtob
     if !self.id.isEmpty {
       try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
     }
-    try { if case .collectNow(let v)? = self.action {
+    switch self.action {
+    case .collectNow?: try {
+      guard case .collectNow(let v)? = self.action else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
+    }()
+    case .runTask?: try {
+      guard case .runTask(let v)? = self.action else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .stopTask?: try {
+      guard case .stopTask(let v)? = self.action else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case nil: break
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_Instruction, rhs: Specola_V1_Instruction) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.action != rhs.action {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_RunTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RunTask"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}allocation_id\0\u{3}job_id\0\u{3}task_id\0\u{1}driver\0\u{1}image\0\u{1}command\0\u{1}env\0\u{1}mounts\0\u{3}cpu_millicores\0\u{3}memory_bytes\0\u{3}timeout_seconds\0\u{1}outputs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.allocationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.driver) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.image) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.command) }()
+      case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.env) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.mounts) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.cpuMillicores) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.memoryBytes) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.timeoutSeconds) }()
+      case 12: try { try decoder.decodeRepeatedStringField(value: &self.outputs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.allocationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.allocationID, fieldNumber: 1)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 2)
+    }
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 3)
+    }
+    if !self.driver.isEmpty {
+      try visitor.visitSingularStringField(value: self.driver, fieldNumber: 4)
+    }
+    if !self.image.isEmpty {
+      try visitor.visitSingularStringField(value: self.image, fieldNumber: 5)
+    }
+    if !self.command.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.command, fieldNumber: 6)
+    }
+    if !self.env.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.env, fieldNumber: 7)
+    }
+    if !self.mounts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mounts, fieldNumber: 8)
+    }
+    if self.cpuMillicores != 0 {
+      try visitor.visitSingularInt64Field(value: self.cpuMillicores, fieldNumber: 9)
+    }
+    if self.memoryBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.memoryBytes, fieldNumber: 10)
+    }
+    if self.timeoutSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeoutSeconds, fieldNumber: 11)
+    }
+    if !self.outputs.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.outputs, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_RunTask, rhs: Specola_V1_RunTask) -> Bool {
+    if lhs.allocationID != rhs.allocationID {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.driver != rhs.driver {return false}
+    if lhs.image != rhs.image {return false}
+    if lhs.command != rhs.command {return false}
+    if lhs.env != rhs.env {return false}
+    if lhs.mounts != rhs.mounts {return false}
+    if lhs.cpuMillicores != rhs.cpuMillicores {return false}
+    if lhs.memoryBytes != rhs.memoryBytes {return false}
+    if lhs.timeoutSeconds != rhs.timeoutSeconds {return false}
+    if lhs.outputs != rhs.outputs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskMount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}source\0\u{1}target\0\u{3}read_only\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.target) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.readOnly) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 1)
+    }
+    if !self.target.isEmpty {
+      try visitor.visitSingularStringField(value: self.target, fieldNumber: 2)
+    }
+    if self.readOnly != false {
+      try visitor.visitSingularBoolField(value: self.readOnly, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskMount, rhs: Specola_V1_TaskMount) -> Bool {
+    if lhs.source != rhs.source {return false}
+    if lhs.target != rhs.target {return false}
+    if lhs.readOnly != rhs.readOnly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StopTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StopTask"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}allocation_id\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.allocationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.allocationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.allocationID, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StopTask, rhs: Specola_V1_StopTask) -> Bool {
+    if lhs.allocationID != rhs.allocationID {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3099,7 +3994,7 @@ nonisolated extension Specola_V1_GetNodeRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Node"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3118,6 +4013,9 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 9: try { try decoder.decodeSingularStringField(value: &self.agentVersion) }()
       case 10: try { try decoder.decodeSingularMessageField(value: &self._facts) }()
       case 11: try { try decoder.decodeRepeatedMessageField(value: &self.recentSel) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
+      case 14: try { try decoder.decodeSingularUInt32Field(value: &self.allocations) }()
       default: break
       }
     }
@@ -3161,6 +4059,15 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.recentSel.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.recentSel, fieldNumber: 11)
     }
+    if self.cordoned != false {
+      try visitor.visitSingularBoolField(value: self.cordoned, fieldNumber: 12)
+    }
+    if self.draining != false {
+      try visitor.visitSingularBoolField(value: self.draining, fieldNumber: 13)
+    }
+    if self.allocations != 0 {
+      try visitor.visitSingularUInt32Field(value: self.allocations, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3176,6 +4083,9 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.agentVersion != rhs.agentVersion {return false}
     if lhs._facts != rhs._facts {return false}
     if lhs.recentSel != rhs.recentSel {return false}
+    if lhs.cordoned != rhs.cordoned {return false}
+    if lhs.draining != rhs.draining {return false}
+    if lhs.allocations != rhs.allocations {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3237,7 +4147,7 @@ nonisolated extension Specola_V1_RaftDeliverAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3337,6 +4247,71 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .noop(v)
         }
       }()
+      case 9: try {
+        var v: Specola_V1_SubmitJobCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .submitJob(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .submitJob(v)
+        }
+      }()
+      case 10: try {
+        var v: Specola_V1_PlaceTasksCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .placeTasks(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .placeTasks(v)
+        }
+      }()
+      case 11: try {
+        var v: Specola_V1_CancelJobCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .cancelJob(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .cancelJob(v)
+        }
+      }()
+      case 12: try {
+        var v: Specola_V1_RequeueAllocationsCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .requeueAllocations(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .requeueAllocations(v)
+        }
+      }()
+      case 13: try {
+        var v: Specola_V1_SetNodeSchedulingCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .setNodeScheduling(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .setNodeScheduling(v)
+        }
+      }()
       default: break
       }
     }
@@ -3379,6 +4354,26 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .noop(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     }()
+    case .submitJob?: try {
+      guard case .submitJob(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
+    case .placeTasks?: try {
+      guard case .placeTasks(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .cancelJob?: try {
+      guard case .cancelJob(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .requeueAllocations?: try {
+      guard case .requeueAllocations(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .setNodeScheduling?: try {
+      guard case .setNodeScheduling(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -3387,6 +4382,236 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
   public static func ==(lhs: Specola_V1_Command, rhs: Specola_V1_Command) -> Bool {
     if lhs.proposedAtUnixMs != rhs.proposedAtUnixMs {return false}
     if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_SubmitJobCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubmitJobCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}spec_json\0\u{3}source_file\0\u{3}submitted_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.specJson) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.sourceFile) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.submittedBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if !self.specJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.specJson, fieldNumber: 2)
+    }
+    if !self.sourceFile.isEmpty {
+      try visitor.visitSingularStringField(value: self.sourceFile, fieldNumber: 3)
+    }
+    if !self.submittedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.submittedBy, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_SubmitJobCommand, rhs: Specola_V1_SubmitJobCommand) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.specJson != rhs.specJson {return false}
+    if lhs.sourceFile != rhs.sourceFile {return false}
+    if lhs.submittedBy != rhs.submittedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_PlaceTasksCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlaceTasksCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}placements\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.placements) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.placements.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.placements, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_PlaceTasksCommand, rhs: Specola_V1_PlaceTasksCommand) -> Bool {
+    if lhs.placements != rhs.placements {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskPlacement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskPlacement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}task_id\0\u{1}node\0\u{3}allocation_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.allocationID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 2)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 3)
+    }
+    if !self.allocationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.allocationID, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskPlacement, rhs: Specola_V1_TaskPlacement) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.allocationID != rhs.allocationID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_CancelJobCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelJobCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}requested_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.requestedBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if !self.requestedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestedBy, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_CancelJobCommand, rhs: Specola_V1_CancelJobCommand) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.requestedBy != rhs.requestedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_RequeueAllocationsCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RequeueAllocationsCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}allocation_ids\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.allocationIds) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.allocationIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.allocationIds, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_RequeueAllocationsCommand, rhs: Specola_V1_RequeueAllocationsCommand) -> Bool {
+    if lhs.allocationIds != rhs.allocationIds {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_SetNodeSchedulingCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetNodeSchedulingCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}cordoned\0\u{1}draining\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 1)
+    }
+    if self.cordoned != false {
+      try visitor.visitSingularBoolField(value: self.cordoned, fieldNumber: 2)
+    }
+    if self.draining != false {
+      try visitor.visitSingularBoolField(value: self.draining, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_SetNodeSchedulingCommand, rhs: Specola_V1_SetNodeSchedulingCommand) -> Bool {
+    if lhs.node != rhs.node {return false}
+    if lhs.cordoned != rhs.cordoned {return false}
+    if lhs.draining != rhs.draining {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3708,7 +4933,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3724,6 +4949,9 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.appliedTerm) }()
       case 7: try { try decoder.decodeRepeatedUInt64Field(value: &self.voters) }()
       case 8: try { try decoder.decodeRepeatedUInt64Field(value: &self.learners) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
+      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.allocations) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.jobSequence) }()
       default: break
       }
     }
@@ -3754,6 +4982,15 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     if !self.learners.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.learners, fieldNumber: 8)
     }
+    if !self.jobs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.jobs, fieldNumber: 9)
+    }
+    if !self.allocations.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.allocations, fieldNumber: 10)
+    }
+    if self.jobSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.jobSequence, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3766,6 +5003,209 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     if lhs.appliedTerm != rhs.appliedTerm {return false}
     if lhs.voters != rhs.voters {return false}
     if lhs.learners != rhs.learners {return false}
+    if lhs.jobs != rhs.jobs {return false}
+    if lhs.allocations != rhs.allocations {return false}
+    if lhs.jobSequence != rhs.jobSequence {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}spec_json\0\u{3}run_json\0\u{3}submit_index\0\u{3}submitted_at_unix_ms\0\u{3}submitted_by\0\u{3}source_file\0\u{3}finished_at_unix_ms\0\u{1}logs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.specJson) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.runJson) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.submitIndex) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.submittedAtUnixMs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.submittedBy) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.sourceFile) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMs) }()
+      case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Specola_V1_TaskLog>.self, value: &self.logs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.specJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.specJson, fieldNumber: 2)
+    }
+    if !self.runJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.runJson, fieldNumber: 3)
+    }
+    if self.submitIndex != 0 {
+      try visitor.visitSingularUInt64Field(value: self.submitIndex, fieldNumber: 4)
+    }
+    if self.submittedAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.submittedAtUnixMs, fieldNumber: 5)
+    }
+    if !self.submittedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.submittedBy, fieldNumber: 6)
+    }
+    if !self.sourceFile.isEmpty {
+      try visitor.visitSingularStringField(value: self.sourceFile, fieldNumber: 7)
+    }
+    if self.finishedAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.finishedAtUnixMs, fieldNumber: 8)
+    }
+    if !self.logs.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Specola_V1_TaskLog>.self, value: self.logs, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobRecord, rhs: Specola_V1_JobRecord) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.specJson != rhs.specJson {return false}
+    if lhs.runJson != rhs.runJson {return false}
+    if lhs.submitIndex != rhs.submitIndex {return false}
+    if lhs.submittedAtUnixMs != rhs.submittedAtUnixMs {return false}
+    if lhs.submittedBy != rhs.submittedBy {return false}
+    if lhs.sourceFile != rhs.sourceFile {return false}
+    if lhs.finishedAtUnixMs != rhs.finishedAtUnixMs {return false}
+    if lhs.logs != rhs.logs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskLog: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskLog"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}allocation_id\0\u{1}node\0\u{1}stdout\0\u{1}stderr\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.allocationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.stdout) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.stderr) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.allocationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.allocationID, fieldNumber: 1)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 2)
+    }
+    if !self.stdout.isEmpty {
+      try visitor.visitSingularStringField(value: self.stdout, fieldNumber: 3)
+    }
+    if !self.stderr.isEmpty {
+      try visitor.visitSingularStringField(value: self.stderr, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskLog, rhs: Specola_V1_TaskLog) -> Bool {
+    if lhs.allocationID != rhs.allocationID {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.stdout != rhs.stdout {return false}
+    if lhs.stderr != rhs.stderr {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_Allocation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Allocation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}job_id\0\u{3}task_id\0\u{1}node\0\u{3}cpu_millicores\0\u{3}memory_bytes\0\u{1}gpus\0\u{3}scratch_bytes\0\u{1}stopping\0\u{3}stop_reason\0\u{1}started\0\u{3}placed_at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.cpuMillicores) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.memoryBytes) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.gpus) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.scratchBytes) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.stopping) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.stopReason) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.started) }()
+      case 12: try { try decoder.decodeSingularInt64Field(value: &self.placedAtUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 2)
+    }
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 3)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 4)
+    }
+    if self.cpuMillicores != 0 {
+      try visitor.visitSingularInt64Field(value: self.cpuMillicores, fieldNumber: 5)
+    }
+    if self.memoryBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.memoryBytes, fieldNumber: 6)
+    }
+    if self.gpus != 0 {
+      try visitor.visitSingularInt64Field(value: self.gpus, fieldNumber: 7)
+    }
+    if self.scratchBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.scratchBytes, fieldNumber: 8)
+    }
+    if self.stopping != false {
+      try visitor.visitSingularBoolField(value: self.stopping, fieldNumber: 9)
+    }
+    if !self.stopReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.stopReason, fieldNumber: 10)
+    }
+    if self.started != false {
+      try visitor.visitSingularBoolField(value: self.started, fieldNumber: 11)
+    }
+    if self.placedAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.placedAtUnixMs, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_Allocation, rhs: Specola_V1_Allocation) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.cpuMillicores != rhs.cpuMillicores {return false}
+    if lhs.memoryBytes != rhs.memoryBytes {return false}
+    if lhs.gpus != rhs.gpus {return false}
+    if lhs.scratchBytes != rhs.scratchBytes {return false}
+    if lhs.stopping != rhs.stopping {return false}
+    if lhs.stopReason != rhs.stopReason {return false}
+    if lhs.started != rhs.started {return false}
+    if lhs.placedAtUnixMs != rhs.placedAtUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4412,6 +5852,471 @@ nonisolated extension Specola_V1_SaveSnapshotRequest: SwiftProtobuf.Message, Swi
   }
 
   public static func ==(lhs: Specola_V1_SaveSnapshotRequest, rhs: Specola_V1_SaveSnapshotRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_SubmitJobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubmitJobRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}yaml\0\u{3}file_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.yaml) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.fileName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.yaml.isEmpty {
+      try visitor.visitSingularStringField(value: self.yaml, fieldNumber: 1)
+    }
+    if !self.fileName.isEmpty {
+      try visitor.visitSingularStringField(value: self.fileName, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_SubmitJobRequest, rhs: Specola_V1_SubmitJobRequest) -> Bool {
+    if lhs.yaml != rhs.yaml {return false}
+    if lhs.fileName != rhs.fileName {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GetJobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetJobRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}stale\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.stale) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.stale != false {
+      try visitor.visitSingularBoolField(value: self.stale, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GetJobRequest, rhs: Specola_V1_GetJobRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.stale != rhs.stale {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ListJobsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListJobsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}stale\0\u{1}all\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.stale) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.all) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.stale != false {
+      try visitor.visitSingularBoolField(value: self.stale, fieldNumber: 1)
+    }
+    if self.all != false {
+      try visitor.visitSingularBoolField(value: self.all, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ListJobsRequest, rhs: Specola_V1_ListJobsRequest) -> Bool {
+    if lhs.stale != rhs.stale {return false}
+    if lhs.all != rhs.all {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ListJobsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListJobsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.jobs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ListJobsResponse, rhs: Specola_V1_ListJobsResponse) -> Bool {
+    if lhs.jobs != rhs.jobs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_CancelJobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelJobRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_CancelJobRequest, rhs: Specola_V1_CancelJobRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobLogsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobLogsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}task_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobLogsRequest, rhs: Specola_V1_JobLogsRequest) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobLogsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobLogsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobLogsResponse, rhs: Specola_V1_JobLogsResponse) -> Bool {
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskOutput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskOutput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}allocation_id\0\u{1}node\0\u{1}stdout\0\u{1}stderr\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.allocationID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.stdout) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.stderr) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
+    }
+    if !self.allocationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.allocationID, fieldNumber: 2)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 3)
+    }
+    if !self.stdout.isEmpty {
+      try visitor.visitSingularStringField(value: self.stdout, fieldNumber: 4)
+    }
+    if !self.stderr.isEmpty {
+      try visitor.visitSingularStringField(value: self.stderr, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskOutput, rhs: Specola_V1_TaskOutput) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.allocationID != rhs.allocationID {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.stdout != rhs.stdout {return false}
+    if lhs.stderr != rhs.stderr {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}owner\0\u{1}project\0\u{1}priority\0\u{1}state\0\u{3}submitted_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{1}tasks\0\u{3}submitted_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.owner) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.project) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.submittedAtUnixMs) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMs) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.submittedBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.owner.isEmpty {
+      try visitor.visitSingularStringField(value: self.owner, fieldNumber: 3)
+    }
+    if !self.project.isEmpty {
+      try visitor.visitSingularStringField(value: self.project, fieldNumber: 4)
+    }
+    if self.priority != 0 {
+      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 5)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 6)
+    }
+    if self.submittedAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.submittedAtUnixMs, fieldNumber: 7)
+    }
+    if self.finishedAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.finishedAtUnixMs, fieldNumber: 8)
+    }
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 9)
+    }
+    if !self.submittedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.submittedBy, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobStatus, rhs: Specola_V1_JobStatus) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.owner != rhs.owner {return false}
+    if lhs.project != rhs.project {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.submittedAtUnixMs != rhs.submittedAtUnixMs {return false}
+    if lhs.finishedAtUnixMs != rhs.finishedAtUnixMs {return false}
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.submittedBy != rhs.submittedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}state\0\u{1}node\0\u{3}allocation_id\0\u{1}failures\0\u{1}relocations\0\u{3}exit_code\0\u{3}exit_code_known\0\u{1}message\0\u{3}waiting_reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.allocationID) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.failures) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.relocations) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.exitCodeKnown) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.waitingReason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 2)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 3)
+    }
+    if !self.allocationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.allocationID, fieldNumber: 4)
+    }
+    if self.failures != 0 {
+      try visitor.visitSingularUInt32Field(value: self.failures, fieldNumber: 5)
+    }
+    if self.relocations != 0 {
+      try visitor.visitSingularUInt32Field(value: self.relocations, fieldNumber: 6)
+    }
+    if self.exitCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.exitCode, fieldNumber: 7)
+    }
+    if self.exitCodeKnown != false {
+      try visitor.visitSingularBoolField(value: self.exitCodeKnown, fieldNumber: 8)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 9)
+    }
+    if !self.waitingReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.waitingReason, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskStatus, rhs: Specola_V1_TaskStatus) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.allocationID != rhs.allocationID {return false}
+    if lhs.failures != rhs.failures {return false}
+    if lhs.relocations != rhs.relocations {return false}
+    if lhs.exitCode != rhs.exitCode {return false}
+    if lhs.exitCodeKnown != rhs.exitCodeKnown {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.waitingReason != rhs.waitingReason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_SetNodeSchedulingRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetNodeSchedulingRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}action\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_SetNodeSchedulingRequest, rhs: Specola_V1_SetNodeSchedulingRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.action != rhs.action {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

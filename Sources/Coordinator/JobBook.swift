@@ -1,0 +1,243 @@
+import Foundation
+import SpecolaJobs
+import SpecolaProtocol
+
+/// One submitted job inside the replicated state.
+public struct JobEntry: Sendable {
+    public var id: String
+    public var spec: JobSpec
+    public var run: JobRun
+    /// Derived from `spec` on apply and restore; never serialized.
+    public var instances: [String: TaskInstance]
+    public var submitIndex: UInt64
+    public var submittedAtUnixMs: Int64
+    public var submittedBy: String
+    public var sourceFile: String
+    public var finishedAtUnixMs: Int64 = 0
+    /// Output of each task's latest attempt, by task id.
+    public var logs: [String: Specola_V1_TaskLog] = [:]
+
+    /// Every task has ended (a failed task's siblings still run to their end).
+    public var isFinished: Bool { run.tasks.values.allSatisfy { $0.state.isTerminal } }
+}
+
+/// The jobs part of the replicated state: submitted jobs with their lifecycle
+/// (`JobRun`), and the allocations that may be running on nodes. Deterministic
+/// like the rest of `ClusterState`: time arrives inside commands.
+public struct JobBook: Sendable {
+    public private(set) var jobs: [String: JobEntry] = [:]
+    /// Everything placed on a node and not yet reported ended, by allocation id.
+    public private(set) var allocations: [String: Specola_V1_Allocation] = [:]
+    public private(set) var allocatedByNode: [String: Resources] = [:]
+    /// Submission counter: FIFO order within a priority and project.
+    public private(set) var sequence: UInt64 = 0
+    /// Jobs that still have work to place or run.
+    public private(set) var activeJobIDs: Set<String> = []
+
+    static let jsonEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    public init() {}
+
+    init(snapshot: Specola_V1_ClusterSnapshot) throws {
+        sequence = snapshot.jobSequence
+        let decoder = JSONDecoder()
+        for record in snapshot.jobs {
+            let spec = try decoder.decode(JobSpec.self, from: record.specJson)
+            let run = try decoder.decode(JobRun.self, from: record.runJson)
+            var entry = JobEntry(
+                id: record.id, spec: spec, run: run, instances: Self.instancesByID(spec), submitIndex: record.submitIndex,
+                submittedAtUnixMs: record.submittedAtUnixMs, submittedBy: record.submittedBy, sourceFile: record.sourceFile)
+            entry.finishedAtUnixMs = record.finishedAtUnixMs
+            entry.logs = record.logs
+            jobs[record.id] = entry
+            if !entry.isFinished { activeJobIDs.insert(record.id) }
+        }
+        for allocation in snapshot.allocations {
+            allocations[allocation.id] = allocation
+            allocatedByNode[allocation.node, default: .zero] += allocation.resources
+        }
+    }
+
+    func write(into snapshot: inout Specola_V1_ClusterSnapshot) {
+        snapshot.jobSequence = sequence
+        snapshot.jobs = jobs.values.sorted { $0.submitIndex < $1.submitIndex }.map { entry in
+            .with {
+                $0.id = entry.id
+                $0.specJson = (try? Self.jsonEncoder.encode(entry.spec)) ?? Data()
+                $0.runJson = (try? Self.jsonEncoder.encode(entry.run)) ?? Data()
+                $0.submitIndex = entry.submitIndex
+                $0.submittedAtUnixMs = entry.submittedAtUnixMs
+                $0.submittedBy = entry.submittedBy
+                $0.sourceFile = entry.sourceFile
+                $0.finishedAtUnixMs = entry.finishedAtUnixMs
+                $0.logs = entry.logs
+            }
+        }
+        snapshot.allocations = allocations.values.sorted { $0.id < $1.id }
+    }
+
+    static func instancesByID(_ spec: JobSpec) -> [String: TaskInstance] {
+        Dictionary(spec.instances().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    // MARK: - Commands
+
+    mutating func submit(_ command: Specola_V1_SubmitJobCommand, at: Int64) -> ApplyOutcome {
+        if let existing = jobs[command.jobID], !existing.isFinished {
+            return .rejected(reason: "job '\(command.jobID)' is still \(existing.run.state.rawValue); cancel it (specola job cancel \(command.jobID)) or give the new one another name")
+        }
+        let spec: JobSpec
+        do {
+            spec = try JSONDecoder().decode(JobSpec.self, from: command.specJson)
+        } catch {
+            return .rejected(reason: "the submitted spec could not be decoded (\(error)); is the CLI older than the coordinator?")
+        }
+        // A finished job of the same name is replaced; its allocations are long gone.
+        sequence += 1
+        let instances = spec.instances()
+        jobs[command.jobID] = JobEntry(
+            id: command.jobID, spec: spec, run: JobRun(id: command.jobID, instances: instances),
+            instances: Dictionary(instances.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
+            submitIndex: sequence, submittedAtUnixMs: at, submittedBy: command.submittedBy, sourceFile: command.sourceFile)
+        activeJobIDs.insert(command.jobID)
+        return .job(command.jobID)
+    }
+
+    /// Applies a scheduling pass. Placements that no longer fit the state
+    /// (task already placed, job cancelled, node unknown) are skipped.
+    mutating func place(_ command: Specola_V1_PlaceTasksCommand, at: Int64, nodeExists: (String) -> Bool) -> ApplyOutcome {
+        var placed = 0
+        for placement in command.placements {
+            guard allocations[placement.allocationID] == nil, nodeExists(placement.node),
+                  var entry = jobs[placement.jobID], let instance = entry.instances[placement.taskID] else { continue }
+            entry.run.apply(.placed(taskID: placement.taskID, node: placement.node, allocationID: placement.allocationID))
+            guard entry.run.tasks[placement.taskID]?.allocationID == placement.allocationID else { continue }
+            jobs[placement.jobID] = entry
+            let resources = instance.task.resources
+            allocations[placement.allocationID] = .with {
+                $0.id = placement.allocationID
+                $0.jobID = placement.jobID
+                $0.taskID = placement.taskID
+                $0.node = placement.node
+                $0.resources = resources
+                $0.placedAtUnixMs = at
+            }
+            allocatedByNode[placement.node, default: .zero] += resources
+            placed += 1
+        }
+        return .placed(count: placed)
+    }
+
+    mutating func cancel(_ jobID: String, at: Int64) -> ApplyOutcome {
+        guard var entry = jobs[jobID] else { return .rejected(reason: "no job '\(jobID)'") }
+        guard !entry.isFinished else { return .job(jobID) }
+        for effect in entry.run.apply(.cancel) {
+            if case .stop(let allocationID, _) = effect { markStopping(allocationID, reason: "job \(jobID) cancelled") }
+        }
+        jobs[jobID] = entry
+        finishIfDone(jobID, at: at)
+        return .job(jobID)
+    }
+
+    /// Work whose node is gone goes back to pending; it did not fail.
+    mutating func requeue(_ command: Specola_V1_RequeueAllocationsCommand, at: Int64) -> ApplyOutcome {
+        for id in command.allocationIds {
+            guard let allocation = release(id) else { continue }
+            jobs[allocation.jobID]?.run.apply(.lost(allocationID: id, atUnixMs: at))
+            finishIfDone(allocation.jobID, at: at)
+        }
+        return .done
+    }
+
+    /// Marks every allocation on `node` for stopping, so drained work moves elsewhere.
+    mutating func drain(node: String) {
+        for allocation in allocations.values where allocation.node == node && !allocation.stopping {
+            markStopping(allocation.id, reason: "node \(node) is draining")
+        }
+    }
+
+    /// An agent's report about one of its allocations. Returns the KV writes
+    /// of declared outputs when the task succeeded.
+    mutating func apply(_ event: Specola_V1_TaskEvent, from node: String, at: Int64) -> [(key: String, value: String)] {
+        guard var allocation = allocations[event.allocationID], allocation.node == node,
+              var entry = jobs[allocation.jobID] else { return [] }
+        let id = event.allocationID
+        switch event.kind {
+        case .started:
+            allocation.started = true
+            allocations[id] = allocation
+            entry.run.apply(.started(allocationID: id))
+            jobs[entry.id] = entry
+            return []
+        case .exited, .failedToStart, .timedOut:
+            let code = event.kind == .exited ? event.exitCode : (event.kind == .timedOut ? 124 : -1)
+            entry.run.apply(.exited(allocationID: id, exitCode: code, message: event.message, atUnixMs: at))
+        case .stopped, .lost:
+            // Stopped for a cancel: the task is cancelled already and this changes nothing.
+            // Stopped for a drain, or lost by the agent: placed again elsewhere, no retry spent.
+            entry.run.apply(.lost(allocationID: id, atUnixMs: at))
+        case .unspecified, .UNRECOGNIZED:
+            return []
+        }
+        entry.logs[allocation.taskID] = .with {
+            $0.allocationID = id
+            $0.node = node
+            $0.stdout = event.stdoutTail
+            $0.stderr = event.stderrTail
+        }
+        jobs[entry.id] = entry
+        release(id)
+        finishIfDone(entry.id, at: at)
+        guard event.kind == .exited, event.exitCode == 0, let instance = entry.instances[allocation.taskID] else { return [] }
+        return instance.task.outputs.compactMap { key in
+            event.outputs[key].map { (Self.outputKey(job: entry.id, step: instance.task.name, instance: instance.stepInstance, key: key), $0) }
+        }
+    }
+
+    /// Where a step instance's output lives in the KV: `jobs/JOB/outputs/STEP/INSTANCE/KEY`.
+    public static func outputKey(job: String, step: String, instance: String, key: String) -> String {
+        "jobs/\(job)/outputs/\(step)/\(instance)/\(key)"
+    }
+
+    /// The KV prefix holding every instance's value of one step output.
+    public static func outputPrefix(job: String, step: String) -> String {
+        "jobs/\(job)/outputs/\(step)/"
+    }
+
+    private mutating func markStopping(_ allocationID: String, reason: String) {
+        guard var allocation = allocations[allocationID] else { return }
+        allocation.stopping = true
+        allocation.stopReason = reason
+        allocations[allocationID] = allocation
+    }
+
+    @discardableResult
+    private mutating func release(_ allocationID: String) -> Specola_V1_Allocation? {
+        guard let allocation = allocations.removeValue(forKey: allocationID) else { return nil }
+        allocatedByNode[allocation.node, default: .zero] = allocatedByNode[allocation.node, default: .zero] - allocation.resources
+        return allocation
+    }
+
+    private mutating func finishIfDone(_ jobID: String, at: Int64) {
+        guard var entry = jobs[jobID], entry.isFinished, entry.finishedAtUnixMs == 0 else { return }
+        entry.finishedAtUnixMs = at
+        jobs[jobID] = entry
+        activeJobIDs.remove(jobID)
+    }
+}
+
+extension Specola_V1_Allocation {
+    public var resources: Resources {
+        get { Resources(cpuMillicores: cpuMillicores, memoryBytes: memoryBytes, gpus: gpus, scratchBytes: scratchBytes) }
+        set {
+            cpuMillicores = newValue.cpuMillicores
+            memoryBytes = newValue.memoryBytes
+            gpus = newValue.gpus
+            scratchBytes = newValue.scratchBytes
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Logging
+import SpecolaJobs
+import SpecolaProtocol
+import Synchronization
+
+/// The leader's job loop. Level-triggered: each pass reads a copy of the
+/// state, plans the runnable tasks with the pure scheduler, commits the
+/// placements through Raft in batches, requeues work of nodes that are down,
+/// and has the instruction hub send what agents have not been told yet.
+/// Passes run on a timer and whenever something nudges the loop.
+final class JobController: Sendable {
+    struct Settings: Sendable {
+        /// Longest time between two passes when nothing nudges.
+        var interval: Duration = .milliseconds(500)
+        /// Placements per Raft entry.
+        var batchSize = 4_096
+    }
+
+    let replica: Replica
+    let hub: InstructionHub
+    let settings: Settings
+    private let logger: Logger
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+    /// Why each pending task was not placed in the latest pass (leader-local soft state).
+    private let waiting = Mutex<[String: PlacementFailure]>([:])
+
+    init(replica: Replica, hub: InstructionHub, settings: Settings = .init(), logger: Logger) {
+        self.replica = replica
+        self.hub = hub
+        self.settings = settings
+        self.logger = logger
+        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Asks for a pass soon (a job was submitted, a task ended, an agent connected).
+    func nudge() { wake.yield() }
+
+    func waitingReason(_ taskID: String) -> PlacementFailure? { waiting.withLock { $0[taskID] } }
+
+    func run() async {
+        let ticker = Task { [wake, settings] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: settings.interval)
+                wake.yield()
+            }
+        }
+        defer { ticker.cancel() }
+        var leaderSince: ContinuousClock.Instant?
+        for await _ in wakeups {
+            guard await replica.isLeader else {
+                leaderSince = nil
+                continue
+            }
+            if leaderSince == nil {
+                // Plan only on everything the previous leader committed.
+                do { try await replica.readBarrier() } catch { continue }
+                leaderSince = .now
+            }
+            await pass(leaderFor: .now - leaderSince!)
+        }
+    }
+
+    func pass(leaderFor: Duration) async {
+        let now = Clock.nowUnixMs()
+        let (state, status) = await replica.schedulingState(nowUnixMs: now)
+        let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)
+        if !input.pending.isEmpty {
+            let plan = Scheduler.plan(cluster: input.cluster, pending: input.pending, usage: input.usage)
+            waiting.withLock { waiting in
+                waiting = Dictionary(plan.unplaced.map { ($0.taskID, $0.reason) }, uniquingKeysWith: { first, _ in first })
+            }
+            if !plan.placements.isEmpty {
+                await commit(plan.placements, jobOf: input.jobByTask)
+            }
+        } else {
+            waiting.withLock { $0.removeAll() }
+        }
+        // A new leader first hears from every agent before it calls any node's work lost.
+        if leaderFor >= .milliseconds(replica.thresholds.downAfterMs) {
+            await requeueWorkOfDownNodes(state, status: status, now: now)
+        }
+        hub.dispatch(await replica.replicatedState)
+    }
+
+    private func commit(_ placements: [Placement], jobOf: [String: String]) async {
+        let now = Clock.nowUnixMs()
+        let batches = stride(from: 0, to: placements.count, by: settings.batchSize).map {
+            Array(placements[$0..<min($0 + settings.batchSize, placements.count)])
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for batch in batches {
+                let command = Specola_V1_Command.with {
+                    $0.proposedAtUnixMs = now
+                    $0.placeTasks.placements = batch.map { placement in
+                        .with {
+                            $0.jobID = jobOf[placement.taskID] ?? ""
+                            $0.taskID = placement.taskID
+                            $0.node = placement.node
+                            $0.allocationID = Self.newAllocationID(job: $0.jobID)
+                        }
+                    }
+                }
+                group.addTask { [replica, logger] in
+                    do {
+                        _ = try await replica.propose(command)
+                    } catch {
+                        logger.warning("placements not committed; the next pass plans them again", metadata: [
+                            "count": "\(batch.count)", "error": "\(error)",
+                        ])
+                    }
+                }
+            }
+        }
+    }
+
+    private func requeueWorkOfDownNodes(_ state: ClusterState, status: [String: NodeStatus], now: Int64) async {
+        var lost: [String: [String]] = [:]
+        for allocation in state.jobs.allocations.values where status[allocation.node] == .down {
+            lost[allocation.node, default: []].append(allocation.id)
+        }
+        for (node, ids) in lost.sorted(by: { $0.key < $1.key }) {
+            logger.warning("node is down; its work is placed again elsewhere", metadata: [
+                "node.name": "\(node)", "allocations": "\(ids.count)",
+            ])
+            do {
+                _ = try await replica.propose(.with {
+                    $0.proposedAtUnixMs = now
+                    $0.requeueAllocations = .with {
+                        $0.allocationIds = ids.sorted()
+                        $0.reason = "node \(node) is down"
+                    }
+                })
+            } catch {
+                logger.warning("requeue not committed; retried next pass", metadata: ["node.name": "\(node)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Unique, and usable in a container name: `JOB-` and 12 hex digits.
+    static func newAllocationID(job: String) -> String {
+        let safe = job.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }
+        let random = UInt64.random(in: 0..<(1 << 48))
+        return String(safe.prefix(40)) + "-" + String(random, radix: 16).leftPadded(to: 12)
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}
+
+extension SchedulingInput {
+    /// The job of each pending task, for the placement commands.
+    var jobByTask: [String: String] {
+        Dictionary(pending.map { ($0.id, $0.job) }, uniquingKeysWith: { first, _ in first })
+    }
+}

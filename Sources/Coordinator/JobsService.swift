@@ -1,0 +1,198 @@
+import Foundation
+import GRPCCore
+import Logging
+import SpecolaJobs
+import SpecolaProtocol
+
+/// Submitting, watching and cancelling jobs, their logs, and node cordon/drain.
+/// Served by the leader: job state is read there so that waiting reasons
+/// (leader-local) are current; followers redirect.
+struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
+    let replica: Replica
+    let controller: JobController
+    let logger: Logger
+
+    private func caller(_ context: ServerContext) throws -> Identity {
+        let identity = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        return identity
+    }
+
+    private func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
+        let outcome = try await serving { try await replica.propose(command) }
+        if case .rejected(let reason) = outcome {
+            throw RPCError(code: .failedPrecondition, message: reason)
+        }
+        return outcome
+    }
+
+    func submit(request: Specola_V1_SubmitJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
+        let identity = try caller(context)
+        try await serving { try await replica.requireLeader() }
+        let file = request.fileName.isEmpty ? "job.yaml" : request.fileName
+        let spec: JobSpec
+        switch JobSpecParser.parse(request.yaml, file: file) {
+        case .success(let parsed): spec = parsed
+        case .failure(let errors):
+            throw RPCError(code: .invalidArgument, message: "\(errors.errors.count) problem(s); nothing was submitted\n\(errors)")
+        }
+        let (state, liveness) = await replica.schedulingState()
+        if let impossible = Self.impossibleTasks(spec, state: state, status: liveness) {
+            throw RPCError(code: .failedPrecondition, message: "nothing was submitted: \(impossible)")
+        }
+        let id = spec.metadata.name
+        _ = try await propose(.with {
+            $0.proposedAtUnixMs = Clock.nowUnixMs()
+            $0.submitJob = .with {
+                $0.jobID = id
+                $0.specJson = (try? JobBook.jsonEncoder.encode(spec)) ?? Data()
+                $0.sourceFile = file
+                $0.submittedBy = identity.description
+            }
+        })
+        logger.info("job submitted", metadata: [
+            "job.id": "\(id)", "job.tasks": "\(spec.instances().count)", "submitted.by": "\(identity)",
+        ])
+        controller.nudge()
+        return try await status(of: id)
+    }
+
+    /// Tasks that no node could run even if the cluster were empty, worded for the user.
+    static func impossibleTasks(_ spec: JobSpec, state: ClusterState, status: [String: NodeStatus]) -> String? {
+        let empty = ClusterView(nodes: state.nodes.values.map { node in
+            NodeView(name: node.name, status: status[node.name] ?? .down, labels: node.facts.capacity.labels,
+                     capacity: SchedulingInput.capacity(of: node))
+        })
+        var problems: [String] = []
+        var seenTasks: Set<String> = []
+        for instance in spec.instances() where seenTasks.insert(instance.task.name).inserted {
+            let request = TaskRequest(instance: instance, job: spec, submitIndex: 0)
+            let plan = Scheduler.plan(cluster: empty, pending: [request], usage: .none)
+            if let unplaced = plan.unplaced.first, unplaced.reason.kind == .impossible {
+                problems.append("task '\(instance.task.name)' \(unplaced.reason.message)")
+            }
+        }
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    func get(request: Specola_V1_GetJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
+        _ = try caller(context)
+        if !request.stale { try await serving { try await replica.readBarrier() } }
+        return try await status(of: request.id)
+    }
+
+    func list(request: Specola_V1_ListJobsRequest, context: ServerContext) async throws -> Specola_V1_ListJobsResponse {
+        _ = try caller(context)
+        if !request.stale { try await serving { try await replica.readBarrier() } }
+        let state = await replica.replicatedState
+        let entries = state.jobs.jobs.values
+            .filter { request.all || !$0.isFinished }
+            .sorted { $0.submitIndex < $1.submitIndex }
+        return .with { $0.jobs = entries.map { status(of: $0, withTasks: false) } }
+    }
+
+    func cancel(request: Specola_V1_CancelJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
+        let identity = try caller(context)
+        guard await replica.job(request.id) != nil else { throw Self.noJob(request.id) }
+        _ = try await propose(.with {
+            $0.proposedAtUnixMs = Clock.nowUnixMs()
+            $0.cancelJob = .with { $0.jobID = request.id; $0.requestedBy = identity.description }
+        })
+        logger.info("job cancelled", metadata: ["job.id": "\(request.id)", "requested.by": "\(identity)"])
+        controller.nudge()
+        return try await status(of: request.id)
+    }
+
+    func logs(request: Specola_V1_JobLogsRequest, context: ServerContext) async throws -> Specola_V1_JobLogsResponse {
+        _ = try caller(context)
+        try await serving { try await replica.readBarrier() }
+        guard let entry = await replica.job(request.jobID) else { throw Self.noJob(request.jobID) }
+        let wanted = request.taskID.isEmpty ? entry.run.order : entry.run.order.filter {
+            $0 == request.taskID || $0 == "\(entry.id)/\(request.taskID)" || $0.hasPrefix("\(entry.id)/\(request.taskID)[")
+                || $0.hasPrefix("\(entry.id)/\(request.taskID)#") || $0.hasPrefix("\(entry.id)/\(request.taskID).")
+        }
+        guard !wanted.isEmpty else {
+            throw RPCError(code: .notFound, message: "job '\(entry.id)' has no task '\(request.taskID)'; `specola job status \(entry.id)` lists its tasks")
+        }
+        return .with {
+            $0.tasks = wanted.map { taskID in
+                let log = entry.logs[taskID]
+                return .with {
+                    $0.taskID = taskID
+                    $0.allocationID = log?.allocationID ?? ""
+                    $0.node = log?.node ?? ""
+                    $0.stdout = log?.stdout ?? ""
+                    $0.stderr = log?.stderr ?? ""
+                }
+            }
+        }
+    }
+
+    func setNodeScheduling(request: Specola_V1_SetNodeSchedulingRequest, context: ServerContext) async throws -> Specola_V1_Node {
+        let identity = try caller(context)
+        let flags: (cordoned: Bool, draining: Bool)
+        switch request.action {
+        case "cordon": flags = (true, false)
+        case "drain": flags = (true, true)
+        case "uncordon": flags = (false, false)
+        default: throw RPCError(code: .invalidArgument, message: "unknown action '\(request.action)'; use cordon, drain or uncordon")
+        }
+        guard await replica.node(request.name) != nil else {
+            throw RPCError(code: .notFound, message: "no node named '\(request.name)'; `specola nodes` lists the known nodes")
+        }
+        _ = try await propose(.with {
+            $0.proposedAtUnixMs = Clock.nowUnixMs()
+            $0.setNodeScheduling = .with { $0.node = request.name; $0.cordoned = flags.cordoned; $0.draining = flags.draining }
+        })
+        logger.info("node scheduling changed", metadata: [
+            "node.name": "\(request.name)", "action": "\(request.action)", "requested.by": "\(identity)",
+        ])
+        controller.nudge()
+        guard let node = await replica.node(request.name) else { throw RPCError(code: .notFound, message: "node \(request.name) vanished") }
+        return node
+    }
+
+    // MARK: - Views
+
+    static func noJob(_ id: String) -> RPCError {
+        RPCError(code: .notFound, message: "no job '\(id)'; `specola jobs --all` lists the jobs")
+    }
+
+    private func status(of id: String) async throws -> Specola_V1_JobStatus {
+        guard let entry = await replica.job(id) else { throw Self.noJob(id) }
+        return status(of: entry, withTasks: true)
+    }
+
+    private func status(of entry: JobEntry, withTasks: Bool) -> Specola_V1_JobStatus {
+        .with {
+            $0.id = entry.id
+            $0.kind = entry.spec.kind.rawValue
+            $0.owner = entry.spec.metadata.owner
+            $0.project = entry.spec.metadata.project
+            $0.priority = Int32(entry.spec.metadata.priority)
+            $0.state = entry.run.state.rawValue
+            $0.submittedAtUnixMs = entry.submittedAtUnixMs
+            $0.finishedAtUnixMs = entry.finishedAtUnixMs
+            $0.submittedBy = entry.submittedBy
+            guard withTasks else { return }
+            let tasks: [TaskRun] = entry.run.order.compactMap { entry.run.tasks[$0] }
+            $0.tasks = tasks.map { task in
+                Specola_V1_TaskStatus.with {
+                    $0.id = task.id
+                    $0.state = task.state.rawValue
+                    $0.node = task.node ?? ""
+                    $0.allocationID = task.allocationID ?? ""
+                    $0.failures = UInt32(task.failures)
+                    $0.relocations = UInt32(task.relocations)
+                    if let code = task.exitCode {
+                        $0.exitCode = code
+                        $0.exitCodeKnown = true
+                    }
+                    $0.message = task.message
+                    if task.state == .pending, let reason = controller.waitingReason(task.id) {
+                        $0.waitingReason = reason.message
+                    }
+                }
+            }
+        }
+    }
+}

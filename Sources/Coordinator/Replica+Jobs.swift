@@ -1,0 +1,31 @@
+import SpecolaJobs
+import SpecolaProtocol
+
+extension Replica {
+    /// A copy of the replicated state (copy-on-write, so cheap) and each node's
+    /// liveness as this replica sees it, for a scheduling pass off the actor.
+    func schedulingState(nowUnixMs: Int64 = Clock.nowUnixMs()) -> (state: ClusterState, status: [String: NodeStatus]) {
+        var status: [String: NodeStatus] = [:]
+        status.reserveCapacity(state.nodes.count)
+        for node in state.nodes.values {
+            let seen = max(lastContact[node.name] ?? 0, node.lastSeenUnixMs)
+            switch thresholds.status(sinceLastContactMs: nowUnixMs - seen) {
+            case .ready: status[node.name] = .ready
+            case .suspect: status[node.name] = .suspect
+            case .down: status[node.name] = .down
+            }
+        }
+        return (state, status)
+    }
+
+    var replicatedState: ClusterState { state }
+
+    /// Allocations placed on each node and not yet ended.
+    func allocationCounts() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for allocation in state.jobs.allocations.values { counts[allocation.node, default: 0] += 1 }
+        return counts
+    }
+
+    func job(_ id: String) -> JobEntry? { state.jobs.jobs[id] }
+}

@@ -1,0 +1,55 @@
+import SpecolaJobs
+import SpecolaProtocol
+
+/// What one scheduling pass reads, built from a copy of the replicated state
+/// and the leader's view of node liveness: the pure scheduler's inputs.
+struct SchedulingInput {
+    var cluster: ClusterView
+    var pending: [TaskRequest]
+    var usage: FairShareUsage
+
+    init(state: ClusterState, status: (String) -> NodeStatus, nowUnixMs: Int64) {
+        let book = state.jobs
+        var jobsByNode: [String: [String: Int]] = [:]
+        var allocatedByProject: [String: Resources] = [:]
+        for allocation in book.allocations.values {
+            jobsByNode[allocation.node, default: [:]][allocation.jobID, default: 0] += 1
+            if let project = book.jobs[allocation.jobID]?.spec.metadata.project {
+                allocatedByProject[project, default: .zero] += allocation.resources
+            }
+        }
+        cluster = ClusterView(nodes: state.nodes.values.map { node in
+            NodeView(
+                name: node.name, status: status(node.name), cordoned: node.cordoned, draining: node.draining,
+                labels: node.facts.capacity.labels, capacity: Self.capacity(of: node),
+                allocated: book.allocatedByNode[node.name] ?? .zero, runningJobs: jobsByNode[node.name] ?? [:])
+        })
+        let total = cluster.schedulableCapacity
+        usage = FairShareUsage(usage: allocatedByProject.mapValues { $0.dominantShare(of: total) })
+        pending = []
+        for id in book.activeJobIDs {
+            guard let entry = book.jobs[id] else { continue }
+            for task in entry.run.runnable(atUnixMs: nowUnixMs) {
+                guard let instance = entry.instances[task.id] else { continue }
+                pending.append(TaskRequest(instance: instance, job: entry.spec, submitIndex: entry.submitIndex))
+            }
+        }
+    }
+
+    /// Labels that override what the agent measured, for what it cannot see.
+    static let gpuLabel = "specola.io/gpus"
+    static let scratchLabel = "specola.io/scratch"
+
+    /// What a node offers: its cores and memory as reported; GPUs and scratch
+    /// from labels, else scratch is the most space available on one filesystem.
+    static func capacity(of node: Specola_V1_Node) -> Resources {
+        let facts = node.facts
+        let labels = facts.capacity.labels
+        let gpus = labels[gpuLabel].flatMap { Int64($0) } ?? 0
+        let scratch = labels[scratchLabel].flatMap(Quantity.bytes)
+            ?? Int64(clamping: facts.storage.filesystems.map(\.availableBytes).max() ?? 0)
+        return Resources(
+            cpuMillicores: Int64(facts.capacity.cpuCores) * 1000, memoryBytes: Int64(clamping: facts.capacity.memoryBytes),
+            gpus: gpus, scratchBytes: scratch)
+    }
+}
