@@ -28,9 +28,17 @@ public struct Agent: Service {
         let selCursor = try outbox.counter("sel").map { UInt32(truncatingIfNeeded: $0) }
         let collector = makeCollector(resumeSELAfter: selCursor)
         let loop = LoopState()
-        let link = CoordinatorLink(config: config, outbox: outbox, logger: logger) {
-            loop.fullRequested.store(true, ordering: .relaxed)
-        }
+        let wakeLink = Mutex<(@Sendable () -> Void)?>(nil)
+        let runner = TaskRunner(
+            outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(logger: logger), logger: logger,
+            onEvent: { wakeLink.withLock { $0 }?() })
+        let requestFull: @Sendable () -> Void = { loop.fullRequested.store(true, ordering: .relaxed) }
+        let instructions = InstructionExecutor(outbox: outbox, runner: runner, logger: logger, onFullReportRequested: requestFull)
+        let link = CoordinatorLink(
+            config: config, outbox: outbox, instructions: instructions, logger: logger, onFullReportRequested: requestFull)
+        wakeLink.withLock { $0 = { link.nudge() } }
+        // Before the link can deliver new work: pick up tasks that outlived a previous agent process.
+        await runner.resume()
         let notifier = SystemdNotifier()
         let pending = try outbox.pendingCount()
         let lastSeq = try outbox.lastSeq()
@@ -103,15 +111,21 @@ public struct Agent: Service {
         logger.info("agent stopped", metadata: ["outbox.pending": "\(unsent)"])
     }
 
+    var podmanEnvironment: [String: String] {
+        config.podman.containersConf.isEmpty ? [:] : ["CONTAINERS_CONF": config.podman.containersConf]
+    }
+
+    func makePodmanDriver() -> PodmanDriver {
+        PodmanDriver(podmanPath: config.podman.path, environment: podmanEnvironment, logger: logger)
+    }
+
     func makeCollector(resumeSELAfter: UInt32?) -> FactsCollector {
         let ipmi: IPMICollector? = config.bmc.mode == .none ? nil : IPMICollector(
             target: config.bmc.target, sdrCacheDirectory: config.dataDir + "/sdr-cache", logger: logger,
             resumeSELAfter: resumeSELAfter)
         let vms: VMCollector? = config.libvirt.uri.isEmpty ? nil : VMCollector(uri: config.libvirt.uri, logger: logger)
-        var environment: [String: String] = [:]
-        if !config.podman.containersConf.isEmpty { environment["CONTAINERS_CONF"] = config.podman.containersConf }
         let containers: ContainerCollector? = config.podman.enabled
-            ? ContainerCollector(podmanPath: config.podman.path, environment: environment, logger: logger) : nil
+            ? ContainerCollector(podmanPath: config.podman.path, environment: podmanEnvironment, logger: logger) : nil
         return FactsCollector(
             ipmi: ipmi, vms: vms, containers: containers,
             storage: StorageCollector(logger: logger), capacity: CapacityCollector(labels: config.labels),

@@ -13,6 +13,7 @@ public final class CoordinatorLink: Sendable {
     let outbox: Outbox
     let logger: Logger
     let onFullReportRequested: @Sendable () -> Void
+    let instructions: InstructionExecutor?
     /// Wakes the sender when the outbox has something new.
     private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
     /// Sequence number through which the coordinator has acknowledged.
@@ -21,9 +22,13 @@ public final class CoordinatorLink: Sendable {
     /// Instruction results waiting for the sender.
     private let results = Mutex<[Specola_V1_InstructionResult]>([])
 
-    public init(config: AgentConfig, outbox: Outbox, logger: Logger, onFullReportRequested: @escaping @Sendable () -> Void) {
+    public init(
+        config: AgentConfig, outbox: Outbox, instructions: InstructionExecutor?, logger: Logger,
+        onFullReportRequested: @escaping @Sendable () -> Void
+    ) {
         self.config = config
         self.outbox = outbox
+        self.instructions = instructions
         self.logger = logger
         self.onFullReportRequested = onFullReportRequested
     }
@@ -183,23 +188,16 @@ public final class CoordinatorLink: Sendable {
         case .requestFullReport:
             onFullReportRequested()
         case .instruction(let instruction):
-            logger.info("instruction received", metadata: ["instruction.id": "\(instruction.id)"])
-            if let stored = try outbox.claimInstruction(instruction.id) {
-                logger.info("instruction already executed; not running it again", metadata: ["instruction.id": "\(instruction.id)"])
-                results.withLock { $0.append(stored) }
-                nudge()
-                return
+            logger.debug("instruction received", metadata: ["instruction.id": "\(instruction.id)"])
+            let result: Specola_V1_InstructionResult
+            if let instructions {
+                result = try await instructions.execute(instruction)
+            } else {
+                result = .with {
+                    $0.instructionID = instruction.id
+                    $0.message = "this agent runs no instructions"
+                }
             }
-            var result = Specola_V1_InstructionResult.with { $0.instructionID = instruction.id; $0.ok = true }
-            switch instruction.action {
-            case .collectNow:
-                onFullReportRequested()
-                result.message = "full report scheduled"
-            case nil:
-                result.ok = false
-                result.message = "unknown instruction; this agent (\(SpecolaVersion.current)) may be older than the coordinator"
-            }
-            try outbox.recordInstruction(result)
             results.withLock { $0.append(result) }
             nudge()
         case nil:

@@ -37,20 +37,39 @@ public final class Outbox: Sendable {
                 t.column("message", .text).notNull()
             }
         }
+        // The task a claimed instruction runs, so an agent that restarts can re-attach to it.
+        migrator.registerMigration("v2") { db in
+            try db.alter(table: "instruction") { t in
+                t.add(column: "finished", .boolean).notNull().defaults(to: true)
+                t.add(column: "payload", .blob)
+            }
+        }
         return migrator
     }
 
     /// Stamps the next sequence number on a report and stores it durably.
     public func append(facts: Specola_V1_NodeFacts, full: Bool, collectedAtUnixMs: Int64) throws -> Specola_V1_Report {
+        try store {
+            $0.full = full
+            $0.collectedAtUnixMs = collectedAtUnixMs
+            $0.facts = facts
+        }
+    }
+
+    /// Queues what happened to this node's tasks, in a report of its own.
+    public func append(taskEvents: [Specola_V1_TaskEvent], atUnixMs: Int64) throws -> Specola_V1_Report {
+        try store {
+            $0.collectedAtUnixMs = atUnixMs
+            $0.taskEvents = taskEvents
+        }
+    }
+
+    private func store(_ fill: (inout Specola_V1_Report) -> Void) throws -> Specola_V1_Report {
         do {
             return try queue.write { db in
                 let last = try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'seq'") ?? 0
-                let report = Specola_V1_Report.with {
-                    $0.seq = last + 1
-                    $0.full = full
-                    $0.collectedAtUnixMs = collectedAtUnixMs
-                    $0.facts = facts
-                }
+                var report = Specola_V1_Report.with { $0.seq = last + 1 }
+                fill(&report)
                 try db.execute(sql: "INSERT INTO report(seq, payload) VALUES (?, ?)",
                                arguments: [report.seq, try report.serializedData()])
                 try db.execute(sql: "INSERT INTO counter(name, value) VALUES ('seq', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -95,9 +114,9 @@ public final class Outbox: Sendable {
         try queue.read { db in try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'seq'") ?? 0 }
     }
 
-    /// Records that instruction `id` starts now. Returns the stored result instead
-    /// when it already ran, so the caller does not run it again.
-    public func claimInstruction(_ id: String) throws -> Specola_V1_InstructionResult? {
+    /// Records that instruction `id` starts now, with what it runs. Returns the
+    /// stored result instead when it was claimed before, so the caller does not run it again.
+    public func claimInstruction(_ id: String, payload: Data? = nil) throws -> Specola_V1_InstructionResult? {
         try queue.write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT ok, message FROM instruction WHERE id = ?", arguments: [id]) {
                 return Specola_V1_InstructionResult.with {
@@ -107,15 +126,24 @@ public final class Outbox: Sendable {
                     $0.duplicate = true
                 }
             }
-            try db.execute(sql: "INSERT INTO instruction(id, ok, message) VALUES (?, 0, 'started')", arguments: [id])
+            try db.execute(sql: "INSERT INTO instruction(id, ok, message, finished, payload) VALUES (?, 0, 'started', 0, ?)",
+                           arguments: [id, payload])
             return nil
         }
     }
 
     public func recordInstruction(_ result: Specola_V1_InstructionResult) throws {
         try queue.write { db in
-            try db.execute(sql: "UPDATE instruction SET ok = ?, message = ? WHERE id = ?",
+            try db.execute(sql: "UPDATE instruction SET ok = ?, message = ?, finished = 1 WHERE id = ?",
                            arguments: [result.ok, result.message, result.instructionID])
+        }
+    }
+
+    /// Instructions claimed but not finished (the agent stopped while they ran), with their payloads.
+    public func unfinishedInstructions() throws -> [(id: String, payload: Data?)] {
+        try queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, payload FROM instruction WHERE finished = 0 ORDER BY rowid")
+                .map { ($0["id"], $0["payload"]) }
         }
     }
 }

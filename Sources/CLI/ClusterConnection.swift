@@ -47,6 +47,12 @@ struct ConnectionOptions: ParsableArguments {
         try await withClient { try await body(Specola_V1_ClusterAPI.Client(wrapping: $0)) }
     }
 
+    func withJobs<T: Sendable>(
+        _ body: @escaping @Sendable (Specola_V1_Jobs.Client<HTTP2ClientTransport.Posix>) async throws -> T
+    ) async throws -> T {
+        try await withClient { try await body(Specola_V1_Jobs.Client(wrapping: $0)) }
+    }
+
     /// Runs `body` against the given replica; a follower's refusal that names the
     /// leader is followed once, so any replica's address works.
     func withClient<T: Sendable>(
@@ -94,6 +100,10 @@ struct CLIError: Error, CustomStringConvertible {
             return CLIError(error.message, exitCode: 4)
         case .permissionDenied, .unauthenticated:
             return CLIError("refused by the coordinator at \(endpoint): \(error.message)", exitCode: 5)
+        case .invalidArgument:
+            return CLIError(error.message, exitCode: 2)
+        case .failedPrecondition:
+            return CLIError(error.message, exitCode: 8)
         default:
             return CLIError("coordinator at \(endpoint) failed: \(error.code): \(error.message)")
         }

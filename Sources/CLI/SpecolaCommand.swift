@@ -9,7 +9,8 @@ public struct SpecolaCommand: AsyncParsableCommand {
         version: "0.1.0-dev",
         subcommands: [
             StatusCommand.self, NodesCommand.self, NodeCommand.self, KVCommand.self, MembersCommand.self,
-            LeaderCommand.self, SnapshotCommand.self, JobCommand.self, PKICommand.self, DevCommand.self,
+            LeaderCommand.self, SnapshotCommand.self, JobCommand.self, JobsCommand.self, LogsCommand.self,
+            PKICommand.self, DevCommand.self,
         ])
 
     public init() {}

@@ -37,12 +37,13 @@ struct NodesCommand: AsyncParsableCommand {
                 return
             }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            var table = Table("NAME", "STATUS", "LAST SEEN", "CPUS", "MEMORY", "LOAD1", "BMC", "POWER", "SENSORS", "DISKS", "VMS", "CONTAINERS")
+            var table = Table("NAME", "STATUS", "SCHEDULING", "ALLOCS", "LAST SEEN", "CPUS", "MEMORY", "LOAD1", "BMC", "POWER", "SENSORS", "DISKS", "VMS", "CONTAINERS")
             for node in list.nodes {
                 let facts = node.facts
                 let critical = facts.bmc.sensors.filter { $0.state == .critical }.count
                 table.add(
-                    node.name, node.status, Format.ago(node.lastSeenUnixMs, now: now),
+                    node.name, node.status, NodeShowCommand.scheduling(node), "\(node.allocations)",
+                    Format.ago(node.lastSeenUnixMs, now: now),
                     "\(facts.capacity.cpuCores)", Format.bytes(facts.capacity.memoryBytes),
                     String(format: "%.2f", facts.capacity.load1),
                     facts.bmc.present ? "yes" : "no", NodeShowCommand.power(facts.bmc.power),
@@ -59,7 +60,42 @@ struct NodesCommand: AsyncParsableCommand {
 /// `specola node show NAME`.
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "node", abstract: "Inspect one node.", subcommands: [NodeShowCommand.self])
+        commandName: "node", abstract: "Inspect a node, or take it out of and back into service.",
+        subcommands: [NodeShowCommand.self, NodeSchedulingCommand.Cordon.self, NodeSchedulingCommand.Drain.self,
+                      NodeSchedulingCommand.Uncordon.self])
+}
+
+/// `specola node cordon|drain|uncordon NAME`.
+enum NodeSchedulingCommand {
+    static func apply(_ action: String, to name: String, connection: ConnectionOptions) async throws {
+        try await runReporting {
+            let request = Specola_V1_SetNodeSchedulingRequest.with { $0.name = name; $0.action = action }
+            let node = try await connection.withJobs { try await $0.setNodeScheduling(request) }
+            if connection.json { return try JSONOutput.print(node) }
+            print("node \(node.name): \(NodeShowCommand.scheduling(node))")
+        }
+    }
+
+    struct Cordon: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "cordon", abstract: "Take no new work on NAME; running work stays.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument var name: String
+        func run() async throws { try await NodeSchedulingCommand.apply("cordon", to: name, connection: connection) }
+    }
+
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "drain", abstract: "Stop NAME's work and place it elsewhere; take no new work.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument var name: String
+        func run() async throws { try await NodeSchedulingCommand.apply("drain", to: name, connection: connection) }
+    }
+
+    struct Uncordon: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "uncordon", abstract: "Put NAME back into service.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument var name: String
+        func run() async throws { try await NodeSchedulingCommand.apply("uncordon", to: name, connection: connection) }
+    }
 }
 
 struct NodeShowCommand: AsyncParsableCommand {
@@ -77,6 +113,10 @@ struct NodeShowCommand: AsyncParsableCommand {
             if connection.json { return try JSONOutput.print(node) }
             print(Self.render(node, now: Int64(Date().timeIntervalSince1970 * 1000)))
         }
+    }
+
+    static func scheduling(_ node: Specola_V1_Node) -> String {
+        node.draining ? "draining" : (node.cordoned ? "cordoned" : "schedulable")
     }
 
     static func power(_ state: Specola_V1_PowerState) -> String {
@@ -100,7 +140,7 @@ struct NodeShowCommand: AsyncParsableCommand {
         let facts = node.facts
         var out = """
             Name          \(node.name)
-            Status        \(node.status) (last seen \(Format.ago(node.lastSeenUnixMs, now: now)))
+            Status        \(node.status) (last seen \(Format.ago(node.lastSeenUnixMs, now: now))), \(scheduling(node)), \(node.allocations) allocation(s)
             Address       \(node.address.isEmpty ? "-" : node.address)
             Agent         \(node.agentVersion)
             Reports       \(node.reportsApplied) applied, last seq \(node.lastAppliedSeq), \(node.seqGaps) gaps

@@ -27,6 +27,13 @@ enum Format {
         return unit == 0 ? "\(value) B" : String(format: "%.1f %@", amount, units[unit])
     }
 
+    /// A local wall-clock time, "-" for never.
+    static func time(_ unixMs: Int64) -> String {
+        guard unixMs > 0 else { return "-" }
+        return Date(timeIntervalSince1970: TimeInterval(unixMs) / 1000)
+            .formatted(.dateTime.year().month(.twoDigits).day(.twoDigits).hour(.twoDigits(amPM: .omitted)).minute().second())
+    }
+
     static func ago(_ unixMs: Int64, now: Int64) -> String {
         guard unixMs > 0 else { return "never" }
         let seconds = max(0, (now - unixMs) / 1000)

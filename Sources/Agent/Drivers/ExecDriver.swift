@@ -12,7 +12,8 @@ public struct ExecDriver: Sendable {
         self.logger = logger
     }
 
-    public func run(_ task: TaskSpec) async throws -> TaskOutcome {
+    /// Runs the task to its end. `onSpawn` learns the process id, so a stop can signal it.
+    public func run(_ task: TaskSpec, onSpawn: (@Sendable (pid_t) -> Void)? = nil) async throws -> TaskOutcome {
         guard let executable = task.command.first else {
             return TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "", message: "the task has no command")
         }
@@ -29,7 +30,8 @@ public struct ExecDriver: Sendable {
         var environment = task.environment
         environment["SPECOLA_ALLOCATION_ID"] = task.allocationID
         do {
-            let result = try await runProcess(path, args, environment: environment, timeout: task.timeout ?? .seconds(365 * 24 * 3600))
+            let result = try await runProcess(
+                path, args, environment: environment, timeout: task.timeout ?? .seconds(365 * 24 * 3600), onSpawn: onSpawn)
             let code = result.status
             return TaskOutcome(
                 ending: .exited, exitCode: code,

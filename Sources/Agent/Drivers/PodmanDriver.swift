@@ -21,8 +21,10 @@ public struct PodmanDriver: Sendable {
 
     public static func containerName(_ allocationID: String) -> String { "specola-\(allocationID)" }
 
-    /// Runs the task to its end (or re-attaches to it) and removes its container.
-    public func run(_ task: TaskSpec) async throws -> TaskOutcome {
+    /// Runs the task to its end (or re-attaches to it). The container is removed
+    /// at the end unless `keepContainer`: then the caller removes it once the
+    /// outcome is stored, so a crash in between cannot lose the fact that it ran.
+    public func run(_ task: TaskSpec, keepContainer: Bool = false) async throws -> TaskOutcome {
         let name = Self.containerName(task.allocationID)
         let state = try await containerState(name)
         if state == nil {
@@ -52,7 +54,7 @@ public struct PodmanDriver: Sendable {
         }
         let exitCode = try await inspectExitCode(name) ?? -1
         let logs = try? await podman(["logs", name], timeout: .seconds(30))
-        await remove(name)
+        if !keepContainer { await remove(name) }
         let message = ending == .timedOut
             ? "stopped after the task's timeout of \(task.timeout!)"
             : (exitCode == 137 ? "killed (exit 137: out of memory or SIGKILL)" : "exited with \(exitCode)")
@@ -103,6 +105,16 @@ public struct PodmanDriver: Sendable {
 
     func remove(_ name: String) async {
         _ = try? await podman(["rm", "--force", "--time", "5", name], timeout: .seconds(30))
+    }
+
+    /// Removes an allocation's container, whatever its state.
+    public func remove(allocationID: String) async {
+        await remove(Self.containerName(allocationID))
+    }
+
+    /// Asks an allocation's container to stop (SIGTERM, then SIGKILL after `grace`); `run` then returns.
+    public func stop(allocationID: String, grace: Int = 10) async {
+        _ = try? await podman(["stop", "--time", "\(grace)", Self.containerName(allocationID)], timeout: .seconds(grace + 30))
     }
 
     func podman(_ args: [String], timeout: Duration) async throws -> (status: Int32, stdout: String, stderr: String) {

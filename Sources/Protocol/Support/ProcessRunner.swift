@@ -114,10 +114,11 @@ public func waitForExit(_ pid: pid_t) -> Int32 {
 
 /// Runs a program to completion and returns its exit status and output, blocking the caller.
 /// `environment` is added to (and overrides) the inherited environment.
-/// The child is killed (SIGKILL) when it outlives `timeout`.
+/// The child is killed (SIGKILL) when it outlives `timeout`. `onSpawn` learns
+/// the child's pid, for a caller that may have to signal it.
 public func runProcessBlocking(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    timeout: Duration = .seconds(60)
+    timeout: Duration = .seconds(60), onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) throws -> (status: Int32, stdout: Data, stderr: Data) {
     let stdoutPipe = try makePipe()
     let stderrPipe = try makePipe()
@@ -130,6 +131,7 @@ public func runProcessBlocking(
     }
     close(stdoutPipe.write)
     close(stderrPipe.write)
+    onSpawn?(pid)
 
     let state = ChildState()
     let watchdog = DispatchWorkItem {
@@ -167,13 +169,13 @@ public func runProcessBlocking(
 /// `environment` is added to (and overrides) the inherited environment.
 public func runProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    timeout: Duration = .seconds(60)
+    timeout: Duration = .seconds(60), onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) async throws -> (status: Int32, stdout: Data, stderr: Data) {
     try await withCheckedThrowingContinuation { continuation in
         DispatchQueue.global().async {
             continuation.resume(
                 with: Result {
-                    try runProcessBlocking(path, args, environment: environment, timeout: timeout)
+                    try runProcessBlocking(path, args, environment: environment, timeout: timeout, onSpawn: onSpawn)
                 })
         }
     }

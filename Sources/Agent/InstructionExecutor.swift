@@ -1,0 +1,48 @@
+import Foundation
+import Logging
+import SpecolaProtocol
+
+/// Carries out coordinator instructions, each id at most once: the outbox's
+/// ledger is claimed before anything runs, and a repeated id gets the stored
+/// result instead of a second run.
+public struct InstructionExecutor: Sendable {
+    let outbox: Outbox
+    let runner: TaskRunner
+    let onFullReportRequested: @Sendable () -> Void
+    let logger: Logger
+
+    public init(outbox: Outbox, runner: TaskRunner, logger: Logger, onFullReportRequested: @escaping @Sendable () -> Void) {
+        self.outbox = outbox
+        self.runner = runner
+        self.logger = logger
+        self.onFullReportRequested = onFullReportRequested
+    }
+
+    public func execute(_ instruction: Specola_V1_Instruction) async throws -> Specola_V1_InstructionResult {
+        let id = instruction.id
+        var payload: Data?
+        if case .runTask(let run) = instruction.action { payload = try run.serializedData() }
+        if let stored = try outbox.claimInstruction(id, payload: payload) {
+            logger.info("instruction already executed; not running it again", metadata: ["instruction.id": "\(id)"])
+            return stored
+        }
+        var result = Specola_V1_InstructionResult.with { $0.instructionID = id; $0.ok = true }
+        switch instruction.action {
+        case .collectNow:
+            onFullReportRequested()
+            result.message = "full report scheduled"
+        case .runTask(let run):
+            // The runner records the final result when the task ends.
+            await runner.start(run)
+            result.message = "started"
+            return result
+        case .stopTask(let stop):
+            result.message = await runner.stop(stop)
+        case nil:
+            result.ok = false
+            result.message = "unknown instruction; this agent (\(SpecolaVersion.current)) may be older than the coordinator"
+        }
+        try outbox.recordInstruction(result)
+        return result
+    }
+}

@@ -1,0 +1,213 @@
+import Foundation
+import Logging
+import SpecolaProtocol
+
+/// Runs the allocations the coordinator places on this node and reports what
+/// happens to them through the outbox, so no event is lost while no leader
+/// answers. The outbox's instruction ledger is the record of what ran: an
+/// allocation is claimed before it starts, and its outcome is stored before
+/// its container is removed. After a restart, `resume` re-attaches to
+/// containers that are still there and reports the rest as lost, so nothing
+/// runs twice.
+public actor TaskRunner {
+    private struct Running {
+        var driver: String
+        var stopReason: String?
+        var pid: pid_t?
+    }
+
+    let outbox: Outbox
+    let podman: PodmanDriver
+    let exec: ExecDriver
+    let logger: Logger
+    /// Called after an event is queued, to wake the link's sender.
+    let onEvent: @Sendable () -> Void
+    private var running: [String: Running] = [:]
+
+    /// Output lines a task prints to hand a declared result to later steps.
+    public static let outputMarker = "specola-output: "
+    static let outputValueLimit = 4_096
+
+    public init(outbox: Outbox, podman: PodmanDriver, exec: ExecDriver, logger: Logger, onEvent: @escaping @Sendable () -> Void) {
+        self.outbox = outbox
+        self.podman = podman
+        self.exec = exec
+        self.logger = logger
+        self.onEvent = onEvent
+    }
+
+    public var runningAllocations: [String] { running.keys.sorted() }
+
+    /// Starts an allocation whose instruction was just claimed; returns at once.
+    public func start(_ run: Specola_V1_RunTask) {
+        guard running[run.allocationID] == nil else { return }
+        running[run.allocationID] = Running(driver: run.driver)
+        logger.info("task starting", metadata: [
+            "allocation.id": "\(run.allocationID)", "task.id": "\(run.taskID)", "driver": "\(run.driver)",
+        ])
+        Task { await self.execute(run, reattaching: false) }
+    }
+
+    /// Stops an allocation. One that is not running here is claimed as
+    /// stopped, so a RunTask arriving later does not start it.
+    public func stop(_ stop: Specola_V1_StopTask) async -> String {
+        let id = stop.allocationID
+        if var task = running[id] {
+            task.stopReason = stop.reason.isEmpty ? "stopped by the coordinator" : stop.reason
+            running[id] = task
+            logger.info("stopping task", metadata: ["allocation.id": "\(id)", "reason": "\(task.stopReason!)"])
+            if task.driver == "exec" {
+                if let pid = task.pid { kill(pid, SIGTERM) }
+            } else {
+                Task { [podman] in await podman.stop(allocationID: id) }
+            }
+            return "stopping"
+        }
+        do {
+            guard try outbox.claimInstruction(id) == nil else { return "already ended" }
+            try outbox.recordInstruction(.with { $0.instructionID = id; $0.ok = false; $0.message = "stopped before it started" })
+            report(.with {
+                $0.allocationID = id
+                $0.kind = .stopped
+                $0.message = "stopped before it started (\(stop.reason))"
+            })
+        } catch {
+            logger.error("cannot record a stop in the outbox", metadata: ["allocation.id": "\(id)", "error": "\(error)"])
+        }
+        return "stopped before it started"
+    }
+
+    /// After a restart: re-attach to allocations whose containers still exist,
+    /// report those that vanished as lost, and remove containers of allocations that already ended.
+    public func resume() async {
+        let unfinished: [(id: String, payload: Data?)]
+        do {
+            unfinished = try outbox.unfinishedInstructions()
+        } catch {
+            logger.error("cannot read the instruction ledger; running tasks are not re-attached", metadata: ["error": "\(error)"])
+            return
+        }
+        let containers = (try? await podman.managedAllocations()) ?? [:]
+        var claimed: Set<String> = []
+        for (id, payload) in unfinished {
+            guard let payload, let run = try? Specola_V1_RunTask(serializedBytes: payload) else { continue }
+            claimed.insert(id)
+            if run.driver == "podman", let state = containers[id] {
+                logger.info("re-attaching to a task that outlived the agent", metadata: ["allocation.id": "\(id)", "container.state": "\(state)"])
+                running[id] = Running(driver: run.driver)
+                Task { await self.execute(run, reattaching: true) }
+            } else {
+                // It never started, or it was an exec process that died with the agent
+                // (or is orphaned: exec tasks cannot be re-attached).
+                report(.with {
+                    $0.allocationID = id
+                    $0.kind = .lost
+                    $0.message = "the agent restarted before the task finished and cannot re-attach to it"
+                })
+                try? outbox.recordInstruction(.with { $0.instructionID = id; $0.ok = false; $0.message = "lost in an agent restart" })
+            }
+        }
+        for id in containers.keys where !claimed.contains(id) {
+            logger.info("removing the container of an ended task", metadata: ["allocation.id": "\(id)"])
+            await podman.remove(allocationID: id)
+        }
+    }
+
+    private func execute(_ run: Specola_V1_RunTask, reattaching: Bool) async {
+        let spec = Self.driverSpec(run)
+        if !reattaching {
+            report(.with { $0.allocationID = run.allocationID; $0.kind = .started })
+        }
+        let outcome: TaskOutcome
+        do {
+            if run.driver == "exec" {
+                outcome = try await exec.run(spec) { pid in
+                    Task { await self.noteProcess(run.allocationID, pid: pid) }
+                }
+            } else {
+                outcome = try await podman.run(spec, keepContainer: true)
+            }
+        } catch {
+            outcome = TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "", message: "\(error)")
+        }
+        let stopReason = running[run.allocationID]?.stopReason
+        var event = Specola_V1_TaskEvent.with {
+            $0.allocationID = run.allocationID
+            $0.exitCode = outcome.exitCode
+            $0.message = outcome.message
+            $0.stdoutTail = outcome.stdout
+            $0.stderrTail = outcome.stderr
+        }
+        switch (stopReason, outcome.ending) {
+        case (let reason?, _):
+            event.kind = .stopped
+            event.message = "stopped: \(reason)"
+        case (nil, .exited):
+            event.kind = .exited
+            event.outputs = Self.outputs(in: outcome.stdout, declared: run.outputs)
+        case (nil, .timedOut): event.kind = .timedOut
+        case (nil, .failedToStart): event.kind = .failedToStart
+        }
+        report(event)
+        do {
+            try outbox.recordInstruction(.with {
+                $0.instructionID = run.allocationID
+                $0.ok = event.kind == .exited && outcome.exitCode == 0
+                $0.message = event.message
+            })
+        } catch {
+            logger.error("cannot record a task's end in the outbox", metadata: ["allocation.id": "\(run.allocationID)", "error": "\(error)"])
+        }
+        if run.driver == "podman" { await podman.remove(allocationID: run.allocationID) }
+        running.removeValue(forKey: run.allocationID)
+        logger.info("task ended", metadata: [
+            "allocation.id": "\(run.allocationID)", "task.id": "\(run.taskID)", "outcome": "\(event.kind)",
+            "exit.code": "\(outcome.exitCode)",
+        ])
+    }
+
+    private func noteProcess(_ id: String, pid: pid_t) {
+        guard var task = running[id] else { return }
+        task.pid = pid
+        running[id] = task
+        // A stop that arrived before the process existed.
+        if task.stopReason != nil { kill(pid, SIGTERM) }
+    }
+
+    private func report(_ event: Specola_V1_TaskEvent) {
+        var event = event
+        event.atUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+        do {
+            _ = try outbox.append(taskEvents: [event], atUnixMs: event.atUnixMs)
+            onEvent()
+        } catch {
+            logger.error("cannot queue a task event; the coordinator will not hear of it until the outbox works",
+                         metadata: ["allocation.id": "\(event.allocationID)", "error": "\(error)"])
+        }
+    }
+
+    static func driverSpec(_ run: Specola_V1_RunTask) -> TaskSpec {
+        var spec = TaskSpec(allocationID: run.allocationID, image: run.image, command: run.command)
+        spec.environment = run.env
+        spec.mounts = run.mounts.map { TaskSpec.Mount(source: $0.source, target: $0.target, readOnly: $0.readOnly) }
+        if run.cpuMillicores > 0 { spec.cpus = Double(run.cpuMillicores) / 1000 }
+        if run.memoryBytes > 0 { spec.memoryBytes = UInt64(run.memoryBytes) }
+        if run.timeoutSeconds > 0 { spec.timeout = .seconds(run.timeoutSeconds) }
+        return spec
+    }
+
+    /// Declared outputs printed as `specola-output: KEY=VALUE`; the last value of a key wins.
+    static func outputs(in stdout: String, declared: [String]) -> [String: String] {
+        guard !declared.isEmpty else { return [:] }
+        let wanted = Set(declared)
+        var found: [String: String] = [:]
+        for line in stdout.split(separator: "\n") where line.hasPrefix(outputMarker) {
+            let pair = line.dropFirst(outputMarker.count)
+            guard let equals = pair.firstIndex(of: "=") else { continue }
+            let key = String(pair[..<equals])
+            let value = String(pair[pair.index(after: equals)...])
+            if wanted.contains(key), value.utf8.count <= outputValueLimit { found[key] = value }
+        }
+        return found
+    }
+}
