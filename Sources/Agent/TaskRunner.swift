@@ -45,7 +45,7 @@ public actor TaskRunner {
         logger.info("task starting", metadata: [
             "allocation.id": "\(run.allocationID)", "task.id": "\(run.taskID)", "driver": "\(run.driver)",
         ])
-        Task { await self.execute(run, reattaching: false) }
+        Task { await self.execute(run) }
     }
 
     /// Stops an allocation. One that is not running here is claimed as
@@ -95,7 +95,7 @@ public actor TaskRunner {
             if run.driver == "podman", let state = containers[id] {
                 logger.info("re-attaching to a task that outlived the agent", metadata: ["allocation.id": "\(id)", "container.state": "\(state)"])
                 running[id] = Running(driver: run.driver)
-                Task { await self.execute(run, reattaching: true) }
+                Task { await self.execute(run) }
             } else {
                 // It never started, or it was an exec process that died with the agent
                 // (or is orphaned: exec tasks cannot be re-attached).
@@ -113,19 +113,20 @@ public actor TaskRunner {
         }
     }
 
-    private func execute(_ run: Specola_V1_RunTask, reattaching: Bool) async {
+    private func execute(_ run: Specola_V1_RunTask) async {
         let spec = Self.driverSpec(run)
-        if !reattaching {
-            report(.with { $0.allocationID = run.allocationID; $0.kind = .started })
-        }
+        let id = run.allocationID
+        // Reported once the work really runs, so "running" means a process or container exists.
+        let started: @Sendable () -> Void = { Task { await self.report(.with { $0.allocationID = id; $0.kind = .started }) } }
         let outcome: TaskOutcome
         do {
             if run.driver == "exec" {
                 outcome = try await exec.run(spec) { pid in
-                    Task { await self.noteProcess(run.allocationID, pid: pid) }
+                    started()
+                    Task { await self.noteProcess(id, pid: pid) }
                 }
             } else {
-                outcome = try await podman.run(spec, keepContainer: true)
+                outcome = try await podman.run(spec, keepContainer: true, onStarted: started)
             }
         } catch {
             outcome = TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "", message: "\(error)")

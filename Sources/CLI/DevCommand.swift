@@ -37,6 +37,7 @@ struct DevCommand: AsyncParsableCommand {
         let cluster = DevCluster(root: root, agents: agents, replicas: replicas)
         do {
             try cluster.prepare()
+            await cluster.prepareSampleImage()
             try cluster.start()
         } catch {
             cluster.stopAll()
@@ -55,6 +56,9 @@ struct DevCommand: AsyncParsableCommand {
         fflush(nil)
         let ready = await cluster.waitUntilReported(timeout: readyTimeout)
         print(ready ? "# all \(agents) agents reported; try: specola nodes" : "# not every agent reported within \(Int(readyTimeout))s; see \(root)/logs")
+        if FileManager.default.fileExists(atPath: cluster.samplePipeline) {
+            print("# sample pipeline (8-way fan-out, then fan-in): specola job run \(cluster.samplePipeline)")
+        }
         fflush(nil)
         await cluster.waitForever()
     }
@@ -79,6 +83,9 @@ final class DevCluster: @unchecked Sendable {
     var coordinatorList: String { (1...replicas).map { coordinatorAddress($0).description }.joined(separator: ", ") }
 
     var pki: String { root + "/pki" }
+    var podmanConf: String { root + "/config/podman-containers.conf" }
+    var samplePipeline: String { root + "/samples/reduce-pipeline.yaml" }
+    static let sampleImage = "localhost/specola-mini"
     func agentAddress(_ index: Int) -> String { "127.0.1.\(index)" }
 
     /// What the CLI needs to talk to this cluster.
@@ -120,6 +127,20 @@ final class DevCluster: @unchecked Sendable {
                 \(peers)
                 """)
         }
+        // runc and explicit ulimits: the container settings known to work on a plain host (see testbeds/podman).
+        try write("config/podman-containers.conf", """
+            [containers]
+            default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+            [engine]
+            runtime = "runc"
+            events_logger = "file"
+            """)
+        if let sample = Self.findFixture("Sources/Jobs/Samples/reduce-pipeline.yaml") {
+            try fm.createDirectory(atPath: root + "/archive", withIntermediateDirectories: true)
+            let text = try String(contentsOfFile: sample, encoding: .utf8)
+                .replacingOccurrences(of: "source: /srv/archive", with: "source: \(root)/archive")
+            try write("samples/reduce-pipeline.yaml", text)
+        }
         let bmcScript = Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh")
         for index in 1...agents {
             let name = "node\(index)"
@@ -140,7 +161,21 @@ final class DevCluster: @unchecked Sendable {
                 tls: {ca: \(pki)/ca.pem, cert: \(pki)/node-\(name).pem, key: \(pki)/node-\(name)-key.pem}
                 \(bmc)
                 libvirt: {uri: "test:///default"}
+                podman: {containersConf: \(podmanConf)}
                 """)
+        }
+    }
+
+    /// The busybox image the sample pipeline runs in, built locally (no registry).
+    func prepareSampleImage() async {
+        guard resolveExecutable("podman") != nil else {
+            print("# podman not found: agents cannot run container tasks (apt-get install podman runc)")
+            return
+        }
+        do {
+            try await BusyboxImage.ensure(Self.sampleImage, podmanEnvironment: ["CONTAINERS_CONF": podmanConf])
+        } catch {
+            print("# the sample image \(Self.sampleImage) could not be built: \(error)")
         }
     }
 

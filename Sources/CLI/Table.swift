@@ -30,8 +30,9 @@ enum Format {
     /// A local wall-clock time, "-" for never.
     static func time(_ unixMs: Int64) -> String {
         guard unixMs > 0 else { return "-" }
-        return Date(timeIntervalSince1970: TimeInterval(unixMs) / 1000)
-            .formatted(.dateTime.year().month(.twoDigits).day(.twoDigits).hour(.twoDigits(amPM: .omitted)).minute().second())
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(unixMs) / 1000))
     }
 
     static func ago(_ unixMs: Int64, now: Int64) -> String {

@@ -45,7 +45,7 @@ final class LocalCluster: @unchecked Sendable {
 
     /// Writes `NAME.yaml` for an agent; `extra` lines are appended verbatim.
     @discardableResult
-    func writeAgentConfig(_ name: String, address: String, reportInterval: Double = 1, extra: String = "") throws -> String {
+    func writeAgentConfig(_ name: String, address: String, reportInterval: Double = 1, rack: String = "r1", extra: String = "") throws -> String {
         try pki.issue(.node, name, sans: [address])
         try dir.write("\(name).yaml", """
             nodeName: \(name)
@@ -54,7 +54,7 @@ final class LocalCluster: @unchecked Sendable {
             dataDir: \(dir.file("data/\(name)"))
             heartbeatInterval: 0.5
             reportInterval: \(reportInterval)
-            labels: {rack: r1}
+            labels: {rack: \(rack)}
             tls: {ca: \(pki.directory)/ca.pem, cert: \(pki.directory)/node-\(name).pem, key: \(pki.directory)/node-\(name)-key.pem}
             \(extra)
             """)

@@ -26,20 +26,10 @@ public enum TestPodman {
     }
 
     private static func importImageIfMissing() async throws {
-        if try await runProcess("podman", ["image", "exists", image], environment: environment).status == 0 {
-            return
-        }
-        let dir = try TempDir()
-        defer { dir.remove() }
-        let bin = "\(dir.path)/rootfs/bin"
-        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: "\(bin)/busybox")
-        try FileManager.default.createSymbolicLink(atPath: "\(bin)/sh", withDestinationPath: "busybox")
-        let result = try await runProcess(
-            "/bin/sh", ["-c", "tar -C \"$0\" -c . | podman import - \"$1\"", "\(dir.path)/rootfs", image],
-            environment: environment)
-        if result.status != 0 {
-            throw TimedOut(what: "podman import to succeed: \(String(decoding: result.stderr, as: UTF8.self))")
+        do {
+            try await BusyboxImage.ensure(image, podmanEnvironment: environment)
+        } catch {
+            throw TimedOut(what: "the test image to be imported: \(error)")
         }
     }
 }

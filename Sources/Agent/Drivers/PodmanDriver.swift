@@ -24,7 +24,8 @@ public struct PodmanDriver: Sendable {
     /// Runs the task to its end (or re-attaches to it). The container is removed
     /// at the end unless `keepContainer`: then the caller removes it once the
     /// outcome is stored, so a crash in between cannot lose the fact that it ran.
-    public func run(_ task: TaskSpec, keepContainer: Bool = false) async throws -> TaskOutcome {
+    /// `onStarted` runs once the container is known to run (started, or found running).
+    public func run(_ task: TaskSpec, keepContainer: Bool = false, onStarted: (@Sendable () -> Void)? = nil) async throws -> TaskOutcome {
         let name = Self.containerName(task.allocationID)
         let state = try await containerState(name)
         if state == nil {
@@ -45,6 +46,7 @@ public struct PodmanDriver: Sendable {
                 return outcome
             }
         }
+        onStarted?()
         var ending = TaskOutcome.Ending.exited
         let waitLimit = task.timeout ?? .seconds(365 * 24 * 3600)
         let waited = try? await podman(["wait", name], timeout: waitLimit)
