@@ -1,0 +1,72 @@
+/// One alert as a notification carries it: a snapshot taken when the notification was planned.
+public struct NotifiedAlert: Sendable, Hashable, Codable {
+    public var fingerprint: String
+    /// The transition this notification tells about.
+    public var transition: Int
+    public var rule: String
+    /// All labels, including `alertname` and `severity`.
+    public var labels: Labels
+    public var severity: AlertSeverity
+    public var summary: String
+    public var description: String
+    public var status: AlertStatus
+    public var startsAtUnixMs: Int64
+    public var endsAtUnixMs: Int64?
+
+    init(_ alert: Alert) {
+        fingerprint = alert.id
+        transition = alert.transition
+        rule = alert.rule
+        labels = alert.matchLabels
+        severity = alert.severity
+        summary = alert.summary
+        description = alert.description
+        status = alert.status
+        startsAtUnixMs = alert.startsAtUnixMs
+        endsAtUnixMs = alert.endsAtUnixMs
+    }
+}
+
+/// One message due to one receiver about one group of alerts.
+public struct AlertNotification: Sendable, Hashable, Codable {
+    /// The configured receiver name.
+    public var receiver: String
+    /// Names the route and group, e.g. `route1/chat:{alertname="NodeDown"}`.
+    public var groupKey: String
+    /// The labels all alerts of the group share by the route's `groupBy`.
+    public var groupLabels: Labels
+    /// The alerts whose transition this notification announces (or, for a reminder, that still fire).
+    public var alerts: [NotifiedAlert]
+    /// A reminder of alerts already announced (the route's repeat interval), not a new transition.
+    public var isRepeat: Bool
+    /// The same for the same group, alerts, transitions and receiver, whichever leader plans it;
+    /// receivers use it to drop a duplicate sent across a leader change.
+    public var idempotencyKey: String
+
+    /// Firing when any alert in it fires, as in Alertmanager.
+    public var status: AlertStatus { alerts.contains { $0.status == .firing } ? .firing : .resolved }
+
+    /// The changes to commit once the receiver has accepted this notification.
+    public func markNotified(atUnixMs now: Int64) -> [AlertChange] {
+        alerts.map { .markNotified(fingerprint: $0.fingerprint, transition: $0.transition, receiver: receiver, atUnixMs: now) }
+    }
+
+    /// `[FIRING:2] NodeDown node=n3`: the line for a chat message or an e-mail subject.
+    public var title: String {
+        let firing = alerts.filter { $0.status == .firing }.count
+        let count = status == .firing ? firing : alerts.count
+        let labels = groupLabels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let rules = Set(alerts.map(\.rule)).sorted().joined(separator: ",")
+        let subject = labels.isEmpty ? rules : labels.joined(separator: " ")
+        return "[\(status.rawValue.uppercased()):\(count)]\(isRepeat ? " (reminder)" : "") \(subject)"
+    }
+}
+
+/// Why an alert is not being sent right now.
+public enum MuteReason: Sendable, Hashable {
+    /// Active silences that match it.
+    case silenced(silenceIDs: [String])
+    /// Firing alerts that inhibit it.
+    case inhibited(byFingerprints: [String])
+    case acked(by: String, untilUnixMs: Int64)
+}
