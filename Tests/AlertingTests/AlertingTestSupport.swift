@@ -26,7 +26,9 @@ enum Scenario {
         var book = AlertBook()
         fire(&book, alert, at: firedAt)
         let planner = NotificationPlanner(routing: AlertRouting(routes: [NotificationRoute(receiver: receiver)]))
-        return planner.plan(book, atUnixMs: firedAt).notifications[0]
+        let notifications = planner.plan(book, atUnixMs: firedAt).notifications
+        precondition(notifications.count == 1, "a fresh alert must be due at once; the planner tests say why not")
+        return notifications[0]
     }
 
     /// Tests never bootstrap logging; set SPECOLA_TEST_LOG=1 to see the delivery logs.

@@ -17,19 +17,26 @@ import Testing
 
     func fingerprints(_ notification: AlertNotification) -> Set<String> { Set(notification.alerts.map(\.fingerprint)) }
 
-    @Test func aNewAlertIsDueAtOnceWithTheDefaultGroupWaitOfZero() {
+    /// The one notification planned; a failed expectation, not a crash, when there are more or none.
+    func only(_ notifications: [AlertNotification], _ why: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws
+        -> AlertNotification
+    {
+        try #require(notifications.count == 1, why, sourceLocation: sourceLocation)
+        return notifications[0]
+    }
+
+    @Test func aNewAlertIsDueAtOnceWithTheDefaultGroupWaitOfZero() throws {
         var book = AlertBook()
         Scenario.fire(&book, n3Down, at: 1_000)
         let plan = planner().plan(book, atUnixMs: 1_000)
-        #expect(plan.notifications.count == 1)
-        let notification = plan.notifications[0]
+        let notification = try only(plan.notifications)
         #expect(notification.receiver == Scenario.chat && notification.status == .firing && !notification.isRepeat)
         #expect(notification.alerts.map(\.transition) == [1])
-        #expect(notification.alerts[0].labels == ["alertname": "NodeDown", "severity": "critical", "node": "n3"])
+        #expect(notification.alerts.first?.labels == ["alertname": "NodeDown", "severity": "critical", "node": "n3"])
         #expect(notification.title == "[FIRING:1] alertname=NodeDown")
     }
 
-    @Test func alertsWithEqualGroupByLabelsShareOneNotificationAfterTheGroupWait() {
+    @Test func alertsWithEqualGroupByLabelsShareOneNotificationAfterTheGroupWait() throws {
         var book = AlertBook()
         let agentLost = BuiltinAlert.agentLost(node: "n5", lastContact: "12 s ago")
         let routes = [NotificationRoute(receiver: Scenario.chat, groupBy: ["alertname"], groupWaitMs: 5_000)]
@@ -40,9 +47,9 @@ import Testing
         #expect(planner(routes).plan(book, atUnixMs: 4_999).nextCheckUnixMs == 5_000)
 
         let plan = planner(routes).plan(book, atUnixMs: 5_000)
-        #expect(plan.notifications.count == 1, "NodeDown's group is due, AgentLost's waits until 8 s")
-        #expect(fingerprints(plan.notifications[0]) == [n3Down.fingerprint, n4Down.fingerprint])
-        #expect(plan.notifications[0].groupLabels == ["alertname": "NodeDown"])
+        let nodeDowns = try only(plan.notifications, "NodeDown's group is due, AgentLost's waits until 8 s")
+        #expect(fingerprints(nodeDowns) == [n3Down.fingerprint, n4Down.fingerprint])
+        #expect(nodeDowns.groupLabels == ["alertname": "NodeDown"])
         #expect(plan.nextCheckUnixMs == 8_000)
 
         let byNode = [NotificationRoute(receiver: Scenario.chat, groupBy: ["node"])]
@@ -53,7 +60,7 @@ import Testing
         #expect(planner(single).plan(book, atUnixMs: 5_000).notifications.count == 3, "the job on down n4 is inhibited")
     }
 
-    @Test func aGroupThatWasJustNotifiedBatchesNewAlertsUntilTheGroupInterval() {
+    @Test func aGroupThatWasJustNotifiedBatchesNewAlertsUntilTheGroupInterval() throws {
         var book = AlertBook()
         let routes = [NotificationRoute(receiver: Scenario.chat, groupIntervalMs: 30_000)]
         Scenario.fire(&book, n3Down, at: 0)
@@ -61,29 +68,29 @@ import Testing
         Scenario.fire(&book, n4Down, at: 10_000)
         #expect(planner(routes).plan(book, atUnixMs: 10_000).notifications.isEmpty)
         #expect(planner(routes).plan(book, atUnixMs: 10_000).nextCheckUnixMs == 30_100)
-        let due = planner(routes).plan(book, atUnixMs: 30_100).notifications
-        #expect(due.count == 1 && fingerprints(due[0]) == [n4Down.fingerprint], "only the new transition is announced")
+        let due = try only(planner(routes).plan(book, atUnixMs: 30_100).notifications)
+        #expect(fingerprints(due) == [n4Down.fingerprint], "only the new transition is announced")
     }
 
-    @Test func aStillFiringAlertIsRemindedEveryRepeatIntervalEachTimeWithItsOwnKey() {
+    @Test func aStillFiringAlertIsRemindedEveryRepeatIntervalEachTimeWithItsOwnKey() throws {
         var book = AlertBook()
         let routes = [NotificationRoute(receiver: Scenario.chat, repeatIntervalMs: 60 * minute)]
         Scenario.fire(&book, n3Down, at: 0)
-        let first = planner(routes).plan(book, atUnixMs: 0).notifications
-        Scenario.commit(first, to: &book, at: 0)
+        let first = try only(planner(routes).plan(book, atUnixMs: 0).notifications)
+        Scenario.commit([first], to: &book, at: 0)
         #expect(planner(routes).plan(book, atUnixMs: 60 * minute - 1).notifications.isEmpty)
         #expect(planner(routes).plan(book, atUnixMs: 1).nextCheckUnixMs == 60 * minute)
 
-        let reminder = planner(routes).plan(book, atUnixMs: 60 * minute).notifications
-        #expect(reminder.count == 1 && reminder[0].isRepeat && reminder[0].title.contains("(reminder)"))
-        #expect(reminder[0].idempotencyKey != first[0].idempotencyKey)
-        Scenario.commit(reminder, to: &book, at: 60 * minute + 500)
+        let reminder = try only(planner(routes).plan(book, atUnixMs: 60 * minute).notifications)
+        #expect(reminder.isRepeat && reminder.title.contains("(reminder)"))
+        #expect(reminder.idempotencyKey != first.idempotencyKey)
+        Scenario.commit([reminder], to: &book, at: 60 * minute + 500)
         #expect(planner(routes).plan(book, atUnixMs: 61 * minute).notifications.isEmpty)
-        let next = planner(routes).plan(book, atUnixMs: 120 * minute + 500).notifications
-        #expect(next.count == 1 && next[0].idempotencyKey != reminder[0].idempotencyKey)
+        let next = try only(planner(routes).plan(book, atUnixMs: 120 * minute + 500).notifications)
+        #expect(next.idempotencyKey != reminder.idempotencyKey)
     }
 
-    @Test func anAckMutesRemindersUntilItExpires() {
+    @Test func anAckMutesRemindersUntilItExpires() throws {
         var book = AlertBook()
         let routes = [NotificationRoute(receiver: Scenario.chat, repeatIntervalMs: 10 * minute)]
         Scenario.fire(&book, n3Down, at: 0)
@@ -93,8 +100,8 @@ import Testing
         #expect(planner(routes).muteReason(for: book.alerts[n3Down.fingerprint]!, in: book, atUnixMs: 20 * minute)
             == .acked(by: "ana", untilUnixMs: 30 * minute))
         #expect(planner(routes).plan(book, atUnixMs: 20 * minute).nextCheckUnixMs == 30 * minute)
-        let afterExpiry = planner(routes).plan(book, atUnixMs: 30 * minute).notifications
-        #expect(afterExpiry.count == 1 && afterExpiry[0].isRepeat, "the ack expired: reminders resume")
+        let afterExpiry = try only(planner(routes).plan(book, atUnixMs: 30 * minute).notifications)
+        #expect(afterExpiry.isRepeat, "the ack expired: reminders resume")
     }
 
     @Test func aDownNodeInhibitsAlertsAboutItsOwnWorkloadsOnly() {
@@ -104,14 +111,14 @@ import Testing
         Scenario.fire(&book, jobOnN3, at: 0)
         Scenario.fire(&book, jobOnN4, at: 0)
         Scenario.fire(&book, .fencingStuck(node: "n3", reason: "BMC unreachable"), at: 0)
-        let sent = planner(routes).plan(book, atUnixMs: 0).notifications.map { $0.alerts[0].rule + "/" + ($0.alerts[0].labels["node"] ?? "") }
+        let sent = planner(routes).plan(book, atUnixMs: 0).notifications.flatMap(\.alerts).map { $0.rule + "/" + ($0.labels["node"] ?? "") }
         #expect(Set(sent) == ["NodeDown/n3", "JobFailed/n4", "FencingStuck/n3"], "JobFailed on n3 is inhibited")
         #expect(planner(routes).muteReason(for: book.alerts[jobOnN3.fingerprint]!, in: book, atUnixMs: 0)
             == .inhibited(byFingerprints: [n3Down.fingerprint]))
 
         Scenario.commit(planner(routes).plan(book, atUnixMs: 0).notifications, to: &book, at: 0)
         book.apply(n3Down.resolve(atUnixMs: 1_000))
-        #expect(planner(routes).plan(book, atUnixMs: 1_000).notifications.map { $0.alerts[0].fingerprint } == [jobOnN3.fingerprint],
+        #expect(planner(routes).plan(book, atUnixMs: 1_000).notifications.flatMap(\.alerts).map(\.fingerprint) == [jobOnN3.fingerprint],
                 "the job alert's group never sent: at once; NodeDown's group sent at 0: after its 30 s group interval")
         let after = planner(routes).plan(book, atUnixMs: 30_000).notifications
         #expect(Set(after.flatMap { $0.alerts.map(\.fingerprint) }) == [n3Down.fingerprint, jobOnN3.fingerprint],
@@ -140,17 +147,16 @@ import Testing
         #expect(planner().plan(book, atUnixMs: 3 * minute).notifications.count == 1, "a pending silence does not mute yet")
     }
 
-    @Test func whoeverHeardTheFiringHearsTheResolveOnceAndNobodyElseDoes() {
+    @Test func whoeverHeardTheFiringHearsTheResolveOnceAndNobodyElseDoes() throws {
         var book = AlertBook()
         let routes = [NotificationRoute(receiver: Scenario.chat), NotificationRoute(receiver: Scenario.mail, sendResolved: false)]
         Scenario.fire(&book, n3Down, at: 0)
         Scenario.commit(planner(routes).plan(book, atUnixMs: 0).notifications, to: &book, at: 0)
         book.apply(n3Down.resolve(atUnixMs: 40_000))
-        let resolved = planner(routes).plan(book, atUnixMs: 40_000).notifications
-        #expect(resolved.map(\.receiver) == [Scenario.chat], "mail has sendResolved: false")
-        #expect(resolved[0].status == .resolved && resolved[0].alerts[0].transition == 2)
-        #expect(resolved[0].alerts[0].endsAtUnixMs == 40_000)
-        Scenario.commit(resolved, to: &book, at: 40_000)
+        let resolved = try only(planner(routes).plan(book, atUnixMs: 40_000).notifications, "mail has sendResolved: false")
+        #expect(resolved.receiver == Scenario.chat && resolved.status == .resolved)
+        #expect(resolved.alerts.map(\.transition) == [2] && resolved.alerts.map(\.endsAtUnixMs) == [40_000])
+        Scenario.commit([resolved], to: &book, at: 40_000)
         #expect(planner(routes).plan(book, atUnixMs: 10 * 3_600_000).notifications.isEmpty, "a resolved alert is never reminded")
 
         // Silenced for its whole life: nobody heard it fire, so nobody hears it resolve.
@@ -176,7 +182,7 @@ import Testing
         book.apply(n3Down.resolve(atUnixMs: 3_600_000))
         book.apply(n3Down.fire(atUnixMs: 3_600_001))
         let refired = planner(routes).plan(book, atUnixMs: 3_700_000).notifications
-        #expect(refired.count == 2 && refired.allSatisfy { $0.alerts[0].transition == 3 }, "firing again is a new transition")
+        #expect(refired.count == 2 && refired.flatMap(\.alerts).allSatisfy { $0.transition == 3 }, "firing again is a new transition")
         #expect(Set(refired.map(\.idempotencyKey)).isDisjoint(with: first.map(\.idempotencyKey)))
     }
 

@@ -84,7 +84,7 @@ struct ChatBody: Decodable {
             #expect(text.hasPrefix("*[FIRING:1] alertname=NodeDown*"))
             #expect(text.contains("[CRITICAL] NodeDown: node n3 is down"))
             #expect(text.contains("no heartbeat for 12 s"))
-            #expect(text.contains("specola alert ack \(notification.alerts[0].fingerprint)"))
+            #expect(text.contains("specola alert ack \(BuiltinAlert.nodeDown(node: "n3", reason: "").fingerprint)"))
         }
     }
 
@@ -107,34 +107,32 @@ struct ChatBody: Decodable {
             book.apply(n3.fire(atUnixMs: 1_763_632_800_000))
             book.apply(n4.fire(atUnixMs: 1_763_632_800_250))
             let webhook = try receiver(server, .alertmanager)
-            let firing = planner.plan(book, atUnixMs: 1_763_632_800_250).notifications
-            #expect(firing.count == 1)
-            let delivered = await deliver(firing[0], via: webhook, policy: fast, logger: Scenario.logger, now: { 1_763_632_800_300 })
+            let firing = try #require(planner.plan(book, atUnixMs: 1_763_632_800_250).notifications.first)
+            let delivered = await deliver(firing, via: webhook, policy: fast, logger: Scenario.logger, now: { 1_763_632_800_300 })
             for change in delivered.changesToCommit { book.apply(change) }
             book.apply(n3.resolve(atUnixMs: 1_763_632_900_000))
-            let resolved = planner.plan(book, atUnixMs: 1_763_632_900_000).notifications
-            #expect(resolved.count == 1)
-            #expect(await deliver(resolved[0], via: webhook, policy: fast, logger: Scenario.logger).isDelivered)
+            let resolved = try #require(planner.plan(book, atUnixMs: 1_763_632_900_000).notifications.first)
+            #expect(await deliver(resolved, via: webhook, policy: fast, logger: Scenario.logger).isDelivered)
 
             let requests = try server.records(RecordedRequest.self)
-            #expect(requests.count == 2)
+            try #require(requests.count == 2)
             let first = try requests[0].json(AlertmanagerV4.self)
             #expect(first.version == "4" && first.status == "firing" && first.receiver == Scenario.chat)
-            #expect(first.groupKey == firing[0].groupKey && first.truncatedAlerts == 0)
+            #expect(first.groupKey == firing.groupKey && first.truncatedAlerts == 0)
             #expect(first.groupLabels == ["alertname": "NodeDown"])
             #expect(first.commonLabels == ["alertname": "NodeDown", "severity": "critical"])
             #expect(first.commonAnnotations == [:], "the summaries differ")
             #expect(first.externalURL == "https://specola.example")
             #expect(first.alerts.map(\.labels["node"]) == ["n3", "n4"])
-            let alert = first.alerts[0]
+            let alert = try #require(first.alerts.first)
             #expect(alert.status == "firing" && alert.fingerprint == n3.fingerprint)
             #expect(alert.startsAt == "2025-11-20T10:00:00.000Z" && alert.endsAt == "0001-01-01T00:00:00Z")
             #expect(alert.annotations == ["summary": "node n3 is down", "description": "no heartbeat for 12 s"])
             #expect(alert.generatorURL == "https://specola.example/alerts/\(n3.fingerprint)")
 
             let second = try requests[1].json(AlertmanagerV4.self)
-            #expect(second.status == "resolved" && second.alerts.count == 1)
-            #expect(second.alerts[0].endsAt == "2025-11-20T10:01:40.000Z")
+            #expect(second.status == "resolved")
+            #expect(second.alerts.map(\.endsAt) == ["2025-11-20T10:01:40.000Z"])
             #expect(requests[0].header("Idempotency-Key") != requests[1].header("Idempotency-Key"))
         }
     }
@@ -171,11 +169,9 @@ struct ChatBody: Decodable {
 
     @Test func aSlowAnswerTimesOutAndTheRetrySucceeds() async throws {
         try await withReceiver(["--slow-first", "1", "--slow-ms", "4000"]) { server in
-            let started = ContinuousClock.now
             let outcome = await deliver(
                 Scenario.notification(), via: try receiver(server, .slack, timeoutMs: 400), policy: fast, logger: Scenario.logger)
-            #expect(outcome.isDelivered && outcome.attempts == 2)
-            #expect(ContinuousClock.now - started < .seconds(3), "the first attempt was cut at its 400 ms timeout")
+            #expect(outcome.isDelivered && outcome.attempts == 2, "the first attempt was cut at its 400 ms timeout, not answered after 4 s")
             #expect(try server.records(RecordedRequest.self).count == 2)
         }
     }
