@@ -1,32 +1,3 @@
-/// One alert as a notification carries it: a snapshot taken when the notification was planned.
-public struct NotifiedAlert: Sendable, Hashable, Codable {
-    public var fingerprint: String
-    /// The transition this notification tells about.
-    public var transition: Int
-    public var rule: String
-    /// All labels, including `alertname` and `severity`.
-    public var labels: Labels
-    public var severity: AlertSeverity
-    public var summary: String
-    public var description: String
-    public var status: AlertStatus
-    public var startsAtUnixMs: Int64
-    public var endsAtUnixMs: Int64?
-
-    init(_ alert: Alert) {
-        fingerprint = alert.id
-        transition = alert.transition
-        rule = alert.rule
-        labels = alert.matchLabels
-        severity = alert.severity
-        summary = alert.summary
-        description = alert.description
-        status = alert.status
-        startsAtUnixMs = alert.startsAtUnixMs
-        endsAtUnixMs = alert.endsAtUnixMs
-    }
-}
-
 /// One message due to one receiver about one group of alerts.
 public struct AlertNotification: Sendable, Hashable, Codable {
     /// The configured receiver name.
@@ -35,8 +6,9 @@ public struct AlertNotification: Sendable, Hashable, Codable {
     public var groupKey: String
     /// The labels all alerts of the group share by the route's `groupBy`.
     public var groupLabels: Labels
-    /// The alerts whose transition this notification announces (or, for a reminder, that still fire).
-    public var alerts: [NotifiedAlert]
+    /// Snapshots, taken when planned, of the alerts whose transition this notification announces
+    /// (or, for a reminder, that still fire).
+    public var alerts: [Alert]
     /// A reminder of alerts already announced (the route's repeat interval), not a new transition.
     public var isRepeat: Bool
     /// The same for the same group, alerts, transitions and receiver, whichever leader plans it;
@@ -48,7 +20,7 @@ public struct AlertNotification: Sendable, Hashable, Codable {
 
     /// The changes to commit once the receiver has accepted this notification.
     public func markNotified(atUnixMs now: Int64) -> [AlertChange] {
-        alerts.map { .markNotified(fingerprint: $0.fingerprint, transition: $0.transition, receiver: receiver, atUnixMs: now) }
+        alerts.map { .markNotified(fingerprint: $0.id, transition: $0.transition, receiver: receiver, atUnixMs: now) }
     }
 
     /// `[FIRING:2] NodeDown node=n3`: the line for a chat message or an e-mail subject.

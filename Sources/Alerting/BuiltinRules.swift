@@ -63,20 +63,21 @@ public struct BuiltinAlert: Sendable, Hashable {
 
     /// `node` is where the task last ran, so a down node can inhibit it; empty when it never ran.
     public static func jobFailed(job: String, task: String, node: String, message: String) -> BuiltinAlert {
-        var labels = ["job": job, "task": task]
-        if !node.isEmpty { labels["node"] = node }
-        return BuiltinAlert(
-            rule: BuiltinRule.jobFailed, labels: labels, severity: .warning,
+        BuiltinAlert(
+            rule: BuiltinRule.jobFailed, labels: withNode(["job": job, "task": task], node), severity: .warning,
             summary: "job \(job) failed in task \(task)", description: message)
     }
 
-    /// `kind` is `vm` or `pod`.
+    /// `kind` is `vm` or `pod`; `node` is where it last ran, empty when nowhere.
     public static func workloadError(kind: String, name: String, node: String, message: String) -> BuiltinAlert {
-        var labels = ["kind": kind, "workload": name]
-        if !node.isEmpty { labels["node"] = node }
-        return BuiltinAlert(
-            rule: BuiltinRule.workloadError, labels: labels, severity: .critical,
+        BuiltinAlert(
+            rule: BuiltinRule.workloadError, labels: withNode(["kind": kind, "workload": name], node), severity: .critical,
             summary: "\(kind) \(name) is in error", description: message)
+    }
+
+    /// A `node` label only when there is a node, so "no node" never matches a down node's inhibition.
+    private static func withNode(_ labels: Labels, _ node: String) -> Labels {
+        node.isEmpty ? labels : labels.merging(["node": node]) { $1 }
     }
 
     public static func agentLost(node: String, lastContact: String) -> BuiltinAlert {

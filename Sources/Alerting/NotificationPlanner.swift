@@ -120,7 +120,7 @@ public struct NotificationPlanner: Sendable {
         }
         let ordered = alerts.sorted(by: Alert.presentedBefore)
         return AlertNotification(
-            receiver: receiver, groupKey: group.key, groupLabels: group.labels, alerts: ordered.map(NotifiedAlert.init),
+            receiver: receiver, groupKey: group.key, groupLabels: group.labels, alerts: ordered,
             isRepeat: isRepeat, idempotencyKey: StableHash.wideHex([group.key, receiver] + members))
     }
 }

@@ -86,10 +86,10 @@ public enum WebhookPayload {
             var annotations: Labels = ["summary": alert.summary]
             if !alert.description.isEmpty { annotations["description"] = alert.description }
             return AlertmanagerAlert(
-                status: alert.status.rawValue, labels: alert.labels, annotations: annotations,
+                status: alert.status.rawValue, labels: alert.matchLabels, annotations: annotations,
                 startsAt: UTCTime.rfc3339(alert.startsAtUnixMs), endsAt: alert.endsAtUnixMs.map(UTCTime.rfc3339) ?? zeroTime,
-                generatorURL: externalURL.isEmpty ? "" : "\(externalURL)/alerts/\(alert.fingerprint)",
-                fingerprint: alert.fingerprint)
+                generatorURL: externalURL.isEmpty ? "" : "\(externalURL)/alerts/\(alert.id)",
+                fingerprint: alert.id)
         }
         let kept = maxAlerts > 0 ? Array(alerts.prefix(maxAlerts)) : alerts
         return AlertmanagerMessage(

@@ -15,7 +15,7 @@ import Testing
         NotificationPlanner(routing: AlertRouting(routes: routes))
     }
 
-    func fingerprints(_ notification: AlertNotification) -> Set<String> { Set(notification.alerts.map(\.fingerprint)) }
+    func fingerprints(_ notification: AlertNotification) -> Set<String> { Set(notification.alerts.map(\.id)) }
 
     /// The one notification planned; a failed expectation, not a crash, when there are more or none.
     func only(_ notifications: [AlertNotification], _ why: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws
@@ -32,7 +32,7 @@ import Testing
         let notification = try only(plan.notifications)
         #expect(notification.receiver == Scenario.chat && notification.status == .firing && !notification.isRepeat)
         #expect(notification.alerts.map(\.transition) == [1])
-        #expect(notification.alerts.first?.labels == ["alertname": "NodeDown", "severity": "critical", "node": "n3"])
+        #expect(notification.alerts.first?.matchLabels == ["alertname": "NodeDown", "severity": "critical", "node": "n3"])
         #expect(notification.title == "[FIRING:1] alertname=NodeDown")
     }
 
@@ -118,10 +118,10 @@ import Testing
 
         Scenario.commit(planner(routes).plan(book, atUnixMs: 0).notifications, to: &book, at: 0)
         book.apply(n3Down.resolve(atUnixMs: 1_000))
-        #expect(planner(routes).plan(book, atUnixMs: 1_000).notifications.flatMap(\.alerts).map(\.fingerprint) == [jobOnN3.fingerprint],
+        #expect(planner(routes).plan(book, atUnixMs: 1_000).notifications.flatMap(\.alerts).map(\.id) == [jobOnN3.fingerprint],
                 "the job alert's group never sent: at once; NodeDown's group sent at 0: after its 30 s group interval")
         let after = planner(routes).plan(book, atUnixMs: 30_000).notifications
-        #expect(Set(after.flatMap { $0.alerts.map(\.fingerprint) }) == [n3Down.fingerprint, jobOnN3.fingerprint],
+        #expect(Set(after.flatMap { $0.alerts.map(\.id) }) == [n3Down.fingerprint, jobOnN3.fingerprint],
                 "the node is back: its resolve, and the job alert it muted, are sent")
     }
 
