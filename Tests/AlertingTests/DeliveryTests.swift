@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import SpecolaAlerting
 
@@ -22,6 +23,25 @@ actor ScriptedReceiver: Receiver {
             failuresLeft -= 1
             throw error
         }
+    }
+}
+
+/// A receiver whose sends wait until the test opens the gate, to hold a delivery in flight.
+actor GatedReceiver: Receiver {
+    nonisolated let name = Scenario.chat
+    private(set) var started = 0
+    private var isOpen = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func send(_ notification: AlertNotification) async throws {
+        started += 1
+        if !isOpen { await withCheckedContinuation { waiting.append($0) } }
+    }
+
+    func open() {
+        isOpen = true
+        waiting.forEach { $0.resume() }
+        waiting = []
     }
 }
 
@@ -58,6 +78,18 @@ actor ScriptedReceiver: Receiver {
         let outcome = await deliver(Scenario.notification(), via: receiver, policy: fast, logger: Scenario.logger)
         #expect(!outcome.isDelivered && outcome.attempts == 4)
         #expect(await receiver.attempts.count == 4)
+    }
+
+    @Test func theDispatcherNeverSendsANotificationThatIsStillInFlight() async throws {
+        let receiver = GatedReceiver()
+        let dispatcher = AlertDispatcher(receivers: [receiver], policy: fast, logger: Scenario.logger)
+        let notification = Scenario.notification()
+        async let first = dispatcher.deliver([notification])
+        try await waitUntil("the first delivery to reach the receiver", every: .milliseconds(10)) { await receiver.started == 1 }
+        #expect(await dispatcher.deliver([notification]).isEmpty, "the planner offered it again while in flight")
+        await receiver.open()
+        #expect(await first.map(\.isDelivered) == [true])
+        #expect(await receiver.started == 1)
     }
 
     @Test func theDispatcherHoldsBackAFailedNotificationAndReportsAnUnknownReceiver() async {

@@ -9,11 +9,12 @@ checks the credentials. Every accepted message and every AUTH attempt is one JSO
 import argparse
 import asyncio
 import json
-import os
 import ssl
 import sys
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from fixture_support import announce_port, exit_with_parent
 
 
 def main() -> None:
@@ -29,6 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.host.startswith("127."):
         sys.exit("smtp_server: --host must be a loopback address (127.0.0.0/8)")
+    exit_with_parent()
 
     def record(entry: dict) -> None:
         with open(args.log, "a", encoding="utf-8") as log:
@@ -78,10 +80,7 @@ def main() -> None:
 
     server = loop.run_until_complete(loop.create_server(factory, host=args.host, port=0))
     port = server.sockets[0].getsockname()[1]
-    temporary = args.ready + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as ready:
-        ready.write(str(port))
-    os.rename(temporary, args.ready)
+    announce_port(args.ready, port)
     loop.run_forever()
 
 

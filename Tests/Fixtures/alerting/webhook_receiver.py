@@ -8,11 +8,12 @@ Binds port 0 on --host (a loopback address) and writes the port it got to --read
 """
 import argparse
 import json
-import os
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fixture_support import announce_port, exit_with_parent
 
 
 def main() -> None:
@@ -27,6 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.host.startswith("127."):
         sys.exit("webhook_receiver: --host must be a loopback address (127.0.0.0/8)")
+    exit_with_parent()
 
     lock = threading.Lock()
     count = [0]
@@ -66,10 +68,7 @@ def main() -> None:
 
     server = ThreadingHTTPServer((args.host, 0), Handler)
     server.daemon_threads = True
-    temporary = args.ready + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as ready:
-        ready.write(str(server.server_address[1]))
-    os.rename(temporary, args.ready)
+    announce_port(args.ready, server.server_address[1])
     server.serve_forever()
 
 
