@@ -65,7 +65,7 @@ final class FixtureServer: Sendable {
         let ready = directory.file("\(script).port")
         let process = try ChildProcess(
             name: script, executable: python,
-            arguments: [fixtures + "/\(script).py", "--host", host, "--log", logFile, "--ready", ready] + arguments,
+            arguments: ["-B", fixtures + "/\(script).py", "--host", host, "--log", logFile, "--ready", ready] + arguments,
             logDirectory: directory.path)
         do {
             try await waitUntil("\(script) to listen on \(host)", timeout: .seconds(20), every: .milliseconds(20)) {
