@@ -67,6 +67,16 @@ let package = Package(
             swiftSettings: settings),
         .target(name: "SpecolaRaft", path: "Sources/Raft", swiftSettings: settings),
         .target(
+            name: "SpecolaAlerting",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Alerting", swiftSettings: settings),
+        .target(
             name: "SpecolaJobs", dependencies: [.product(name: "Yams", package: "Yams")], path: "Sources/Jobs",
             exclude: ["specola-job.schema.json", "Samples"], swiftSettings: settings),
         .target(
@@ -111,6 +121,9 @@ let package = Package(
         .executableTarget(
             name: "specola-bench", dependencies: ["SpecolaProtocol"] + grpc, path: "Sources/Bench",
             exclude: ["etcd_kv.proto"], swiftSettings: settings),
+        .testTarget(
+            name: "AlertingTests", dependencies: ["SpecolaAlerting", "TestSupport"], path: "Tests/AlertingTests",
+            swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
             name: "ProtocolTests", dependencies: ["SpecolaProtocol"], swiftSettings: settings),

@@ -24,6 +24,7 @@ core=(
   openssl iptables iproute2                        # PKI checks, partition tests, loopback addresses
   systemd                                          # systemd-analyze (scripts/check-units.sh)
   curl python3                                     # test helpers
+  python3-aiosmtpd                                 # SMTP server for the alert e-mail tests
 )
 bench=(prometheus-node-exporter prometheus-ipmi-exporter)
 peers=(glusterfs-server glusterfs-client etcd-server etcd-client prometheus-alertmanager

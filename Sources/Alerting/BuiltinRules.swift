@@ -1,0 +1,88 @@
+/// The names of the rules the coordinator raises itself (the `alertname` label).
+public enum BuiltinRule {
+    /// A node failed its health checks (the failure ladder reached `down`).
+    public static let nodeDown = "NodeDown"
+    /// A node has stayed in `fencing` without proof that it is off.
+    public static let fencingStuck = "FencingStuck"
+    /// A sensor reading crossed its critical threshold.
+    public static let sensorCritical = "SensorCritical"
+    /// The BMC's system event log recorded a critical event (power supply, memory, ...).
+    public static let selCritical = "SELCritical"
+    /// A job ended in `failed` after its retries.
+    public static let jobFailed = "JobFailed"
+    /// An HA workload (VM or pod) hit its restart limit and is in `error`.
+    public static let workloadError = "WorkloadError"
+    /// The coordinator lost contact with a node's agent.
+    public static let agentLost = "AgentLost"
+
+    public static let all = [nodeDown, fencingStuck, sensorCritical, selCritical, jobFailed, workloadError, agentLost]
+}
+
+/// A built-in alert with its identifying labels, so that the code that fires it and the
+/// code that resolves it cannot disagree on them.
+public struct BuiltinAlert: Sendable, Hashable {
+    public var rule: String
+    public var labels: Labels
+    public var severity: AlertSeverity
+    public var summary: String
+    public var description: String
+
+    public var fingerprint: String { Alert.fingerprint(rule: rule, labels: labels) }
+
+    public func fire(atUnixMs now: Int64) -> AlertChange {
+        .fire(rule: rule, labels: labels, severity: severity, summary: summary, description: description, atUnixMs: now)
+    }
+
+    public func resolve(atUnixMs now: Int64) -> AlertChange { .resolve(fingerprint: fingerprint, atUnixMs: now) }
+
+    public static func nodeDown(node: String, reason: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.nodeDown, labels: ["node": node], severity: .critical,
+            summary: "node \(node) is down", description: reason)
+    }
+
+    public static func fencingStuck(node: String, reason: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.fencingStuck, labels: ["node": node], severity: .critical,
+            summary: "node \(node) cannot be fenced; its HA workloads wait",
+            description: reason + "; check the BMC, or fence by hand and run `specola node fence \(node)`")
+    }
+
+    public static func sensorCritical(node: String, sensor: String, reading: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.sensorCritical, labels: ["node": node, "sensor": sensor], severity: .critical,
+            summary: "sensor \(sensor) on \(node) is critical", description: "reading: \(reading)")
+    }
+
+    /// `event` identifies the SEL record (e.g. its record id), so two events are two alerts.
+    public static func selCritical(node: String, event: String, text: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.selCritical, labels: ["node": node, "event": event], severity: .critical,
+            summary: "critical SEL event on \(node)", description: text)
+    }
+
+    /// `node` is where the task last ran, so a down node can inhibit it; empty when it never ran.
+    public static func jobFailed(job: String, task: String, node: String, message: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.jobFailed, labels: withNode(["job": job, "task": task], node), severity: .warning,
+            summary: "job \(job) failed in task \(task)", description: message)
+    }
+
+    /// `kind` is `vm` or `pod`; `node` is where it last ran, empty when nowhere.
+    public static func workloadError(kind: String, name: String, node: String, message: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.workloadError, labels: withNode(["kind": kind, "workload": name], node), severity: .critical,
+            summary: "\(kind) \(name) is in error", description: message)
+    }
+
+    /// A `node` label only when there is a node, so "no node" never matches a down node's inhibition.
+    private static func withNode(_ labels: Labels, _ node: String) -> Labels {
+        node.isEmpty ? labels : labels.merging(["node": node]) { $1 }
+    }
+
+    public static func agentLost(node: String, lastContact: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.agentLost, labels: ["node": node], severity: .warning,
+            summary: "agent on \(node) is not reporting", description: "last contact: \(lastContact)")
+    }
+}
