@@ -116,7 +116,7 @@ public struct Agent: Service {
     }
 
     func makePodmanDriver() -> PodmanDriver {
-        PodmanDriver(podmanPath: config.podman.path, environment: podmanEnvironment, logger: logger)
+        PodmanDriver(podmanPath: config.podman.path, environment: podmanEnvironment, nodeName: config.nodeName, logger: logger)
     }
 
     func makeCollector(resumeSELAfter: UInt32?) -> FactsCollector {

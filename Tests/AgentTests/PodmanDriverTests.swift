@@ -7,7 +7,7 @@ import Testing
 
 /// The podman driver against real podman with runc: containers exist only for their task.
 @Suite struct PodmanDriverTests {
-    let driver = PodmanDriver(environment: TestPodman.environment, logger: Logger(label: "test.driver"))
+    let driver = PodmanDriver(environment: TestPodman.environment, nodeName: "driver-test-\(UUID().uuidString.prefix(8))", logger: Logger(label: "test.driver"))
 
     func task(_ script: String, _ edit: (inout TaskSpec) -> Void = { _ in }) -> TaskSpec {
         var spec = TaskSpec(allocationID: "t-\(UUID().uuidString.prefix(8).lowercased())", image: TestPodman.image, command: ["/bin/sh", "-c", script])

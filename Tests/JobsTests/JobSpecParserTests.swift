@@ -29,7 +29,11 @@ private let header = """
     #expect(pipeline.tasks[1].inputs == [StepInput(variable: "BIAS", step: "prepare", key: "bias")])
     #expect(pipeline.tasks[1].retries == RetryPolicy(attempts: 2, backoffSeconds: 10, maxBackoffSeconds: 60))
     #expect(pipeline.tasks[1].resources == Resources(cpuMillicores: 1000, memoryBytes: 512 << 20, scratchBytes: 1 << 30))
-    #expect(pipeline.tasks[0].driver == .podman(image: "localhost/specola-mini", command: "/bin/sh", args: ["-c", "echo preparing bias frame"]))
+    #expect(pipeline.tasks[0].driver == .podman(
+        image: "localhost/specola-mini", command: "/bin/sh",
+        args: ["-c", "echo preparing bias frame; echo specola-output: bias=bias-m31.fits"]))
+    #expect(pipeline.tasks[0].outputs == ["bias"])
+    #expect(pipeline.tasks[2].inputs == [StepInput(variable: "FRAMES", step: "calibrate", key: "frame")])
 
     let job = try JobSpecParser.parse(TestFiles.text("Samples/simulate-job.yaml"), file: "simulate-job.yaml").get()
     #expect(job.kind == .job && job.spread)

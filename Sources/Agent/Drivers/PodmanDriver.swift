@@ -9,13 +9,17 @@ import SpecolaProtocol
 public struct PodmanDriver: Sendable {
     public static let managedLabel = "org.specola.managed"
     public static let allocationLabel = "org.specola.allocation"
+    /// The node whose agent owns the container: agents sharing one podman (dev, tests) never touch each other's.
+    public static let nodeLabel = "org.specola.node"
     let podmanPath: String
     let environment: [String: String]
+    let nodeName: String
     let logger: Logger
 
-    public init(podmanPath: String = "podman", environment: [String: String] = [:], logger: Logger) {
+    public init(podmanPath: String = "podman", environment: [String: String] = [:], nodeName: String, logger: Logger) {
         self.podmanPath = podmanPath
         self.environment = environment
+        self.nodeName = nodeName
         self.logger = logger
     }
 
@@ -24,49 +28,82 @@ public struct PodmanDriver: Sendable {
     /// Runs the task to its end (or re-attaches to it). The container is removed
     /// at the end unless `keepContainer`: then the caller removes it once the
     /// outcome is stored, so a crash in between cannot lose the fact that it ran.
-    /// `onStarted` runs once the container is known to run (started, or found running).
+    /// `onStarted` runs once the container exists and is being started (or was found).
     public func run(_ task: TaskSpec, keepContainer: Bool = false, onStarted: (@Sendable () -> Void)? = nil) async throws -> TaskOutcome {
         let name = Self.containerName(task.allocationID)
         let state = try await containerState(name)
-        if state == nil {
-            let created = try await podman(createArguments(task, name: name), timeout: .seconds(60))
-            guard created.status == 0 else {
-                return TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: created.stderr,
-                                   message: "podman create failed: \(created.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+        let outcome: TaskOutcome
+        if state == nil || state == "created" || state == "configured" {
+            if state == nil {
+                let created = try await podman(createArguments(task, name: name), timeout: .seconds(60))
+                guard created.status == 0 else {
+                    return TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: created.stderr,
+                                       message: "podman create failed: \(created.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+                }
             }
+            onStarted?()
+            outcome = try await startAttached(name, task: task)
         } else {
             logger.info("re-attaching to an existing task container", metadata: ["allocation.id": "\(task.allocationID)", "container.state": "\(state!)"])
+            onStarted?()
+            outcome = try await waitDetached(name, task: task)
         }
-        if state == nil || state == "created" || state == "configured" {
-            let started = try await podman(["start", name], timeout: .seconds(60))
-            guard started.status == 0 else {
-                let outcome = TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: started.stderr,
-                                          message: "podman start failed: \(started.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
-                await remove(name)
-                return outcome
+        if !keepContainer { await remove(name) }
+        return outcome
+    }
+
+    /// The usual path: one `podman start --attach` starts the container, streams
+    /// its output and exits with its exit code.
+    private func startAttached(_ name: String, task: TaskSpec) async throws -> TaskOutcome {
+        let limit = task.timeout ?? Self.noTimeout
+        let result: (status: Int32, stdout: String, stderr: String)
+        do {
+            result = try await podman(["start", "--attach", name], timeout: limit)
+        } catch ProcessRunnerError.timedOut {
+            return await stopAfterTimeout(name, task: task)
+        }
+        var exitCode = result.status
+        // 125: podman itself failed (or the task chose 125); the container's record says which.
+        if exitCode == 125 {
+            let recorded = try await inspectExitCode(name)
+            let neverRan = try await containerState(name) == "created"
+            if recorded == nil || neverRan {
+                return TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: result.stderr,
+                                   message: "podman start failed: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
+            exitCode = recorded ?? exitCode
         }
-        onStarted?()
-        var ending = TaskOutcome.Ending.exited
-        let waitLimit = task.timeout ?? .seconds(365 * 24 * 3600)
-        let waited = try? await podman(["wait", name], timeout: waitLimit)
-        if waited == nil {
-            ending = .timedOut
-            _ = try? await podman(["stop", "--time", "5", name], timeout: .seconds(30))
-        }
+        return Self.exited(exitCode, stdout: result.stdout, stderr: result.stderr)
+    }
+
+    /// After an agent restart: the container runs (or ran) without us; wait for it and read its logs.
+    private func waitDetached(_ name: String, task: TaskSpec) async throws -> TaskOutcome {
+        let waited = try? await podman(["wait", name], timeout: task.timeout ?? Self.noTimeout)
+        if waited == nil { return await stopAfterTimeout(name, task: task) }
         let exitCode = try await inspectExitCode(name) ?? -1
         let logs = try? await podman(["logs", name], timeout: .seconds(30))
-        if !keepContainer { await remove(name) }
-        let message = ending == .timedOut
-            ? "stopped after the task's timeout of \(task.timeout!)"
-            : (exitCode == 137 ? "killed (exit 137: out of memory or SIGKILL)" : "exited with \(exitCode)")
-        return TaskOutcome(ending: ending, exitCode: exitCode, stdout: TaskOutcome.tail(logs?.stdout ?? ""),
-                           stderr: TaskOutcome.tail(logs?.stderr ?? ""), message: message)
+        return Self.exited(exitCode, stdout: logs?.stdout ?? "", stderr: logs?.stderr ?? "")
     }
+
+    private func stopAfterTimeout(_ name: String, task: TaskSpec) async -> TaskOutcome {
+        _ = try? await podman(["stop", "--time", "5", name], timeout: .seconds(30))
+        let logs = try? await podman(["logs", name], timeout: .seconds(30))
+        return TaskOutcome(ending: .timedOut, exitCode: 124, stdout: TaskOutcome.tail(logs?.stdout ?? ""),
+                           stderr: TaskOutcome.tail(logs?.stderr ?? ""), message: "stopped after the task's timeout of \(task.timeout ?? .zero)")
+    }
+
+    private static func exited(_ exitCode: Int32, stdout: String, stderr: String) -> TaskOutcome {
+        let message = exitCode == 137 ? "killed (exit 137: out of memory or SIGKILL)" : "exited with \(exitCode)"
+        return TaskOutcome(ending: .exited, exitCode: exitCode, stdout: TaskOutcome.tail(stdout), stderr: TaskOutcome.tail(stderr), message: message)
+    }
+
+    static let noTimeout = Duration.seconds(365 * 24 * 3600)
 
     /// Allocation ids of Specola containers on this node (running or not), for re-attaching after a restart.
     public func managedAllocations() async throws -> [String: String] {
-        let listed = try await podman(["ps", "-a", "--filter", "label=\(Self.managedLabel)=true", "--format", "json"], timeout: .seconds(30))
+        let listed = try await podman(
+            ["ps", "-a", "--filter", "label=\(Self.managedLabel)=true", "--filter", "label=\(Self.nodeLabel)=\(nodeName)", "--format", "json"],
+            timeout: .seconds(30))
         guard listed.status == 0 else { throw DriverError("podman ps failed: \(listed.stderr)") }
         guard let containers = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] else {
             throw DriverError("podman ps printed something other than a JSON list")
@@ -83,6 +120,7 @@ public struct PodmanDriver: Sendable {
     func createArguments(_ task: TaskSpec, name: String) -> [String] {
         var args = ["create", "--name", name,
                     "--label", "\(Self.managedLabel)=true", "--label", "\(Self.allocationLabel)=\(task.allocationID)",
+                    "--label", "\(Self.nodeLabel)=\(nodeName)",
                     "--network", task.network, "--pull", task.pull]
         if let cpus = task.cpus { args += ["--cpus", String(format: "%.3f", cpus)] }
         if let memory = task.memoryBytes { args += ["--memory", "\(memory)b", "--memory-swap", "\(memory)b"] }
