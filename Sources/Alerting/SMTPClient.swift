@@ -172,7 +172,16 @@ enum SMTPClient {
             if secured {
                 try await session.step("STARTTLS", expect: [220], step: "STARTTLS")
                 try await startTLS(on: channel.channel, context: tls, serverName: tlsServerName(server.host))
-                extensions = SMTPExtensions(try await session.step("EHLO \(server.localName)", expect: [250], step: "EHLO after STARTTLS"))
+                do {
+                    extensions = SMTPExtensions(try await session.step("EHLO \(server.localName)", expect: [250], step: "EHLO after STARTTLS"))
+                } catch {
+                    // A refused handshake can surface as the connection closing before NIOSSL's error does.
+                    let problem = deliveryError(error, peer: peer)
+                    guard problem.code == .protocolViolation else { throw problem }
+                    throw DeliveryError(
+                        .tls, "\(peer): TLS handshake failed: the connection closed during it; check that the CA file trusts "
+                            + "the server's certificate and that the certificate names the configured host", retryable: false)
+                }
             } else if server.requireTLS {
                 throw DeliveryError(
                     .configuration, "\(peer) does not offer STARTTLS and requireTLS is set; enable STARTTLS on the server, "
