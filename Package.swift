@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "specola-agent", targets: ["specola-agent"]),
         .executable(name: "specola-coordinator", targets: ["specola-coordinator"]),
         .executable(name: "specola-bench", targets: ["specola-bench"]),
+        .executable(name: "specola-bench-scheduler", targets: ["specola-bench-scheduler"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -123,6 +124,9 @@ let package = Package(
             exclude: ["etcd_kv.proto"], swiftSettings: settings),
         .testTarget(
             name: "AlertingTests", dependencies: ["SpecolaAlerting", "TestSupport"], path: "Tests/AlertingTests",
+            swiftSettings: settings),
+        .executableTarget(
+            name: "specola-bench-scheduler", dependencies: ["SpecolaCoordinator"], path: "Sources/BenchScheduler",
             swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(

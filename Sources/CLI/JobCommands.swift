@@ -116,8 +116,13 @@ struct JobWatch {
 
     func follow(_ id: String) async throws -> Specola_V1_JobStatus {
         var seen: [String: String] = [:]
+        var revision: UInt64 = 0
         while true {
-            let request = Specola_V1_GetJobRequest.with { $0.id = id }
+            let request = Specola_V1_GetJobRequest.with {
+                $0.id = id
+                $0.waitMs = 10_000
+                $0.afterRevision = revision
+            }
             let status = try await connection.withJobs { try await $0.get(request) }
             if !quiet {
                 for task in status.tasks where seen[task.id] != task.state {
@@ -129,7 +134,7 @@ struct JobWatch {
                 }
             }
             if status.finishedAtUnixMs != 0 { return status }
-            try await Task.sleep(for: .milliseconds(300))
+            revision = status.revision
         }
     }
 }

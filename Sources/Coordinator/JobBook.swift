@@ -16,6 +16,8 @@ public struct JobEntry: Sendable {
     public var finishedAtUnixMs: Int64 = 0
     /// Output of each task's latest attempt, by task id.
     public var logs: [String: Specola_V1_TaskLog] = [:]
+    /// Counts the changes applied to this job, for long polls.
+    public var revision: UInt64 = 1
 
     /// Every task has ended (a failed task's siblings still run to their end).
     public var isFinished: Bool { run.tasks.values.allSatisfy { $0.state.isTerminal } }
@@ -53,6 +55,7 @@ public struct JobBook: Sendable {
                 submittedAtUnixMs: record.submittedAtUnixMs, submittedBy: record.submittedBy, sourceFile: record.sourceFile)
             entry.finishedAtUnixMs = record.finishedAtUnixMs
             entry.logs = record.logs
+            entry.revision = record.revision
             jobs[record.id] = entry
             if !entry.isFinished { activeJobIDs.insert(record.id) }
         }
@@ -75,6 +78,7 @@ public struct JobBook: Sendable {
                 $0.sourceFile = entry.sourceFile
                 $0.finishedAtUnixMs = entry.finishedAtUnixMs
                 $0.logs = entry.logs
+                $0.revision = entry.revision
             }
         }
         snapshot.allocations = allocations.values.sorted { $0.id < $1.id }
@@ -112,12 +116,15 @@ public struct JobBook: Sendable {
     mutating func place(_ command: Specola_V1_PlaceTasksCommand, at: Int64, nodeExists: (String) -> Bool) -> ApplyOutcome {
         var placed = 0
         for placement in command.placements {
-            guard allocations[placement.allocationID] == nil, nodeExists(placement.node),
-                  var entry = jobs[placement.jobID], let instance = entry.instances[placement.taskID] else { continue }
-            entry.run.apply(.placed(taskID: placement.taskID, node: placement.node, allocationID: placement.allocationID))
-            guard entry.run.tasks[placement.taskID]?.allocationID == placement.allocationID else { continue }
-            jobs[placement.jobID] = entry
-            let resources = instance.task.resources
+            guard allocations[placement.allocationID] == nil, nodeExists(placement.node) else { continue }
+            let resources = updateJob(placement.jobID) { entry -> Resources? in
+                guard let instance = entry.instances[placement.taskID] else { return nil }
+                entry.run.apply(.placed(taskID: placement.taskID, node: placement.node, allocationID: placement.allocationID))
+                guard entry.run.tasks[placement.taskID]?.allocationID == placement.allocationID else { return nil }
+                entry.revision += 1
+                return instance.task.resources
+            }
+            guard let resources = resources ?? nil else { continue }
             allocations[placement.allocationID] = .with {
                 $0.id = placement.allocationID
                 $0.jobID = placement.jobID
@@ -133,12 +140,15 @@ public struct JobBook: Sendable {
     }
 
     mutating func cancel(_ jobID: String, at: Int64) -> ApplyOutcome {
-        guard var entry = jobs[jobID] else { return .rejected(reason: "no job '\(jobID)'") }
-        guard !entry.isFinished else { return .job(jobID) }
-        for effect in entry.run.apply(.cancel) {
-            if case .stop(let allocationID, _) = effect { markStopping(allocationID, reason: "job \(jobID) cancelled") }
+        let effects = updateJob(jobID) { entry -> [JobEffect] in
+            guard !entry.isFinished else { return [] }
+            entry.revision += 1
+            return entry.run.apply(.cancel)
         }
-        jobs[jobID] = entry
+        guard let effects else { return .rejected(reason: "no job '\(jobID)'") }
+        for case .stop(let allocationID, _) in effects {
+            markStopping(allocationID, reason: "job \(jobID) cancelled")
+        }
         finishIfDone(jobID, at: at)
         return .job(jobID)
     }
@@ -148,6 +158,7 @@ public struct JobBook: Sendable {
         for id in command.allocationIds {
             guard let allocation = release(id) else { continue }
             jobs[allocation.jobID]?.run.apply(.lost(allocationID: id, atUnixMs: at))
+            jobs[allocation.jobID]?.revision += 1
             finishIfDone(allocation.jobID, at: at)
         }
         return .done
@@ -163,39 +174,53 @@ public struct JobBook: Sendable {
     /// An agent's report about one of its allocations. Returns the KV writes
     /// of declared outputs when the task succeeded.
     mutating func apply(_ event: Specola_V1_TaskEvent, from node: String, at: Int64) -> [(key: String, value: String)] {
-        guard var allocation = allocations[event.allocationID], allocation.node == node,
-              var entry = jobs[allocation.jobID] else { return [] }
+        guard let allocation = allocations[event.allocationID], allocation.node == node, jobs[allocation.jobID] != nil else { return [] }
         let id = event.allocationID
+        let jobEvent: JobRun.Event
         switch event.kind {
         case .started:
-            allocation.started = true
-            allocations[id] = allocation
-            entry.run.apply(.started(allocationID: id))
-            jobs[entry.id] = entry
+            allocations[id]?.started = true
+            updateJob(allocation.jobID) { entry in
+                entry.run.apply(.started(allocationID: id))
+                entry.revision += 1
+            }
             return []
         case .exited, .failedToStart, .timedOut:
             let code = event.kind == .exited ? event.exitCode : (event.kind == .timedOut ? 124 : -1)
-            entry.run.apply(.exited(allocationID: id, exitCode: code, message: event.message, atUnixMs: at))
+            jobEvent = .exited(allocationID: id, exitCode: code, message: event.message, atUnixMs: at)
         case .stopped, .lost:
             // Stopped for a cancel: the task is cancelled already and this changes nothing.
             // Stopped for a drain, or lost by the agent: placed again elsewhere, no retry spent.
-            entry.run.apply(.lost(allocationID: id, atUnixMs: at))
+            jobEvent = .lost(allocationID: id, atUnixMs: at)
         case .unspecified, .UNRECOGNIZED:
             return []
         }
-        entry.logs[allocation.taskID] = .with {
-            $0.allocationID = id
-            $0.node = node
-            $0.stdout = event.stdoutTail
-            $0.stderr = event.stderrTail
+        let instance = updateJob(allocation.jobID) { entry -> TaskInstance? in
+            entry.run.apply(jobEvent)
+            entry.logs[allocation.taskID] = .with {
+                $0.allocationID = id
+                $0.node = node
+                $0.stdout = event.stdoutTail
+                $0.stderr = event.stderrTail
+            }
+            entry.revision += 1
+            return entry.instances[allocation.taskID]
         }
-        jobs[entry.id] = entry
         release(id)
-        finishIfDone(entry.id, at: at)
-        guard event.kind == .exited, event.exitCode == 0, let instance = entry.instances[allocation.taskID] else { return [] }
+        finishIfDone(allocation.jobID, at: at)
+        guard event.kind == .exited, event.exitCode == 0, let instance = instance ?? nil else { return [] }
         return instance.task.outputs.compactMap { key in
-            event.outputs[key].map { (Self.outputKey(job: entry.id, step: instance.task.name, instance: instance.stepInstance, key: key), $0) }
+            event.outputs[key].map {
+                (Self.outputKey(job: allocation.jobID, step: instance.task.name, instance: instance.stepInstance, key: key), $0)
+            }
         }
+    }
+
+    /// Changes one job in place (no copy of its task table).
+    @discardableResult
+    private mutating func updateJob<T>(_ id: String, _ change: (inout JobEntry) -> T) -> T? {
+        guard jobs[id] != nil else { return nil }
+        return change(&jobs[id]!)
     }
 
     /// Where a step instance's output lives in the KV: `jobs/JOB/outputs/STEP/INSTANCE/KEY`.
@@ -209,10 +234,8 @@ public struct JobBook: Sendable {
     }
 
     private mutating func markStopping(_ allocationID: String, reason: String) {
-        guard var allocation = allocations[allocationID] else { return }
-        allocation.stopping = true
-        allocation.stopReason = reason
-        allocations[allocationID] = allocation
+        allocations[allocationID]?.stopping = true
+        allocations[allocationID]?.stopReason = reason
     }
 
     @discardableResult
@@ -223,9 +246,11 @@ public struct JobBook: Sendable {
     }
 
     private mutating func finishIfDone(_ jobID: String, at: Int64) {
-        guard var entry = jobs[jobID], entry.isFinished, entry.finishedAtUnixMs == 0 else { return }
-        entry.finishedAtUnixMs = at
-        jobs[jobID] = entry
+        guard let entry = jobs[jobID], entry.finishedAtUnixMs == 0, entry.isFinished else { return }
+        updateJob(jobID) { entry in
+            entry.finishedAtUnixMs = at
+            entry.revision += 1
+        }
         activeJobIDs.remove(jobID)
     }
 }

@@ -62,26 +62,42 @@ final class JobController: Sendable {
         }
     }
 
-    func pass(leaderFor: Duration) async {
+    /// One pass; returns how long planning took (the rest is the Raft commit).
+    @discardableResult
+    func pass(leaderFor: Duration) async -> Duration {
         let now = Clock.nowUnixMs()
-        let (state, status) = await replica.schedulingState(nowUnixMs: now)
-        let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)
-        if !input.pending.isEmpty {
-            let plan = Scheduler.plan(cluster: input.cluster, pending: input.pending, usage: input.usage)
-            waiting.withLock { waiting in
-                waiting = Dictionary(plan.unplaced.map { ($0.taskID, $0.reason) }, uniquingKeysWith: { first, _ in first })
-            }
-            if !plan.placements.isEmpty {
-                await commit(plan.placements, jobOf: input.jobByTask)
-            }
-        } else {
-            waiting.withLock { $0.removeAll() }
+        let clock = ContinuousClock()
+        let planStart = clock.now
+        // The state copy lives only while planning, so applying the commits below copies nothing.
+        let (plan, jobOf, downNodeWork) = await plannedPass(now: now)
+        let planTime = clock.now - planStart
+        if let plan, !plan.placements.isEmpty {
+            await commit(plan.placements, jobOf: jobOf)
         }
         // A new leader first hears from every agent before it calls any node's work lost.
         if leaderFor >= .milliseconds(replica.thresholds.downAfterMs) {
-            await requeueWorkOfDownNodes(state, status: status, now: now)
+            await requeue(downNodeWork, now: now)
         }
         hub.dispatch(await replica.replicatedState)
+        return planTime
+    }
+
+    private func plannedPass(now: Int64) async -> (Plan?, [String: String], [String: [String]]) {
+        let (state, status) = await replica.schedulingState(nowUnixMs: now)
+        var downNodeWork: [String: [String]] = [:]
+        for allocation in state.jobs.allocations.values where status[allocation.node] == .down {
+            downNodeWork[allocation.node, default: []].append(allocation.id)
+        }
+        let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)
+        guard !input.pending.isEmpty else {
+            waiting.withLock { $0.removeAll() }
+            return (nil, [:], downNodeWork)
+        }
+        let plan = Scheduler.plan(cluster: input.cluster, pending: input.pending, usage: input.usage)
+        waiting.withLock { waiting in
+            waiting = Dictionary(plan.unplaced.map { ($0.taskID, $0.reason) }, uniquingKeysWith: { first, _ in first })
+        }
+        return (plan, input.jobByTask, downNodeWork)
     }
 
     private func commit(_ placements: [Placement], jobOf: [String: String]) async {
@@ -115,12 +131,8 @@ final class JobController: Sendable {
         }
     }
 
-    private func requeueWorkOfDownNodes(_ state: ClusterState, status: [String: NodeStatus], now: Int64) async {
-        var lost: [String: [String]] = [:]
-        for allocation in state.jobs.allocations.values where status[allocation.node] == .down {
-            lost[allocation.node, default: []].append(allocation.id)
-        }
-        for (node, ids) in lost.sorted(by: { $0.key < $1.key }) {
+    private func requeue(_ downNodeWork: [String: [String]], now: Int64) async {
+        for (node, ids) in downNodeWork.sorted(by: { $0.key < $1.key }) {
             logger.warning("node is down; its work is placed again elsewhere", metadata: [
                 "node.name": "\(node)", "allocations": "\(ids.count)",
             ])

@@ -77,6 +77,12 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     func get(request: Specola_V1_GetJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
         _ = try caller(context)
         if !request.stale { try await serving { try await replica.readBarrier() } }
+        if request.waitMs > 0 {
+            let deadline = ContinuousClock.now + .milliseconds(min(request.waitMs, 30_000))
+            while ContinuousClock.now < deadline, let entry = await replica.job(request.id), entry.revision <= request.afterRevision {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
         return try await status(of: request.id)
     }
 
@@ -173,6 +179,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
             $0.submittedAtUnixMs = entry.submittedAtUnixMs
             $0.finishedAtUnixMs = entry.finishedAtUnixMs
             $0.submittedBy = entry.submittedBy
+            $0.revision = entry.revision
             guard withTasks else { return }
             let tasks: [TaskRun] = entry.run.order.compactMap { entry.run.tasks[$0] }
             $0.tasks = tasks.map { task in

@@ -1557,6 +1557,8 @@ public nonisolated struct Specola_V1_JobRecord: Sendable {
   /// Output of each task's latest attempt, by task id.
   public var logs: Dictionary<String,Specola_V1_TaskLog> = [:]
 
+  public var revision: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1948,6 +1950,11 @@ public nonisolated struct Specola_V1_GetJobRequest: Sendable {
 
   public var stale: Bool = false
 
+  /// Long poll: answer once the job's revision is above after_revision, or after wait_ms.
+  public var waitMs: UInt32 = 0
+
+  public var afterRevision: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2064,6 +2071,9 @@ public nonisolated struct Specola_V1_JobStatus: Sendable {
   public var tasks: [Specola_V1_TaskStatus] = []
 
   public var submittedBy: String = String()
+
+  /// Grows with every change to the job, for long polls.
+  public var revision: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -5013,7 +5023,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_JobRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}spec_json\0\u{3}run_json\0\u{3}submit_index\0\u{3}submitted_at_unix_ms\0\u{3}submitted_by\0\u{3}source_file\0\u{3}finished_at_unix_ms\0\u{1}logs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}spec_json\0\u{3}run_json\0\u{3}submit_index\0\u{3}submitted_at_unix_ms\0\u{3}submitted_by\0\u{3}source_file\0\u{3}finished_at_unix_ms\0\u{1}logs\0\u{1}revision\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5030,6 +5040,7 @@ nonisolated extension Specola_V1_JobRecord: SwiftProtobuf.Message, SwiftProtobuf
       case 7: try { try decoder.decodeSingularStringField(value: &self.sourceFile) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMs) }()
       case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Specola_V1_TaskLog>.self, value: &self.logs) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
       default: break
       }
     }
@@ -5063,6 +5074,9 @@ nonisolated extension Specola_V1_JobRecord: SwiftProtobuf.Message, SwiftProtobuf
     if !self.logs.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Specola_V1_TaskLog>.self, value: self.logs, fieldNumber: 9)
     }
+    if self.revision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5076,6 +5090,7 @@ nonisolated extension Specola_V1_JobRecord: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.sourceFile != rhs.sourceFile {return false}
     if lhs.finishedAtUnixMs != rhs.finishedAtUnixMs {return false}
     if lhs.logs != rhs.logs {return false}
+    if lhs.revision != rhs.revision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5894,7 +5909,7 @@ nonisolated extension Specola_V1_SubmitJobRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Specola_V1_GetJobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetJobRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}stale\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}stale\0\u{3}wait_ms\0\u{3}after_revision\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5904,6 +5919,8 @@ nonisolated extension Specola_V1_GetJobRequest: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.stale) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.afterRevision) }()
       default: break
       }
     }
@@ -5916,12 +5933,20 @@ nonisolated extension Specola_V1_GetJobRequest: SwiftProtobuf.Message, SwiftProt
     if self.stale != false {
       try visitor.visitSingularBoolField(value: self.stale, fieldNumber: 2)
     }
+    if self.waitMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 3)
+    }
+    if self.afterRevision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.afterRevision, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_GetJobRequest, rhs: Specola_V1_GetJobRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.stale != rhs.stale {return false}
+    if lhs.waitMs != rhs.waitMs {return false}
+    if lhs.afterRevision != rhs.afterRevision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6139,7 +6164,7 @@ nonisolated extension Specola_V1_TaskOutput: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Specola_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}owner\0\u{1}project\0\u{1}priority\0\u{1}state\0\u{3}submitted_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{1}tasks\0\u{3}submitted_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}owner\0\u{1}project\0\u{1}priority\0\u{1}state\0\u{3}submitted_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{1}tasks\0\u{3}submitted_by\0\u{1}revision\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6157,6 +6182,7 @@ nonisolated extension Specola_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMs) }()
       case 9: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.submittedBy) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
       default: break
       }
     }
@@ -6193,6 +6219,9 @@ nonisolated extension Specola_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
     if !self.submittedBy.isEmpty {
       try visitor.visitSingularStringField(value: self.submittedBy, fieldNumber: 10)
     }
+    if self.revision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6207,6 +6236,7 @@ nonisolated extension Specola_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.finishedAtUnixMs != rhs.finishedAtUnixMs {return false}
     if lhs.tasks != rhs.tasks {return false}
     if lhs.submittedBy != rhs.submittedBy {return false}
+    if lhs.revision != rhs.revision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
