@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests", dependencies: ["SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
-            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "TestSupport"],
+            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "SpecolaJobs", "TestSupport"],
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",

@@ -11,13 +11,13 @@
 #
 # usage: scripts/bench-jobs.sh            (from the repo root, as root)
 # env:   BENCH_TASKS (default 50000)  BENCH_ROUNDS (default 10)
-#        BENCH_SKIP_BUILD=1 to reuse .build/release
+#        BENCH_SKIP_BUILD=1 to reuse the release build; BENCH_BIN=DIR to use binaries from DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tasks=${BENCH_TASKS:-50000}
 rounds=${BENCH_ROUNDS:-10}
-bin=.build/release
+bin=${BENCH_BIN:-.build/release}
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   swift build -c release --product specola-bench-scheduler --product specola --product specola-coordinator --product specola-agent
 fi

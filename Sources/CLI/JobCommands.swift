@@ -38,36 +38,30 @@ struct JobCommand: AsyncParsableCommand {
 
     struct PlanJob: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "plan", abstract: "Show where FILE's runnable tasks would be placed on the live nodes, without committing anything.")
+            commandName: "plan",
+            abstract: "Dry run: where FILE's runnable tasks would be placed now, and what changes against the running version. Commits nothing.")
         @OptionGroup var connection: ConnectionOptions
         @Argument var file: String
 
         func run() async throws {
             try await runReporting {
-                let spec = try JobCommand.load(file)
-                let nodes = try await connection.withAPI { try await $0.listNodes(.init()) }.nodes
-                let cluster = ClusterView(nodes: nodes.map(Self.view))
-                let plan = Scheduler.plan(cluster: cluster, pending: spec.initialRequests(submitIndex: 1), usage: FairShareUsage())
-                if connection.json {
-                    let data = try JSONEncoder().encode(["placements": plan.placements.map { ["task": $0.taskID, "node": $0.node] }])
-                    print(String(decoding: data, as: UTF8.self))
-                    return
+                _ = try JobCommand.load(file)
+                let yaml = try String(contentsOfFile: file, encoding: .utf8)
+                let request = Specola_V1_SubmitJobRequest.with { $0.yaml = yaml; $0.fileName = file }
+                let plan = try await connection.withJobs { try await $0.plan(request) }
+                if connection.json { return try JSONOutput.print(plan) }
+                print(plan.jobActive ? "Against the running version:" : "New job:")
+                var table = Table("TASK", "CHANGE", "NOW ON", "WOULD GO TO", "NOTE")
+                for task in plan.tasks where task.change != "unchanged" {
+                    var note = task.reason
+                    if !task.changedFields.isEmpty { note = "changed: " + task.changedFields.joined(separator: ", ") }
+                    table.add(task.taskID, task.change, task.currentNode.isEmpty ? "-" : task.currentNode,
+                              task.plannedNode.isEmpty ? "-" : task.plannedNode, note)
                 }
-                var table = Table("TASK", "NODE", "NOTE")
-                for placement in plan.placements { table.add(placement.taskID, placement.node, "") }
-                for unplaced in plan.unplaced { table.add(unplaced.taskID, "-", unplaced.reason.message) }
                 print(table.rendered)
-                let waiting = spec.instances().count - plan.placements.count - plan.unplaced.count
-                if waiting > 0 { print("\(waiting) more task instance(s) wait for their dependencies") }
+                let unchanged = plan.tasks.filter { $0.change == "unchanged" }.count
+                if unchanged > 0 { print("\(unchanged) task instance(s) unchanged") }
             }
-        }
-
-        static func view(_ node: Specola_V1_Node) -> NodeView {
-            let status: NodeStatus = NodeStatus(rawValue: node.status) ?? .down
-            return NodeView(
-                name: node.name, status: status, labels: node.facts.capacity.labels,
-                capacity: Resources(cpuMillicores: Int64(node.facts.capacity.cpuCores) * 1000,
-                                    memoryBytes: Int64(clamping: node.facts.capacity.memoryBytes)))
         }
     }
 }

@@ -157,6 +157,59 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         return node
     }
 
+    func plan(request: Specola_V1_SubmitJobRequest, context: ServerContext) async throws -> Specola_V1_JobPlanResponse {
+        _ = try caller(context)
+        try await serving { try await replica.requireLeader() }
+        let spec: JobSpec
+        switch JobSpecParser.parse(request.yaml, file: request.fileName.isEmpty ? "job.yaml" : request.fileName) {
+        case .success(let parsed): spec = parsed
+        case .failure(let errors): throw RPCError(code: .invalidArgument, message: "\(errors.errors.count) problem(s)\n\(errors)")
+        }
+        let (state, liveness) = await replica.schedulingState()
+        return Self.dryRun(spec, state: state, status: liveness)
+    }
+
+    /// Plans the spec's runnable instances behind everything already queued, and diffs against the running version.
+    static func dryRun(_ spec: JobSpec, state: ClusterState, status: [String: NodeStatus]) -> Specola_V1_JobPlanResponse {
+        let now = Clock.nowUnixMs()
+        let id = spec.metadata.name
+        let active = state.jobs.jobs[id].flatMap { $0.isFinished ? nil : $0 }
+        let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)
+        let running: [RunningTask] = active.map { entry in
+            entry.run.order.compactMap { taskID in
+                guard let task = entry.run.tasks[taskID], task.state == .placed || task.state == .running,
+                      let node = task.node, let instance = entry.instances[taskID] else { return nil }
+                return RunningTask(instance: instance, node: node)
+            }
+        } ?? []
+        let runningIDs = Set(running.map(\.instance.id))
+        let proposed = spec.instances()
+        let ownRequests = spec.initialRequests(submitIndex: state.jobs.sequence + 1).filter { !runningIDs.contains($0.id) }
+        let others = input.pending.filter { $0.job != id }
+        let plan = Scheduler.plan(cluster: input.cluster, pending: others + ownRequests, usage: input.usage)
+        let diff = plan.diff(running: running, proposed: proposed)
+        func entry(_ item: JobDiff.Entry, _ change: String) -> Specola_V1_PlannedTask {
+            .with {
+                $0.taskID = item.taskID
+                $0.change = change
+                $0.currentNode = item.currentNode ?? ""
+                $0.plannedNode = item.plannedNode ?? ""
+                if let reason = item.reason {
+                    $0.reason = reason.message
+                } else if item.plannedNode == nil && change != "removed" {
+                    $0.reason = "waits for its dependencies"
+                }
+                $0.changedFields = item.changedFields
+            }
+        }
+        return .with {
+            $0.jobActive = active != nil
+            $0.tasks = diff.added.map { entry($0, "added") } + diff.changed.map { entry($0, "changed") }
+                + diff.removed.map { entry($0, "removed") }
+                + diff.unchanged.map { id in .with { $0.taskID = id; $0.change = "unchanged" } }
+        }
+    }
+
     // MARK: - Views
 
     static func noJob(_ id: String) -> RPCError {

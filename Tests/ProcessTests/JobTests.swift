@@ -155,6 +155,12 @@ import Glibc
               resources: {cpu: 0.1, memory: 32MiB}
               timeout: 2s
             """)
+        // The dry run places all four array instances and commits nothing.
+        let planned = try await cluster.cli(["job", "plan", array, "--json"])
+        let plan = try Specola_V1_JobPlanResponse(jsonString: planned.stdout, options: Self.lenient)
+        #expect(!plan.jobActive)
+        #expect(plan.tasks.count == 4 && plan.tasks.allSatisfy { $0.change == "added" && $0.plannedNode == "node1" }, "\(plan)")
+        #expect(try await cluster.cli(["job", "status", "sweep"]).status == 4, "a plan submits nothing")
         for file in [array, flaky, slow] {
             let submitted = try await cluster.cli(["job", "run", "--detach", file])
             #expect(submitted.status == 0, "\(file): \(submitted.stderr)")
@@ -242,6 +248,10 @@ import Glibc
         }
         let first = try #require(try await Self.status(cluster, "sleepy").tasks.first)
         let other = first.node == "node1" ? "node2" : "node1"
+        // Planning the same spec again: nothing would change.
+        let replanned = try await cluster.cli(["job", "plan", file, "--json"])
+        let plan = try Specola_V1_JobPlanResponse(jsonString: replanned.stdout, options: Self.lenient)
+        #expect(plan.jobActive && plan.tasks.map(\.change) == ["unchanged"], "\(plan)")
 
         let drained = try await cluster.cli(["node", "drain", first.node])
         #expect(drained.status == 0, "\(drained.stderr)")

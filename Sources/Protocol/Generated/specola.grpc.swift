@@ -4176,6 +4176,19 @@ public enum Specola_V1_Jobs: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Plan" metadata.
+        public enum Plan: Sendable {
+            /// Request type for "Plan".
+            public typealias Input = Specola_V1_SubmitJobRequest
+            /// Response type for "Plan".
+            public typealias Output = Specola_V1_JobPlanResponse
+            /// Descriptor for "Plan".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Jobs"),
+                method: "Plan",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "specola.v1.Jobs" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Submit.descriptor,
@@ -4183,7 +4196,8 @@ public enum Specola_V1_Jobs: Sendable {
             List.descriptor,
             Cancel.descriptor,
             Logs.descriptor,
-            SetNodeScheduling.descriptor
+            SetNodeScheduling.descriptor,
+            Plan.descriptor
         ]
     }
 }
@@ -4301,6 +4315,25 @@ extension Specola_V1_Jobs {
             request: GRPCCore.StreamingServerRequest<Specola_V1_SetNodeSchedulingRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node>
+
+        /// Handle the "Plan" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dry run: where the spec's runnable tasks would go now, and what changes
+        /// > against the running version of the job. Commits nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_SubmitJobRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_JobPlanResponse` messages.
+        func plan(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_SubmitJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobPlanResponse>
     }
 
     /// Service protocol for the "specola.v1.Jobs" service.
@@ -4402,6 +4435,25 @@ extension Specola_V1_Jobs {
             request: GRPCCore.ServerRequest<Specola_V1_SetNodeSchedulingRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node>
+
+        /// Handle the "Plan" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dry run: where the spec's runnable tasks would go now, and what changes
+        /// > against the running version of the job. Commits nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SubmitJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_JobPlanResponse` message.
+        func plan(
+            request: GRPCCore.ServerRequest<Specola_V1_SubmitJobRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobPlanResponse>
     }
 
     /// Simple service protocol for the "specola.v1.Jobs" service.
@@ -4501,6 +4553,25 @@ extension Specola_V1_Jobs {
             request: Specola_V1_SetNodeSchedulingRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Specola_V1_Node
+
+        /// Handle the "Plan" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dry run: where the spec's runnable tasks would go now, and what changes
+        /// > against the running version of the job. Commits nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_SubmitJobRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_JobPlanResponse` to respond with.
+        func plan(
+            request: Specola_V1_SubmitJobRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_JobPlanResponse
     }
 }
 
@@ -4574,6 +4645,17 @@ extension Specola_V1_Jobs.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Specola_V1_Jobs.Method.Plan.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_SubmitJobRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_JobPlanResponse>(),
+            handler: { request, context in
+                try await self.plan(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -4640,6 +4722,17 @@ extension Specola_V1_Jobs.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node> {
         let response = try await self.setNodeScheduling(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func plan(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_SubmitJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_JobPlanResponse> {
+        let response = try await self.plan(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -4721,6 +4814,19 @@ extension Specola_V1_Jobs.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node> {
         return GRPCCore.ServerResponse<Specola_V1_Node>(
             message: try await self.setNodeScheduling(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func plan(
+        request: GRPCCore.ServerRequest<Specola_V1_SubmitJobRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_JobPlanResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_JobPlanResponse>(
+            message: try await self.plan(
                 request: request.message,
                 context: context
             ),
@@ -4858,6 +4964,30 @@ extension Specola_V1_Jobs {
             deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Plan" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dry run: where the spec's runnable tasks would go now, and what changes
+        /// > against the running version of the job. Commits nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SubmitJobRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SubmitJobRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobPlanResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func plan<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SubmitJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SubmitJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobPlanResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobPlanResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -5064,6 +5194,41 @@ extension Specola_V1_Jobs {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Plan" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dry run: where the spec's runnable tasks would go now, and what changes
+        /// > against the running version of the job. Commits nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SubmitJobRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SubmitJobRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_JobPlanResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func plan<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SubmitJobRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SubmitJobRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_JobPlanResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobPlanResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Jobs.Method.Plan.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -5223,6 +5388,36 @@ extension Specola_V1_Jobs.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_SetNodeSchedulingRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Node>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Plan" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Dry run: where the spec's runnable tasks would go now, and what changes
+    /// > against the running version of the job. Commits nothing.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_SubmitJobRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func plan<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_SubmitJobRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobPlanResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.plan(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_SubmitJobRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_JobPlanResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -5408,6 +5603,40 @@ extension Specola_V1_Jobs.ClientProtocol {
             metadata: metadata
         )
         return try await self.setNodeScheduling(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Plan" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Dry run: where the spec's runnable tasks would go now, and what changes
+    /// > against the running version of the job. Commits nothing.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func plan<Result>(
+        _ message: Specola_V1_SubmitJobRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_JobPlanResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_SubmitJobRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.plan(
             request: request,
             options: options,
             onResponse: handleResponse

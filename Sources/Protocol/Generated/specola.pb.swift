@@ -1926,6 +1926,45 @@ public nonisolated struct Specola_V1_SaveSnapshotRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Specola_V1_JobPlanResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A job of this name is queued or running, and the diff is against it.
+  public var jobActive: Bool = false
+
+  public var tasks: [Specola_V1_PlannedTask] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_PlannedTask: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: String = String()
+
+  /// added, changed, removed or unchanged.
+  public var change: String = String()
+
+  public var currentNode: String = String()
+
+  public var plannedNode: String = String()
+
+  /// Why it would not be placed now (waiting or impossible), or that it waits for dependencies.
+  public var reason: String = String()
+
+  public var changedFields: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Specola_V1_SubmitJobRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -5867,6 +5906,96 @@ nonisolated extension Specola_V1_SaveSnapshotRequest: SwiftProtobuf.Message, Swi
   }
 
   public static func ==(lhs: Specola_V1_SaveSnapshotRequest, rhs: Specola_V1_SaveSnapshotRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobPlanResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobPlanResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_active\0\u{1}tasks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.jobActive) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.jobActive != false {
+      try visitor.visitSingularBoolField(value: self.jobActive, fieldNumber: 1)
+    }
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobPlanResponse, rhs: Specola_V1_JobPlanResponse) -> Bool {
+    if lhs.jobActive != rhs.jobActive {return false}
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_PlannedTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlannedTask"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}change\0\u{3}current_node\0\u{3}planned_node\0\u{1}reason\0\u{3}changed_fields\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.change) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.currentNode) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.plannedNode) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.changedFields) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
+    }
+    if !self.change.isEmpty {
+      try visitor.visitSingularStringField(value: self.change, fieldNumber: 2)
+    }
+    if !self.currentNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.currentNode, fieldNumber: 3)
+    }
+    if !self.plannedNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.plannedNode, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
+    if !self.changedFields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.changedFields, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_PlannedTask, rhs: Specola_V1_PlannedTask) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.change != rhs.change {return false}
+    if lhs.currentNode != rhs.currentNode {return false}
+    if lhs.plannedNode != rhs.plannedNode {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.changedFields != rhs.changedFields {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

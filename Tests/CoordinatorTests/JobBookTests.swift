@@ -1,0 +1,158 @@
+import Foundation
+import SpecolaJobs
+import SpecolaProtocol
+import Testing
+@testable import SpecolaCoordinator
+
+/// Jobs inside the replicated state: the same commands give the same state on every replica.
+@Suite struct JobBookTests {
+    var seq: UInt64 = 0
+
+    static func pipeline() -> JobSpec {
+        let prepare = TaskSpec(name: "prepare", driver: .exec(command: "/bin/true", args: []), outputs: ["bias"])
+        let calibrate = TaskSpec(
+            name: "calibrate", driver: .exec(command: "/bin/true", args: []), retries: RetryPolicy(attempts: 1, backoffSeconds: 5),
+            depends: ["prepare"], foreach: ["a", "b"], inputs: [StepInput(variable: "BIAS", step: "prepare", key: "bias")])
+        return JobSpec(kind: .pipeline, metadata: JobMetadata(name: "p", owner: "o", project: "x"), tasks: [prepare, calibrate])
+    }
+
+    static func cluster(nodes: [String] = ["n1", "n2"]) -> ClusterState {
+        var state = ClusterState()
+        for name in nodes {
+            _ = state.apply(.registerNode(name: name, address: "", agentVersion: "t", labels: [:], atUnixMs: 1))
+        }
+        _ = state.apply(submit(pipeline()))
+        return state
+    }
+
+    static func submit(_ spec: JobSpec) -> Specola_V1_Command {
+        .with {
+            $0.proposedAtUnixMs = 10
+            $0.submitJob = .with {
+                $0.jobID = spec.metadata.name
+                $0.specJson = try! JobBook.jsonEncoder.encode(spec)
+            }
+        }
+    }
+
+    static func place(_ task: String, on node: String, as allocation: String, job: String = "p") -> Specola_V1_Command {
+        .with {
+            $0.proposedAtUnixMs = 20
+            $0.placeTasks.placements = [.with { $0.jobID = job; $0.taskID = task; $0.node = node; $0.allocationID = allocation }]
+        }
+    }
+
+    mutating func event(_ node: String, _ allocation: String, _ kind: Specola_V1_TaskEventKind, exit: Int32 = 0,
+                        outputs: [String: String] = [:]) -> Specola_V1_Command {
+        seq += 1
+        let report = Specola_V1_Report.with {
+            $0.seq = seq
+            $0.taskEvents = [.with { $0.allocationID = allocation; $0.kind = kind; $0.exitCode = exit; $0.outputs = outputs; $0.stdoutTail = "out" }]
+        }
+        return .applyReport(node: node, report: report, receivedAtUnixMs: 30)
+    }
+
+    func task(_ state: ClusterState, _ id: String) -> TaskRun? { state.jobs.jobs["p"]?.run.tasks[id] }
+
+    @Test mutating func aPipelineRunsThroughPlacementEventsAndOutputs() {
+        var state = Self.cluster()
+        #expect(state.apply(Self.place("p/prepare", on: "n1", as: "a1")) == .placed(count: 1))
+        // A second placement of the same task, or one on an unknown node, changes nothing.
+        #expect(state.apply(Self.place("p/prepare", on: "n2", as: "a2")) == .placed(count: 0))
+        #expect(state.apply(Self.place("p/calibrate[0]", on: "ghost", as: "a3")) == .placed(count: 0))
+        #expect(state.jobs.allocatedByNode["n1"] == TaskSpec.defaultResources)
+
+        _ = state.apply(event("n1", "a1", .started))
+        #expect(task(state, "p/prepare")?.state == .running)
+        // Another node cannot report on n1's allocation.
+        _ = state.apply(event("n2", "a1", .exited, exit: 0))
+        #expect(task(state, "p/prepare")?.state == .running)
+
+        _ = state.apply(event("n1", "a1", .exited, exit: 0, outputs: ["bias": "b.fits", "undeclared": "x"]))
+        #expect(task(state, "p/prepare")?.state == .succeeded)
+        #expect(state.jobs.allocations.isEmpty)
+        #expect(state.jobs.allocatedByNode["n1"] == .zero)
+        #expect(state.kv["jobs/p/outputs/prepare/prepare/bias"]?.value == Data("b.fits".utf8))
+        #expect(state.kv.keys.allSatisfy { !$0.contains("undeclared") })
+        #expect(state.jobs.jobs["p"]?.logs["p/prepare"]?.stdout == "out")
+
+        // Instructions for the fan-out carry the output as input.
+        _ = state.apply(Self.place("p/calibrate[0]", on: "n2", as: "a4"))
+        let run = InstructionHub.runTask(state.jobs.allocations["a4"]!, state: state)
+        #expect(run?.env["BIAS"] == "b.fits")
+        #expect(run?.env["SPECOLA_ITEM"] == "a")
+    }
+
+    @Test mutating func failuresRetryThenFailForGoodAndTheJobFinishes() {
+        var state = Self.cluster()
+        _ = state.apply(Self.place("p/prepare", on: "n1", as: "a1"))
+        _ = state.apply(event("n1", "a1", .exited, exit: 0))
+        _ = state.apply(Self.place("p/calibrate[0]", on: "n1", as: "c1"))
+        _ = state.apply(Self.place("p/calibrate[1]", on: "n2", as: "c2"))
+        _ = state.apply(event("n1", "c1", .timedOut))
+        #expect(task(state, "p/calibrate[0]")?.state == .pending, "one retry left")
+        #expect(task(state, "p/calibrate[0]")?.failures == 1)
+        _ = state.apply(Self.place("p/calibrate[0]", on: "n1", as: "c3"))
+        _ = state.apply(event("n1", "c3", .exited, exit: 2))
+        #expect(task(state, "p/calibrate[0]")?.state == .failed)
+        #expect(state.jobs.jobs["p"]?.finishedAtUnixMs == 0, "a sibling still runs")
+        _ = state.apply(event("n2", "c2", .exited, exit: 0))
+        #expect(state.jobs.jobs["p"]?.run.state == .failed)
+        #expect(state.jobs.jobs["p"]?.finishedAtUnixMs == 30)
+        #expect(!state.jobs.activeJobIDs.contains("p"))
+    }
+
+    @Test mutating func drainStopsWorkWhichThenMovesWithoutSpendingARetry() {
+        var state = Self.cluster()
+        _ = state.apply(Self.place("p/prepare", on: "n1", as: "a1"))
+        _ = state.apply(event("n1", "a1", .started))
+        _ = state.apply(.with { $0.setNodeScheduling = .with { $0.node = "n1"; $0.cordoned = true; $0.draining = true } })
+        #expect(state.nodes["n1"]?.draining == true)
+        #expect(state.jobs.allocations["a1"]?.stopping == true)
+        _ = state.apply(event("n1", "a1", .stopped, exit: 143))
+        #expect(task(state, "p/prepare")?.state == .pending)
+        #expect(task(state, "p/prepare")?.relocations == 1)
+        #expect(task(state, "p/prepare")?.failures == 0)
+        #expect(state.jobs.allocations.isEmpty)
+    }
+
+    @Test mutating func cancelStopsRunningWorkAndLaterReportsChangeNothing() {
+        var state = Self.cluster()
+        _ = state.apply(Self.place("p/prepare", on: "n1", as: "a1"))
+        _ = state.apply(event("n1", "a1", .started))
+        #expect(state.apply(.with { $0.cancelJob.jobID = "p" }) == .job("p"))
+        #expect(state.jobs.jobs["p"]?.run.state == .cancelled)
+        #expect(state.jobs.allocations["a1"]?.stopping == true, "still holds its resources until the agent says it stopped")
+        _ = state.apply(event("n1", "a1", .exited, exit: 0, outputs: ["bias": "late"]))
+        #expect(state.jobs.jobs["p"]?.run.state == .cancelled)
+        #expect(state.jobs.allocations.isEmpty)
+        // Submitting under the same name works once the old one has finished.
+        #expect(state.apply(Self.submit(Self.pipeline())) == .job("p"))
+        #expect(state.jobs.jobs["p"]?.run.state == .pending)
+        if case .rejected = state.apply(Self.submit(Self.pipeline())) {} else { Issue.record("an active job of the same name must be refused") }
+    }
+
+    @Test mutating func workOfADownNodeIsRequeued() {
+        var state = Self.cluster()
+        _ = state.apply(Self.place("p/prepare", on: "n1", as: "a1"))
+        _ = state.apply(.with { $0.requeueAllocations = .with { $0.allocationIds = ["a1", "unknown"]; $0.reason = "n1 down" } })
+        #expect(task(state, "p/prepare")?.state == .pending)
+        #expect(task(state, "p/prepare")?.relocations == 1)
+        #expect(state.jobs.allocations.isEmpty)
+        // The old allocation's late report is ignored.
+        _ = state.apply(event("n1", "a1", .exited, exit: 0))
+        #expect(task(state, "p/prepare")?.state == .pending)
+    }
+
+    @Test mutating func theSnapshotRestoresAnEqualState() throws {
+        var state = Self.cluster()
+        _ = state.apply(Self.place("p/prepare", on: "n1", as: "a1"))
+        _ = state.apply(event("n1", "a1", .started))
+        let image = state.snapshot()
+        let restored = try ClusterState(snapshot: image)
+        #expect(try restored.snapshot().serializedBytes() as [UInt8] == image.serializedBytes() as [UInt8])
+        #expect(restored.jobs.jobs["p"]?.instances.count == 3)
+        #expect(restored.jobs.activeJobIDs == ["p"])
+        #expect(restored.jobs.allocatedByNode["n1"] == TaskSpec.defaultResources)
+    }
+}
