@@ -67,6 +67,7 @@ let package = Package(
             exclude: ["specola.proto"],
             swiftSettings: settings),
         .target(name: "SpecolaRaft", path: "Sources/Raft", swiftSettings: settings),
+        .target(name: "SpecolaBMC", dependencies: ["CFreeIPMI", "SpecolaProtocol"], path: "Sources/BMC", swiftSettings: settings),
         .target(
             name: "SpecolaAlerting",
             dependencies: [
@@ -83,7 +84,7 @@ let package = Package(
         .target(
             name: "SpecolaAgent",
             dependencies: [
-                "SpecolaProtocol", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
+                "SpecolaProtocol", "SpecolaBMC", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ] + grpc,
@@ -92,7 +93,7 @@ let package = Package(
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs",
+                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaBMC",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -141,7 +142,7 @@ let package = Package(
             dependencies: ["SpecolaCLI", "SpecolaProtocol", "TestSupport"] + grpc,
             swiftSettings: settings),
         .target(
-            name: "TestSupport", dependencies: ["SpecolaProtocol", "SpecolaAgent"] + grpc, path: "Tests/TestSupport",
+            name: "TestSupport", dependencies: ["SpecolaProtocol", "SpecolaAgent", "SpecolaBMC"] + grpc, path: "Tests/TestSupport",
             swiftSettings: settings),
     ]
 )
