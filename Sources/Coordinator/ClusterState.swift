@@ -105,6 +105,13 @@ public struct ClusterState: Sendable {
             nodes[change.node] = node
             if change.draining { jobs.drain(node: change.node) }
             return .done
+        case .nodeHealth(let health):
+            guard var node = nodes[health.node] else { return .rejected(reason: "no node '\(health.node)'") }
+            node.status = health.status
+            node.statusReason = health.reason
+            node.statusSinceUnixMs = at
+            nodes[health.node] = node
+            return .done
         case .noop, nil:
             return .done
         }

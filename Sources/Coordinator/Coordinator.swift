@@ -43,6 +43,10 @@ public struct Coordinator: Service {
         defer { transport.stopAll() }
         let hub = InstructionHub(logger: logger)
         let jobController = JobController(replica: replica, hub: hub, logger: logger)
+        let health = HealthController(
+            replica: replica,
+            settings: .init(policy: config.healthPolicy, bmc: config.fencing.bmc, bmcAddresses: config.fencing.bmcAddresses),
+            logger: logger, onTransition: { jobController.nudge() })
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
@@ -51,9 +55,10 @@ public struct Coordinator: Service {
             services: [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
+                                 selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
                                  hub: hub, controller: jobController, logger: logger),
                 JobsService(replica: replica, controller: jobController, logger: logger),
-                ClusterAPIService(replica: replica, coordinatorName: config.name),
+                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
                 MembershipService(replica: replica, logger: logger),
@@ -83,6 +88,10 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await jobController.run()
+                return false
+            }
+            group.addTask {
+                await health.run()
                 return false
             }
             group.addTask {

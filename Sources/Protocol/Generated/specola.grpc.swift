@@ -646,11 +646,25 @@ public enum Specola_V1_ClusterAPI: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Fence" metadata.
+        public enum Fence: Sendable {
+            /// Request type for "Fence".
+            public typealias Input = Specola_V1_FenceRequest
+            /// Response type for "Fence".
+            public typealias Output = Specola_V1_Node
+            /// Descriptor for "Fence".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.ClusterAPI"),
+                method: "Fence",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "specola.v1.ClusterAPI" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Status.descriptor,
             ListNodes.descriptor,
-            GetNode.descriptor
+            GetNode.descriptor,
+            Fence.descriptor
         ]
     }
 }
@@ -722,6 +736,24 @@ extension Specola_V1_ClusterAPI {
             request: GRPCCore.StreamingServerRequest<Specola_V1_GetNodeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node>
+
+        /// Handle the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_FenceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_Node` messages.
+        func fence(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_FenceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node>
     }
 
     /// Service protocol for the "specola.v1.ClusterAPI" service.
@@ -777,6 +809,24 @@ extension Specola_V1_ClusterAPI {
             request: GRPCCore.ServerRequest<Specola_V1_GetNodeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node>
+
+        /// Handle the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_FenceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_Node` message.
+        func fence(
+            request: GRPCCore.ServerRequest<Specola_V1_FenceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node>
     }
 
     /// Simple service protocol for the "specola.v1.ClusterAPI" service.
@@ -830,6 +880,24 @@ extension Specola_V1_ClusterAPI {
             request: Specola_V1_GetNodeRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Specola_V1_Node
+
+        /// Handle the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_FenceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_Node` to respond with.
+        func fence(
+            request: Specola_V1_FenceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_Node
     }
 }
 
@@ -865,6 +933,17 @@ extension Specola_V1_ClusterAPI.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_Node>(),
             handler: { request, context in
                 try await self.getNode(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_ClusterAPI.Method.Fence.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_FenceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_Node>(),
+            handler: { request, context in
+                try await self.fence(
                     request: request,
                     context: context
                 )
@@ -908,6 +987,17 @@ extension Specola_V1_ClusterAPI.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func fence(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_FenceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node> {
+        let response = try await self.fence(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -945,6 +1035,19 @@ extension Specola_V1_ClusterAPI.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node> {
         return GRPCCore.ServerResponse<Specola_V1_Node>(
             message: try await self.getNode(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func fence(
+        request: GRPCCore.ServerRequest<Specola_V1_FenceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node> {
+        return GRPCCore.ServerResponse<Specola_V1_Node>(
+            message: try await self.fence(
                 request: request.message,
                 context: context
             ),
@@ -1018,6 +1121,29 @@ extension Specola_V1_ClusterAPI {
         func getNode<Result>(
             request: GRPCCore.ClientRequest<Specola_V1_GetNodeRequest>,
             serializer: some GRPCCore.MessageSerializer<Specola_V1_GetNodeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_FenceRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_FenceRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func fence<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_FenceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_FenceRequest>,
             deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result
@@ -1133,6 +1259,40 @@ extension Specola_V1_ClusterAPI {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_FenceRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_FenceRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func fence<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_FenceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_FenceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_ClusterAPI.Method.Fence.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1208,6 +1368,35 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
         try await self.getNode(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_GetNodeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Node>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Fence" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola node fence|unfence NAME`.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_FenceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fence<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_FenceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.fence(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_FenceRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Node>(),
             options: options,
             onResponse: handleResponse
@@ -1299,6 +1488,39 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
             metadata: metadata
         )
         return try await self.getNode(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Fence" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola node fence|unfence NAME`.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fence<Result>(
+        _ message: Specola_V1_FenceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_FenceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.fence(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -213,6 +213,11 @@ public nonisolated struct Specola_V1_RegisterResponse: Sendable {
   /// Set when this replica is not the leader; the agent should go there.
   public var leaderHint: String = String()
 
+  /// The self-fence lease: an agent that hears from no leader for this long
+  /// stops its work, because the coordinator may then treat the node as fenced.
+  /// 0: no lease.
+  public var selfFenceAfterMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -954,6 +959,21 @@ public nonisolated struct Specola_V1_CollectorHealth: Sendable {
   public init() {}
 }
 
+public nonisolated struct Specola_V1_FenceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// "fence" or "unfence".
+  public var action: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Specola_V1_StatusRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1083,6 +1103,11 @@ public nonisolated struct Specola_V1_Node: Sendable {
 
   /// Allocations placed on the node and not yet ended.
   public var allocations: UInt32 = 0
+
+  /// Why the committed status is what it is, and since when.
+  public var statusReason: String = String()
+
+  public var statusSinceUnixMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1222,6 +1247,14 @@ public nonisolated struct Specola_V1_Command: Sendable {
     set {kind = .setNodeScheduling(newValue)}
   }
 
+  public var nodeHealth: Specola_V1_NodeHealthCommand {
+    get {
+      if case .nodeHealth(let v)? = kind {return v}
+      return Specola_V1_NodeHealthCommand()
+    }
+    set {kind = .nodeHealth(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -1237,8 +1270,26 @@ public nonisolated struct Specola_V1_Command: Sendable {
     case cancelJob(Specola_V1_CancelJobCommand)
     case requeueAllocations(Specola_V1_RequeueAllocationsCommand)
     case setNodeScheduling(Specola_V1_SetNodeSchedulingCommand)
+    case nodeHealth(Specola_V1_NodeHealthCommand)
 
   }
+
+  public init() {}
+}
+
+/// A step on the failure ladder: ready, suspect, down, fencing, fenced, recovered.
+public nonisolated struct Specola_V1_NodeHealthCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var node: String = String()
+
+  public var status: String = String()
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -2234,7 +2285,7 @@ nonisolated extension Specola_V1_RegisterRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}coordinator_name\0\u{3}last_applied_seq\0\u{3}heartbeat_interval_ms\0\u{3}leader_hint\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}coordinator_name\0\u{3}last_applied_seq\0\u{3}heartbeat_interval_ms\0\u{3}leader_hint\0\u{3}self_fence_after_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2246,6 +2297,7 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.lastAppliedSeq) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.heartbeatIntervalMs) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.leaderHint) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.selfFenceAfterMs) }()
       default: break
       }
     }
@@ -2264,6 +2316,9 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
     if !self.leaderHint.isEmpty {
       try visitor.visitSingularStringField(value: self.leaderHint, fieldNumber: 4)
     }
+    if self.selfFenceAfterMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.selfFenceAfterMs, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2272,6 +2327,7 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
     if lhs.lastAppliedSeq != rhs.lastAppliedSeq {return false}
     if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
     if lhs.leaderHint != rhs.leaderHint {return false}
+    if lhs.selfFenceAfterMs != rhs.selfFenceAfterMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3848,6 +3904,41 @@ nonisolated extension Specola_V1_CollectorHealth: SwiftProtobuf.Message, SwiftPr
   }
 }
 
+nonisolated extension Specola_V1_FenceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FenceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}action\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_FenceRequest, rhs: Specola_V1_FenceRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Specola_V1_StatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
@@ -4043,7 +4134,7 @@ nonisolated extension Specola_V1_GetNodeRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Node"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4065,6 +4156,8 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 12: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
       case 13: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
       case 14: try { try decoder.decodeSingularUInt32Field(value: &self.allocations) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.statusReason) }()
+      case 16: try { try decoder.decodeSingularInt64Field(value: &self.statusSinceUnixMs) }()
       default: break
       }
     }
@@ -4117,6 +4210,12 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.allocations != 0 {
       try visitor.visitSingularUInt32Field(value: self.allocations, fieldNumber: 14)
     }
+    if !self.statusReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.statusReason, fieldNumber: 15)
+    }
+    if self.statusSinceUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.statusSinceUnixMs, fieldNumber: 16)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4135,6 +4234,8 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.cordoned != rhs.cordoned {return false}
     if lhs.draining != rhs.draining {return false}
     if lhs.allocations != rhs.allocations {return false}
+    if lhs.statusReason != rhs.statusReason {return false}
+    if lhs.statusSinceUnixMs != rhs.statusSinceUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4196,7 +4297,7 @@ nonisolated extension Specola_V1_RaftDeliverAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4361,6 +4462,19 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .setNodeScheduling(v)
         }
       }()
+      case 16: try {
+        var v: Specola_V1_NodeHealthCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .nodeHealth(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .nodeHealth(v)
+        }
+      }()
       default: break
       }
     }
@@ -4423,6 +4537,10 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .setNodeScheduling(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
     }()
+    case .nodeHealth?: try {
+      guard case .nodeHealth(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -4431,6 +4549,46 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
   public static func ==(lhs: Specola_V1_Command, rhs: Specola_V1_Command) -> Bool {
     if lhs.proposedAtUnixMs != rhs.proposedAtUnixMs {return false}
     if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NodeHealthCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}status\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 1)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_NodeHealthCommand, rhs: Specola_V1_NodeHealthCommand) -> Bool {
+    if lhs.node != rhs.node {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
