@@ -45,7 +45,8 @@ public struct Coordinator: Service {
         let jobController = JobController(replica: replica, hub: hub, logger: logger)
         let health = HealthController(
             replica: replica,
-            settings: .init(policy: config.healthPolicy, bmc: config.fencing.bmc, bmcAddresses: config.fencing.bmcAddresses),
+            settings: .init(policy: config.healthPolicy, bmc: config.fencing.bmc, bmcAddresses: config.fencing.bmcAddresses,
+                            earlyWarning: config.earlyWarning),
             logger: logger, onTransition: { jobController.nudge() })
         let server = GRPCServer(
             transport: .http2NIOPosix(

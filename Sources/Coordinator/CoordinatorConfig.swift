@@ -17,10 +17,12 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var suspectAfter: Double
     public var downAfter: Double
     public var fencing: FencingConfig
+    public var earlyWarning: EarlyWarning
     public var logLevel: String
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, logLevel
+        case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
+            logLevel
     }
 
     public init(from decoder: any Decoder) throws {
@@ -41,6 +43,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         suspectAfter = try c.decodePositiveSeconds(.suspectAfter, default: 3)
         downAfter = try c.decodePositiveSeconds(.downAfter, default: 10)
         fencing = try c.decodeIfPresent(FencingConfig.self, forKey: .fencing) ?? FencingConfig()
+        earlyWarning = try c.decodeIfPresent(EarlyWarning.self, forKey: .earlyWarning) ?? EarlyWarning()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(

@@ -15,6 +15,7 @@ final class HealthController: Sendable {
         var bmc: FencingConfig.BMCAccess?
         /// BMC addresses that override what agents report.
         var bmcAddresses: [String: HostPort] = [:]
+        var earlyWarning = EarlyWarning()
         var interval: Duration = .milliseconds(250)
     }
 
@@ -93,6 +94,26 @@ final class HealthController: Sendable {
             }
             if status == .fencing { fencingOrFenced += 1 }
             await commit(node.name, status, reason)
+        }
+        for node in nodes where !["fencing", "fenced"].contains(node.status) {
+            if let (action, reason) = settings.earlyWarning.step(for: node, nowUnixMs: now) {
+                await takeOutOfService(node.name, drain: action == .drain, reason: reason)
+            }
+        }
+    }
+
+    private func takeOutOfService(_ node: String, drain: Bool, reason: String) async {
+        do {
+            _ = try await replica.propose(.with {
+                $0.proposedAtUnixMs = Clock.nowUnixMs()
+                $0.setNodeScheduling = .with { $0.node = node; $0.cordoned = true; $0.draining = drain }
+            })
+            logger.warning("early warning: node taken out of service before it fails", metadata: [
+                "node.name": "\(node)", "action": "\(drain ? "drain" : "cordon")", "reason": "\(reason)",
+            ])
+            onTransition()
+        } catch {
+            logger.warning("early-warning cordon not committed; retried next pass", metadata: ["node.name": "\(node)", "error": "\(error)"])
         }
     }
 

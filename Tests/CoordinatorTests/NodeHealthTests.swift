@@ -1,3 +1,4 @@
+import SpecolaProtocol
 import Testing
 @testable import SpecolaCoordinator
 
@@ -65,5 +66,33 @@ import Testing
         #expect(NodeHealth.schedulingStatus(committed: "", live: .suspect) == .suspect)
         #expect(NodeHealth.displayed(committed: "fenced", live: .ready) == "fenced")
         #expect(NodeHealth.displayed(committed: "down", live: .ready) == "ready")
+    }
+}
+
+@Suite struct EarlyWarningTests {
+    func node(critical: Bool = false, psuEventAt: Int64? = nil, cordoned: Bool = false, draining: Bool = false) -> Specola_V1_Node {
+        .with {
+            $0.name = "n1"
+            $0.cordoned = cordoned
+            $0.draining = draining
+            $0.facts.bmc.sensors = [.with { $0.name = "CPU Temp"; $0.state = critical ? .critical : .nominal }]
+            if let psuEventAt {
+                $0.recentSel = [.with { $0.sensorName = "PS1"; $0.sensorType = "Power Supply"; $0.state = .critical; $0.timestampUnix = psuEventAt; $0.event = "failure detected" }]
+            }
+        }
+    }
+
+    @Test func criticalHardwareTakesTheNodeOutOfServiceOnce() {
+        let policy = EarlyWarning()
+        let now: Int64 = 1_000_000_000
+        #expect(policy.step(for: node(), nowUnixMs: now) == nil)
+        #expect(policy.step(for: node(critical: true), nowUnixMs: now)?.action == .drain)
+        #expect(policy.step(for: node(critical: true, cordoned: true, draining: true), nowUnixMs: now) == nil, "already drained")
+        #expect(policy.step(for: node(psuEventAt: now / 1000 - 30), nowUnixMs: now)?.reason.contains("PS1") == true)
+        #expect(policy.step(for: node(psuEventAt: now / 1000 - 3_600), nowUnixMs: now) == nil, "an old event does not undo an uncordon")
+        let cordonOnly = EarlyWarning(onCriticalSensor: .cordon, onPowerSupplyEvent: .none)
+        #expect(cordonOnly.step(for: node(critical: true), nowUnixMs: now)?.action == .cordon)
+        #expect(cordonOnly.step(for: node(critical: true, cordoned: true), nowUnixMs: now) == nil)
+        #expect(cordonOnly.step(for: node(psuEventAt: now / 1000), nowUnixMs: now) == nil)
     }
 }

@@ -124,6 +124,45 @@ import Glibc
         _ = try? await cluster.cli(["job", "cancel", "witness"])
     }
 
+    @Test func aCriticalSensorDrainsTheNodeBeforeItFails() async throws {
+        try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
+        try await TestPodman.ensureImage()
+        let bmc = try await SimulatedBMC.start(address: "127.0.1.25")
+        defer { bmc.stop() }
+        let cluster = try LocalCluster()
+        defer { Task { await cluster.shutdown() } }
+        try await cluster.startCoordinator()
+        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+        try cluster.writeAgentConfig("node1", address: "127.0.1.25", extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\n\(podman)")
+        try cluster.writeAgentConfig("node2", address: "127.0.1.26", extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
+        try cluster.startAgent("node1")
+        try cluster.startAgent("node2")
+        try await waitUntil("both agents to report", timeout: .seconds(60)) {
+            try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
+        }
+        let ledger = cluster.dir.file("ledger")
+        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
+        #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
+        try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
+            let task = try await Self.task(cluster)
+            return task?.state == "running" && task?.node == "node1"
+        }
+        #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+
+        try bmc.setCPUTemperature(100)
+        try await waitUntil("node1 to be drained and its task to run on node2", timeout: .seconds(40), every: .milliseconds(200)) {
+            let task = try await Self.task(cluster)
+            return task?.state == "running" && task?.node == "node2"
+        }
+        let node1 = try #require(try await cluster.node("node1"))
+        #expect(node1.draining && node1.status == "ready", "drained while still healthy, not fenced")
+        #expect(try await Self.task(cluster)?.failures == 0)
+        #expect(cluster.coordinatorProcess?.log.contains("early warning: node taken out of service before it fails") == true)
+        try Self.expectNoOverlap(ledger)
+        _ = try? await cluster.cli(["job", "cancel", "witness"])
+    }
+
     /// Each agent reaches the coordinator through its own alias address, NATed to the real one, so one
     /// agent can be cut off (both directions, new connections too) while the other keeps talking.
     final class AgentPartitions: @unchecked Sendable {
