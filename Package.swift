@@ -91,7 +91,7 @@ let package = Package(
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs",
+                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaAlerting",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests", dependencies: ["SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
-            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "TestSupport"],
+            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "SpecolaAlerting", "TestSupport"],
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",

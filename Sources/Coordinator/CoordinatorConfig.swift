@@ -17,9 +17,12 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var suspectAfter: Double
     public var downAfter: Double
     public var logLevel: String
+    /// Receivers, routes, inhibition and threshold rules; without it alerts are kept but not sent.
+    public var alerting: AlertingConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, logLevel
+        case alerting
     }
 
     public init(from decoder: any Decoder) throws {
@@ -40,6 +43,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         suspectAfter = try c.decodePositiveSeconds(.suspectAfter, default: 3)
         downAfter = try c.decodePositiveSeconds(.downAfter, default: 10)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
+        alerting = try c.decodeIfPresent(AlertingConfig.self, forKey: .alerting) ?? AlertingConfig()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")
