@@ -1,3 +1,4 @@
+import SpecolaAlerting
 import SpecolaProtocol
 import TestSupport
 import Testing
@@ -11,5 +12,35 @@ import Testing
         #expect(config.peers.map(\.id) == [1, 2, 3])
         #expect(config.raft.tickMs == 30)
         #expect(config.downAfter > config.suspectAfter)
+        #expect(config.alerting.receivers.isEmpty, "the alerting example is commented out")
+    }
+
+    /// The commented alerting example (lines starting with "#: ") must load too, with its
+    /// password file in place.
+    @Test func exampleAlertingSectionLoads() throws {
+        let dir = try TempDir("specola-config")
+        defer { dir.remove() }
+        try dir.write("smtp-password", "example-password\n")
+        let text = try String(contentsOfFile: BuiltProducts.repositoryRoot + "/packaging/coordinator.yaml", encoding: .utf8)
+        let example = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("#: ") ? String($0.dropFirst(3)) : String($0) }
+            .joined(separator: "\n")
+            .replacingOccurrences(of: "/etc/specola/smtp-password", with: dir.file("smtp-password"))
+        let config = try ConfigFile.decode(CoordinatorConfig.self, yaml: example, file: "coordinator.yaml")
+        let alerting = config.alerting
+        #expect(alerting.receivers.map(\.name) == ["chat", "mail"])
+        #expect(alerting.routing.routes.map(\.receiver) == ["chat", "mail", "chat"])
+        #expect(alerting.routing.routes[0].groupWaitMs == 0 && alerting.routing.routes[0].groupIntervalMs == 30_000)
+        #expect(alerting.routing.inhibitRules == [.nodeDownMutesItsAlerts])
+        #expect(alerting.thresholdRules.map(\.name) == ["HighLoad", "ScratchAlmostFull"])
+        #expect(alerting.thresholdRules[0].forMs == 300_000)
+        #expect(alerting.rules.agentLostAfterMs == 5_000)
+        guard case .email(let mail) = alerting.receivers[1] else {
+            Issue.record("the second receiver is the e-mail one")
+            return
+        }
+        #expect(mail.smtp.password == SMTPPassword("example-password"), "read from the file, newline dropped")
+        #expect(mail.smtp.startTLS && mail.smtp.requireTLS)
+        #expect(mail.externalURL == "https://specola.example.org")
     }
 }
