@@ -167,10 +167,10 @@ final class AlertController: Sendable {
     }
 
     private func startDelivery(_ notifications: [AlertNotification]) {
-        deliveries.withLock { deliveries in
-            let id = deliveries.next
-            deliveries.next += 1
-            deliveries.tasks[id] = Task { [self] in
+        deliveries.withLock { running in
+            let id = running.next
+            running.next += 1
+            running.tasks[id] = Task { [self] in
                 defer {
                     _ = deliveries.withLock { $0.tasks.removeValue(forKey: id) }
                     unsettled.withLock { $0.subtract(notifications.map(\.idempotencyKey)) }

@@ -147,7 +147,7 @@ struct AlertRuleEvaluator: Sendable {
         var changes: [AlertChange] = []
         var critical: Set<String> = []
         for sensor in node.facts.bmc.sensors where sensor.state == .critical && critical.insert(sensor.name).inserted {
-            let reading = sensor.hasReading ? "\(sensor.reading) \(sensor.units)" : "no reading"
+            let reading = sensor.hasReading_p ? "\(sensor.reading) \(sensor.units)" : "no reading"
             let alert = BuiltinAlert.sensorCritical(node: node.name, sensor: sensor.name, reading: "\(reading) (\(sensor.type))")
             if book.alerts[alert.fingerprint]?.status != .firing { changes.append(alert.fire(atUnixMs: now)) }
         }

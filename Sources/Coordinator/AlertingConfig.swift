@@ -295,13 +295,16 @@ private struct ThresholdEntry: Decodable {
 extension KeyedDecodingContainer {
     /// Label matchers written as in the CLI: `node="n3"`, `alertname=~"Job.*"`.
     fileprivate func decodeMatchers(_ key: Key) throws -> [LabelMatcher] {
-        try (decodeIfPresent([String].self, forKey: key) ?? []).map { text in
+        let texts: [String] = try decodeIfPresent([String].self, forKey: key) ?? []
+        var matchers: [LabelMatcher] = []
+        for text in texts {
             do {
-                return try LabelMatcher(parsing: text)
+                matchers.append(try LabelMatcher(parsing: text))
             } catch {
                 throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: error.message)
             }
         }
+        return matchers
     }
 
     /// Seconds in the file, milliseconds in the model.

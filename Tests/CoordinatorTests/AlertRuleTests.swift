@@ -82,8 +82,8 @@ import Testing
                 $0.facts.bmc = .with {
                     $0.present = true
                     $0.sensors = [
-                        .with { $0.name = "CPU Temp"; $0.type = "Temperature"; $0.units = "C"; $0.hasReading = true; $0.reading = 97; $0.state = cpu },
-                        .with { $0.name = "FAN1"; $0.type = "Fan"; $0.units = "RPM"; $0.hasReading = true; $0.reading = 0; $0.state = fan },
+                        .with { $0.name = "CPU Temp"; $0.type = "Temperature"; $0.units = "C"; $0.hasReading_p = true; $0.reading = 97; $0.state = cpu },
+                        .with { $0.name = "FAN1"; $0.type = "Fan"; $0.units = "RPM"; $0.hasReading_p = true; $0.reading = 0; $0.state = fan },
                     ]
                 }
             }

@@ -87,8 +87,10 @@ enum AlertFixture {
     }
 
     @Test func aSnapshotFromBeforeAlertingRestoresAnEmptyBook() throws {
-        var image = AlertFixture.registered("n1").snapshot()
-        image.clearAlertBookJson()
+        var state = AlertFixture.registered("n1")
+        _ = state.apply(.alert(down.fire(atUnixMs: t0), atUnixMs: t0))
+        var image = state.snapshot()
+        image.alertBookJson = Data()
         let restored = try ClusterState(snapshot: image)
         #expect(restored.alerts == AlertBook())
         #expect(restored.nodes["n1"] != nil)

@@ -188,7 +188,7 @@ struct AlertReceivers {
                 return notified["chat"] != nil && notified["mail"] != nil
             }
             let table = try await cluster.cli(["alerts"])
-            #expect(table.status == 0 && table.stdout.contains("NodeDown") && table.stdout.contains("node=alpha"), table.stdout)
+            #expect(table.status == 0 && table.stdout.contains("NodeDown") && table.stdout.contains("node=alpha"), "\(table.stdout)")
 
             // The agent comes back: once it has registered, the alert resolves and both hear it.
             try cluster.startAgent("alpha")
@@ -223,7 +223,7 @@ struct AlertReceivers {
             let silence = try Specola_V1_SilenceView(jsonString: added.stdout, options: JobTests.lenient)
             #expect(silence.state == "active" && silence.matchers == ["node=\"bravo\"", "alertname=\"NodeDown\""])
             let listed = try await cluster.cli(["silence", "list"])
-            #expect(listed.stdout.contains(String(silence.id.prefix(8))) && listed.stdout.contains("disk swap"), listed.stdout)
+            #expect(listed.stdout.contains(String(silence.id.prefix(8))) && listed.stdout.contains("disk swap"), "\(listed.stdout)")
 
             // bravo dies under the silence: the alert is committed and shown as silenced, not sent.
             try await cluster.agents["bravo"]!.stop(SIGKILL)
@@ -242,7 +242,7 @@ struct AlertReceivers {
             #expect(try receivers.chat("FIRING", node: "bravo").isEmpty, "a silenced alert was delivered")
             #expect(try receivers.mail("FIRING", node: "bravo").isEmpty, "a silenced alert was delivered")
             let table = try await cluster.cli(["alerts"])
-            #expect(table.stdout.contains("silenced by silence \(silence.id.prefix(8))"), table.stdout)
+            #expect(table.stdout.contains("silenced by silence \(silence.id.prefix(8))"), "\(table.stdout)")
 
             // Ack charlie's alert by a prefix of its id.
             let charlie = try #require(try await Self.alert(cluster, node: "charlie"))
@@ -270,4 +270,83 @@ struct AlertReceivers {
             #expect(try Specola_V1_ListSilencesResponse(jsonString: all.stdout, options: JobTests.lenient).silences.map(\.state) == ["expired"])
         }
     }
+
+    /// Three replicas; the leader is killed the moment the first notification arrives, so its
+    /// `markNotified` may or may not be committed. The new leader must not announce the
+    /// transition again under a new key (a resend under the same key is what the key is for),
+    /// and the rest of the lifecycle goes on from the new leader.
+    @Test func aLeaderKilledRightAfterAnAlertFiresDoesNotDuplicateIt() async throws {
+        let dir = try TempDir("specola-alert-receivers")
+        let receivers = try await AlertReceivers.start(host: "127.0.4.2", in: dir)
+        do {
+            try await Self.leaderKill(receivers)
+        } catch {
+            await receivers.stop()
+            dir.remove()
+            throw error
+        }
+        await receivers.stop()
+        dir.remove()
+    }
+
+    static func leaderKill(_ receivers: AlertReceivers) async throws {
+        try await ReplicaGroup.with(size: 3, start: false) { group in
+            for id in group.ids {
+                let path = group.member(id).configPath
+                let text = try String(contentsOfFile: path, encoding: .utf8)
+                try text.appending("\nsuspectAfter: 1\ndownAfter: 2\n" + receivers.config + "\n")
+                    .write(toFile: path, atomically: true, encoding: .utf8)
+            }
+            try await group.startAll()
+            let firstLeader = try await group.waitForLeader()
+            var agent = try RaftChaosTests.startAgent("delta", in: group)
+            @Sendable func alerts(via id: UInt64) async throws -> [Specola_V1_AlertView] {
+                let result = try await group.cli(["alerts", "--all", "--json"], via: id)
+                guard result.status == 0 else { throw CLIFailed(result: result) }
+                return try Specola_V1_ListAlertsResponse(jsonString: result.stdout, options: JobTests.lenient).alerts
+            }
+            try await waitUntil("agent delta to report", timeout: .seconds(60)) {
+                let nodes = try await group.cli(["nodes", "--json"], via: firstLeader)
+                return try Specola_V1_ListNodesResponse(jsonString: nodes.stdout, options: JobTests.lenient).nodes
+                    .contains { $0.name == "delta" && $0.status == "ready" && $0.reportsApplied > 0 }
+            }
+
+            try await agent.stop(SIGKILL)
+            try await waitUntil("NodeDown delta on the chat webhook", timeout: .seconds(30), every: .milliseconds(10)) {
+                try !receivers.chat("FIRING", node: "delta").isEmpty
+            }
+            let leader = try await group.waitForLeader()
+            try await group.kill(leader)
+            let next = try await group.waitForLeader(excluding: [leader], timeout: .seconds(20))
+            try await waitUntil("NodeDown delta by e-mail", timeout: .seconds(30), every: .milliseconds(50)) {
+                try !receivers.mail("FIRING", node: "delta").isEmpty
+            }
+            try await waitUntil("both deliveries committed under c\(next)", timeout: .seconds(30)) {
+                let notified = try await alerts(via: next).first { $0.labels["node"] == "delta" }?.notifiedAtUnixMs ?? [:]
+                return notified["chat"] != nil && notified["mail"] != nil
+            }
+            let fired = try #require(try await alerts(via: next).first { $0.labels["node"] == "delta" })
+            #expect(fired.state == "firing" && fired.transition == 1, "the new leader neither resolved nor re-fired it: \(fired)")
+
+            // The agent returns; the resolve comes from the new leader, which by then has
+            // planned many times over the committed book.
+            agent = try RaftChaosTests.startAgent("delta", in: group)
+            try await waitUntil("the resolve on the chat webhook", timeout: .seconds(60), every: .milliseconds(50)) {
+                try !receivers.chat("RESOLVED", node: "delta").isEmpty
+            }
+            try await waitUntil("the resolve by e-mail", timeout: .seconds(30), every: .milliseconds(50)) {
+                try !receivers.mail("RESOLVED", node: "delta").isEmpty
+            }
+            let chatFiring = try receivers.chat("FIRING", node: "delta")
+            let mailFiring = try receivers.mail("FIRING", node: "delta")
+            print("leader c\(leader) killed after the first delivery: \(chatFiring.count) chat and \(mailFiring.count) mail message(s) for the firing")
+            #expect(Set(chatFiring.map(\.idempotencyKey)).count == 1, "the firing was announced under two keys")
+            #expect(Set(mailFiring.map(\.idempotencyKey)).count == 1, "the firing was mailed under two keys")
+            #expect(Set(chatFiring.map(\.idempotencyKey)) == Set(mailFiring.map(\.idempotencyKey)))
+            #expect(chatFiring.count <= 2 && mailFiring.count <= 2, "at most the one resend the leader change allows")
+            #expect(try receivers.chat("RESOLVED", node: "delta").count == 1)
+            _ = agent
+        }
+    }
 }
+
