@@ -28,7 +28,7 @@ import Testing
     func firing(_ state: ClusterState) -> [String] {
         state.alerts.sortedAlerts.filter { $0.status == .firing }.map { alert in
             ([alert.rule] + alert.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }).joined(separator: " ")
-        }
+        }.sorted()
     }
 
     @Test func nodeDownFiresOnceAndResolvesOnlyAfterTheAgentIsHeardFromAgain() {
