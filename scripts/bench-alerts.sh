@@ -199,10 +199,12 @@ has() { [ "$(count "$1" "$2")" -ge "$3" ]; }
 : >"$work/latencies"
 echo "bench-alerts: $rounds rounds of kill -9 / restart of agent bench1 (downAfter 1 s, groupWait 0)"
 for round in $(seq 1 "$rounds"); do
+  killed=$(date +%s%3N)
   kill -KILL "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
   wait_for 30 "round $round: NodeDown on the webhook" has "$work/webhook.jsonl" FIRING "$round"
   wait_for 30 "round $round: NodeDown by e-mail" has "$work/smtp.jsonl" FIRING "$round"
   t=$(committed startsAtUnixMs)
+  echo "detect ladder $(( t - killed ))" >>"$work/latencies"
   echo "fire webhook $(( $(arrival "$work/webhook.jsonl" FIRING "$round") - t ))" >>"$work/latencies"
   echo "fire email $(( $(arrival "$work/smtp.jsonl" FIRING "$round") - t ))" >>"$work/latencies"
   start_agent
@@ -212,7 +214,7 @@ for round in $(seq 1 "$rounds"); do
   echo "resolve webhook $(( $(arrival "$work/webhook.jsonl" RESOLVED "$round") - t ))" >>"$work/latencies"
   echo "resolve email $(( $(arrival "$work/smtp.jsonl" RESOLVED "$round") - t ))" >>"$work/latencies"
   wait_for 60 "round $round: agent bench1 to report again" node_ready
-  printf '  round %d: %s\n' "$round" "$(tail -4 "$work/latencies" | awk '{ printf "%s %s %s ms; ", $1, $2, $3 }')"
+  printf '  round %d: %s\n' "$round" "$(tail -5 "$work/latencies" | awk '{ printf "%s %s %s ms; ", $1, $2, $3 }')"
 done
 
 status=0
@@ -223,21 +225,24 @@ samples = {}
 for line in open(path):
     kind, receiver, ms = line.split()
     samples.setdefault((kind, receiver), []).append(int(ms))
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, max(0, int(round(p / 100 * len(values) + 0.5)) - 1))]
 print()
 print("%-8s %-8s %5s %9s %9s %9s  %s" % ("event", "receiver", "n", "median", "p99", "max", "vs Alertmanager group_wait 30 s"))
 for (kind, receiver), values in sorted(samples.items()):
-    median = sorted(values)[len(values) // 2] if len(values) % 2 else sum(sorted(values)[len(values) // 2 - 1:len(values) // 2 + 1]) / 2
-    ratio = "%.4f of it (%.0fx faster)" % (median / anchor, anchor / max(median, 1))
-    print("%-8s %-8s %5d %7.0fms %7dms %7dms  %s" % (kind, receiver, len(values), median, pct(values, 99), max(values), ratio))
+    m = median(values)
+    ratio = "%.4f of it (%.0fx faster)" % (m / anchor, anchor / max(m, 1)) if kind != "detect" else "(kill -9 to committed NodeDown: downAfter + loop tick, not delivery)"
+    print("%-8s %-8s %5d %7.0fms %7dms %7dms  %s" % (kind, receiver, len(values), m, pct(values, 99), max(values), ratio))
 print()
 print("duplicates: %d firing chat messages and %d firing e-mails for %d failures" % (chat_firing, mail_firing, rounds))
-webhook = sorted(samples[("fire", "webhook")])
-median = webhook[len(webhook) // 2]
-print("target: webhook median <= 1000 ms from the committed transition: %s (%d ms)" % ("met" if median <= 1000 else "MISSED", median))
-sys.exit(0 if median <= 1000 and chat_firing == rounds and mail_firing == rounds else 3)
+webhook = median(samples[("fire", "webhook")])
+print("target: webhook median <= 1000 ms from the committed transition: %s (%.0f ms)" % ("met" if webhook <= 1000 else "MISSED", webhook))
+sys.exit(0 if webhook <= 1000 and chat_firing == rounds and mail_firing == rounds else 3)
 PY
 if [ "${BENCH_STRICT:-0}" = 1 ] && [ $status -ne 0 ]; then exit 1; fi
 exit 0
