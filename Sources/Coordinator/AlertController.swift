@@ -105,7 +105,7 @@ final class AlertController: Sendable {
         var changes = raised.withLock { pending in
             defer { pending.removeAll() }
             return pending
-        }
+        }.filter { !AlertRuleEvaluator.isRedundant($0, in: input.state.alerts) }
         changes += evaluator.withLock { $0.evaluate(input) }
         let prune = lastPruneUnixMs.withLock { last in
             guard input.nowUnixMs - last >= settings.pruneEveryMs else { return false }

@@ -219,6 +219,20 @@ struct AlertRuleEvaluator: Sendable {
             .map { .resolve(fingerprint: $0.id, atUnixMs: now) }
     }
 
+    /// True when committing `change` would change nothing: firing what fires, resolving what
+    /// does not fire. Level-triggered callers of `AlertController.raise` repeat themselves every
+    /// pass; this keeps their repetitions out of the Raft log.
+    static func isRedundant(_ change: AlertChange, in book: AlertBook) -> Bool {
+        switch change {
+        case .fire(let rule, let labels, _, _, _, _):
+            return book.alerts[Alert.fingerprint(rule: rule, labels: labels)]?.status == .firing
+        case .resolve(let fingerprint, _):
+            return book.alerts[fingerprint]?.status != .firing
+        default:
+            return false
+        }
+    }
+
     private func firing(_ book: AlertBook, rule: String, node: String) -> [Alert] {
         book.alerts.values.filter { $0.rule == rule && $0.status == .firing && $0.labels["node"] == node }.sorted { $0.id < $1.id }
     }

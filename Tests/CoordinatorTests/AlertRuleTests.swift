@@ -212,4 +212,14 @@ import Testing
         pass(&evaluator, &state, ["n1": .ready], at: t0 + 1_000)
         #expect(firing(state).isEmpty)
     }
+
+    @Test func raisedChangesThatWouldChangeNothingAreNotProposed() {
+        var state = AlertFixture.registered("n1", at: t0)
+        let stuck = BuiltinAlert.fencingStuck(node: "n1", reason: "BMC does not answer")
+        #expect(!AlertRuleEvaluator.isRedundant(stuck.fire(atUnixMs: t0), in: state.alerts))
+        #expect(AlertRuleEvaluator.isRedundant(stuck.resolve(atUnixMs: t0), in: state.alerts), "nothing to resolve")
+        AlertFixture.commit([stuck.fire(atUnixMs: t0)], to: &state, at: t0)
+        #expect(AlertRuleEvaluator.isRedundant(stuck.fire(atUnixMs: t0 + 1_000), in: state.alerts))
+        #expect(!AlertRuleEvaluator.isRedundant(stuck.resolve(atUnixMs: t0 + 1_000), in: state.alerts))
+    }
 }

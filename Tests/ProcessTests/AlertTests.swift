@@ -242,6 +242,7 @@ struct AlertReceivers {
             #expect(try receivers.chat("FIRING", node: "bravo").isEmpty, "a silenced alert was delivered")
             #expect(try receivers.mail("FIRING", node: "bravo").isEmpty, "a silenced alert was delivered")
             let table = try await cluster.cli(["alerts"])
+            print("specola alerts:\n\(table.stdout)")
             #expect(table.stdout.contains("silenced by silence \(silence.id.prefix(8))"), "\(table.stdout)")
 
             // Ack charlie's alert by a prefix of its id.
@@ -252,6 +253,7 @@ struct AlertReceivers {
             #expect(acked.muted == "acked" && acked.ackedBy == "user/admin", "\(acked)")
             let window = acked.ackedUntilUnixMs - Int64(Date().timeIntervalSince1970 * 1000)
             #expect(window > 25 * 60_000 && window <= 30 * 60_000)
+            print("specola alert ack: \(ack.stdout)specola alerts:\n\(try await cluster.cli(["alerts"]).stdout)")
 
             // Mistakes get the documented exit codes.
             #expect(try await cluster.cli(["alert", "ack", "ffffffffffff"]).status == 4)
