@@ -163,7 +163,8 @@ final class AlertController: Sendable {
             unsettled.formUnion(fresh.map(\.idempotencyKey))
             return fresh
         }
-        if !due.isEmpty { startDelivery(due) }
+        // One task each, so a slow receiver holds up neither the others nor their markNotified.
+        for notification in due { startDelivery([notification]) }
     }
 
     private func startDelivery(_ notifications: [AlertNotification]) {
