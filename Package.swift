@@ -93,7 +93,7 @@ let package = Package(
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaBMC",
+                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaBMC", "SpecolaAlerting",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -135,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests", dependencies: ["SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
-            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "SpecolaJobs", "TestSupport"],
+            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "SpecolaJobs", "SpecolaAlerting", "TestSupport"],
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",

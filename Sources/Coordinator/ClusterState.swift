@@ -1,4 +1,5 @@
 import Foundation
+import SpecolaAlerting
 import SpecolaJobs
 import SpecolaProtocol
 
@@ -30,6 +31,7 @@ public struct ClusterState: Sendable {
     public private(set) var kvRevision: UInt64 = 0
     public private(set) var members: [UInt64: Specola_V1_Member] = [:]
     public private(set) var jobs = JobBook()
+    public private(set) var alerts = AlertBook()
 
     public init() {}
 
@@ -39,6 +41,7 @@ public struct ClusterState: Sendable {
         kvRevision = snapshot.kvRevision
         for member in snapshot.members { members[member.id] = member }
         jobs = try JobBook(snapshot: snapshot)
+        alerts = try AlertBook(snapshotJSON: snapshot.alertBookJson)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -49,6 +52,7 @@ public struct ClusterState: Sendable {
             $0.kvRevision = kvRevision
             $0.members = members.values.sorted { $0.id < $1.id }
             jobs.write(into: &$0)
+            $0.alertBookJson = alerts.snapshotJSON()
         }
     }
 
@@ -112,6 +116,8 @@ public struct ClusterState: Sendable {
             node.statusSinceUnixMs = at
             nodes[health.node] = node
             return .done
+        case .alert(let command):
+            return Self.applyAlert(command, to: &alerts)
         case .noop, nil:
             return .done
         }

@@ -43,11 +43,15 @@ public struct Coordinator: Service {
         defer { transport.stopAll() }
         let hub = InstructionHub(logger: logger)
         let jobController = JobController(replica: replica, hub: hub, logger: logger)
+        let alertController = try makeAlertController(replica)
         let health = HealthController(
             replica: replica,
             settings: .init(policy: config.healthPolicy, bmc: config.fencing.bmc, bmcAddresses: config.fencing.bmcAddresses,
                             earlyWarning: config.earlyWarning),
-            logger: logger, onTransition: { jobController.nudge() })
+            logger: logger, alerts: alertController, onTransition: {
+                jobController.nudge()
+                alertController.nudge()
+            })
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
@@ -63,6 +67,7 @@ public struct Coordinator: Service {
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
                 MembershipService(replica: replica, logger: logger),
+                AlertsService(replica: replica, controller: alertController, logger: logger),
             ])
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, logger: logger)
         let notifier = SystemdNotifier()
@@ -93,6 +98,10 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await health.run()
+                return false
+            }
+            group.addTask {
+                await alertController.run()
                 return false
             }
             group.addTask {
@@ -131,6 +140,20 @@ public struct Coordinator: Service {
             notifier.stopping()
             group.cancelAll()
         }
+    }
+
+    /// The alert loop with the configured receivers, routes and rules.
+    func makeAlertController(_ replica: Replica) throws -> AlertController {
+        var settings = AlertController.Settings()
+        settings.rules = config.alerting.rules
+        settings.thresholdRules = config.alerting.thresholdRules
+        settings.routing = config.alerting.routing
+        let receivers = try config.alerting.makeReceivers()
+        logger.info("alerting configured", metadata: [
+            "alert.receivers": "\(receivers.map(\.name))", "alert.routes": "\(settings.routing.routes.count)",
+            "alert.threshold_rules": "\(settings.thresholdRules.map(\.name))",
+        ])
+        return AlertController(replica: replica, receivers: receivers, settings: settings, logger: logger)
     }
 
     /// A leader that is asked to stop first makes another voter leader, so writes pause only briefly.

@@ -19,10 +19,13 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var fencing: FencingConfig
     public var earlyWarning: EarlyWarning
     public var logLevel: String
+    /// Receivers, routes, inhibition and threshold rules; without it alerts are kept but not sent.
+    public var alerting: AlertingConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
+        case alerting
     }
 
     public init(from decoder: any Decoder) throws {
@@ -45,6 +48,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         fencing = try c.decodeIfPresent(FencingConfig.self, forKey: .fencing) ?? FencingConfig()
         earlyWarning = try c.decodeIfPresent(EarlyWarning.self, forKey: .earlyWarning) ?? EarlyWarning()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
+        alerting = try c.decodeIfPresent(AlertingConfig.self, forKey: .alerting) ?? AlertingConfig()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")

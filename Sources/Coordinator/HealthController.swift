@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SpecolaAlerting
 import SpecolaBMC
 import SpecolaProtocol
 import Synchronization
@@ -34,11 +35,14 @@ final class HealthController: Sendable {
     private let wake: AsyncStream<Void>.Continuation
     /// Called after each committed step (the job controller moves work of fenced nodes).
     let onTransition: @Sendable () -> Void
+    /// Where FencingStuck goes.
+    let alerts: AlertController?
 
-    init(replica: Replica, settings: Settings, logger: Logger, onTransition: @escaping @Sendable () -> Void) {
+    init(replica: Replica, settings: Settings, logger: Logger, alerts: AlertController? = nil, onTransition: @escaping @Sendable () -> Void) {
         self.replica = replica
         self.settings = settings
         self.logger = logger
+        self.alerts = alerts
         self.onTransition = onTransition
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -88,7 +92,11 @@ final class HealthController: Sendable {
                     report(node.name, "fencing held back: \(fencingOrFenced) of \(nodes.count) nodes are fencing or fenced (limit \(brake)); check the cluster, then `specola node fence \(node.name)` if it must be fenced")
                 }
                 if committed == .fencing, now - node.statusSinceUnixMs >= settings.policy.stuckAfterMs {
-                    report(node.name, "fencing stuck for \((now - node.statusSinceUnixMs) / 1000) s: no proof the node runs nothing (BMC: \(attemptSummary(node.name))); its work stays put. Power it off by hand, then `specola node fence \(node.name)` again, or `specola node unfence \(node.name)` if it is healthy")
+                    let problem = "fencing stuck for \((now - node.statusSinceUnixMs) / 1000) s: no proof the node runs nothing (BMC: \(attemptSummary(node.name))); its work stays put"
+                    if report(node.name, problem + ". Power it off by hand, then `specola node fence \(node.name)` again, or `specola node unfence \(node.name)` if it is healthy") {
+                        alerts?.raise(BuiltinAlert.fencingStuck(node: node.name, reason: problem).fire(atUnixMs: now))
+                        alerts?.nudge()
+                    }
                 }
                 continue
             }
@@ -136,7 +144,9 @@ final class HealthController: Sendable {
         ])
         if status != .fencing {
             attempts.withLock { _ = $0.removeValue(forKey: node) }
-            stuckReported.withLock { _ = $0.remove(node) }
+            if stuckReported.withLock({ $0.remove(node) }) != nil {
+                alerts?.raise(BuiltinAlert.fencingStuck(node: node, reason: "").resolve(atUnixMs: Clock.nowUnixMs()))
+            }
         }
         onTransition()
     }
@@ -204,9 +214,11 @@ final class HealthController: Sendable {
         }
     }
 
-    /// One log line per node and problem until the node's status changes.
-    private func report(_ node: String, _ problem: String) {
-        guard stuckReported.withLock({ $0.insert(node).inserted }) else { return }
+    /// One log line per node and problem until the node's status changes; true the first time.
+    @discardableResult
+    private func report(_ node: String, _ problem: String) -> Bool {
+        guard stuckReported.withLock({ $0.insert(node).inserted }) else { return false }
         logger.error("\(problem)", metadata: ["node.name": "\(node)"])
+        return true
     }
 }
