@@ -85,7 +85,9 @@ final class HealthController: Sendable {
             let observation = NodeHealth.Observation(
                 committed: committed, silenceMs: now - seen, leaseSilenceMs: now - max(seen, leaderSinceUnixMs),
                 fencingAllowed: fencingOrFenced < brake,
-                bmcConfirmedOff: attempts.withLock { $0[node.name] } == .confirmedOff)
+                bmcConfirmedOff: attempts.withLock { $0[node.name] } == .confirmedOff,
+                powerOffSent: attempts.withLock { $0[node.name] } != nil,
+                requested: node.statusReason.hasPrefix(Self.requestedReasonPrefix))
             guard let (status, reason) = NodeHealth.next(observation, policy: settings.policy) else {
                 if committed == .fencing { fenceWithBMC(node, now: now) }
                 if committed == .down, settings.policy.fencingEnabled, fencingOrFenced >= brake {
@@ -124,6 +126,9 @@ final class HealthController: Sendable {
             logger.warning("early-warning cordon not committed; retried next pass", metadata: ["node.name": "\(node)", "error": "\(error)"])
         }
     }
+
+    /// How the reason of an operator's `specola node fence` starts.
+    static let requestedReasonPrefix = "requested by "
 
     /// Proposes a step (used by the ladder and by `specola node fence|unfence`).
     func commit(_ node: String, _ status: NodeHealth.Status, _ reason: String) async {
