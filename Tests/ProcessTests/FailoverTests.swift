@@ -52,6 +52,41 @@ import Glibc
         }
     }
 
+    static func makeLedger(_ cluster: LocalCluster) throws -> String {
+        let ledger = cluster.dir.file("ledger")
+        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        return ledger
+    }
+
+    /// A coordinator with fast thresholds (suspect 1 s, down 2 s) and `fencing`, and two podman agents
+    /// without BMCs, each reaching the coordinator through its own alias so either can be cut off.
+    static func partitionableCluster(
+        aliases: [String: String], addresses: [String: String], fencing: String
+    ) async throws -> (LocalCluster, AgentPartitions) {
+        try await TestPodman.ensureImage()
+        let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2,
+                                       extraConfig: "heartbeatInterval: 0.2\n" + fencing)
+        let partitions = try AgentPartitions(coordinator: cluster.coordinator, aliases: aliases)
+        do {
+            try await cluster.startCoordinator()
+            let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+            for (name, address) in addresses.sorted(by: { $0.key < $1.key }) {
+                try cluster.writeAgentConfig(
+                    name, address: address, coordinatorAddress: HostPort(host: aliases[name]!, port: cluster.coordinator.port),
+                    extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
+                try cluster.startAgent(name)
+            }
+            try await waitUntil("both agents to report", timeout: .seconds(60)) {
+                try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.status == "ready" }.count == addresses.count
+            }
+        } catch {
+            partitions.removeAll()
+            await cluster.shutdown()
+            throw error
+        }
+        return (cluster, partitions)
+    }
+
     static func task(_ cluster: LocalCluster) async throws -> Specola_V1_TaskStatus? {
         try await JobTests.status(cluster, "witness").tasks.first
     }
@@ -83,8 +118,7 @@ import Glibc
             let nodes = try await cluster.nodes()
             return nodes.count == 2 && nodes.first { $0.name == "node1" }?.facts.bmc.present == true
         }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
         try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
@@ -140,8 +174,7 @@ import Glibc
         try await waitUntil("both agents to report", timeout: .seconds(60)) {
             try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
         }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
         try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
@@ -171,33 +204,20 @@ import Glibc
         try passwordDir.write("bmc-password", "secret\n")
         // node1's BMC address answers nothing: fencing can only wait for the lease.
         let deadBMC = HostPort(host: "127.0.1.99", port: freePort(host: "127.0.1.99", udp: true))
-        let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2, extraConfig: """
-            heartbeatInterval: 0.2
-            fencing:
-              selfFenceAfter: 3
-              leaseMargin: 2
-              maxFencedFraction: 0.5
-              bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 1}
-              bmcAddresses: {node1: "\(deadBMC)"}
-            """)
-        let partitions = try AgentPartitions(coordinator: cluster.coordinator, aliases: aliases)
+        let (cluster, partitions) = try await Self.partitionableCluster(
+            aliases: aliases, addresses: ["node1": "127.0.1.27", "node2": "127.0.1.28"], fencing: """
+                fencing:
+                  selfFenceAfter: 3
+                  leaseMargin: 2
+                  maxFencedFraction: 0.5
+                  bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 1}
+                  bmcAddresses: {node1: "\(deadBMC)"}
+                """)
         defer {
             partitions.removeAll()
             Task { await cluster.shutdown() }
         }
-        try await cluster.startCoordinator()
-        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
-        for (name, address) in [("node1", "127.0.1.27"), ("node2", "127.0.1.28")] {
-            try cluster.writeAgentConfig(
-                name, address: address, coordinatorAddress: HostPort(host: aliases[name]!, port: cluster.coordinator.port),
-                extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
-            try cluster.startAgent(name)
-        }
-        try await waitUntil("both agents to report", timeout: .seconds(60)) {
-            try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.status == "ready" }.count == 2
-        }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
         try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
@@ -254,8 +274,7 @@ import Glibc
         try await waitUntil("both agents to report their BMCs", timeout: .seconds(60)) {
             try await cluster.nodes().filter { $0.facts.bmc.present && $0.status == "ready" }.count == 2
         }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
         var times: [Double] = []
         for round in 1...rounds {
@@ -338,28 +357,14 @@ import Glibc
         let aliases = ["node1": "127.0.0.51", "node2": "127.0.0.52"]
         // No BMC: the agents' self-fence lease is the only proof. The margin covers
         // the agent's own time to kill its containers on a loaded machine.
-        let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2, extraConfig: """
-            heartbeatInterval: 0.2
-            fencing: {selfFenceAfter: 2, leaseMargin: 2, maxFencedFraction: 0.5}
-            """)
-        let partitions = try AgentPartitions(coordinator: cluster.coordinator, aliases: aliases)
+        let (cluster, partitions) = try await Self.partitionableCluster(
+            aliases: aliases, addresses: ["node1": "127.0.1.23", "node2": "127.0.1.24"],
+            fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 2, maxFencedFraction: 0.5}")
         defer {
             partitions.removeAll()
             Task { await cluster.shutdown() }
         }
-        try await cluster.startCoordinator()
-        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
-        for (name, address) in [("node1", "127.0.1.23"), ("node2", "127.0.1.24")] {
-            try cluster.writeAgentConfig(
-                name, address: address, coordinatorAddress: HostPort(host: aliases[name]!, port: cluster.coordinator.port),
-                extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
-            try cluster.startAgent(name)
-        }
-        try await waitUntil("both agents to report", timeout: .seconds(60)) {
-            try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.status == "ready" }.count == 2
-        }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
 
         var generator = SystemRandomNumberGenerator()
