@@ -15,7 +15,15 @@ import Glibc
     /// A task that records, on the host, when each of its runs started and when it was last alive
     /// (host uptime, the same clock in every container), so overlapping runs can be found afterwards.
     static func witnessJob(_ cluster: LocalCluster, ledger: String) throws -> String {
-        try JobTests.spec(cluster, "witness.yaml", """
+        try witnessJob(cluster.dir, ledger: ledger)
+    }
+
+    static func witnessJob(_ group: ReplicaGroup, ledger: String) throws -> String {
+        try witnessJob(group.dir, ledger: ledger)
+    }
+
+    static func witnessJob(_ dir: TempDir, ledger: String) throws -> String {
+        try JobTests.spec(in: dir, "witness.yaml", """
             apiVersion: specola/v1
             kind: Job
             metadata: {name: witness, owner: ops, project: ha}
@@ -307,6 +315,108 @@ import Glibc
         print(String(format: "BENCH failover: target <= 10 s: %@; vs Proxmox HA ~120 s: %.1fx faster; vs Kubernetes ~350 s: %.1fx faster",
                      median <= 10 ? "MET" : "NOT MET", 120 / median, 350 / median))
         _ = try? await cluster.cli(["job", "cancel", "witness"])
+    }
+
+    @Test func aFailoverFinishesWhenTheLeaderIsKilledHalfway() async throws {
+        try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
+        try await TestPodman.ensureImage()
+        try await ReplicaGroup.with(size: 3, start: false) { group in
+            let bmc = try await SimulatedBMC.start(address: "127.0.\(group.subnet).41")
+            defer { bmc.stop() }
+            try group.dir.write("bmc-password", "secret\n")
+            for id in group.ids {
+                let path = group.member(id).configPath
+                let text = try String(contentsOfFile: path, encoding: .utf8)
+                try (text + """
+
+                    suspectAfter: 1
+                    downAfter: 2
+                    fencing:
+                      selfFenceAfter: 0
+                      maxFencedFraction: 0.5
+                      bmc: {user: admin, passwordFile: \(group.dir.file("bmc-password")), timeout: 2}
+
+                    """).write(toFile: path, atomically: true, encoding: .utf8)
+            }
+            try await group.startAll()
+            let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+            var agents: [String: ChildProcess] = [:]
+            for (name, address, bmcLine) in [("node1", bmc.address, bmc.agentConfigLine), ("node2", "127.0.\(group.subnet).42", "bmc: {mode: none}")] {
+                let tls = try group.pki.issue(.node, name, sans: [address])
+                try group.dir.write("\(name).yaml", """
+                    nodeName: \(name)
+                    coordinators: [\(group.endpoints.map(\.description).joined(separator: ", "))]
+                    address: \(address)
+                    dataDir: \(group.dir.file("data/\(name)"))
+                    heartbeatInterval: 0.5
+                    reportInterval: 1
+                    tls: {ca: \(tls.ca), cert: \(tls.cert), key: \(tls.key)}
+                    \(bmcLine)
+                    libvirt: {uri: ""}
+                    \(podman)
+                    """)
+                let agent = try ChildProcess(name: "agent-\(name)", executable: BuiltProducts.path("specola-agent"),
+                                             arguments: ["--config", group.dir.file("\(name).yaml")], logDirectory: group.dir.path)
+                group.track(agent)
+                agents[name] = agent
+            }
+            /// The CLI through whichever replica answers; it follows the leader.
+            @Sendable func cli(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+                var last: (status: Int32, stdout: String, stderr: String) = (3, "", "no replica runs")
+                for id in group.ids where group.isRunning(id) {
+                    last = try await group.cli(arguments, via: id)
+                    if last.status != 3 { return last }
+                }
+                return last
+            }
+            @Sendable func task() async throws -> Specola_V1_TaskStatus? {
+                let result = try await cli(["job", "status", "witness", "--json"])
+                guard result.status == 0 else { return nil }
+                return try Specola_V1_JobStatus(jsonString: result.stdout, options: JobTests.lenient).tasks.first
+            }
+            @Sendable func node1() async throws -> Specola_V1_Node? {
+                let result = try await cli(["node", "show", "node1", "--json"])
+                return result.status == 0 ? try Specola_V1_Node(jsonString: result.stdout, options: JobTests.lenient) : nil
+            }
+            try await waitUntil("both agents to report their BMC state", timeout: .seconds(60)) {
+                let result = try await cli(["nodes", "--json"])
+                guard result.status == 0 else { return false }
+                let nodes = try Specola_V1_ListNodesResponse(jsonString: result.stdout, options: JobTests.lenient).nodes
+                return nodes.count == 2 && nodes.allSatisfy { $0.status == "ready" } && nodes.contains { $0.facts.bmc.present }
+            }
+            let ledger = group.dir.file("ledger")
+            try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+            let spec = try String(contentsOfFile: try Self.witnessJob(group, ledger: ledger), encoding: .utf8)
+            try group.dir.write("witness.yaml", spec)
+            #expect(try await cli(["node", "cordon", "node2"]).status == 0)
+            #expect(try await cli(["job", "run", "--detach", group.dir.file("witness.yaml")]).status == 0)
+            try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
+                let task = try await task()
+                return task?.state == "running" && task?.node == "node1"
+            }
+            #expect(try await cli(["node", "uncordon", "node2"]).status == 0)
+
+            // node1 dies; once the leader has seen it go down, the leader dies too.
+            let allocation = try #require(try await task()?.allocationID)
+            try await agents["node1"]!.stop(SIGKILL)
+            try await TestPodman.run(["rm", "--force", "--time", "0", "specola-\(allocation)"])
+            try await waitUntil("node1 to be down", timeout: .seconds(20), every: .milliseconds(50)) {
+                ["down", "fencing"].contains(try await node1()?.status ?? "")
+            }
+            let leader = try await group.waitForLeader()
+            try await group.kill(leader)
+
+            try await waitUntil("the job to run on node2 under the new leader", timeout: .seconds(60), every: .milliseconds(200)) {
+                let task = try await task()
+                return task?.state == "running" && task?.node == "node2"
+            }
+            let fenced = try #require(try await node1())
+            #expect(fenced.status == "fenced" && fenced.statusReason.contains("BMC confirmed chassis power off"), "\(fenced.status): \(fenced.statusReason)")
+            #expect(try bmc.power().powerStatus() == .off)
+            #expect(try await task()?.relocations == 1)
+            try Self.expectNoOverlap(ledger)
+            _ = try? await cli(["job", "cancel", "witness"])
+        }
     }
 
     /// Each agent reaches the coordinator through its own alias address, NATed to the real one, so one
