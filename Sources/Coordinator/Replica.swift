@@ -30,6 +30,13 @@ public actor Replica {
         var continuation: CheckedContinuation<ApplyOutcome, any Error>
     }
 
+    /// A command waiting for the next process pass, where it joins the others in one batch.
+    struct QueuedProposal {
+        var data: [UInt8]
+        var startedAt: ContinuousClock.Instant
+        var continuation: CheckedContinuation<ApplyOutcome, any Error>
+    }
+
     struct PendingRead {
         var startedAt: ContinuousClock.Instant
         var continuation: CheckedContinuation<Index, any Error>
@@ -47,6 +54,7 @@ public actor Replica {
     private var applied: Index
     private var appliedTerm: Term = 0
     private var proposals: [Index: Proposal] = [:]
+    private var queuedProposals: [QueuedProposal] = []
     private var readRequests: [[UInt8]: PendingRead] = [:]
     private var readsAwaitingApply: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
     private var readCounter: UInt64 = 0
@@ -142,6 +150,7 @@ public actor Replica {
 
     private func process() {
         guard !stopped else { return }
+        proposeQueued()
         while let ready = raft.ready() {
             // A leader whose term and vote are already durable may replicate its new
             // entries while writing them itself (Raft thesis §10.2.1): its own copy
@@ -153,8 +162,9 @@ public actor Replica {
             let mustWrite = !ready.entries.isEmpty || ready.snapshot != nil || changesTermOrVote(ready.hardState)
             if mustWrite {
                 do {
-                    try storage.persist(hardState: ready.hardState ?? raft.hardState, entries: ready.entries, snapshot: ready.snapshot)
-                    durableHardState = ready.hardState ?? raft.hardState
+                    // An unchanged hard state is already on disk (up to its commit index).
+                    try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+                    if let hardState = ready.hardState { durableHardState = hardState }
                 } catch {
                     // Sending after a failed persist could break Raft's promises; stop participating.
                     logger.critical("cannot persist the Raft log; this replica stops serving", metadata: ["error": "\(error)"])
@@ -180,6 +190,23 @@ public actor Replica {
         }
         releaseReads()
         compactIfDue()
+    }
+
+    /// Hands every queued command to the core as one batch: one log append, one append
+    /// message per follower and one fsync, however many clients wrote concurrently.
+    private func proposeQueued() {
+        guard !queuedProposals.isEmpty else { return }
+        let queued = queuedProposals
+        queuedProposals.removeAll(keepingCapacity: true)
+        let result = raft.propose(batch: queued.map(\.data))
+        guard case .accepted(let first, let term) = result else {
+            let error = refusal(result)
+            for proposal in queued { proposal.continuation.resume(throwing: error) }
+            return
+        }
+        for (offset, proposal) in queued.enumerated() {
+            proposals[first + Index(offset)] = Proposal(term: term, startedAt: proposal.startedAt, continuation: proposal.continuation)
+        }
     }
 
     /// Whether `hardState` differs from what is on disk in more than the commit index.
@@ -284,6 +311,8 @@ public actor Replica {
     private func failEverything(_ error: ReplicaError) {
         for (_, proposal) in proposals { proposal.continuation.resume(throwing: error) }
         proposals.removeAll()
+        for proposal in queuedProposals { proposal.continuation.resume(throwing: error) }
+        queuedProposals.removeAll()
         for (_, read) in readRequests { read.continuation.resume(throwing: error) }
         readRequests.removeAll()
         for read in readsAwaitingApply { read.continuation.resume(throwing: error) }
@@ -293,9 +322,22 @@ public actor Replica {
     // MARK: - Client side
 
     /// Proposes a command and returns its outcome once it is committed and applied here.
+    /// Commands proposed while a process pass is pending share its batch.
     public func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
         guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
-        return try await awaitApplied(raft.propose(try command.serializedBytes()))
+        // Refuse at once what the batch would refuse, so followers redirect without a wait.
+        guard raft.role == .leader else { throw ReplicaError.notLeader(leaderHint) }
+        if raft.leadTransferee != nil { throw refusal(.dropped(.leadershipTransferInProgress)) }
+        let data: [UInt8] = try command.serializedBytes()
+        return try await withCheckedThrowingContinuation { continuation in
+            queuedProposals.append(QueuedProposal(data: data, startedAt: .now, continuation: continuation))
+            if proposals.isEmpty && queuedProposals.count == 1 && !processScheduled {
+                // Nothing in flight to share a batch with: replicate now, without a task hop.
+                process()
+            } else {
+                scheduleProcess()
+            }
+        }
     }
 
     /// Proposes a membership change and returns once it is committed and applied here.
