@@ -55,6 +55,14 @@ public actor Replica {
     private var appliedTerm: Term = 0
     private var proposals: [Index: Proposal] = [:]
     private var queuedProposals: [QueuedProposal] = []
+    /// Last index of each proposal batch replicated but not yet committed, oldest first.
+    private var batchesInFlight: [Index] = []
+    /// Batches replicated at once before new proposals wait for one to commit. Waiting
+    /// is what groups concurrent clients: the next batch is everything that arrived
+    /// during the previous round trip, so messages and fsyncs per write shrink with load.
+    static let maxBatchesInFlight = 2
+    /// A queue this long goes out even with the window full.
+    static let maxBatch = 256
     private var readRequests: [[UInt8]: PendingRead] = [:]
     private var readsAwaitingApply: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
     private var readCounter: UInt64 = 0
@@ -151,7 +159,19 @@ public actor Replica {
     private func process() {
         guard !stopped else { return }
         proposeQueued()
-        while let ready = raft.ready() {
+        handleReadies()
+        // A batch that committed during this pass frees the window for what queued behind it.
+        if !queuedProposals.isEmpty && !stopped && mayProposeNow() {
+            proposeQueued()
+            handleReadies()
+        }
+        guard !stopped else { return }
+        releaseReads()
+        compactIfDue()
+    }
+
+    private func handleReadies() {
+        while !stopped, let ready = raft.ready() {
             // A leader whose term and vote are already durable may replicate its new
             // entries while writing them itself (Raft thesis §10.2.1): its own copy
             // counts toward the quorum only after `advance`, so nothing commits early.
@@ -188,14 +208,12 @@ public actor Replica {
             if let soft = ready.softState { leadershipChanged(soft) }
             raft.advance(ready)
         }
-        releaseReads()
-        compactIfDue()
     }
 
     /// Hands every queued command to the core as one batch: one log append, one append
     /// message per follower and one fsync, however many clients wrote concurrently.
     private func proposeQueued() {
-        guard !queuedProposals.isEmpty else { return }
+        guard !queuedProposals.isEmpty, mayProposeNow() else { return }
         let queued = queuedProposals
         queuedProposals.removeAll(keepingCapacity: true)
         let result = raft.propose(batch: queued.map(\.data))
@@ -207,6 +225,16 @@ public actor Replica {
         for (offset, proposal) in queued.enumerated() {
             proposals[first + Index(offset)] = Proposal(term: term, startedAt: proposal.startedAt, continuation: proposal.continuation)
         }
+        batchesInFlight.append(first + Index(queued.count) - 1)
+    }
+
+    /// Whether queued proposals should go to the core now rather than wait for a batch to commit.
+    private func mayProposeNow() -> Bool {
+        let commit = raft.commitIndex
+        batchesInFlight.removeAll { $0 <= commit }
+        // A replica that stopped leading lets the core refuse them, so clients go elsewhere.
+        return batchesInFlight.count < Self.maxBatchesInFlight || queuedProposals.count >= Self.maxBatch
+            || raft.role != .leader
     }
 
     /// Whether `hardState` differs from what is on disk in more than the commit index.
@@ -274,6 +302,7 @@ public actor Replica {
     }
 
     private func leadershipChanged(_ soft: SoftState) {
+        batchesInFlight.removeAll()
         if soft.role == .leader {
             // Grace period: a new leader has not heard from agents yet.
             let now = Clock.nowUnixMs()
@@ -301,6 +330,11 @@ public actor Replica {
         for (index, proposal) in proposals where proposal.startedAt < limit {
             proposal.continuation.resume(throwing: ReplicaError.timedOut)
             proposals.removeValue(forKey: index)
+        }
+        let expired = queuedProposals.filter { $0.startedAt < limit }
+        if !expired.isEmpty {
+            queuedProposals.removeAll { $0.startedAt < limit }
+            for proposal in expired { proposal.continuation.resume(throwing: ReplicaError.timedOut) }
         }
         for (context, read) in readRequests where read.startedAt < limit {
             read.continuation.resume(throwing: ReplicaError.timedOut)
@@ -331,12 +365,9 @@ public actor Replica {
         let data: [UInt8] = try command.serializedBytes()
         return try await withCheckedThrowingContinuation { continuation in
             queuedProposals.append(QueuedProposal(data: data, startedAt: .now, continuation: continuation))
-            if proposals.isEmpty && queuedProposals.count == 1 && !processScheduled {
-                // Nothing in flight to share a batch with: replicate now, without a task hop.
-                process()
-            } else {
-                scheduleProcess()
-            }
+            // With the window open, replicate now (no task hop); otherwise the pass that
+            // handles the next commit sends this along with everything queued behind it.
+            if mayProposeNow() { process() }
         }
     }
 
