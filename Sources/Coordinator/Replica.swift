@@ -120,8 +120,15 @@ public actor Replica {
 
     /// Advances Raft's clock until the task is cancelled.
     public func runTicker() async {
+        let clock = ContinuousClock()
+        var deadline = clock.now + settings.tick
         while !Task.isCancelled && !stopped {
-            try? await Task.sleep(for: settings.tick)
+            try? await Task.sleep(until: deadline, clock: clock)
+            // Ticks keep a fixed schedule, so time spent handling them (or waiting for a
+            // core) does not stretch election timeouts; a replica that fell far behind
+            // (stopped, starved) resumes the schedule rather than ticking in a burst.
+            deadline += settings.tick
+            if deadline < clock.now { deadline = clock.now + settings.tick }
             raft.tick()
             expireStaleRequests()
             process()
