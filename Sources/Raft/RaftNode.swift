@@ -381,8 +381,13 @@ public struct RaftNode: Sendable {
     }
 
     private mutating func handleVoteRequest(_ m: Message, preVote: Bool, lastIndex: Index, lastTerm: Term) {
+        // Two pre-candidates with equal logs would grant each other, both stand, and split
+        // the vote; the lower id goes first instead. Pre-votes bind nobody, so this only
+        // decides who may try first (a liveness choice), never who may win.
+        let weGoFirst = preVote && role == .preCandidate && m.from > id
+            && lastIndex == log.lastIndex && lastTerm == log.lastTerm
         let canVote =
-            vote == m.from || (vote == nil && leader == nil) || (preVote && m.term > term)
+            (vote == m.from || (vote == nil && leader == nil) || (preVote && m.term > term)) && !weGoFirst
         // Learners never vote, even if asked by a node with a newer configuration.
         let isLearner = tracker.config.learners.contains(id)
         if canVote && !isLearner && log.isUpToDate(lastIndex: lastIndex, lastTerm: lastTerm) {
