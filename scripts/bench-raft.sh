@@ -23,7 +23,9 @@
 #     median over the rounds; the killed member is restarted and caught up
 #     between rounds;
 #   - VmRSS of the replicas after the throughput runs (max over replicas);
-#   - CPU time of the 3 replicas per write (utime+stime from /proc), a diagnostic.
+#   - CPU time of the 3 replicas per write (utime+stime from /proc), a diagnostic;
+#   - Specola stale gets at the largest client count: the RPC path without Raft,
+#     the ceiling for writes through this client stack, a diagnostic.
 # Targets (issue 3): >= 2x etcd throughput at 64 clients; median latency at
 # 1 client <= etcd's; median unavailability after a leader kill <= 0.5 s.
 set -euo pipefail
@@ -130,6 +132,14 @@ measure() {
     result[$system,cpu$n]=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
       -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
   done
+  if [ "$system" = specola ]; then
+    # Diagnostic: stale gets skip Raft, so this is the ceiling the RPC stack alone allows.
+    n=${clients##* }
+    line=$(gen load --system specola --endpoints "$endpoints" --pki "$pki" --leader "$(leader_now)" \
+      --clients "$n" --seconds "$seconds" --op stale-get) || die "specola stale gets at $n clients failed"
+    say "specola $n clients, stale gets: $line"
+    result[specola,ceiling]="$(echo "$line" | field throughput) stale gets/s at $n clients"
+  fi
   result[$system,rss]=$(rss_mib "${members[@]}")
   for round in $(seq 1 "$rounds"); do
     leader=$(leader_now)
@@ -228,6 +238,7 @@ for n in $clients; do
 done
 row "leader kill -9 -> write, median ms" "${result[specola,gap]}" "${result[etcd,gap]}"
 row "replica VmRSS MiB (max of 3)" "${result[specola,rss]}" "${result[etcd,rss]}"
+echo "  Specola without Raft (stale gets, same client stack): ${result[specola,ceiling]}"
 echo "  kill rounds, ms: specola${result[specola,gaps]}; etcd${result[etcd,gaps]}"
 echo "  1-min load average at start -> end of each phase (2 cores; other work on the machine skews both):"
 echo "  specola ${result[specola,load]}; etcd ${result[etcd,load]}"
