@@ -142,11 +142,18 @@ measure() {
   fi
   result[$system,rss]=$(rss_mib "${members[@]}")
   for round in $(seq 1 "$rounds"); do
-    leader=$(leader_now)
-    name=$(member_at "$leader")
-    pid=${pid_of[$name]}
-    line=$(gen failover --system "$system" --endpoints "$endpoints" ${pki:+--pki "$pki"} --leader "$leader" --pid "$pid") ||
-      die "$system leader kill round $round failed"
+    local attempt
+    for attempt in 1 2 3; do
+      leader=$(leader_now)
+      name=$(member_at "$leader")
+      pid=${pid_of[$name]}
+      line=$(gen failover --system "$system" --endpoints "$endpoints" ${pki:+--pki "$pki"} --leader "$leader" --pid "$pid") &&
+        break
+      # The generator kills only once writes reach the leader it was given; if leadership
+      # moved before that (a loaded machine), nothing was killed and the round can be redone.
+      alive "$pid" && [ "$attempt" -lt 3 ] || die "$system leader kill round $round failed"
+      say "$system kill round $round: leadership moved before the kill; measuring again"
+    done
     gap=$(echo "$line" | field gap_ms)
     say "$system kill round $round: leader $name ($leader) -> write again after $gap ms"
     gaps="$gaps $gap"
