@@ -30,7 +30,7 @@ public actor Replica {
         var continuation: CheckedContinuation<ApplyOutcome, any Error>
     }
 
-    /// A command waiting for the next process pass, where it joins the others in one batch.
+    /// A command waiting for room in the batch window, where it joins the others queued with it.
     struct QueuedProposal {
         var data: [UInt8]
         var startedAt: ContinuousClock.Instant
@@ -363,7 +363,7 @@ public actor Replica {
     // MARK: - Client side
 
     /// Proposes a command and returns its outcome once it is committed and applied here.
-    /// Commands proposed while a process pass is pending share its batch.
+    /// Commands proposed while `maxBatchesInFlight` batches await commit go out together in the next.
     public func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
         guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
         // Refuse at once what the batch would refuse, so followers redirect without a wait.
