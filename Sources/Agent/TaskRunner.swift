@@ -83,16 +83,17 @@ public actor TaskRunner {
         let ids = running.keys.sorted()
         guard !ids.isEmpty else { return }
         logger.critical("self-fencing: stopping every task on this node", metadata: ["reason": "\(reason)", "allocations": "\(ids.count)"])
+        // The lease margin is all the time there is: SIGKILL by pid first (no process to start on a
+        // loaded machine), then podman for containers whose pid is not known yet.
+        var viaPodman: [String] = []
         for id in ids {
-            guard var task = running[id] else { continue }
-            task.stopReason = "self-fence: \(reason)"
-            running[id] = task
-            if task.driver == "exec" {
-                if let pid = task.pid { kill(pid, SIGKILL) }
-            } else {
-                await podman.stop(allocationID: id, grace: 0)
+            running[id]?.stopReason = "self-fence: \(reason)"
+            if let pid = running[id]?.pid {
+                kill(pid, SIGKILL)
             }
+            if running[id]?.driver != "exec" { viaPodman.append(id) }
         }
+        for id in viaPodman { await podman.stop(allocationID: id, grace: 0) }
     }
 
     /// After a restart: re-attach to allocations whose containers still exist,
@@ -144,7 +145,10 @@ public actor TaskRunner {
                     Task { await self.noteProcess(id, pid: pid) }
                 }
             } else {
-                outcome = try await podman.run(spec, keepContainer: true, onStarted: started)
+                outcome = try await podman.run(spec, keepContainer: true) {
+                    started()
+                    Task { await self.learnContainerPID(id) }
+                }
             }
         } catch {
             outcome = TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "", message: "\(error)")
@@ -183,6 +187,18 @@ public actor TaskRunner {
             "allocation.id": "\(run.allocationID)", "task.id": "\(run.taskID)", "outcome": "\(event.kind)",
             "exit.code": "\(outcome.exitCode)",
         ])
+    }
+
+    /// Remembers the container's init pid once it runs, so a self-fence can kill it without podman.
+    private func learnContainerPID(_ id: String) async {
+        for _ in 0..<50 {
+            guard running[id] != nil else { return }
+            if let pid = await podman.containerPID(allocationID: id) {
+                running[id]?.pid = pid
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     private func noteProcess(_ id: String, pid: pid_t) {

@@ -469,7 +469,7 @@ import Glibc
         // the agent's own time to kill its containers on a loaded machine.
         let (cluster, partitions) = try await Self.partitionableCluster(
             aliases: aliases, addresses: ["node1": "127.0.1.23", "node2": "127.0.1.24"],
-            fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 2, maxFencedFraction: 0.5}")
+            fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 3, maxFencedFraction: 0.5}")
         defer {
             partitions.removeAll()
             Task { await cluster.shutdown() }
@@ -493,7 +493,8 @@ import Glibc
                 }
             } catch {
                 let nodes = try await cluster.nodes().map { "\($0.name): \($0.status) (\($0.statusReason))" }
-                Issue.record("nodes: \(nodes)\ntask: \(String(describing: try await Self.task(cluster)))\nvictim log:\n\(cluster.agents[victim]?.log.suffix(2000) ?? "")")
+                let logs = cluster.agents.sorted { $0.key < $1.key }.map { "--- \($0.key)\n\($0.value.log.suffix(2500))" }.joined(separator: "\n")
+                Issue.record("nodes: \(nodes)\ntask: \(String(describing: try await Self.task(cluster)))\n\(logs)\n--- coordinator\n\(cluster.coordinatorProcess?.log.suffix(3000) ?? "")")
                 throw error
             }
             let fenced = try #require(try await cluster.node(victim))

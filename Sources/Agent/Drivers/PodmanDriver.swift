@@ -138,6 +138,14 @@ public struct PodmanDriver: Sendable {
         return inspected.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// The host pid of a running allocation's container init, for a kill that needs no podman call.
+    public func containerPID(allocationID: String) async -> pid_t? {
+        let inspected = try? await podman(
+            ["container", "inspect", "--format", "{{.State.Pid}}", Self.containerName(allocationID)], timeout: .seconds(30))
+        guard let text = inspected?.stdout.trimmingCharacters(in: .whitespacesAndNewlines), let pid = pid_t(text), pid > 0 else { return nil }
+        return pid
+    }
+
     func inspectExitCode(_ name: String) async throws -> Int32? {
         let inspected = try await podman(["container", "inspect", "--format", "{{.State.ExitCode}}", name], timeout: .seconds(30))
         return Int32(inspected.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
