@@ -21,7 +21,7 @@ import Testing
         #expect(config.raft.tickMs == 30)
         #expect(config.downAfter > config.suspectAfter)
         #expect(config.fencing.bmc?.password == "s3cret")
-        #expect(config.fencing.bmcAddresses["node1"] == HostPort(host: "10.0.1.1", port: 623))
+        #expect(config.fencing.bmcAddresses["node1"]?.port == 623, "the example names node1's BMC")
         #expect(config.healthPolicy.selfFenceAfterMs == 20_000)
         #expect(config.alerting.receivers.isEmpty, "the alerting example is commented out")
     }
