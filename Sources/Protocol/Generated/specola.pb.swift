@@ -595,6 +595,9 @@ public nonisolated struct Specola_V1_WorkloadEvent: Sendable {
 
   public var atUnixMs: Int64 = 0
 
+  /// "vm" or "pod".
+  public var workloadKind: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3443,7 +3446,7 @@ nonisolated extension Specola_V1_StopWorkload: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Specola_V1_WorkloadEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkloadEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}generation\0\u{1}kind\0\u{1}message\0\u{3}at_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}generation\0\u{1}kind\0\u{1}message\0\u{3}at_unix_ms\0\u{3}workload_kind\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3456,6 +3459,7 @@ nonisolated extension Specola_V1_WorkloadEvent: SwiftProtobuf.Message, SwiftProt
       case 3: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.workloadKind) }()
       default: break
       }
     }
@@ -3477,6 +3481,9 @@ nonisolated extension Specola_V1_WorkloadEvent: SwiftProtobuf.Message, SwiftProt
     if self.atUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 5)
     }
+    if !self.workloadKind.isEmpty {
+      try visitor.visitSingularStringField(value: self.workloadKind, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3486,6 +3493,7 @@ nonisolated extension Specola_V1_WorkloadEvent: SwiftProtobuf.Message, SwiftProt
     if lhs.kind != rhs.kind {return false}
     if lhs.message != rhs.message {return false}
     if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.workloadKind != rhs.workloadKind {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
