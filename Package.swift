@@ -94,6 +94,7 @@ let package = Package(
             dependencies: [
                 "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ] + grpc,

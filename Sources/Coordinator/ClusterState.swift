@@ -30,6 +30,7 @@ public struct ClusterState: Sendable {
     public private(set) var kvRevision: UInt64 = 0
     public private(set) var members: [UInt64: Specola_V1_Member] = [:]
     public private(set) var jobs = JobBook()
+    public private(set) var workloads = WorkloadBook()
 
     public init() {}
 
@@ -39,6 +40,7 @@ public struct ClusterState: Sendable {
         kvRevision = snapshot.kvRevision
         for member in snapshot.members { members[member.id] = member }
         jobs = try JobBook(snapshot: snapshot)
+        workloads = WorkloadBook(snapshot: snapshot)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -49,6 +51,7 @@ public struct ClusterState: Sendable {
             $0.kvRevision = kvRevision
             $0.members = members.values.sorted { $0.id < $1.id }
             jobs.write(into: &$0)
+            workloads.write(into: &$0)
         }
     }
 
@@ -105,6 +108,14 @@ public struct ClusterState: Sendable {
             nodes[change.node] = node
             if change.draining { jobs.drain(node: change.node) }
             return .done
+        case .nodeHealth(let health):
+            // Stands in for the lead's failure ladder until it lands; the same command, applied the same way.
+            guard var node = nodes[health.node] else { return .rejected(reason: "no node '\(health.node)'") }
+            node.status = health.status
+            nodes[health.node] = node
+            return .done
+        case .workload(let command):
+            return workloads.apply(command, at: at, nodes: nodes)
         case .noop, nil:
             return .done
         }
@@ -152,6 +163,9 @@ public struct ClusterState: Sendable {
             for output in jobs.apply(event, from: name, at: receivedAt) {
                 _ = write(key: output.key, value: Data(output.value.utf8))
             }
+        }
+        for event in report.workloadEvents {
+            workloads.apply(event, from: name, at: receivedAt)
         }
         node.lastAppliedSeq = report.seq
         node.reportsApplied += 1

@@ -43,6 +43,7 @@ public struct Coordinator: Service {
         defer { transport.stopAll() }
         let hub = InstructionHub(logger: logger)
         let jobController = JobController(replica: replica, hub: hub, logger: logger)
+        let workloadController = WorkloadController(replica: replica, hub: hub, logger: logger)
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
@@ -51,8 +52,10 @@ public struct Coordinator: Service {
             services: [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
-                                 hub: hub, controller: jobController, logger: logger),
+                                 hub: hub, controller: jobController, logger: logger,
+                                 onWorkloadEvents: workloadController.nudge),
                 JobsService(replica: replica, controller: jobController, logger: logger),
+                WorkloadsService(replica: replica, controller: workloadController, logger: logger),
                 ClusterAPIService(replica: replica, coordinatorName: config.name),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
@@ -83,6 +86,10 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await jobController.run()
+                return false
+            }
+            group.addTask {
+                await workloadController.run()
                 return false
             }
             group.addTask {
