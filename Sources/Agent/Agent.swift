@@ -32,13 +32,19 @@ public struct Agent: Service {
         let runner = TaskRunner(
             outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(logger: logger), logger: logger,
             onEvent: { wakeLink.withLock { $0 }?() })
+        let workloads = WorkloadRunner(
+            outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
         let requestFull: @Sendable () -> Void = { loop.fullRequested.store(true, ordering: .relaxed) }
-        let instructions = InstructionExecutor(outbox: outbox, runner: runner, logger: logger, onFullReportRequested: requestFull)
+        let instructions = InstructionExecutor(
+            outbox: outbox, runner: runner, workloads: workloads, logger: logger, onFullReportRequested: requestFull)
         let link = CoordinatorLink(
             config: config, outbox: outbox, instructions: instructions, logger: logger, onFullReportRequested: requestFull)
         wakeLink.withLock { $0 = { link.nudge() } }
         // Before the link can deliver new work: pick up tasks that outlived a previous agent process.
         await runner.resume()
+        await workloads.resume()
+        let workloadWatch = Task { await workloads.run() }
+        defer { workloadWatch.cancel() }
         let notifier = SystemdNotifier()
         let pending = try outbox.pendingCount()
         let lastSeq = try outbox.lastSeq()
@@ -117,6 +123,18 @@ public struct Agent: Service {
 
     func makePodmanDriver() -> PodmanDriver {
         PodmanDriver(podmanPath: config.podman.path, environment: podmanEnvironment, nodeName: config.nodeName, logger: logger)
+    }
+
+    /// VMs through the configured libvirt URI, pods through the configured podman.
+    func makeWorkloadDrivers() -> [String: any WorkloadDriver] {
+        var drivers: [String: any WorkloadDriver] = [:]
+        if !config.libvirt.uri.isEmpty { drivers["vm"] = LibvirtWorkloadDriver(uri: config.libvirt.uri, logger: logger) }
+        if config.podman.enabled {
+            drivers["pod"] = PodWorkloadDriver(
+                podmanPath: config.podman.path, environment: podmanEnvironment, nodeName: config.nodeName,
+                directory: config.dataDir + "/workloads", logger: logger)
+        }
+        return drivers
     }
 
     func makeCollector(resumeSELAfter: UInt32?) -> FactsCollector {
