@@ -129,6 +129,8 @@ public struct WorkloadBook: Sendable {
             }
             workload.generation = placement.generation
             workload.node = placement.node
+            // Whatever an agent claimed about this instance before it existed is void.
+            strays.removeValue(forKey: Self.instanceID(name, placement.generation))
             workload.phase = WorkloadPhase.starting.rawValue
             workload.startedAtUnixMs = 0
             workload.message = placement.message
