@@ -53,7 +53,7 @@ public struct Coordinator: Service {
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
                                  hub: hub, controller: jobController, logger: logger,
-                                 onWorkloadEvents: workloadController.nudge),
+                                 onWorkloadEvents: { workloadController.nudge() }),
                 JobsService(replica: replica, controller: jobController, logger: logger),
                 WorkloadsService(replica: replica, controller: workloadController, logger: logger),
                 ClusterAPIService(replica: replica, coordinatorName: config.name),

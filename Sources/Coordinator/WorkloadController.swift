@@ -30,8 +30,10 @@ final class WorkloadController: Sendable {
         self.hub = hub
         self.settings = settings
         self.logger = logger
-        self.onError = onError ?? { name, reason in
-            Self.onWorkloadError(name: name, reason: reason, logger: logger)
+        if let onError {
+            self.onError = onError
+        } else {
+            self.onError = { name, reason in Self.onWorkloadError(name: name, reason: reason, logger: logger) }
         }
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }

@@ -128,7 +128,7 @@ import Testing
             _ = state.apply(event("n1", "db", generation, .exited))
             #expect(Self.workload(state, "db")?.phase == "crashed")
             let decisions = Self.pass(&state)
-            guard case .place(_, generation + 1, "n1", "restart", _) = decisions.first else {
+            guard case .place(_, generation + 1, "n1", "restart", _)? = decisions.first else {
                 Issue.record("expected a restart on n1, got \(decisions)"); return
             }
             _ = state.apply(event("n1", "db", generation + 1, .started))
@@ -137,7 +137,7 @@ import Testing
         // ...then the restart limit moves it to the other node, with a fresh restart count...
         _ = state.apply(event("n1", "db", 3, .failedToStart))
         let relocation = Self.pass(&state)
-        guard case .place(_, 4, "n2", "relocate", _) = relocation.first else { Issue.record("expected a relocation, got \(relocation)"); return }
+        guard case .place(_, 4, "n2", "relocate", _)? = relocation.first else { Issue.record("expected a relocation, got \(relocation)"); return }
         #expect(Self.workload(state, "db")?.relocations == 1)
         #expect(Self.workload(state, "db")?.restarts == 0)
         _ = state.apply(event("n2", "db", 4, .started))
@@ -149,7 +149,7 @@ import Testing
         _ = state.apply(event("n2", "db", 6, .exited))
         // ...and once both limits are spent it goes to error and stays there.
         let last = Self.pass(&state)
-        guard case .fail(_, 6, let reason) = last.first else { Issue.record("expected a failure, got \(last)"); return }
+        guard case .fail(_, 6, let reason)? = last.first else { Issue.record("expected a failure, got \(last)"); return }
         #expect(reason.contains("restart limit 2 and relocation limit 1 reached"), "\(reason)")
         #expect(Self.workload(state, "db")?.phase == "error")
         #expect(Self.pass(&state).isEmpty)
@@ -161,7 +161,7 @@ import Testing
         _ = state.apply(.workload("db", at: 400, by: "user/admin", .setDesired("started")))
         #expect(Self.workload(state, "db")?.phase == "pending")
         #expect(Self.workload(state, "db")?.restarts == 0 && Self.workload(state, "db")?.relocations == 0)
-        guard case .place(_, 7, "n1", "start", _) = Self.pass(&state).first else { Issue.record("expected a fresh start on the home node"); return }
+        guard case .place(_, 7, "n1", "start", _)? = Self.pass(&state).first else { Issue.record("expected a fresh start on the home node"); return }
     }
 
     @Test mutating func aLongRunSinceTheLastStartResetsTheRestartCount() {
@@ -174,7 +174,7 @@ import Testing
         #expect(Self.workload(state, "svc")?.restarts == 1)
         _ = state.apply(event("n1", "svc", 2, .started, at: 3_000))
         _ = state.apply(event("n1", "svc", 2, .exited, at: 3_000 + WorkloadBook.stableRunMs))
-        guard case .place(_, 3, "n1", "restart", _) = Self.pass(&state).first else { Issue.record("a crash after a long run gets a restart"); return }
+        guard case .place(_, 3, "n1", "restart", _)? = Self.pass(&state).first else { Issue.record("a crash after a long run gets a restart"); return }
     }
 
     @Test mutating func nothingMovesOffADownNodeUntilItIsFenced() {
@@ -221,7 +221,7 @@ import Testing
         let node = Self.workload(state, "batch")!.node
         _ = state.apply(event(node, "batch", 1, .started))
         _ = state.apply(Self.health(node, "fenced"))
-        guard case .fail(_, 1, let reason) = Self.pass(&state).first else { Issue.record("expected error"); return }
+        guard case .fail(_, 1, let reason)? = Self.pass(&state).first else { Issue.record("expected error"); return }
         #expect(reason.contains("was fenced; relocation limit 0 reached"))
     }
 

@@ -24,6 +24,8 @@ import Testing
         func running(_ node: String) -> [String: UInt64] { lock.withLock { $0.running[node] ?? [:] } }
         func powerOff(_ node: String) { lock.withLock { $0.running[node] = [:]; $0.alive.remove(node) } }
         var doubles: [String] { lock.withLock { $0.doubles } }
+        /// Workloads the controller put into error.
+        let errors = Mutex<[String]>([])
 
         func set(_ node: String, _ name: String, _ generation: UInt64?) {
             lock.withLock { world in
@@ -100,10 +102,9 @@ import Testing
             return Self.agent(node, replica: replica, hub: hub, world: world)
         }
         defer { agents.forEach { $0.cancel() } }
-        let errors = Mutex<[String]>([])
         let controller = WorkloadController(
             replica: replica, hub: hub, settings: .init(interval: .milliseconds(50)), logger: logger,
-            onError: { name, reason in errors.withLock { $0.append("\(name): \(reason)") } })
+            onError: { name, reason in world.errors.withLock { $0.append("\(name): \(reason)") } })
         let loop = Task { await controller.run() }
         defer { loop.cancel() }
 
@@ -143,6 +144,6 @@ import Testing
         #expect(failover < .seconds(10), "failover took \(failover)")
         #expect(await workload("web")?.relocations == 1)
         #expect(world.doubles.isEmpty, "\(world.doubles)")
-        #expect(errors.withLock { $0 }.isEmpty)
+        #expect(world.errors.withLock { $0 }.isEmpty)
     }
 }

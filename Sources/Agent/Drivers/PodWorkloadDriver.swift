@@ -30,10 +30,10 @@ public struct PodWorkloadDriver: WorkloadDriver {
 
     public func start(name: String, generation: UInt64, definition: String) async throws {
         switch try await observe([name])[name] {
-        case .running:
+        case .running?:
             logger.info("pod already runs here; adopting it", metadata: ["workload.name": "\(name)"])
             return
-        case .stopped(let state) where !state.hasPrefix("gone"):
+        case .stopped(let state)? where !state.hasPrefix("gone"):
             // An exited pod of the same name would make `kube play` fail.
             try await stop(name: name)
         default:
