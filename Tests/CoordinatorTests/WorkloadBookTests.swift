@@ -108,13 +108,16 @@ import Testing
         // A repeated pass changes nothing while the start is in flight.
         #expect(Self.pass(&state).isEmpty)
 
-        // Only the node that runs the current instance moves it.
-        _ = state.apply(event("n1", "web", 1, .started))
-        #expect(Self.workload(state, "web")?.phase == "starting")
         _ = state.apply(event("n2", "web", 1, .started, at: 120))
         #expect(Self.workload(state, "web")?.phase == "running")
         #expect(Self.workload(state, "web")?.startedAtUnixMs == 120)
         #expect(state.workloads.dueInstructions().isEmpty)
+        // Only the node that runs the current instance moves it; another node claiming it gets a stop.
+        _ = state.apply(event("n1", "web", 1, .exited))
+        #expect(Self.workload(state, "web")?.phase == "running")
+        _ = state.apply(event("n1", "web", 1, .started))
+        #expect(Self.workload(state, "web")?.phase == "running")
+        #expect(state.workloads.dueInstructions().map { "\($0.node) \($0.instruction.id)" } == ["n1 wl/web/1/stop"])
     }
 
     @Test mutating func crashesAreRestartedThenRelocatedThenTheWorkloadGoesToError() {

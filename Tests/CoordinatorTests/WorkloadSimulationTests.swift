@@ -32,6 +32,8 @@ import Testing
         var alive: Set<String> = ["n1", "n2", "n3"]
         /// Instruction ids each agent has executed (the outbox ledger).
         var executed: [String: Set<String>] = [:]
+        /// Instances each agent started and has not seen end (its unfinished ledger entries; they survive a power-off).
+        var ledger: [String: [String: UInt64]] = [:]
         var seqs: [String: UInt64] = [:]
         var now: Int64 = 1_000
         var errors: [String] = []
@@ -66,10 +68,14 @@ import Testing
                 switch instruction.action {
                 case .startWorkload(let start):
                     running[node, default: [:]][start.name] = start.generation
+                    ledger[node, default: [:]][start.name] = start.generation
                     report(node, start.name, start.generation, .started)
                 case .stopWorkload(let stop):
                     executed[node, default: []].insert(WorkloadBook.instanceID(stop.name, stop.generation))
-                    if running[node]?[stop.name] == stop.generation { running[node]?[stop.name] = nil }
+                    if running[node]?[stop.name] == stop.generation {
+                        running[node]?[stop.name] = nil
+                        ledger[node]?[stop.name] = nil
+                    }
                     report(node, stop.name, stop.generation, .stopped)
                 default:
                     break
@@ -81,6 +87,7 @@ import Testing
             let candidates = alive.sorted().flatMap { node in running[node, default: [:]].sorted { $0.key < $1.key }.map { (node, $0.key, $0.value) } }
             guard let (node, name, generation) = random.pick(candidates) else { return }
             running[node]?[name] = nil
+            ledger[node]?[name] = nil
             report(node, name, generation, random.below(3) == 0 ? .failedToStart : .exited)
         }
 
@@ -91,12 +98,18 @@ import Testing
             _ = state.apply(WorkloadBookTests.health(node, "fenced"))
         }
 
-        /// A node comes back: a fenced one empty, a merely unreachable one with what it ran (its agent re-reports it).
+        /// A node comes back: a fenced one empty, a merely unreachable one with what it ran.
+        /// Its agent goes through its ledger: what still runs is reported started, what is gone exited.
         mutating func recover(_ node: String) {
             alive.insert(node)
             _ = state.apply(WorkloadBookTests.health(node, "ready"))
-            for (name, generation) in running[node, default: [:]].sorted(by: { $0.key < $1.key }) {
-                report(node, name, generation, .started)
+            for (name, generation) in ledger[node, default: [:]].sorted(by: { $0.key < $1.key }) {
+                if running[node]?[name] == generation {
+                    report(node, name, generation, .started)
+                } else {
+                    ledger[node]?[name] = nil
+                    report(node, name, generation, .exited)
+                }
             }
         }
 
