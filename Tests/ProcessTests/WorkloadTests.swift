@@ -72,12 +72,12 @@ import Glibc
         }
 
         func shutdown(pods: [String]) async {
+            await cluster.shutdown()
             for pod in pods {
                 _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
             }
             for keeper in keepers { try? await keeper.stop() }
             for daemon in daemons.values { try? await daemon.stop() }
-            await cluster.shutdown()
         }
     }
 
@@ -104,7 +104,17 @@ import Glibc
         let vm = "havm-\(suffix)"
         let pod = "hapod-\(suffix)"
         let env = try Cluster()
-        defer { Task { await env.shutdown(pods: [pod]) } }
+        // Shut down before returning: a detached cleanup task may never run before the test process exits.
+        do {
+            try await Self.crashRestartMove(env, vm: vm, pod: pod)
+        } catch {
+            await env.shutdown(pods: [pod])
+            throw error
+        }
+        await env.shutdown(pods: [pod])
+    }
+
+    static func crashRestartMove(_ env: Cluster, vm: String, pod: String) async throws {
         try await env.start([("node1", "127.0.2.1"), ("node2", "127.0.2.2")])
         let cluster = env.cluster
         try cluster.dir.write("vm.xml", """
