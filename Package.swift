@@ -67,6 +67,7 @@ let package = Package(
             exclude: ["specola.proto"],
             swiftSettings: settings),
         .target(name: "SpecolaRaft", path: "Sources/Raft", swiftSettings: settings),
+        .target(name: "SpecolaBMC", dependencies: ["CFreeIPMI", "SpecolaProtocol"], path: "Sources/BMC", swiftSettings: settings),
         .target(
             name: "SpecolaAlerting",
             dependencies: [
@@ -83,7 +84,7 @@ let package = Package(
         .target(
             name: "SpecolaAgent",
             dependencies: [
-                "SpecolaProtocol", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
+                "SpecolaProtocol", "SpecolaBMC", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ] + grpc,
@@ -92,7 +93,7 @@ let package = Package(
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs",
+                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaBMC", "SpecolaAlerting",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -135,14 +136,14 @@ let package = Package(
         .testTarget(
             name: "AgentTests", dependencies: ["SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
-            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "SpecolaJobs", "TestSupport"],
+            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "SpecolaJobs", "SpecolaAlerting", "TestSupport"],
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",
             dependencies: ["SpecolaCLI", "SpecolaProtocol", "TestSupport"] + grpc,
             swiftSettings: settings),
         .target(
-            name: "TestSupport", dependencies: ["SpecolaProtocol", "SpecolaAgent"] + grpc, path: "Tests/TestSupport",
+            name: "TestSupport", dependencies: ["SpecolaProtocol", "SpecolaAgent", "SpecolaBMC"] + grpc, path: "Tests/TestSupport",
             swiftSettings: settings),
     ]
 )

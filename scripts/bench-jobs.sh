@@ -19,7 +19,10 @@ tasks=${BENCH_TASKS:-50000}
 rounds=${BENCH_ROUNDS:-10}
 bin=${BENCH_BIN:-.build/release}
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-  swift build -c release --product specola-bench-scheduler --product specola --product specola-coordinator --product specola-agent
+  # One product per call: swift build keeps only the last --product it is given.
+  for product in specola-bench-scheduler specola specola-coordinator specola-agent; do
+    swift build -c release --product "$product"
+  done
 fi
 
 echo "== scheduler throughput (real Raft, 3 replicas on loopback) =="

@@ -89,6 +89,11 @@ public struct Agent: Service {
                     }
                 }
             }
+            group.addTask {
+                try await cancelWhenGracefulShutdown {
+                    try await selfFenceWatch(link: link, runner: runner, workloads: workloads)
+                }
+            }
             if let interval = notifier.watchdogInterval {
                 group.addTask {
                     // Ping only while the collection loop is alive, so a hung collector trips the watchdog.
@@ -115,6 +120,25 @@ public struct Agent: Service {
             unsent = (try? outbox.pendingCount()) ?? 0
         }
         logger.info("agent stopped", metadata: ["outbox.pending": "\(unsent)"])
+    }
+
+    /// Stops this node's work when no leader has answered for the coordinator's self-fence lease,
+    /// so that the coordinator can move it elsewhere without it running twice.
+    func selfFenceWatch(link: CoordinatorLink, runner: TaskRunner, workloads: WorkloadRunner? = nil) async throws {
+        var fenced = false
+        while !Task.isCancelled {
+            if let silence = link.leaseExpiredFor {
+                if !fenced {
+                    fenced = true
+                    await runner.selfFence(reason: "no coordinator leader answered for \(silence)")
+                    await workloads?.stopAll(reason: "self-fence: no coordinator leader answered for \(silence)", immediately: true)
+                }
+            } else if fenced {
+                fenced = false
+                logger.notice("a leader answers again; the self-fence is over and new work may arrive")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 
     var podmanEnvironment: [String: String] {

@@ -21,6 +21,8 @@ public final class CoordinatorLink: Sendable {
     private let connectedTo = Mutex<HostPort?>(nil)
     /// Instruction results waiting for the sender.
     private let results = Mutex<[Specola_V1_InstructionResult]>([])
+    /// When a leader last answered, and the self-fence lease it announced.
+    private let lease = Mutex<(lastContact: ContinuousClock.Instant?, after: Duration?)>((nil, nil))
 
     public init(
         config: AgentConfig, outbox: Outbox, instructions: InstructionExecutor?, logger: Logger,
@@ -39,6 +41,22 @@ public final class CoordinatorLink: Sendable {
     }
 
     public var isConnected: Bool { connectedTo.withLock { $0 != nil } }
+
+    /// How long no leader has answered, when the coordinator set a self-fence lease and it has run out.
+    public var leaseExpiredFor: Duration? {
+        lease.withLock { lease in
+            guard let last = lease.lastContact, let after = lease.after else { return nil }
+            let silence = ContinuousClock.now - last
+            return silence >= after ? silence : nil
+        }
+    }
+
+    private func renewLease(after: Duration? = nil) {
+        lease.withLock { lease in
+            lease.lastContact = .now
+            if let after { lease.after = after > .zero ? after : nil }
+        }
+    }
 
     /// Runs until cancelled, reconnecting forever.
     public func run() async {
@@ -118,6 +136,7 @@ public final class CoordinatorLink: Sendable {
             }
             try outbox.acknowledge(through: registered.lastAppliedSeq)
             acked.store(registered.lastAppliedSeq, ordering: .relaxed)
+            renewLease(after: .milliseconds(Int64(registered.selfFenceAfterMs)))
             connectedTo.withLock { $0 = endpoint }
             onConnected()
             logger.info("connected to coordinator", metadata: [
@@ -181,6 +200,7 @@ public final class CoordinatorLink: Sendable {
     }
 
     private func handle(_ message: Specola_V1_CoordinatorMessage) async throws {
+        renewLease()
         switch message.kind {
         case .ack(let ack):
             try outbox.acknowledge(through: ack.ackedThroughSeq)

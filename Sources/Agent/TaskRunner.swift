@@ -77,6 +77,24 @@ public actor TaskRunner {
         return "stopped before it started"
     }
 
+    /// The self-fence: no leader has answered for the lease, so the coordinator may
+    /// already be placing this node's work elsewhere. Everything running is killed now.
+    public func selfFence(reason: String) async {
+        let ids = running.keys.sorted()
+        guard !ids.isEmpty else { return }
+        logger.critical("self-fencing: stopping every task on this node", metadata: ["reason": "\(reason)", "allocations": "\(ids.count)"])
+        for id in ids {
+            guard var task = running[id] else { continue }
+            task.stopReason = "self-fence: \(reason)"
+            running[id] = task
+            if task.driver == "exec" {
+                if let pid = task.pid { kill(pid, SIGKILL) }
+            } else {
+                await podman.stop(allocationID: id, grace: 0)
+            }
+        }
+    }
+
     /// After a restart: re-attach to allocations whose containers still exist,
     /// report those that vanished as lost, and remove containers of allocations that already ended.
     public func resume() async {

@@ -65,8 +65,10 @@ public actor WorkloadRunner {
         return "stopping"
     }
 
-    /// Stops every workload this agent runs (the self-fence lease hook); returns once all are stopped.
-    public func stopAll(reason: String) async {
+    /// Stops every workload this agent runs; returns once all are stopped. The
+    /// self-fence calls it with `immediately`: the coordinator starts them
+    /// elsewhere once the lease (plus a margin) has run out, so no grace period fits.
+    public func stopAll(reason: String, immediately: Bool = false) async {
         let all = instances.values.map(\.start)
         var tasks: [Task<Void, Never>] = []
         for start in all {
@@ -76,7 +78,7 @@ public actor WorkloadRunner {
                 $0.generation = start.generation
                 $0.reason = reason
             }
-            tasks.append(enqueue(start.name) { await self.perform(stop) })
+            tasks.append(enqueue(start.name) { await self.perform(stop, immediately: immediately) })
         }
         for task in tasks { await task.value }
     }
@@ -110,7 +112,7 @@ public actor WorkloadRunner {
             try await driver.start(name: start.name, generation: start.generation, definition: start.definition)
         } catch {
             logger.warning("workload failed to start", metadata: ["workload.name": "\(start.name)", "error": "\(error)"])
-            try? await driver.stop(name: start.name)
+            try? await driver.stop(name: start.name, immediately: true)
             end(id, start: start, kind: .failedToStart, message: "\(error)")
             return
         }
@@ -118,7 +120,7 @@ public actor WorkloadRunner {
         report(start, .started, "running on this node")
     }
 
-    private func perform(_ stop: Specola_V1_StopWorkload) async {
+    private func perform(_ stop: Specola_V1_StopWorkload, immediately: Bool = false) async {
         let id = Instance.instanceID(stop.name, stop.generation)
         let start = Specola_V1_StartWorkload.with { $0.name = stop.name; $0.kind = stop.kind; $0.generation = stop.generation }
         guard let instance = instances[stop.name], instance.start.generation == stop.generation else {
@@ -138,7 +140,7 @@ public actor WorkloadRunner {
         var attempt = 0
         while true {
             do {
-                try await driver.stop(name: stop.name)
+                try await driver.stop(name: stop.name, immediately: immediately)
                 break
             } catch {
                 attempt += 1
@@ -191,7 +193,7 @@ public actor WorkloadRunner {
         guard let instance = instances[name], instance.start.generation == generation else { return }
         logger.warning("workload stopped by itself", metadata: ["workload.name": "\(name)", "workload.state": "\(state)"])
         // Leave nothing behind (a crashed domain, an exited pod) before saying it ended, so a restart here starts clean.
-        try? await drivers[instance.start.kind]?.stop(name: name)
+        try? await drivers[instance.start.kind]?.stop(name: name, immediately: true)
         end(instance.id, start: instance.start, kind: .exited, message: "\(instance.start.kind) \(state)")
     }
 

@@ -12,16 +12,19 @@ public enum WebhookFormat: String, Sendable, Hashable, Codable, CaseIterable {
 
 /// Builds webhook bodies; pure, so tests can check them without a network.
 public enum WebhookPayload {
-    /// What a chat message shows besides the text (Mattermost only).
+    /// What a chat message shows besides the text: the name and icon (Mattermost only) and
+    /// the channel to post to instead of the webhook's default (Slack's legacy webhooks and Mattermost).
     public struct ChatIdentity: Sendable, Hashable, Codable {
         public var username: String?
         public var iconURL: String?
         public var iconEmoji: String?
+        public var channel: String?
 
-        public init(username: String? = nil, iconURL: String? = nil, iconEmoji: String? = nil) {
+        public init(username: String? = nil, iconURL: String? = nil, iconEmoji: String? = nil, channel: String? = nil) {
             self.username = username
             self.iconURL = iconURL
             self.iconEmoji = iconEmoji
+            self.channel = channel
         }
     }
 
@@ -30,6 +33,7 @@ public enum WebhookPayload {
         var username: String?
         var icon_url: String?
         var icon_emoji: String?
+        var channel: String?
     }
 
     /// Alertmanager's `Alert` in its webhook message.
@@ -71,10 +75,12 @@ public enum WebhookPayload {
         let data: Data
         switch format {
         case .slack:
-            data = try! encoder.encode(ChatMessage(text: text))
+            data = try! encoder.encode(ChatMessage(text: text, channel: identity.channel))
         case .mattermost:
             data = try! encoder.encode(
-                ChatMessage(text: text, username: identity.username, icon_url: identity.iconURL, icon_emoji: identity.iconEmoji))
+                ChatMessage(
+                    text: text, username: identity.username, icon_url: identity.iconURL, icon_emoji: identity.iconEmoji,
+                    channel: identity.channel))
         case .alertmanager:
             data = try! encoder.encode(alertmanager(notification, externalURL: externalURL, maxAlerts: maxAlerts))
         }

@@ -113,6 +113,11 @@ final class DevCluster: @unchecked Sendable {
         }
         _ = try PKI.issue(directory: pki, role: .user, name: "admin", sans: [], validityDays: 30)
         let peers = (1...replicas).map { "  - {id: \($0), name: c\($0), address: \(coordinatorAddress($0))}" }.joined(separator: "\n")
+        // The simulated BMCs all take admin/secret: the coordinator can fence through them.
+        let bmcSimulated = resolveExecutable("ipmi_sim") != nil && Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh") != nil
+        if bmcSimulated { try write("bmc/password", "secret\n") }
+        let fencing = bmcSimulated ? "fencing: {bmc: {user: admin, passwordFile: \(root)/bmc/password}}" : ""
+
         for index in 1...replicas {
             let address = coordinatorAddress(index)
             _ = try PKI.issue(directory: pki, role: .coordinator, name: "c\(index)", sans: [address.host, "localhost"], validityDays: 30)
@@ -125,6 +130,7 @@ final class DevCluster: @unchecked Sendable {
                 tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-c\(index).pem, key: \(pki)/coordinator-c\(index)-key.pem}
                 peers:
                 \(peers)
+                \(fencing)
                 """)
         }
         // runc and explicit ulimits: the container settings known to work on a plain host (see testbeds/podman).

@@ -10,7 +10,7 @@ public struct SpecolaCommand: AsyncParsableCommand {
         subcommands: [
             StatusCommand.self, NodesCommand.self, NodeCommand.self, KVCommand.self, MembersCommand.self,
             LeaderCommand.self, SnapshotCommand.self, JobCommand.self, JobsCommand.self, LogsCommand.self, VMCommand.self, PodCommand.self,
-            PKICommand.self, DevCommand.self,
+            AlertsCommand.self, AlertCommand.self, SilenceCommand.self, PKICommand.self, DevCommand.self,
         ])
 
     public init() {}

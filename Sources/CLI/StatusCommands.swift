@@ -62,7 +62,35 @@ struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Inspect a node, or take it out of and back into service.",
         subcommands: [NodeShowCommand.self, NodeSchedulingCommand.Cordon.self, NodeSchedulingCommand.Drain.self,
-                      NodeSchedulingCommand.Uncordon.self])
+                      NodeSchedulingCommand.Uncordon.self, NodeFenceCommand.Fence.self, NodeFenceCommand.Unfence.self])
+}
+
+/// `specola node fence|unfence NAME`.
+enum NodeFenceCommand {
+    static func apply(_ action: String, to name: String, connection: ConnectionOptions) async throws {
+        try await runReporting {
+            let request = Specola_V1_FenceRequest.with { $0.name = name; $0.action = action }
+            let node = try await connection.withAPI { try await $0.fence(request) }
+            if connection.json { return try JSONOutput.print(node) }
+            print("node \(node.name): \(node.status)\(node.statusReason.isEmpty ? "" : " (\(node.statusReason))")")
+        }
+    }
+
+    struct Fence: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fence", abstract: "Fence NAME now: power it off through its BMC (or wait out its self-fence lease), then move its work.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument var name: String
+        func run() async throws { try await NodeFenceCommand.apply("fence", to: name, connection: connection) }
+    }
+
+    struct Unfence: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "unfence", abstract: "Power a fenced NAME back on and let it rejoin once its agent reports.")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument var name: String
+        func run() async throws { try await NodeFenceCommand.apply("unfence", to: name, connection: connection) }
+    }
 }
 
 /// `specola node cordon|drain|uncordon NAME`.
@@ -140,7 +168,7 @@ struct NodeShowCommand: AsyncParsableCommand {
         let facts = node.facts
         var out = """
             Name          \(node.name)
-            Status        \(node.status) (last seen \(Format.ago(node.lastSeenUnixMs, now: now))), \(scheduling(node)), \(node.allocations) allocation(s)
+            Status        \(node.status)\(node.statusReason.isEmpty ? "" : ": \(node.statusReason)") (last seen \(Format.ago(node.lastSeenUnixMs, now: now))), \(scheduling(node)), \(node.allocations) allocation(s)
             Address       \(node.address.isEmpty ? "-" : node.address)
             Agent         \(node.agentVersion)
             Reports       \(node.reportsApplied) applied, last seq \(node.lastAppliedSeq), \(node.seqGaps) gaps

@@ -9,6 +9,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     let replica: Replica
     let coordinatorName: String
     let heartbeatIntervalMs: UInt32
+    let selfFenceAfterMs: UInt32
     let hub: InstructionHub
     let controller: JobController
     let logger: Logger
@@ -60,6 +61,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
             $0.coordinatorName = coordinatorName
             $0.lastAppliedSeq = lastApplied
             $0.heartbeatIntervalMs = heartbeatIntervalMs
+            $0.selfFenceAfterMs = selfFenceAfterMs
         }
     }
 
@@ -125,6 +127,9 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
         case .heartbeat:
             // Leadership can move while the stream is open; send the agent to the new leader.
             try await serving { try await replica.requireLeader() }
+            // The answer renews the agent's self-fence lease even when it has nothing to report.
+            let applied = await replica.node(name)?.lastAppliedSeq ?? 0
+            outgoing.yield(.with { $0.ack.ackedThroughSeq = applied })
         case .instructionResult(let result):
             let level: Logger.Level = result.ok ? .debug : .warning
             logger.log(level: level, "instruction result", metadata: [

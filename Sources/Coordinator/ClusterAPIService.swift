@@ -1,3 +1,4 @@
+import Foundation
 import GRPCCore
 import Logging
 import SpecolaProtocol
@@ -6,6 +7,8 @@ import SpecolaProtocol
 struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
     let replica: Replica
     let coordinatorName: String
+    let health: HealthController
+    let logger: Logger
 
     func status(request: Specola_V1_StatusRequest, context: ServerContext) async throws -> Specola_V1_StatusResponse {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
@@ -58,5 +61,45 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         }
         node.allocations = UInt32(await replica.allocationCounts()[request.name] ?? 0)
         return node
+    }
+
+    /// `specola node fence NAME` starts fencing now; `unfence` powers a fenced node back on and lets it rejoin.
+    func fence(request: Specola_V1_FenceRequest, context: ServerContext) async throws -> Specola_V1_Node {
+        let identity = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await serving { try await replica.requireLeader() }
+        guard let node = await replica.node(request.name) else {
+            throw RPCError(code: .notFound, message: "no node named '\(request.name)'; `specola nodes` lists the known nodes")
+        }
+        let committed = NodeHealth.Status(committed: await replica.replicatedState.nodes[request.name]?.status ?? "")
+        switch request.action {
+        case "fence":
+            guard committed != .fencing && committed != .fenced else { return node }
+            await health.commit(request.name, .fencing, "requested by \(identity)")
+        case "unfence":
+            guard committed == .fencing || committed == .fenced else {
+                throw RPCError(code: .failedPrecondition, message: "node \(request.name) is \(committed.rawValue), not fencing or fenced")
+            }
+            if let bmc = health.bmc(for: node) {
+                do {
+                    try await Self.blocking { try bmc.powerOn() }
+                } catch {
+                    logger.warning("unfence: power on through the BMC failed; power the node on by hand", metadata: [
+                        "node.name": "\(request.name)", "bmc": "\(bmc)", "error": "\(error)",
+                    ])
+                }
+            }
+            await health.commit(request.name, .recovered, "unfenced by \(identity); waiting for its agent")
+        default:
+            throw RPCError(code: .invalidArgument, message: "unknown action '\(request.action)'; use fence or unfence")
+        }
+        guard let updated = await replica.node(request.name) else { throw RPCError(code: .notFound, message: "node \(request.name) vanished") }
+        return updated
+    }
+
+    /// Runs a blocking call (FreeIPMI) off the concurrency pool.
+    static func blocking(_ body: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SpecolaAlerting
 import SpecolaJobs
 import SpecolaProtocol
 
@@ -31,6 +32,7 @@ public struct ClusterState: Sendable {
     public private(set) var members: [UInt64: Specola_V1_Member] = [:]
     public private(set) var jobs = JobBook()
     public private(set) var workloads = WorkloadBook()
+    public private(set) var alerts = AlertBook()
 
     public init() {}
 
@@ -41,6 +43,7 @@ public struct ClusterState: Sendable {
         for member in snapshot.members { members[member.id] = member }
         jobs = try JobBook(snapshot: snapshot)
         workloads = WorkloadBook(snapshot: snapshot)
+        alerts = try AlertBook(snapshotJSON: snapshot.alertBookJson)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -52,6 +55,7 @@ public struct ClusterState: Sendable {
             $0.members = members.values.sorted { $0.id < $1.id }
             jobs.write(into: &$0)
             workloads.write(into: &$0)
+            $0.alertBookJson = alerts.snapshotJSON()
         }
     }
 
@@ -109,11 +113,14 @@ public struct ClusterState: Sendable {
             if change.draining { jobs.drain(node: change.node) }
             return .done
         case .nodeHealth(let health):
-            // Stands in for the lead's failure ladder until it lands; the same command, applied the same way.
             guard var node = nodes[health.node] else { return .rejected(reason: "no node '\(health.node)'") }
             node.status = health.status
+            node.statusReason = health.reason
+            node.statusSinceUnixMs = at
             nodes[health.node] = node
             return .done
+        case .alert(let command):
+            return Self.applyAlert(command, to: &alerts)
         case .workload(let command):
             return workloads.apply(command, at: at, nodes: nodes)
         case .noop, nil:

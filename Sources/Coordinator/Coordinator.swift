@@ -44,6 +44,16 @@ public struct Coordinator: Service {
         let hub = InstructionHub(logger: logger)
         let jobController = JobController(replica: replica, hub: hub, logger: logger)
         let workloadController = WorkloadController(replica: replica, hub: hub, logger: logger)
+        let alertController = try makeAlertController(replica)
+        let health = HealthController(
+            replica: replica,
+            settings: .init(policy: config.healthPolicy, bmc: config.fencing.bmc, bmcAddresses: config.fencing.bmcAddresses,
+                            earlyWarning: config.earlyWarning),
+            logger: logger, alerts: alertController, onTransition: {
+                jobController.nudge()
+                workloadController.nudge()
+                alertController.nudge()
+            })
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
@@ -52,14 +62,16 @@ public struct Coordinator: Service {
             services: [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
+                                 selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
                                  hub: hub, controller: jobController, logger: logger,
                                  onWorkloadEvents: { workloadController.nudge() }),
                 JobsService(replica: replica, controller: jobController, logger: logger),
                 WorkloadsService(replica: replica, controller: workloadController, logger: logger),
-                ClusterAPIService(replica: replica, coordinatorName: config.name),
+                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
                 MembershipService(replica: replica, logger: logger),
+                AlertsService(replica: replica, controller: alertController, logger: logger),
             ])
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, logger: logger)
         let notifier = SystemdNotifier()
@@ -86,6 +98,14 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await jobController.run()
+                return false
+            }
+            group.addTask {
+                await health.run()
+                return false
+            }
+            group.addTask {
+                await alertController.run()
                 return false
             }
             group.addTask {
@@ -128,6 +148,20 @@ public struct Coordinator: Service {
             notifier.stopping()
             group.cancelAll()
         }
+    }
+
+    /// The alert loop with the configured receivers, routes and rules.
+    func makeAlertController(_ replica: Replica) throws -> AlertController {
+        var settings = AlertController.Settings()
+        settings.rules = config.alerting.rules
+        settings.thresholdRules = config.alerting.thresholdRules
+        settings.routing = config.alerting.routing
+        let receivers = try config.alerting.makeReceivers()
+        logger.info("alerting configured", metadata: [
+            "alert.receivers": "\(receivers.map(\.name))", "alert.routes": "\(settings.routing.routes.count)",
+            "alert.threshold_rules": "\(settings.thresholdRules.map(\.name))",
+        ])
+        return AlertController(replica: replica, receivers: receivers, settings: settings, logger: logger)
     }
 
     /// A leader that is asked to stop first makes another voter leader, so writes pause only briefly.

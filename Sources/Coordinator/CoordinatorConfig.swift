@@ -16,10 +16,16 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var heartbeatInterval: Double
     public var suspectAfter: Double
     public var downAfter: Double
+    public var fencing: FencingConfig
+    public var earlyWarning: EarlyWarning
     public var logLevel: String
+    /// Receivers, routes, inhibition and threshold rules; without it alerts are kept but not sent.
+    public var alerting: AlertingConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, logLevel
+        case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
+            logLevel
+        case alerting
     }
 
     public init(from decoder: any Decoder) throws {
@@ -39,7 +45,10 @@ public struct CoordinatorConfig: Decodable, Sendable {
         heartbeatInterval = try c.decodePositiveSeconds(.heartbeatInterval, default: 1)
         suspectAfter = try c.decodePositiveSeconds(.suspectAfter, default: 3)
         downAfter = try c.decodePositiveSeconds(.downAfter, default: 10)
+        fencing = try c.decodeIfPresent(FencingConfig.self, forKey: .fencing) ?? FencingConfig()
+        earlyWarning = try c.decodeIfPresent(EarlyWarning.self, forKey: .earlyWarning) ?? EarlyWarning()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
+        alerting = try c.decodeIfPresent(AlertingConfig.self, forKey: .alerting) ?? AlertingConfig()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")
@@ -51,6 +60,15 @@ public struct CoordinatorConfig: Decodable, Sendable {
         if Set(peers.map(\.id)).count != peers.count {
             throw DecodingError.dataCorruptedError(forKey: .peers, in: c, debugDescription: "replica ids must be unique")
         }
+    }
+
+    /// The failure ladder's thresholds.
+    public var healthPolicy: NodeHealth.Policy {
+        NodeHealth.Policy(
+            suspectAfterMs: Int64(suspectAfter * 1000), downAfterMs: Int64(downAfter * 1000),
+            selfFenceAfterMs: Int64(fencing.selfFenceAfter * 1000), leaseMarginMs: Int64(fencing.leaseMargin * 1000),
+            fencingEnabled: fencing.enabled, maxFencedFraction: fencing.maxFencedFraction,
+            stuckAfterMs: Int64(fencing.stuckAfter * 1000))
     }
 
     /// This replica's own entry in the address book.
@@ -93,6 +111,70 @@ public struct RaftTuning: Decodable, Sendable {
         }
         guard electionTicks >= 3 else {
             throw DecodingError.dataCorruptedError(forKey: .electionTicks, in: c, debugDescription: "must be at least 3")
+        }
+    }
+}
+
+/// `fencing:` — the failure ladder's last steps. See packaging/coordinator.yaml.
+public struct FencingConfig: Decodable, Sendable {
+    /// Chassis control of the nodes' BMCs (IPMI over LAN).
+    public struct BMCAccess: Decodable, Sendable {
+        public var user: String
+        public var password: String
+        public var timeout: Double
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case user, passwordFile, timeout }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            user = try c.decode(String.self, forKey: .user)
+            let file = try c.decode(String.self, forKey: .passwordFile)
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .passwordFile, in: c, debugDescription: "cannot read \(file); it must hold the BMC password (mode 0600)")
+            }
+            password = text.trimmingCharacters(in: .newlines)
+            timeout = try c.decodePositiveSeconds(.timeout, default: 5)
+        }
+    }
+
+    public var enabled = true
+    public var selfFenceAfter = 20.0
+    public var leaseMargin = 5.0
+    public var maxFencedFraction = 0.34
+    public var stuckAfter = 60.0
+    public var bmc: BMCAccess?
+    public var bmcAddresses: [String: HostPort] = [:]
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case enabled, selfFenceAfter, leaseMargin, maxFencedFraction, stuckAfter, bmc, bmcAddresses
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        selfFenceAfter = try c.decodeIfPresent(Double.self, forKey: .selfFenceAfter) ?? 20
+        guard selfFenceAfter >= 0, selfFenceAfter.isFinite else {
+            throw DecodingError.dataCorruptedError(forKey: .selfFenceAfter, in: c, debugDescription: "must be 0 (no lease) or a number of seconds")
+        }
+        leaseMargin = try c.decodePositiveSeconds(.leaseMargin, default: 5)
+        maxFencedFraction = try c.decodeIfPresent(Double.self, forKey: .maxFencedFraction) ?? 0.34
+        guard maxFencedFraction > 0, maxFencedFraction <= 1 else {
+            throw DecodingError.dataCorruptedError(forKey: .maxFencedFraction, in: c, debugDescription: "must be above 0 and at most 1")
+        }
+        stuckAfter = try c.decodePositiveSeconds(.stuckAfter, default: 60)
+        bmc = try c.decodeIfPresent(BMCAccess.self, forKey: .bmc)
+        let addresses = try c.decodeIfPresent([String: String].self, forKey: .bmcAddresses) ?? [:]
+        for (node, text) in addresses {
+            guard let endpoint = HostPort(parsing: text, defaultPort: 623) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .bmcAddresses, in: c, debugDescription: "'\(text)' for \(node) is not an address; write HOST:PORT")
+            }
+            bmcAddresses[node] = endpoint
         }
     }
 }

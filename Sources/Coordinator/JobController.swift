@@ -74,18 +74,16 @@ final class JobController: Sendable {
         if let plan, !plan.placements.isEmpty {
             await commit(plan.placements, jobOf: jobOf)
         }
-        // A new leader first hears from every agent before it calls any node's work lost.
-        if leaderFor >= .milliseconds(replica.thresholds.downAfterMs) {
-            await requeue(downNodeWork, now: now)
-        }
+        await requeue(downNodeWork, now: now)
         hub.dispatch(await replica.replicatedState)
         return planTime
     }
 
     private func plannedPass(now: Int64) async -> (Plan?, [String: String], [String: [String]]) {
         let (state, status) = await replica.schedulingState(nowUnixMs: now)
+        // Fence before failover: only a node proven to run nothing gives its work up.
         var downNodeWork: [String: [String]] = [:]
-        for allocation in state.jobs.allocations.values where status[allocation.node] == .down {
+        for allocation in state.jobs.allocations.values where state.nodes[allocation.node]?.status == NodeHealth.Status.fenced.rawValue {
             downNodeWork[allocation.node, default: []].append(allocation.id)
         }
         let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)
@@ -133,7 +131,7 @@ final class JobController: Sendable {
 
     private func requeue(_ downNodeWork: [String: [String]], now: Int64) async {
         for (node, ids) in downNodeWork.sorted(by: { $0.key < $1.key }) {
-            logger.warning("node is down; its work is placed again elsewhere", metadata: [
+            logger.warning("node is fenced; its work is placed again elsewhere", metadata: [
                 "node.name": "\(node)", "allocations": "\(ids.count)",
             ])
             do {
@@ -141,7 +139,7 @@ final class JobController: Sendable {
                     $0.proposedAtUnixMs = now
                     $0.requeueAllocations = .with {
                         $0.allocationIds = ids.sorted()
-                        $0.reason = "node \(node) is down"
+                        $0.reason = "node \(node) is fenced"
                     }
                 })
             } catch {

@@ -9,16 +9,16 @@ extension Replica {
         status.reserveCapacity(state.nodes.count)
         for node in state.nodes.values {
             let seen = max(lastContact[node.name] ?? 0, node.lastSeenUnixMs)
-            switch thresholds.status(sinceLastContactMs: nowUnixMs - seen) {
-            case .ready: status[node.name] = .ready
-            case .suspect: status[node.name] = .suspect
-            case .down: status[node.name] = .down
-            }
+            status[node.name] = NodeHealth.schedulingStatus(
+                committed: node.status, live: thresholds.status(sinceLastContactMs: nowUnixMs - seen))
         }
         return (state, status)
     }
 
     var replicatedState: ClusterState { state }
+
+    /// The state and the last time each node was heard from by this replica, for the failure ladder.
+    func healthView() -> (state: ClusterState, lastContact: [String: Int64]) { (state, lastContact) }
 
     /// Allocations placed on each node and not yet ended.
     func allocationCounts() -> [String: Int] {

@@ -413,7 +413,7 @@ public actor Replica {
         var node = stored
         let seen = max(lastContact[node.name] ?? 0, node.lastSeenUnixMs)
         node.lastSeenUnixMs = seen
-        node.status = thresholds.status(sinceLastContactMs: Clock.nowUnixMs() - seen).rawValue
+        node.status = NodeHealth.displayed(committed: stored.status, live: thresholds.status(sinceLastContactMs: Clock.nowUnixMs() - seen))
         return node
     }
 }

@@ -38,8 +38,9 @@ final class WorkloadController: Sendable {
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// The alerting hook: a workload went to `error` (its limits are spent).
-    /// Alerting wires a "workload in error" alert here; for now it logs.
+    /// The hook for a workload that went to `error` (its limits are spent). The
+    /// WorkloadError alert itself comes from the alert rules, which read the phase
+    /// from the replicated state (so it survives a leader change); this logs it.
     static func onWorkloadError(name: String, reason: String, logger: Logger) {
         logger.error("HA workload in error; it stays stopped until an operator enables it", metadata: [
             "workload.name": "\(name)", "reason": "\(reason)",

@@ -26,16 +26,7 @@ struct SMTPRecord: Decodable {
 
     /// A self-signed certificate for the server's loopback address; returns (cert, key) paths.
     static func certificate(in directory: TempDir, name: String) async throws -> (String, String) {
-        let cert = directory.file("\(name).pem")
-        let key = directory.file("\(name)-key.pem")
-        let result = try await run(
-            "openssl",
-            [
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                "-days", "2", "-subj", "/CN=specola-test-smtp", "-addext", "subjectAltName=IP:\(host),DNS:localhost",
-            ])
-        guard result.status == 0 else { throw FixtureError("openssl could not make a test certificate: \(result.stderr)") }
-        return (cert, key)
+        try await selfSignedCertificate(in: directory, name: name, host: host)
     }
 
     /// Starts aiosmtpd with a certificate (STARTTLS, required) and credentials unless `plain`,

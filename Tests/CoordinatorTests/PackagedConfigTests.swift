@@ -1,3 +1,5 @@
+import Foundation
+import SpecolaAlerting
 import SpecolaProtocol
 import TestSupport
 import Testing
@@ -6,10 +8,71 @@ import Testing
 /// The example config in packaging/ must load, so it cannot drift from the code.
 @Suite struct PackagedConfigTests {
     @Test func exampleCoordinatorConfigLoads() throws {
-        let config = try ConfigFile.load(CoordinatorConfig.self, path: BuiltProducts.repositoryRoot + "/packaging/coordinator.yaml")
+        // The example names /etc/specola/bmc-password; point it at a temp file with a password in it.
+        let dir = try TempDir()
+        defer { dir.remove() }
+        try dir.write("bmc-password", "s3cret\n")
+        let text = try String(contentsOfFile: BuiltProducts.repositoryRoot + "/packaging/coordinator.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "/etc/specola/bmc-password", with: dir.file("bmc-password"))
+        try dir.write("coordinator.yaml", text)
+        let config = try ConfigFile.load(CoordinatorConfig.self, path: dir.file("coordinator.yaml"))
         #expect(config.name == "c1")
         #expect(config.peers.map(\.id) == [1, 2, 3])
         #expect(config.raft.tickMs == 30)
         #expect(config.downAfter > config.suspectAfter)
+        #expect(config.fencing.bmc?.password == "s3cret")
+        #expect(config.fencing.bmcAddresses["node1"] == HostPort(host: "10.0.1.1", port: 623))
+        #expect(config.healthPolicy.selfFenceAfterMs == 20_000)
+        #expect(config.alerting.receivers.isEmpty, "the alerting example is commented out")
+    }
+
+    @Test func anUnreadableBMCPasswordFileIsAClearError() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        try dir.write("coordinator.yaml", """
+            name: c1
+            listen: 127.0.0.1:7450
+            tls: {ca: a, cert: b, key: c}
+            fencing:
+              bmc: {user: admin, passwordFile: /nonexistent/bmc-password}
+            """)
+        #expect(throws: (any Error).self) { try ConfigFile.load(CoordinatorConfig.self, path: dir.file("coordinator.yaml")) }
+        do {
+            _ = try ConfigFile.load(CoordinatorConfig.self, path: dir.file("coordinator.yaml"))
+        } catch {
+            #expect("\(error)".contains("coordinator.yaml:5:"), "\(error)")
+            #expect("\(error)".contains("cannot read /nonexistent/bmc-password"), "\(error)")
+        }
+    }
+
+    /// The commented alerting example (lines starting with "#: ") must load too, with its
+    /// password file in place.
+    @Test func exampleAlertingSectionLoads() throws {
+        let dir = try TempDir("specola-config")
+        defer { dir.remove() }
+        try dir.write("smtp-password", "example-password\n")
+        try dir.write("bmc-password", "s3cret\n")
+        let text = try String(contentsOfFile: BuiltProducts.repositoryRoot + "/packaging/coordinator.yaml", encoding: .utf8)
+        let example = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("#: ") ? String($0.dropFirst(3)) : String($0) }
+            .joined(separator: "\n")
+            .replacingOccurrences(of: "/etc/specola/smtp-password", with: dir.file("smtp-password"))
+            .replacingOccurrences(of: "/etc/specola/bmc-password", with: dir.file("bmc-password"))
+        let config = try ConfigFile.decode(CoordinatorConfig.self, yaml: example, file: "coordinator.yaml")
+        let alerting = config.alerting
+        #expect(alerting.receivers.map(\.name) == ["chat", "mail"])
+        #expect(alerting.routing.routes.map(\.receiver) == ["chat", "mail", "chat"])
+        #expect(alerting.routing.routes[0].groupWaitMs == 0 && alerting.routing.routes[0].groupIntervalMs == 30_000)
+        #expect(alerting.routing.inhibitRules == [.nodeDownMutesItsAlerts])
+        #expect(alerting.thresholdRules.map(\.name) == ["HighLoad", "ScratchAlmostFull"])
+        #expect(alerting.thresholdRules[0].forMs == 300_000)
+        #expect(alerting.rules.agentLostAfterMs == 5_000)
+        guard case .email(let mail) = alerting.receivers[1] else {
+            Issue.record("the second receiver is the e-mail one")
+            return
+        }
+        #expect(mail.smtp.password == SMTPPassword("example-password"), "read from the file, newline dropped")
+        #expect(mail.smtp.startTLS && mail.smtp.requireTLS)
+        #expect(mail.externalURL == "https://specola.example.org")
     }
 }

@@ -14,21 +14,24 @@ final class LocalCluster: @unchecked Sendable {
     private(set) var coordinatorProcess: ChildProcess?
     private(set) var agents: [String: ChildProcess] = [:]
 
-    init(coordinatorHost: String = "127.0.0.11") throws {
+    /// `aliases`: more addresses the coordinator's certificate names (for agents that reach it through a NAT alias).
+    init(coordinatorHost: String = "127.0.0.11", aliases: [String] = [], suspectAfter: Double = 3, downAfter: Double = 10,
+         extraConfig: String = "") throws {
         dir = try TempDir("specola-cluster")
         pki = try TestPKI(in: dir)
         coordinator = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
         metrics = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
-        try pki.issue(.coordinator, "c1", sans: [coordinatorHost])
+        try pki.issue(.coordinator, "c1", sans: [coordinatorHost] + aliases)
         admin = try pki.issue(.user, "admin")
         try dir.write("coordinator.yaml", """
             name: c1
             listen: \(coordinator)
             metricsListen: \(metrics)
             dataDir: \(dir.file("data/c1"))
-            suspectAfter: 3
-            downAfter: 10
+            suspectAfter: \(suspectAfter)
+            downAfter: \(downAfter)
             tls: {ca: \(pki.directory)/ca.pem, cert: \(pki.directory)/coordinator-c1.pem, key: \(pki.directory)/coordinator-c1-key.pem}
+            \(extraConfig)
             """)
     }
 
@@ -45,11 +48,12 @@ final class LocalCluster: @unchecked Sendable {
 
     /// Writes `NAME.yaml` for an agent; `extra` lines are appended verbatim.
     @discardableResult
-    func writeAgentConfig(_ name: String, address: String, reportInterval: Double = 1, rack: String = "r1", extra: String = "") throws -> String {
+    func writeAgentConfig(_ name: String, address: String, reportInterval: Double = 1, rack: String = "r1",
+                          coordinatorAddress: HostPort? = nil, extra: String = "") throws -> String {
         try pki.issue(.node, name, sans: [address])
         try dir.write("\(name).yaml", """
             nodeName: \(name)
-            coordinators: [\(coordinator)]
+            coordinators: [\(coordinatorAddress ?? coordinator)]
             address: \(address)
             dataDir: \(dir.file("data/\(name)"))
             heartbeatInterval: 0.5
@@ -61,10 +65,14 @@ final class LocalCluster: @unchecked Sendable {
         return dir.file("\(name).yaml")
     }
 
-    func startAgent(_ name: String, environment: [String: String] = [:]) throws {
+    /// Starts an agent; with `gid`, under that group id, so iptables can cut its traffic (`--gid-owner`).
+    func startAgent(_ name: String, environment: [String: String] = [:], gid: Int? = nil) throws {
+        let agent = BuiltProducts.path("specola-agent")
+        let arguments = ["--config", dir.file("\(name).yaml")]
         agents[name] = try ChildProcess(
-            name: "agent-\(name)", executable: BuiltProducts.path("specola-agent"),
-            arguments: ["--config", dir.file("\(name).yaml")], logDirectory: dir.path, environment: environment)
+            name: "agent-\(name)", executable: gid == nil ? agent : "/usr/bin/setpriv",
+            arguments: gid.map { ["--regid=\($0)", "--clear-groups", "--", agent] + arguments } ?? arguments,
+            logDirectory: dir.path, environment: environment)
     }
 
     var cliEnvironment: [String: String] {

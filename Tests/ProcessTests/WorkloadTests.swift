@@ -10,7 +10,8 @@ import Glibc
 /// HA workloads end to end: the real CLI defines a VM and a pod, the
 /// coordinator places them through Raft, agents start them on their own
 /// private libvirtd (test driver) and the shared podman, and crashes are
-/// restarted in place, then moved to the other node once restarts are spent.
+/// restarted in place, then moved to the other node once restarts are spent;
+/// a dead node's workloads move once its BMC has powered it off, never before.
 @Suite(.serialized) struct WorkloadTests {
     /// A coordinator and two agents, each agent with a libvirtd of its own.
     final class Cluster: @unchecked Sendable {
@@ -18,9 +19,12 @@ import Glibc
         var daemons: [String: PrivateLibvirtd] = [:]
         var keepers: [ChildProcess] = []
 
-        init() throws { cluster = try LocalCluster() }
+        init(suspectAfter: Double = 3, downAfter: Double = 10, extraConfig: String = "") throws {
+            cluster = try LocalCluster(suspectAfter: suspectAfter, downAfter: downAfter, extraConfig: extraConfig)
+        }
 
-        func start(_ agents: [(name: String, address: String)]) async throws {
+        /// `bmc`: the agent's bmc config line for each node that has one.
+        func start(_ agents: [(name: String, address: String)], bmc: [String: String] = [:]) async throws {
             try await TestPodman.ensureImage()
             try await cluster.startCoordinator()
             for agent in agents {
@@ -28,7 +32,7 @@ import Glibc
                 daemons[agent.name] = daemon
                 keepers.append(try daemon.holdConnection(logDirectory: cluster.dir.path, name: "virsh-\(agent.name)"))
                 try cluster.writeAgentConfig(agent.name, address: agent.address, extra: """
-                    bmc: {mode: none}
+                    \(bmc[agent.name] ?? "bmc: {mode: none}")
                     libvirt: {uri: "\(daemon.uri)"}
                     podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}
                     """)
@@ -99,24 +103,7 @@ import Glibc
         }
     }
 
-    @Test func crashedWorkloadsRestartInPlaceThenMoveAndSurviveAnAgentRestart() async throws {
-        let suffix = UUID().uuidString.prefix(6).lowercased()
-        let vm = "havm-\(suffix)"
-        let pod = "hapod-\(suffix)"
-        let env = try Cluster()
-        // Shut down before returning: a detached cleanup task may never run before the test process exits.
-        do {
-            try await Self.crashRestartMove(env, vm: vm, pod: pod)
-        } catch {
-            await env.shutdown(pods: [pod])
-            throw error
-        }
-        await env.shutdown(pods: [pod])
-    }
-
-    static func crashRestartMove(_ env: Cluster, vm: String, pod: String) async throws {
-        try await env.start([("node1", "127.0.2.1"), ("node2", "127.0.2.2")])
-        let cluster = env.cluster
+    static func writeDefinitions(_ cluster: LocalCluster, vm: String, pod: String) throws {
         try cluster.dir.write("vm.xml", """
             <domain type='test'>
               <name>\(vm)</name>
@@ -138,6 +125,101 @@ import Glibc
                 command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
                 resources: {requests: {cpu: 100m, memory: 32Mi}}
             """)
+    }
+
+    @Test func aDeadNodesVMAndPodRunElsewhereOnlyOnceItsBMCPoweredItOff() async throws {
+        try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let vm = "fovm-\(suffix)"
+        let pod = "fopod-\(suffix)"
+        let bmc = try await SimulatedBMC.start(address: "127.0.2.11")
+        defer { bmc.stop() }
+        // Lease off: the BMC is the only proof that node1 runs nothing.
+        let env = try Cluster(suspectAfter: 1, downAfter: 2, extraConfig: """
+            heartbeatInterval: 0.3
+            fencing:
+              selfFenceAfter: 0
+              maxFencedFraction: 0.5
+              bmc: {user: admin, passwordFile: \(bmc.passwordFile), timeout: 2}
+            """)
+        do {
+            try await Self.failover(env, bmc: bmc, vm: vm, pod: pod)
+        } catch {
+            await env.shutdown(pods: [pod])
+            throw error
+        }
+        await env.shutdown(pods: [pod])
+    }
+
+    static func failover(_ env: Cluster, bmc: SimulatedBMC, vm: String, pod: String) async throws {
+        try await env.start([("node1", "127.0.2.11"), ("node2", "127.0.2.12")], bmc: ["node1": bmc.agentConfigLine])
+        let cluster = env.cluster
+        try writeDefinitions(cluster, vm: vm, pod: pod)
+        // Powering node1 off through its BMC takes its VM and pod with it, at that moment and not before.
+        let uri = env.daemons["node1"]!.uri
+        let hook = """
+
+            if [ "$(cat "$S")" = 0 ] && [ ! -f "$(dirname "$0")/powered-off-at" ]; then
+              /usr/bin/virsh -q -c '\(uri)' destroy \(vm) >/dev/null 2>&1
+              CONTAINERS_CONF='\(TestPodman.environment["CONTAINERS_CONF"]!)' /usr/bin/podman pod kill \(pod) >/dev/null 2>&1
+              echo "$(date +%s%3N)" > "$(dirname "$0")/powered-off-at"
+            fi
+
+            """
+        let chassis = bmc.workdir.file("chassis.sh")
+        try (String(contentsOfFile: chassis, encoding: .utf8) + hook).write(toFile: chassis, atomically: false, encoding: .utf8)
+        let watch = DoubleStartWatch()
+        let watcher = watch.watch(env, vm: vm)
+        defer { watcher.cancel() }
+
+        #expect(try await cluster.cli(["vm", "create", vm, "--xml", cluster.dir.file("vm.xml"), "--node", "node1"]).status == 0)
+        #expect(try await cluster.cli(["pod", "create", pod, "--kube", cluster.dir.file("pod.yaml"), "--node", "node1"]).status == 0)
+        try await env.waitRunning("vm", vm, on: "node1", generation: 1)
+        try await env.waitRunning("pod", pod, on: "node1", generation: 1, timeout: .seconds(60))
+
+        // node1's agent dies; its VM and pod keep running until the BMC powers the node off.
+        try await cluster.agents["node1"]!.stop(SIGKILL)
+        try await waitUntil("the VM and the pod to run on node2", timeout: .seconds(60), every: .milliseconds(100)) {
+            let onVM = try await env.workload("vm", vm), onPod = try await env.workload("pod", pod)
+            return onVM.phase == "running" && onVM.node == "node2" && onPod.phase == "running" && onPod.node == "node2"
+        }
+        let node1 = try #require(try await cluster.node("node1"))
+        #expect(node1.status == "fenced", "\(node1.status): \(node1.statusReason)")
+        #expect(node1.statusReason.contains("BMC confirmed chassis power off"), "\(node1.statusReason)")
+        let poweredOff = try #require(Int64(try String(contentsOfFile: bmc.workdir.file("powered-off-at"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let movedVM = try await env.workload("vm", vm), movedPod = try await env.workload("pod", pod)
+        for moved in [movedVM, movedPod] {
+            #expect(moved.relocations == 1 && moved.generation == 2, "\(moved)")
+            let afterFence = moved.startedAtUnixMs - node1.statusSinceUnixMs
+            #expect(afterFence < 10_000, "\(moved.name) ran on node2 \(afterFence) ms after node1 was fenced")
+            #expect(moved.startedAtUnixMs > poweredOff, "\(moved.name) started before node1 was powered off")
+            print("HA failover of \(moved.kind) \(moved.name): running on node2 \(afterFence) ms after node1 was fenced")
+        }
+        #expect(try await env.vmHosts(vm) == ["node2"])
+        #expect(try await env.podHost(pod) == "node2")
+        #expect(watch.doubles.isEmpty, "\(watch.doubles)")
+    }
+
+    @Test func crashedWorkloadsRestartInPlaceThenMoveAndSurviveAnAgentRestart() async throws {
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let vm = "havm-\(suffix)"
+        let pod = "hapod-\(suffix)"
+        let env = try Cluster()
+        // Shut down before returning: a detached cleanup task may never run before the test process exits.
+        do {
+            try await Self.crashRestartMove(env, vm: vm, pod: pod)
+        } catch {
+            await env.shutdown(pods: [pod])
+            throw error
+        }
+        await env.shutdown(pods: [pod])
+    }
+
+    static func crashRestartMove(_ env: Cluster, vm: String, pod: String) async throws {
+        try await env.start([("node1", "127.0.2.1"), ("node2", "127.0.2.2")])
+        let cluster = env.cluster
+        try writeDefinitions(cluster, vm: vm, pod: pod)
         let watch = DoubleStartWatch()
         let watcher = watch.watch(env, vm: vm)
         defer { watcher.cancel() }

@@ -215,7 +215,7 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     public var activeRules: Int { lock.withLock { rules.count } }
 
-    static let iptables = which("iptables") ?? "/usr/sbin/iptables"
+    public static let iptables = which("iptables") ?? "/usr/sbin/iptables"
 
     /// Deletes rules left by an earlier test process that crashed before its cleanup.
     static func removeStaleRules() {
@@ -325,6 +325,10 @@ public struct IptablesFailed: Error, CustomStringConvertible {
     public var arguments: [String]
     public var stderr: String
     public var description: String { "iptables \(arguments.joined(separator: " ")) failed: \(stderr)" }
+    public init(arguments: [String], stderr: String) {
+        self.arguments = arguments
+        self.stderr = stderr
+    }
 }
 
 /// A child process exited while the test waited for it.

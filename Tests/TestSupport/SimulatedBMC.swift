@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpecolaAgent
+import SpecolaBMC
 import SpecolaProtocol
 import Synchronization
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import CFreeIPMI
+import SpecolaBMC
 import CIPMIMonitoring
 import Foundation
 import Logging

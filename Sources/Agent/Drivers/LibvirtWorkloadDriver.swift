@@ -68,7 +68,7 @@ public final class LibvirtWorkloadDriver: WorkloadDriver, @unchecked Sendable {
         }
     }
 
-    public func stop(name: String) async throws {
+    public func stop(name: String, immediately: Bool = false) async throws {
         try await onQueue { conn in
             guard let domain = try Self.lookup(conn, name) else { return }
             defer { virDomainFree(domain) }

@@ -35,7 +35,7 @@ public struct PodWorkloadDriver: WorkloadDriver {
             return
         case .stopped(let state)? where !state.hasPrefix("gone"):
             // An exited pod of the same name would make `kube play` fail.
-            try await stop(name: name)
+            try await stop(name: name, immediately: true)
         default:
             break
         }
@@ -48,7 +48,7 @@ public struct PodWorkloadDriver: WorkloadDriver {
         ], timeout: .seconds(300))
         guard played.status == 0 else {
             // Leave nothing half-created behind.
-            try? await stop(name: name)
+            try? await stop(name: name, immediately: true)
             throw DriverError("podman kube play failed: \(played.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
     }
@@ -76,8 +76,8 @@ public struct PodWorkloadDriver: WorkloadDriver {
         return seen
     }
 
-    public func stop(name: String) async throws {
-        let removed = try await podman(["pod", "rm", "--force", "--ignore", "--time", "10", name], timeout: .seconds(60))
+    public func stop(name: String, immediately: Bool = false) async throws {
+        let removed = try await podman(["pod", "rm", "--force", "--ignore", "--time", immediately ? "0" : "10", name], timeout: .seconds(60))
         guard removed.status == 0 else {
             throw DriverError("podman pod rm failed: \(removed.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
         }

@@ -18,5 +18,6 @@ public protocol WorkloadDriver: Sendable {
     /// which is never taken to mean "stopped".
     func observe(_ names: [String]) async throws -> [String: WorkloadObservation]
     /// Stops and removes the workload; succeeds when it does not exist.
-    func stop(name: String) async throws
+    /// `immediately` (the self-fence) kills without a grace period.
+    func stop(name: String, immediately: Bool) async throws
 }

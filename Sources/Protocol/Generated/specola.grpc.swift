@@ -646,11 +646,25 @@ public enum Specola_V1_ClusterAPI: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Fence" metadata.
+        public enum Fence: Sendable {
+            /// Request type for "Fence".
+            public typealias Input = Specola_V1_FenceRequest
+            /// Response type for "Fence".
+            public typealias Output = Specola_V1_Node
+            /// Descriptor for "Fence".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.ClusterAPI"),
+                method: "Fence",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "specola.v1.ClusterAPI" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Status.descriptor,
             ListNodes.descriptor,
-            GetNode.descriptor
+            GetNode.descriptor,
+            Fence.descriptor
         ]
     }
 }
@@ -722,6 +736,24 @@ extension Specola_V1_ClusterAPI {
             request: GRPCCore.StreamingServerRequest<Specola_V1_GetNodeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node>
+
+        /// Handle the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_FenceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_Node` messages.
+        func fence(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_FenceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node>
     }
 
     /// Service protocol for the "specola.v1.ClusterAPI" service.
@@ -777,6 +809,24 @@ extension Specola_V1_ClusterAPI {
             request: GRPCCore.ServerRequest<Specola_V1_GetNodeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node>
+
+        /// Handle the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_FenceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_Node` message.
+        func fence(
+            request: GRPCCore.ServerRequest<Specola_V1_FenceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node>
     }
 
     /// Simple service protocol for the "specola.v1.ClusterAPI" service.
@@ -830,6 +880,24 @@ extension Specola_V1_ClusterAPI {
             request: Specola_V1_GetNodeRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Specola_V1_Node
+
+        /// Handle the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_FenceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_Node` to respond with.
+        func fence(
+            request: Specola_V1_FenceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_Node
     }
 }
 
@@ -865,6 +933,17 @@ extension Specola_V1_ClusterAPI.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_Node>(),
             handler: { request, context in
                 try await self.getNode(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_ClusterAPI.Method.Fence.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_FenceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_Node>(),
+            handler: { request, context in
+                try await self.fence(
                     request: request,
                     context: context
                 )
@@ -908,6 +987,17 @@ extension Specola_V1_ClusterAPI.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func fence(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_FenceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Node> {
+        let response = try await self.fence(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -945,6 +1035,19 @@ extension Specola_V1_ClusterAPI.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node> {
         return GRPCCore.ServerResponse<Specola_V1_Node>(
             message: try await self.getNode(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func fence(
+        request: GRPCCore.ServerRequest<Specola_V1_FenceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_Node> {
+        return GRPCCore.ServerResponse<Specola_V1_Node>(
+            message: try await self.fence(
                 request: request.message,
                 context: context
             ),
@@ -1018,6 +1121,29 @@ extension Specola_V1_ClusterAPI {
         func getNode<Result>(
             request: GRPCCore.ClientRequest<Specola_V1_GetNodeRequest>,
             serializer: some GRPCCore.MessageSerializer<Specola_V1_GetNodeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_FenceRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_FenceRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func fence<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_FenceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_FenceRequest>,
             deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result
@@ -1133,6 +1259,40 @@ extension Specola_V1_ClusterAPI {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Fence" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node fence|unfence NAME`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_FenceRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_FenceRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func fence<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_FenceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_FenceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Node>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_ClusterAPI.Method.Fence.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1208,6 +1368,35 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
         try await self.getNode(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_GetNodeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Node>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Fence" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola node fence|unfence NAME`.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_FenceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fence<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_FenceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.fence(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_FenceRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Node>(),
             options: options,
             onResponse: handleResponse
@@ -1299,6 +1488,39 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
             metadata: metadata
         )
         return try await self.getNode(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Fence" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola node fence|unfence NAME`.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fence<Result>(
+        _ message: Specola_V1_FenceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_FenceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.fence(
             request: request,
             options: options,
             onResponse: handleResponse
@@ -5637,6 +5859,1112 @@ extension Specola_V1_Jobs.ClientProtocol {
             metadata: metadata
         )
         return try await self.plan(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// MARK: - specola.v1.Alerts
+
+/// Namespace containing generated types for the "specola.v1.Alerts" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Specola_V1_Alerts: Sendable {
+    /// Service descriptor for the "specola.v1.Alerts" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Alerts")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "List" metadata.
+        public enum List: Sendable {
+            /// Request type for "List".
+            public typealias Input = Specola_V1_ListAlertsRequest
+            /// Response type for "List".
+            public typealias Output = Specola_V1_ListAlertsResponse
+            /// Descriptor for "List".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Alerts"),
+                method: "List",
+                type: .unary
+            )
+        }
+        /// Namespace for "Ack" metadata.
+        public enum Ack: Sendable {
+            /// Request type for "Ack".
+            public typealias Input = Specola_V1_AckAlertRequest
+            /// Response type for "Ack".
+            public typealias Output = Specola_V1_AlertView
+            /// Descriptor for "Ack".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Alerts"),
+                method: "Ack",
+                type: .unary
+            )
+        }
+        /// Namespace for "AddSilence" metadata.
+        public enum AddSilence: Sendable {
+            /// Request type for "AddSilence".
+            public typealias Input = Specola_V1_AddSilenceRequest
+            /// Response type for "AddSilence".
+            public typealias Output = Specola_V1_SilenceView
+            /// Descriptor for "AddSilence".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Alerts"),
+                method: "AddSilence",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSilences" metadata.
+        public enum ListSilences: Sendable {
+            /// Request type for "ListSilences".
+            public typealias Input = Specola_V1_ListSilencesRequest
+            /// Response type for "ListSilences".
+            public typealias Output = Specola_V1_ListSilencesResponse
+            /// Descriptor for "ListSilences".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Alerts"),
+                method: "ListSilences",
+                type: .unary
+            )
+        }
+        /// Namespace for "ExpireSilence" metadata.
+        public enum ExpireSilence: Sendable {
+            /// Request type for "ExpireSilence".
+            public typealias Input = Specola_V1_ExpireSilenceRequest
+            /// Response type for "ExpireSilence".
+            public typealias Output = Specola_V1_SilenceView
+            /// Descriptor for "ExpireSilence".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Alerts"),
+                method: "ExpireSilence",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "specola.v1.Alerts" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            List.descriptor,
+            Ack.descriptor,
+            AddSilence.descriptor,
+            ListSilences.descriptor,
+            ExpireSilence.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "specola.v1.Alerts" service.
+    public static let specola_v1_Alerts = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Alerts")
+}
+
+// MARK: specola.v1.Alerts (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Alerts {
+    /// Streaming variant of the service protocol for the "specola.v1.Alerts" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Alerts and silences for `specola alerts`, `specola alert ack` and
+    /// > `specola silence add|list|expire`. Reads are linearizable; writes are
+    /// > committed through Raft. Served by the leader (followers redirect).
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_ListAlertsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_ListAlertsResponse` messages.
+        func list(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_ListAlertsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListAlertsResponse>
+
+        /// Handle the "Ack" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_AckAlertRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_AlertView` messages.
+        func ack(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_AckAlertRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_AlertView>
+
+        /// Handle the "AddSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_AddSilenceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_SilenceView` messages.
+        func addSilence(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_AddSilenceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_SilenceView>
+
+        /// Handle the "ListSilences" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_ListSilencesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_ListSilencesResponse` messages.
+        func listSilences(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_ListSilencesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListSilencesResponse>
+
+        /// Handle the "ExpireSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_ExpireSilenceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_SilenceView` messages.
+        func expireSilence(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_ExpireSilenceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_SilenceView>
+    }
+
+    /// Service protocol for the "specola.v1.Alerts" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Alerts and silences for `specola alerts`, `specola alert ack` and
+    /// > `specola silence add|list|expire`. Reads are linearizable; writes are
+    /// > committed through Raft. Served by the leader (followers redirect).
+    public protocol ServiceProtocol: Specola_V1_Alerts.StreamingServiceProtocol {
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListAlertsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_ListAlertsResponse` message.
+        func list(
+            request: GRPCCore.ServerRequest<Specola_V1_ListAlertsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListAlertsResponse>
+
+        /// Handle the "Ack" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AckAlertRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_AlertView` message.
+        func ack(
+            request: GRPCCore.ServerRequest<Specola_V1_AckAlertRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_AlertView>
+
+        /// Handle the "AddSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AddSilenceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_SilenceView` message.
+        func addSilence(
+            request: GRPCCore.ServerRequest<Specola_V1_AddSilenceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_SilenceView>
+
+        /// Handle the "ListSilences" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListSilencesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_ListSilencesResponse` message.
+        func listSilences(
+            request: GRPCCore.ServerRequest<Specola_V1_ListSilencesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListSilencesResponse>
+
+        /// Handle the "ExpireSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ExpireSilenceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_SilenceView` message.
+        func expireSilence(
+            request: GRPCCore.ServerRequest<Specola_V1_ExpireSilenceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_SilenceView>
+    }
+
+    /// Simple service protocol for the "specola.v1.Alerts" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Alerts and silences for `specola alerts`, `specola alert ack` and
+    /// > `specola silence add|list|expire`. Reads are linearizable; writes are
+    /// > committed through Raft. Served by the leader (followers redirect).
+    public protocol SimpleServiceProtocol: Specola_V1_Alerts.ServiceProtocol {
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_ListAlertsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_ListAlertsResponse` to respond with.
+        func list(
+            request: Specola_V1_ListAlertsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_ListAlertsResponse
+
+        /// Handle the "Ack" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_AckAlertRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_AlertView` to respond with.
+        func ack(
+            request: Specola_V1_AckAlertRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_AlertView
+
+        /// Handle the "AddSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_AddSilenceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_SilenceView` to respond with.
+        func addSilence(
+            request: Specola_V1_AddSilenceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_SilenceView
+
+        /// Handle the "ListSilences" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_ListSilencesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_ListSilencesResponse` to respond with.
+        func listSilences(
+            request: Specola_V1_ListSilencesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_ListSilencesResponse
+
+        /// Handle the "ExpireSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_ExpireSilenceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_SilenceView` to respond with.
+        func expireSilence(
+            request: Specola_V1_ExpireSilenceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_SilenceView
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Alerts.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Specola_V1_Alerts.Method.List.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListAlertsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListAlertsResponse>(),
+            handler: { request, context in
+                try await self.list(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Alerts.Method.Ack.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_AckAlertRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_AlertView>(),
+            handler: { request, context in
+                try await self.ack(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Alerts.Method.AddSilence.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_AddSilenceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_SilenceView>(),
+            handler: { request, context in
+                try await self.addSilence(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Alerts.Method.ListSilences.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListSilencesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListSilencesResponse>(),
+            handler: { request, context in
+                try await self.listSilences(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Alerts.Method.ExpireSilence.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ExpireSilenceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_SilenceView>(),
+            handler: { request, context in
+                try await self.expireSilence(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Alerts.ServiceProtocol {
+    public func list(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_ListAlertsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListAlertsResponse> {
+        let response = try await self.list(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func ack(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_AckAlertRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_AlertView> {
+        let response = try await self.ack(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func addSilence(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_AddSilenceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_SilenceView> {
+        let response = try await self.addSilence(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSilences(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_ListSilencesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListSilencesResponse> {
+        let response = try await self.listSilences(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func expireSilence(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_ExpireSilenceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_SilenceView> {
+        let response = try await self.expireSilence(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Alerts.SimpleServiceProtocol {
+    public func list(
+        request: GRPCCore.ServerRequest<Specola_V1_ListAlertsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListAlertsResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_ListAlertsResponse>(
+            message: try await self.list(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func ack(
+        request: GRPCCore.ServerRequest<Specola_V1_AckAlertRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_AlertView> {
+        return GRPCCore.ServerResponse<Specola_V1_AlertView>(
+            message: try await self.ack(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func addSilence(
+        request: GRPCCore.ServerRequest<Specola_V1_AddSilenceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_SilenceView> {
+        return GRPCCore.ServerResponse<Specola_V1_SilenceView>(
+            message: try await self.addSilence(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSilences(
+        request: GRPCCore.ServerRequest<Specola_V1_ListSilencesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListSilencesResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_ListSilencesResponse>(
+            message: try await self.listSilences(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func expireSilence(
+        request: GRPCCore.ServerRequest<Specola_V1_ExpireSilenceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_SilenceView> {
+        return GRPCCore.ServerResponse<Specola_V1_SilenceView>(
+            message: try await self.expireSilence(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: specola.v1.Alerts (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Alerts {
+    /// Generated client protocol for the "specola.v1.Alerts" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Alerts and silences for `specola alerts`, `specola alert ack` and
+    /// > `specola silence add|list|expire`. Reads are linearizable; writes are
+    /// > committed through Raft. Served by the leader (followers redirect).
+    public protocol ClientProtocol: Sendable {
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListAlertsRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListAlertsRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListAlertsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func list<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListAlertsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListAlertsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListAlertsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListAlertsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Ack" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AckAlertRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_AckAlertRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_AlertView` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func ack<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_AckAlertRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_AckAlertRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_AlertView>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_AlertView>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AddSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AddSilenceRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_AddSilenceRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_SilenceView` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func addSilence<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_AddSilenceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_AddSilenceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_SilenceView>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_SilenceView>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSilences" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListSilencesRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListSilencesRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListSilencesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSilences<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListSilencesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListSilencesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListSilencesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListSilencesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ExpireSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ExpireSilenceRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ExpireSilenceRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_SilenceView` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func expireSilence<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ExpireSilenceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ExpireSilenceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_SilenceView>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_SilenceView>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "specola.v1.Alerts" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Alerts and silences for `specola alerts`, `specola alert ack` and
+    /// > `specola silence add|list|expire`. Reads are linearizable; writes are
+    /// > committed through Raft. Served by the leader (followers redirect).
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListAlertsRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListAlertsRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListAlertsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func list<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListAlertsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListAlertsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListAlertsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListAlertsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Alerts.Method.List.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Ack" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AckAlertRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_AckAlertRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_AlertView` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func ack<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_AckAlertRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_AckAlertRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_AlertView>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_AlertView>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Alerts.Method.Ack.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AddSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_AddSilenceRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_AddSilenceRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_SilenceView` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func addSilence<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_AddSilenceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_AddSilenceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_SilenceView>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_SilenceView>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Alerts.Method.AddSilence.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSilences" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListSilencesRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListSilencesRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListSilencesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSilences<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListSilencesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListSilencesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListSilencesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListSilencesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Alerts.Method.ListSilences.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ExpireSilence" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ExpireSilenceRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ExpireSilenceRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_SilenceView` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func expireSilence<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ExpireSilenceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ExpireSilenceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_SilenceView>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_SilenceView>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Alerts.Method.ExpireSilence.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Alerts.ClientProtocol {
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_ListAlertsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_ListAlertsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListAlertsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.list(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListAlertsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListAlertsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Ack" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_AckAlertRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func ack<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_AckAlertRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_AlertView>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.ack(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_AckAlertRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_AlertView>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddSilence" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_AddSilenceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addSilence<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_AddSilenceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_SilenceView>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.addSilence(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_AddSilenceRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_SilenceView>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSilences" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_ListSilencesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSilences<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_ListSilencesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListSilencesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSilences(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListSilencesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListSilencesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExpireSilence" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_ExpireSilenceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func expireSilence<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_ExpireSilenceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_SilenceView>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.expireSilence(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ExpireSilenceRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_SilenceView>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Alerts.ClientProtocol {
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        _ message: Specola_V1_ListAlertsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListAlertsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_ListAlertsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.list(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Ack" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func ack<Result>(
+        _ message: Specola_V1_AckAlertRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_AlertView>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_AckAlertRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.ack(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddSilence" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addSilence<Result>(
+        _ message: Specola_V1_AddSilenceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_SilenceView>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_AddSilenceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.addSilence(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSilences" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSilences<Result>(
+        _ message: Specola_V1_ListSilencesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListSilencesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_ListSilencesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSilences(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExpireSilence" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func expireSilence<Result>(
+        _ message: Specola_V1_ExpireSilenceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_SilenceView>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_ExpireSilenceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.expireSilence(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -267,6 +267,11 @@ public nonisolated struct Specola_V1_RegisterResponse: Sendable {
   /// Set when this replica is not the leader; the agent should go there.
   public var leaderHint: String = String()
 
+  /// The self-fence lease: an agent that hears from no leader for this long
+  /// stops its work, because the coordinator may then treat the node as fenced.
+  /// 0: no lease.
+  public var selfFenceAfterMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1242,6 +1247,21 @@ public nonisolated struct Specola_V1_CollectorHealth: Sendable {
   public init() {}
 }
 
+public nonisolated struct Specola_V1_FenceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// "fence" or "unfence".
+  public var action: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Specola_V1_StatusRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1371,6 +1391,11 @@ public nonisolated struct Specola_V1_Node: Sendable {
 
   /// Allocations placed on the node and not yet ended.
   public var allocations: UInt32 = 0
+
+  /// Why the committed status is what it is, and since when.
+  public var statusReason: String = String()
+
+  public var statusSinceUnixMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1518,6 +1543,14 @@ public nonisolated struct Specola_V1_Command: Sendable {
     set {kind = .nodeHealth(newValue)}
   }
 
+  public var alert: Specola_V1_AlertCommand {
+    get {
+      if case .alert(let v)? = kind {return v}
+      return Specola_V1_AlertCommand()
+    }
+    set {kind = .alert(newValue)}
+  }
+
   public var workload: Specola_V1_WorkloadCommand {
     get {
       if case .workload(let v)? = kind {return v}
@@ -1542,6 +1575,7 @@ public nonisolated struct Specola_V1_Command: Sendable {
     case requeueAllocations(Specola_V1_RequeueAllocationsCommand)
     case setNodeScheduling(Specola_V1_SetNodeSchedulingCommand)
     case nodeHealth(Specola_V1_NodeHealthCommand)
+    case alert(Specola_V1_AlertCommand)
     case workload(Specola_V1_WorkloadCommand)
 
   }
@@ -1549,7 +1583,7 @@ public nonisolated struct Specola_V1_Command: Sendable {
   public init() {}
 }
 
-/// A node's status on the failure ladder (ready, suspect, down, fencing, fenced).
+/// A step on the failure ladder: ready, suspect, down, fencing, fenced, recovered.
 public nonisolated struct Specola_V1_NodeHealthCommand: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1560,6 +1594,21 @@ public nonisolated struct Specola_V1_NodeHealthCommand: Sendable {
   public var status: String = String()
 
   public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One change to the replicated alert book (fire, resolve, ack, silence, notified,
+/// prune). It travels as the JSON of SpecolaAlerting.AlertChange, as job specs do,
+/// so apply never re-derives anything: time is inside the change.
+public nonisolated struct Specola_V1_AlertCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var changeJson: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1989,6 +2038,9 @@ public nonisolated struct Specola_V1_ClusterSnapshot: Sendable {
   public var allocations: [Specola_V1_Allocation] = []
 
   public var jobSequence: UInt64 = 0
+
+  /// SpecolaAlerting.AlertBook as JSON (sorted keys): alerts and silences.
+  public var alertBookJson: Data = Data()
 
   public var workloads: [Specola_V1_Workload] = []
 
@@ -2634,6 +2686,175 @@ public nonisolated struct Specola_V1_SetNodeSchedulingRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Specola_V1_ListAlertsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Include resolved alerts (kept until pruned).
+  public var all: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ListAlertsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var alerts: [Specola_V1_AlertView] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One alert as operators see it.
+public nonisolated struct Specola_V1_AlertView: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The fingerprint; `specola alert ack` takes any unique prefix.
+  public var id: String = String()
+
+  public var rule: String = String()
+
+  public var labels: Dictionary<String,String> = [:]
+
+  /// info, warning or critical.
+  public var severity: String = String()
+
+  public var summary: String = String()
+
+  public var description_p: String = String()
+
+  /// firing or resolved.
+  public var state: String = String()
+
+  public var startsAtUnixMs: Int64 = 0
+
+  public var endsAtUnixMs: Int64 = 0
+
+  /// 1 is the first firing, 2 its resolve, 3 the next firing, ...
+  public var transition: UInt32 = 0
+
+  /// Why it is not being sent now: "acked", "silenced", "inhibited" or empty.
+  public var muted: String = String()
+
+  /// Who acked until when, which silences, or which alerts inhibit it.
+  public var muteReason: String = String()
+
+  public var ackedBy: String = String()
+
+  public var ackedUntilUnixMs: Int64 = 0
+
+  /// Receiver name -> when it was last told about this alert.
+  public var notifiedAtUnixMs: Dictionary<String,Int64> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_AckAlertRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A fingerprint or a unique prefix of one.
+  public var id: String = String()
+
+  /// How long the ack mutes reminders; 0 means the coordinator's default (2 h).
+  public var forMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_AddSilenceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Label matchers: node=node3, alertname=~"Job.*", severity!="info".
+  public var matchers: [String] = []
+
+  public var forMs: Int64 = 0
+
+  public var comment: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ListSilencesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Include expired silences (kept until pruned).
+  public var all: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ListSilencesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var silences: [Specola_V1_SilenceView] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_SilenceView: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var matchers: [String] = []
+
+  public var startsAtUnixMs: Int64 = 0
+
+  public var endsAtUnixMs: Int64 = 0
+
+  public var createdBy: String = String()
+
+  public var comment: String = String()
+
+  /// pending, active or expired.
+  public var state: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ExpireSilenceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A silence id or a unique prefix of one.
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Specola_V1_DefineWorkloadRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2812,7 +3033,7 @@ nonisolated extension Specola_V1_RegisterRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}coordinator_name\0\u{3}last_applied_seq\0\u{3}heartbeat_interval_ms\0\u{3}leader_hint\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}coordinator_name\0\u{3}last_applied_seq\0\u{3}heartbeat_interval_ms\0\u{3}leader_hint\0\u{3}self_fence_after_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2824,6 +3045,7 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.lastAppliedSeq) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.heartbeatIntervalMs) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.leaderHint) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.selfFenceAfterMs) }()
       default: break
       }
     }
@@ -2842,6 +3064,9 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
     if !self.leaderHint.isEmpty {
       try visitor.visitSingularStringField(value: self.leaderHint, fieldNumber: 4)
     }
+    if self.selfFenceAfterMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.selfFenceAfterMs, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2850,6 +3075,7 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
     if lhs.lastAppliedSeq != rhs.lastAppliedSeq {return false}
     if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
     if lhs.leaderHint != rhs.leaderHint {return false}
+    if lhs.selfFenceAfterMs != rhs.selfFenceAfterMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4854,6 +5080,41 @@ nonisolated extension Specola_V1_CollectorHealth: SwiftProtobuf.Message, SwiftPr
   }
 }
 
+nonisolated extension Specola_V1_FenceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FenceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}action\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_FenceRequest, rhs: Specola_V1_FenceRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Specola_V1_StatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
@@ -5049,7 +5310,7 @@ nonisolated extension Specola_V1_GetNodeRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Node"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5071,6 +5332,8 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 12: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
       case 13: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
       case 14: try { try decoder.decodeSingularUInt32Field(value: &self.allocations) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.statusReason) }()
+      case 16: try { try decoder.decodeSingularInt64Field(value: &self.statusSinceUnixMs) }()
       default: break
       }
     }
@@ -5123,6 +5386,12 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.allocations != 0 {
       try visitor.visitSingularUInt32Field(value: self.allocations, fieldNumber: 14)
     }
+    if !self.statusReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.statusReason, fieldNumber: 15)
+    }
+    if self.statusSinceUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.statusSinceUnixMs, fieldNumber: 16)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5141,6 +5410,8 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.cordoned != rhs.cordoned {return false}
     if lhs.draining != rhs.draining {return false}
     if lhs.allocations != rhs.allocations {return false}
+    if lhs.statusReason != rhs.statusReason {return false}
+    if lhs.statusSinceUnixMs != rhs.statusSinceUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5202,7 +5473,7 @@ nonisolated extension Specola_V1_RaftDeliverAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{e}workload\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5380,6 +5651,19 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .nodeHealth(v)
         }
       }()
+      case 20: try {
+        var v: Specola_V1_AlertCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .alert(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .alert(v)
+        }
+      }()
       case 30: try {
         var v: Specola_V1_WorkloadCommand?
         var hadOneofValue = false
@@ -5459,6 +5743,10 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .nodeHealth(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
     }()
+    case .alert?: try {
+      guard case .alert(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
     case .workload?: try {
       guard case .workload(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
@@ -5511,6 +5799,36 @@ nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, Swift
     if lhs.node != rhs.node {return false}
     if lhs.status != rhs.status {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}change_json\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.changeJson) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.changeJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.changeJson, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertCommand, rhs: Specola_V1_AlertCommand) -> Bool {
+    if lhs.changeJson != rhs.changeJson {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6336,7 +6654,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{2}\u{13}workloads\0\u{3}workload_strays\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6355,6 +6673,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       case 9: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
       case 10: try { try decoder.decodeRepeatedMessageField(value: &self.allocations) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.jobSequence) }()
+      case 20: try { try decoder.decodeSingularBytesField(value: &self.alertBookJson) }()
       case 30: try { try decoder.decodeRepeatedMessageField(value: &self.workloads) }()
       case 31: try { try decoder.decodeRepeatedMessageField(value: &self.workloadStrays) }()
       default: break
@@ -6396,6 +6715,9 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     if self.jobSequence != 0 {
       try visitor.visitSingularUInt64Field(value: self.jobSequence, fieldNumber: 11)
     }
+    if !self.alertBookJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.alertBookJson, fieldNumber: 20)
+    }
     if !self.workloads.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.workloads, fieldNumber: 30)
     }
@@ -6417,6 +6739,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     if lhs.jobs != rhs.jobs {return false}
     if lhs.allocations != rhs.allocations {return false}
     if lhs.jobSequence != rhs.jobSequence {return false}
+    if lhs.alertBookJson != rhs.alertBookJson {return false}
     if lhs.workloads != rhs.workloads {return false}
     if lhs.workloadStrays != rhs.workloadStrays {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -7840,6 +8163,391 @@ nonisolated extension Specola_V1_SetNodeSchedulingRequest: SwiftProtobuf.Message
   public static func ==(lhs: Specola_V1_SetNodeSchedulingRequest, rhs: Specola_V1_SetNodeSchedulingRequest) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.action != rhs.action {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ListAlertsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListAlertsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}all\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.all) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.all != false {
+      try visitor.visitSingularBoolField(value: self.all, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ListAlertsRequest, rhs: Specola_V1_ListAlertsRequest) -> Bool {
+    if lhs.all != rhs.all {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ListAlertsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListAlertsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alerts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.alerts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.alerts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.alerts, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ListAlertsResponse, rhs: Specola_V1_ListAlertsResponse) -> Bool {
+    if lhs.alerts != rhs.alerts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertView"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}rule\0\u{1}labels\0\u{1}severity\0\u{1}summary\0\u{1}description\0\u{1}state\0\u{3}starts_at_unix_ms\0\u{3}ends_at_unix_ms\0\u{1}transition\0\u{1}muted\0\u{3}mute_reason\0\u{3}acked_by\0\u{3}acked_until_unix_ms\0\u{3}notified_at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rule) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.severity) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.summary) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.startsAtUnixMs) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.endsAtUnixMs) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.transition) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.muted) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.muteReason) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.ackedBy) }()
+      case 14: try { try decoder.decodeSingularInt64Field(value: &self.ackedUntilUnixMs) }()
+      case 15: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &self.notifiedAtUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.rule.isEmpty {
+      try visitor.visitSingularStringField(value: self.rule, fieldNumber: 2)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 3)
+    }
+    if !self.severity.isEmpty {
+      try visitor.visitSingularStringField(value: self.severity, fieldNumber: 4)
+    }
+    if !self.summary.isEmpty {
+      try visitor.visitSingularStringField(value: self.summary, fieldNumber: 5)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 6)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 7)
+    }
+    if self.startsAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startsAtUnixMs, fieldNumber: 8)
+    }
+    if self.endsAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.endsAtUnixMs, fieldNumber: 9)
+    }
+    if self.transition != 0 {
+      try visitor.visitSingularUInt32Field(value: self.transition, fieldNumber: 10)
+    }
+    if !self.muted.isEmpty {
+      try visitor.visitSingularStringField(value: self.muted, fieldNumber: 11)
+    }
+    if !self.muteReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.muteReason, fieldNumber: 12)
+    }
+    if !self.ackedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.ackedBy, fieldNumber: 13)
+    }
+    if self.ackedUntilUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.ackedUntilUnixMs, fieldNumber: 14)
+    }
+    if !self.notifiedAtUnixMs.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: self.notifiedAtUnixMs, fieldNumber: 15)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertView, rhs: Specola_V1_AlertView) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.rule != rhs.rule {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.severity != rhs.severity {return false}
+    if lhs.summary != rhs.summary {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.startsAtUnixMs != rhs.startsAtUnixMs {return false}
+    if lhs.endsAtUnixMs != rhs.endsAtUnixMs {return false}
+    if lhs.transition != rhs.transition {return false}
+    if lhs.muted != rhs.muted {return false}
+    if lhs.muteReason != rhs.muteReason {return false}
+    if lhs.ackedBy != rhs.ackedBy {return false}
+    if lhs.ackedUntilUnixMs != rhs.ackedUntilUnixMs {return false}
+    if lhs.notifiedAtUnixMs != rhs.notifiedAtUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AckAlertRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AckAlertRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}for_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.forMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.forMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.forMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AckAlertRequest, rhs: Specola_V1_AckAlertRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.forMs != rhs.forMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AddSilenceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AddSilenceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}matchers\0\u{3}for_ms\0\u{1}comment\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.matchers) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.forMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.comment) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.matchers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.matchers, fieldNumber: 1)
+    }
+    if self.forMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.forMs, fieldNumber: 2)
+    }
+    if !self.comment.isEmpty {
+      try visitor.visitSingularStringField(value: self.comment, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AddSilenceRequest, rhs: Specola_V1_AddSilenceRequest) -> Bool {
+    if lhs.matchers != rhs.matchers {return false}
+    if lhs.forMs != rhs.forMs {return false}
+    if lhs.comment != rhs.comment {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ListSilencesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListSilencesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}all\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.all) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.all != false {
+      try visitor.visitSingularBoolField(value: self.all, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ListSilencesRequest, rhs: Specola_V1_ListSilencesRequest) -> Bool {
+    if lhs.all != rhs.all {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ListSilencesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListSilencesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}silences\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.silences) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.silences.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.silences, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ListSilencesResponse, rhs: Specola_V1_ListSilencesResponse) -> Bool {
+    if lhs.silences != rhs.silences {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_SilenceView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SilenceView"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}matchers\0\u{3}starts_at_unix_ms\0\u{3}ends_at_unix_ms\0\u{3}created_by\0\u{1}comment\0\u{1}state\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.matchers) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.startsAtUnixMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.endsAtUnixMs) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.createdBy) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.comment) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.matchers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.matchers, fieldNumber: 2)
+    }
+    if self.startsAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startsAtUnixMs, fieldNumber: 3)
+    }
+    if self.endsAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.endsAtUnixMs, fieldNumber: 4)
+    }
+    if !self.createdBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.createdBy, fieldNumber: 5)
+    }
+    if !self.comment.isEmpty {
+      try visitor.visitSingularStringField(value: self.comment, fieldNumber: 6)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_SilenceView, rhs: Specola_V1_SilenceView) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.matchers != rhs.matchers {return false}
+    if lhs.startsAtUnixMs != rhs.startsAtUnixMs {return false}
+    if lhs.endsAtUnixMs != rhs.endsAtUnixMs {return false}
+    if lhs.createdBy != rhs.createdBy {return false}
+    if lhs.comment != rhs.comment {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ExpireSilenceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExpireSilenceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ExpireSilenceRequest, rhs: Specola_V1_ExpireSilenceRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

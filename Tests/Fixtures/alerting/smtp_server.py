@@ -3,7 +3,7 @@
 
 With --cert and --key it offers STARTTLS (and with --require-tls refuses mail before it);
 with --user and --password it offers AUTH PLAIN and LOGIN, only after STARTTLS, and
-checks the credentials. Every accepted message and every AUTH attempt is one JSON line in
+checks the credentials. Every accepted message (with when it arrived, in Unix milliseconds) and every AUTH attempt is one JSON line in
 --log. Binds port 0 on --host (a loopback address) and writes the port it got to --ready.
 """
 import argparse
@@ -11,6 +11,7 @@ import asyncio
 import json
 import ssl
 import sys
+import time
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -40,6 +41,7 @@ def main() -> None:
         async def handle_DATA(self, server, session, envelope):
             record({
                 "event": "message",
+                "received_at_unix_ms": int(time.time() * 1000),
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": envelope.rcpt_tos,
                 "mail_options": envelope.mail_options,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A webhook receiver for the alerting tests.
 
-Records every request (path, headers, body, the status it answered) as one JSON line in
+Records every request (path, headers, body, the status it answered, when it arrived in
+Unix milliseconds) as one JSON line in
 --log, and can answer --fail-status to the first --fail-first requests or hold the first
 --slow-first requests for --slow-ms before answering, to test retries and timeouts.
 Binds port 0 on --host (a loopback address) and writes the port it got to --ready.
@@ -39,6 +40,7 @@ def main() -> None:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
+            received_at = int(time.time() * 1000)
             with lock:
                 count[0] += 1
                 number = count[0]
@@ -50,6 +52,7 @@ def main() -> None:
                 "body": body.decode("utf-8", "replace"),
                 "answered": status,
                 "slow": number <= args.slow_first,
+                "received_at_unix_ms": received_at,
             }
             with lock, open(args.log, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")

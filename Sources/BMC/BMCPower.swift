@@ -48,6 +48,11 @@ public struct BMCPower: Sendable, CustomStringConvertible {
         try withSession { try $0.chassisControl(UInt8(IPMI_CHASSIS_CONTROL_POWER_DOWN)) }
     }
 
+    /// Sends chassis control POWER-UP, for `specola node unfence`.
+    public func powerOn() throws {
+        try withSession { try $0.chassisControl(UInt8(IPMI_CHASSIS_CONTROL_POWER_UP)) }
+    }
+
     func withSession<T>(_ body: (FreeIPMISession) throws -> T) throws -> T {
         let session = try FreeIPMISession.openLAN(
             hostname: port == 623 ? host : "\(host):\(port)", user: user, password: password, timeout: timeout)
@@ -57,21 +62,21 @@ public struct BMCPower: Sendable, CustomStringConvertible {
 }
 
 /// SEL bookkeeping from Get SEL Info, used to skip SEL reads when nothing changed.
-struct SELInfo: Equatable {
-    var entries: UInt64
-    var lastAddition: UInt64
-    var lastErase: UInt64
+package struct SELInfo: Equatable {
+    package var entries: UInt64
+    package var lastAddition: UInt64
+    package var lastErase: UInt64
 }
 
 /// One open libfreeipmi session; not thread-safe, closed by its owner.
-final class FreeIPMISession {
+package final class FreeIPMISession {
     private let ctx: OpaquePointer
 
     private init(ctx: OpaquePointer) {
         self.ctx = ctx
     }
 
-    static func openLAN(hostname: String, user: String, password: String, timeout: Duration) throws -> FreeIPMISession {
+    package static func openLAN(hostname: String, user: String, password: String, timeout: Duration) throws -> FreeIPMISession {
         guard let ctx = ipmi_ctx_create() else { throw BMCError("cannot create libfreeipmi context") }
         let timeoutMs = UInt32(clamping: timeout.ipmiMilliseconds)
         let rc = ipmi_ctx_open_outofband_2_0(
@@ -88,7 +93,7 @@ final class FreeIPMISession {
     }
 
     /// Probes the local in-band drivers (KCS, SSIF, OpenIPMI, ...).
-    static func openInBand() throws -> FreeIPMISession {
+    package static func openInBand() throws -> FreeIPMISession {
         guard let ctx = ipmi_ctx_create() else { throw BMCError("cannot create libfreeipmi context") }
         var driver = ipmi_driver_type_t(rawValue: 0)
         let rc = ipmi_ctx_find_inband(ctx, &driver, 0, 0, 0, nil, 0, UInt32(IPMI_FLAGS_DEFAULT))
@@ -100,22 +105,22 @@ final class FreeIPMISession {
         return FreeIPMISession(ctx: ctx)
     }
 
-    func close() {
+    package func close() {
         ipmi_ctx_close(ctx)
         ipmi_ctx_destroy(ctx)
     }
 
-    func chassisPowerIsOn() throws -> Bool {
+    package func chassisPowerIsOn() throws -> Bool {
         try command("tmpl_cmd_get_chassis_status_rs", { ipmi_cmd_get_chassis_status(ctx, $0) }) { response in
             try response.value("current_power_state.power_is_on") != 0
         }
     }
 
-    func chassisControl(_ control: UInt8) throws {
+    package func chassisControl(_ control: UInt8) throws {
         try command("tmpl_cmd_chassis_control_rs", { ipmi_cmd_chassis_control(ctx, control, $0) }) { _ in }
     }
 
-    func selInfo() throws -> SELInfo {
+    package func selInfo() throws -> SELInfo {
         try command("tmpl_cmd_get_sel_info_rs", { ipmi_cmd_get_sel_info(ctx, $0) }) { response in
             SELInfo(
                 entries: try response.value("entries"),
@@ -161,7 +166,7 @@ enum FiidTemplates {
 }
 
 extension Duration {
-    var ipmiMilliseconds: Int64 {
+    package var ipmiMilliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }

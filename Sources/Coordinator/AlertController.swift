@@ -1,0 +1,199 @@
+import Foundation
+import Logging
+import SpecolaAlerting
+import SpecolaProtocol
+import Synchronization
+
+/// The leader's alert loop. Level-triggered: each pass evaluates the rules over a copy of the
+/// state, commits the fire and resolve changes through Raft, plans the notifications that the
+/// committed book owes with the pure `NotificationPlanner`, and hands them to the dispatcher in
+/// a task of their own; a delivered notification's `markNotified` is committed so that no
+/// leader sends it again. Passes run on a timer and whenever something nudges the loop, and a
+/// pass that commits a transition plans at once, so a webhook leaves within milliseconds of it.
+final class AlertController: Sendable {
+    struct Settings: Sendable {
+        /// Longest time between two passes when nothing nudges.
+        var interval: Duration = .milliseconds(250)
+        var rules = BuiltinRuleSettings()
+        var thresholdRules: [ThresholdRule] = []
+        var routing = AlertRouting(routes: [])
+        /// Resolved alerts and expired silences are forgotten this long after they ended.
+        var keepResolvedMs: Int64 = 7 * 86_400_000
+        /// How often to propose the prune.
+        var pruneEveryMs: Int64 = 3_600_000
+    }
+
+    let replica: Replica
+    let settings: Settings
+    private let planner: NotificationPlanner
+    private let dispatcher: AlertDispatcher
+    private let logger: Logger
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+    /// Changes other controllers raised, proposed on the next pass.
+    private let raised = Mutex<[AlertChange]>([])
+    /// Leader-local: the threshold rules' `for` memory.
+    private let evaluator: Mutex<AlertRuleEvaluator>
+    /// Idempotency keys sent or being sent whose `markNotified` is not committed yet, so a
+    /// pass in between does not send them again.
+    private let unsettled = Mutex<Set<String>>([])
+    private let deliveries = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
+    private let lastPruneUnixMs = Mutex<Int64>(0)
+
+    init(replica: Replica, receivers: [any Receiver], settings: Settings = .init(), logger: Logger) {
+        self.replica = replica
+        self.settings = settings
+        self.logger = logger
+        planner = NotificationPlanner(routing: settings.routing)
+        dispatcher = AlertDispatcher(receivers: receivers, logger: logger)
+        evaluator = Mutex(AlertRuleEvaluator(settings: settings.rules, thresholdRules: settings.thresholdRules))
+        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Asks for a pass soon.
+    func nudge() { wake.yield() }
+
+    /// Proposes `change` on the next pass (at once: it nudges). For other controllers, e.g.
+    /// the fencing loop's `BuiltinAlert.fencingStuck(...).fire(atUnixMs:)` and its resolve.
+    /// Only the leader acts on it; a follower drops it at its next pass.
+    func raise(_ change: AlertChange) {
+        raised.withLock { $0.append(change) }
+        nudge()
+    }
+
+    /// Why `alert` is not being sent now, with the configured routing.
+    func muteReason(for alert: Alert, in book: AlertBook, atUnixMs now: Int64) -> MuteReason? {
+        planner.muteReason(for: alert, in: book, atUnixMs: now)
+    }
+
+    func run() async {
+        let ticker = Task { [wake, settings] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: settings.interval)
+                wake.yield()
+            }
+        }
+        defer {
+            ticker.cancel()
+            cancelDeliveries()
+        }
+        var leading = false
+        for await _ in wakeups {
+            guard await replica.isLeader else {
+                if leading { lostLeadership() }
+                leading = false
+                raised.withLock { $0.removeAll() }
+                continue
+            }
+            if !leading {
+                // Evaluate and plan only on everything the previous leader committed, its markNotified included.
+                do { try await replica.readBarrier() } catch { continue }
+                leading = true
+            }
+            await pass()
+        }
+    }
+
+    private func lostLeadership() {
+        logger.info("alerting stops: no longer leader; in-flight deliveries are cancelled")
+        cancelDeliveries()
+        evaluator.withLock { $0 = AlertRuleEvaluator(settings: settings.rules, thresholdRules: settings.thresholdRules) }
+    }
+
+    func pass() async {
+        let input = await replica.alertingInput()
+        var changes = raised.withLock { pending in
+            defer { pending.removeAll() }
+            return pending
+        }.filter { !AlertRuleEvaluator.isRedundant($0, in: input.state.alerts) }
+        changes += evaluator.withLock { $0.evaluate(input) }
+        let prune = lastPruneUnixMs.withLock { last in
+            guard input.nowUnixMs - last >= settings.pruneEveryMs else { return false }
+            last = input.nowUnixMs
+            return true
+        }
+        if prune { changes.append(.prune(beforeUnixMs: input.nowUnixMs - settings.keepResolvedMs)) }
+        if !changes.isEmpty { await commit(changes) }
+        await deliverDue()
+    }
+
+    /// Proposes the changes concurrently (Raft batches them) and waits until each is committed.
+    private func commit(_ changes: [AlertChange]) async {
+        let now = Clock.nowUnixMs()
+        await withTaskGroup(of: Void.self) { group in
+            for change in changes {
+                group.addTask { [replica, logger] in
+                    do {
+                        let outcome = try await replica.propose(.alert(change, atUnixMs: now))
+                        if case .rejected(let reason) = outcome {
+                            logger.warning("alert change rejected", metadata: ["alert.change": "\(change)", "reason": "\(reason)"])
+                        } else {
+                            Self.log(change, logger)
+                        }
+                    } catch {
+                        logger.warning("alert change not committed; the next pass proposes it again", metadata: [
+                            "alert.change": "\(change)", "error": "\(error)",
+                        ])
+                    }
+                }
+            }
+        }
+    }
+
+    private static func log(_ change: AlertChange, _ logger: Logger) {
+        switch change {
+        case .fire(let rule, let labels, let severity, let summary, _, _):
+            logger.warning("alert firing", metadata: [
+                "alert.rule": "\(rule)", "alert.labels": "\(labels.sorted { $0.key < $1.key })", "alert.severity": "\(severity)",
+                "alert.summary": "\(summary)",
+            ])
+        case .resolve(let fingerprint, _):
+            logger.info("alert resolved", metadata: ["alert.id": "\(fingerprint)"])
+        default:
+            break
+        }
+    }
+
+    /// Plans on the committed book and starts delivering what is due and not already on its way.
+    private func deliverDue() async {
+        let book = await replica.replicatedState.alerts
+        let plan = planner.plan(book, atUnixMs: Clock.nowUnixMs())
+        let due = unsettled.withLock { unsettled in
+            let fresh = plan.notifications.filter { !unsettled.contains($0.idempotencyKey) }
+            unsettled.formUnion(fresh.map(\.idempotencyKey))
+            return fresh
+        }
+        // One task each, so a slow receiver holds up neither the others nor their markNotified.
+        for notification in due { startDelivery([notification]) }
+    }
+
+    private func startDelivery(_ notifications: [AlertNotification]) {
+        deliveries.withLock { running in
+            let id = running.next
+            running.next += 1
+            running.tasks[id] = Task { [self] in
+                defer {
+                    _ = deliveries.withLock { $0.tasks.removeValue(forKey: id) }
+                    unsettled.withLock { $0.subtract(notifications.map(\.idempotencyKey)) }
+                }
+                let outcomes = await dispatcher.deliver(notifications)
+                let changes = outcomes.flatMap(\.changesToCommit)
+                guard !changes.isEmpty else { return }
+                // Tried even when cancelled by a leadership change: if this replica can still
+                // commit, the next leader knows the notification went out.
+                await commit(changes)
+                // A group interval counts from this delivery; plan again now that it is committed.
+                nudge()
+            }
+        }
+    }
+
+    private func cancelDeliveries() {
+        let tasks = deliveries.withLock { deliveries in
+            defer { deliveries.tasks.removeAll() }
+            return Array(deliveries.tasks.values)
+        }
+        for task in tasks { task.cancel() }
+        unsettled.withLock { $0.removeAll() }
+    }
+}

@@ -1,0 +1,269 @@
+import Foundation
+import SpecolaBMC
+import SpecolaProtocol
+import SwiftProtobuf
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Fence before failover, with real processes: a node that dies is powered off
+/// through its (simulated) BMC before its work moves; a node cut off from the
+/// coordinator kills its own work before the coordinator moves it.
+@Suite(.serialized) struct FailoverTests {
+    /// A task that records, on the host, when each of its runs started and when it was last alive
+    /// (host uptime, the same clock in every container), so overlapping runs can be found afterwards.
+    static func witnessJob(_ cluster: LocalCluster, ledger: String) throws -> String {
+        try JobTests.spec(cluster, "witness.yaml", """
+            apiVersion: specola/v1
+            kind: Job
+            metadata: {name: witness, owner: ops, project: ha}
+            task:
+              name: serve
+              driver: podman
+              image: IMAGE
+              command: /bin/sh
+              args: ["-c", "f=/ledger/$SPECOLA_ALLOCATION_ID; echo $(cut -d' ' -f1 /proc/uptime) > $f.start; while true; do cut -d' ' -f1 /proc/uptime > $f.alive.tmp; mv $f.alive.tmp $f.alive; sleep 0.1; done"]
+              mounts: [{source: \(ledger), target: /ledger}]
+              resources: {cpu: 0.1, memory: 32MiB}
+            """)
+    }
+
+    /// Every run's [start, last sign of life]; they must not overlap.
+    static func runIntervals(_ ledger: String) throws -> [(id: String, start: Double, end: Double)] {
+        let files = try FileManager.default.contentsOfDirectory(atPath: ledger)
+        return try files.filter { $0.hasSuffix(".start") }.map { name in
+            let id = String(name.dropLast(".start".count))
+            func read(_ file: String) throws -> Double {
+                Double(try String(contentsOfFile: ledger + "/" + file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            }
+            let start = try read(name)
+            let end = (try? read(id + ".alive")) ?? start
+            return (id, start, end)
+        }.sorted { $0.start < $1.start }
+    }
+
+    static func expectNoOverlap(_ ledger: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let runs = try runIntervals(ledger)
+        for (earlier, later) in zip(runs, runs.dropFirst()) {
+            #expect(later.start > earlier.end, "\(later.id) started at \(later.start) while \(earlier.id) was alive until \(earlier.end)",
+                    sourceLocation: sourceLocation)
+        }
+    }
+
+    static func task(_ cluster: LocalCluster) async throws -> Specola_V1_TaskStatus? {
+        try await JobTests.status(cluster, "witness").tasks.first
+    }
+
+    @Test func aDeadNodeIsPoweredOffThroughItsBMCAndItsJobRunsElsewhere() async throws {
+        try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
+        try await TestPodman.ensureImage()
+        let bmc = try await SimulatedBMC.start(address: "127.0.1.21")
+        defer { bmc.stop() }
+        let passwordDir = try TempDir()
+        defer { passwordDir.remove() }
+        try passwordDir.write("bmc-password", "secret\n")
+        // Lease off: the BMC is the only proof, so this test shows BMC fencing alone.
+        let cluster = try LocalCluster(suspectAfter: 1, downAfter: 2, extraConfig: """
+            heartbeatInterval: 0.3
+            fencing:
+              selfFenceAfter: 0
+              maxFencedFraction: 0.5
+              bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 2}
+            """)
+        defer { Task { await cluster.shutdown() } }
+        try await cluster.startCoordinator()
+        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+        try cluster.writeAgentConfig("node1", address: "127.0.1.21", extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\n\(podman)")
+        try cluster.writeAgentConfig("node2", address: "127.0.1.22", extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
+        try cluster.startAgent("node1")
+        try cluster.startAgent("node2")
+        try await waitUntil("both agents to report their BMC state", timeout: .seconds(60)) {
+            let nodes = try await cluster.nodes()
+            return nodes.count == 2 && nodes.first { $0.name == "node1" }?.facts.bmc.present == true
+        }
+        let ledger = cluster.dir.file("ledger")
+        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
+        #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
+        try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
+            try await Self.task(cluster)?.state == "running"
+        }
+        #expect(try await Self.task(cluster)?.node == "node1")
+        #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+
+        // node1 dies: its agent and its work. The power stays on until the coordinator fences.
+        let died = ContinuousClock.now
+        try await cluster.agents["node1"]!.stop(SIGKILL)
+        let allocation = try #require(try await Self.task(cluster)?.allocationID)
+        try await TestPodman.run(["rm", "--force", "--time", "0", "specola-\(allocation)"])
+
+        try await waitUntil("the job to run on node2", timeout: .seconds(40), every: .milliseconds(100)) {
+            let task = try await Self.task(cluster)
+            return task?.state == "running" && task?.node == "node2"
+        }
+        let failover = ContinuousClock.now - died
+        let node1 = try #require(try await cluster.node("node1"))
+        #expect(node1.status == "fenced")
+        #expect(node1.statusReason.contains("BMC confirmed chassis power off"), "\(node1.statusReason)")
+        #expect(try bmc.power().powerStatus() == .off)
+        #expect(try await Self.task(cluster)?.relocations == 1)
+        #expect(failover < .seconds(10), "failover took \(failover)")
+        print("failover after node death (BMC fencing): \(failover)")
+
+        // The operator brings it back: power on through the BMC.
+        let unfenced = try await cluster.cli(["node", "unfence", "node1"])
+        #expect(unfenced.status == 0, "\(unfenced.stderr)")
+        #expect(unfenced.stdout.contains("unfenced by user/admin"), "\(unfenced.stdout)")
+        try await waitUntil("the BMC to report power on", timeout: .seconds(10)) { try bmc.power().powerStatus() == .on }
+        try await waitUntil("the second run to write its ledger", timeout: .seconds(10)) {
+            try Self.runIntervals(ledger).count == 2
+        }
+        try Self.expectNoOverlap(ledger)
+        _ = try? await cluster.cli(["job", "cancel", "witness"])
+    }
+
+    @Test func aCriticalSensorDrainsTheNodeBeforeItFails() async throws {
+        try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
+        try await TestPodman.ensureImage()
+        let bmc = try await SimulatedBMC.start(address: "127.0.1.25")
+        defer { bmc.stop() }
+        let cluster = try LocalCluster()
+        defer { Task { await cluster.shutdown() } }
+        try await cluster.startCoordinator()
+        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+        try cluster.writeAgentConfig("node1", address: "127.0.1.25", extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\n\(podman)")
+        try cluster.writeAgentConfig("node2", address: "127.0.1.26", extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
+        try cluster.startAgent("node1")
+        try cluster.startAgent("node2")
+        try await waitUntil("both agents to report", timeout: .seconds(60)) {
+            try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
+        }
+        let ledger = cluster.dir.file("ledger")
+        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
+        #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
+        try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
+            let task = try await Self.task(cluster)
+            return task?.state == "running" && task?.node == "node1"
+        }
+        #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+
+        try bmc.setCPUTemperature(100)
+        try await waitUntil("node1 to be drained and its task to run on node2", timeout: .seconds(40), every: .milliseconds(200)) {
+            let task = try await Self.task(cluster)
+            return task?.state == "running" && task?.node == "node2"
+        }
+        let node1 = try #require(try await cluster.node("node1"))
+        #expect(node1.draining && node1.status == "ready", "drained while still healthy, not fenced")
+        #expect(try await Self.task(cluster)?.failures == 0)
+        #expect(cluster.coordinatorProcess?.log.contains("early warning: node taken out of service before it fails") == true)
+        try Self.expectNoOverlap(ledger)
+        _ = try? await cluster.cli(["job", "cancel", "witness"])
+    }
+
+    /// Each agent reaches the coordinator through its own alias address, NATed to the real one, so one
+    /// agent can be cut off (both directions, new connections too) while the other keeps talking.
+    final class AgentPartitions: @unchecked Sendable {
+        let coordinator: HostPort
+        let aliases: [String: String]
+        private var rules: [(table: String, spec: [String])] = []
+        private var cut: [String: [String]] = [:]
+        let tag = "specola-failover-test-\(getpid())"
+
+        init(coordinator: HostPort, aliases: [String: String]) throws {
+            self.coordinator = coordinator
+            self.aliases = aliases
+            for alias in aliases.values.sorted() {
+                try add("nat", ["OUTPUT", "-d", alias, "-p", "tcp", "--dport", "\(coordinator.port)", "-m", "comment", "--comment", tag,
+                                "-j", "DNAT", "--to-destination", coordinator.description])
+            }
+        }
+
+        private func add(_ table: String, _ spec: [String]) throws {
+            let result = try runBlocking(ReplicaGroup.iptables, ["-w", "-t", table, "-A"] + spec)
+            guard result.status == 0 else { throw IptablesFailed(arguments: spec, stderr: result.stderr) }
+            rules.append((table, spec))
+        }
+
+        func isolate(_ node: String) throws {
+            let spec = ["OUTPUT", "-m", "conntrack", "--ctorigdst", aliases[node]!, "-m", "comment", "--comment", tag, "-j", "DROP"]
+            try add("filter", spec)
+            cut[node] = spec
+        }
+
+        func heal(_ node: String) {
+            guard let spec = cut.removeValue(forKey: node) else { return }
+            _ = try? runBlocking(ReplicaGroup.iptables, ["-w", "-t", "filter", "-D"] + spec)
+            rules.removeAll { $0.spec == spec }
+        }
+
+        func removeAll() {
+            for rule in rules.reversed() { _ = try? runBlocking(ReplicaGroup.iptables, ["-w", "-t", rule.table, "-D"] + rule.spec) }
+            rules.removeAll()
+        }
+    }
+
+    @Test func aPartitionedNodeFencesItselfBeforeItsWorkMoves() async throws {
+        try await TestPodman.ensureImage()
+        let rounds = Int(ProcessInfo.processInfo.environment["SPECOLA_FENCE_ROUNDS"] ?? "") ?? 20
+        let aliases = ["node1": "127.0.0.51", "node2": "127.0.0.52"]
+        // No BMC: the agents' self-fence lease is the only proof. The margin covers
+        // the agent's own time to kill its containers on a loaded machine.
+        let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2, extraConfig: """
+            heartbeatInterval: 0.2
+            fencing: {selfFenceAfter: 2, leaseMargin: 2, maxFencedFraction: 0.5}
+            """)
+        let partitions = try AgentPartitions(coordinator: cluster.coordinator, aliases: aliases)
+        defer {
+            partitions.removeAll()
+            Task { await cluster.shutdown() }
+        }
+        try await cluster.startCoordinator()
+        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+        for (name, address) in [("node1", "127.0.1.23"), ("node2", "127.0.1.24")] {
+            try cluster.writeAgentConfig(
+                name, address: address, coordinatorAddress: HostPort(host: aliases[name]!, port: cluster.coordinator.port),
+                extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
+            try cluster.startAgent(name)
+        }
+        try await waitUntil("both agents to report", timeout: .seconds(60)) {
+            try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.status == "ready" }.count == 2
+        }
+        let ledger = cluster.dir.file("ledger")
+        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
+
+        var generator = SystemRandomNumberGenerator()
+        for round in 1...rounds {
+            try await waitUntil("round \(round): the task to run", timeout: .seconds(30), every: .milliseconds(100)) {
+                try await Self.task(cluster)?.state == "running"
+            }
+            let victim = try #require(try await Self.task(cluster)?.node)
+            // A random moment in the task's life, then the victim's agent loses the coordinator.
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...800, using: &generator)))
+            try partitions.isolate(victim)
+            do {
+                try await waitUntil("round \(round): the task to move off \(victim)", timeout: .seconds(30), every: .milliseconds(100)) {
+                    let task = try await Self.task(cluster)
+                    return task?.state == "running" && task?.node != victim
+                }
+            } catch {
+                let nodes = try await cluster.nodes().map { "\($0.name): \($0.status) (\($0.statusReason))" }
+                Issue.record("nodes: \(nodes)\ntask: \(String(describing: try await Self.task(cluster)))\nvictim log:\n\(cluster.agents[victim]?.log.suffix(2000) ?? "")")
+                throw error
+            }
+            let fenced = try #require(try await cluster.node(victim))
+            #expect(fenced.status == "fenced" && fenced.statusReason.contains("self-fence lease expired"), "\(fenced.status): \(fenced.statusReason)")
+            partitions.heal(victim)
+            try await waitUntil("round \(round): \(victim) to rejoin", timeout: .seconds(30), every: .milliseconds(100)) {
+                try await cluster.node(victim)?.status == "ready"
+            }
+            try Self.expectNoOverlap(ledger)
+        }
+        #expect(try Self.runIntervals(ledger).count == rounds + 1)
+        #expect(cluster.agents.values.contains { $0.log.contains("self-fencing: stopping every task on this node") })
+        _ = try? await cluster.cli(["job", "cancel", "witness"])
+    }
+}
