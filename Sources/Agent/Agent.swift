@@ -154,9 +154,7 @@ public struct Agent: Service {
         var drivers: [String: any WorkloadDriver] = [:]
         if !config.libvirt.uri.isEmpty { drivers["vm"] = LibvirtWorkloadDriver(uri: config.libvirt.uri, logger: logger) }
         if config.podman.enabled {
-            drivers["pod"] = PodWorkloadDriver(
-                podmanPath: config.podman.path, environment: podmanEnvironment, nodeName: config.nodeName,
-                directory: config.dataDir + "/workloads", logger: logger)
+            drivers["pod"] = PodWorkloadDriver(podman: makePodmanDriver(), directory: config.dataDir + "/workloads")
         }
         return drivers
     }

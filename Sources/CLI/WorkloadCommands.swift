@@ -33,8 +33,8 @@ struct VMCommand: AsyncParsableCommand {
         commandName: "vm",
         abstract: "HA virtual machines: libvirt domains the cluster keeps running, restarts after a crash and moves off fenced nodes.",
         subcommands: [
-            WorkloadList<VMNoun>.self, WorkloadShow<VMNoun>.self, CreateVM.self, WorkloadEnable<VMNoun>.self,
-            WorkloadDisable<VMNoun>.self, WorkloadDelete<VMNoun>.self,
+            WorkloadList<VMNoun>.self, WorkloadShow<VMNoun>.self, CreateVM.self, WorkloadSetDesired<VMNoun, EnableChange>.self,
+            WorkloadSetDesired<VMNoun, DisableChange>.self, WorkloadDelete<VMNoun>.self,
         ])
 }
 
@@ -44,8 +44,8 @@ struct PodCommand: AsyncParsableCommand {
         commandName: "pod",
         abstract: "HA pods: kube YAML played with podman, kept running, restarted after a crash and moved off fenced nodes.",
         subcommands: [
-            WorkloadList<PodNoun>.self, WorkloadShow<PodNoun>.self, CreatePod.self, WorkloadEnable<PodNoun>.self,
-            WorkloadDisable<PodNoun>.self, WorkloadDelete<PodNoun>.self,
+            WorkloadList<PodNoun>.self, WorkloadShow<PodNoun>.self, CreatePod.self, WorkloadSetDesired<PodNoun, EnableChange>.self,
+            WorkloadSetDesired<PodNoun, DisableChange>.self, WorkloadDelete<PodNoun>.self,
         ])
 }
 
@@ -208,27 +208,36 @@ private func setDesired(_ desired: String, name: String, noun: any WorkloadNoun.
     print("\(noun.noun) \(workload.name): wanted \(workload.desired), now \(workload.phase)\(workload.node.isEmpty ? "" : " on \(workload.node)")")
 }
 
-struct WorkloadEnable<Noun: WorkloadNoun>: AsyncParsableCommand {
-    static var configuration: CommandConfiguration {
-        CommandConfiguration(commandName: "enable", abstract: "Keep the \(Noun.noun) running; from error or disabled, with fresh restart and relocation limits.")
-    }
-    @OptionGroup var connection: ConnectionOptions
-    @Argument var name: String
+/// What `enable` and `disable` set, so one command type serves both.
+protocol DesiredChange {
+    static var commandName: String { get }
+    static var desired: String { get }
+    static func abstract(_ noun: String) -> String
+}
 
-    func run() async throws {
-        try await runReporting { try await setDesired("started", name: name, noun: Noun.self, connection: connection) }
+enum EnableChange: DesiredChange {
+    static let commandName = "enable"
+    static let desired = "started"
+    static func abstract(_ noun: String) -> String {
+        "Keep the \(noun) running; from error or disabled, with fresh restart and relocation limits."
     }
 }
 
-struct WorkloadDisable<Noun: WorkloadNoun>: AsyncParsableCommand {
+enum DisableChange: DesiredChange {
+    static let commandName = "disable"
+    static let desired = "disabled"
+    static func abstract(_ noun: String) -> String { "Stop the \(noun) and keep it stopped, out of HA care." }
+}
+
+struct WorkloadSetDesired<Noun: WorkloadNoun, Change: DesiredChange>: AsyncParsableCommand {
     static var configuration: CommandConfiguration {
-        CommandConfiguration(commandName: "disable", abstract: "Stop the \(Noun.noun) and keep it stopped, out of HA care.")
+        CommandConfiguration(commandName: Change.commandName, abstract: Change.abstract(Noun.noun))
     }
     @OptionGroup var connection: ConnectionOptions
     @Argument var name: String
 
     func run() async throws {
-        try await runReporting { try await setDesired("disabled", name: name, noun: Noun.self, connection: connection) }
+        try await runReporting { try await setDesired(Change.desired, name: name, noun: Noun.self, connection: connection) }
     }
 }
 

@@ -17,8 +17,7 @@ final class WorkloadController: Sendable {
     let hub: InstructionHub
     let settings: Settings
     private let logger: Logger
-    private let wakeups: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
+    private let loop: LeaderLoop
     /// Why each workload that should run is not placed (leader-local soft state).
     private let waiting = Mutex<[String: String]>([:])
     /// Called once for each workload the controller puts into `error`.
@@ -35,7 +34,7 @@ final class WorkloadController: Sendable {
         } else {
             self.onError = { name, reason in Self.onWorkloadError(name: name, reason: reason, logger: logger) }
         }
-        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        loop = LeaderLoop(replica: replica, interval: settings.interval)
     }
 
     /// The hook for a workload that went to `error` (its limits are spent). The
@@ -48,32 +47,15 @@ final class WorkloadController: Sendable {
     }
 
     /// Asks for a pass soon (an agent reported a workload event, an operator changed one).
-    func nudge() { wake.yield() }
+    func nudge() { loop.nudge() }
 
     func waitingReason(_ name: String) -> String? { waiting.withLock { $0[name] } }
 
     func run() async {
-        let ticker = Task { [wake, settings] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: settings.interval)
-                wake.yield()
-            }
-        }
-        defer { ticker.cancel() }
-        var leaderSince: ContinuousClock.Instant?
-        for await _ in wakeups {
-            guard await replica.isLeader else {
-                leaderSince = nil
-                waiting.withLock { $0.removeAll() }
-                continue
-            }
-            if leaderSince == nil {
-                do { try await replica.readBarrier() } catch { continue }
-                leaderSince = .now
-            }
+        await loop.run(following: { waiting.withLock { $0.removeAll() } }) { leaderFor in
             // A new leader counts every node as just seen; it places nothing until
             // silence could have made a dead node suspect.
-            guard ContinuousClock.now - leaderSince! >= .milliseconds(replica.thresholds.suspectAfterMs) else { continue }
+            guard leaderFor >= .milliseconds(replica.thresholds.suspectAfterMs) else { return }
             await pass()
         }
     }

@@ -49,10 +49,6 @@ import Testing
         }
     }
 
-    static func domain(_ name: String) -> String {
-        "<domain type='test'><name>\(name)</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"
-    }
-
     @Test func aVMIsStartedOnceRestartedAfterACrashStoppedAndReattachedAfterARestart() async throws {
         let dir = try TempDir()
         let daemon = try await PrivateLibvirtd.start(workDir: dir.file("libvirt"))
@@ -75,11 +71,11 @@ import Testing
         let watch = Task { await agent.runner.run() }
         defer { watch.cancel() }
 
-        #expect(try await agent.start("vm", "havm", 1, domain("havm")).message == "starting")
+        #expect(try await agent.start("vm", "havm", 1, HAFixtures.domainXML("havm")).message == "starting")
         try await agent.waitForEvent("havm/1 started")
         #expect(try await daemon.domainState("havm") == "running")
         // The same instruction again (a new leader resends it) is not run twice.
-        let again = try await agent.start("vm", "havm", 1, domain("havm"))
+        let again = try await agent.start("vm", "havm", 1, HAFixtures.domainXML("havm"))
         #expect(again.duplicate)
         #expect(try agent.events().filter { $0.hasPrefix("havm/1 started") }.count == 1)
 
@@ -89,7 +85,7 @@ import Testing
         #expect(await agent.runner.running.isEmpty)
 
         // The coordinator restarts it as generation 2, then stops it.
-        _ = try await agent.start("vm", "havm", 2, domain("havm"))
+        _ = try await agent.start("vm", "havm", 2, HAFixtures.domainXML("havm"))
         try await agent.waitForEvent("havm/2 started")
         #expect(try await daemon.domainState("havm") == "running")
         _ = try await agent.stop("vm", "havm", 2)
@@ -99,7 +95,7 @@ import Testing
         // A stop that overtakes its start: the late start never runs.
         _ = try await agent.stop("vm", "havm", 3)
         try await agent.waitForEvent("havm/3 stopped")
-        #expect(try await agent.start("vm", "havm", 3, domain("havm")).duplicate)
+        #expect(try await agent.start("vm", "havm", 3, HAFixtures.domainXML("havm")).duplicate)
         #expect(try await daemon.domainState("havm") == nil)
 
         // A definition libvirt refuses fails to start, with libvirt's reason.
@@ -107,8 +103,8 @@ import Testing
         try await agent.waitForEvent("broken/1 failedToStart")
 
         // An agent restart: a VM still running is adopted, one that vanished meanwhile is reported exited.
-        _ = try await agent.start("vm", "keep", 1, domain("keep"))
-        _ = try await agent.start("vm", "lose", 1, domain("lose"))
+        _ = try await agent.start("vm", "keep", 1, HAFixtures.domainXML("keep"))
+        _ = try await agent.start("vm", "lose", 1, HAFixtures.domainXML("lose"))
         try await agent.waitForEvent("keep/1 started")
         try await agent.waitForEvent("lose/1 started")
         watch.cancel()
@@ -133,20 +129,10 @@ import Testing
             _ = try? runBlocking("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", name], environment: TestPodman.environment)
             dir.remove()
         }
-        let yaml = """
-            apiVersion: v1
-            kind: Pod
-            metadata:
-              name: \(name)
-            spec:
-              restartPolicy: Never
-              containers:
-              - name: main
-                image: \(TestPodman.image)
-                command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
-            """
-        let driver = PodWorkloadDriver(environment: TestPodman.environment, nodeName: "test-node", directory: dir.file("pods"),
-                                       logger: Logger(label: "test.pod"))
+        let yaml = HAFixtures.sleeperPod(name)
+        let driver = PodWorkloadDriver(
+            podman: PodmanDriver(environment: TestPodman.environment, nodeName: "test-node", logger: Logger(label: "test.pod")),
+            directory: dir.file("pods"))
         let agent = try Agent(dir: dir, drivers: ["pod": driver])
         let watch = Task { await agent.runner.run() }
         defer { watch.cancel() }

@@ -1,6 +1,7 @@
 import Foundation
 import SpecolaJobs
 import SpecolaProtocol
+import TestSupport
 import Testing
 @testable import SpecolaCoordinator
 
@@ -10,20 +11,6 @@ import Testing
 /// workload runs on two nodes; once the cluster is healthy again every
 /// workload that should run, runs exactly once. A failure prints its seed.
 @Suite struct WorkloadSimulationTests {
-    /// SplitMix64: small, seedable, the same on every platform.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-        mutating func pick<T>(_ items: [T]) -> T? { items.isEmpty ? nil : items[below(items.count)] }
-    }
-
     /// The physical world the state is about.
     struct World {
         var state = WorkloadBookTests.cluster(["n1", "n2", "n3"])
@@ -83,12 +70,12 @@ import Testing
             }
         }
 
-        mutating func crashOne(_ random: inout Random) {
+        mutating func crashOne(_ random: inout SeededRandom) {
             let candidates = alive.sorted().flatMap { node in running[node, default: [:]].sorted { $0.key < $1.key }.map { (node, $0.key, $0.value) } }
-            guard let (node, name, generation) = random.pick(candidates) else { return }
+            guard let (node, name, generation) = candidates.randomElement(using: &random) else { return }
             running[node]?[name] = nil
             ledger[node]?[name] = nil
-            report(node, name, generation, random.below(3) == 0 ? .failedToStart : .exited)
+            report(node, name, generation, Int.random(in: 0..<3, using: &random) == 0 ? .failedToStart : .exited)
         }
 
         /// Fencing powers the node off first, and only then is `fenced` committed.
@@ -124,30 +111,30 @@ import Testing
     }
 
     static func simulate(seed: UInt64, steps: Int) -> [String] {
-        var random = Random(state: seed)
+        var random = SeededRandom(seed: seed)
         var world = World()
         let names = ["a", "b", "c", "d"]
         for name in names {
-            _ = world.state.apply(WorkloadBookTests.vm(name, restarts: UInt32(random.below(3)), relocations: UInt32(1 + random.below(3)), memory: 1 << 30))
+            _ = world.state.apply(WorkloadBookTests.vm(name, restarts: UInt32(Int.random(in: 0..<3, using: &random)), relocations: UInt32(1 + Int.random(in: 0..<3, using: &random)), memory: 1 << 30))
         }
         var problems: [String] = []
         for step in 0..<steps {
-            switch random.below(10) {
+            switch Int.random(in: 0..<10, using: &random) {
             case 0, 1, 2: world.controllerPass()
             case 3, 4, 5: world.deliver()
             case 6: world.crashOne(&random)
             case 7:
                 // A node dies; it keeps running what it ran.
-                if world.alive.count > 1, let node = random.pick(world.alive.sorted()) { world.alive.remove(node) }
+                if world.alive.count > 1, let node = world.alive.sorted().randomElement(using: &random) { world.alive.remove(node) }
             case 8:
                 let dead = Set(world.state.nodes.keys).subtracting(world.alive).sorted()
-                if let node = random.pick(dead) {
-                    if random.below(2) == 0 { world.fence(node) } else { world.recover(node) }
+                if let node = dead.randomElement(using: &random) {
+                    if Int.random(in: 0..<2, using: &random) == 0 { world.fence(node) } else { world.recover(node) }
                 }
             default:
-                if let name = random.pick(names) {
+                if let name = names.randomElement(using: &random) {
                     world.now += 1
-                    let desired = random.below(4) == 0 ? "disabled" : "started"
+                    let desired = Int.random(in: 0..<4, using: &random) == 0 ? "disabled" : "started"
                     _ = world.state.apply(.workload(name, at: world.now, by: "user/op", .setDesired(desired)))
                 }
             }

@@ -104,27 +104,8 @@ import Glibc
     }
 
     static func writeDefinitions(_ cluster: LocalCluster, vm: String, pod: String) throws {
-        try cluster.dir.write("vm.xml", """
-            <domain type='test'>
-              <name>\(vm)</name>
-              <memory unit='MiB'>256</memory>
-              <vcpu>1</vcpu>
-              <os><type>hvm</type></os>
-            </domain>
-            """)
-        try cluster.dir.write("pod.yaml", """
-            apiVersion: v1
-            kind: Pod
-            metadata:
-              name: \(pod)
-            spec:
-              restartPolicy: Never
-              containers:
-              - name: main
-                image: \(TestPodman.image)
-                command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
-                resources: {requests: {cpu: 100m, memory: 32Mi}}
-            """)
+        try cluster.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 256))
+        try cluster.dir.write("pod.yaml", HAFixtures.sleeperPod(pod))
     }
 
     @Test func aDeadNodesVMAndPodRunElsewhereOnlyOnceItsBMCPoweredItOff() async throws {

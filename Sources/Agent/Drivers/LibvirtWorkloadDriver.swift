@@ -9,20 +9,14 @@ import SpecolaProtocol
 /// which is what fencing relies on. Stopping is `virDomainDestroy` (power
 /// off), as for any HA manager that must be sure the VM is gone.
 public final class LibvirtWorkloadDriver: WorkloadDriver, @unchecked Sendable {
-    private let uri: String
     private let logger: Logger
-    /// Every libvirt call runs here, off the cooperative pool; it also guards `connection`.
+    /// Every libvirt call runs here, off the cooperative pool; it also serializes `connection`.
     private let queue = DispatchQueue(label: "specola.agent.libvirt-workloads")
-    private var connection: virConnectPtr?
+    private let connection: LibvirtConnection
 
     public init(uri: String, logger: Logger) {
-        self.uri = uri
         self.logger = logger
-        LibvirtErrors.installQuietHandler()
-    }
-
-    deinit {
-        if let connection { virConnectClose(connection) }
+        connection = LibvirtConnection(uri: uri, readOnly: false, logger: logger)
     }
 
     public func start(name: String, generation: UInt64, definition: String) async throws {
@@ -92,23 +86,11 @@ public final class LibvirtWorkloadDriver: WorkloadDriver, @unchecked Sendable {
         throw LibvirtError.last(context: "looking up VM \(name)")
     }
 
-    /// Runs `body` on the libvirt queue with a live read-write connection, reconnecting once.
+    /// Runs `body` on the libvirt queue with a live read-write connection.
     private func onQueue<T: Sendable>(_ body: @escaping @Sendable (virConnectPtr) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async {
-                continuation.resume(with: Result {
-                    if let connection = self.connection, virConnectIsAlive(connection) != 1 {
-                        virConnectClose(connection)
-                        self.connection = nil
-                    }
-                    if self.connection == nil {
-                        guard let opened = virConnectOpen(self.uri) else {
-                            throw LibvirtError.last(context: "connecting to \(self.uri) read-write")
-                        }
-                        self.connection = opened
-                    }
-                    return try body(self.connection!)
-                })
+                continuation.resume(with: Result { try body(self.connection.opened().get()) })
             }
         }
     }

@@ -13,19 +13,15 @@ public struct PodWorkloadDriver: WorkloadDriver {
     public static let nodeAnnotation = "org.specola.node"
     public static let instanceAnnotation = "org.specola.workload"
 
-    let podmanPath: String
-    let environment: [String: String]
-    let nodeName: String
+    /// The agent's podman settings (path, CONTAINERS_CONF, node name) and its way of running podman.
+    let podman: PodmanDriver
     /// Where the kube YAML of each pod is written for `kube play`.
     let directory: String
-    let logger: Logger
+    var logger: Logger { podman.logger }
 
-    public init(podmanPath: String = "podman", environment: [String: String] = [:], nodeName: String, directory: String, logger: Logger) {
-        self.podmanPath = podmanPath
-        self.environment = environment
-        self.nodeName = nodeName
+    public init(podman: PodmanDriver, directory: String) {
+        self.podman = podman
         self.directory = directory
-        self.logger = logger
     }
 
     public func start(name: String, generation: UInt64, definition: String) async throws {
@@ -42,8 +38,8 @@ public struct PodWorkloadDriver: WorkloadDriver {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let file = directory + "/\(name).yaml"
         try definition.write(toFile: file, atomically: true, encoding: .utf8)
-        let played = try await podman([
-            "kube", "play", "--annotation", "\(Self.nodeAnnotation)=\(nodeName)",
+        let played = try await podman.podman([
+            "kube", "play", "--annotation", "\(Self.nodeAnnotation)=\(podman.nodeName)",
             "--annotation", "\(Self.instanceAnnotation)=\(name)/\(generation)", file,
         ], timeout: .seconds(300))
         guard played.status == 0 else {
@@ -54,7 +50,7 @@ public struct PodWorkloadDriver: WorkloadDriver {
     }
 
     public func observe(_ names: [String]) async throws -> [String: WorkloadObservation] {
-        let listed = try await podman(["pod", "ps", "--format", "json"], timeout: .seconds(30))
+        let listed = try await podman.podman(["pod", "ps", "--format", "json"], timeout: .seconds(30))
         guard listed.status == 0 else { throw DriverError("podman pod ps failed: \(listed.stderr)") }
         var status: [String: String] = [:]
         if !listed.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
@@ -77,15 +73,10 @@ public struct PodWorkloadDriver: WorkloadDriver {
     }
 
     public func stop(name: String, immediately: Bool = false) async throws {
-        let removed = try await podman(["pod", "rm", "--force", "--ignore", "--time", immediately ? "0" : "10", name], timeout: .seconds(60))
+        let removed = try await podman.podman(["pod", "rm", "--force", "--ignore", "--time", immediately ? "0" : "10", name], timeout: .seconds(60))
         guard removed.status == 0 else {
             throw DriverError("podman pod rm failed: \(removed.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         try? FileManager.default.removeItem(atPath: directory + "/\(name).yaml")
-    }
-
-    func podman(_ args: [String], timeout: Duration) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let result = try await runProcess(podmanPath, args, environment: environment, timeout: timeout)
-        return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
     }
 }
