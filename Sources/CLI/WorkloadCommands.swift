@@ -11,16 +11,27 @@ protocol WorkloadNoun {
     static var kind: String { get }
     /// "VM" or "pod", for messages.
     static var noun: String { get }
+    /// The `create` flag naming the definition file, and what that file is.
+    static var definitionFlag: String { get }
+    static var definition: String { get }
+    /// Where the definition names it.
+    static var nameInDefinition: String { get }
 }
 
 enum VMNoun: WorkloadNoun {
     static let kind = "vm"
     static let noun = "VM"
+    static let definitionFlag = "xml"
+    static let definition = "libvirt domain XML (as `virsh dumpxml` prints it)"
+    static let nameInDefinition = "the domain XML's <name>"
 }
 
 enum PodNoun: WorkloadNoun {
     static let kind = "pod"
     static let noun = "pod"
+    static let definitionFlag = "kube"
+    static let definition = "kube YAML for `podman kube play` (one Pod)"
+    static let nameInDefinition = "the Pod's metadata.name"
 }
 
 /// `specola vm list|show|create|enable|disable|delete`.
@@ -33,7 +44,7 @@ struct VMCommand: AsyncParsableCommand {
         commandName: "vm",
         abstract: "HA virtual machines: libvirt domains the cluster keeps running, restarts after a crash and moves off fenced nodes.",
         subcommands: [
-            WorkloadList<VMNoun>.self, WorkloadShow<VMNoun>.self, CreateVM.self, WorkloadSetDesired<VMNoun, EnableChange>.self,
+            WorkloadList<VMNoun>.self, WorkloadShow<VMNoun>.self, WorkloadCreate<VMNoun>.self, WorkloadSetDesired<VMNoun, EnableChange>.self,
             WorkloadSetDesired<VMNoun, DisableChange>.self, WorkloadDelete<VMNoun>.self,
         ])
 }
@@ -44,7 +55,7 @@ struct PodCommand: AsyncParsableCommand {
         commandName: "pod",
         abstract: "HA pods: kube YAML played with podman, kept running, restarted after a crash and moved off fenced nodes.",
         subcommands: [
-            WorkloadList<PodNoun>.self, WorkloadShow<PodNoun>.self, CreatePod.self, WorkloadSetDesired<PodNoun, EnableChange>.self,
+            WorkloadList<PodNoun>.self, WorkloadShow<PodNoun>.self, WorkloadCreate<PodNoun>.self, WorkloadSetDesired<PodNoun, EnableChange>.self,
             WorkloadSetDesired<PodNoun, DisableChange>.self, WorkloadDelete<PodNoun>.self,
         ])
 }
@@ -99,36 +110,23 @@ struct WorkloadPolicyOptions: ParsableArguments {
     }
 }
 
-struct CreateVM: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "create", abstract: "Define an HA VM from libvirt domain XML; it starts at once unless --disabled.")
-    @OptionGroup var connection: ConnectionOptions
-    @OptionGroup var policy: WorkloadPolicyOptions
-    @Argument(help: "The VM's name; must match the domain XML's <name> (default: that name).") var name: String?
-    @Option(help: "Domain XML file, as `virsh dumpxml` prints it.") var xml: String
-
-    func run() async throws {
-        try await runReporting {
-            let request = try policy.request(kind: VMNoun.kind, name: name, definition: try readDefinition(xml))
-            let workload = try await connection.withWorkloads { try await $0.define(request) }
-            try printDefined(workload, noun: VMNoun.self, json: connection.json)
-        }
+/// `specola vm create` and `specola pod create`: the definition file's flag and wording come from the noun.
+struct WorkloadCreate<Noun: WorkloadNoun>: AsyncParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "create", abstract: "Define an HA \(Noun.noun) from \(Noun.definition); it starts at once unless --disabled.")
     }
-}
-
-struct CreatePod: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "create", abstract: "Define an HA pod from kube YAML (one Pod); it starts at once unless --disabled.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var policy: WorkloadPolicyOptions
-    @Argument(help: "The pod's name; must match the Pod's metadata.name (default: that name).") var name: String?
-    @Option(help: "Kube YAML file for `podman kube play`.") var kube: String
+    @Argument(help: ArgumentHelp("The \(Noun.noun)'s name; must match \(Noun.nameInDefinition) (default: that name)."))
+    var name: String?
+    @Option(name: .customLong(Noun.definitionFlag), help: ArgumentHelp("File holding the \(Noun.definition)."))
+    var file: String
 
     func run() async throws {
         try await runReporting {
-            let request = try policy.request(kind: PodNoun.kind, name: name, definition: try readDefinition(kube))
+            let request = try policy.request(kind: Noun.kind, name: name, definition: try readDefinition(file))
             let workload = try await connection.withWorkloads { try await $0.define(request) }
-            try printDefined(workload, noun: PodNoun.self, json: connection.json)
+            try printDefined(workload, noun: Noun.self, json: connection.json)
         }
     }
 }
