@@ -83,6 +83,14 @@ final class KVPool: Sendable {
         }
     }
 
+    /// Specola only: a stale get, which skips Raft. A diagnostic: the cost of the RPC alone.
+    func staleGet(key: String, options: CallOptions) async throws {
+        guard system == .specola else { throw BenchError("stale gets are measured on Specola only") }
+        let index = current.withLock { $0 }
+        _ = try await Specola_V1_KV.Client(wrapping: lanes[index].client()).get(
+            .with { $0.key = key; $0.stale = true }, options: options)
+    }
+
     /// Specola only: a replica's view of the group.
     func status(of endpoint: HostPort) async throws -> Specola_V1_StatusResponse {
         guard let index = endpoints.firstIndex(of: endpoint) else { throw BenchError("\(endpoint) is not an endpoint") }

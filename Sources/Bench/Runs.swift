@@ -44,7 +44,9 @@ enum Runs {
 
     /// `clients` workers each write back to back for `duration` after a short warm-up;
     /// only writes that started inside the window count.
-    static func load(pool: KVPool, clients: Int, duration: Duration, warmup: Duration, valueBytes: Int) async throws -> LoadResult {
+    /// `staleReads` measures stale gets instead of puts: the RPC path without Raft.
+    static func load(pool: KVPool, clients: Int, duration: Duration, warmup: Duration, valueBytes: Int,
+                     staleReads: Bool = false) async throws -> LoadResult {
         let value = value(bytes: valueBytes)
         let options = callOptions(timeout: .seconds(5), waitForReady: true)
         let clock = ContinuousClock()
@@ -64,7 +66,11 @@ enum Runs {
                         // A bounded key space: etcd keeps every revision, Specola the latest.
                         let key = "bench/\(worker)/\(n % 64)"
                         do {
-                            try await pool.put(key: key, value: value, options: options)
+                            if staleReads {
+                                try await pool.staleGet(key: key, options: options)
+                            } else {
+                                try await pool.put(key: key, value: value, options: options)
+                            }
                             if began >= start { latencies.append(ms(clock.now - began)) }
                         } catch {
                             if began >= start { errors += 1 }

@@ -11,7 +11,7 @@ let usage = """
     usage: specola-bench SUBCOMMAND [--option value]...
       setup    --dir D --hosts H1,H2,H3            PKI + coordinator configs; prints ENDPOINTS
       load     --system specola|etcd --endpoints E1,E2,E3 [--pki D] --clients N
-               [--seconds S] [--warmup S] [--value-bytes B]
+               [--seconds S] [--warmup S] [--value-bytes B] [--op put|stale-get]
       leader   --endpoints E1,E2,E3 --pki D        Specola: prints the leader's address
       failover --system specola|etcd --endpoints ... [--pki D] --leader E --pid PID
                [--writers N] [--timeout-ms T]       kill -9 the leader, print the gap
@@ -125,10 +125,12 @@ func main() async throws {
         let duration = seconds(try options.number("seconds", default: 10))
         let warmup = seconds(try options.number("warmup", default: 1))
         let valueBytes = Int(try options.number("value-bytes", default: 128))
+        let staleReads = options.values["op"] == "stale-get"
         let pool = try options.pool()
         if let leader = options.values["leader"], let endpoint = HostPort(parsing: leader) { pool.prefer(endpoint) }
         let result = try await pool.with {
-            try await Runs.load(pool: $0, clients: clients, duration: duration, warmup: warmup, valueBytes: valueBytes)
+            try await Runs.load(pool: $0, clients: clients, duration: duration, warmup: warmup, valueBytes: valueBytes,
+                          staleReads: staleReads)
         }
         print(result.line)
     case "leader":

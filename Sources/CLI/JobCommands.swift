@@ -109,26 +109,30 @@ struct JobWatch {
     let quiet: Bool
 
     func follow(_ id: String) async throws -> Specola_V1_JobStatus {
-        var seen: [String: String] = [:]
-        var revision: UInt64 = 0
-        while true {
-            let request = Specola_V1_GetJobRequest.with {
-                $0.id = id
-                $0.waitMs = 10_000
-                $0.afterRevision = revision
-            }
-            let status = try await connection.withJobs { try await $0.get(request) }
-            if !quiet {
-                for task in status.tasks where seen[task.id] != task.state {
-                    seen[task.id] = task.state
-                    var line = "  \(task.id): \(task.state)"
-                    if !task.node.isEmpty, task.state == "placed" || task.state == "running" { line += " on \(task.node)" }
-                    if task.state == "failed" || task.state == "cancelled", !task.message.isEmpty { line += " (\(task.message))" }
-                    print(line)
+        let quiet = self.quiet
+        // One connection for the whole wait; each call is a long poll that returns on the next change.
+        return try await connection.withJobs { jobs in
+            var seen: [String: String] = [:]
+            var revision: UInt64 = 0
+            while true {
+                let request = Specola_V1_GetJobRequest.with {
+                    $0.id = id
+                    $0.waitMs = 10_000
+                    $0.afterRevision = revision
                 }
+                let status = try await jobs.get(request)
+                if !quiet {
+                    for task in status.tasks where seen[task.id] != task.state {
+                        seen[task.id] = task.state
+                        var line = "  \(task.id): \(task.state)"
+                        if !task.node.isEmpty, task.state == "placed" || task.state == "running" { line += " on \(task.node)" }
+                        if task.state == "failed" || task.state == "cancelled", !task.message.isEmpty { line += " (\(task.message))" }
+                        print(line)
+                    }
+                }
+                if status.finishedAtUnixMs != 0 { return status }
+                revision = status.revision
             }
-            if status.finishedAtUnixMs != 0 { return status }
-            revision = status.revision
         }
     }
 }

@@ -28,8 +28,7 @@ final class AlertController: Sendable {
     private let planner: NotificationPlanner
     private let dispatcher: AlertDispatcher
     private let logger: Logger
-    private let wakeups: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
+    private let loop: LeaderLoop
     /// Changes other controllers raised, proposed on the next pass.
     private let raised = Mutex<[AlertChange]>([])
     /// Leader-local: the threshold rules' `for` memory.
@@ -47,11 +46,11 @@ final class AlertController: Sendable {
         planner = NotificationPlanner(routing: settings.routing)
         dispatcher = AlertDispatcher(receivers: receivers, logger: logger)
         evaluator = Mutex(AlertRuleEvaluator(settings: settings.rules, thresholdRules: settings.thresholdRules))
-        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        loop = LeaderLoop(interval: settings.interval)
     }
 
     /// Asks for a pass soon.
-    func nudge() { wake.yield() }
+    func nudge() { loop.nudge() }
 
     /// Proposes `change` on the next pass (at once: it nudges). For other controllers, e.g.
     /// the fencing loop's `BuiltinAlert.fencingStuck(...).fire(atUnixMs:)` and its resolve.
@@ -67,31 +66,11 @@ final class AlertController: Sendable {
     }
 
     func run() async {
-        let ticker = Task { [wake, settings] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: settings.interval)
-                wake.yield()
-            }
-        }
-        defer {
-            ticker.cancel()
-            cancelDeliveries()
-        }
-        var leading = false
-        for await _ in wakeups {
-            guard await replica.isLeader else {
-                if leading { lostLeadership() }
-                leading = false
-                raised.withLock { $0.removeAll() }
-                continue
-            }
-            if !leading {
-                // Evaluate and plan only on everything the previous leader committed, its markNotified included.
-                do { try await replica.readBarrier() } catch { continue }
-                leading = true
-            }
-            await pass()
-        }
+        defer { cancelDeliveries() }
+        // Evaluation and planning start only on everything the previous leader committed, its markNotified included.
+        await loop.run(replica, pass: { _ in await pass() }, stepDown: lostLeadership, follower: {
+            raised.withLock { $0.removeAll() }
+        })
     }
 
     private func lostLeadership() {

@@ -31,8 +31,7 @@ final class HealthController: Sendable {
     private let logger: Logger
     private let attempts = Mutex<[String: Attempt]>([:])
     private let stuckReported = Mutex<Set<String>>([])
-    private let wakeups: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
+    private let loop: LeaderLoop
     /// Called after each committed step (the job controller moves work of fenced nodes).
     let onTransition: @Sendable () -> Void
     /// Where FencingStuck goes.
@@ -44,31 +43,15 @@ final class HealthController: Sendable {
         self.logger = logger
         self.alerts = alerts
         self.onTransition = onTransition
-        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        loop = LeaderLoop(interval: settings.interval)
     }
 
-    func nudge() { wake.yield() }
+    func nudge() { loop.nudge() }
 
     func run() async {
-        let ticker = Task { [wake, settings] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: settings.interval)
-                wake.yield()
-            }
-        }
-        defer { ticker.cancel() }
-        var leaderSinceUnixMs: Int64?
-        for await _ in wakeups {
-            guard await replica.isLeader else {
-                leaderSinceUnixMs = nil
-                continue
-            }
-            if leaderSinceUnixMs == nil {
-                do { try await replica.readBarrier() } catch { continue }
-                leaderSinceUnixMs = Clock.nowUnixMs()
-            }
+        await loop.run(replica) { since in
             // Grace after a leader change: every live agent reconnects before anyone is suspected.
-            guard let since = leaderSinceUnixMs, Clock.nowUnixMs() - since >= settings.policy.suspectAfterMs else { continue }
+            guard Clock.nowUnixMs() - since >= settings.policy.suspectAfterMs else { return }
             await pass(leaderSinceUnixMs: since)
         }
     }
@@ -85,7 +68,9 @@ final class HealthController: Sendable {
             let observation = NodeHealth.Observation(
                 committed: committed, silenceMs: now - seen, leaseSilenceMs: now - max(seen, leaderSinceUnixMs),
                 fencingAllowed: fencingOrFenced < brake,
-                bmcConfirmedOff: attempts.withLock { $0[node.name] } == .confirmedOff)
+                bmcConfirmedOff: attempts.withLock { $0[node.name] } == .confirmedOff,
+                powerOffSent: attempts.withLock { $0[node.name] } != nil,
+                requested: node.statusReason.hasPrefix(Self.requestedReasonPrefix))
             guard let (status, reason) = NodeHealth.next(observation, policy: settings.policy) else {
                 if committed == .fencing { fenceWithBMC(node, now: now) }
                 if committed == .down, settings.policy.fencingEnabled, fencingOrFenced >= brake {
@@ -124,6 +109,9 @@ final class HealthController: Sendable {
             logger.warning("early-warning cordon not committed; retried next pass", metadata: ["node.name": "\(node)", "error": "\(error)"])
         }
     }
+
+    /// How the reason of an operator's `specola node fence` starts.
+    static let requestedReasonPrefix = "requested by "
 
     /// Proposes a step (used by the ladder and by `specola node fence|unfence`).
     func commit(_ node: String, _ status: NodeHealth.Status, _ reason: String) async {

@@ -21,8 +21,7 @@ final class JobController: Sendable {
     let hub: InstructionHub
     let settings: Settings
     private let logger: Logger
-    private let wakeups: AsyncStream<Void>
-    private let wake: AsyncStream<Void>.Continuation
+    private let loop: LeaderLoop
     /// Why each pending task was not placed in the latest pass (leader-local soft state).
     private let waiting = Mutex<[String: PlacementFailure]>([:])
 
@@ -31,40 +30,21 @@ final class JobController: Sendable {
         self.hub = hub
         self.settings = settings
         self.logger = logger
-        (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        loop = LeaderLoop(interval: settings.interval)
     }
 
     /// Asks for a pass soon (a job was submitted, a task ended, an agent connected).
-    func nudge() { wake.yield() }
+    func nudge() { loop.nudge() }
 
     func waitingReason(_ taskID: String) -> PlacementFailure? { waiting.withLock { $0[taskID] } }
 
     func run() async {
-        let ticker = Task { [wake, settings] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: settings.interval)
-                wake.yield()
-            }
-        }
-        defer { ticker.cancel() }
-        var leaderSince: ContinuousClock.Instant?
-        for await _ in wakeups {
-            guard await replica.isLeader else {
-                leaderSince = nil
-                continue
-            }
-            if leaderSince == nil {
-                // Plan only on everything the previous leader committed.
-                do { try await replica.readBarrier() } catch { continue }
-                leaderSince = .now
-            }
-            await pass(leaderFor: .now - leaderSince!)
-        }
+        await loop.run(replica) { _ in await pass() }
     }
 
     /// One pass; returns how long planning took (the rest is the Raft commit).
     @discardableResult
-    func pass(leaderFor: Duration) async -> Duration {
+    func pass() async -> Duration {
         let now = Clock.nowUnixMs()
         let clock = ContinuousClock()
         let planStart = clock.now

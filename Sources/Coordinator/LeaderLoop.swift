@@ -1,15 +1,14 @@
-/// The loop a leader controller runs: a pass on a timer and whenever nudged,
-/// only while this replica leads, and only once a read barrier has shown it
-/// everything the previous leader committed.
-struct LeaderLoop: Sendable {
-    let replica: Replica
-    /// Longest time between two passes when nothing nudges.
+import SpecolaProtocol
+
+/// What every leader-only controller shares: it wakes on a timer or when
+/// nudged (wake-ups coalesce), acts only while this replica leads, and
+/// starts acting only on everything the previous leader committed.
+final class LeaderLoop: Sendable {
     let interval: Duration
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
-    init(replica: Replica, interval: Duration) {
-        self.replica = replica
+    init(interval: Duration) {
         self.interval = interval
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -17,9 +16,12 @@ struct LeaderLoop: Sendable {
     /// Asks for a pass soon.
     func nudge() { wake.yield() }
 
-    /// Runs until cancelled (call it once). `pass` is told how long this replica has led;
-    /// `following` runs on each wakeup while it does not lead.
-    func run(following: () -> Void = {}, _ pass: (_ leaderFor: Duration) async -> Void) async {
+    /// Runs until cancelled. `pass` gets the time this replica became leader (Unix ms);
+    /// `stepDown` runs once when leadership is lost; `follower` on every wake-up while not leading.
+    func run(
+        _ replica: Replica, pass: (_ leaderSinceUnixMs: Int64) async -> Void,
+        stepDown: () -> Void = {}, follower: () -> Void = {}
+    ) async {
         let ticker = Task { [wake, interval] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
@@ -27,18 +29,19 @@ struct LeaderLoop: Sendable {
             }
         }
         defer { ticker.cancel() }
-        var leaderSince: ContinuousClock.Instant?
+        var leaderSince: Int64?
         for await _ in wakeups {
             guard await replica.isLeader else {
+                if leaderSince != nil { stepDown() }
                 leaderSince = nil
-                following()
+                follower()
                 continue
             }
             if leaderSince == nil {
                 do { try await replica.readBarrier() } catch { continue }
-                leaderSince = .now
+                leaderSince = Clock.nowUnixMs()
             }
-            await pass(.now - leaderSince!)
+            await pass(leaderSince!)
         }
     }
 }

@@ -52,14 +52,20 @@ public enum NodeHealth {
         public var fencingAllowed: Bool
         /// The node's BMC confirmed chassis power off after an off command.
         public var bmcConfirmedOff: Bool
+        /// A power-off command may have reached the BMC: fencing must finish.
+        public var powerOffSent: Bool
+        /// An operator asked for this fencing (`specola node fence`): it finishes whatever the node says.
+        public var requested: Bool
 
         public init(committed: Status, silenceMs: Int64, leaseSilenceMs: Int64? = nil, fencingAllowed: Bool = true,
-                    bmcConfirmedOff: Bool = false) {
+                    bmcConfirmedOff: Bool = false, powerOffSent: Bool = false, requested: Bool = false) {
             self.committed = committed
             self.silenceMs = silenceMs
             self.leaseSilenceMs = leaseSilenceMs ?? silenceMs
             self.fencingAllowed = fencingAllowed
             self.bmcConfirmedOff = bmcConfirmedOff
+            self.powerOffSent = powerOffSent || bmcConfirmedOff
+            self.requested = requested
         }
     }
 
@@ -78,11 +84,13 @@ public enum NodeHealth {
             guard node.fencingAllowed else { return nil }
             return (.fencing, "down for \(seconds) s; fencing before its work moves")
         case .fencing:
-            // Once started, fencing finishes: a node that answers again may not have stopped its work.
             if node.bmcConfirmedOff { return (.fenced, "BMC confirmed chassis power off") }
             if let lease = policy.leaseExpiresAfterMs, node.leaseSilenceMs >= lease {
                 return (.fenced, "self-fence lease expired: no contact for \(seconds) s (lease \(policy.selfFenceAfterMs / 1000) s + margin)")
             }
+            // Nothing has moved yet, so a node that answers again before any power-off was sent
+            // simply goes back to work. Once a power-off may be under way, fencing finishes.
+            if alive && !node.powerOffSent && !node.requested { return (.ready, "heartbeats resumed before fencing completed") }
             return nil
         case .fenced:
             return alive ? (.recovered, "the agent is back after fencing") : nil

@@ -62,22 +62,23 @@ public final class RaftStorage: Sendable {
     public func persist(hardState: HardState?, entries: [Entry], snapshot: Snapshot?) throws {
         do {
             try queue.write { db in
+                // Cached statements: this runs once per Ready, so compiling SQL each time shows up.
                 if let snapshot {
-                    try db.execute(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('snapshot', ?)",
-                                   arguments: [Data(snapshot.wireBytes())])
-                    try db.execute(sql: "DELETE FROM raft_entry WHERE idx <= ?", arguments: [snapshot.meta.index])
+                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('snapshot', ?)")
+                        .execute(arguments: [Data(snapshot.wireBytes())])
+                    try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx <= ?").execute(arguments: [snapshot.meta.index])
                 }
                 if let first = entries.first {
                     // A new entry at an index replaces that index and everything after it.
-                    try db.execute(sql: "DELETE FROM raft_entry WHERE idx >= ?", arguments: [first.index])
-                    let insert = try db.makeStatement(sql: "INSERT INTO raft_entry(idx, term, entry) VALUES (?, ?, ?)")
+                    try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx >= ?").execute(arguments: [first.index])
+                    let insert = try db.cachedStatement(sql: "INSERT INTO raft_entry(idx, term, entry) VALUES (?, ?, ?)")
                     for entry in entries {
                         try insert.execute(arguments: [entry.index, entry.term, Data(entry.wireBytes())])
                     }
                 }
                 if let hardState {
-                    try db.execute(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('hard', ?)",
-                                   arguments: [Data(hardState.wireBytes())])
+                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('hard', ?)")
+                        .execute(arguments: [Data(hardState.wireBytes())])
                 }
             }
         } catch {

@@ -30,6 +30,13 @@ public actor Replica {
         var continuation: CheckedContinuation<ApplyOutcome, any Error>
     }
 
+    /// A command waiting for room in the batch window, where it joins the others queued with it.
+    struct QueuedProposal {
+        var data: [UInt8]
+        var startedAt: ContinuousClock.Instant
+        var continuation: CheckedContinuation<ApplyOutcome, any Error>
+    }
+
     struct PendingRead {
         var startedAt: ContinuousClock.Instant
         var continuation: CheckedContinuation<Index, any Error>
@@ -47,6 +54,15 @@ public actor Replica {
     private var applied: Index
     private var appliedTerm: Term = 0
     private var proposals: [Index: Proposal] = [:]
+    private var queuedProposals: [QueuedProposal] = []
+    /// Last index of each proposal batch replicated but not yet committed, oldest first.
+    private var batchesInFlight: [Index] = []
+    /// Batches replicated at once before new proposals wait for one to commit. Waiting
+    /// is what groups concurrent clients: the next batch is everything that arrived
+    /// during the previous round trip, so messages and fsyncs per write shrink with load.
+    static let maxBatchesInFlight = 2
+    /// A queue this long goes out even with the window full.
+    static let maxBatch = 256
     private var readRequests: [[UInt8]: PendingRead] = [:]
     private var readsAwaitingApply: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
     private var readCounter: UInt64 = 0
@@ -104,8 +120,15 @@ public actor Replica {
 
     /// Advances Raft's clock until the task is cancelled.
     public func runTicker() async {
+        let clock = ContinuousClock()
+        var deadline = clock.now + settings.tick
         while !Task.isCancelled && !stopped {
-            try? await Task.sleep(for: settings.tick)
+            try? await Task.sleep(until: deadline, clock: clock)
+            // Ticks keep a fixed schedule, so time spent handling them (or waiting for a
+            // core) does not stretch election timeouts; a replica that fell far behind
+            // (stopped, starved) resumes the schedule rather than ticking in a burst.
+            deadline += settings.tick
+            if deadline < clock.now { deadline = clock.now + settings.tick }
             raft.tick()
             expireStaleRequests()
             process()
@@ -142,7 +165,20 @@ public actor Replica {
 
     private func process() {
         guard !stopped else { return }
-        while let ready = raft.ready() {
+        proposeQueued()
+        handleReadies()
+        // A batch that committed during this pass frees the window for what queued behind it.
+        if !queuedProposals.isEmpty && !stopped && mayProposeNow() {
+            proposeQueued()
+            handleReadies()
+        }
+        guard !stopped else { return }
+        releaseReads()
+        compactIfDue()
+    }
+
+    private func handleReadies() {
+        while !stopped, let ready = raft.ready() {
             // A leader whose term and vote are already durable may replicate its new
             // entries while writing them itself (Raft thesis §10.2.1): its own copy
             // counts toward the quorum only after `advance`, so nothing commits early.
@@ -153,8 +189,9 @@ public actor Replica {
             let mustWrite = !ready.entries.isEmpty || ready.snapshot != nil || changesTermOrVote(ready.hardState)
             if mustWrite {
                 do {
-                    try storage.persist(hardState: ready.hardState ?? raft.hardState, entries: ready.entries, snapshot: ready.snapshot)
-                    durableHardState = ready.hardState ?? raft.hardState
+                    // An unchanged hard state is already on disk (up to its commit index).
+                    try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+                    if let hardState = ready.hardState { durableHardState = hardState }
                 } catch {
                     // Sending after a failed persist could break Raft's promises; stop participating.
                     logger.critical("cannot persist the Raft log; this replica stops serving", metadata: ["error": "\(error)"])
@@ -178,8 +215,33 @@ public actor Replica {
             if let soft = ready.softState { leadershipChanged(soft) }
             raft.advance(ready)
         }
-        releaseReads()
-        compactIfDue()
+    }
+
+    /// Hands every queued command to the core as one batch: one log append, one append
+    /// message per follower and one fsync, however many clients wrote concurrently.
+    private func proposeQueued() {
+        guard !queuedProposals.isEmpty, mayProposeNow() else { return }
+        let queued = queuedProposals
+        queuedProposals.removeAll(keepingCapacity: true)
+        let result = raft.propose(batch: queued.map(\.data))
+        guard case .accepted(let first, let term) = result else {
+            let error = refusal(result)
+            for proposal in queued { proposal.continuation.resume(throwing: error) }
+            return
+        }
+        for (offset, proposal) in queued.enumerated() {
+            proposals[first + Index(offset)] = Proposal(term: term, startedAt: proposal.startedAt, continuation: proposal.continuation)
+        }
+        batchesInFlight.append(first + Index(queued.count) - 1)
+    }
+
+    /// Whether queued proposals should go to the core now rather than wait for a batch to commit.
+    private func mayProposeNow() -> Bool {
+        let commit = raft.commitIndex
+        batchesInFlight.removeAll { $0 <= commit }
+        // A replica that stopped leading lets the core refuse them, so clients go elsewhere.
+        return batchesInFlight.count < Self.maxBatchesInFlight || queuedProposals.count >= Self.maxBatch
+            || raft.role != .leader
     }
 
     /// Whether `hardState` differs from what is on disk in more than the commit index.
@@ -247,6 +309,7 @@ public actor Replica {
     }
 
     private func leadershipChanged(_ soft: SoftState) {
+        batchesInFlight.removeAll()
         if soft.role == .leader {
             // Grace period: a new leader has not heard from agents yet.
             let now = Clock.nowUnixMs()
@@ -275,6 +338,11 @@ public actor Replica {
             proposal.continuation.resume(throwing: ReplicaError.timedOut)
             proposals.removeValue(forKey: index)
         }
+        let expired = queuedProposals.filter { $0.startedAt < limit }
+        if !expired.isEmpty {
+            queuedProposals.removeAll { $0.startedAt < limit }
+            for proposal in expired { proposal.continuation.resume(throwing: ReplicaError.timedOut) }
+        }
         for (context, read) in readRequests where read.startedAt < limit {
             read.continuation.resume(throwing: ReplicaError.timedOut)
             readRequests.removeValue(forKey: context)
@@ -284,6 +352,8 @@ public actor Replica {
     private func failEverything(_ error: ReplicaError) {
         for (_, proposal) in proposals { proposal.continuation.resume(throwing: error) }
         proposals.removeAll()
+        for proposal in queuedProposals { proposal.continuation.resume(throwing: error) }
+        queuedProposals.removeAll()
         for (_, read) in readRequests { read.continuation.resume(throwing: error) }
         readRequests.removeAll()
         for read in readsAwaitingApply { read.continuation.resume(throwing: error) }
@@ -293,9 +363,19 @@ public actor Replica {
     // MARK: - Client side
 
     /// Proposes a command and returns its outcome once it is committed and applied here.
+    /// Commands proposed while `maxBatchesInFlight` batches await commit go out together in the next.
     public func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
         guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
-        return try await awaitApplied(raft.propose(try command.serializedBytes()))
+        // Refuse at once what the batch would refuse, so followers redirect without a wait.
+        guard raft.role == .leader else { throw ReplicaError.notLeader(leaderHint) }
+        if raft.leadTransferee != nil { throw refusal(.dropped(.leadershipTransferInProgress)) }
+        let data: [UInt8] = try command.serializedBytes()
+        return try await withCheckedThrowingContinuation { continuation in
+            queuedProposals.append(QueuedProposal(data: data, startedAt: .now, continuation: continuation))
+            // With the window open, replicate now (no task hop); otherwise the pass that
+            // handles the next commit sends this along with everything queued behind it.
+            if mayProposeNow() { process() }
+        }
     }
 
     /// Proposes a membership change and returns once it is committed and applied here.

@@ -33,7 +33,7 @@ public enum SchedulerBenchmark {
         let members: [Specola_V1_Member] = try hosts.enumerated().map { index, host in
             let name = "c\(index + 1)"
             _ = try PKI.issue(directory: pki, role: .coordinator, name: name, sans: [host])
-            return .with { $0.id = UInt64(index + 1); $0.name = name; $0.address = "\(host):\(freeTCPPort(on: host))" }
+            return .with { $0.id = UInt64(index + 1); $0.name = name; $0.address = "\(host):\(LoopbackPort.free(on: host))" }
         }
         // Liveness never expires during the run: every simulated node stays ready.
         let thresholds = LivenessThresholds(suspectAfterMs: 3_600_000, downAfterMs: 7_200_000)
@@ -139,7 +139,7 @@ public enum SchedulerBenchmark {
         var placed = 0
         while true {
             passes += 1
-            planTime += await controller.pass(leaderFor: .zero)
+            planTime += await controller.pass()
             let now = await leader.replicatedState.jobs.allocations.count
             if now == placed { break }
             placed = now
@@ -167,22 +167,6 @@ public enum SchedulerBenchmark {
                 }
             }
         }
-    }
-
-    static func freeTCPPort(on host: String) -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, host, &address.sin_addr)
-        _ = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

@@ -34,7 +34,7 @@ final class WorkloadController: Sendable {
         } else {
             self.onError = { name, reason in Self.onWorkloadError(name: name, reason: reason, logger: logger) }
         }
-        loop = LeaderLoop(replica: replica, interval: settings.interval)
+        loop = LeaderLoop(interval: settings.interval)
     }
 
     /// The hook for a workload that went to `error` (its limits are spent). The
@@ -52,12 +52,12 @@ final class WorkloadController: Sendable {
     func waitingReason(_ name: String) -> String? { waiting.withLock { $0[name] } }
 
     func run() async {
-        await loop.run(following: { waiting.withLock { $0.removeAll() } }) { leaderFor in
+        await loop.run(replica, pass: { leaderSinceUnixMs in
             // A new leader counts every node as just seen; it places nothing until
             // silence could have made a dead node suspect.
-            guard leaderFor >= .milliseconds(replica.thresholds.suspectAfterMs) else { return }
+            guard Clock.nowUnixMs() - leaderSinceUnixMs >= replica.thresholds.suspectAfterMs else { return }
             await pass()
-        }
+        }, stepDown: { waiting.withLock { $0.removeAll() } })
     }
 
     /// One pass: plan, commit, dispatch.

@@ -152,6 +152,10 @@ public struct RaftNode: Sendable {
         if isPromotable && electionElapsed >= randomizedElectionTimeout {
             electionElapsed = 0
             campaign(transfer: false)
+        } else if role == .preCandidate {
+            // A voter whose leader lease ran a tick behind ours ignored the first request;
+            // asking again each tick (it changes nothing) saves a whole election timeout.
+            askForPreVotes()
         }
     }
 
@@ -184,12 +188,25 @@ public struct RaftNode: Sendable {
 
     /// Proposes a state-machine command. Only the leader accepts.
     public mutating func propose(_ data: [UInt8]) -> ProposeResult {
+        propose(batch: [data])
+    }
+
+    /// Proposes commands as consecutive entries that travel to followers together, so a
+    /// burst of proposals costs one append per follower rather than one per command.
+    /// When accepted, command `k` is at `index + k`, all in `term`.
+    public mutating func propose(batch: [[UInt8]]) -> ProposeResult {
         guard role == .leader else { return .notLeader(leaderHint: leader) }
         if leadTransferee != nil { return .dropped(.leadershipTransferInProgress) }
-        let entry = Entry(term: term, index: log.lastIndex + 1, kind: .normal, data: data)
-        appendAsLeader([entry])
+        let first = log.lastIndex + 1
+        guard !batch.isEmpty else { return .accepted(index: first, term: term) }
+        var entries: [Entry] = []
+        entries.reserveCapacity(batch.count)
+        for (offset, data) in batch.enumerated() {
+            entries.append(Entry(term: term, index: first + Index(offset), kind: .normal, data: data))
+        }
+        appendAsLeader(entries)
         broadcastAppend()
-        return .accepted(index: entry.index, term: entry.term)
+        return .accepted(index: first, term: term)
     }
 
     /// Proposes a single-server membership change; it takes effect once committed.
@@ -335,14 +352,19 @@ public struct RaftNode: Sendable {
                 startElection(transfer: false)
                 return
             }
-            for voter in tracker.config.voters.sorted() where voter != id {
-                outbox.append(
-                    Message(
-                        from: id, to: voter, term: term + 1,
-                        payload: .preVote(lastIndex: log.lastIndex, lastTerm: log.lastTerm)))
-            }
+            askForPreVotes()
         } else {
             startElection(transfer: transfer)
+        }
+    }
+
+    /// Sends a pre-vote request to every voter that has not answered this round.
+    private mutating func askForPreVotes() {
+        for voter in tracker.config.voters.sorted() where voter != id && tracker.votes[voter] == nil {
+            outbox.append(
+                Message(
+                    from: id, to: voter, term: term + 1,
+                    payload: .preVote(lastIndex: log.lastIndex, lastTerm: log.lastTerm)))
         }
     }
 
@@ -359,8 +381,13 @@ public struct RaftNode: Sendable {
     }
 
     private mutating func handleVoteRequest(_ m: Message, preVote: Bool, lastIndex: Index, lastTerm: Term) {
+        // Two pre-candidates with equal logs would grant each other, both stand, and split
+        // the vote; the lower id goes first instead. Pre-votes bind nobody, so this only
+        // decides who may try first (a liveness choice), never who may win.
+        let weGoFirst = preVote && role == .preCandidate && m.from > id
+            && lastIndex == log.lastIndex && lastTerm == log.lastTerm
         let canVote =
-            vote == m.from || (vote == nil && leader == nil) || (preVote && m.term > term)
+            (vote == m.from || (vote == nil && leader == nil) || (preVote && m.term > term)) && !weGoFirst
         // Learners never vote, even if asked by a node with a newer configuration.
         let isLearner = tracker.config.learners.contains(id)
         if canVote && !isLearner && log.isUpToDate(lastIndex: lastIndex, lastTerm: lastTerm) {
@@ -580,7 +607,10 @@ public struct RaftNode: Sendable {
             moved = true
         }
         if moved && role == .leader {
-            broadcastAppend()
+            // Followers learn the new commit index with the next append or heartbeat: an
+            // append of its own would cost each follower a message and an answer per commit,
+            // and nothing waits for it (the leader acknowledges clients on its own commit).
+            broadcastAppend(sendIfEmpty: false)
             if log.term(at: log.committed) == term && !deferredReads.isEmpty {
                 let reads = deferredReads
                 deferredReads = []
@@ -629,9 +659,9 @@ public struct RaftNode: Sendable {
         }
     }
 
-    private mutating func broadcastAppend() {
+    private mutating func broadcastAppend(sendIfEmpty: Bool = true) {
         for peer in tracker.progress.keys.sorted() where peer != id {
-            sendAppend(to: peer)
+            sendAppend(to: peer, sendIfEmpty: sendIfEmpty)
         }
     }
 

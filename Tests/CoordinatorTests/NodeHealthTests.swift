@@ -31,12 +31,16 @@ import Testing
         #expect(next(.down, silence: 60_000, policy: off) == nil)
     }
 
-    @Test func fencingNeedsProofAndNeverGoesBackByItself() {
+    @Test func fencingNeedsProofAndGoesBackOnlyIfNoPowerOffWasSent() {
         #expect(next(.fencing, silence: 15_000) == nil, "no BMC, lease not run out")
         #expect(next(.fencing, silence: 15_000, off: true) == .fenced)
         #expect(next(.fencing, silence: 25_000) == .fenced, "lease + margin witnessed")
         #expect(next(.fencing, silence: 24_999) == nil)
-        #expect(next(.fencing, silence: 100) == nil, "a node that answers again may still run its work")
+        #expect(next(.fencing, silence: 100) == .ready, "back before any power-off: nothing moved, back to work")
+        let sent = NodeHealth.next(.init(committed: .fencing, silenceMs: 100, powerOffSent: true), policy: policy)
+        #expect(sent == nil, "a power-off may be under way: fencing finishes")
+        let requested = NodeHealth.next(.init(committed: .fencing, silenceMs: 100, requested: true), policy: policy)
+        #expect(requested == nil, "an operator's fence finishes whatever the node says")
     }
 
     @Test func aNewLeaderOnlyTrustsSilenceItWitnessed() {

@@ -103,12 +103,7 @@ struct AlertReceivers {
     /// A coordinator with fast liveness thresholds (suspect after 1 s, down after 2 s) and the
     /// receivers' alerting section, plus the named agents, all reporting.
     static func startCluster(_ receivers: AlertReceivers, agents: [(String, String)]) async throws -> LocalCluster {
-        let cluster = try LocalCluster(coordinatorHost: "127.0.4.11")
-        let path = cluster.dir.file("coordinator.yaml")
-        let base = try String(contentsOfFile: path, encoding: .utf8)
-            .replacingOccurrences(of: "suspectAfter: 3", with: "suspectAfter: 1")
-            .replacingOccurrences(of: "downAfter: 10", with: "downAfter: 2")
-        try cluster.dir.write("coordinator.yaml", base + "\n" + receivers.config + "\n")
+        let cluster = try LocalCluster(coordinatorHost: "127.0.4.11", suspectAfter: 1, downAfter: 2, extraConfig: receivers.config)
         try await cluster.startCoordinator()
         for (name, address) in agents {
             try cluster.writeAgentConfig(name, address: address, extra: """

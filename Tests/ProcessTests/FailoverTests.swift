@@ -15,7 +15,15 @@ import Glibc
     /// A task that records, on the host, when each of its runs started and when it was last alive
     /// (host uptime, the same clock in every container), so overlapping runs can be found afterwards.
     static func witnessJob(_ cluster: LocalCluster, ledger: String) throws -> String {
-        try JobTests.spec(cluster, "witness.yaml", """
+        try witnessJob(cluster.dir, ledger: ledger)
+    }
+
+    static func witnessJob(_ group: ReplicaGroup, ledger: String) throws -> String {
+        try witnessJob(group.dir, ledger: ledger)
+    }
+
+    static func witnessJob(_ dir: TempDir, ledger: String) throws -> String {
+        try JobTests.spec(in: dir, "witness.yaml", """
             apiVersion: specola/v1
             kind: Job
             metadata: {name: witness, owner: ops, project: ha}
@@ -52,6 +60,41 @@ import Glibc
         }
     }
 
+    static func makeLedger(_ cluster: LocalCluster) throws -> String {
+        let ledger = cluster.dir.file("ledger")
+        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        return ledger
+    }
+
+    /// A coordinator with fast thresholds (suspect 1 s, down 2 s) and `fencing`, and two podman agents
+    /// without BMCs, each reaching the coordinator through its own alias so either can be cut off.
+    static func partitionableCluster(
+        aliases: [String: String], addresses: [String: String], fencing: String
+    ) async throws -> (LocalCluster, AgentPartitions) {
+        try await TestPodman.ensureImage()
+        let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2,
+                                       extraConfig: "heartbeatInterval: 0.2\n" + fencing)
+        let partitions = try AgentPartitions(coordinator: cluster.coordinator, aliases: aliases)
+        do {
+            try await cluster.startCoordinator()
+            let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+            for (name, address) in addresses.sorted(by: { $0.key < $1.key }) {
+                try cluster.writeAgentConfig(
+                    name, address: address, coordinatorAddress: HostPort(host: aliases[name]!, port: cluster.coordinator.port),
+                    extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
+                try cluster.startAgent(name)
+            }
+            try await waitUntil("both agents to report", timeout: .seconds(60)) {
+                try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.status == "ready" }.count == addresses.count
+            }
+        } catch {
+            partitions.removeAll()
+            await cluster.shutdown()
+            throw error
+        }
+        return (cluster, partitions)
+    }
+
     static func task(_ cluster: LocalCluster) async throws -> Specola_V1_TaskStatus? {
         try await JobTests.status(cluster, "witness").tasks.first
     }
@@ -83,8 +126,7 @@ import Glibc
             let nodes = try await cluster.nodes()
             return nodes.count == 2 && nodes.first { $0.name == "node1" }?.facts.bmc.present == true
         }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
         try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
@@ -109,8 +151,8 @@ import Glibc
         #expect(node1.statusReason.contains("BMC confirmed chassis power off"), "\(node1.statusReason)")
         #expect(try bmc.power().powerStatus() == .off)
         #expect(try await Self.task(cluster)?.relocations == 1)
-        #expect(failover < .seconds(10), "failover took \(failover)")
-        print("failover after node death (BMC fencing): \(failover)")
+        // Speed is measured by scripts/bench-failover.sh; this bound only catches a hang.
+        #expect(failover < .seconds(30), "failover took \(failover)")
 
         // The operator brings it back: power on through the BMC.
         let unfenced = try await cluster.cli(["node", "unfence", "node1"])
@@ -140,8 +182,7 @@ import Glibc
         try await waitUntil("both agents to report", timeout: .seconds(60)) {
             try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
         }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
         try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
@@ -161,6 +202,221 @@ import Glibc
         #expect(cluster.coordinatorProcess?.log.contains("early warning: node taken out of service before it fails") == true)
         try Self.expectNoOverlap(ledger)
         _ = try? await cluster.cli(["job", "cancel", "witness"])
+    }
+
+    @Test func anUnreachableBMCMeansWaitingOutTheLeaseNeverLess() async throws {
+        try await TestPodman.ensureImage()
+        let aliases = ["node1": "127.0.0.53", "node2": "127.0.0.54"]
+        let passwordDir = try TempDir()
+        defer { passwordDir.remove() }
+        try passwordDir.write("bmc-password", "secret\n")
+        // node1's BMC address answers nothing: fencing can only wait for the lease.
+        let deadBMC = HostPort(host: "127.0.1.99", port: freePort(host: "127.0.1.99", udp: true))
+        let (cluster, partitions) = try await Self.partitionableCluster(
+            aliases: aliases, addresses: ["node1": "127.0.1.27", "node2": "127.0.1.28"], fencing: """
+                fencing:
+                  selfFenceAfter: 3
+                  leaseMargin: 2
+                  maxFencedFraction: 0.5
+                  bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 1}
+                  bmcAddresses: {node1: "\(deadBMC)"}
+                """)
+        defer {
+            partitions.removeAll()
+            Task { await cluster.shutdown() }
+        }
+        let ledger = try Self.makeLedger(cluster)
+        #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
+        #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
+        try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
+            let task = try await Self.task(cluster)
+            return task?.state == "running" && task?.node == "node1"
+        }
+        #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+
+        try partitions.isolate("node1")
+        let cut = ContinuousClock.now
+        try await waitUntil("node1 to reach fencing", timeout: .seconds(20), every: .milliseconds(100)) {
+            try await cluster.node("node1")?.status == "fencing"
+        }
+        try await waitUntil("the task to run on node2", timeout: .seconds(40), every: .milliseconds(100)) {
+            let task = try await Self.task(cluster)
+            return task?.state == "running" && task?.node == "node2"
+        }
+        let waited = ContinuousClock.now - cut
+        #expect(waited >= .seconds(5), "the work moved after \(waited), before the lease (3 s) plus margin (2 s) ran out")
+        let node1 = try #require(try await cluster.node("node1"))
+        #expect(node1.status == "fenced" && node1.statusReason.contains("self-fence lease expired"), "\(node1.statusReason)")
+        #expect(cluster.coordinatorProcess?.log.contains("fencing through the BMC failed") == true)
+        try Self.expectNoOverlap(ledger)
+        partitions.heal("node1")
+        _ = try? await cluster.cli(["job", "cancel", "witness"])
+    }
+
+    /// `scripts/bench-failover.sh`: median time from node death to its job running elsewhere,
+    /// with BMC fencing and the thresholds it prints, over SPECOLA_BENCH_FAILOVER_ROUNDS rounds.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SPECOLA_BENCH_FAILOVER_ROUNDS"] != nil))
+    func failoverBenchmark() async throws {
+        let rounds = Int(ProcessInfo.processInfo.environment["SPECOLA_BENCH_FAILOVER_ROUNDS"] ?? "") ?? 10
+        let suspectAfter = Double(ProcessInfo.processInfo.environment["SPECOLA_BENCH_SUSPECT_AFTER"] ?? "") ?? 2
+        let downAfter = Double(ProcessInfo.processInfo.environment["SPECOLA_BENCH_DOWN_AFTER"] ?? "") ?? 5
+        try await TestPodman.ensureImage()
+        let bmcs = ["node1": try await SimulatedBMC.start(address: "127.0.1.31"), "node2": try await SimulatedBMC.start(address: "127.0.1.32")]
+        defer { bmcs.values.forEach { $0.stop() } }
+        let passwordDir = try TempDir()
+        defer { passwordDir.remove() }
+        try passwordDir.write("bmc-password", "secret\n")
+        let cluster = try LocalCluster(suspectAfter: suspectAfter, downAfter: downAfter, extraConfig: """
+            heartbeatInterval: 0.5
+            fencing:
+              maxFencedFraction: 0.5
+              bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 2}
+            """)
+        defer { Task { await cluster.shutdown() } }
+        try await cluster.startCoordinator()
+        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+        for (name, bmc) in bmcs.sorted(by: { $0.key < $1.key }) {
+            try cluster.writeAgentConfig(name, address: bmc.address, extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\n\(podman)")
+            try cluster.startAgent(name)
+        }
+        try await waitUntil("both agents to report their BMCs", timeout: .seconds(60)) {
+            try await cluster.nodes().filter { $0.facts.bmc.present && $0.status == "ready" }.count == 2
+        }
+        let ledger = try Self.makeLedger(cluster)
+        #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
+        var times: [Double] = []
+        for round in 1...rounds {
+            try await waitUntil("round \(round): the task to run", timeout: .seconds(60), every: .milliseconds(100)) {
+                try await Self.task(cluster)?.state == "running"
+            }
+            let task = try #require(try await Self.task(cluster))
+            let victim = task.node
+            // The node dies: agent and work at once.
+            let died = ContinuousClock.now
+            try await cluster.agents[victim]!.stop(SIGKILL)
+            try await TestPodman.run(["rm", "--force", "--time", "0", "specola-\(task.allocationID)"])
+            try await waitUntil("round \(round): the task to run elsewhere", timeout: .seconds(120), every: .milliseconds(50)) {
+                let now = try await Self.task(cluster)
+                return now?.state == "running" && now?.node != victim
+            }
+            times.append((ContinuousClock.now - died).seconds)
+            // Bring the victim back for the next round: power on, agent up, ready.
+            #expect(try await cluster.cli(["node", "unfence", victim]).status == 0)
+            try cluster.startAgent(victim)
+            try await waitUntil("round \(round): \(victim) to rejoin", timeout: .seconds(60)) {
+                try await cluster.node(victim)?.status == "ready"
+            }
+        }
+        try Self.expectNoOverlap(ledger)
+        let sorted = times.sorted()
+        let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        print(String(format: "BENCH failover: %d rounds, suspectAfter %.1f s, downAfter %.1f s, BMC fencing: median %.2f s (min %.2f, max %.2f)",
+                     rounds, suspectAfter, downAfter, median, sorted.first ?? 0, sorted.last ?? 0))
+        print(String(format: "BENCH failover: target <= 10 s: %@; vs Proxmox HA ~120 s: %.1fx faster; vs Kubernetes ~350 s: %.1fx faster",
+                     median <= 10 ? "MET" : "NOT MET", 120 / median, 350 / median))
+        _ = try? await cluster.cli(["job", "cancel", "witness"])
+    }
+
+    @Test func aFailoverFinishesWhenTheLeaderIsKilledHalfway() async throws {
+        try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
+        try await TestPodman.ensureImage()
+        try await ReplicaGroup.with(size: 3, start: false) { group in
+            let bmc = try await SimulatedBMC.start(address: "127.0.\(group.subnet).41")
+            defer { bmc.stop() }
+            try group.dir.write("bmc-password", "secret\n")
+            for id in group.ids {
+                let path = group.member(id).configPath
+                let text = try String(contentsOfFile: path, encoding: .utf8)
+                try (text + """
+
+                    suspectAfter: 1
+                    downAfter: 2
+                    fencing:
+                      selfFenceAfter: 0
+                      maxFencedFraction: 0.5
+                      bmc: {user: admin, passwordFile: \(group.dir.file("bmc-password")), timeout: 2}
+
+                    """).write(toFile: path, atomically: true, encoding: .utf8)
+            }
+            try await group.startAll()
+            let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+            var agents: [String: ChildProcess] = [:]
+            for (name, address, bmcLine) in [("node1", bmc.address, bmc.agentConfigLine), ("node2", "127.0.\(group.subnet).42", "bmc: {mode: none}")] {
+                let tls = try group.pki.issue(.node, name, sans: [address])
+                try group.dir.write("\(name).yaml", """
+                    nodeName: \(name)
+                    coordinators: [\(group.endpoints.map(\.description).joined(separator: ", "))]
+                    address: \(address)
+                    dataDir: \(group.dir.file("data/\(name)"))
+                    heartbeatInterval: 0.5
+                    reportInterval: 1
+                    tls: {ca: \(tls.ca), cert: \(tls.cert), key: \(tls.key)}
+                    \(bmcLine)
+                    libvirt: {uri: ""}
+                    \(podman)
+                    """)
+                let agent = try ChildProcess(name: "agent-\(name)", executable: BuiltProducts.path("specola-agent"),
+                                             arguments: ["--config", group.dir.file("\(name).yaml")], logDirectory: group.dir.path)
+                group.track(agent)
+                agents[name] = agent
+            }
+            /// The CLI through whichever replica answers; it follows the leader.
+            @Sendable func cli(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+                var last: (status: Int32, stdout: String, stderr: String) = (3, "", "no replica runs")
+                for id in group.ids where group.isRunning(id) {
+                    last = try await group.cli(arguments, via: id)
+                    if last.status != 3 { return last }
+                }
+                return last
+            }
+            @Sendable func task() async throws -> Specola_V1_TaskStatus? {
+                let result = try await cli(["job", "status", "witness", "--json"])
+                guard result.status == 0 else { return nil }
+                return try Specola_V1_JobStatus(jsonString: result.stdout, options: JobTests.lenient).tasks.first
+            }
+            @Sendable func node1() async throws -> Specola_V1_Node? {
+                let result = try await cli(["node", "show", "node1", "--json"])
+                return result.status == 0 ? try Specola_V1_Node(jsonString: result.stdout, options: JobTests.lenient) : nil
+            }
+            try await waitUntil("both agents to report their BMC state", timeout: .seconds(60)) {
+                let result = try await cli(["nodes", "--json"])
+                guard result.status == 0 else { return false }
+                let nodes = try Specola_V1_ListNodesResponse(jsonString: result.stdout, options: JobTests.lenient).nodes
+                return nodes.count == 2 && nodes.allSatisfy { $0.status == "ready" } && nodes.contains { $0.facts.bmc.present }
+            }
+            let ledger = group.dir.file("ledger")
+            try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+            let spec = try String(contentsOfFile: try Self.witnessJob(group, ledger: ledger), encoding: .utf8)
+            try group.dir.write("witness.yaml", spec)
+            #expect(try await cli(["node", "cordon", "node2"]).status == 0)
+            #expect(try await cli(["job", "run", "--detach", group.dir.file("witness.yaml")]).status == 0)
+            try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
+                let task = try await task()
+                return task?.state == "running" && task?.node == "node1"
+            }
+            #expect(try await cli(["node", "uncordon", "node2"]).status == 0)
+
+            // node1 dies; once the leader has seen it go down, the leader dies too.
+            let allocation = try #require(try await task()?.allocationID)
+            try await agents["node1"]!.stop(SIGKILL)
+            try await TestPodman.run(["rm", "--force", "--time", "0", "specola-\(allocation)"])
+            try await waitUntil("node1 to be down", timeout: .seconds(20), every: .milliseconds(50)) {
+                ["down", "fencing"].contains(try await node1()?.status ?? "")
+            }
+            let leader = try await group.waitForLeader()
+            try await group.kill(leader)
+
+            try await waitUntil("the job to run on node2 under the new leader", timeout: .seconds(60), every: .milliseconds(200)) {
+                let task = try await task()
+                return task?.state == "running" && task?.node == "node2"
+            }
+            let fenced = try #require(try await node1())
+            #expect(fenced.status == "fenced" && fenced.statusReason.contains("BMC confirmed chassis power off"), "\(fenced.status): \(fenced.statusReason)")
+            #expect(try bmc.power().powerStatus() == .off)
+            #expect(try await task()?.relocations == 1)
+            try Self.expectNoOverlap(ledger)
+            _ = try? await cli(["job", "cancel", "witness"])
+        }
     }
 
     /// Each agent reaches the coordinator through its own alias address, NATed to the real one, so one
@@ -211,28 +467,14 @@ import Glibc
         let aliases = ["node1": "127.0.0.51", "node2": "127.0.0.52"]
         // No BMC: the agents' self-fence lease is the only proof. The margin covers
         // the agent's own time to kill its containers on a loaded machine.
-        let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2, extraConfig: """
-            heartbeatInterval: 0.2
-            fencing: {selfFenceAfter: 2, leaseMargin: 2, maxFencedFraction: 0.5}
-            """)
-        let partitions = try AgentPartitions(coordinator: cluster.coordinator, aliases: aliases)
+        let (cluster, partitions) = try await Self.partitionableCluster(
+            aliases: aliases, addresses: ["node1": "127.0.1.23", "node2": "127.0.1.24"],
+            fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 2, maxFencedFraction: 0.5}")
         defer {
             partitions.removeAll()
             Task { await cluster.shutdown() }
         }
-        try await cluster.startCoordinator()
-        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
-        for (name, address) in [("node1", "127.0.1.23"), ("node2", "127.0.1.24")] {
-            try cluster.writeAgentConfig(
-                name, address: address, coordinatorAddress: HostPort(host: aliases[name]!, port: cluster.coordinator.port),
-                extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
-            try cluster.startAgent(name)
-        }
-        try await waitUntil("both agents to report", timeout: .seconds(60)) {
-            try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.status == "ready" }.count == 2
-        }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+        let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
 
         var generator = SystemRandomNumberGenerator()
@@ -266,4 +508,8 @@ import Glibc
         #expect(cluster.agents.values.contains { $0.log.contains("self-fencing: stopping every task on this node") })
         _ = try? await cluster.cli(["job", "cancel", "witness"])
     }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

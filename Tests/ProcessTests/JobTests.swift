@@ -31,8 +31,12 @@ import Glibc
 
     /// Writes a job spec into the cluster's temp dir, with the test image.
     static func spec(_ cluster: LocalCluster, _ name: String, _ yaml: String) throws -> String {
-        try cluster.dir.write(name, yaml.replacingOccurrences(of: "IMAGE", with: TestPodman.image))
-        return cluster.dir.file(name)
+        try spec(in: cluster.dir, name, yaml)
+    }
+
+    static func spec(in dir: TempDir, _ name: String, _ yaml: String) throws -> String {
+        try dir.write(name, yaml.replacingOccurrences(of: "IMAGE", with: TestPodman.image))
+        return dir.file(name)
     }
 
     static func status(_ cluster: LocalCluster, _ id: String) async throws -> Specola_V1_JobStatus {

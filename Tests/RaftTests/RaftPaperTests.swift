@@ -255,6 +255,23 @@ import Testing
 
     // MARK: Extensions
 
+    /// Two followers that lose their leader and campaign in the same moment do not split the
+    /// vote: with equal logs only the lower id gets a pre-vote, so the first round elects one.
+    @Test func simultaneousPreCandidatesElectALeaderInOneRound() throws {
+        let sim = Self.cluster(3)
+        let old = try #require(try sim.electLeader())
+        try Self.write(sim, "before the crash")
+        sim.crash(old)
+        let survivors = sim.ids.filter { $0 != old }
+        // Each survivor ticks alone until it campaigns, so both are pre-candidates at once.
+        for id in survivors {
+            for _ in 0..<40 where sim.raft(id).role == .follower { try sim.tick(id) }
+            #expect(sim.raft(id).role == .preCandidate)
+        }
+        try sim.deliverAll()
+        #expect(sim.leaders.count == 1)
+    }
+
     /// Pre-vote: a partitioned node keeps its term, so healing does not depose the leader.
     @Test func preVotePreventsTermInflation() throws {
         let sim = Self.cluster(3)
