@@ -147,6 +147,13 @@ public struct WorkloadBook: Sendable {
             else { return .rejected(reason: "'\(name)' cannot be released: its node is not fenced or it is to run") }
             workload.phase = WorkloadPhase.stopped.rawValue
             workload.message = release.reason
+        case .evacuate(let evacuate):
+            guard evacuate.generation == workload.generation, phase == .starting || phase == .running,
+                workload.desired == WorkloadDesired.started.rawValue
+            else { return .rejected(reason: "'\(name)' cannot be evacuated now (\(phase.rawValue))") }
+            // Stopped for a move: once the agent confirms, it is pending again and placed elsewhere.
+            workload.phase = WorkloadPhase.stopping.rawValue
+            workload.message = evacuate.reason
         }
         workload.changedAtUnixMs = at
         workload.revision += 1

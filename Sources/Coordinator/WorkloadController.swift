@@ -91,6 +91,9 @@ final class WorkloadController: Sendable {
         case let .release(workload, generation, reason):
             name = workload
             command = .workload(workload, at: now, by: by, .release(.with { $0.generation = generation; $0.reason = reason }))
+        case let .evacuate(workload, generation, reason):
+            name = workload
+            command = .workload(workload, at: now, by: by, .evacuate(.with { $0.generation = generation; $0.reason = reason }))
         }
         do {
             let outcome = try await replica.propose(command)
@@ -114,6 +117,8 @@ final class WorkloadController: Sendable {
             onError(name, reason)
         case let .release(_, _, reason):
             logger.info("workload released from a fenced node", metadata: ["workload.name": "\(name)", "reason": "\(reason)"])
+        case let .evacuate(_, _, reason):
+            logger.info("workload stopped to move off a draining node", metadata: ["workload.name": "\(name)", "reason": "\(reason)"])
         }
     }
 }

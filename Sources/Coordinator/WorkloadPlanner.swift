@@ -9,6 +9,8 @@ import SpecolaProtocol
 ///   node is usable, else relocated while relocations remain, else it goes to `error`.
 /// - A workload whose node is `fenced` is relocated (never before: a node that is
 ///   only down may still run it), or goes to `error` when relocations are spent.
+/// - A workload on a draining node is stopped and started again elsewhere, once
+///   another node can take it; a drain spends no restart or relocation.
 /// - A relocation target is a ready, uncordoned node whose agent reaches the
 ///   workload's runtime and that has the cores and memory free (best fit).
 struct WorkloadPlanner {
@@ -17,6 +19,8 @@ struct WorkloadPlanner {
         case place(name: String, generation: UInt64, node: String, reason: String, message: String)
         case fail(name: String, generation: UInt64, reason: String)
         case release(name: String, generation: UInt64, reason: String)
+        /// Stop it on a draining node so it starts again elsewhere.
+        case evacuate(name: String, generation: UInt64, reason: String)
     }
 
     struct Plan: Sendable {
@@ -71,6 +75,12 @@ struct WorkloadPlanner {
             guard fenced else {
                 if status[workload.node] != .ready {
                     plan.waiting[name] = "node \(workload.node) is \(status[workload.node]?.rawValue ?? "unknown"); waiting until it is fenced"
+                } else if wanted, phase == .running, state.nodes[workload.node]?.draining == true {
+                    if bestFit(workload, state: state, status: status, free: free, excluding: workload.node) != nil {
+                        plan.decisions.append(.evacuate(name: name, generation: workload.generation, reason: "node \(workload.node) is draining"))
+                    } else {
+                        plan.waiting[name] = "node \(workload.node) is draining; " + noTargetReason(workload)
+                    }
                 }
                 return
             }

@@ -87,6 +87,8 @@ import Testing
             return .workload(name, at: at, by: "controller", .fail(.with { $0.generation = generation; $0.reason = reason }))
         case let .release(name, generation, reason):
             return .workload(name, at: at, by: "controller", .release(.with { $0.generation = generation; $0.reason = reason }))
+        case let .evacuate(name, generation, reason):
+            return .workload(name, at: at, by: "controller", .evacuate(.with { $0.generation = generation; $0.reason = reason }))
         }
     }
 
@@ -245,6 +247,22 @@ import Testing
         #expect(Self.workload(state, "web")?.phase == "stopped")
         #expect(state.apply(.workload("web", at: 302, by: "user/admin", .delete(.init()))) == .done)
         #expect(state.workloads.workloads.isEmpty)
+    }
+
+    @Test mutating func drainingMovesAWorkloadWithoutSpendingItsLimits() {
+        var state = Self.cluster()
+        _ = state.apply(Self.vm("web", home: "n1", restarts: 0, relocations: 0))
+        Self.pass(&state)
+        _ = state.apply(event("n1", "web", 1, .started))
+        _ = state.apply(.with { $0.setNodeScheduling = .with { $0.node = "n1"; $0.cordoned = true; $0.draining = true } })
+        #expect(Self.pass(&state) == [.evacuate(name: "web", generation: 1, reason: "node n1 is draining")])
+        #expect(state.workloads.dueInstructions().map { "\($0.node) \($0.instruction.id)" } == ["n1 wl/web/1/stop"])
+        // Nothing starts elsewhere until n1's agent says it stopped.
+        #expect(Self.pass(&state).isEmpty)
+        _ = state.apply(event("n1", "web", 1, .stopped))
+        #expect(Self.workload(state, "web")?.phase == "pending")
+        #expect(Self.pass(&state) == [.place(name: "web", generation: 2, node: "n2", reason: "start", message: "started on n2")])
+        #expect(Self.workload(state, "web")?.relocations == 0 && Self.workload(state, "web")?.restarts == 0)
     }
 
     @Test func placementIsBestFitAndSkipsNodesThatCannotTakeIt() {

@@ -8,7 +8,8 @@ import Testing
 /// A seeded simulation of the HA loop: the planner and the replicated state
 /// against simulated nodes that crash workloads, die (keeping what they ran
 /// until fenced), get fenced (powered off), and come back. After every step no
-/// workload runs on two nodes; once the cluster is healthy again every
+/// workload runs on two nodes, whatever operators drain or disable meanwhile;
+/// once the cluster is healthy again every
 /// workload that should run, runs exactly once. A failure prints its seed.
 @Suite struct WorkloadSimulationTests {
     /// The physical world the state is about.
@@ -119,7 +120,7 @@ import Testing
         }
         var problems: [String] = []
         for step in 0..<steps {
-            switch Int.random(in: 0..<10, using: &random) {
+            switch Int.random(in: 0..<11, using: &random) {
             case 0, 1, 2: world.controllerPass()
             case 3, 4, 5: world.deliver()
             case 6: world.crashOne(&random)
@@ -130,6 +131,12 @@ import Testing
                 let dead = Set(world.state.nodes.keys).subtracting(world.alive).sorted()
                 if let node = dead.randomElement(using: &random) {
                     if Int.random(in: 0..<2, using: &random) == 0 { world.fence(node) } else { world.recover(node) }
+                }
+            case 9:
+                // An operator drains a node, or puts it back in service.
+                if let node = world.state.nodes.keys.sorted().randomElement(using: &random) {
+                    let drain = world.state.nodes[node]?.draining != true
+                    _ = world.state.apply(.with { $0.setNodeScheduling = .with { $0.node = node; $0.cordoned = drain; $0.draining = drain } })
                 }
             default:
                 if let name = names.randomElement(using: &random) {
@@ -147,6 +154,9 @@ import Testing
             world.recover(node)
         }
         for node in world.state.nodes.keys.sorted() where world.state.nodes[node]?.status == "fenced" { world.recover(node) }
+        for node in world.state.nodes.keys.sorted() {
+            _ = world.state.apply(.with { $0.setNodeScheduling = .with { $0.node = node } })
+        }
         for name in names {
             world.now += 1
             _ = world.state.apply(.workload(name, at: world.now, by: "user/op", .setDesired("started")))

@@ -1616,7 +1616,7 @@ public nonisolated struct Specola_V1_AlertCommand: Sendable {
 }
 
 /// Every change to HA workloads, from operators (define, desired state,
-/// delete) and from the leader's workload controller (place, fail, release).
+/// delete) and from the leader's workload controller (place, fail, release, evacuate).
 public nonisolated struct Specola_V1_WorkloadCommand: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1675,6 +1675,14 @@ public nonisolated struct Specola_V1_WorkloadCommand: Sendable {
     set {op = .release(newValue)}
   }
 
+  public var evacuate: Specola_V1_WorkloadEvacuate {
+    get {
+      if case .evacuate(let v)? = op {return v}
+      return Specola_V1_WorkloadEvacuate()
+    }
+    set {op = .evacuate(newValue)}
+  }
+
   /// Who asked (operators) or "controller".
   public var requestedBy: String = String()
 
@@ -1688,8 +1696,25 @@ public nonisolated struct Specola_V1_WorkloadCommand: Sendable {
     case place(Specola_V1_WorkloadPlacement)
     case fail(Specola_V1_WorkloadFailure)
     case release(Specola_V1_WorkloadRelease)
+    case evacuate(Specola_V1_WorkloadEvacuate)
 
   }
+
+  public init() {}
+}
+
+/// Stop the current instance so that it starts again elsewhere (its node is
+/// draining). Not a failure: no restart or relocation is spent.
+public nonisolated struct Specola_V1_WorkloadEvacuate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var generation: UInt64 = 0
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -5836,7 +5861,7 @@ nonisolated extension Specola_V1_AlertCommand: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Specola_V1_WorkloadCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkloadCommand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}define\0\u{3}set_desired\0\u{1}delete\0\u{1}place\0\u{1}fail\0\u{1}release\0\u{3}requested_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}define\0\u{3}set_desired\0\u{1}delete\0\u{1}place\0\u{1}fail\0\u{1}release\0\u{3}requested_by\0\u{1}evacuate\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5919,6 +5944,19 @@ nonisolated extension Specola_V1_WorkloadCommand: SwiftProtobuf.Message, SwiftPr
         }
       }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.requestedBy) }()
+      case 9: try {
+        var v: Specola_V1_WorkloadEvacuate?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .evacuate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .evacuate(v)
+        }
+      }()
       default: break
       }
     }
@@ -5957,11 +5995,14 @@ nonisolated extension Specola_V1_WorkloadCommand: SwiftProtobuf.Message, SwiftPr
       guard case .release(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     }()
-    case nil: break
+    default: break
     }
     if !self.requestedBy.isEmpty {
       try visitor.visitSingularStringField(value: self.requestedBy, fieldNumber: 8)
     }
+    try { if case .evacuate(let v)? = self.op {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5969,6 +6010,41 @@ nonisolated extension Specola_V1_WorkloadCommand: SwiftProtobuf.Message, SwiftPr
     if lhs.name != rhs.name {return false}
     if lhs.op != rhs.op {return false}
     if lhs.requestedBy != rhs.requestedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_WorkloadEvacuate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkloadEvacuate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_WorkloadEvacuate, rhs: Specola_V1_WorkloadEvacuate) -> Bool {
+    if lhs.generation != rhs.generation {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
