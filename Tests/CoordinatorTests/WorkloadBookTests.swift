@@ -1,4 +1,5 @@
 import Foundation
+import SpecolaAlerting
 import SpecolaJobs
 import SpecolaProtocol
 import Testing
@@ -283,6 +284,30 @@ import Testing
         let plan = WorkloadPlanner.plan(state: copy, status: Self.ready(copy))
         #expect(plan.decisions.isEmpty)
         #expect(plan.waiting["huge"]?.contains("no ready, uncordoned node with libvirt") == true)
+    }
+
+    @Test mutating func aWorkloadInErrorRaisesOneAlertThatResolvesWhenItIsEnabled() {
+        var state = Self.cluster()
+        _ = state.apply(Self.vm("db", home: "n1", restarts: 0, relocations: 0))
+        Self.pass(&state)
+        _ = state.apply(event("n1", "db", 1, .exited))
+        Self.pass(&state)
+        #expect(Self.workload(state, "db")?.phase == "error")
+        var rules = AlertRuleEvaluator()
+        func evaluate(at now: Int64) -> [AlertChange] {
+            let changes = rules.evaluate(AlertRuleInput(state: state, status: Self.ready(state), lastContactUnixMs: [:], nowUnixMs: now))
+            AlertFixture.commit(changes, to: &state, at: now)
+            return changes
+        }
+        #expect(evaluate(at: 1_000).count == 1)
+        let alert = state.alerts.alerts.values.first { $0.rule == BuiltinRule.workloadError }
+        #expect(alert?.status == .firing)
+        #expect(alert?.labels == ["kind": "vm", "workload": "db", "node": "n1"])
+        #expect(alert?.description.contains("restart limit 0 and relocation limit 0 reached") == true, "\(alert?.description ?? "")")
+        #expect(evaluate(at: 2_000).isEmpty, "level-triggered: it fires once")
+        _ = state.apply(.workload("db", at: 3_000, by: "user/admin", .setDesired("started")))
+        #expect(evaluate(at: 3_000).count == 1)
+        #expect(state.alerts.alerts.values.first { $0.rule == BuiltinRule.workloadError }?.status == .resolved)
     }
 
     @Test mutating func theSnapshotRestoresAnEqualState() throws {
