@@ -95,6 +95,7 @@ let package = Package(
             dependencies: [
                 "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaBMC", "SpecolaAlerting",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ] + grpc,

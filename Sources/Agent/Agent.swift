@@ -32,13 +32,19 @@ public struct Agent: Service {
         let runner = TaskRunner(
             outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(logger: logger), logger: logger,
             onEvent: { wakeLink.withLock { $0 }?() })
+        let workloads = WorkloadRunner(
+            outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
         let requestFull: @Sendable () -> Void = { loop.fullRequested.store(true, ordering: .relaxed) }
-        let instructions = InstructionExecutor(outbox: outbox, runner: runner, logger: logger, onFullReportRequested: requestFull)
+        let instructions = InstructionExecutor(
+            outbox: outbox, runner: runner, workloads: workloads, logger: logger, onFullReportRequested: requestFull)
         let link = CoordinatorLink(
             config: config, outbox: outbox, instructions: instructions, logger: logger, onFullReportRequested: requestFull)
         wakeLink.withLock { $0 = { link.nudge() } }
         // Before the link can deliver new work: pick up tasks that outlived a previous agent process.
         await runner.resume()
+        await workloads.resume()
+        let workloadWatch = Task { await workloads.run() }
+        defer { workloadWatch.cancel() }
         let notifier = SystemdNotifier()
         let pending = try outbox.pendingCount()
         let lastSeq = try outbox.lastSeq()
@@ -85,7 +91,7 @@ public struct Agent: Service {
             }
             group.addTask {
                 try await cancelWhenGracefulShutdown {
-                    try await selfFenceWatch(link: link, runner: runner)
+                    try await selfFenceWatch(link: link, runner: runner, workloads: workloads)
                 }
             }
             if let interval = notifier.watchdogInterval {
@@ -118,13 +124,14 @@ public struct Agent: Service {
 
     /// Stops this node's work when no leader has answered for the coordinator's self-fence lease,
     /// so that the coordinator can move it elsewhere without it running twice.
-    func selfFenceWatch(link: CoordinatorLink, runner: TaskRunner) async throws {
+    func selfFenceWatch(link: CoordinatorLink, runner: TaskRunner, workloads: WorkloadRunner? = nil) async throws {
         var fenced = false
         while !Task.isCancelled {
             if let silence = link.leaseExpiredFor {
                 if !fenced {
                     fenced = true
                     await runner.selfFence(reason: "no coordinator leader answered for \(silence)")
+                    await workloads?.stopAll(reason: "self-fence: no coordinator leader answered for \(silence)", immediately: true)
                 }
             } else if fenced {
                 fenced = false
@@ -140,6 +147,16 @@ public struct Agent: Service {
 
     func makePodmanDriver() -> PodmanDriver {
         PodmanDriver(podmanPath: config.podman.path, environment: podmanEnvironment, nodeName: config.nodeName, logger: logger)
+    }
+
+    /// VMs through the configured libvirt URI, pods through the configured podman.
+    func makeWorkloadDrivers() -> [String: any WorkloadDriver] {
+        var drivers: [String: any WorkloadDriver] = [:]
+        if !config.libvirt.uri.isEmpty { drivers["vm"] = LibvirtWorkloadDriver(uri: config.libvirt.uri, logger: logger) }
+        if config.podman.enabled {
+            drivers["pod"] = PodWorkloadDriver(podman: makePodmanDriver(), directory: config.dataDir + "/workloads")
+        }
+        return drivers
     }
 
     func makeCollector(resumeSELAfter: UInt32?) -> FactsCollector {

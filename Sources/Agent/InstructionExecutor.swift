@@ -8,12 +8,15 @@ import SpecolaProtocol
 public struct InstructionExecutor: Sendable {
     let outbox: Outbox
     let runner: TaskRunner
+    let workloads: WorkloadRunner?
     let onFullReportRequested: @Sendable () -> Void
     let logger: Logger
 
-    public init(outbox: Outbox, runner: TaskRunner, logger: Logger, onFullReportRequested: @escaping @Sendable () -> Void) {
+    public init(outbox: Outbox, runner: TaskRunner, workloads: WorkloadRunner? = nil, logger: Logger,
+                onFullReportRequested: @escaping @Sendable () -> Void) {
         self.outbox = outbox
         self.runner = runner
+        self.workloads = workloads
         self.logger = logger
         self.onFullReportRequested = onFullReportRequested
     }
@@ -22,6 +25,7 @@ public struct InstructionExecutor: Sendable {
         let id = instruction.id
         var payload: Data?
         if case .runTask(let run) = instruction.action { payload = try run.serializedData() }
+        if case .startWorkload(let start) = instruction.action { payload = try start.serializedData() }
         if let stored = try outbox.claimInstruction(id, payload: payload) {
             logger.info("instruction already executed; not running it again", metadata: ["instruction.id": "\(id)"])
             return stored
@@ -38,6 +42,16 @@ public struct InstructionExecutor: Sendable {
             return result
         case .stopTask(let stop):
             result.message = await runner.stop(stop)
+        case .startWorkload(let start):
+            // The runner closes the ledger entry when the instance ends.
+            if let workloads {
+                result.message = await workloads.start(start)
+                return result
+            }
+            result.ok = false
+            result.message = "this agent runs no HA workloads"
+        case .stopWorkload(let stop):
+            result.message = await workloads?.stop(stop) ?? "this agent runs no HA workloads"
         case nil:
             result.ok = false
             result.message = "unknown instruction; this agent (\(SpecolaVersion.current)) may be older than the coordinator"

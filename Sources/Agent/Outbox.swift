@@ -64,6 +64,14 @@ public final class Outbox: Sendable {
         }
     }
 
+    /// Queues what happened to this node's HA workloads, in a report of its own.
+    public func append(workloadEvents: [Specola_V1_WorkloadEvent], atUnixMs: Int64) throws -> Specola_V1_Report {
+        try store {
+            $0.collectedAtUnixMs = atUnixMs
+            $0.workloadEvents = workloadEvents
+        }
+    }
+
     private func store(_ fill: (inout Specola_V1_Report) -> Void) throws -> Specola_V1_Report {
         do {
             return try queue.write { db in

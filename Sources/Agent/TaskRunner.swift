@@ -108,7 +108,7 @@ public actor TaskRunner {
         }
         let containers = (try? await podman.managedAllocations()) ?? [:]
         var claimed: Set<String> = []
-        for (id, payload) in unfinished {
+        for (id, payload) in unfinished where !WorkloadRunner.owns(id) {
             guard let payload, let run = try? Specola_V1_RunTask(serializedBytes: payload) else { continue }
             claimed.insert(id)
             if run.driver == "podman", let state = containers[id] {

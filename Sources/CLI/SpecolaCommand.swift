@@ -9,7 +9,7 @@ public struct SpecolaCommand: AsyncParsableCommand {
         version: "0.1.0-dev",
         subcommands: [
             StatusCommand.self, NodesCommand.self, NodeCommand.self, KVCommand.self, MembersCommand.self,
-            LeaderCommand.self, SnapshotCommand.self, JobCommand.self, JobsCommand.self, LogsCommand.self,
+            LeaderCommand.self, SnapshotCommand.self, JobCommand.self, JobsCommand.self, LogsCommand.self, VMCommand.self, PodCommand.self,
             AlertsCommand.self, AlertCommand.self, SilenceCommand.self, PKICommand.self, DevCommand.self,
         ])
 

@@ -13,6 +13,8 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     let hub: InstructionHub
     let controller: JobController
     let logger: Logger
+    /// Wakes the HA workload controller when an agent reports on a VM or pod.
+    var onWorkloadEvents: @Sendable () -> Void = {}
 
     /// Refuses an agent that speaks for a node other than the one its certificate names.
     private func nodeName(_ context: ServerContext, claimed: String?) throws -> String {
@@ -114,6 +116,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
                     outgoing.yield(.with { $0.requestFullReport = .init() })
                 }
                 if !report.taskEvents.isEmpty { controller.nudge() }
+                if !report.workloadEvents.isEmpty { onWorkloadEvents() }
             case let .duplicateReport(seq):
                 outgoing.yield(.with { $0.ack.ackedThroughSeq = seq })
             case let .rejected(reason):

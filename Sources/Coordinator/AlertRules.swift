@@ -104,6 +104,7 @@ struct AlertRuleEvaluator: Sendable {
         }
         changes += sel(nodes, book, now: input.nowUnixMs)
         changes += jobs(input.state.jobs, book, now: input.nowUnixMs)
+        changes += workloadErrors(input.state.workloads, book, now: input.nowUnixMs)
         changes += forgottenNodes(input.state, book, now: input.nowUnixMs)
         return changes
     }

@@ -31,6 +31,7 @@ public struct ClusterState: Sendable {
     public private(set) var kvRevision: UInt64 = 0
     public private(set) var members: [UInt64: Specola_V1_Member] = [:]
     public private(set) var jobs = JobBook()
+    public private(set) var workloads = WorkloadBook()
     public private(set) var alerts = AlertBook()
 
     public init() {}
@@ -41,6 +42,7 @@ public struct ClusterState: Sendable {
         kvRevision = snapshot.kvRevision
         for member in snapshot.members { members[member.id] = member }
         jobs = try JobBook(snapshot: snapshot)
+        workloads = WorkloadBook(snapshot: snapshot)
         alerts = try AlertBook(snapshotJSON: snapshot.alertBookJson)
     }
 
@@ -52,6 +54,7 @@ public struct ClusterState: Sendable {
             $0.kvRevision = kvRevision
             $0.members = members.values.sorted { $0.id < $1.id }
             jobs.write(into: &$0)
+            workloads.write(into: &$0)
             $0.alertBookJson = alerts.snapshotJSON()
         }
     }
@@ -118,6 +121,8 @@ public struct ClusterState: Sendable {
             return .done
         case .alert(let command):
             return Self.applyAlert(command, to: &alerts)
+        case .workload(let command):
+            return workloads.apply(command, at: at, nodes: nodes)
         case .noop, nil:
             return .done
         }
@@ -165,6 +170,9 @@ public struct ClusterState: Sendable {
             for output in jobs.apply(event, from: name, at: receivedAt) {
                 _ = write(key: output.key, value: Data(output.value.utf8))
             }
+        }
+        for event in report.workloadEvents {
+            workloads.apply(event, from: name, at: receivedAt)
         }
         node.lastAppliedSeq = report.seq
         node.reportsApplied += 1

@@ -43,6 +43,7 @@ public struct Coordinator: Service {
         defer { transport.stopAll() }
         let hub = InstructionHub(logger: logger)
         let jobController = JobController(replica: replica, hub: hub, logger: logger)
+        let workloadController = WorkloadController(replica: replica, hub: hub, logger: logger)
         let alertController = try makeAlertController(replica)
         let health = HealthController(
             replica: replica,
@@ -50,6 +51,7 @@ public struct Coordinator: Service {
                             earlyWarning: config.earlyWarning),
             logger: logger, alerts: alertController, onTransition: {
                 jobController.nudge()
+                workloadController.nudge()
                 alertController.nudge()
             })
         let server = GRPCServer(
@@ -61,8 +63,10 @@ public struct Coordinator: Service {
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
                                  selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
-                                 hub: hub, controller: jobController, logger: logger),
+                                 hub: hub, controller: jobController, logger: logger,
+                                 onWorkloadEvents: { workloadController.nudge() }),
                 JobsService(replica: replica, controller: jobController, logger: logger),
+                WorkloadsService(replica: replica, controller: workloadController, logger: logger),
                 ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
@@ -102,6 +106,10 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await alertController.run()
+                return false
+            }
+            group.addTask {
+                await workloadController.run()
                 return false
             }
             group.addTask {

@@ -59,6 +59,11 @@ final class InstructionHub: Sendable {
                 all[allocation.node]?.sent.insert(id)
                 due.append((.with { $0.instruction = instruction }, outgoing))
             }
+            for (node, instruction) in state.workloads.dueInstructions() {
+                guard let outgoing = all[node]?.outgoing, all[node]?.sent.contains(instruction.id) == false else { continue }
+                all[node]?.sent.insert(instruction.id)
+                due.append((.with { $0.instruction = instruction }, outgoing))
+            }
             return due
         }
         for (message, outgoing) in due {

@@ -14,7 +14,7 @@ public final class VMCollector: @unchecked Sendable {
     private let logger: Logger
     // Guards `connection` and `lastReason`; libvirt calls for one collect run under it.
     private let lock = NSLock()
-    private var connection: virConnectPtr?
+    private let connection: LibvirtConnection
     // nil while available; the reason of the last unavailable report otherwise.
     private var lastReason: String?
     private var hasReported = false
@@ -22,11 +22,7 @@ public final class VMCollector: @unchecked Sendable {
     public init(uri: String, logger: Logger) {
         self.uri = uri
         self.logger = logger
-        LibvirtErrors.installQuietHandler()
-    }
-
-    deinit {
-        if let connection { virConnectClose(connection) }
+        connection = LibvirtConnection(uri: uri, readOnly: true, logger: logger)
     }
 
     public func collect() -> Specola_V1_VmSection {
@@ -52,7 +48,7 @@ public final class VMCollector: @unchecked Sendable {
         var lastError = LibvirtError(message: "libvirt: not connected")
         for _ in 0..<2 {
             let conn: virConnectPtr
-            switch openedConnection() {
+            switch connection.opened() {
             case .success(let open): conn = open
             case .failure(let error): return .failure(error)
             }
@@ -69,27 +65,9 @@ public final class VMCollector: @unchecked Sendable {
                 return .success(vms.sorted { $0.name < $1.name })
             }
             lastError = LibvirtError.last(context: "listing domains")
-            dropConnection()
+            connection.drop()
         }
         return .failure(lastError)
-    }
-
-    private func openedConnection() -> Result<virConnectPtr, LibvirtError> {
-        if let connection {
-            if virConnectIsAlive(connection) == 1 { return .success(connection) }
-            logger.info("libvirt connection lost, reconnecting", metadata: ["uri": "\(uri)"])
-            dropConnection()
-        }
-        guard let opened = virConnectOpenReadOnly(uri) else {
-            return .failure(LibvirtError.last(context: "connecting to \(uri)"))
-        }
-        connection = opened
-        return .success(opened)
-    }
-
-    private func dropConnection() {
-        if let connection { virConnectClose(connection) }
-        connection = nil
     }
 
     /// nil when the domain vanished between listing and reading it.
@@ -133,6 +111,44 @@ public final class VMCollector: @unchecked Sendable {
         } else if hasReported {
             logger.info("libvirt available again", metadata: ["uri": "\(uri)"])
         }
+    }
+}
+
+/// One libvirt connection, kept open between uses (a daemon that keeps state per
+/// connection sees one long-lived client) and reopened when it died. Not
+/// thread-safe: its owner serializes the calls (a lock, a serial queue).
+final class LibvirtConnection: @unchecked Sendable {
+    let uri: String
+    let readOnly: Bool
+    private let logger: Logger
+    private var pointer: virConnectPtr?
+
+    init(uri: String, readOnly: Bool, logger: Logger) {
+        self.uri = uri
+        self.readOnly = readOnly
+        self.logger = logger
+        LibvirtErrors.installQuietHandler()
+    }
+
+    deinit { drop() }
+
+    /// The open connection, reconnecting when the previous one died.
+    func opened() -> Result<virConnectPtr, LibvirtError> {
+        if let pointer {
+            if virConnectIsAlive(pointer) == 1 { return .success(pointer) }
+            logger.info("libvirt connection lost, reconnecting", metadata: ["uri": "\(uri)"])
+            drop()
+        }
+        guard let opened = readOnly ? virConnectOpenReadOnly(uri) : virConnectOpen(uri) else {
+            return .failure(LibvirtError.last(context: "connecting to \(uri)\(readOnly ? "" : " read-write")"))
+        }
+        pointer = opened
+        return .success(opened)
+    }
+
+    func drop() {
+        if let pointer { virConnectClose(pointer) }
+        pointer = nil
     }
 }
 

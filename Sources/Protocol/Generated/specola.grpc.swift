@@ -6971,3 +6971,1127 @@ extension Specola_V1_Alerts.ClientProtocol {
         )
     }
 }
+
+// MARK: - specola.v1.Workloads
+
+/// Namespace containing generated types for the "specola.v1.Workloads" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Specola_V1_Workloads: Sendable {
+    /// Service descriptor for the "specola.v1.Workloads" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Workloads")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "Define" metadata.
+        public enum Define: Sendable {
+            /// Request type for "Define".
+            public typealias Input = Specola_V1_DefineWorkloadRequest
+            /// Response type for "Define".
+            public typealias Output = Specola_V1_Workload
+            /// Descriptor for "Define".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Workloads"),
+                method: "Define",
+                type: .unary
+            )
+        }
+        /// Namespace for "Get" metadata.
+        public enum Get: Sendable {
+            /// Request type for "Get".
+            public typealias Input = Specola_V1_GetWorkloadRequest
+            /// Response type for "Get".
+            public typealias Output = Specola_V1_Workload
+            /// Descriptor for "Get".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Workloads"),
+                method: "Get",
+                type: .unary
+            )
+        }
+        /// Namespace for "List" metadata.
+        public enum List: Sendable {
+            /// Request type for "List".
+            public typealias Input = Specola_V1_ListWorkloadsRequest
+            /// Response type for "List".
+            public typealias Output = Specola_V1_ListWorkloadsResponse
+            /// Descriptor for "List".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Workloads"),
+                method: "List",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetDesired" metadata.
+        public enum SetDesired: Sendable {
+            /// Request type for "SetDesired".
+            public typealias Input = Specola_V1_SetWorkloadDesiredRequest
+            /// Response type for "SetDesired".
+            public typealias Output = Specola_V1_Workload
+            /// Descriptor for "SetDesired".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Workloads"),
+                method: "SetDesired",
+                type: .unary
+            )
+        }
+        /// Namespace for "Delete" metadata.
+        public enum Delete: Sendable {
+            /// Request type for "Delete".
+            public typealias Input = Specola_V1_DeleteWorkloadRequest
+            /// Response type for "Delete".
+            public typealias Output = Specola_V1_DeleteWorkloadResponse
+            /// Descriptor for "Delete".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Workloads"),
+                method: "Delete",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "specola.v1.Workloads" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            Define.descriptor,
+            Get.descriptor,
+            List.descriptor,
+            SetDesired.descriptor,
+            Delete.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "specola.v1.Workloads" service.
+    public static let specola_v1_Workloads = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Workloads")
+}
+
+// MARK: specola.v1.Workloads (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Workloads {
+    /// Streaming variant of the service protocol for the "specola.v1.Workloads" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > VMs and pods kept running by the cluster (`specola vm|pod ...`).
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Define" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_DefineWorkloadRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_Workload` messages.
+        func define(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_DefineWorkloadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Workload>
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_GetWorkloadRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_Workload` messages.
+        func get(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_GetWorkloadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Workload>
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_ListWorkloadsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_ListWorkloadsResponse` messages.
+        func list(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_ListWorkloadsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListWorkloadsResponse>
+
+        /// Handle the "SetDesired" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > enable (started), disable, start, stop.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_SetWorkloadDesiredRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_Workload` messages.
+        func setDesired(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_SetWorkloadDesiredRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Workload>
+
+        /// Handle the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Specola_V1_DeleteWorkloadRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Specola_V1_DeleteWorkloadResponse` messages.
+        func delete(
+            request: GRPCCore.StreamingServerRequest<Specola_V1_DeleteWorkloadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_DeleteWorkloadResponse>
+    }
+
+    /// Service protocol for the "specola.v1.Workloads" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > VMs and pods kept running by the cluster (`specola vm|pod ...`).
+    public protocol ServiceProtocol: Specola_V1_Workloads.StreamingServiceProtocol {
+        /// Handle the "Define" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_DefineWorkloadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_Workload` message.
+        func define(
+            request: GRPCCore.ServerRequest<Specola_V1_DefineWorkloadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_Workload>
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_GetWorkloadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_Workload` message.
+        func get(
+            request: GRPCCore.ServerRequest<Specola_V1_GetWorkloadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_Workload>
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListWorkloadsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_ListWorkloadsResponse` message.
+        func list(
+            request: GRPCCore.ServerRequest<Specola_V1_ListWorkloadsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListWorkloadsResponse>
+
+        /// Handle the "SetDesired" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > enable (started), disable, start, stop.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SetWorkloadDesiredRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_Workload` message.
+        func setDesired(
+            request: GRPCCore.ServerRequest<Specola_V1_SetWorkloadDesiredRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_Workload>
+
+        /// Handle the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_DeleteWorkloadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Specola_V1_DeleteWorkloadResponse` message.
+        func delete(
+            request: GRPCCore.ServerRequest<Specola_V1_DeleteWorkloadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Specola_V1_DeleteWorkloadResponse>
+    }
+
+    /// Simple service protocol for the "specola.v1.Workloads" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > VMs and pods kept running by the cluster (`specola vm|pod ...`).
+    public protocol SimpleServiceProtocol: Specola_V1_Workloads.ServiceProtocol {
+        /// Handle the "Define" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_DefineWorkloadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_Workload` to respond with.
+        func define(
+            request: Specola_V1_DefineWorkloadRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_Workload
+
+        /// Handle the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_GetWorkloadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_Workload` to respond with.
+        func get(
+            request: Specola_V1_GetWorkloadRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_Workload
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_ListWorkloadsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_ListWorkloadsResponse` to respond with.
+        func list(
+            request: Specola_V1_ListWorkloadsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_ListWorkloadsResponse
+
+        /// Handle the "SetDesired" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > enable (started), disable, start, stop.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_SetWorkloadDesiredRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_Workload` to respond with.
+        func setDesired(
+            request: Specola_V1_SetWorkloadDesiredRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_Workload
+
+        /// Handle the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Specola_V1_DeleteWorkloadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Specola_V1_DeleteWorkloadResponse` to respond with.
+        func delete(
+            request: Specola_V1_DeleteWorkloadRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Specola_V1_DeleteWorkloadResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Workloads.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Specola_V1_Workloads.Method.Define.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_DefineWorkloadRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_Workload>(),
+            handler: { request, context in
+                try await self.define(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Workloads.Method.Get.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_GetWorkloadRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_Workload>(),
+            handler: { request, context in
+                try await self.get(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Workloads.Method.List.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListWorkloadsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListWorkloadsResponse>(),
+            handler: { request, context in
+                try await self.list(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Workloads.Method.SetDesired.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_SetWorkloadDesiredRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_Workload>(),
+            handler: { request, context in
+                try await self.setDesired(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Workloads.Method.Delete.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_DeleteWorkloadRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_DeleteWorkloadResponse>(),
+            handler: { request, context in
+                try await self.delete(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Workloads.ServiceProtocol {
+    public func define(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_DefineWorkloadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Workload> {
+        let response = try await self.define(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func get(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_GetWorkloadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Workload> {
+        let response = try await self.get(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func list(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_ListWorkloadsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_ListWorkloadsResponse> {
+        let response = try await self.list(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setDesired(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_SetWorkloadDesiredRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_Workload> {
+        let response = try await self.setDesired(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func delete(
+        request: GRPCCore.StreamingServerRequest<Specola_V1_DeleteWorkloadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Specola_V1_DeleteWorkloadResponse> {
+        let response = try await self.delete(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Workloads.SimpleServiceProtocol {
+    public func define(
+        request: GRPCCore.ServerRequest<Specola_V1_DefineWorkloadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_Workload> {
+        return GRPCCore.ServerResponse<Specola_V1_Workload>(
+            message: try await self.define(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func get(
+        request: GRPCCore.ServerRequest<Specola_V1_GetWorkloadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_Workload> {
+        return GRPCCore.ServerResponse<Specola_V1_Workload>(
+            message: try await self.get(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func list(
+        request: GRPCCore.ServerRequest<Specola_V1_ListWorkloadsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_ListWorkloadsResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_ListWorkloadsResponse>(
+            message: try await self.list(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setDesired(
+        request: GRPCCore.ServerRequest<Specola_V1_SetWorkloadDesiredRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_Workload> {
+        return GRPCCore.ServerResponse<Specola_V1_Workload>(
+            message: try await self.setDesired(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func delete(
+        request: GRPCCore.ServerRequest<Specola_V1_DeleteWorkloadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Specola_V1_DeleteWorkloadResponse> {
+        return GRPCCore.ServerResponse<Specola_V1_DeleteWorkloadResponse>(
+            message: try await self.delete(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: specola.v1.Workloads (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Workloads {
+    /// Generated client protocol for the "specola.v1.Workloads" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > VMs and pods kept running by the cluster (`specola vm|pod ...`).
+    public protocol ClientProtocol: Sendable {
+        /// Call the "Define" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_DefineWorkloadRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_DefineWorkloadRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Workload` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func define<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_DefineWorkloadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_DefineWorkloadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Workload>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_GetWorkloadRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_GetWorkloadRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Workload` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func get<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_GetWorkloadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_GetWorkloadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Workload>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListWorkloadsRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListWorkloadsRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListWorkloadsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func list<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListWorkloadsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListWorkloadsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListWorkloadsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListWorkloadsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetDesired" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > enable (started), disable, start, stop.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SetWorkloadDesiredRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SetWorkloadDesiredRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Workload` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setDesired<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SetWorkloadDesiredRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SetWorkloadDesiredRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Workload>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_DeleteWorkloadRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_DeleteWorkloadRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_DeleteWorkloadResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func delete<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_DeleteWorkloadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_DeleteWorkloadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_DeleteWorkloadResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_DeleteWorkloadResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "specola.v1.Workloads" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > VMs and pods kept running by the cluster (`specola vm|pod ...`).
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "Define" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_DefineWorkloadRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_DefineWorkloadRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Workload` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func define<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_DefineWorkloadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_DefineWorkloadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Workload>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Workloads.Method.Define.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Get" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_GetWorkloadRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_GetWorkloadRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Workload` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func get<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_GetWorkloadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_GetWorkloadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Workload>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Workloads.Method.Get.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_ListWorkloadsRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_ListWorkloadsRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_ListWorkloadsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func list<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_ListWorkloadsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_ListWorkloadsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_ListWorkloadsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListWorkloadsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Workloads.Method.List.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetDesired" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > enable (started), disable, start, stop.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_SetWorkloadDesiredRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_SetWorkloadDesiredRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_Workload` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setDesired<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_SetWorkloadDesiredRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_SetWorkloadDesiredRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_Workload>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Workloads.Method.SetDesired.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Delete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Specola_V1_DeleteWorkloadRequest` message.
+        ///   - serializer: A serializer for `Specola_V1_DeleteWorkloadRequest` messages.
+        ///   - deserializer: A deserializer for `Specola_V1_DeleteWorkloadResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func delete<Result>(
+            request: GRPCCore.ClientRequest<Specola_V1_DeleteWorkloadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Specola_V1_DeleteWorkloadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Specola_V1_DeleteWorkloadResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_DeleteWorkloadResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Workloads.Method.Delete.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Workloads.ClientProtocol {
+    /// Call the "Define" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_DefineWorkloadRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func define<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_DefineWorkloadRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.define(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_DefineWorkloadRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Workload>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Get" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_GetWorkloadRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func get<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_GetWorkloadRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.get(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_GetWorkloadRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Workload>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_ListWorkloadsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_ListWorkloadsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListWorkloadsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.list(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_ListWorkloadsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_ListWorkloadsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetDesired" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > enable (started), disable, start, stop.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_SetWorkloadDesiredRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setDesired<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_SetWorkloadDesiredRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setDesired(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_SetWorkloadDesiredRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_Workload>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Delete" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Specola_V1_DeleteWorkloadRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func delete<Result>(
+        request: GRPCCore.ClientRequest<Specola_V1_DeleteWorkloadRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_DeleteWorkloadResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.delete(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Specola_V1_DeleteWorkloadRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Specola_V1_DeleteWorkloadResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Workloads.ClientProtocol {
+    /// Call the "Define" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func define<Result>(
+        _ message: Specola_V1_DefineWorkloadRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_DefineWorkloadRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.define(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Get" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func get<Result>(
+        _ message: Specola_V1_GetWorkloadRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_GetWorkloadRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.get(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        _ message: Specola_V1_ListWorkloadsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_ListWorkloadsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_ListWorkloadsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.list(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetDesired" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > enable (started), disable, start, stop.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setDesired<Result>(
+        _ message: Specola_V1_SetWorkloadDesiredRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_Workload>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_SetWorkloadDesiredRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setDesired(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Delete" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func delete<Result>(
+        _ message: Specola_V1_DeleteWorkloadRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Specola_V1_DeleteWorkloadResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Specola_V1_DeleteWorkloadRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.delete(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}

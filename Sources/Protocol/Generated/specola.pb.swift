@@ -95,6 +95,60 @@ public nonisolated enum Specola_V1_TaskEventKind: SwiftProtobuf.Enum, Swift.Case
 
 }
 
+public nonisolated enum Specola_V1_WorkloadEventKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// The VM or pod runs (also re-sent after an agent restart finds it still running).
+  case started // = 1
+
+  /// It could not be started; message says why.
+  case failedToStart // = 2
+
+  /// It stopped by itself (crash, shutdown from inside, killed from outside).
+  case exited // = 3
+
+  /// It was stopped because a StopWorkload asked.
+  case stopped // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .started
+    case 2: self = .failedToStart
+    case 3: self = .exited
+    case 4: self = .stopped
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .started: return 1
+    case .failedToStart: return 2
+    case .exited: return 3
+    case .stopped: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_WorkloadEventKind] = [
+    .unspecified,
+    .started,
+    .failedToStart,
+    .exited,
+    .stopped,
+  ]
+
+}
+
 public nonisolated enum Specola_V1_PowerState: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unknown // = 0
@@ -379,6 +433,9 @@ public nonisolated struct Specola_V1_Report: Sendable {
   /// What happened to the allocations this agent runs, in order.
   public var taskEvents: [Specola_V1_TaskEvent] = []
 
+  /// What happened to the HA workloads (VMs, pods) this agent runs, in order.
+  public var workloadEvents: [Specola_V1_WorkloadEvent] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -451,6 +508,24 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     set {action = .stopTask(newValue)}
   }
 
+  /// Start one instance of an HA workload. Id: "wl/" + name + "/" + generation.
+  public var startWorkload: Specola_V1_StartWorkload {
+    get {
+      if case .startWorkload(let v)? = action {return v}
+      return Specola_V1_StartWorkload()
+    }
+    set {action = .startWorkload(newValue)}
+  }
+
+  /// Stop one instance of an HA workload. Id: the start's id + "/stop".
+  public var stopWorkload: Specola_V1_StopWorkload {
+    get {
+      if case .stopWorkload(let v)? = action {return v}
+      return Specola_V1_StopWorkload()
+    }
+    set {action = .stopWorkload(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Action: Equatable, Sendable {
@@ -460,8 +535,221 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     case runTask(Specola_V1_RunTask)
     /// Stop a running allocation (cancel, drain). Id: "stop/" + allocation id.
     case stopTask(Specola_V1_StopTask)
+    /// Start one instance of an HA workload. Id: "wl/" + name + "/" + generation.
+    case startWorkload(Specola_V1_StartWorkload)
+    /// Stop one instance of an HA workload. Id: the start's id + "/stop".
+    case stopWorkload(Specola_V1_StopWorkload)
 
   }
+
+  public init() {}
+}
+
+/// Start a VM (libvirt domain XML, started as a transient domain) or a pod
+/// (`podman kube play`) on this node. Name and generation identify the instance.
+public nonisolated struct Specola_V1_StartWorkload: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// "vm" or "pod".
+  public var kind: String = String()
+
+  public var generation: UInt64 = 0
+
+  /// Domain XML for a VM, kube YAML for a pod.
+  public var definition: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_StopWorkload: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var kind: String = String()
+
+  public var generation: UInt64 = 0
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_WorkloadEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var generation: UInt64 = 0
+
+  public var kind: Specola_V1_WorkloadEventKind = .unspecified
+
+  public var message: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  /// "vm" or "pod".
+  public var workloadKind: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// An HA workload as the replicated state keeps it: its definition and policy
+/// (set by operators) and its status (set by the controller and agent reports).
+public nonisolated struct Specola_V1_Workload: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  /// "vm" or "pod".
+  public var kind: String {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
+
+  /// Domain XML for a VM, kube YAML for a pod.
+  public var definition: String {
+    get {_storage._definition}
+    set {_uniqueStorage()._definition = newValue}
+  }
+
+  /// "started", "stopped" or "disabled".
+  public var desired: String {
+    get {_storage._desired}
+    set {_uniqueStorage()._desired = newValue}
+  }
+
+  /// Preferred node for a fresh start; empty: any.
+  public var homeNode: String {
+    get {_storage._homeNode}
+    set {_uniqueStorage()._homeNode = newValue}
+  }
+
+  /// Restarts on the same node after a crash, before it is relocated.
+  public var maxRestarts: UInt32 {
+    get {_storage._maxRestarts}
+    set {_uniqueStorage()._maxRestarts = newValue}
+  }
+
+  /// Starts on another node (after its node was fenced or restarts ran out).
+  public var maxRelocations: UInt32 {
+    get {_storage._maxRelocations}
+    set {_uniqueStorage()._maxRelocations = newValue}
+  }
+
+  public var cpuMillicores: Int64 {
+    get {_storage._cpuMillicores}
+    set {_uniqueStorage()._cpuMillicores = newValue}
+  }
+
+  public var memoryBytes: Int64 {
+    get {_storage._memoryBytes}
+    set {_uniqueStorage()._memoryBytes = newValue}
+  }
+
+  /// pending, starting, running, stopping, stopped, crashed, error.
+  public var phase: String {
+    get {_storage._phase}
+    set {_uniqueStorage()._phase = newValue}
+  }
+
+  /// Where the current instance is (or last was).
+  public var node: String {
+    get {_storage._node}
+    set {_uniqueStorage()._node = newValue}
+  }
+
+  /// Instance counter: every start on any node gets the next one.
+  public var generation: UInt64 {
+    get {_storage._generation}
+    set {_uniqueStorage()._generation = newValue}
+  }
+
+  public var restarts: UInt32 {
+    get {_storage._restarts}
+    set {_uniqueStorage()._restarts = newValue}
+  }
+
+  public var relocations: UInt32 {
+    get {_storage._relocations}
+    set {_uniqueStorage()._relocations = newValue}
+  }
+
+  /// The latest event or the reason for error.
+  public var message: String {
+    get {_storage._message}
+    set {_uniqueStorage()._message = newValue}
+  }
+
+  public var createdAtUnixMs: Int64 {
+    get {_storage._createdAtUnixMs}
+    set {_uniqueStorage()._createdAtUnixMs = newValue}
+  }
+
+  public var changedAtUnixMs: Int64 {
+    get {_storage._changedAtUnixMs}
+    set {_uniqueStorage()._changedAtUnixMs = newValue}
+  }
+
+  public var startedAtUnixMs: Int64 {
+    get {_storage._startedAtUnixMs}
+    set {_uniqueStorage()._startedAtUnixMs = newValue}
+  }
+
+  public var createdBy: String {
+    get {_storage._createdBy}
+    set {_uniqueStorage()._createdBy = newValue}
+  }
+
+  /// Grows with every change, for watchers.
+  public var revision: UInt64 {
+    get {_storage._revision}
+    set {_uniqueStorage()._revision = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// An instance that an agent reported running although it is not (or no
+/// longer) the workload's current one, e.g. on a node that came back after
+/// fencing. A StopWorkload is due for it.
+public nonisolated struct Specola_V1_StrayWorkload: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var kind: String = String()
+
+  public var generation: UInt64 = 0
+
+  public var node: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -1263,6 +1551,14 @@ public nonisolated struct Specola_V1_Command: Sendable {
     set {kind = .alert(newValue)}
   }
 
+  public var workload: Specola_V1_WorkloadCommand {
+    get {
+      if case .workload(let v)? = kind {return v}
+      return Specola_V1_WorkloadCommand()
+    }
+    set {kind = .workload(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -1280,6 +1576,7 @@ public nonisolated struct Specola_V1_Command: Sendable {
     case setNodeScheduling(Specola_V1_SetNodeSchedulingCommand)
     case nodeHealth(Specola_V1_NodeHealthCommand)
     case alert(Specola_V1_AlertCommand)
+    case workload(Specola_V1_WorkloadCommand)
 
   }
 
@@ -1312,6 +1609,172 @@ public nonisolated struct Specola_V1_AlertCommand: Sendable {
   // methods supported on all messages.
 
   public var changeJson: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Every change to HA workloads, from operators (define, desired state,
+/// delete) and from the leader's workload controller (place, fail, release, evacuate).
+public nonisolated struct Specola_V1_WorkloadCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var op: Specola_V1_WorkloadCommand.OneOf_Op? = nil
+
+  public var define: Specola_V1_Workload {
+    get {
+      if case .define(let v)? = op {return v}
+      return Specola_V1_Workload()
+    }
+    set {op = .define(newValue)}
+  }
+
+  /// started, stopped or disabled.
+  public var setDesired: String {
+    get {
+      if case .setDesired(let v)? = op {return v}
+      return String()
+    }
+    set {op = .setDesired(newValue)}
+  }
+
+  public var delete: Specola_V1_WorkloadDelete {
+    get {
+      if case .delete(let v)? = op {return v}
+      return Specola_V1_WorkloadDelete()
+    }
+    set {op = .delete(newValue)}
+  }
+
+  public var place: Specola_V1_WorkloadPlacement {
+    get {
+      if case .place(let v)? = op {return v}
+      return Specola_V1_WorkloadPlacement()
+    }
+    set {op = .place(newValue)}
+  }
+
+  public var fail: Specola_V1_WorkloadFailure {
+    get {
+      if case .fail(let v)? = op {return v}
+      return Specola_V1_WorkloadFailure()
+    }
+    set {op = .fail(newValue)}
+  }
+
+  public var release: Specola_V1_WorkloadRelease {
+    get {
+      if case .release(let v)? = op {return v}
+      return Specola_V1_WorkloadRelease()
+    }
+    set {op = .release(newValue)}
+  }
+
+  public var evacuate: Specola_V1_WorkloadEvacuate {
+    get {
+      if case .evacuate(let v)? = op {return v}
+      return Specola_V1_WorkloadEvacuate()
+    }
+    set {op = .evacuate(newValue)}
+  }
+
+  /// Who asked (operators) or "controller".
+  public var requestedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Op: Equatable, Sendable {
+    case define(Specola_V1_Workload)
+    /// started, stopped or disabled.
+    case setDesired(String)
+    case delete(Specola_V1_WorkloadDelete)
+    case place(Specola_V1_WorkloadPlacement)
+    case fail(Specola_V1_WorkloadFailure)
+    case release(Specola_V1_WorkloadRelease)
+    case evacuate(Specola_V1_WorkloadEvacuate)
+
+  }
+
+  public init() {}
+}
+
+/// Stop the current instance so that it starts again elsewhere (its node is
+/// draining). Not a failure: no restart or relocation is spent.
+public nonisolated struct Specola_V1_WorkloadEvacuate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var generation: UInt64 = 0
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_WorkloadDelete: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Start the next instance on `node`. Applied only when `generation` is the
+/// current one plus one, so a repeated proposal changes nothing.
+public nonisolated struct Specola_V1_WorkloadPlacement: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var generation: UInt64 = 0
+
+  public var node: String = String()
+
+  /// "start", "restart" or "relocate".
+  public var reason: String = String()
+
+  public var message: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Give up: the limits are spent. `generation` must be the current one.
+public nonisolated struct Specola_V1_WorkloadFailure: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var generation: UInt64 = 0
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The current instance is proven not to run (its node is fenced) and the
+/// workload is not to run: it is stopped without an agent's word.
+public nonisolated struct Specola_V1_WorkloadRelease: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var generation: UInt64 = 0
+
+  public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1603,6 +2066,10 @@ public nonisolated struct Specola_V1_ClusterSnapshot: Sendable {
 
   /// SpecolaAlerting.AlertBook as JSON (sorted keys): alerts and silences.
   public var alertBookJson: Data = Data()
+
+  public var workloads: [Specola_V1_Workload] = []
+
+  public var workloadStrays: [Specola_V1_StrayWorkload] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2413,12 +2880,122 @@ public nonisolated struct Specola_V1_ExpireSilenceRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Specola_V1_DefineWorkloadRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Name, kind, definition, desired, home node, limits, resources; status fields are ignored.
+  public var workload: Specola_V1_Workload {
+    get {_workload ?? Specola_V1_Workload()}
+    set {_workload = newValue}
+  }
+  /// Returns true if `workload` has been explicitly set.
+  public var hasWorkload: Bool {self._workload != nil}
+  /// Clears the value of `workload`. Subsequent reads from it will return its default value.
+  public mutating func clearWorkload() {self._workload = nil}
+
+  /// Keep the limits unset in `workload` as the defaults (1 restart, 1 relocation).
+  public var defaultLimits: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _workload: Specola_V1_Workload? = nil
+}
+
+public nonisolated struct Specola_V1_GetWorkloadRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// "vm" or "pod"; empty: either.
+  public var kind: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ListWorkloadsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "vm" or "pod"; empty: both.
+  public var kind: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ListWorkloadsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workloads: [Specola_V1_Workload] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_SetWorkloadDesiredRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var kind: String = String()
+
+  /// started, stopped or disabled.
+  public var desired: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_DeleteWorkloadRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var kind: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_DeleteWorkloadResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "specola.v1"
 
 nonisolated extension Specola_V1_TaskEventKind: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_EVENT_KIND_UNSPECIFIED\0\u{1}TASK_EVENT_KIND_STARTED\0\u{1}TASK_EVENT_KIND_EXITED\0\u{1}TASK_EVENT_KIND_FAILED_TO_START\0\u{1}TASK_EVENT_KIND_TIMED_OUT\0\u{1}TASK_EVENT_KIND_STOPPED\0\u{1}TASK_EVENT_KIND_LOST\0")
+}
+
+nonisolated extension Specola_V1_WorkloadEventKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0WORKLOAD_EVENT_KIND_UNSPECIFIED\0\u{1}WORKLOAD_EVENT_KIND_STARTED\0\u{1}WORKLOAD_EVENT_KIND_FAILED_TO_START\0\u{1}WORKLOAD_EVENT_KIND_EXITED\0\u{1}WORKLOAD_EVENT_KIND_STOPPED\0")
 }
 
 nonisolated extension Specola_V1_PowerState: SwiftProtobuf._ProtoNameProviding {
@@ -2783,7 +3360,7 @@ nonisolated extension Specola_V1_RequestFullReport: SwiftProtobuf.Message, Swift
 
 nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Report"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{3}collected_at_unix_ms\0\u{1}full\0\u{1}facts\0\u{3}task_events\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{3}collected_at_unix_ms\0\u{1}full\0\u{1}facts\0\u{3}task_events\0\u{4}\u{19}workload_events\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2796,6 +3373,7 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
       case 3: try { try decoder.decodeSingularBoolField(value: &self.full) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._facts) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.taskEvents) }()
+      case 30: try { try decoder.decodeRepeatedMessageField(value: &self.workloadEvents) }()
       default: break
       }
     }
@@ -2821,6 +3399,9 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.taskEvents.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.taskEvents, fieldNumber: 5)
     }
+    if !self.workloadEvents.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.workloadEvents, fieldNumber: 30)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2830,6 +3411,7 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.full != rhs.full {return false}
     if lhs._facts != rhs._facts {return false}
     if lhs.taskEvents != rhs.taskEvents {return false}
+    if lhs.workloadEvents != rhs.workloadEvents {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2902,7 +3484,7 @@ nonisolated extension Specola_V1_TaskEvent: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Instruction"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}collect_now\0\u{3}run_task\0\u{3}stop_task\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}collect_now\0\u{3}run_task\0\u{3}stop_task\0\u{4}\u{6}start_workload\0\u{3}stop_workload\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2950,6 +3532,32 @@ nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtob
           self.action = .stopTask(v)
         }
       }()
+      case 10: try {
+        var v: Specola_V1_StartWorkload?
+        var hadOneofValue = false
+        if let current = self.action {
+          hadOneofValue = true
+          if case .startWorkload(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.action = .startWorkload(v)
+        }
+      }()
+      case 11: try {
+        var v: Specola_V1_StopWorkload?
+        var hadOneofValue = false
+        if let current = self.action {
+          hadOneofValue = true
+          if case .stopWorkload(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.action = .stopWorkload(v)
+        }
+      }()
       default: break
       }
     }
@@ -2976,6 +3584,14 @@ nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtob
       guard case .stopTask(let v)? = self.action else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
+    case .startWorkload?: try {
+      guard case .startWorkload(let v)? = self.action else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .stopWorkload?: try {
+      guard case .stopWorkload(let v)? = self.action else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2984,6 +3600,395 @@ nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtob
   public static func ==(lhs: Specola_V1_Instruction, rhs: Specola_V1_Instruction) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.action != rhs.action {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StartWorkload: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartWorkload"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}generation\0\u{1}definition\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.definition) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 3)
+    }
+    if !self.definition.isEmpty {
+      try visitor.visitSingularStringField(value: self.definition, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StartWorkload, rhs: Specola_V1_StartWorkload) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.generation != rhs.generation {return false}
+    if lhs.definition != rhs.definition {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StopWorkload: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StopWorkload"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}generation\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 3)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StopWorkload, rhs: Specola_V1_StopWorkload) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.generation != rhs.generation {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_WorkloadEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkloadEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}generation\0\u{1}kind\0\u{1}message\0\u{3}at_unix_ms\0\u{3}workload_kind\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.workloadKind) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 2)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 3)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 5)
+    }
+    if !self.workloadKind.isEmpty {
+      try visitor.visitSingularStringField(value: self.workloadKind, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_WorkloadEvent, rhs: Specola_V1_WorkloadEvent) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.generation != rhs.generation {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.workloadKind != rhs.workloadKind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_Workload: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Workload"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}definition\0\u{1}desired\0\u{3}home_node\0\u{3}max_restarts\0\u{3}max_relocations\0\u{3}cpu_millicores\0\u{3}memory_bytes\0\u{1}phase\0\u{1}node\0\u{1}generation\0\u{1}restarts\0\u{1}relocations\0\u{1}message\0\u{3}created_at_unix_ms\0\u{3}changed_at_unix_ms\0\u{3}started_at_unix_ms\0\u{3}created_by\0\u{1}revision\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _kind: String = String()
+    var _definition: String = String()
+    var _desired: String = String()
+    var _homeNode: String = String()
+    var _maxRestarts: UInt32 = 0
+    var _maxRelocations: UInt32 = 0
+    var _cpuMillicores: Int64 = 0
+    var _memoryBytes: Int64 = 0
+    var _phase: String = String()
+    var _node: String = String()
+    var _generation: UInt64 = 0
+    var _restarts: UInt32 = 0
+    var _relocations: UInt32 = 0
+    var _message: String = String()
+    var _createdAtUnixMs: Int64 = 0
+    var _changedAtUnixMs: Int64 = 0
+    var _startedAtUnixMs: Int64 = 0
+    var _createdBy: String = String()
+    var _revision: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _kind = source._kind
+      _definition = source._definition
+      _desired = source._desired
+      _homeNode = source._homeNode
+      _maxRestarts = source._maxRestarts
+      _maxRelocations = source._maxRelocations
+      _cpuMillicores = source._cpuMillicores
+      _memoryBytes = source._memoryBytes
+      _phase = source._phase
+      _node = source._node
+      _generation = source._generation
+      _restarts = source._restarts
+      _relocations = source._relocations
+      _message = source._message
+      _createdAtUnixMs = source._createdAtUnixMs
+      _changedAtUnixMs = source._changedAtUnixMs
+      _startedAtUnixMs = source._startedAtUnixMs
+      _createdBy = source._createdBy
+      _revision = source._revision
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._kind) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._definition) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._desired) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._homeNode) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxRestarts) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxRelocations) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._cpuMillicores) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._memoryBytes) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._phase) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._node) }()
+        case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._generation) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._restarts) }()
+        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._relocations) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._message) }()
+        case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._createdAtUnixMs) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._changedAtUnixMs) }()
+        case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._startedAtUnixMs) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._createdBy) }()
+        case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._revision) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._kind.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._kind, fieldNumber: 2)
+      }
+      if !_storage._definition.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._definition, fieldNumber: 3)
+      }
+      if !_storage._desired.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._desired, fieldNumber: 4)
+      }
+      if !_storage._homeNode.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._homeNode, fieldNumber: 5)
+      }
+      if _storage._maxRestarts != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxRestarts, fieldNumber: 6)
+      }
+      if _storage._maxRelocations != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxRelocations, fieldNumber: 7)
+      }
+      if _storage._cpuMillicores != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._cpuMillicores, fieldNumber: 8)
+      }
+      if _storage._memoryBytes != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._memoryBytes, fieldNumber: 9)
+      }
+      if !_storage._phase.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._phase, fieldNumber: 10)
+      }
+      if !_storage._node.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._node, fieldNumber: 11)
+      }
+      if _storage._generation != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._generation, fieldNumber: 12)
+      }
+      if _storage._restarts != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._restarts, fieldNumber: 13)
+      }
+      if _storage._relocations != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._relocations, fieldNumber: 14)
+      }
+      if !_storage._message.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._message, fieldNumber: 15)
+      }
+      if _storage._createdAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdAtUnixMs, fieldNumber: 16)
+      }
+      if _storage._changedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._changedAtUnixMs, fieldNumber: 17)
+      }
+      if _storage._startedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._startedAtUnixMs, fieldNumber: 18)
+      }
+      if !_storage._createdBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._createdBy, fieldNumber: 19)
+      }
+      if _storage._revision != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._revision, fieldNumber: 20)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_Workload, rhs: Specola_V1_Workload) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._definition != rhs_storage._definition {return false}
+        if _storage._desired != rhs_storage._desired {return false}
+        if _storage._homeNode != rhs_storage._homeNode {return false}
+        if _storage._maxRestarts != rhs_storage._maxRestarts {return false}
+        if _storage._maxRelocations != rhs_storage._maxRelocations {return false}
+        if _storage._cpuMillicores != rhs_storage._cpuMillicores {return false}
+        if _storage._memoryBytes != rhs_storage._memoryBytes {return false}
+        if _storage._phase != rhs_storage._phase {return false}
+        if _storage._node != rhs_storage._node {return false}
+        if _storage._generation != rhs_storage._generation {return false}
+        if _storage._restarts != rhs_storage._restarts {return false}
+        if _storage._relocations != rhs_storage._relocations {return false}
+        if _storage._message != rhs_storage._message {return false}
+        if _storage._createdAtUnixMs != rhs_storage._createdAtUnixMs {return false}
+        if _storage._changedAtUnixMs != rhs_storage._changedAtUnixMs {return false}
+        if _storage._startedAtUnixMs != rhs_storage._startedAtUnixMs {return false}
+        if _storage._createdBy != rhs_storage._createdBy {return false}
+        if _storage._revision != rhs_storage._revision {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StrayWorkload: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StrayWorkload"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}generation\0\u{1}node\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 3)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StrayWorkload, rhs: Specola_V1_StrayWorkload) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.generation != rhs.generation {return false}
+    if lhs.node != rhs.node {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4493,7 +5498,7 @@ nonisolated extension Specola_V1_RaftDeliverAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4684,6 +5689,19 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .alert(v)
         }
       }()
+      case 30: try {
+        var v: Specola_V1_WorkloadCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .workload(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .workload(v)
+        }
+      }()
       default: break
       }
     }
@@ -4753,6 +5771,10 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
     case .alert?: try {
       guard case .alert(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .workload?: try {
+      guard case .workload(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
     }()
     case nil: break
     }
@@ -4832,6 +5854,331 @@ nonisolated extension Specola_V1_AlertCommand: SwiftProtobuf.Message, SwiftProto
 
   public static func ==(lhs: Specola_V1_AlertCommand, rhs: Specola_V1_AlertCommand) -> Bool {
     if lhs.changeJson != rhs.changeJson {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_WorkloadCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkloadCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}define\0\u{3}set_desired\0\u{1}delete\0\u{1}place\0\u{1}fail\0\u{1}release\0\u{3}requested_by\0\u{1}evacuate\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try {
+        var v: Specola_V1_Workload?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .define(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .define(v)
+        }
+      }()
+      case 3: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.op != nil {try decoder.handleConflictingOneOf()}
+          self.op = .setDesired(v)
+        }
+      }()
+      case 4: try {
+        var v: Specola_V1_WorkloadDelete?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .delete(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .delete(v)
+        }
+      }()
+      case 5: try {
+        var v: Specola_V1_WorkloadPlacement?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .place(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .place(v)
+        }
+      }()
+      case 6: try {
+        var v: Specola_V1_WorkloadFailure?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .fail(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .fail(v)
+        }
+      }()
+      case 7: try {
+        var v: Specola_V1_WorkloadRelease?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .release(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .release(v)
+        }
+      }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.requestedBy) }()
+      case 9: try {
+        var v: Specola_V1_WorkloadEvacuate?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .evacuate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .evacuate(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    switch self.op {
+    case .define?: try {
+      guard case .define(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .setDesired?: try {
+      guard case .setDesired(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    }()
+    case .delete?: try {
+      guard case .delete(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .place?: try {
+      guard case .place(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .fail?: try {
+      guard case .fail(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .release?: try {
+      guard case .release(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    default: break
+    }
+    if !self.requestedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestedBy, fieldNumber: 8)
+    }
+    try { if case .evacuate(let v)? = self.op {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_WorkloadCommand, rhs: Specola_V1_WorkloadCommand) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.op != rhs.op {return false}
+    if lhs.requestedBy != rhs.requestedBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_WorkloadEvacuate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkloadEvacuate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_WorkloadEvacuate, rhs: Specola_V1_WorkloadEvacuate) -> Bool {
+    if lhs.generation != rhs.generation {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_WorkloadDelete: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkloadDelete"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_WorkloadDelete, rhs: Specola_V1_WorkloadDelete) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_WorkloadPlacement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkloadPlacement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}node\0\u{1}reason\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 1)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_WorkloadPlacement, rhs: Specola_V1_WorkloadPlacement) -> Bool {
+    if lhs.generation != rhs.generation {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_WorkloadFailure: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkloadFailure"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_WorkloadFailure, rhs: Specola_V1_WorkloadFailure) -> Bool {
+    if lhs.generation != rhs.generation {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_WorkloadRelease: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkloadRelease"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.generation) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.generation != 0 {
+      try visitor.visitSingularUInt64Field(value: self.generation, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_WorkloadRelease, rhs: Specola_V1_WorkloadRelease) -> Bool {
+    if lhs.generation != rhs.generation {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5383,7 +6730,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5403,6 +6750,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       case 10: try { try decoder.decodeRepeatedMessageField(value: &self.allocations) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.jobSequence) }()
       case 20: try { try decoder.decodeSingularBytesField(value: &self.alertBookJson) }()
+      case 30: try { try decoder.decodeRepeatedMessageField(value: &self.workloads) }()
+      case 31: try { try decoder.decodeRepeatedMessageField(value: &self.workloadStrays) }()
       default: break
       }
     }
@@ -5445,6 +6794,12 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     if !self.alertBookJson.isEmpty {
       try visitor.visitSingularBytesField(value: self.alertBookJson, fieldNumber: 20)
     }
+    if !self.workloads.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.workloads, fieldNumber: 30)
+    }
+    if !self.workloadStrays.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.workloadStrays, fieldNumber: 31)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5461,6 +6816,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     if lhs.allocations != rhs.allocations {return false}
     if lhs.jobSequence != rhs.jobSequence {return false}
     if lhs.alertBookJson != rhs.alertBookJson {return false}
+    if lhs.workloads != rhs.workloads {return false}
+    if lhs.workloadStrays != rhs.workloadStrays {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -7267,6 +8624,234 @@ nonisolated extension Specola_V1_ExpireSilenceRequest: SwiftProtobuf.Message, Sw
 
   public static func ==(lhs: Specola_V1_ExpireSilenceRequest, rhs: Specola_V1_ExpireSilenceRequest) -> Bool {
     if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_DefineWorkloadRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DefineWorkloadRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workload\0\u{3}default_limits\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._workload) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.defaultLimits) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._workload {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.defaultLimits != false {
+      try visitor.visitSingularBoolField(value: self.defaultLimits, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_DefineWorkloadRequest, rhs: Specola_V1_DefineWorkloadRequest) -> Bool {
+    if lhs._workload != rhs._workload {return false}
+    if lhs.defaultLimits != rhs.defaultLimits {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GetWorkloadRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetWorkloadRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GetWorkloadRequest, rhs: Specola_V1_GetWorkloadRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ListWorkloadsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListWorkloadsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ListWorkloadsRequest, rhs: Specola_V1_ListWorkloadsRequest) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ListWorkloadsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListWorkloadsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workloads\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.workloads) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workloads.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.workloads, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ListWorkloadsResponse, rhs: Specola_V1_ListWorkloadsResponse) -> Bool {
+    if lhs.workloads != rhs.workloads {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_SetWorkloadDesiredRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetWorkloadDesiredRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}desired\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.desired) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.desired.isEmpty {
+      try visitor.visitSingularStringField(value: self.desired, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_SetWorkloadDesiredRequest, rhs: Specola_V1_SetWorkloadDesiredRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.desired != rhs.desired {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_DeleteWorkloadRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteWorkloadRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_DeleteWorkloadRequest, rhs: Specola_V1_DeleteWorkloadRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_DeleteWorkloadResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteWorkloadResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_DeleteWorkloadResponse, rhs: Specola_V1_DeleteWorkloadResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

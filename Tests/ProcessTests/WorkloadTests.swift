@@ -1,0 +1,279 @@
+import Foundation
+import SpecolaProtocol
+import SwiftProtobuf
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// HA workloads end to end: the real CLI defines a VM and a pod, the
+/// coordinator places them through Raft, agents start them on their own
+/// private libvirtd (test driver) and the shared podman, and crashes are
+/// restarted in place, then moved to the other node once restarts are spent;
+/// a dead node's workloads move once its BMC has powered it off, never before.
+@Suite(.serialized) struct WorkloadTests {
+    /// A coordinator and two agents, each agent with a libvirtd of its own.
+    final class Cluster: @unchecked Sendable {
+        let cluster: LocalCluster
+        var daemons: [String: PrivateLibvirtd] = [:]
+        var keepers: [ChildProcess] = []
+
+        init(suspectAfter: Double = 3, downAfter: Double = 10, extraConfig: String = "") throws {
+            cluster = try LocalCluster(suspectAfter: suspectAfter, downAfter: downAfter, extraConfig: extraConfig)
+        }
+
+        /// `bmc`: the agent's bmc config line for each node that has one.
+        func start(_ agents: [(name: String, address: String)], bmc: [String: String] = [:]) async throws {
+            try await TestPodman.ensureImage()
+            try await cluster.startCoordinator()
+            for agent in agents {
+                let daemon = try await PrivateLibvirtd.start(workDir: cluster.dir.file("libvirt-\(agent.name)"))
+                daemons[agent.name] = daemon
+                keepers.append(try daemon.holdConnection(logDirectory: cluster.dir.path, name: "virsh-\(agent.name)"))
+                try cluster.writeAgentConfig(agent.name, address: agent.address, extra: """
+                    \(bmc[agent.name] ?? "bmc: {mode: none}")
+                    libvirt: {uri: "\(daemon.uri)"}
+                    podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}
+                    """)
+                try cluster.startAgent(agent.name)
+            }
+            try await waitUntil("both agents to report libvirt and podman", timeout: .seconds(60)) {
+                try await self.cluster.nodes().filter { $0.facts.vms.available && $0.facts.containers.available }.count == agents.count
+            }
+        }
+
+        func workload(_ kind: String, _ name: String) async throws -> Specola_V1_Workload {
+            let result = try await cluster.cli([kind, "show", name, "--json"])
+            guard result.status == 0 else { throw CLIFailed(result: result) }
+            return try Specola_V1_Workload(jsonString: result.stdout, options: JobTests.lenient)
+        }
+
+        /// Waits until the workload runs on `node` as instance `generation`.
+        func waitRunning(_ kind: String, _ name: String, on node: String, generation: UInt64, timeout: Duration = .seconds(20)) async throws {
+            try await waitUntil("\(kind) \(name) to run on \(node) as instance \(generation)", timeout: timeout) {
+                let workload = try await self.workload(kind, name)
+                return workload.phase == "running" && workload.node == node && workload.generation == generation
+            }
+        }
+
+        /// The nodes whose libvirtd has the domain active.
+        func vmHosts(_ name: String) async throws -> [String] {
+            var hosts: [String] = []
+            for (node, daemon) in daemons.sorted(by: { $0.key < $1.key }) where try await daemon.domainState(name) == "running" {
+                hosts.append(node)
+            }
+            return hosts
+        }
+
+        /// The node whose agent played the pod, from its annotation; nil when it does not run.
+        func podHost(_ name: String) async throws -> String? {
+            let state = try await run("podman", ["pod", "inspect", name, "--format", "{{.State}}"], environment: TestPodman.environment)
+            guard state.status == 0, state.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "Running" else { return nil }
+            let annotation = try await run("podman", ["inspect", "\(name)-main", "--format", "{{index .Config.Annotations \"org.specola.node\"}}"],
+                                           environment: TestPodman.environment)
+            return annotation.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        func shutdown(pods: [String]) async {
+            await cluster.shutdown()
+            for pod in pods {
+                _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
+            }
+            for keeper in keepers { try? await keeper.stop() }
+            for daemon in daemons.values { try? await daemon.stop() }
+        }
+    }
+
+    /// Samples where the VM runs, concurrently with the test, and remembers any moment it ran twice.
+    final class DoubleStartWatch: @unchecked Sendable {
+        private let lock = NSLock()
+        private var seen: [String] = []
+        var doubles: [String] { lock.withLock { seen } }
+
+        func watch(_ cluster: Cluster, vm: String) -> Task<Void, Never> {
+            Task {
+                while !Task.isCancelled {
+                    if let hosts = try? await cluster.vmHosts(vm), hosts.count > 1 {
+                        lock.withLock { seen.append("\(vm) on \(hosts)") }
+                    }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+    }
+
+    static func writeDefinitions(_ cluster: LocalCluster, vm: String, pod: String) throws {
+        try cluster.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 256))
+        try cluster.dir.write("pod.yaml", HAFixtures.sleeperPod(pod))
+    }
+
+    @Test func aDeadNodesVMAndPodRunElsewhereOnlyOnceItsBMCPoweredItOff() async throws {
+        try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let vm = "fovm-\(suffix)"
+        let pod = "fopod-\(suffix)"
+        let bmc = try await SimulatedBMC.start(address: "127.0.2.11")
+        defer { bmc.stop() }
+        // Lease off: the BMC is the only proof that node1 runs nothing.
+        let env = try Cluster(suspectAfter: 1, downAfter: 2, extraConfig: """
+            heartbeatInterval: 0.3
+            fencing:
+              selfFenceAfter: 0
+              maxFencedFraction: 0.5
+              bmc: {user: admin, passwordFile: \(bmc.passwordFile), timeout: 2}
+            """)
+        do {
+            try await Self.failover(env, bmc: bmc, vm: vm, pod: pod)
+        } catch {
+            await env.shutdown(pods: [pod])
+            throw error
+        }
+        await env.shutdown(pods: [pod])
+    }
+
+    static func failover(_ env: Cluster, bmc: SimulatedBMC, vm: String, pod: String) async throws {
+        try await env.start([("node1", "127.0.2.11"), ("node2", "127.0.2.12")], bmc: ["node1": bmc.agentConfigLine])
+        let cluster = env.cluster
+        try writeDefinitions(cluster, vm: vm, pod: pod)
+        // Powering node1 off through its BMC takes its VM and pod with it, at that moment and not before.
+        let uri = env.daemons["node1"]!.uri
+        let hook = """
+
+            if [ "$(cat "$S")" = 0 ] && [ ! -f "$(dirname "$0")/powered-off-at" ]; then
+              /usr/bin/virsh -q -c '\(uri)' destroy \(vm) >/dev/null 2>&1
+              CONTAINERS_CONF='\(TestPodman.environment["CONTAINERS_CONF"]!)' /usr/bin/podman pod kill \(pod) >/dev/null 2>&1
+              echo "$(date +%s%3N)" > "$(dirname "$0")/powered-off-at"
+            fi
+
+            """
+        let chassis = bmc.workdir.file("chassis.sh")
+        try (String(contentsOfFile: chassis, encoding: .utf8) + hook).write(toFile: chassis, atomically: false, encoding: .utf8)
+        let watch = DoubleStartWatch()
+        let watcher = watch.watch(env, vm: vm)
+        defer { watcher.cancel() }
+
+        #expect(try await cluster.cli(["vm", "create", vm, "--xml", cluster.dir.file("vm.xml"), "--node", "node1"]).status == 0)
+        #expect(try await cluster.cli(["pod", "create", pod, "--kube", cluster.dir.file("pod.yaml"), "--node", "node1"]).status == 0)
+        try await env.waitRunning("vm", vm, on: "node1", generation: 1)
+        try await env.waitRunning("pod", pod, on: "node1", generation: 1, timeout: .seconds(60))
+
+        // node1's agent dies; its VM and pod keep running until the BMC powers the node off.
+        try await cluster.agents["node1"]!.stop(SIGKILL)
+        try await waitUntil("the VM and the pod to run on node2", timeout: .seconds(60), every: .milliseconds(100)) {
+            let onVM = try await env.workload("vm", vm), onPod = try await env.workload("pod", pod)
+            return onVM.phase == "running" && onVM.node == "node2" && onPod.phase == "running" && onPod.node == "node2"
+        }
+        let node1 = try #require(try await cluster.node("node1"))
+        #expect(node1.status == "fenced", "\(node1.status): \(node1.statusReason)")
+        #expect(node1.statusReason.contains("BMC confirmed chassis power off"), "\(node1.statusReason)")
+        let poweredOff = try #require(Int64(try String(contentsOfFile: bmc.workdir.file("powered-off-at"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let movedVM = try await env.workload("vm", vm), movedPod = try await env.workload("pod", pod)
+        for moved in [movedVM, movedPod] {
+            #expect(moved.relocations == 1 && moved.generation == 2, "\(moved)")
+            let afterFence = moved.startedAtUnixMs - node1.statusSinceUnixMs
+            #expect(afterFence < 10_000, "\(moved.name) ran on node2 \(afterFence) ms after node1 was fenced")
+            #expect(moved.startedAtUnixMs > poweredOff, "\(moved.name) started before node1 was powered off")
+            print("HA failover of \(moved.kind) \(moved.name): running on node2 \(afterFence) ms after node1 was fenced")
+        }
+        #expect(try await env.vmHosts(vm) == ["node2"])
+        #expect(try await env.podHost(pod) == "node2")
+        #expect(watch.doubles.isEmpty, "\(watch.doubles)")
+    }
+
+    @Test func crashedWorkloadsRestartInPlaceThenMoveAndSurviveAnAgentRestart() async throws {
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let vm = "havm-\(suffix)"
+        let pod = "hapod-\(suffix)"
+        let env = try Cluster()
+        // Shut down before returning: a detached cleanup task may never run before the test process exits.
+        do {
+            try await Self.crashRestartMove(env, vm: vm, pod: pod)
+        } catch {
+            await env.shutdown(pods: [pod])
+            throw error
+        }
+        await env.shutdown(pods: [pod])
+    }
+
+    static func crashRestartMove(_ env: Cluster, vm: String, pod: String) async throws {
+        try await env.start([("node1", "127.0.2.1"), ("node2", "127.0.2.2")])
+        let cluster = env.cluster
+        try writeDefinitions(cluster, vm: vm, pod: pod)
+        let watch = DoubleStartWatch()
+        let watcher = watch.watch(env, vm: vm)
+        defer { watcher.cancel() }
+
+        let createdVM = try await cluster.cli(["vm", "create", vm, "--xml", cluster.dir.file("vm.xml"), "--node", "node1",
+                                               "--max-restarts", "1", "--max-relocations", "1"])
+        #expect(createdVM.status == 0, "\(createdVM.stderr)")
+        let createdPod = try await cluster.cli(["pod", "create", "--kube", cluster.dir.file("pod.yaml"), "--node", "node1"])
+        #expect(createdPod.status == 0, "\(createdPod.stderr)")
+        // A name that does not match the definition is refused, and nothing is created.
+        let mismatch = try await cluster.cli(["vm", "create", "other", "--xml", cluster.dir.file("vm.xml")])
+        #expect(mismatch.status == 2 && mismatch.stderr.contains("must match"), "\(mismatch.stderr)")
+
+        try await env.waitRunning("vm", vm, on: "node1", generation: 1)
+        try await env.waitRunning("pod", pod, on: "node1", generation: 1, timeout: .seconds(60))
+        #expect(try await env.vmHosts(vm) == ["node1"])
+        #expect(try await env.podHost(pod) == "node1")
+        let listed = try await cluster.cli(["vm", "list"])
+        #expect(listed.stdout.contains(vm) && listed.stdout.contains("running") && listed.stdout.contains("0/1"), "\(listed.stdout)")
+
+        // First crash: restarted on the same node.
+        #expect(try await env.daemons["node1"]!.virsh("destroy", vm).status == 0)
+        try await TestPodman.run(["pod", "kill", pod])
+        try await env.waitRunning("vm", vm, on: "node1", generation: 2)
+        try await env.waitRunning("pod", pod, on: "node1", generation: 2, timeout: .seconds(60))
+        #expect(try await env.workload("vm", vm).restarts == 1)
+        #expect(try await env.vmHosts(vm) == ["node1"])
+        #expect(try await env.podHost(pod) == "node1")
+
+        // Second crash: the restart is spent, so it moves to node2.
+        #expect(try await env.daemons["node1"]!.virsh("destroy", vm).status == 0)
+        try await TestPodman.run(["pod", "kill", pod])
+        try await env.waitRunning("vm", vm, on: "node2", generation: 3)
+        try await env.waitRunning("pod", pod, on: "node2", generation: 3, timeout: .seconds(60))
+        let moved = try await env.workload("vm", vm)
+        #expect(moved.relocations == 1 && moved.restarts == 0, "\(moved)")
+        #expect(try await env.vmHosts(vm) == ["node2"])
+        #expect(try await env.podHost(pod) == "node2")
+
+        // The agent on node2 is killed and comes back: it re-attaches, nothing restarts.
+        try await cluster.agents["node2"]!.stop(SIGKILL)
+        try cluster.startAgent("node2")
+        try await waitUntil("node2's agent to re-attach", timeout: .seconds(30)) {
+            cluster.agents["node2"]!.log.contains("re-attaching to a workload that outlived the agent")
+        }
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await env.workload("vm", vm).generation == 3)
+        #expect(try await env.workload("pod", pod).generation == 3)
+        #expect(try await env.vmHosts(vm) == ["node2"])
+
+        // Third crash on node2: restart in place once more (restarts count per node)...
+        #expect(try await env.daemons["node2"]!.virsh("destroy", vm).status == 0)
+        try await env.waitRunning("vm", vm, on: "node2", generation: 4)
+        // ...and the fourth leaves no restart or relocation: error, and it stays down.
+        #expect(try await env.daemons["node2"]!.virsh("destroy", vm).status == 0)
+        try await waitUntil("the VM to go to error", timeout: .seconds(20)) { try await env.workload("vm", vm).phase == "error" }
+        #expect(try await env.workload("vm", vm).message.contains("relocation limit 1 reached"))
+        #expect(try await env.vmHosts(vm).isEmpty)
+        #expect(cluster.coordinatorProcess!.log.contains("HA workload in error"))
+
+        // Enable brings it back with fresh limits; disable stops it; delete forgets it.
+        #expect(try await cluster.cli(["vm", "enable", vm]).status == 0)
+        try await waitUntil("the enabled VM to run", timeout: .seconds(20)) {
+            let workload = try await env.workload("vm", vm)
+            return workload.phase == "running" && workload.restarts == 0 && workload.relocations == 0
+        }
+        #expect(try await cluster.cli(["vm", "disable", vm]).status == 0)
+        try await waitUntil("the disabled VM to stop", timeout: .seconds(20)) { try await env.workload("vm", vm).phase == "stopped" }
+        #expect(try await env.vmHosts(vm).isEmpty)
+        let deleted = try await cluster.cli(["pod", "delete", pod])
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        #expect(try await env.podHost(pod) == nil)
+        #expect(try await cluster.cli(["pod", "show", pod]).status == 4)
+        #expect(watch.doubles.isEmpty, "\(watch.doubles)")
+    }
+}
