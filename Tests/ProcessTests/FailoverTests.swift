@@ -60,6 +60,16 @@ import Glibc
         }
     }
 
+    /// Agents leave their tasks running when they die; the test removes them itself.
+    static func removeContainers(job: String) {
+        let listed = try? runProcessBlocking(
+            "podman", ["ps", "-a", "--filter", "name=^specola-\(job)-", "--format", "{{.Names}}"], environment: TestPodman.environment)
+        let names = String(decoding: listed?.stdout ?? Data(), as: UTF8.self).split(separator: "\n").map(String.init)
+        if !names.isEmpty {
+            _ = try? runProcessBlocking("podman", ["rm", "--force", "--time", "0"] + names, environment: TestPodman.environment)
+        }
+    }
+
     static func makeLedger(_ cluster: LocalCluster) throws -> String {
         let ledger = cluster.dir.file("ledger")
         try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
@@ -115,7 +125,7 @@ import Glibc
               maxFencedFraction: 0.5
               bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 2}
             """)
-        defer { Task { await cluster.shutdown() } }
+        defer { cluster.shutdownNow(removingContainersOf: ["witness"]) }
         try await cluster.startCoordinator()
         let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
         try cluster.writeAgentConfig("node1", address: "127.0.1.21", extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\n\(podman)")
@@ -172,7 +182,7 @@ import Glibc
         let bmc = try await SimulatedBMC.start(address: "127.0.1.25")
         defer { bmc.stop() }
         let cluster = try LocalCluster()
-        defer { Task { await cluster.shutdown() } }
+        defer { cluster.shutdownNow(removingContainersOf: ["witness"]) }
         try await cluster.startCoordinator()
         let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
         try cluster.writeAgentConfig("node1", address: "127.0.1.25", extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\n\(podman)")
@@ -223,7 +233,7 @@ import Glibc
                 """)
         defer {
             partitions.removeAll()
-            Task { await cluster.shutdown() }
+            cluster.shutdownNow(removingContainersOf: ["witness"])
         }
         let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
@@ -272,7 +282,7 @@ import Glibc
               maxFencedFraction: 0.5
               bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 2}
             """)
-        defer { Task { await cluster.shutdown() } }
+        defer { cluster.shutdownNow(removingContainersOf: ["witness"]) }
         try await cluster.startCoordinator()
         let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
         for (name, bmc) in bmcs.sorted(by: { $0.key < $1.key }) {
@@ -322,7 +332,10 @@ import Glibc
         try await TestPodman.ensureImage()
         try await ReplicaGroup.with(size: 3, start: false) { group in
             let bmc = try await SimulatedBMC.start(address: "127.0.\(group.subnet).41")
-            defer { bmc.stop() }
+            defer {
+                bmc.stop()
+                Self.removeContainers(job: "witness")
+            }
             try group.dir.write("bmc-password", "secret\n")
             for id in group.ids {
                 let path = group.member(id).configPath
@@ -472,7 +485,7 @@ import Glibc
             fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 3, maxFencedFraction: 0.5}")
         defer {
             partitions.removeAll()
-            Task { await cluster.shutdown() }
+            cluster.shutdownNow(removingContainersOf: ["witness"])
         }
         let ledger = try Self.makeLedger(cluster)
         #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)

@@ -66,7 +66,7 @@ import Glibc
 
     @Test func pipelineRunsInOrderWithFanOutFanInAndStepOutputs() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.1", "r1"), ("node2", "127.0.1.2", "r2")])
-        defer { Task { await cluster.shutdown() } }
+        defer { cluster.shutdownNow(removingContainersOf: ["reduce-m31"]) }
         let archive = cluster.dir.file("archive")
         try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
         let sample = try String(contentsOfFile: BuiltProducts.repositoryRoot + "/Sources/Jobs/Samples/reduce-pipeline.yaml", encoding: .utf8)
@@ -101,7 +101,7 @@ import Glibc
 
     @Test func arraysRetriesTimeoutsAndBadRequests() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.3", "r1")])
-        defer { Task { await cluster.shutdown() } }
+        defer { cluster.shutdownNow(removingContainersOf: ["sweep", "flaky", "broken", "slow"]) }
         let scratch = cluster.dir.file("scratch")
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
 
@@ -233,7 +233,7 @@ import Glibc
 
     @Test func drainMovesWorkAndCancelStopsIt() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.4", "r1"), ("node2", "127.0.1.5", "r2")])
-        defer { Task { await cluster.shutdown() } }
+        defer { cluster.shutdownNow(removingContainersOf: ["sleepy"]) }
         let file = try Self.spec(cluster, "sleepy.yaml", """
             apiVersion: specola/v1
             kind: Job
@@ -284,7 +284,7 @@ import Glibc
 
     @Test func agentKilledMidJobRunsNothingTwice() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.6", "r1")])
-        defer { Task { await cluster.shutdown() } }
+        defer { cluster.shutdownNow(removingContainersOf: ["steady"]) }
         let ledger = cluster.dir.file("ledger")
         try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
         // Each run appends to a file named after its task: two lines if it runs once, more if twice.

@@ -2,6 +2,9 @@ import Foundation
 import SpecolaProtocol
 import SwiftProtobuf
 import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Real `specola-coordinator` and `specola-agent` processes on loopback
 /// addresses, with their own PKI, configs and logs in a temp dir.
@@ -96,6 +99,19 @@ final class LocalCluster: @unchecked Sendable {
 
     func node(_ name: String) async throws -> Specola_V1_Node? {
         try await nodes().first { $0.name == name }
+    }
+
+    /// For `defer`: kills every process this cluster started (by PID) and waits for them, removes the
+    /// containers of `jobs` (agents leave running tasks alone when they stop), and deletes the temp dir.
+    func shutdownNow(removingContainersOf jobs: [String] = []) {
+        let processes = Array(agents.values) + [coordinatorProcess].compactMap { $0 }
+        for process in processes { process.signal(SIGKILL) }
+        let deadline = Date().addingTimeInterval(10)
+        for process in processes {
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+        }
+        for job in jobs { FailoverTests.removeContainers(job: job) }
+        dir.remove()
     }
 
     func shutdown() async {

@@ -19,7 +19,7 @@ import Glibc
 
     @Test func anAgentCannotSpeakForAnotherNode() async throws {
         let cluster = try LocalCluster(coordinatorHost: "127.0.0.13")
-        defer { Task { await cluster.shutdown() } }
+        defer { cluster.shutdownNow() }
         try await cluster.startCoordinator()
         let nodeA = try cluster.pki.issue(.node, "a")
         do {
