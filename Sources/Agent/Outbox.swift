@@ -147,6 +147,13 @@ public final class Outbox: Sendable {
         }
     }
 
+    /// Whether instruction `id` was claimed and has finished.
+    public func instructionFinished(_ id: String) throws -> Bool {
+        try queue.read { db in
+            try Bool.fetchOne(db, sql: "SELECT finished FROM instruction WHERE id = ?", arguments: [id]) ?? false
+        }
+    }
+
     /// Instructions claimed but not finished (the agent stopped while they ran), with their payloads.
     public func unfinishedInstructions() throws -> [(id: String, payload: Data?)] {
         try queue.read { db in

@@ -126,7 +126,13 @@ public actor TaskRunner {
                 try? outbox.recordInstruction(.with { $0.instructionID = id; $0.ok = false; $0.message = "lost in an agent restart" })
             }
         }
-        for id in containers.keys where !claimed.contains(id) {
+        for id in containers.keys.sorted() where !claimed.contains(id) {
+            // Only what this agent's ledger says has ended: a container it has no record of is not its to remove.
+            guard (try? outbox.instructionFinished(id)) == true else {
+                logger.warning("a Specola container this agent has no record of is left alone; remove it by hand if it is stale",
+                               metadata: ["allocation.id": "\(id)", "container": "\(PodmanDriver.containerName(id))"])
+                continue
+            }
             logger.info("removing the container of an ended task", metadata: ["allocation.id": "\(id)"])
             await podman.remove(allocationID: id)
         }

@@ -66,261 +66,265 @@ import Glibc
 
     @Test func pipelineRunsInOrderWithFanOutFanInAndStepOutputs() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.1", "r1"), ("node2", "127.0.1.2", "r2")])
-        defer { cluster.shutdownNow(removingContainersOf: ["reduce-m31"]) }
-        let archive = cluster.dir.file("archive")
-        try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
-        let sample = try String(contentsOfFile: BuiltProducts.repositoryRoot + "/Sources/Jobs/Samples/reduce-pipeline.yaml", encoding: .utf8)
-            .replacingOccurrences(of: "localhost/specola-mini", with: "IMAGE")
-            .replacingOccurrences(of: "source: /srv/archive", with: "source: \(archive)")
-        let file = try Self.spec(cluster, "reduce.yaml", sample)
+        try await cluster.withCleanup(removingContainersOf: ["reduce-m31"]) {
+            let archive = cluster.dir.file("archive")
+            try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
+            let sample = try String(contentsOfFile: BuiltProducts.repositoryRoot + "/Sources/Jobs/Samples/reduce-pipeline.yaml", encoding: .utf8)
+                .replacingOccurrences(of: "localhost/specola-mini", with: "IMAGE")
+                .replacingOccurrences(of: "source: /srv/archive", with: "source: \(archive)")
+            let file = try Self.spec(cluster, "reduce.yaml", sample)
 
-        let result = try await cluster.cli(["job", "run", file])
-        #expect(result.status == 0, "job run: \(result.stdout)\n\(result.stderr)")
-        let job = try await Self.status(cluster, "reduce-m31")
-        #expect(job.state == "succeeded")
-        #expect(job.tasks.count == 10)
-        #expect(job.tasks.allSatisfy { $0.state == "succeeded" && $0.exitCodeKnown && $0.exitCode == 0 })
-        #expect(Set(job.tasks.map(\.node)) == ["node1", "node2"], "the fan-out used both nodes")
+            let result = try await cluster.cli(["job", "run", file])
+            #expect(result.status == 0, "job run: \(result.stdout)\n\(result.stderr)")
+            let job = try await Self.status(cluster, "reduce-m31")
+            #expect(job.state == "succeeded")
+            #expect(job.tasks.count == 10)
+            #expect(job.tasks.allSatisfy { $0.state == "succeeded" && $0.exitCodeKnown && $0.exitCode == 0 })
+            #expect(Set(job.tasks.map(\.node)) == ["node1", "node2"], "the fan-out used both nodes")
 
-        // Each calibrate instance got prepare's output, so it ran after prepare succeeded.
-        let calibrate = try await cluster.cli(["logs", "reduce-m31/calibrate", "--json"])
-        let calibrateLogs = try Specola_V1_JobLogsResponse(jsonString: calibrate.stdout, options: Self.lenient)
-        #expect(calibrateLogs.tasks.count == 8)
-        for (index, task) in calibrateLogs.tasks.enumerated() {
-            #expect(task.stdout.contains("calibrating exp0\(index + 1) with bias-m31.fits"), "\(task.taskID): \(task.stdout)")
+            // Each calibrate instance got prepare's output, so it ran after prepare succeeded.
+            let calibrate = try await cluster.cli(["logs", "reduce-m31/calibrate", "--json"])
+            let calibrateLogs = try Specola_V1_JobLogsResponse(jsonString: calibrate.stdout, options: Self.lenient)
+            #expect(calibrateLogs.tasks.count == 8)
+            for (index, task) in calibrateLogs.tasks.enumerated() {
+                #expect(task.stdout.contains("calibrating exp0\(index + 1) with bias-m31.fits"), "\(task.taskID): \(task.stdout)")
+            }
+            // The fan-in saw all eight outputs, so it ran after every calibrate instance succeeded.
+            let stack = try await cluster.cli(["logs", "reduce-m31/stack"])
+            #expect(stack.stdout.contains("stacking 8 calibrated exposures"), "\(stack.stdout)")
+            for item in 1...8 { #expect(stack.stdout.contains("exp0\(item)-cal.fits")) }
+            let listed = try await cluster.cli(["kv", "ls", "jobs/reduce-m31/outputs/calibrate/", "--json"])
+            let outputs = try Specola_V1_KvListResponse(jsonString: listed.stdout, options: Self.lenient).kvs
+            #expect(outputs.map { String(decoding: $0.value, as: UTF8.self) } == (1...8).map { "exp0\($0)-cal.fits" })
+            #expect(try await Self.leftoverContainers(job: "reduce-m31").isEmpty)
         }
-        // The fan-in saw all eight outputs, so it ran after every calibrate instance succeeded.
-        let stack = try await cluster.cli(["logs", "reduce-m31/stack"])
-        #expect(stack.stdout.contains("stacking 8 calibrated exposures"), "\(stack.stdout)")
-        for item in 1...8 { #expect(stack.stdout.contains("exp0\(item)-cal.fits")) }
-        let listed = try await cluster.cli(["kv", "ls", "jobs/reduce-m31/outputs/calibrate/", "--json"])
-        let outputs = try Specola_V1_KvListResponse(jsonString: listed.stdout, options: Self.lenient).kvs
-        #expect(outputs.map { String(decoding: $0.value, as: UTF8.self) } == (1...8).map { "exp0\($0)-cal.fits" })
-        #expect(try await Self.leftoverContainers(job: "reduce-m31").isEmpty)
     }
 
     @Test func arraysRetriesTimeoutsAndBadRequests() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.3", "r1")])
-        defer { cluster.shutdownNow(removingContainersOf: ["sweep", "flaky", "broken", "slow"]) }
-        let scratch = cluster.dir.file("scratch")
-        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        try await cluster.withCleanup(removingContainersOf: ["sweep", "flaky", "broken", "slow"]) {
+            let scratch = cluster.dir.file("scratch")
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
 
-        let array = try Self.spec(cluster, "array.yaml", """
-            apiVersion: specola/v1
-            kind: Job
-            metadata: {name: sweep, owner: astro, project: theory}
-            task:
-              name: run
-              driver: podman
-              image: IMAGE
-              command: /bin/sh
-              args: ["-c", "echo index=$SPECOLA_ARRAY_INDEX"]
-              resources: {cpu: 0.1, memory: 32MiB}
-              array: {size: 4}
-            """)
-        // Fails the first time (no marker yet), succeeds on the retry.
-        let flaky = try Self.spec(cluster, "flaky.yaml", """
-            apiVersion: specola/v1
-            kind: Job
-            metadata: {name: flaky, owner: astro, project: theory}
-            task:
-              name: try
-              driver: podman
-              image: IMAGE
-              command: /bin/sh
-              args: ["-c", "if [ -f /scratch/marker ]; then echo second; exit 0; fi; touch /scratch/marker; echo first; exit 3"]
-              mounts: [{source: \(scratch), target: /scratch}]
-              resources: {cpu: 0.1, memory: 32MiB}
-              retries: {attempts: 2, backoff: 1s}
-            """)
-        let broken = try Self.spec(cluster, "broken.yaml", """
-            apiVersion: specola/v1
-            kind: Job
-            metadata: {name: broken, owner: astro, project: theory}
-            task:
-              name: fail
-              driver: podman
-              image: IMAGE
-              command: /bin/sh
-              args: ["-c", "echo going down >&2; exit 5"]
-              resources: {cpu: 0.1, memory: 32MiB}
-              retries: {attempts: 1, backoff: 1s}
-            """)
-        let slow = try Self.spec(cluster, "slow.yaml", """
-            apiVersion: specola/v1
-            kind: Job
-            metadata: {name: slow, owner: astro, project: theory}
-            task:
-              name: nap
-              driver: podman
-              image: IMAGE
-              command: /bin/sh
-              args: ["-c", "sleep 120"]
-              resources: {cpu: 0.1, memory: 32MiB}
-              timeout: 2s
-            """)
-        // The dry run places all four array instances and commits nothing.
-        let planned = try await cluster.cli(["job", "plan", array, "--json"])
-        let plan = try Specola_V1_JobPlanResponse(jsonString: planned.stdout, options: Self.lenient)
-        #expect(!plan.jobActive)
-        #expect(plan.tasks.count == 4 && plan.tasks.allSatisfy { $0.change == "added" && $0.plannedNode == "node1" }, "\(plan)")
-        #expect(try await cluster.cli(["job", "status", "sweep"]).status == 4, "a plan submits nothing")
-        for file in [array, flaky, slow] {
-            let submitted = try await cluster.cli(["job", "run", "--detach", file])
-            #expect(submitted.status == 0, "\(file): \(submitted.stderr)")
+            let array = try Self.spec(cluster, "array.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: sweep, owner: astro, project: theory}
+                task:
+                  name: run
+                  driver: podman
+                  image: IMAGE
+                  command: /bin/sh
+                  args: ["-c", "echo index=$SPECOLA_ARRAY_INDEX"]
+                  resources: {cpu: 0.1, memory: 32MiB}
+                  array: {size: 4}
+                """)
+            // Fails the first time (no marker yet), succeeds on the retry.
+            let flaky = try Self.spec(cluster, "flaky.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: flaky, owner: astro, project: theory}
+                task:
+                  name: try
+                  driver: podman
+                  image: IMAGE
+                  command: /bin/sh
+                  args: ["-c", "if [ -f /scratch/marker ]; then echo second; exit 0; fi; touch /scratch/marker; echo first; exit 3"]
+                  mounts: [{source: \(scratch), target: /scratch}]
+                  resources: {cpu: 0.1, memory: 32MiB}
+                  retries: {attempts: 2, backoff: 1s}
+                """)
+            let broken = try Self.spec(cluster, "broken.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: broken, owner: astro, project: theory}
+                task:
+                  name: fail
+                  driver: podman
+                  image: IMAGE
+                  command: /bin/sh
+                  args: ["-c", "echo going down >&2; exit 5"]
+                  resources: {cpu: 0.1, memory: 32MiB}
+                  retries: {attempts: 1, backoff: 1s}
+                """)
+            let slow = try Self.spec(cluster, "slow.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: slow, owner: astro, project: theory}
+                task:
+                  name: nap
+                  driver: podman
+                  image: IMAGE
+                  command: /bin/sh
+                  args: ["-c", "sleep 120"]
+                  resources: {cpu: 0.1, memory: 32MiB}
+                  timeout: 2s
+                """)
+            // The dry run places all four array instances and commits nothing.
+            let planned = try await cluster.cli(["job", "plan", array, "--json"])
+            let plan = try Specola_V1_JobPlanResponse(jsonString: planned.stdout, options: Self.lenient)
+            #expect(!plan.jobActive)
+            #expect(plan.tasks.count == 4 && plan.tasks.allSatisfy { $0.change == "added" && $0.plannedNode == "node1" }, "\(plan)")
+            #expect(try await cluster.cli(["job", "status", "sweep"]).status == 4, "a plan submits nothing")
+            for file in [array, flaky, slow] {
+                let submitted = try await cluster.cli(["job", "run", "--detach", file])
+                #expect(submitted.status == 0, "\(file): \(submitted.stderr)")
+            }
+            // A task that keeps failing: `job run` waits and exits 1 after the retry is spent.
+            let failed = try await cluster.cli(["job", "run", broken])
+            #expect(failed.status == 1, "\(failed.stdout)\n\(failed.stderr)")
+            let brokenJob = try await Self.status(cluster, "broken")
+            #expect(brokenJob.state == "failed")
+            #expect(brokenJob.tasks.first?.failures == 2)
+            #expect(brokenJob.tasks.first?.exitCode == 5)
+            let brokenLogs = try await cluster.cli(["logs", "broken"])
+            #expect(brokenLogs.stderr.contains("going down"))
+
+            let sweep = try await Self.waitFinished(cluster, "sweep")
+            #expect(sweep.state == "succeeded")
+            let sweepLogs = try await cluster.cli(["logs", "sweep"])
+            for index in 0..<4 { #expect(sweepLogs.stdout.contains("index=\(index)\n"), "\(sweepLogs.stdout)") }
+
+            let flakyJob = try await Self.waitFinished(cluster, "flaky")
+            #expect(flakyJob.state == "succeeded")
+            #expect(flakyJob.tasks.first?.failures == 1)
+            #expect(try await cluster.cli(["logs", "flaky"]).stdout.contains("second"))
+
+            let slowJob = try await Self.waitFinished(cluster, "slow")
+            #expect(slowJob.state == "failed")
+            #expect(slowJob.tasks.first?.message.contains("timeout") == true, "\(slowJob.tasks.first?.message ?? "")")
+            let elapsed = slowJob.finishedAtUnixMs - slowJob.submittedAtUnixMs
+            #expect(elapsed < 30_000, "a 2 s timeout took \(elapsed) ms to end the task")
+            for job in ["sweep", "flaky", "broken", "slow"] {
+                #expect(try await Self.leftoverContainers(job: job).isEmpty, "containers of \(job) left behind")
+            }
+
+            // Bad YAML: file:line:column, exit 2, nothing submitted.
+            let bad = try Self.spec(cluster, "bad.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: bad, owner: astro, project: theory}
+                task:
+                  name: x
+                  driver: podman
+                  image: IMAGE
+                  resources: {cpu: lots}
+                """)
+            let badRun = try await cluster.cli(["job", "run", bad])
+            #expect(badRun.status == 2)
+            #expect(badRun.stderr.contains("bad.yaml:8:"), "\(badRun.stderr)")
+            #expect(badRun.stderr.contains("nothing was submitted"))
+            // More CPU than any node has: refused up front with the reason, exit 8.
+            let huge = try Self.spec(cluster, "huge.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: huge, owner: astro, project: theory}
+                task:
+                  name: big
+                  driver: podman
+                  image: IMAGE
+                  resources: {cpu: 4096}
+                """)
+            let hugeRun = try await cluster.cli(["job", "run", huge])
+            #expect(hugeRun.status == 8, "\(hugeRun.stderr)")
+            #expect(hugeRun.stderr.contains("needs 4096 cores"), "\(hugeRun.stderr)")
+            #expect(try await cluster.cli(["job", "status", "bad"]).status == 4)
+            #expect(try await cluster.cli(["job", "status", "huge"]).status == 4)
         }
-        // A task that keeps failing: `job run` waits and exits 1 after the retry is spent.
-        let failed = try await cluster.cli(["job", "run", broken])
-        #expect(failed.status == 1, "\(failed.stdout)\n\(failed.stderr)")
-        let brokenJob = try await Self.status(cluster, "broken")
-        #expect(brokenJob.state == "failed")
-        #expect(brokenJob.tasks.first?.failures == 2)
-        #expect(brokenJob.tasks.first?.exitCode == 5)
-        let brokenLogs = try await cluster.cli(["logs", "broken"])
-        #expect(brokenLogs.stderr.contains("going down"))
-
-        let sweep = try await Self.waitFinished(cluster, "sweep")
-        #expect(sweep.state == "succeeded")
-        let sweepLogs = try await cluster.cli(["logs", "sweep"])
-        for index in 0..<4 { #expect(sweepLogs.stdout.contains("index=\(index)\n"), "\(sweepLogs.stdout)") }
-
-        let flakyJob = try await Self.waitFinished(cluster, "flaky")
-        #expect(flakyJob.state == "succeeded")
-        #expect(flakyJob.tasks.first?.failures == 1)
-        #expect(try await cluster.cli(["logs", "flaky"]).stdout.contains("second"))
-
-        let slowJob = try await Self.waitFinished(cluster, "slow")
-        #expect(slowJob.state == "failed")
-        #expect(slowJob.tasks.first?.message.contains("timeout") == true, "\(slowJob.tasks.first?.message ?? "")")
-        let elapsed = slowJob.finishedAtUnixMs - slowJob.submittedAtUnixMs
-        #expect(elapsed < 30_000, "a 2 s timeout took \(elapsed) ms to end the task")
-        for job in ["sweep", "flaky", "broken", "slow"] {
-            #expect(try await Self.leftoverContainers(job: job).isEmpty, "containers of \(job) left behind")
-        }
-
-        // Bad YAML: file:line:column, exit 2, nothing submitted.
-        let bad = try Self.spec(cluster, "bad.yaml", """
-            apiVersion: specola/v1
-            kind: Job
-            metadata: {name: bad, owner: astro, project: theory}
-            task:
-              name: x
-              driver: podman
-              image: IMAGE
-              resources: {cpu: lots}
-            """)
-        let badRun = try await cluster.cli(["job", "run", bad])
-        #expect(badRun.status == 2)
-        #expect(badRun.stderr.contains("bad.yaml:8:"), "\(badRun.stderr)")
-        #expect(badRun.stderr.contains("nothing was submitted"))
-        // More CPU than any node has: refused up front with the reason, exit 8.
-        let huge = try Self.spec(cluster, "huge.yaml", """
-            apiVersion: specola/v1
-            kind: Job
-            metadata: {name: huge, owner: astro, project: theory}
-            task:
-              name: big
-              driver: podman
-              image: IMAGE
-              resources: {cpu: 4096}
-            """)
-        let hugeRun = try await cluster.cli(["job", "run", huge])
-        #expect(hugeRun.status == 8, "\(hugeRun.stderr)")
-        #expect(hugeRun.stderr.contains("needs 4096 cores"), "\(hugeRun.stderr)")
-        #expect(try await cluster.cli(["job", "status", "bad"]).status == 4)
-        #expect(try await cluster.cli(["job", "status", "huge"]).status == 4)
     }
 
     @Test func drainMovesWorkAndCancelStopsIt() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.4", "r1"), ("node2", "127.0.1.5", "r2")])
-        defer { cluster.shutdownNow(removingContainersOf: ["sleepy"]) }
-        let file = try Self.spec(cluster, "sleepy.yaml", """
-            apiVersion: specola/v1
-            kind: Job
-            metadata: {name: sleepy, owner: astro, project: theory}
-            task:
-              name: nap
-              driver: podman
-              image: IMAGE
-              command: /bin/sh
-              args: ["-c", "trap 'exit 143' TERM; while true; do sleep 0.2; done"]
-              resources: {cpu: 0.1, memory: 32MiB}
-            """)
-        #expect(try await cluster.cli(["job", "run", "--detach", file]).status == 0)
-        try await waitUntil("the task to run", timeout: .seconds(30)) {
-            try await Self.status(cluster, "sleepy").tasks.first?.state == "running"
-        }
-        let first = try #require(try await Self.status(cluster, "sleepy").tasks.first)
-        let other = first.node == "node1" ? "node2" : "node1"
-        // Planning the same spec again: nothing would change.
-        let replanned = try await cluster.cli(["job", "plan", file, "--json"])
-        let plan = try Specola_V1_JobPlanResponse(jsonString: replanned.stdout, options: Self.lenient)
-        #expect(plan.jobActive && plan.tasks.map(\.change) == ["unchanged"], "\(plan)")
+        try await cluster.withCleanup(removingContainersOf: ["sleepy"]) {
+            let file = try Self.spec(cluster, "sleepy.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: sleepy, owner: astro, project: theory}
+                task:
+                  name: nap
+                  driver: podman
+                  image: IMAGE
+                  command: /bin/sh
+                  args: ["-c", "trap 'exit 143' TERM; while true; do sleep 0.2; done"]
+                  resources: {cpu: 0.1, memory: 32MiB}
+                """)
+            #expect(try await cluster.cli(["job", "run", "--detach", file]).status == 0)
+            try await waitUntil("the task to run", timeout: .seconds(30)) {
+                try await Self.status(cluster, "sleepy").tasks.first?.state == "running"
+            }
+            let first = try #require(try await Self.status(cluster, "sleepy").tasks.first)
+            let other = first.node == "node1" ? "node2" : "node1"
+            // Planning the same spec again: nothing would change.
+            let replanned = try await cluster.cli(["job", "plan", file, "--json"])
+            let plan = try Specola_V1_JobPlanResponse(jsonString: replanned.stdout, options: Self.lenient)
+            #expect(plan.jobActive && plan.tasks.map(\.change) == ["unchanged"], "\(plan)")
 
-        let drained = try await cluster.cli(["node", "drain", first.node])
-        #expect(drained.status == 0, "\(drained.stderr)")
-        try await waitUntil("the task to run on \(other)", timeout: .seconds(60)) {
-            let task = try await Self.status(cluster, "sleepy").tasks.first
-            return task?.state == "running" && task?.node == other
-        }
-        let moved = try #require(try await Self.status(cluster, "sleepy").tasks.first)
-        #expect(moved.relocations == 1)
-        #expect(moved.failures == 0, "a drain is not a failure")
-        #expect(try await cluster.node(first.node)?.draining == true)
+            let drained = try await cluster.cli(["node", "drain", first.node])
+            #expect(drained.status == 0, "\(drained.stderr)")
+            try await waitUntil("the task to run on \(other)", timeout: .seconds(60)) {
+                let task = try await Self.status(cluster, "sleepy").tasks.first
+                return task?.state == "running" && task?.node == other
+            }
+            let moved = try #require(try await Self.status(cluster, "sleepy").tasks.first)
+            #expect(moved.relocations == 1)
+            #expect(moved.failures == 0, "a drain is not a failure")
+            #expect(try await cluster.node(first.node)?.draining == true)
 
-        let cancelled = try await cluster.cli(["job", "cancel", "sleepy"])
-        #expect(cancelled.status == 0)
-        let job = try await Self.waitFinished(cluster, "sleepy")
-        #expect(job.state == "cancelled")
-        try await waitUntil("the cancelled task's container to be removed", timeout: .seconds(30)) {
-            try await Self.leftoverContainers(job: "sleepy").isEmpty
+            let cancelled = try await cluster.cli(["job", "cancel", "sleepy"])
+            #expect(cancelled.status == 0)
+            let job = try await Self.waitFinished(cluster, "sleepy")
+            #expect(job.state == "cancelled")
+            try await waitUntil("the cancelled task's container to be removed", timeout: .seconds(30)) {
+                try await Self.leftoverContainers(job: "sleepy").isEmpty
+            }
+            try await waitUntil("no allocation left on \(other)", timeout: .seconds(30)) {
+                try await cluster.node(other)?.allocations == 0
+            }
+            #expect(try await cluster.cli(["node", "uncordon", first.node]).status == 0)
+            #expect(try await cluster.node(first.node)?.draining == false)
         }
-        try await waitUntil("no allocation left on \(other)", timeout: .seconds(30)) {
-            try await cluster.node(other)?.allocations == 0
-        }
-        #expect(try await cluster.cli(["node", "uncordon", first.node]).status == 0)
-        #expect(try await cluster.node(first.node)?.draining == false)
     }
 
     @Test func agentKilledMidJobRunsNothingTwice() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.6", "r1")])
-        defer { cluster.shutdownNow(removingContainersOf: ["steady"]) }
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
-        // Each run appends to a file named after its task: two lines if it runs once, more if twice.
-        let file = try Self.spec(cluster, "steady.yaml", """
-            apiVersion: specola/v1
-            kind: Job
-            metadata: {name: steady, owner: astro, project: theory}
-            task:
-              name: work
-              driver: podman
-              image: IMAGE
-              command: /bin/sh
-              args: ["-c", "f=/ledger/$(echo $SPECOLA_TASK | tr '/.' '__'); echo start >> $f; sleep 6; echo end >> $f"]
-              mounts: [{source: \(ledger), target: /ledger}]
-              count: 3
-              resources: {cpu: 0.1, memory: 32MiB}
-            """)
-        #expect(try await cluster.cli(["job", "run", "--detach", file]).status == 0)
-        try await waitUntil("all three tasks to run", timeout: .seconds(30)) {
-            try await Self.status(cluster, "steady").tasks.allSatisfy { $0.state == "running" }
+        try await cluster.withCleanup(removingContainersOf: ["steady"]) {
+            let ledger = cluster.dir.file("ledger")
+            try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+            // Each run appends to a file named after its task: two lines if it runs once, more if twice.
+            let file = try Self.spec(cluster, "steady.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: steady, owner: astro, project: theory}
+                task:
+                  name: work
+                  driver: podman
+                  image: IMAGE
+                  command: /bin/sh
+                  args: ["-c", "f=/ledger/$(echo $SPECOLA_TASK | tr '/.' '__'); echo start >> $f; sleep 6; echo end >> $f"]
+                  mounts: [{source: \(ledger), target: /ledger}]
+                  count: 3
+                  resources: {cpu: 0.1, memory: 32MiB}
+                """)
+            #expect(try await cluster.cli(["job", "run", "--detach", file]).status == 0)
+            try await waitUntil("all three tasks to run", timeout: .seconds(30)) {
+                try await Self.status(cluster, "steady").tasks.allSatisfy { $0.state == "running" }
+            }
+            let agent = try #require(cluster.agents["node1"])
+            try await agent.stop(SIGKILL)
+            // The containers keep running without their agent; restart it while they do.
+            try await Task.sleep(for: .seconds(1))
+            try cluster.startAgent("node1")
+            let job = try await Self.waitFinished(cluster, "steady", timeout: .seconds(60))
+            #expect(job.state == "succeeded", "\(job)")
+            #expect(job.tasks.allSatisfy { $0.relocations == 0 && $0.failures == 0 }, "\(job.tasks)\n\(cluster.agents["node1"]?.log ?? "")")
+            let files = try FileManager.default.contentsOfDirectory(atPath: ledger).sorted()
+            #expect(files.count == 3, "\(files)")
+            for name in files {
+                let lines = try String(contentsOfFile: ledger + "/" + name, encoding: .utf8).split(separator: "\n")
+                #expect(lines == ["start", "end"], "\(name) ran \(lines.filter { $0 == "start" }.count) times")
+            }
+            #expect(cluster.agents["node1"]?.log.contains("re-attaching to a task that outlived the agent") == true)
+            #expect(try await Self.leftoverContainers(job: "steady").isEmpty)
         }
-        let agent = try #require(cluster.agents["node1"])
-        try await agent.stop(SIGKILL)
-        // The containers keep running without their agent; restart it while they do.
-        try await Task.sleep(for: .seconds(1))
-        try cluster.startAgent("node1")
-        let job = try await Self.waitFinished(cluster, "steady", timeout: .seconds(60))
-        #expect(job.state == "succeeded", "\(job)")
-        #expect(job.tasks.allSatisfy { $0.relocations == 0 && $0.failures == 0 }, "\(job.tasks)\n\(cluster.agents["node1"]?.log ?? "")")
-        let files = try FileManager.default.contentsOfDirectory(atPath: ledger).sorted()
-        #expect(files.count == 3, "\(files)")
-        for name in files {
-            let lines = try String(contentsOfFile: ledger + "/" + name, encoding: .utf8).split(separator: "\n")
-            #expect(lines == ["start", "end"], "\(name) ran \(lines.filter { $0 == "start" }.count) times")
-        }
-        #expect(cluster.agents["node1"]?.log.contains("re-attaching to a task that outlived the agent") == true)
-        #expect(try await Self.leftoverContainers(job: "steady").isEmpty)
     }
 }

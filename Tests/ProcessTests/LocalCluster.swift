@@ -101,17 +101,18 @@ final class LocalCluster: @unchecked Sendable {
         try await nodes().first { $0.name == name }
     }
 
-    /// For `defer`: kills every process this cluster started (by PID) and waits for them, removes the
-    /// containers of `jobs` (agents leave running tasks alone when they stop), and deletes the temp dir.
-    func shutdownNow(removingContainersOf jobs: [String] = []) {
-        let processes = Array(agents.values) + [coordinatorProcess].compactMap { $0 }
-        for process in processes { process.signal(SIGKILL) }
-        let deadline = Date().addingTimeInterval(10)
-        for process in processes {
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-        }
-        for job in jobs { FailoverTests.removeContainers(job: job) }
-        dir.remove()
+    /// Runs `body`, then stops every process this cluster started (by PID), removes the containers of
+    /// `jobs` (agents leave running tasks alone when they stop) and the temp dir, whether `body` threw or not.
+    /// `before` runs first (e.g. removing iptables rules). Nothing here blocks the concurrency pool.
+    func withCleanup<T>(
+        removingContainersOf jobs: [String] = [], before: () -> Void = {}, _ body: () async throws -> T
+    ) async throws -> T {
+        let result: Result<T, any Error>
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        before()
+        await shutdown()
+        for job in jobs { await FailoverTests.removeContainers(job: job) }
+        return try result.get()
     }
 
     func shutdown() async {

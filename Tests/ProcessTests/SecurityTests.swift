@@ -19,37 +19,38 @@ import Glibc
 
     @Test func anAgentCannotSpeakForAnotherNode() async throws {
         let cluster = try LocalCluster(coordinatorHost: "127.0.0.13")
-        defer { cluster.shutdownNow() }
-        try await cluster.startCoordinator()
-        let nodeA = try cluster.pki.issue(.node, "a")
-        do {
-            _ = try await client(nodeA, cluster.coordinator) { client in
-                try await Specola_V1_AgentLink.Client(wrapping: client).register(.with { $0.nodeName = "b" })
+        try await cluster.withCleanup() {
+            try await cluster.startCoordinator()
+            let nodeA = try cluster.pki.issue(.node, "a")
+            do {
+                _ = try await client(nodeA, cluster.coordinator) { client in
+                    try await Specola_V1_AgentLink.Client(wrapping: client).register(.with { $0.nodeName = "b" })
+                }
+                Issue.record("register as another node must fail")
+            } catch let error as RPCError {
+                #expect(error.code == .permissionDenied)
+                #expect(error.message.contains("node/a"))
+                #expect(error.message.contains("'b'"))
             }
-            Issue.record("register as another node must fail")
-        } catch let error as RPCError {
-            #expect(error.code == .permissionDenied)
-            #expect(error.message.contains("node/a"))
-            #expect(error.message.contains("'b'"))
-        }
-        try await waitUntil("the refusal in the coordinator log") {
-            cluster.coordinatorProcess!.log.contains("refused report: certificate and claimed node differ")
-        }
-        // A node certificate may not use the operator API either.
-        do {
-            _ = try await client(nodeA, cluster.coordinator) { client in
-                try await Specola_V1_ClusterAPI.Client(wrapping: client).listNodes(.init())
+            try await waitUntil("the refusal in the coordinator log") {
+                cluster.coordinatorProcess!.log.contains("refused report: certificate and claimed node differ")
             }
-            Issue.record("a node certificate must not list nodes")
-        } catch let error as RPCError {
-            #expect(error.code == .permissionDenied)
+            // A node certificate may not use the operator API either.
+            do {
+                _ = try await client(nodeA, cluster.coordinator) { client in
+                    try await Specola_V1_ClusterAPI.Client(wrapping: client).listNodes(.init())
+                }
+                Issue.record("a node certificate must not list nodes")
+            } catch let error as RPCError {
+                #expect(error.code == .permissionDenied)
+            }
+            // Its own name is accepted.
+            let response = try await client(nodeA, cluster.coordinator) { client in
+                try await Specola_V1_AgentLink.Client(wrapping: client).register(.with { $0.nodeName = "a" })
+            }
+            #expect(response.coordinatorName == "c1")
+            await cluster.shutdown()
         }
-        // Its own name is accepted.
-        let response = try await client(nodeA, cluster.coordinator) { client in
-            try await Specola_V1_AgentLink.Client(wrapping: client).register(.with { $0.nodeName = "a" })
-        }
-        #expect(response.coordinatorName == "c1")
-        await cluster.shutdown()
     }
 
     @Test func clientsWithoutACertificateFromThisCAAreRefused() async throws {
