@@ -525,7 +525,7 @@ import Glibc
                 try Self.expectNoOverlap(ledger)
             }
             // Every round moved the task once; a run killed before its first line wrote nothing.
-        #expect(try Self.runIntervals(ledger).count >= rounds)
+            #expect(try Self.runIntervals(ledger).count >= rounds)
             #expect(cluster.agents.values.contains { $0.log.contains("self-fencing: stopping every task on this node") })
             _ = try? await cluster.cli(["job", "cancel", "witness"])
         }
