@@ -55,7 +55,7 @@ import Testing
 
     @Test func aRestartedAgentReattachesInsteadOfRunningTwice() async throws {
         try await TestPodman.ensureImage()
-        let spec = task("echo run; sleep 2; echo done")
+        let spec = task("echo run; sleep 8; echo done")  // long enough to still run when listed on a loaded machine
         let name = PodmanDriver.containerName(spec.allocationID)
         // A previous agent process started the container and died.
         try await TestPodman.run(driver.createArguments(spec, name: name))
