@@ -128,7 +128,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
             // Leadership can move while the stream is open; send the agent to the new leader.
             try await serving { try await replica.requireLeader() }
             // The answer renews the agent's self-fence lease even when it has nothing to report.
-            let applied = await replica.node(name)?.lastAppliedSeq ?? 0
+            let applied = await replica.lastAppliedSeq(of: name)
             outgoing.yield(.with { $0.ack.ackedThroughSeq = applied })
         case .instructionResult(let result):
             let level: Logger.Level = result.ok ? .debug : .warning

@@ -112,9 +112,9 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         _ = try caller(context)
         try await serving { try await replica.readBarrier() }
         guard let entry = await replica.job(request.jobID) else { throw Self.noJob(request.jobID) }
-        let wanted = request.taskID.isEmpty ? entry.run.order : entry.run.order.filter {
-            $0 == request.taskID || $0 == "\(entry.id)/\(request.taskID)" || $0.hasPrefix("\(entry.id)/\(request.taskID)[")
-                || $0.hasPrefix("\(entry.id)/\(request.taskID)#") || $0.hasPrefix("\(entry.id)/\(request.taskID).")
+        // A step name selects all its instances; an instance id (with or without the job) selects one.
+        let wanted = request.taskID.isEmpty ? entry.run.order : entry.run.order.filter { id in
+            id == request.taskID || id == "\(entry.id)/\(request.taskID)" || entry.instances[id]?.task.name == request.taskID
         }
         guard !wanted.isEmpty else {
             throw RPCError(code: .notFound, message: "job '\(entry.id)' has no task '\(request.taskID)'; `specola job status \(entry.id)` lists its tasks")

@@ -28,4 +28,7 @@ extension Replica {
     }
 
     func job(_ id: String) -> JobEntry? { state.jobs.jobs[id] }
+
+    /// For the heartbeat answer: no copy of the node's facts.
+    func lastAppliedSeq(of node: String) -> UInt64 { state.nodes[node]?.lastAppliedSeq ?? 0 }
 }

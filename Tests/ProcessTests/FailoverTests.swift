@@ -60,41 +60,6 @@ import Glibc
         }
     }
 
-    /// Agents leave their tasks running when they die; the test removes them itself. A container
-    /// caught mid-stop when its agent was killed can lose its podman record while its conmon and
-    /// process live on, so those are found by name in /proc and killed by pid as well.
-    static func removeContainers(job: String) async {
-        let listed = try? await run(
-            "podman", ["ps", "-a", "--filter", "name=^specola-\(job)-", "--format", "{{.Names}}"], environment: TestPodman.environment)
-        let names = (listed?.stdout ?? "").split(separator: "\n").map(String.init)
-        if !names.isEmpty {
-            _ = try? await run("podman", ["rm", "--force", "--time", "0"] + names, environment: TestPodman.environment)
-        }
-        for monitor in processes(whereCommandLineContains: "-n specola-\(job)-") {
-            for child in children(of: monitor) { kill(child, SIGKILL) }
-            kill(monitor, SIGKILL)
-        }
-    }
-
-    static func processes(whereCommandLineContains text: String) -> [pid_t] {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
-        return pids.filter { pid in
-            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            let commandLine = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
-            return commandLine.hasPrefix("/usr/bin/conmon") && commandLine.contains(text)
-        }
-    }
-
-    static func children(of parent: pid_t) -> [pid_t] {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
-        return pids.filter { pid in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && pid_t(fields[1]) == parent
-        }
-    }
-
     static func makeLedger(_ cluster: LocalCluster) throws -> String {
         let ledger = cluster.dir.file("ledger")
         try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
@@ -360,10 +325,10 @@ import Glibc
         do {
             try await Self.leaderKilledHalfway()
         } catch {
-            await Self.removeContainers(job: "witness")
+            await TestPodman.removeContainers(job: "witness")
             throw error
         }
-        await Self.removeContainers(job: "witness")
+        await TestPodman.removeContainers(job: "witness")
     }
 
     static func leaderKilledHalfway() async throws {

@@ -111,7 +111,7 @@ final class LocalCluster: @unchecked Sendable {
         do { result = .success(try await body()) } catch { result = .failure(error) }
         before()
         await shutdown()
-        for job in jobs { await FailoverTests.removeContainers(job: job) }
+        for job in jobs { await TestPodman.removeContainers(job: job) }
         return try result.get()
     }
 

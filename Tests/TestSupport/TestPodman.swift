@@ -1,5 +1,8 @@
 import Foundation
 import SpecolaProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Real podman with the project's fixture configuration (runc, safe ulimits)
 /// and a tiny local busybox image, since no registry is reachable.
@@ -30,6 +33,38 @@ public enum TestPodman {
             try await BusyboxImage.ensure(image, podmanEnvironment: environment)
         } catch {
             throw TimedOut(what: "the test image to be imported: \(error)")
+        }
+    }
+
+    /// Agents leave their tasks running when they die; the test removes them itself. A container
+    /// caught mid-stop when its agent was killed can lose its podman record while its conmon and
+    /// process live on, so those are found by name in /proc and killed by pid as well.
+    public static func removeContainers(job: String) async {
+        let listed = (try? await run(["ps", "-a", "--filter", "name=^specola-\(job)-", "--format", "{{.Names}}"])) ?? ""
+        let names = listed.split(separator: "\n").map(String.init)
+        if !names.isEmpty { _ = try? await run(["rm", "--force", "--time", "0"] + names) }
+        for monitor in processes(whereCommandLineContains: "-n specola-\(job)-") {
+            for child in children(of: monitor) { kill(child, SIGKILL) }
+            kill(monitor, SIGKILL)
+        }
+    }
+
+    static func processes(whereCommandLineContains text: String) -> [pid_t] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
+        return pids.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            let commandLine = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            return commandLine.hasPrefix("/usr/bin/conmon") && commandLine.contains(text)
+        }
+    }
+
+    static func children(of parent: pid_t) -> [pid_t] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
+        return pids.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == parent
         }
     }
 }
