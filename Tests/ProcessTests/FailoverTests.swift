@@ -14,19 +14,19 @@ import Glibc
 @Suite(.serialized) struct FailoverTests {
     /// A task that records, on the host, when each of its runs started and when it was last alive
     /// (host uptime, the same clock in every container), so overlapping runs can be found afterwards.
-    static func witnessJob(_ cluster: LocalCluster, ledger: String) throws -> String {
-        try witnessJob(cluster.dir, ledger: ledger)
+    static func witnessJob(_ cluster: LocalCluster, ledger: String, name: String = "witness") throws -> String {
+        try witnessJob(cluster.dir, ledger: ledger, name: name)
     }
 
     static func witnessJob(_ group: ReplicaGroup, ledger: String) throws -> String {
         try witnessJob(group.dir, ledger: ledger)
     }
 
-    static func witnessJob(_ dir: TempDir, ledger: String) throws -> String {
-        try JobTests.spec(in: dir, "witness.yaml", """
+    static func witnessJob(_ dir: TempDir, ledger: String, name: String = "witness") throws -> String {
+        try JobTests.spec(in: dir, "\(name).yaml", """
             apiVersion: specola/v1
             kind: Job
-            metadata: {name: witness, owner: ops, project: ha}
+            metadata: {name: \(name), owner: ops, project: ha}
             task:
               name: serve
               driver: podman
@@ -95,8 +95,8 @@ import Glibc
         return (cluster, partitions)
     }
 
-    static func task(_ cluster: LocalCluster) async throws -> Specola_V1_TaskStatus? {
-        try await JobTests.status(cluster, "witness").tasks.first
+    static func task(_ cluster: LocalCluster, job: String = "witness") async throws -> Specola_V1_TaskStatus? {
+        try await JobTests.status(cluster, job).tasks.first
     }
 
     @Test func aDeadNodeIsPoweredOffThroughItsBMCAndItsJobRunsElsewhere() async throws {

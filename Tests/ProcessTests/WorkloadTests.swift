@@ -108,31 +108,49 @@ import Glibc
         try cluster.dir.write("pod.yaml", HAFixtures.sleeperPod(pod))
     }
 
-    @Test func aDeadNodesVMAndPodRunElsewhereOnlyOnceItsBMCPoweredItOff() async throws {
+    /// The issue's "a node dies": node1 runs a VM, a pod and a job. Its agent and its job are killed;
+    /// its VM and pod die when its BMC powers it off. All three then run on node2, never on two nodes
+    /// at once, and the chat webhook and the SMTP server each get exactly one NodeDown message.
+    @Test func aDeadNodesVMPodAndJobRunElsewhereAfterItsBMCPowersItOffAndChatAndMailHearOnce() async throws {
         try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let vm = "fovm-\(suffix)"
         let pod = "fopod-\(suffix)"
+        let job = "fojob-\(suffix)"
         let bmc = try await SimulatedBMC.start(address: "127.0.2.11")
         defer { bmc.stop() }
+        let receiverDir = try TempDir("specola-failover-receivers")
+        defer { receiverDir.remove() }
+        let receivers = try await AlertReceivers.start(host: "127.0.4.3", in: receiverDir)
         // Lease off: the BMC is the only proof that node1 runs nothing.
-        let env = try Cluster(suspectAfter: 1, downAfter: 2, extraConfig: """
-            heartbeatInterval: 0.3
-            fencing:
-              selfFenceAfter: 0
-              maxFencedFraction: 0.5
-              bmc: {user: admin, passwordFile: \(bmc.passwordFile), timeout: 2}
-            """)
+        let env: Cluster
         do {
-            try await Self.failover(env, bmc: bmc, vm: vm, pod: pod)
+            env = try Cluster(suspectAfter: 1, downAfter: 2, extraConfig: """
+                heartbeatInterval: 0.3
+                fencing:
+                  selfFenceAfter: 0
+                  maxFencedFraction: 0.5
+                  bmc: {user: admin, passwordFile: \(bmc.passwordFile), timeout: 2}
+                \(receivers.config)
+                """)
         } catch {
-            await env.shutdown(pods: [pod])
+            await receivers.stop()
             throw error
         }
+        let result: Result<Void, any Error>
+        do {
+            try await Self.failover(env, bmc: bmc, receivers: receivers, vm: vm, pod: pod, job: job)
+            result = .success(())
+        } catch {
+            result = .failure(error)
+        }
         await env.shutdown(pods: [pod])
+        await TestPodman.removeContainers(job: job)
+        await receivers.stop()
+        try result.get()
     }
 
-    static func failover(_ env: Cluster, bmc: SimulatedBMC, vm: String, pod: String) async throws {
+    static func failover(_ env: Cluster, bmc: SimulatedBMC, receivers: AlertReceivers, vm: String, pod: String, job: String) async throws {
         try await env.start([("node1", "127.0.2.11"), ("node2", "127.0.2.12")], bmc: ["node1": bmc.agentConfigLine])
         let cluster = env.cluster
         try writeDefinitions(cluster, vm: vm, pod: pod)
@@ -153,16 +171,28 @@ import Glibc
         let watcher = watch.watch(env, vm: vm)
         defer { watcher.cancel() }
 
+        #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
         #expect(try await cluster.cli(["vm", "create", vm, "--xml", cluster.dir.file("vm.xml"), "--node", "node1"]).status == 0)
         #expect(try await cluster.cli(["pod", "create", pod, "--kube", cluster.dir.file("pod.yaml"), "--node", "node1"]).status == 0)
+        let ledger = try FailoverTests.makeLedger(cluster)
+        #expect(try await cluster.cli(["job", "run", "--detach", try FailoverTests.witnessJob(cluster, ledger: ledger, name: job)]).status == 0)
         try await env.waitRunning("vm", vm, on: "node1", generation: 1)
         try await env.waitRunning("pod", pod, on: "node1", generation: 1, timeout: .seconds(60))
+        try await waitUntil("job \(job) to run on node1", timeout: .seconds(30)) {
+            let task = try await FailoverTests.task(cluster, job: job)
+            return task?.state == "running" && task?.node == "node1"
+        }
+        #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
 
-        // node1's agent dies; its VM and pod keep running until the BMC powers the node off.
+        // node1 dies: its agent and its job's container now; its VM and pod when the BMC powers it off.
+        let allocation = try #require(try await FailoverTests.task(cluster, job: job)?.allocationID)
         try await cluster.agents["node1"]!.stop(SIGKILL)
-        try await waitUntil("the VM and the pod to run on node2", timeout: .seconds(60), every: .milliseconds(100)) {
+        try await TestPodman.run(["rm", "--force", "--time", "0", "specola-\(allocation)"])
+        try await waitUntil("the VM, the pod and the job to run on node2", timeout: .seconds(60), every: .milliseconds(100)) {
             let onVM = try await env.workload("vm", vm), onPod = try await env.workload("pod", pod)
+            let task = try await FailoverTests.task(cluster, job: job)
             return onVM.phase == "running" && onVM.node == "node2" && onPod.phase == "running" && onPod.node == "node2"
+                && task?.state == "running" && task?.node == "node2"
         }
         let node1 = try #require(try await cluster.node("node1"))
         #expect(node1.status == "fenced", "\(node1.status): \(node1.statusReason)")
@@ -177,9 +207,25 @@ import Glibc
             #expect(moved.startedAtUnixMs > poweredOff, "\(moved.name) started before node1 was powered off")
             print("HA failover of \(moved.kind) \(moved.name): running on node2 \(afterFence) ms after node1 was fenced")
         }
+        #expect(try await FailoverTests.task(cluster, job: job)?.relocations == 1)
         #expect(try await env.vmHosts(vm) == ["node2"])
         #expect(try await env.podHost(pod) == "node2")
         #expect(watch.doubles.isEmpty, "\(watch.doubles)")
+        try await waitUntil("the job's second run to write its ledger", timeout: .seconds(10)) {
+            try FailoverTests.runIntervals(ledger).count == 2
+        }
+        try FailoverTests.expectNoOverlap(ledger)
+
+        // Operators heard of it on chat and by mail, once each.
+        try await waitUntil("NodeDown node1 on chat and by mail", timeout: .seconds(20), every: .milliseconds(100)) {
+            try !receivers.chat("FIRING", node: "node1").isEmpty && !receivers.mail("FIRING", node: "node1").isEmpty
+        }
+        // A late duplicate would come from a later pass; give the loop a few of them.
+        try await Task.sleep(for: .seconds(1))
+        let chat = try receivers.chat("FIRING", node: "node1"), mail = try receivers.mail("FIRING", node: "node1")
+        #expect(chat.count == 1 && mail.count == 1, "chat \(chat.count), mail \(mail.count) NodeDown messages")
+        #expect(chat.first?.body.contains("#hpc-ops") == true)
+        _ = try? await cluster.cli(["job", "cancel", job])
     }
 
     @Test func crashedWorkloadsRestartInPlaceThenMoveAndSurviveAnAgentRestart() async throws {
