@@ -55,7 +55,7 @@ public struct WorkloadBook: Sendable {
     /// Instances an agent reported running that are not current, by instance id; each gets a stop.
     public private(set) var strays: [String: Specola_V1_StrayWorkload] = [:]
 
-    /// A crash after this long running starts the restart count afresh.
+    /// A crash or fence after this long running starts the restart and relocation counts afresh.
     public static let stableRunMs: Int64 = 10 * 60 * 1000
     public static let defaultMaxRestarts: UInt32 = 1
     public static let defaultMaxRelocations: UInt32 = 1
@@ -77,6 +77,15 @@ public struct WorkloadBook: Sendable {
 
     static func isFenced(_ node: String, in nodes: [String: Specola_V1_Node]) -> Bool {
         nodes[node]?.status == "fenced"
+    }
+
+    /// The relocations that count against the limit. An instance that ran `stableRunMs` before
+    /// its node was fenced starts the count afresh, so a VM is not put in error by the death of
+    /// a second node months after the first.
+    static func relocationsSpent(_ workload: Specola_V1_Workload, nodes: [String: Specola_V1_Node]) -> UInt32 {
+        guard workload.startedAtUnixMs > 0, let node = nodes[workload.node], node.status == "fenced",
+              node.statusSinceUnixMs - workload.startedAtUnixMs >= stableRunMs else { return workload.relocations }
+        return 0
     }
 
     /// The id of the instruction that starts an instance; the stop's is this plus "/stop".
@@ -123,7 +132,7 @@ public struct WorkloadBook: Sendable {
             switch placement.reason {
             case "restart": workload.restarts += 1
             case "relocate":
-                workload.relocations += 1
+                workload.relocations = Self.relocationsSpent(workload, nodes: nodes) + 1
                 workload.restarts = 0
             default: break
             }
@@ -236,7 +245,7 @@ public struct WorkloadBook: Sendable {
             guard workload.restarts < workload.maxRestarts else { return "'\(name)' has spent its \(workload.maxRestarts) restart(s)" }
         case "relocate":
             guard placement.node != workload.node else { return "a relocation of '\(name)' must go to another node" }
-            guard workload.relocations < workload.maxRelocations else {
+            guard Self.relocationsSpent(workload, nodes: nodes) < workload.maxRelocations else {
                 return "'\(name)' has spent its \(workload.maxRelocations) relocation(s)"
             }
         default:
@@ -280,6 +289,7 @@ public struct WorkloadBook: Sendable {
                 workload.phase = WorkloadPhase.crashed.rawValue
                 if workload.startedAtUnixMs > 0 && at - workload.startedAtUnixMs >= Self.stableRunMs {
                     workload.restarts = 0
+                    workload.relocations = 0
                 }
             }
             workload.message = event.message

@@ -58,7 +58,7 @@ struct WorkloadPlanner {
             free[node, default: .zero] = free[node, default: .zero] - request(workload)
         }
         func relocate(because why: String) {
-            guard workload.relocations < workload.maxRelocations else {
+            guard WorkloadBook.relocationsSpent(workload, nodes: state.nodes) < workload.maxRelocations else {
                 plan.decisions.append(.fail(name: name, generation: workload.generation, reason:
                     "\(why); relocation limit \(workload.maxRelocations) reached"))
                 return

@@ -183,6 +183,34 @@ import Testing
         guard case .place(_, 3, "n1", "restart", _)? = Self.pass(&state).first else { Issue.record("a crash after a long run gets a restart"); return }
     }
 
+    @Test mutating func aFenceAfterALongRunStartsTheRelocationCountAfresh() {
+        var state = Self.cluster(["n1", "n2"])
+        _ = state.apply(Self.vm("db", home: "n1", relocations: 1))
+        Self.pass(&state)
+        _ = state.apply(event("n1", "db", 1, .started, at: 100))
+        _ = state.apply(Self.health("n1", "fenced"))
+        Self.pass(&state)
+        #expect(Self.workload(state, "db")?.node == "n2" && Self.workload(state, "db")?.relocations == 1)
+        _ = state.apply(Self.health("n1", "ready"))
+
+        // n2 dies soon after: the one relocation is spent.
+        _ = state.apply(event("n2", "db", 2, .started, at: 200))
+        var soon = state
+        _ = soon.apply(.with {
+            $0.proposedAtUnixMs = 200 + WorkloadBook.stableRunMs - 1
+            $0.nodeHealth = .with { $0.node = "n2"; $0.status = "fenced"; $0.reason = "test" }
+        })
+        guard case .fail? = Self.pass(&soon).first else { Issue.record("a second fence within the stable time is a failure"); return }
+
+        // n2 dies after a long run: a fresh count, so it moves back to n1.
+        _ = state.apply(.with {
+            $0.proposedAtUnixMs = 200 + WorkloadBook.stableRunMs
+            $0.nodeHealth = .with { $0.node = "n2"; $0.status = "fenced"; $0.reason = "test" }
+        })
+        guard case .place(_, 3, "n1", "relocate", _)? = Self.pass(&state).first else { Issue.record("expected a relocation to n1"); return }
+        #expect(Self.workload(state, "db")?.relocations == 1)
+    }
+
     @Test mutating func nothingMovesOffADownNodeUntilItIsFenced() {
         var state = Self.cluster()
         _ = state.apply(Self.vm("web", home: "n1"))

@@ -68,8 +68,9 @@ import Glibc
 
     /// A coordinator with fast thresholds (suspect 1 s, down 2 s) and `fencing`, and two podman agents
     /// without BMCs, each reaching the coordinator through its own alias so either can be cut off.
+    /// `libvirt`: the libvirt URI of each agent that has one.
     static func partitionableCluster(
-        aliases: [String: String], addresses: [String: String], fencing: String
+        aliases: [String: String], addresses: [String: String], fencing: String, libvirt: [String: String] = [:]
     ) async throws -> (LocalCluster, AgentPartitions) {
         try await TestPodman.ensureImage()
         let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2,
@@ -81,11 +82,13 @@ import Glibc
             for (name, address) in addresses.sorted(by: { $0.key < $1.key }) {
                 try cluster.writeAgentConfig(
                     name, address: address, coordinatorAddress: HostPort(host: aliases[name]!, port: cluster.coordinator.port),
-                    extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
+                    extra: "bmc: {mode: none}\nlibvirt: {uri: \"\(libvirt[name] ?? "")\"}\n\(podman)")
                 try cluster.startAgent(name)
             }
             try await waitUntil("both agents to report", timeout: .seconds(60)) {
-                try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.status == "ready" }.count == addresses.count
+                try await cluster.nodes().filter {
+                    $0.reportsApplied > 0 && $0.status == "ready" && (libvirt[$0.name] == nil || $0.facts.vms.available)
+                }.count == addresses.count
             }
         } catch {
             partitions.removeAll()
@@ -321,17 +324,23 @@ import Glibc
     @Test func aFailoverFinishesWhenTheLeaderIsKilledHalfway() async throws {
         try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
         try await TestPodman.ensureImage()
+        let receiverDir = try TempDir("specola-failover-receivers")
+        defer { receiverDir.remove() }
+        let receivers = try await AlertReceivers.start(host: "127.0.4.4", in: receiverDir)
         // Agents leave their tasks running when they die: remove the job's containers whatever happens.
+        let result: Result<Void, any Error>
         do {
-            try await Self.leaderKilledHalfway()
+            try await Self.leaderKilledHalfway(receivers)
+            result = .success(())
         } catch {
-            await TestPodman.removeContainers(job: "witness")
-            throw error
+            result = .failure(error)
         }
         await TestPodman.removeContainers(job: "witness")
+        await receivers.stop()
+        try result.get()
     }
 
-    static func leaderKilledHalfway() async throws {
+    static func leaderKilledHalfway(_ receivers: AlertReceivers) async throws {
         try await ReplicaGroup.with(size: 3, start: false) { group in
             let bmc = try await SimulatedBMC.start(address: "127.0.\(group.subnet).41")
             defer { bmc.stop() }
@@ -347,6 +356,7 @@ import Glibc
                       selfFenceAfter: 0
                       maxFencedFraction: 0.5
                       bmc: {user: admin, passwordFile: \(group.dir.file("bmc-password")), timeout: 2}
+                    \(receivers.config)
 
                     """).write(toFile: path, atomically: true, encoding: .utf8)
             }
@@ -427,6 +437,18 @@ import Glibc
             #expect(try bmc.power().powerStatus() == .off)
             #expect(try await task()?.relocations == 1)
             try Self.expectNoOverlap(ledger)
+
+            // The NodeDown notification reached chat and mail under one idempotency key each. Delivery
+            // is at least once: a leader killed between a receiver's acceptance and the commit of
+            // `notified` leaves the next leader to send it again, under the same key.
+            try await waitUntil("NodeDown node1 on chat and by mail", timeout: .seconds(30), every: .milliseconds(100)) {
+                try !receivers.chat("FIRING", node: "node1").isEmpty && !receivers.mail("FIRING", node: "node1").isEmpty
+            }
+            let chat = try receivers.chat("FIRING", node: "node1"), mail = try receivers.mail("FIRING", node: "node1")
+            print("leader c\(leader) killed mid-failover: \(chat.count) chat and \(mail.count) mail message(s) for NodeDown node1")
+            #expect(Set(chat.map(\.idempotencyKey)).count == 1 && Set(mail.map(\.idempotencyKey)).count == 1,
+                    "NodeDown node1 was announced under more than one key")
+            #expect(chat.count <= 2 && mail.count <= 2, "at most the one resend the leader change allows")
             _ = try? await cli(["job", "cancel", "witness"])
         }
     }
@@ -473,52 +495,121 @@ import Glibc
         }
     }
 
+    /// The issue's partitioned node: over `SPECOLA_FENCE_ROUNDS` (20) rounds, the node that runs a
+    /// job, an HA pod and an HA VM is cut off from the coordinator at a random moment. Each time its
+    /// agent kills all three itself before the coordinator, after the lease and margin, starts them
+    /// on the other node. The job's and the pod's runs must never overlap (host-uptime ledgers), and
+    /// the VM is never seen active on two libvirtds.
     @Test func aPartitionedNodeFencesItselfBeforeItsWorkMoves() async throws {
         try await TestPodman.ensureImage()
         let rounds = Int(ProcessInfo.processInfo.environment["SPECOLA_FENCE_ROUNDS"] ?? "") ?? 20
-        let aliases = ["node1": "127.0.0.51", "node2": "127.0.0.52"]
-        // No BMC: the agents' self-fence lease is the only proof. The margin covers
-        // the agent's own time to kill its containers on a loaded machine.
-        let (cluster, partitions) = try await Self.partitionableCluster(
-            aliases: aliases, addresses: ["node1": "127.0.1.23", "node2": "127.0.1.24"],
-            fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 3, maxFencedFraction: 0.5}")
-        try await cluster.withCleanup(removingContainersOf: ["witness"], before: { partitions.removeAll() }) {
-            let ledger = try Self.makeLedger(cluster)
-            #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
-
-            var generator = SystemRandomNumberGenerator()
-            for round in 1...rounds {
-                try await waitUntil("round \(round): the task to run", timeout: .seconds(30), every: .milliseconds(100)) {
-                    try await Self.task(cluster)?.state == "running"
-                }
-                let victim = try #require(try await Self.task(cluster)?.node)
-                // A random moment in the task's life, then the victim's agent loses the coordinator.
-                try await Task.sleep(for: .milliseconds(Int.random(in: 0...800, using: &generator)))
-                try partitions.isolate(victim)
-                do {
-                    try await waitUntil("round \(round): the task to move off \(victim)", timeout: .seconds(30), every: .milliseconds(100)) {
-                        let task = try await Self.task(cluster)
-                        return task?.state == "running" && task?.node != victim
-                    }
-                } catch {
-                    let nodes = try await cluster.nodes().map { "\($0.name): \($0.status) (\($0.statusReason))" }
-                    let logs = cluster.agents.sorted { $0.key < $1.key }.map { "--- \($0.key)\n\($0.value.log.suffix(2500))" }.joined(separator: "\n")
-                    Issue.record("nodes: \(nodes)\ntask: \(String(describing: try await Self.task(cluster)))\n\(logs)\n--- coordinator\n\(cluster.coordinatorProcess?.log.suffix(3000) ?? "")")
-                    throw error
-                }
-                let fenced = try #require(try await cluster.node(victim))
-                #expect(fenced.status == "fenced" && fenced.statusReason.contains("self-fence lease expired"), "\(fenced.status): \(fenced.statusReason)")
-                partitions.heal(victim)
-                try await waitUntil("round \(round): \(victim) to rejoin", timeout: .seconds(30), every: .milliseconds(100)) {
-                    try await cluster.node(victim)?.status == "ready"
-                }
-                try Self.expectNoOverlap(ledger)
-            }
-            // Every round moved the task once; a run killed before its first line wrote nothing.
-            #expect(try Self.runIntervals(ledger).count >= rounds)
-            #expect(cluster.agents.values.contains { $0.log.contains("self-fencing: stopping every task on this node") })
-            _ = try? await cluster.cli(["job", "cancel", "witness"])
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let vm = "ptvm-\(suffix)", pod = "ptpod-\(suffix)"
+        let libvirtDir = try TempDir("specola-partition-libvirt")
+        var daemons: [String: PrivateLibvirtd] = [:]
+        var keepers: [ChildProcess] = []
+        func stopLibvirt() async {
+            _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
+            for keeper in keepers { try? await keeper.stop() }
+            for daemon in daemons.values { try? await daemon.stop() }
+            libvirtDir.remove()
         }
+        let outcome: Result<Void, any Error>
+        do {
+            for node in ["node1", "node2"] {
+                let daemon = try await PrivateLibvirtd.start(workDir: libvirtDir.file(node))
+                daemons[node] = daemon
+                keepers.append(try daemon.holdConnection(logDirectory: libvirtDir.path, name: "virsh-\(node)"))
+            }
+            // No BMC: the agents' self-fence lease is the only proof. The margin covers
+            // the agent's own time to kill its containers on a loaded machine.
+            let (cluster, partitions) = try await Self.partitionableCluster(
+                aliases: ["node1": "127.0.0.51", "node2": "127.0.0.52"], addresses: ["node1": "127.0.1.23", "node2": "127.0.1.24"],
+                fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 3, maxFencedFraction: 0.5}", libvirt: daemons.mapValues(\.uri))
+            try await cluster.withCleanup(removingContainersOf: ["witness"], before: { partitions.removeAll() }) {
+                try await Self.partitionRounds(rounds, cluster, partitions, vm: vm, pod: pod, daemons: daemons)
+            }
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        await stopLibvirt()
+        try outcome.get()
+    }
+
+    static func partitionRounds(
+        _ rounds: Int, _ cluster: LocalCluster, _ partitions: AgentPartitions, vm: String, pod: String, daemons: [String: PrivateLibvirtd]
+    ) async throws {
+        let ledger = try Self.makeLedger(cluster)
+        let podLedger = cluster.dir.file("pod-ledger")
+        try FileManager.default.createDirectory(atPath: podLedger, withIntermediateDirectories: true)
+        try cluster.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 128))
+        try cluster.dir.write("pod.yaml", HAFixtures.witnessPod(pod, ledger: podLedger))
+        let watch = WorkloadTests.DoubleStartWatch()
+        let watcher = watch.watch(vm) { try await WorkloadTests.domainHosts(vm, daemons: daemons) }
+        defer { watcher.cancel() }
+        @Sendable func workload(_ kind: String, _ name: String) async throws -> Specola_V1_Workload? {
+            let result = try await cluster.cli([kind, "show", name, "--json"])
+            return result.status == 0 ? try Specola_V1_Workload(jsonString: result.stdout, options: JobTests.lenient) : nil
+        }
+        /// The one node that runs the job, the VM and the pod, once all three run; nil before.
+        @Sendable func host() async throws -> String? {
+            guard let task = try await Self.task(cluster), task.state == "running",
+                  let onVM = try await workload("vm", vm), onVM.phase == "running",
+                  let onPod = try await workload("pod", pod), onPod.phase == "running" else { return nil }
+            return Set([task.node, onVM.node, onPod.node]).count == 1 ? task.node : nil
+        }
+
+        // All three start on node1; from then on each round moves them together.
+        #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
+        #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
+        let limits = ["--max-restarts", "0", "--max-relocations", "\(rounds + 1)"]
+        #expect(try await cluster.cli(["vm", "create", vm, "--xml", cluster.dir.file("vm.xml"), "--node", "node1"] + limits).status == 0)
+        #expect(try await cluster.cli(["pod", "create", pod, "--kube", cluster.dir.file("pod.yaml"), "--node", "node1"] + limits).status == 0)
+        try await waitUntil("the job, the VM and the pod to run on node1", timeout: .seconds(60), every: .milliseconds(200)) {
+            try await host() == "node1"
+        }
+        #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+
+        var generator = SystemRandomNumberGenerator()
+        for round in 1...rounds {
+            let victim = try await waitUntilValue("round \(round): the job, the VM and the pod to run on one node",
+                                                  timeout: .seconds(60), every: .milliseconds(100)) { try await host() }
+            // A random moment in the work's life, then the victim's agent loses the coordinator.
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...800, using: &generator)))
+            try partitions.isolate(victim)
+            do {
+                try await waitUntil("round \(round): the job, the VM and the pod to move off \(victim)", timeout: .seconds(60),
+                                    every: .milliseconds(100)) {
+                    let now = try await host()
+                    return now != nil && now != victim
+                }
+            } catch {
+                let nodes = try await cluster.nodes().map { "\($0.name): \($0.status) (\($0.statusReason))" }
+                let logs = cluster.agents.sorted { $0.key < $1.key }.map { "--- \($0.key)\n\($0.value.log.suffix(2500))" }.joined(separator: "\n")
+                let workloads = "vm: \(String(describing: try await workload("vm", vm))) pod: \(String(describing: try await workload("pod", pod)))"
+                Issue.record("nodes: \(nodes)\ntask: \(String(describing: try await Self.task(cluster)))\n\(workloads)\n\(logs)\n--- coordinator\n\(cluster.coordinatorProcess?.log.suffix(3000) ?? "")")
+                throw error
+            }
+            let fenced = try #require(try await cluster.node(victim))
+            #expect(fenced.status == "fenced" && fenced.statusReason.contains("self-fence lease expired"), "\(fenced.status): \(fenced.statusReason)")
+            partitions.heal(victim)
+            try await waitUntil("round \(round): \(victim) to rejoin", timeout: .seconds(30), every: .milliseconds(100)) {
+                try await cluster.node(victim)?.status == "ready"
+            }
+            try Self.expectNoOverlap(ledger)
+            try Self.expectNoOverlap(podLedger)
+            #expect(watch.doubles.isEmpty, "\(watch.doubles)")
+        }
+        // Every round moved the work once; a run killed before its first line wrote nothing.
+        #expect(try Self.runIntervals(ledger).count >= rounds)
+        #expect(try Self.runIntervals(podLedger).count >= rounds)
+        #expect(try await workload("vm", vm)?.relocations == UInt32(rounds))
+        #expect(cluster.agents.values.contains { $0.log.contains("self-fencing: stopping every task on this node") })
+        for kind in ["vm", "pod"] {
+            _ = try? await cluster.cli([kind, "disable", kind == "vm" ? vm : pod])
+        }
+        _ = try? await cluster.cli(["job", "cancel", "witness"])
     }
 }
 

@@ -59,11 +59,7 @@ import Glibc
 
         /// The nodes whose libvirtd has the domain active.
         func vmHosts(_ name: String) async throws -> [String] {
-            var hosts: [String] = []
-            for (node, daemon) in daemons.sorted(by: { $0.key < $1.key }) where try await daemon.domainState(name) == "running" {
-                hosts.append(node)
-            }
-            return hosts
+            try await WorkloadTests.domainHosts(name, daemons: daemons)
         }
 
         /// The node whose agent played the pod, from its annotation; nil when it does not run.
@@ -85,16 +81,25 @@ import Glibc
         }
     }
 
-    /// Samples where the VM runs, concurrently with the test, and remembers any moment it ran twice.
+    /// The nodes whose libvirtd has the domain active.
+    static func domainHosts(_ name: String, daemons: [String: PrivateLibvirtd]) async throws -> [String] {
+        var hosts: [String] = []
+        for (node, daemon) in daemons.sorted(by: { $0.key < $1.key }) where try await daemon.domainState(name) == "running" {
+            hosts.append(node)
+        }
+        return hosts
+    }
+
+    /// Samples where a VM runs, concurrently with the test, and remembers any moment it ran twice.
     final class DoubleStartWatch: @unchecked Sendable {
         private let lock = NSLock()
         private var seen: [String] = []
         var doubles: [String] { lock.withLock { seen } }
 
-        func watch(_ cluster: Cluster, vm: String) -> Task<Void, Never> {
+        func watch(_ vm: String, hosts: @escaping @Sendable () async throws -> [String]) -> Task<Void, Never> {
             Task {
                 while !Task.isCancelled {
-                    if let hosts = try? await cluster.vmHosts(vm), hosts.count > 1 {
+                    if let hosts = try? await hosts(), hosts.count > 1 {
                         lock.withLock { seen.append("\(vm) on \(hosts)") }
                     }
                     try? await Task.sleep(for: .milliseconds(50))
@@ -168,7 +173,7 @@ import Glibc
         let chassis = bmc.workdir.file("chassis.sh")
         try (String(contentsOfFile: chassis, encoding: .utf8) + hook).write(toFile: chassis, atomically: false, encoding: .utf8)
         let watch = DoubleStartWatch()
-        let watcher = watch.watch(env, vm: vm)
+        let watcher = watch.watch(vm) { try await env.vmHosts(vm) }
         defer { watcher.cancel() }
 
         #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
@@ -248,7 +253,7 @@ import Glibc
         let cluster = env.cluster
         try writeDefinitions(cluster, vm: vm, pod: pod)
         let watch = DoubleStartWatch()
-        let watcher = watch.watch(env, vm: vm)
+        let watcher = watch.watch(vm) { try await env.vmHosts(vm) }
         defer { watcher.cancel() }
 
         let createdVM = try await cluster.cli(["vm", "create", vm, "--xml", cluster.dir.file("vm.xml"), "--node", "node1",

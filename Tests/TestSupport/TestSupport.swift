@@ -43,6 +43,20 @@ public func waitUntil(
     throw TimedOut(what: what)
 }
 
+/// Polls `value` until it is non-nil, and returns it.
+public func waitUntilValue<T>(
+    _ what: String, timeout: Duration = .seconds(20), every interval: Duration = .milliseconds(100),
+    _ value: () async throws -> T?
+) async throws -> T {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if let found = try? await value() { return found }
+        try await Task.sleep(for: interval)
+    }
+    if let found = try await value() { return found }
+    throw TimedOut(what: what)
+}
+
 /// Locates the package's built executables next to the test bundle.
 public enum BuiltProducts {
     public static var directory: String {
