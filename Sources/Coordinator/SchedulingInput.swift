@@ -18,11 +18,14 @@ struct SchedulingInput {
                 allocatedByProject[project, default: .zero] += allocation.resources
             }
         }
+        // HA workloads hold their cores and memory on their node, like allocations.
+        let heldByWorkloads = state.workloads.heldByNode
         cluster = ClusterView(nodes: state.nodes.values.map { node in
             NodeView(
                 name: node.name, status: status(node.name), cordoned: node.cordoned, draining: node.draining,
                 labels: node.facts.capacity.labels, capacity: Self.capacity(of: node),
-                allocated: book.allocatedByNode[node.name] ?? .zero, runningJobs: jobsByNode[node.name] ?? [:])
+                allocated: (book.allocatedByNode[node.name] ?? .zero) + (heldByWorkloads[node.name] ?? .zero),
+                runningJobs: jobsByNode[node.name] ?? [:])
         })
         let total = cluster.schedulableCapacity
         usage = FairShareUsage(usage: allocatedByProject.mapValues { $0.dominantShare(of: total) })

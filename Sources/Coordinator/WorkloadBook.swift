@@ -1,4 +1,5 @@
 import Foundation
+import SpecolaJobs
 import SpecolaProtocol
 
 /// The kinds of HA workload: a libvirt domain or a podman pod (kube YAML).
@@ -77,6 +78,16 @@ public struct WorkloadBook: Sendable {
 
     static func isFenced(_ node: String, in nodes: [String: Specola_V1_Node]) -> Bool {
         nodes[node]?.status == "fenced"
+    }
+
+    /// The cores and memory that HA workloads which may be running hold, by node; the job
+    /// scheduler and the HA planner both leave them out of what a node offers.
+    public var heldByNode: [String: Resources] {
+        var held: [String: Resources] = [:]
+        for workload in workloads.values where WorkloadPhase(rawValue: workload.phase)?.mayRun == true {
+            held[workload.node, default: .zero] += WorkloadPlanner.request(workload)
+        }
+        return held
     }
 
     /// The relocations that count against the limit. An instance that ran `stableRunMs` before

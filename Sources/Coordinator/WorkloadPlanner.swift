@@ -130,8 +130,8 @@ struct WorkloadPlanner {
         for node in state.nodes.values {
             free[node.name] = SchedulingInput.capacity(of: node) - (state.jobs.allocatedByNode[node.name] ?? .zero)
         }
-        for workload in state.workloads.workloads.values where WorkloadPhase(rawValue: workload.phase)?.mayRun == true {
-            free[workload.node, default: .zero] = free[workload.node, default: .zero] - request(workload)
+        for (node, held) in state.workloads.heldByNode {
+            free[node, default: .zero] = free[node, default: .zero] - held
         }
         return free
     }

@@ -211,6 +211,16 @@ import Testing
         #expect(Self.workload(state, "db")?.relocations == 1)
     }
 
+    @Test func theJobSchedulerLeavesOutWhatHAWorkloadsHold() {
+        var state = Self.cluster(["n1", "n2"])
+        _ = state.apply(Self.vm("big", home: "n1", memory: 6 * Self.gib))
+        Self.pass(&state)
+        let input = SchedulingInput(state: state, status: { _ in .ready }, nowUnixMs: 300)
+        let n1 = input.cluster.nodes.first { $0.name == "n1" }!, n2 = input.cluster.nodes.first { $0.name == "n2" }!
+        #expect(n1.allocated.cpuMillicores == 1000 && n1.allocated.memoryBytes == 6 * Self.gib, "\(n1.allocated)")
+        #expect(n2.allocated == .zero)
+    }
+
     @Test mutating func nothingMovesOffADownNodeUntilItIsFenced() {
         var state = Self.cluster()
         _ = state.apply(Self.vm("web", home: "n1"))
