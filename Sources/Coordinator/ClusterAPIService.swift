@@ -74,7 +74,7 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         switch request.action {
         case "fence":
             guard committed != .fencing && committed != .fenced else { return node }
-            await health.commit(request.name, .fencing, HealthController.requestedReasonPrefix + "\(identity)")
+            await health.commit(request.name, .fencing, "requested by \(identity)", requestedBy: "\(identity)")
         case "unfence":
             guard committed == .fencing || committed == .fenced else {
                 throw RPCError(code: .failedPrecondition, message: "node \(request.name) is \(committed.rawValue), not fencing or fenced")

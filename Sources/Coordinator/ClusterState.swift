@@ -117,6 +117,12 @@ public struct ClusterState: Sendable {
             node.status = health.status
             node.statusReason = health.reason
             node.statusSinceUnixMs = at
+            // An operator's fence lasts until the node is back; an automatic step never clears it early.
+            if !health.fenceRequestedBy.isEmpty {
+                node.fenceRequestedBy = health.fenceRequestedBy
+            } else if !["fencing", "fenced"].contains(health.status) {
+                node.fenceRequestedBy = ""
+            }
             nodes[health.node] = node
             return .done
         case .alert(let command):

@@ -70,7 +70,7 @@ final class HealthController: Sendable {
                 fencingAllowed: fencingOrFenced < brake,
                 bmcConfirmedOff: attempts.withLock { $0[node.name] } == .confirmedOff,
                 powerOffSent: attempts.withLock { $0[node.name] } != nil,
-                requested: node.statusReason.hasPrefix(Self.requestedReasonPrefix))
+                requested: !node.fenceRequestedBy.isEmpty)
             guard let (status, reason) = NodeHealth.next(observation, policy: settings.policy) else {
                 if committed == .fencing { fenceWithBMC(node, now: now) }
                 if committed == .down, settings.policy.fencingEnabled, fencingOrFenced >= brake {
@@ -110,15 +110,18 @@ final class HealthController: Sendable {
         }
     }
 
-    /// How the reason of an operator's `specola node fence` starts.
-    static let requestedReasonPrefix = "requested by "
-
     /// Proposes a step (used by the ladder and by `specola node fence|unfence`).
-    func commit(_ node: String, _ status: NodeHealth.Status, _ reason: String) async {
+    /// `requestedBy`: the operator who asked for this fence, for `specola node fence`.
+    func commit(_ node: String, _ status: NodeHealth.Status, _ reason: String, requestedBy: String = "") async {
         do {
             _ = try await replica.propose(.with {
                 $0.proposedAtUnixMs = Clock.nowUnixMs()
-                $0.nodeHealth = .with { $0.node = node; $0.status = status.rawValue; $0.reason = reason }
+                $0.nodeHealth = .with {
+                    $0.node = node
+                    $0.status = status.rawValue
+                    $0.reason = reason
+                    $0.fenceRequestedBy = requestedBy
+                }
             })
         } catch {
             logger.warning("node status change not committed; retried next pass", metadata: [

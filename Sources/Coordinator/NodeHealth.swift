@@ -54,7 +54,8 @@ public enum NodeHealth {
         public var bmcConfirmedOff: Bool
         /// A power-off command may have reached the BMC: fencing must finish.
         public var powerOffSent: Bool
-        /// An operator asked for this fencing (`specola node fence`): it finishes whatever the node says.
+        /// An operator asked for this fencing (`specola node fence`): it finishes whatever the node
+        /// says, and the node stays fenced until it is unfenced.
         public var requested: Bool
 
         public init(committed: Status, silenceMs: Int64, leaseSilenceMs: Int64? = nil, fencingAllowed: Bool = true,
@@ -93,7 +94,8 @@ public enum NodeHealth {
             if alive && !node.powerOffSent && !node.requested { return (.ready, "heartbeats resumed before fencing completed") }
             return nil
         case .fenced:
-            return alive ? (.recovered, "the agent is back after fencing") : nil
+            // An operator's fence holds until `specola node unfence`.
+            return alive && !node.requested ? (.recovered, "the agent is back after fencing") : nil
         case .recovered:
             return alive ? (.ready, "healthy again") : nil
         }

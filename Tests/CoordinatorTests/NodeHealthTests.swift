@@ -43,6 +43,35 @@ import Testing
         #expect(requested == nil, "an operator's fence finishes whatever the node says")
     }
 
+    @Test func anOperatorsFenceIsRememberedUntilTheNodeIsBack() {
+        var state = ClusterState()
+        _ = state.apply(.registerNode(name: "n1", address: "", agentVersion: "t", labels: [:], atUnixMs: 1))
+        func step(_ status: String, by operator: String = "") {
+            _ = state.apply(.with {
+                $0.proposedAtUnixMs = 10
+                $0.nodeHealth = .with { $0.node = "n1"; $0.status = status; $0.reason = "test"; $0.fenceRequestedBy = `operator` }
+            })
+        }
+        step("fencing", by: "user/admin")
+        #expect(state.nodes["n1"]?.fenceRequestedBy == "user/admin")
+        step("fenced")
+        #expect(state.nodes["n1"]?.fenceRequestedBy == "user/admin", "the automatic step keeps who asked")
+        step("ready")
+        #expect(state.nodes["n1"]?.fenceRequestedBy == "")
+        step("fencing")
+        #expect(state.nodes["n1"]?.fenceRequestedBy == "", "an automatic fence has no requester")
+    }
+
+    @Test func anOperatorsFenceFinishesAndHoldsWhateverTheNodeSays() {
+        func requested(_ committed: NodeHealth.Status, off: Bool = false) -> NodeHealth.Status? {
+            NodeHealth.next(.init(committed: committed, silenceMs: 100, bmcConfirmedOff: off, requested: true), policy: policy)?.status
+        }
+        #expect(requested(.fencing) == nil, "a live node fenced by an operator does not go back to ready")
+        #expect(requested(.fencing, off: true) == .fenced)
+        #expect(requested(.fenced) == nil, "it stays fenced until unfenced")
+        #expect(next(.fenced, silence: 100) == .recovered, "an automatic fence recovers when the agent is back")
+    }
+
     @Test func aNewLeaderOnlyTrustsSilenceItWitnessed() {
         // The old leader last heard the node 40 s ago, but this leader is 3 s old: no lease proof yet.
         #expect(next(.fencing, silence: 40_000, lease: 3_000) == nil)

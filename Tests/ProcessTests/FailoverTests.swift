@@ -170,6 +170,46 @@ import Glibc
         }
     }
 
+    /// `specola node fence` of a healthy node: the BMC powers it off, and it stays fenced although
+    /// its (simulated) agent still answers, until `specola node unfence` powers it back on.
+    @Test func anOperatorsFenceHoldsUntilUnfence() async throws {
+        try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
+        let bmc = try await SimulatedBMC.start(address: "127.0.1.29")
+        defer { bmc.stop() }
+        let cluster = try LocalCluster(suspectAfter: 1, downAfter: 2, extraConfig: """
+            heartbeatInterval: 0.3
+            fencing:
+              maxFencedFraction: 0.5
+              bmc: {user: admin, passwordFile: \(bmc.passwordFile), timeout: 2}
+            """)
+        try await cluster.withCleanup {
+            try await cluster.startCoordinator()
+            try cluster.writeAgentConfig("node1", address: "127.0.1.29", extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\npodman: {enabled: false}")
+            try cluster.startAgent("node1")
+            try await waitUntil("node1 to report its BMC", timeout: .seconds(60)) {
+                try await cluster.node("node1")?.facts.bmc.present == true
+            }
+            let fenced = try await cluster.cli(["node", "fence", "node1"])
+            #expect(fenced.status == 0, "\(fenced.stderr)")
+            try await waitUntil("node1 to be fenced", timeout: .seconds(20)) { try await cluster.node("node1")?.status == "fenced" }
+            #expect(try bmc.power().powerStatus() == .off)
+            let node = try #require(try await cluster.node("node1"))
+            #expect(node.fenceRequestedBy == "user/admin" && node.statusReason.contains("BMC confirmed chassis power off"), "\(node)")
+            // The agent keeps heartbeating (the simulator's power-off kills nothing); the fence holds.
+            let heartbeats = node.lastSeenUnixMs
+            try await waitUntil("node1's agent to be heard while fenced", timeout: .seconds(10)) {
+                try await cluster.node("node1")!.lastSeenUnixMs > heartbeats + 2_000
+            }
+            #expect(try await cluster.node("node1")?.status == "fenced")
+
+            let unfenced = try await cluster.cli(["node", "unfence", "node1"])
+            #expect(unfenced.status == 0, "\(unfenced.stderr)")
+            try await waitUntil("node1 to be ready again", timeout: .seconds(20)) { try await cluster.node("node1")?.status == "ready" }
+            #expect(try bmc.power().powerStatus() == .on)
+            #expect(try await cluster.node("node1")?.fenceRequestedBy == "")
+        }
+    }
+
     @Test func aCriticalSensorDrainsTheNodeBeforeItFails() async throws {
         try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
         try await TestPodman.ensureImage()

@@ -1346,62 +1346,114 @@ public nonisolated struct Specola_V1_GetNodeRequest: Sendable {
 }
 
 /// What the coordinator knows about one node.
-public nonisolated struct Specola_V1_Node: Sendable {
+public nonisolated struct Specola_V1_Node: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
   /// "ready", "suspect" or "down".
-  public var status: String = String()
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
 
-  public var registeredAtUnixMs: Int64 = 0
+  public var registeredAtUnixMs: Int64 {
+    get {_storage._registeredAtUnixMs}
+    set {_uniqueStorage()._registeredAtUnixMs = newValue}
+  }
 
-  public var lastSeenUnixMs: Int64 = 0
+  public var lastSeenUnixMs: Int64 {
+    get {_storage._lastSeenUnixMs}
+    set {_uniqueStorage()._lastSeenUnixMs = newValue}
+  }
 
-  public var lastAppliedSeq: UInt64 = 0
+  public var lastAppliedSeq: UInt64 {
+    get {_storage._lastAppliedSeq}
+    set {_uniqueStorage()._lastAppliedSeq = newValue}
+  }
 
   /// Count of reports that arrived after a missing sequence number.
-  public var seqGaps: UInt64 = 0
+  public var seqGaps: UInt64 {
+    get {_storage._seqGaps}
+    set {_uniqueStorage()._seqGaps = newValue}
+  }
 
-  public var reportsApplied: UInt64 = 0
+  public var reportsApplied: UInt64 {
+    get {_storage._reportsApplied}
+    set {_uniqueStorage()._reportsApplied = newValue}
+  }
 
-  public var address: String = String()
+  public var address: String {
+    get {_storage._address}
+    set {_uniqueStorage()._address = newValue}
+  }
 
-  public var agentVersion: String = String()
+  public var agentVersion: String {
+    get {_storage._agentVersion}
+    set {_uniqueStorage()._agentVersion = newValue}
+  }
 
   public var facts: Specola_V1_NodeFacts {
-    get {_facts ?? Specola_V1_NodeFacts()}
-    set {_facts = newValue}
+    get {_storage._facts ?? Specola_V1_NodeFacts()}
+    set {_uniqueStorage()._facts = newValue}
   }
   /// Returns true if `facts` has been explicitly set.
-  public var hasFacts: Bool {self._facts != nil}
+  public var hasFacts: Bool {_storage._facts != nil}
   /// Clears the value of `facts`. Subsequent reads from it will return its default value.
-  public mutating func clearFacts() {self._facts = nil}
+  public mutating func clearFacts() {_uniqueStorage()._facts = nil}
 
   /// Latest SEL entries kept by the coordinator (bounded).
-  public var recentSel: [Specola_V1_SelEntry] = []
+  public var recentSel: [Specola_V1_SelEntry] {
+    get {_storage._recentSel}
+    set {_uniqueStorage()._recentSel = newValue}
+  }
 
   /// `specola node cordon`: keeps its work, takes no new work.
-  public var cordoned: Bool = false
+  public var cordoned: Bool {
+    get {_storage._cordoned}
+    set {_uniqueStorage()._cordoned = newValue}
+  }
 
   /// `specola node drain`: its work is stopped and placed elsewhere; takes no new work.
-  public var draining: Bool = false
+  public var draining: Bool {
+    get {_storage._draining}
+    set {_uniqueStorage()._draining = newValue}
+  }
 
   /// Allocations placed on the node and not yet ended.
-  public var allocations: UInt32 = 0
+  public var allocations: UInt32 {
+    get {_storage._allocations}
+    set {_uniqueStorage()._allocations = newValue}
+  }
 
   /// Why the committed status is what it is, and since when.
-  public var statusReason: String = String()
+  public var statusReason: String {
+    get {_storage._statusReason}
+    set {_uniqueStorage()._statusReason = newValue}
+  }
 
-  public var statusSinceUnixMs: Int64 = 0
+  public var statusSinceUnixMs: Int64 {
+    get {_storage._statusSinceUnixMs}
+    set {_uniqueStorage()._statusSinceUnixMs = newValue}
+  }
+
+  /// Who asked for the current fence (`specola node fence`); empty for an automatic
+  /// one. Such a node stays fenced until it is unfenced, even if it answers again.
+  public var fenceRequestedBy: String {
+    get {_storage._fenceRequestedBy}
+    set {_uniqueStorage()._fenceRequestedBy = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _facts: Specola_V1_NodeFacts? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Specola_V1_RaftBatch: Sendable {
@@ -1594,6 +1646,9 @@ public nonisolated struct Specola_V1_NodeHealthCommand: Sendable {
   public var status: String = String()
 
   public var reason: String = String()
+
+  /// Set when an operator asked for this fence (`specola node fence`): who did.
+  public var fenceRequestedBy: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -5335,108 +5390,181 @@ nonisolated extension Specola_V1_GetNodeRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Node"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0\u{3}fence_requested_by\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _status: String = String()
+    var _registeredAtUnixMs: Int64 = 0
+    var _lastSeenUnixMs: Int64 = 0
+    var _lastAppliedSeq: UInt64 = 0
+    var _seqGaps: UInt64 = 0
+    var _reportsApplied: UInt64 = 0
+    var _address: String = String()
+    var _agentVersion: String = String()
+    var _facts: Specola_V1_NodeFacts? = nil
+    var _recentSel: [Specola_V1_SelEntry] = []
+    var _cordoned: Bool = false
+    var _draining: Bool = false
+    var _allocations: UInt32 = 0
+    var _statusReason: String = String()
+    var _statusSinceUnixMs: Int64 = 0
+    var _fenceRequestedBy: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _status = source._status
+      _registeredAtUnixMs = source._registeredAtUnixMs
+      _lastSeenUnixMs = source._lastSeenUnixMs
+      _lastAppliedSeq = source._lastAppliedSeq
+      _seqGaps = source._seqGaps
+      _reportsApplied = source._reportsApplied
+      _address = source._address
+      _agentVersion = source._agentVersion
+      _facts = source._facts
+      _recentSel = source._recentSel
+      _cordoned = source._cordoned
+      _draining = source._draining
+      _allocations = source._allocations
+      _statusReason = source._statusReason
+      _statusSinceUnixMs = source._statusSinceUnixMs
+      _fenceRequestedBy = source._fenceRequestedBy
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.status) }()
-      case 3: try { try decoder.decodeSingularInt64Field(value: &self.registeredAtUnixMs) }()
-      case 4: try { try decoder.decodeSingularInt64Field(value: &self.lastSeenUnixMs) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.lastAppliedSeq) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.seqGaps) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.reportsApplied) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.address) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.agentVersion) }()
-      case 10: try { try decoder.decodeSingularMessageField(value: &self._facts) }()
-      case 11: try { try decoder.decodeRepeatedMessageField(value: &self.recentSel) }()
-      case 12: try { try decoder.decodeSingularBoolField(value: &self.cordoned) }()
-      case 13: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
-      case 14: try { try decoder.decodeSingularUInt32Field(value: &self.allocations) }()
-      case 15: try { try decoder.decodeSingularStringField(value: &self.statusReason) }()
-      case 16: try { try decoder.decodeSingularInt64Field(value: &self.statusSinceUnixMs) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._registeredAtUnixMs) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._lastSeenUnixMs) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastAppliedSeq) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._seqGaps) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._reportsApplied) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._address) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._agentVersion) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._facts) }()
+        case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._recentSel) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._cordoned) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._draining) }()
+        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._allocations) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._statusReason) }()
+        case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._statusSinceUnixMs) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._fenceRequestedBy) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
-    }
-    if !self.status.isEmpty {
-      try visitor.visitSingularStringField(value: self.status, fieldNumber: 2)
-    }
-    if self.registeredAtUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.registeredAtUnixMs, fieldNumber: 3)
-    }
-    if self.lastSeenUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.lastSeenUnixMs, fieldNumber: 4)
-    }
-    if self.lastAppliedSeq != 0 {
-      try visitor.visitSingularUInt64Field(value: self.lastAppliedSeq, fieldNumber: 5)
-    }
-    if self.seqGaps != 0 {
-      try visitor.visitSingularUInt64Field(value: self.seqGaps, fieldNumber: 6)
-    }
-    if self.reportsApplied != 0 {
-      try visitor.visitSingularUInt64Field(value: self.reportsApplied, fieldNumber: 7)
-    }
-    if !self.address.isEmpty {
-      try visitor.visitSingularStringField(value: self.address, fieldNumber: 8)
-    }
-    if !self.agentVersion.isEmpty {
-      try visitor.visitSingularStringField(value: self.agentVersion, fieldNumber: 9)
-    }
-    try { if let v = self._facts {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    } }()
-    if !self.recentSel.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.recentSel, fieldNumber: 11)
-    }
-    if self.cordoned != false {
-      try visitor.visitSingularBoolField(value: self.cordoned, fieldNumber: 12)
-    }
-    if self.draining != false {
-      try visitor.visitSingularBoolField(value: self.draining, fieldNumber: 13)
-    }
-    if self.allocations != 0 {
-      try visitor.visitSingularUInt32Field(value: self.allocations, fieldNumber: 14)
-    }
-    if !self.statusReason.isEmpty {
-      try visitor.visitSingularStringField(value: self.statusReason, fieldNumber: 15)
-    }
-    if self.statusSinceUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.statusSinceUnixMs, fieldNumber: 16)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 2)
+      }
+      if _storage._registeredAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._registeredAtUnixMs, fieldNumber: 3)
+      }
+      if _storage._lastSeenUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastSeenUnixMs, fieldNumber: 4)
+      }
+      if _storage._lastAppliedSeq != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._lastAppliedSeq, fieldNumber: 5)
+      }
+      if _storage._seqGaps != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._seqGaps, fieldNumber: 6)
+      }
+      if _storage._reportsApplied != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._reportsApplied, fieldNumber: 7)
+      }
+      if !_storage._address.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._address, fieldNumber: 8)
+      }
+      if !_storage._agentVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._agentVersion, fieldNumber: 9)
+      }
+      try { if let v = _storage._facts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      if !_storage._recentSel.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._recentSel, fieldNumber: 11)
+      }
+      if _storage._cordoned != false {
+        try visitor.visitSingularBoolField(value: _storage._cordoned, fieldNumber: 12)
+      }
+      if _storage._draining != false {
+        try visitor.visitSingularBoolField(value: _storage._draining, fieldNumber: 13)
+      }
+      if _storage._allocations != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._allocations, fieldNumber: 14)
+      }
+      if !_storage._statusReason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._statusReason, fieldNumber: 15)
+      }
+      if _storage._statusSinceUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._statusSinceUnixMs, fieldNumber: 16)
+      }
+      if !_storage._fenceRequestedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._fenceRequestedBy, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_Node, rhs: Specola_V1_Node) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.status != rhs.status {return false}
-    if lhs.registeredAtUnixMs != rhs.registeredAtUnixMs {return false}
-    if lhs.lastSeenUnixMs != rhs.lastSeenUnixMs {return false}
-    if lhs.lastAppliedSeq != rhs.lastAppliedSeq {return false}
-    if lhs.seqGaps != rhs.seqGaps {return false}
-    if lhs.reportsApplied != rhs.reportsApplied {return false}
-    if lhs.address != rhs.address {return false}
-    if lhs.agentVersion != rhs.agentVersion {return false}
-    if lhs._facts != rhs._facts {return false}
-    if lhs.recentSel != rhs.recentSel {return false}
-    if lhs.cordoned != rhs.cordoned {return false}
-    if lhs.draining != rhs.draining {return false}
-    if lhs.allocations != rhs.allocations {return false}
-    if lhs.statusReason != rhs.statusReason {return false}
-    if lhs.statusSinceUnixMs != rhs.statusSinceUnixMs {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._registeredAtUnixMs != rhs_storage._registeredAtUnixMs {return false}
+        if _storage._lastSeenUnixMs != rhs_storage._lastSeenUnixMs {return false}
+        if _storage._lastAppliedSeq != rhs_storage._lastAppliedSeq {return false}
+        if _storage._seqGaps != rhs_storage._seqGaps {return false}
+        if _storage._reportsApplied != rhs_storage._reportsApplied {return false}
+        if _storage._address != rhs_storage._address {return false}
+        if _storage._agentVersion != rhs_storage._agentVersion {return false}
+        if _storage._facts != rhs_storage._facts {return false}
+        if _storage._recentSel != rhs_storage._recentSel {return false}
+        if _storage._cordoned != rhs_storage._cordoned {return false}
+        if _storage._draining != rhs_storage._draining {return false}
+        if _storage._allocations != rhs_storage._allocations {return false}
+        if _storage._statusReason != rhs_storage._statusReason {return false}
+        if _storage._statusSinceUnixMs != rhs_storage._statusSinceUnixMs {return false}
+        if _storage._fenceRequestedBy != rhs_storage._fenceRequestedBy {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5791,7 +5919,7 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeHealthCommand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}status\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}status\0\u{1}reason\0\u{3}fence_requested_by\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5802,6 +5930,7 @@ nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeSingularStringField(value: &self.node) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.status) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.fenceRequestedBy) }()
       default: break
       }
     }
@@ -5817,6 +5946,9 @@ nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, Swift
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
     }
+    if !self.fenceRequestedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.fenceRequestedBy, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5824,6 +5956,7 @@ nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, Swift
     if lhs.node != rhs.node {return false}
     if lhs.status != rhs.status {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.fenceRequestedBy != rhs.fenceRequestedBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
