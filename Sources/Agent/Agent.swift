@@ -30,7 +30,7 @@ public struct Agent: Service {
         let loop = LoopState()
         let wakeLink = Mutex<(@Sendable () -> Void)?>(nil)
         let runner = TaskRunner(
-            outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(logger: logger), logger: logger,
+            outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(nodeName: config.nodeName, logger: logger), logger: logger,
             onEvent: { wakeLink.withLock { $0 }?() })
         let workloads = WorkloadRunner(
             outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: { wakeLink.withLock { $0 }?() })

@@ -57,7 +57,7 @@ public actor TaskRunner {
             running[id] = task
             logger.info("stopping task", metadata: ["allocation.id": "\(id)", "reason": "\(task.stopReason!)"])
             if task.driver == "exec" {
-                if let pid = task.pid { kill(pid, SIGTERM) }
+                if let pid = task.pid { kill(-pid, SIGTERM) }
             } else {
                 Task { [podman] in await podman.stop(allocationID: id) }
             }
@@ -89,6 +89,8 @@ public actor TaskRunner {
         for id in ids {
             running[id]?.stopReason = "self-fence: \(reason)"
             if let pid = running[id]?.pid {
+                // An exec task leads its own process group.
+                if running[id]?.driver == "exec" { kill(-pid, SIGKILL) }
                 kill(pid, SIGKILL)
             }
             if running[id]?.driver != "exec" { viaPodman.append(id) }
@@ -116,8 +118,19 @@ public actor TaskRunner {
                 running[id] = Running(driver: run.driver)
                 Task { await self.execute(run) }
             } else {
-                // It never started, or it was an exec process that died with the agent
-                // (or is orphaned: exec tasks cannot be re-attached).
+                // It never started, or its container is gone, or it was an exec process: those cannot
+                // be re-attached (their output pipes died with the agent), so survivors are killed
+                // first. Reporting it lost lets the coordinator run it again, so nothing may be left.
+                if run.driver == "exec" {
+                    guard let killed = await exec.killSurvivors(of: id) else {
+                        logger.critical("processes of an exec task orphaned by an agent restart survive SIGKILL; the task is not reported lost, so it does not run twice. Kill them by hand (grep \(ExecDriver.allocationVariable)=\(id) /proc/*/environ), then restart the agent", metadata: ["allocation.id": "\(id)"])
+                        continue
+                    }
+                    if killed > 0 {
+                        logger.warning("killed an exec task orphaned by an agent restart; it is reported lost and runs again",
+                                       metadata: ["allocation.id": "\(id)", "processes": "\(killed)"])
+                    }
+                }
                 report(.with {
                     $0.allocationID = id
                     $0.kind = .lost
@@ -212,7 +225,7 @@ public actor TaskRunner {
         task.pid = pid
         running[id] = task
         // A stop that arrived before the process existed.
-        if task.stopReason != nil { kill(pid, SIGTERM) }
+        if task.stopReason != nil { kill(-pid, SIGTERM) }
     }
 
     private func report(_ event: Specola_V1_TaskEvent) {

@@ -1,11 +1,16 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
+import SpecolaProtocol
+import TestSupport
 import Testing
 @testable import SpecolaAgent
 
 /// The exec driver runs real processes with rlimits and a timeout.
 @Suite struct ExecDriverTests {
-    let driver = ExecDriver(logger: Logger(label: "test.exec"))
+    let driver = ExecDriver(nodeName: "exec-test-\(getpid())", logger: Logger(label: "test.exec"))
 
     @Test func aProcessRunsWithItsEnvironmentAndExitCode() async throws {
         var spec = TaskSpec(allocationID: "e1", image: "", command: ["/bin/sh", "-c", "echo item=$SPECOLA_ITEM alloc=$SPECOLA_ALLOCATION_ID; exit 4"])
@@ -37,5 +42,36 @@ import Testing
         let outcome = try await driver.run(TaskSpec(allocationID: "e4", image: "", command: ["no-such-tool-here"]))
         #expect(outcome.ending == .failedToStart)
         #expect(outcome.message.contains("not installed"))
+    }
+
+    @Test func aTimeoutKillsEverythingTheTaskStarted() async throws {
+        // The background sleep holds stdout open: only a process-group kill ends the run in time.
+        var spec = TaskSpec(allocationID: "e5-\(getpid())", image: "", command: ["/bin/sh", "-c", "sleep 30 & sleep 30; wait"])
+        spec.timeout = .seconds(1)
+        let started = ContinuousClock.now
+        let outcome = try await driver.run(spec)
+        #expect(outcome.ending == .timedOut)
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(driver.survivors(of: spec.allocationID).isEmpty)
+    }
+
+    @Test func survivorsOfACrashedAgentAreFoundByTheirEnvironmentAndKilled() async throws {
+        // As a crashed agent leaves them: a task and its child, in a group of their own.
+        let id = "orphan-\(getpid())"
+        let devNull = open("/dev/null", O_WRONLY)
+        defer { close(devNull) }
+        let pid = try spawnProcess("/bin/sh", ["-c", "sleep 60 & sleep 60"],
+                                   environment: ["SPECOLA_ALLOCATION_ID": id, "SPECOLA_NODE": driver.nodeName],
+                                   stdout: devNull, stderr: devNull, ownProcessGroup: true)
+        let reaper = Task.detached { waitForExit(pid) }
+        try await waitUntil("the task and both sleeps to run", timeout: .seconds(10)) { driver.survivors(of: id).count == 3 }
+        // Another node's task with the same allocation id is not ours.
+        let other = ExecDriver(nodeName: "another-node", logger: Logger(label: "test.exec"))
+        #expect(other.survivors(of: id).isEmpty)
+
+        let killed = await driver.killSurvivors(of: id, timeout: .seconds(10))
+        #expect(killed == 3)
+        #expect(driver.survivors(of: id).isEmpty)
+        #expect(await reaper.value == 128 + SIGKILL)
     }
 }

@@ -20,7 +20,7 @@ import Testing
             outbox = try Outbox(path: dir.file("outbox.sqlite"))
             runner = WorkloadRunner(outbox: outbox, drivers: drivers, logger: logger, checkInterval: .milliseconds(200), onEvent: {})
             let tasks = TaskRunner(
-                outbox: outbox, podman: PodmanDriver(nodeName: "unused", logger: logger), exec: ExecDriver(logger: logger),
+                outbox: outbox, podman: PodmanDriver(nodeName: "unused", logger: logger), exec: ExecDriver(nodeName: "unused", logger: logger),
                 logger: logger, onEvent: {})
             executor = InstructionExecutor(outbox: outbox, runner: tasks, workloads: runner, logger: logger, onFullReportRequested: {})
         }

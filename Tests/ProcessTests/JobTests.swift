@@ -327,4 +327,48 @@ import Glibc
             #expect(try await Self.leftoverContainers(job: "steady").isEmpty)
         }
     }
+
+    /// An exec task cannot be re-attached (its output pipes die with the agent). The restarted agent
+    /// must kill what the crashed one left running before it reports the task lost, or the task
+    /// would run twice at once. The run's ledger (host uptime) shows the two runs never overlap.
+    @Test func anExecTaskOrphanedByAnAgentCrashIsKilledBeforeItRunsAgain() async throws {
+        let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.7", "r1")])
+        try await cluster.withCleanup {
+            let ledger = cluster.dir.file("ledger")
+            try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+            let file = try Self.spec(cluster, "orphan.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: orphan, owner: astro, project: theory}
+                task:
+                  name: work
+                  driver: exec
+                  command: /bin/sh
+                  args: ["-c", "f=\(ledger)/run-$$; cut -d' ' -f1 /proc/uptime > $f.start; (while true; do cut -d' ' -f1 /proc/uptime > $f.child; sleep 0.1; done) & i=0; while [ $i -lt 40 ]; do cut -d' ' -f1 /proc/uptime > $f.alive.tmp; mv $f.alive.tmp $f.alive; sleep 0.1; i=$((i+1)); done; kill $!"]
+                  resources: {cpu: 0.1, memory: 64MiB}
+                """)
+            #expect(try await cluster.cli(["job", "run", "--detach", file]).status == 0)
+            try await waitUntil("the task to run", timeout: .seconds(30)) {
+                try await Self.status(cluster, "orphan").tasks.first?.state == "running"
+            }
+            try await waitUntil("the first run to write its ledger", timeout: .seconds(10)) {
+                try FailoverTests.runIntervals(ledger).count == 1
+            }
+            try await cluster.agents["node1"]!.stop(SIGKILL)
+            try cluster.startAgent("node1")
+            let job = try await Self.waitFinished(cluster, "orphan", timeout: .seconds(60))
+            #expect(job.state == "succeeded", "\(job)")
+            #expect(job.tasks.first?.relocations == 1, "the orphaned run was reported lost: \(job.tasks)")
+            let runs = try FailoverTests.runIntervals(ledger)
+            #expect(runs.count == 2, "\(runs)")
+            try FailoverTests.expectNoOverlap(ledger)
+            // The first run's background child died with it, before the second run started.
+            if runs.count == 2 {
+                let child = Double(try String(contentsOfFile: "\(ledger)/\(runs[0].id).child", encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)) ?? .infinity
+                #expect(child < runs[1].start, "the first run's child was alive at \(child), after the second run started at \(runs[1].start)")
+            }
+            #expect(cluster.agents["node1"]?.log.contains("killed an exec task orphaned by an agent restart") == true)
+        }
+    }
 }

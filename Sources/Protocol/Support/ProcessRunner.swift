@@ -44,10 +44,12 @@ public func resolveExecutable(_ name: String, environment: [String: String] = [:
 /// concurrency pool block most signals, and a child started from one with
 /// Foundation's `Process` inherits that mask and then ignores SIGTERM.
 /// `environment` is added to (and overrides) the inherited environment.
+/// `ownProcessGroup` starts the child in a new process group (its pgid is its pid), so
+/// that it and everything it starts can be signalled at once with `kill(-pid, ...)`.
 /// The caller reaps the child with `waitpid`.
 public func spawnProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    stdout: Int32, stderr: Int32
+    stdout: Int32, stderr: Int32, ownProcessGroup: Bool = false
 ) throws -> pid_t {
     guard let executable = resolveExecutable(path, environment: environment) else {
         throw ProcessRunnerError.notFound(path)
@@ -81,7 +83,12 @@ public func spawnProcess(
     sigdelset(&allSignals, SIGKILL)
     sigdelset(&allSignals, SIGSTOP)
     posix_spawnattr_setsigdefault(&attributes, &allSignals)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+    if ownProcessGroup {
+        posix_spawnattr_setpgroup(&attributes, 0)
+        flags |= POSIX_SPAWN_SETPGROUP
+    }
+    posix_spawnattr_setflags(&attributes, Int16(flags))
 
     var pid: pid_t = 0
     var code = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
@@ -114,17 +121,19 @@ public func waitForExit(_ pid: pid_t) -> Int32 {
 
 /// Runs a program to completion and returns its exit status and output, blocking the caller.
 /// `environment` is added to (and overrides) the inherited environment.
-/// The child is killed (SIGKILL) when it outlives `timeout`. `onSpawn` learns
-/// the child's pid, for a caller that may have to signal it.
+/// The child is killed (SIGKILL) when it outlives `timeout`, with its whole process
+/// group when `ownProcessGroup` (see `spawnProcess`). `onSpawn` learns the child's pid,
+/// for a caller that may have to signal it.
 public func runProcessBlocking(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    timeout: Duration = .seconds(60), onSpawn: (@Sendable (pid_t) -> Void)? = nil
+    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) throws -> (status: Int32, stdout: Data, stderr: Data) {
     let stdoutPipe = try makePipe()
     let stderrPipe = try makePipe()
     let pid: pid_t
     do {
-        pid = try spawnProcess(path, args, environment: environment, stdout: stdoutPipe.write, stderr: stderrPipe.write)
+        pid = try spawnProcess(path, args, environment: environment, stdout: stdoutPipe.write, stderr: stderrPipe.write,
+                               ownProcessGroup: ownProcessGroup)
     } catch {
         [stdoutPipe.read, stdoutPipe.write, stderrPipe.read, stderrPipe.write].forEach { close($0) }
         throw error
@@ -138,7 +147,7 @@ public func runProcessBlocking(
         state.withLock { reaped, timedOut in
             guard !reaped else { return }
             timedOut = true
-            kill(pid, SIGKILL)
+            kill(ownProcessGroup ? -pid : pid, SIGKILL)
         }
     }
     DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds, execute: watchdog)
@@ -169,13 +178,14 @@ public func runProcessBlocking(
 /// `environment` is added to (and overrides) the inherited environment.
 public func runProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    timeout: Duration = .seconds(60), onSpawn: (@Sendable (pid_t) -> Void)? = nil
+    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) async throws -> (status: Int32, stdout: Data, stderr: Data) {
     try await withCheckedThrowingContinuation { continuation in
         DispatchQueue.global().async {
             continuation.resume(
                 with: Result {
-                    try runProcessBlocking(path, args, environment: environment, timeout: timeout, onSpawn: onSpawn)
+                    try runProcessBlocking(path, args, environment: environment, timeout: timeout,
+                                           ownProcessGroup: ownProcessGroup, onSpawn: onSpawn)
                 })
         }
     }
