@@ -70,7 +70,8 @@ struct ChatBody: Decodable {
     @Test func slackGetsReadableTextAndEveryRequestCarriesTheIdempotencyKey() async throws {
         try await withReceiver { server in
             let notification = Scenario.notification()
-            let outcome = await deliver(notification, via: try receiver(server, .slack), policy: fast, logger: Scenario.logger)
+            // A generous timeout: on a loaded machine a slow answer would be retried, and this test counts requests.
+            let outcome = await deliver(notification, via: try receiver(server, .slack, timeoutMs: 60_000), policy: fast, logger: Scenario.logger)
             #expect(outcome.isDelivered, "\(outcome.error.map(String.init(describing:)) ?? "")")
             let requests = try server.records(RecordedRequest.self)
             #expect(requests.count == 1)
