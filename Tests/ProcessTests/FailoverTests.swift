@@ -434,20 +434,32 @@ import Glibc
         let receiverDir = try TempDir("specola-failover-receivers")
         defer { receiverDir.remove() }
         let receivers = try await AlertReceivers.start(host: "127.0.4.4", in: receiverDir)
-        // Agents leave their tasks running when they die: remove the job's containers whatever happens.
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let vm = "lkvm-\(suffix)", pod = "lkpod-\(suffix)"
+        var daemons: [String: PrivateLibvirtd] = [:]
+        var keepers: [ChildProcess] = []
+        // Agents leave their work running when they die: remove it whatever happens.
         let result: Result<Void, any Error>
         do {
-            try await Self.leaderKilledHalfway(receivers)
+            for node in ["node1", "node2"] {
+                let daemon = try await PrivateLibvirtd.start(workDir: receiverDir.file("libvirt-\(node)"))
+                daemons[node] = daemon
+                keepers.append(try daemon.holdConnection(logDirectory: receiverDir.path, name: "virsh-\(node)"))
+            }
+            try await Self.leaderKilledHalfway(receivers, daemons: daemons, vm: vm, pod: pod)
             result = .success(())
         } catch {
             result = .failure(error)
         }
         await TestPodman.removeContainers(job: "witness")
+        _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
+        for keeper in keepers { try? await keeper.stop() }
+        for daemon in daemons.values { try? await daemon.stop() }
         await receivers.stop()
         try result.get()
     }
 
-    static func leaderKilledHalfway(_ receivers: AlertReceivers) async throws {
+    static func leaderKilledHalfway(_ receivers: AlertReceivers, daemons: [String: PrivateLibvirtd], vm: String, pod: String) async throws {
         try await ReplicaGroup.with(size: 3, start: false) { group in
             let bmc = try await SimulatedBMC.start(address: "127.0.\(group.subnet).41")
             defer { bmc.stop() }
@@ -481,7 +493,7 @@ import Glibc
                     reportInterval: 1
                     tls: {ca: \(tls.ca), cert: \(tls.cert), key: \(tls.key)}
                     \(bmcLine)
-                    libvirt: {uri: ""}
+                    libvirt: {uri: "\(daemons[name]!.uri)"}
                     \(podman)
                     """)
                 let agent = try ChildProcess(name: "agent-\(name)", executable: BuiltProducts.path("specola-agent"),
@@ -507,38 +519,55 @@ import Glibc
                 let result = try await cli(["node", "show", "node1", "--json"])
                 return result.status == 0 ? try Specola_V1_Node(jsonString: result.stdout, options: JobTests.lenient) : nil
             }
-            try await waitUntil("both agents to report their BMC state", timeout: .seconds(60)) {
+            @Sendable func workload(_ kind: String, _ name: String) async throws -> Specola_V1_Workload? {
+                let result = try await cli([kind, "show", name, "--json"])
+                return result.status == 0 ? try Specola_V1_Workload(jsonString: result.stdout, options: JobTests.lenient) : nil
+            }
+            /// Whether the job, the VM and the pod all run on `node`.
+            @Sendable func allRun(on node: String) async throws -> Bool {
+                let task = try await task(), onVM = try await workload("vm", vm), onPod = try await workload("pod", pod)
+                return task?.state == "running" && task?.node == node && onVM?.phase == "running" && onVM?.node == node
+                    && onPod?.phase == "running" && onPod?.node == node
+            }
+            try await waitUntil("both agents to report their BMC state and libvirt", timeout: .seconds(60)) {
                 let result = try await cli(["nodes", "--json"])
                 guard result.status == 0 else { return false }
                 let nodes = try Specola_V1_ListNodesResponse(jsonString: result.stdout, options: JobTests.lenient).nodes
-                return nodes.count == 2 && nodes.allSatisfy { $0.status == "ready" } && nodes.contains { $0.facts.bmc.present }
+                return nodes.count == 2 && nodes.allSatisfy { $0.status == "ready" && $0.facts.vms.available }
+                    && nodes.contains { $0.facts.bmc.present }
             }
             let ledger = group.dir.file("ledger")
             try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
             let spec = try String(contentsOfFile: try Self.witnessJob(group, ledger: ledger), encoding: .utf8)
             try group.dir.write("witness.yaml", spec)
+            try group.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 128))
+            try group.dir.write("pod.yaml", HAFixtures.sleeperPod(pod))
             #expect(try await cli(["node", "cordon", "node2"]).status == 0)
             #expect(try await cli(["job", "run", "--detach", group.dir.file("witness.yaml")]).status == 0)
-            try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
-                let task = try await task()
-                return task?.state == "running" && task?.node == "node1"
+            #expect(try await cli(["vm", "create", vm, "--xml", group.dir.file("vm.xml"), "--node", "node1"]).status == 0)
+            #expect(try await cli(["pod", "create", pod, "--kube", group.dir.file("pod.yaml"), "--node", "node1"]).status == 0)
+            try await waitUntil("the job, the VM and the pod to run on node1", timeout: .seconds(60), every: .milliseconds(200)) {
+                try await allRun(on: "node1")
             }
             #expect(try await cli(["node", "uncordon", "node2"]).status == 0)
 
-            // node1 dies; once the leader has seen it go down, the leader dies too.
+            // node1 dies with all its work; once the leader has seen it go down, the leader dies too.
             let allocation = try #require(try await task()?.allocationID)
             try await agents["node1"]!.stop(SIGKILL)
             try await TestPodman.run(["rm", "--force", "--time", "0", "specola-\(allocation)"])
+            #expect(try await daemons["node1"]!.virsh("destroy", vm).status == 0)
+            try await TestPodman.run(["pod", "kill", pod])
             try await waitUntil("node1 to be down", timeout: .seconds(20), every: .milliseconds(50)) {
                 ["down", "fencing"].contains(try await node1()?.status ?? "")
             }
             let leader = try await group.waitForLeader()
             try await group.kill(leader)
 
-            try await waitUntil("the job to run on node2 under the new leader", timeout: .seconds(60), every: .milliseconds(200)) {
-                let task = try await task()
-                return task?.state == "running" && task?.node == "node2"
+            try await waitUntil("the job, the VM and the pod to run on node2 under the new leader", timeout: .seconds(60),
+                                every: .milliseconds(200)) {
+                try await allRun(on: "node2")
             }
+            #expect(try await WorkloadTests.domainHosts(vm, daemons: daemons) == ["node2"])
             let fenced = try #require(try await node1())
             #expect(fenced.status == "fenced" && fenced.statusReason.contains("BMC confirmed chassis power off"), "\(fenced.status): \(fenced.statusReason)")
             #expect(try bmc.power().powerStatus() == .off)
