@@ -6,11 +6,10 @@ import Synchronization
 
 /// The node agent: collects facts on a timer, queues them in the outbox and
 /// keeps the coordinator link alive. SIGTERM stops collection, then drains
-/// the outbox for up to `drainTimeout` before exiting.
+/// the outbox for up to `stopDrainTimeout` before exiting.
 public struct Agent: Service {
     public let config: AgentConfig
     let logger: Logger
-    var drainTimeout: Duration = .seconds(5)
 
     public init(config: AgentConfig, logger: Logger) {
         self.config = config
@@ -112,12 +111,16 @@ public struct Agent: Service {
         }
 
         notifier.stopping()
-        let deadline = ContinuousClock.now + drainTimeout
+        let deadline = ContinuousClock.now + .milliseconds(Int64(config.stopDrainTimeout * 1000))
         var unsent = (try? outbox.pendingCount()) ?? 0
-        while unsent > 0 && link.isConnected && ContinuousClock.now < deadline {
+        while unsent > 0 && ContinuousClock.now < deadline {
             link.nudge()
             try? await Task.sleep(for: .milliseconds(50))
             unsent = (try? outbox.pendingCount()) ?? 0
+        }
+        if unsent > 0 {
+            logger.warning("agent stopped with reports unsent; they stay in the outbox and go out when the agent starts again",
+                           metadata: ["outbox.pending": "\(unsent)", "stop.drain_timeout_s": "\(config.stopDrainTimeout)"])
         }
         logger.info("agent stopped", metadata: ["outbox.pending": "\(unsent)"])
     }

@@ -11,6 +11,7 @@ public struct AgentConfig: Decodable, Sendable {
     public var heartbeatInterval: Double
     public var reportInterval: Double
     public var fullReportInterval: Double
+    public var stopDrainTimeout: Double
     public var labels: [String: String]
     public var bmc: BMCConfig
     public var libvirt: LibvirtConfig
@@ -19,7 +20,7 @@ public struct AgentConfig: Decodable, Sendable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case nodeName, coordinators, tls, dataDir, address, heartbeatInterval, reportInterval
-        case fullReportInterval, labels, bmc, libvirt, podman, logLevel
+        case fullReportInterval, stopDrainTimeout, labels, bmc, libvirt, podman, logLevel
     }
 
     public init(from decoder: any Decoder) throws {
@@ -45,6 +46,7 @@ public struct AgentConfig: Decodable, Sendable {
         heartbeatInterval = try c.decodePositiveSeconds(.heartbeatInterval, default: 1)
         reportInterval = try c.decodePositiveSeconds(.reportInterval, default: 5)
         fullReportInterval = try c.decodePositiveSeconds(.fullReportInterval, default: 300)
+        stopDrainTimeout = try c.decodePositiveSeconds(.stopDrainTimeout, default: 5)
         labels = try c.decodeIfPresent([String: String].self, forKey: .labels) ?? [:]
         bmc = try c.decodeIfPresent(BMCConfig.self, forKey: .bmc) ?? BMCConfig()
         libvirt = try c.decodeIfPresent(LibvirtConfig.self, forKey: .libvirt) ?? LibvirtConfig()

@@ -99,7 +99,9 @@ import Glibc
         let cluster = try LocalCluster(coordinatorHost: "127.0.0.12")
         do {
             try await cluster.startCoordinator()
+            // A loaded CI machine may need more than the default 5 s to drain on SIGTERM.
             try cluster.writeAgentConfig("steady", address: "127.0.1.10", reportInterval: 0.5, extra: """
+                stopDrainTimeout: 15
                 bmc: {mode: none}
                 libvirt: {uri: "test:///default"}
                 podman: {enabled: false}
