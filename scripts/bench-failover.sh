@@ -4,7 +4,8 @@
 # with the test driver, an HA podman pod) running on another node, with BMC
 # fencing through simulated BMCs (ipmi_sim), over BENCH_ROUNDS rounds (default 10).
 # Prints the ratio against Proxmox HA (~120 s) and Kubernetes (~350 s).
-# Thresholds: BENCH_SUSPECT_AFTER (default 2 s), BENCH_DOWN_AFTER (default 5 s).
+# Thresholds: BENCH_SUSPECT_AFTER (default 2 s), BENCH_DOWN_AFTER (default 5 s), the
+# coordinator's own defaults.
 # Alert latency is measured by scripts/bench-alerts.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -43,8 +43,8 @@ public struct CoordinatorConfig: Decodable, Sendable {
         join = try c.decodeIfPresent(Bool.self, forKey: .join) ?? false
         raft = try c.decodeIfPresent(RaftTuning.self, forKey: .raft) ?? RaftTuning()
         heartbeatInterval = try c.decodePositiveSeconds(.heartbeatInterval, default: 1)
-        suspectAfter = try c.decodePositiveSeconds(.suspectAfter, default: 3)
-        downAfter = try c.decodePositiveSeconds(.downAfter, default: 10)
+        suspectAfter = try c.decodePositiveSeconds(.suspectAfter, default: 2)
+        downAfter = try c.decodePositiveSeconds(.downAfter, default: 5)
         fencing = try c.decodeIfPresent(FencingConfig.self, forKey: .fencing) ?? FencingConfig()
         earlyWarning = try c.decodeIfPresent(EarlyWarning.self, forKey: .earlyWarning) ?? EarlyWarning()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
