@@ -312,15 +312,10 @@ import Glibc
         try passwordDir.write("bmc-password", "secret\n")
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let vm = "bvm-\(suffix)", pod = "bpod-\(suffix)"
-        var daemons: [String: PrivateLibvirtd] = [:]
-        var keepers: [ChildProcess] = []
+        let libvirt = NodeLibvirtds()
         let outcome: Result<Void, any Error>
         do {
-            for node in bmcs.keys.sorted() {
-                let daemon = try await PrivateLibvirtd.start(workDir: passwordDir.file("libvirt-\(node)"))
-                daemons[node] = daemon
-                keepers.append(try daemon.holdConnection(logDirectory: passwordDir.path, name: "virsh-\(node)"))
-            }
+            for node in bmcs.keys.sorted() { try await libvirt.start(node, in: passwordDir.file("libvirt-\(node)")) }
             let cluster = try LocalCluster(suspectAfter: suspectAfter, downAfter: downAfter, extraConfig: """
                 heartbeatInterval: 0.5
                 fencing:
@@ -328,7 +323,7 @@ import Glibc
                   bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 2}
                 """)
             try await cluster.withCleanup(removingContainersOf: ["witness"]) {
-                try await Self.benchmarkRounds(rounds, cluster, bmcs: bmcs, daemons: daemons, vm: vm, pod: pod,
+                try await Self.benchmarkRounds(rounds, cluster, bmcs: bmcs, libvirt: libvirt, vm: vm, pod: pod,
                                                suspectAfter: suspectAfter, downAfter: downAfter)
             }
             outcome = .success(())
@@ -336,20 +331,19 @@ import Glibc
             outcome = .failure(error)
         }
         _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
-        for keeper in keepers { try? await keeper.stop() }
-        for daemon in daemons.values { try? await daemon.stop() }
+        await libvirt.stop()
         try outcome.get()
     }
 
     static func benchmarkRounds(
-        _ rounds: Int, _ cluster: LocalCluster, bmcs: [String: SimulatedBMC], daemons: [String: PrivateLibvirtd],
+        _ rounds: Int, _ cluster: LocalCluster, bmcs: [String: SimulatedBMC], libvirt: NodeLibvirtds,
         vm: String, pod: String, suspectAfter: Double, downAfter: Double
     ) async throws {
         try await cluster.startCoordinator()
         let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
         for (name, bmc) in bmcs.sorted(by: { $0.key < $1.key }) {
             try cluster.writeAgentConfig(name, address: bmc.address,
-                                         extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\(daemons[name]!.uri)\"}\n\(podman)")
+                                         extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\(libvirt[name]!.uri)\"}\n\(podman)")
             try cluster.startAgent(name)
         }
         try await waitUntil("both agents to report their BMCs and libvirt", timeout: .seconds(60)) {
@@ -392,7 +386,7 @@ import Glibc
             let died = ContinuousClock.now
             try await cluster.agents[victim]!.stop(SIGKILL)
             try await TestPodman.run(["rm", "--force", "--time", "0", "specola-\(allocation)"])
-            _ = try await daemons[victim]!.virsh("destroy", vm)
+            _ = try await libvirt[victim]!.virsh("destroy", vm)
             _ = try? await TestPodman.run(["pod", "kill", pod])
             var moved: [String: Double] = [:]
             try await waitUntil("round \(round): the three to run elsewhere", timeout: .seconds(120), every: .milliseconds(50)) {
@@ -436,30 +430,24 @@ import Glibc
         let receivers = try await AlertReceivers.start(host: "127.0.4.4", in: receiverDir)
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let vm = "lkvm-\(suffix)", pod = "lkpod-\(suffix)"
-        var daemons: [String: PrivateLibvirtd] = [:]
-        var keepers: [ChildProcess] = []
+        let libvirt = NodeLibvirtds()
         // Agents leave their work running when they die: remove it whatever happens.
         let result: Result<Void, any Error>
         do {
-            for node in ["node1", "node2"] {
-                let daemon = try await PrivateLibvirtd.start(workDir: receiverDir.file("libvirt-\(node)"))
-                daemons[node] = daemon
-                keepers.append(try daemon.holdConnection(logDirectory: receiverDir.path, name: "virsh-\(node)"))
-            }
-            try await Self.leaderKilledHalfway(receivers, daemons: daemons, vm: vm, pod: pod)
+            for node in ["node1", "node2"] { try await libvirt.start(node, in: receiverDir.file("libvirt-\(node)")) }
+            try await Self.leaderKilledHalfway(receivers, libvirt: libvirt, vm: vm, pod: pod)
             result = .success(())
         } catch {
             result = .failure(error)
         }
         await TestPodman.removeContainers(job: "witness")
         _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
-        for keeper in keepers { try? await keeper.stop() }
-        for daemon in daemons.values { try? await daemon.stop() }
+        await libvirt.stop()
         await receivers.stop()
         try result.get()
     }
 
-    static func leaderKilledHalfway(_ receivers: AlertReceivers, daemons: [String: PrivateLibvirtd], vm: String, pod: String) async throws {
+    static func leaderKilledHalfway(_ receivers: AlertReceivers, libvirt: NodeLibvirtds, vm: String, pod: String) async throws {
         try await ReplicaGroup.with(size: 3, start: false) { group in
             let bmc = try await SimulatedBMC.start(address: "127.0.\(group.subnet).41")
             defer { bmc.stop() }
@@ -493,7 +481,7 @@ import Glibc
                     reportInterval: 1
                     tls: {ca: \(tls.ca), cert: \(tls.cert), key: \(tls.key)}
                     \(bmcLine)
-                    libvirt: {uri: "\(daemons[name]!.uri)"}
+                    libvirt: {uri: "\(libvirt[name]!.uri)"}
                     \(podman)
                     """)
                 let agent = try ChildProcess(name: "agent-\(name)", executable: BuiltProducts.path("specola-agent"),
@@ -555,7 +543,7 @@ import Glibc
             let allocation = try #require(try await task()?.allocationID)
             try await agents["node1"]!.stop(SIGKILL)
             try await TestPodman.run(["rm", "--force", "--time", "0", "specola-\(allocation)"])
-            #expect(try await daemons["node1"]!.virsh("destroy", vm).status == 0)
+            #expect(try await libvirt["node1"]!.virsh("destroy", vm).status == 0)
             try await TestPodman.run(["pod", "kill", pod])
             try await waitUntil("node1 to be down", timeout: .seconds(20), every: .milliseconds(50)) {
                 ["down", "fencing"].contains(try await node1()?.status ?? "")
@@ -567,7 +555,7 @@ import Glibc
                                 every: .milliseconds(200)) {
                 try await allRun(on: "node2")
             }
-            #expect(try await WorkloadTests.domainHosts(vm, daemons: daemons) == ["node2"])
+            #expect(try await libvirt.hosts(of: vm) == ["node2"])
             let fenced = try #require(try await node1())
             #expect(fenced.status == "fenced" && fenced.statusReason.contains("BMC confirmed chassis power off"), "\(fenced.status): \(fenced.statusReason)")
             #expect(try bmc.power().powerStatus() == .off)
@@ -642,39 +630,30 @@ import Glibc
         let suffix = UUID().uuidString.prefix(6).lowercased()
         let vm = "ptvm-\(suffix)", pod = "ptpod-\(suffix)"
         let libvirtDir = try TempDir("specola-partition-libvirt")
-        var daemons: [String: PrivateLibvirtd] = [:]
-        var keepers: [ChildProcess] = []
-        func stopLibvirt() async {
-            _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
-            for keeper in keepers { try? await keeper.stop() }
-            for daemon in daemons.values { try? await daemon.stop() }
-            libvirtDir.remove()
-        }
+        let libvirt = NodeLibvirtds()
         let outcome: Result<Void, any Error>
         do {
-            for node in ["node1", "node2"] {
-                let daemon = try await PrivateLibvirtd.start(workDir: libvirtDir.file(node))
-                daemons[node] = daemon
-                keepers.append(try daemon.holdConnection(logDirectory: libvirtDir.path, name: "virsh-\(node)"))
-            }
+            for node in ["node1", "node2"] { try await libvirt.start(node, in: libvirtDir.file(node)) }
             // No BMC: the agents' self-fence lease is the only proof. The margin covers
             // the agent's own time to kill its containers on a loaded machine.
             let (cluster, partitions) = try await Self.partitionableCluster(
                 aliases: ["node1": "127.0.0.51", "node2": "127.0.0.52"], addresses: ["node1": "127.0.1.23", "node2": "127.0.1.24"],
-                fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 3, maxFencedFraction: 0.5}", libvirt: daemons.mapValues(\.uri))
+                fencing: "fencing: {selfFenceAfter: 2, leaseMargin: 3, maxFencedFraction: 0.5}", libvirt: libvirt.uris)
             try await cluster.withCleanup(removingContainersOf: ["witness"], before: { partitions.removeAll() }) {
-                try await Self.partitionRounds(rounds, cluster, partitions, vm: vm, pod: pod, daemons: daemons)
+                try await Self.partitionRounds(rounds, cluster, partitions, vm: vm, pod: pod, libvirt: libvirt)
             }
             outcome = .success(())
         } catch {
             outcome = .failure(error)
         }
-        await stopLibvirt()
+        _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
+        await libvirt.stop()
+        libvirtDir.remove()
         try outcome.get()
     }
 
     static func partitionRounds(
-        _ rounds: Int, _ cluster: LocalCluster, _ partitions: AgentPartitions, vm: String, pod: String, daemons: [String: PrivateLibvirtd]
+        _ rounds: Int, _ cluster: LocalCluster, _ partitions: AgentPartitions, vm: String, pod: String, libvirt: NodeLibvirtds
     ) async throws {
         let ledger = try Self.makeLedger(cluster)
         let podLedger = cluster.dir.file("pod-ledger")
@@ -682,7 +661,7 @@ import Glibc
         try cluster.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 128))
         try cluster.dir.write("pod.yaml", HAFixtures.witnessPod(pod, ledger: podLedger))
         let watch = WorkloadTests.DoubleStartWatch()
-        let watcher = watch.watch(vm) { try await WorkloadTests.domainHosts(vm, daemons: daemons) }
+        let watcher = watch.watch(vm) { try await libvirt.hosts(of: vm) }
         defer { watcher.cancel() }
         @Sendable func workload(_ kind: String, _ name: String) async throws -> Specola_V1_Workload? {
             let result = try await cluster.cli([kind, "show", name, "--json"])

@@ -16,8 +16,7 @@ import Glibc
     /// A coordinator and two agents, each agent with a libvirtd of its own.
     final class Cluster: @unchecked Sendable {
         let cluster: LocalCluster
-        var daemons: [String: PrivateLibvirtd] = [:]
-        var keepers: [ChildProcess] = []
+        let libvirt = NodeLibvirtds()
 
         init(suspectAfter: Double = 3, downAfter: Double = 10, extraConfig: String = "") throws {
             cluster = try LocalCluster(suspectAfter: suspectAfter, downAfter: downAfter, extraConfig: extraConfig)
@@ -28,9 +27,7 @@ import Glibc
             try await TestPodman.ensureImage()
             try await cluster.startCoordinator()
             for agent in agents {
-                let daemon = try await PrivateLibvirtd.start(workDir: cluster.dir.file("libvirt-\(agent.name)"))
-                daemons[agent.name] = daemon
-                keepers.append(try daemon.holdConnection(logDirectory: cluster.dir.path, name: "virsh-\(agent.name)"))
+                let daemon = try await libvirt.start(agent.name, in: cluster.dir.file("libvirt-\(agent.name)"))
                 try cluster.writeAgentConfig(agent.name, address: agent.address, extra: """
                     \(bmc[agent.name] ?? "bmc: {mode: none}")
                     libvirt: {uri: "\(daemon.uri)"}
@@ -59,7 +56,7 @@ import Glibc
 
         /// The nodes whose libvirtd has the domain active.
         func vmHosts(_ name: String) async throws -> [String] {
-            try await WorkloadTests.domainHosts(name, daemons: daemons)
+            try await libvirt.hosts(of: name)
         }
 
         /// The node whose agent played the pod, from its annotation; nil when it does not run.
@@ -76,18 +73,8 @@ import Glibc
             for pod in pods {
                 _ = try? await run("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", pod], environment: TestPodman.environment)
             }
-            for keeper in keepers { try? await keeper.stop() }
-            for daemon in daemons.values { try? await daemon.stop() }
+            await libvirt.stop()
         }
-    }
-
-    /// The nodes whose libvirtd has the domain active.
-    static func domainHosts(_ name: String, daemons: [String: PrivateLibvirtd]) async throws -> [String] {
-        var hosts: [String] = []
-        for (node, daemon) in daemons.sorted(by: { $0.key < $1.key }) where try await daemon.domainState(name) == "running" {
-            hosts.append(node)
-        }
-        return hosts
     }
 
     /// Samples where a VM runs, concurrently with the test, and remembers any moment it ran twice.
@@ -160,7 +147,7 @@ import Glibc
         let cluster = env.cluster
         try writeDefinitions(cluster, vm: vm, pod: pod)
         // Powering node1 off through its BMC takes its VM and pod with it, at that moment and not before.
-        let uri = env.daemons["node1"]!.uri
+        let uri = env.libvirt["node1"]!.uri
         let hook = """
 
             if [ "$(cat "$S")" = 0 ] && [ ! -f "$(dirname "$0")/powered-off-at" ]; then
@@ -273,7 +260,7 @@ import Glibc
         #expect(listed.stdout.contains(vm) && listed.stdout.contains("running") && listed.stdout.contains("0/1"), "\(listed.stdout)")
 
         // First crash: restarted on the same node.
-        #expect(try await env.daemons["node1"]!.virsh("destroy", vm).status == 0)
+        #expect(try await env.libvirt["node1"]!.virsh("destroy", vm).status == 0)
         try await TestPodman.run(["pod", "kill", pod])
         try await env.waitRunning("vm", vm, on: "node1", generation: 2)
         try await env.waitRunning("pod", pod, on: "node1", generation: 2, timeout: .seconds(60))
@@ -282,7 +269,7 @@ import Glibc
         #expect(try await env.podHost(pod) == "node1")
 
         // Second crash: the restart is spent, so it moves to node2.
-        #expect(try await env.daemons["node1"]!.virsh("destroy", vm).status == 0)
+        #expect(try await env.libvirt["node1"]!.virsh("destroy", vm).status == 0)
         try await TestPodman.run(["pod", "kill", pod])
         try await env.waitRunning("vm", vm, on: "node2", generation: 3)
         try await env.waitRunning("pod", pod, on: "node2", generation: 3, timeout: .seconds(60))
@@ -303,10 +290,10 @@ import Glibc
         #expect(try await env.vmHosts(vm) == ["node2"])
 
         // Third crash on node2: restart in place once more (restarts count per node)...
-        #expect(try await env.daemons["node2"]!.virsh("destroy", vm).status == 0)
+        #expect(try await env.libvirt["node2"]!.virsh("destroy", vm).status == 0)
         try await env.waitRunning("vm", vm, on: "node2", generation: 4)
         // ...and the fourth leaves no restart or relocation: error, and it stays down.
-        #expect(try await env.daemons["node2"]!.virsh("destroy", vm).status == 0)
+        #expect(try await env.libvirt["node2"]!.virsh("destroy", vm).status == 0)
         try await waitUntil("the VM to go to error", timeout: .seconds(20)) { try await env.workload("vm", vm).phase == "error" }
         #expect(try await env.workload("vm", vm).message.contains("relocation limit 1 reached"))
         #expect(try await env.vmHosts(vm).isEmpty)
