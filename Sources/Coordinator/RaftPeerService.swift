@@ -64,7 +64,7 @@ extension ReplicaError {
             return RPCError(code: .aborted, message: description)
         case .timedOut:
             return RPCError(code: .deadlineExceeded, message: description)
-        case .storageFailed:
+        case .storageFailed, .stopped:
             return RPCError(code: .unavailable, message: description)
         }
     }

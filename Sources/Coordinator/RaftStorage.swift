@@ -81,8 +81,11 @@ public final class RaftStorage: Sendable {
                         .execute(arguments: [Data(hardState.wireBytes())])
                 }
             }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_FULL {
+            let directory = (path as NSString).deletingLastPathComponent
+            throw StoreError(path: path, problem: "the disk is full, so the Raft log cannot grow (\(error)); free space in \(directory), then restart this coordinator: it catches up from the others, which keep serving")
         } catch {
-            throw StoreError(path: path, problem: "cannot persist the Raft log (\(error)); check free disk space")
+            throw StoreError(path: path, problem: "cannot persist the Raft log (\(error)); check free disk space and the disk's health, then restart this coordinator")
         }
     }
 

@@ -365,7 +365,7 @@ public actor Replica {
     /// Proposes a command and returns its outcome once it is committed and applied here.
     /// Commands proposed while `maxBatchesInFlight` batches await commit go out together in the next.
     public func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
-        guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
+        guard !stopped else { throw ReplicaError.stopped }
         // Refuse at once what the batch would refuse, so followers redirect without a wait.
         guard raft.role == .leader else { throw ReplicaError.notLeader(leaderHint) }
         if raft.leadTransferee != nil { throw refusal(.dropped(.leadershipTransferInProgress)) }
@@ -380,7 +380,7 @@ public actor Replica {
 
     /// Proposes a membership change and returns once it is committed and applied here.
     public func proposeMembership(_ change: ConfigChange) async throws {
-        guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
+        guard !stopped else { throw ReplicaError.stopped }
         _ = try await awaitApplied(raft.proposeConfigChange(change))
     }
 
@@ -403,7 +403,7 @@ public actor Replica {
 
     /// Returns once this replica's state reflects every write acknowledged before the call (ReadIndex).
     public func readBarrier() async throws {
-        guard !stopped else { throw ReplicaError.storageFailed("replica stopped") }
+        guard !stopped else { throw ReplicaError.stopped }
         readCounter += 1
         var context = withUnsafeBytes(of: readCounter.bigEndian, Array.init)
         context += withUnsafeBytes(of: settings.id.bigEndian, Array.init)
@@ -513,6 +513,8 @@ public enum ReplicaError: Error, CustomStringConvertible {
     case timedOut
     case dropped(String)
     case storageFailed(String)
+    /// A replica that stopped after a storage failure refuses new requests before doing anything.
+    case stopped
 
     public var description: String {
         switch self {
@@ -522,6 +524,7 @@ public enum ReplicaError: Error, CustomStringConvertible {
         case .timedOut: return "the write or read did not complete in time (no quorum?); its outcome is unknown"
         case .dropped(let reason): return "the request was dropped (\(reason)); retry"
         case .storageFailed(let problem): return "this replica cannot persist (\(problem)); use another replica"
+        case .stopped: return "this replica stopped after a storage failure (see its log) and executed nothing; use another replica"
         }
     }
 }

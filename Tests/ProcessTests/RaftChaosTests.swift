@@ -249,6 +249,90 @@ import Glibc
 
     // MARK: - c. agents follow the leader
 
+    /// A full disk: c3's data dir is a small tmpfs in a mount namespace of the test's own (gone when
+    /// its holder process is killed). Once that disk is full, c3 cannot persist: it says so, naming
+    /// the disk and what to do, and takes no further part, while c1 and c2 keep acknowledging writes.
+    /// With space freed and c3 restarted, it catches up, and no acknowledged write is lost.
+    @Test func aFullDiskStopsOneReplicaClearlyAndLosesNothing() async throws {
+        try await ReplicaGroup.with(size: 3, start: false) { group in
+            let full: UInt64 = 3
+            let dataDir = group.member(full).dataDir
+            try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+            let holder = try ChildProcess(
+                name: "c3-mount-namespace", executable: "/usr/bin/unshare",
+                arguments: ["--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                            "mount -t tmpfs -o size=16m specola-test \"$0\" && exec sleep 100000", dataDir],
+                logDirectory: group.dir.path)
+            group.track(holder)
+            try await waitUntil("c3's tmpfs to be mounted", timeout: .seconds(10)) {
+                (try? String(contentsOfFile: "/proc/\(holder.pid)/mounts", encoding: .utf8))?.contains(" \(dataDir) tmpfs ") == true
+            }
+            let inNamespace = ["/usr/bin/nsenter", "--target", "\(holder.pid)", "--mount", "--"]
+            group.setLauncher(full, inNamespace)
+            try await group.startAll()
+
+            let kv = group.kvClient()
+            let ledger = WriteLedger()
+            let filler = String(repeating: "x", count: 2_048)
+            let writers = (0..<8).map { writer in
+                Task {
+                    var n = 0
+                    while !ledger.stop.load(ordering: .relaxed) {
+                        n += 1
+                        let key = "disk/w\(writer)/\(n)"
+                        let value = "v\(writer)-\(n)-\(filler)"
+                        switch await kv.put(key, value, deadline: .seconds(3)) {
+                        case .ok: ledger.outcomes.withLock { $0.acked[key] = value }
+                        case .refused: ledger.outcomes.withLock { _ = $0.refused.insert(key) }
+                        case .unknown: ledger.outcomes.withLock { _ = $0.unknown.insert(key) }
+                        }
+                    }
+                }
+            }
+            try await waitUntil("100 acknowledged writes", timeout: .seconds(30)) { ledger.outcomes.withLock { $0.acked.count } >= 100 }
+
+            // Fill c3's disk to the last byte.
+            let fill = try await run(inNamespace[0], Array(inNamespace.dropFirst()) + ["dd", "if=/dev/zero", "of=\(dataDir)/filler", "bs=64k"])
+            #expect(fill.stderr.contains("No space left"), "\(fill.stderr)")
+            try await waitUntil("c3 to say its disk is full", timeout: .seconds(30)) {
+                group.process(full)!.log.contains("the disk is full, so the Raft log cannot grow")
+            }
+            let log = group.process(full)!.log
+            #expect(log.contains("free space in \(dataDir), then restart this coordinator"), "\(log.suffix(2000))")
+            #expect(log.contains("cannot persist the Raft log; this replica stops serving"))
+            // The other two carry on.
+            let atFull = ledger.outcomes.withLock { $0.acked.count }
+            try await waitUntil("100 more acknowledged writes without c3", timeout: .seconds(30)) {
+                ledger.outcomes.withLock { $0.acked.count } >= atFull + 100
+            }
+
+            // The operator frees space and restarts c3; it catches up.
+            let freed = try await run(inNamespace[0], Array(inNamespace.dropFirst()) + ["rm", "\(dataDir)/filler"])
+            #expect(freed.status == 0, "\(freed.stderr)")
+            try await group.restart(full)
+            ledger.stop.store(true, ordering: .relaxed)
+            for writer in writers { await writer.value }
+
+            let (acked, refused, unknown) = ledger.outcomes.withLock { ($0.acked, $0.refused, $0.unknown) }
+            print("full disk on c3: \(acked.count) acknowledged (\(atFull) when it filled), \(unknown.count) unknown, \(refused.count) refused")
+            guard case .ok(let stored) = await kv.list(prefix: "disk/") else {
+                Issue.record("cannot list the keys")
+                return
+            }
+            let lost = acked.filter { stored[$0.key] != $0.value }
+            #expect(lost.isEmpty, "acknowledged writes lost or changed: \(lost.keys.prefix(10))")
+            let commit = try await group.status(group.waitForLeader()).commitIndex
+            try await waitUntil("c3 to catch up through \(commit)", timeout: .seconds(30)) {
+                try await group.status(full).appliedIndex >= commit
+            }
+            let local = await group.pool.callResult(group.member(full).endpoint) { client, options in
+                try await Specola_V1_KV.Client(wrapping: client).list(.with { $0.prefix = "disk/"; $0.stale = true }, options: options)
+            }
+            let image = try #require(local).kvs.map { ($0.key, String(decoding: $0.value, as: UTF8.self)) }
+            #expect(Dictionary(image, uniquingKeysWith: { a, _ in a }) == stored, "c3 differs after it caught up")
+        }
+    }
+
     @Test func agentsFollowANewLeaderWithoutLosingAReport() async throws {
         try await ReplicaGroup.with(size: 3) { group in
             let name = "n1"

@@ -47,6 +47,8 @@ public final class ReplicaGroup: @unchecked Sendable {
     private var retiredLogs: [String] = []
     private var others: [ChildProcess] = []
     private var dataGeneration = 0
+    /// Commands that replica processes are started through, by id (e.g. `nsenter` into a mount namespace).
+    private var launchers: [UInt64: [String]] = [:]
     public let ruleTag: String
 
     private static let nextSubnet = Atomic<Int>(0)
@@ -117,6 +119,9 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     // MARK: - Processes
 
+    /// Starts replica `id` through `launcher` from now on: `launcher + [setpriv ..., specola-coordinator ...]`.
+    public func setLauncher(_ id: UInt64, _ launcher: [String]) { lock.withLock { launchers[id] = launcher } }
+
     public func process(_ id: UInt64) -> ChildProcess? { lock.withLock { processes[id] } }
     public func isRunning(_ id: UInt64) -> Bool { process(id)?.isRunning ?? false }
 
@@ -128,11 +133,11 @@ public final class ReplicaGroup: @unchecked Sendable {
             incarnations[id, default: 0] += 1
             return incarnations[id]!
         }
+        let command = lock.withLock { launchers[id] ?? [] } + [
+            "/usr/bin/setpriv", "--regid=\(me.gid)", "--clear-groups", "--", BuiltProducts.path("specola-coordinator"), "--config", me.configPath,
+        ]
         let process = try ChildProcess(
-            name: "\(me.name)-run\(incarnation)", executable: "/usr/bin/setpriv",
-            arguments: ["--regid=\(me.gid)", "--clear-groups", "--", BuiltProducts.path("specola-coordinator"),
-                        "--config", me.configPath],
-            logDirectory: dir.path)
+            name: "\(me.name)-run\(incarnation)", executable: command[0], arguments: Array(command.dropFirst()), logDirectory: dir.path)
         lock.withLock {
             if let old = processes[id] { retiredLogs.append(old.logPath) }
             processes[id] = process
@@ -422,7 +427,7 @@ public struct KVClient: Sendable {
             if error.metadata[stringValues: "specola-leader"].first(where: { _ in true }) != nil { return true }
             let neverSent = ["no leader is known", "not the leader", "transient failure", "isn't ready",
                              "subchannel is unavailable", "Could not establish", "shutting down", "is shutdown",
-                             "channel is closed"]
+                             "channel is closed", "executed nothing"]
             return neverSent.contains { error.message.contains($0) }
         default:
             return false
