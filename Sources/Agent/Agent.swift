@@ -76,7 +76,8 @@ public struct Agent: Service {
                             } catch {
                                 // Keep the baseline honest: the next report must be full.
                                 collector.forgetBaseline()
-                                logger.error("cannot queue report", metadata: ["error": "\(error)"])
+                                logger.error("cannot queue a report in the outbox; if the disk is full, free space in the agent's dataDir. The next report is a full one, so nothing is missed once it works",
+                                             metadata: ["outbox": "\(outbox.path)", "error": "\(error)"])
                             }
                         }
                         loop.lastCycle.withLock { $0 = .now }
