@@ -38,6 +38,8 @@ final class AlertController: Sendable {
     private let unsettled = Mutex<Set<String>>([])
     private let deliveries = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
     private let lastPruneUnixMs = Mutex<Int64>(0)
+    /// Set before a planned leadership change: no new delivery starts here.
+    private let settling = Mutex<Bool>(false)
 
     init(replica: Replica, receivers: [any Receiver], settings: Settings = .init(), logger: Logger) {
         self.replica = replica
@@ -133,8 +135,31 @@ final class AlertController: Sendable {
         }
     }
 
+    /// Before a planned leadership change (a graceful stop): starts no new delivery and waits, up to
+    /// `limit`, for those under way to finish and their `notified` to commit, so the next leader does
+    /// not send them again. Returns how many were still under way at the limit.
+    @discardableResult
+    func settle(within limit: Duration) async -> Int {
+        settling.withLock { $0 = true }
+        let deadline = ContinuousClock.now + limit
+        var underWay = deliveries.withLock { $0.tasks.count }
+        while underWay > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+            underWay = deliveries.withLock { $0.tasks.count }
+        }
+        if underWay > 0 {
+            logger.warning("leadership handed off with notifications still being delivered; the next leader may send them again under the same idempotency key",
+                           metadata: ["alert.deliveries": "\(underWay)"])
+        }
+        return underWay
+    }
+
+    /// After a planned leadership change that did not happen: deliveries start again.
+    func resumeAfterSettling() { settling.withLock { $0 = false } }
+
     /// Plans on the committed book and starts delivering what is due and not already on its way.
     private func deliverDue() async {
+        guard !settling.withLock({ $0 }) else { return }
         let book = await replica.replicatedState.alerts
         let plan = planner.plan(book, atUnixMs: Clock.nowUnixMs())
         let due = unsettled.withLock { unsettled in

@@ -70,7 +70,7 @@ public struct Coordinator: Service {
                 ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
-                MembershipService(replica: replica, logger: logger),
+                MembershipService(replica: replica, alerts: alertController, logger: logger),
                 AlertsService(replica: replica, controller: alertController, logger: logger),
             ])
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, logger: logger)
@@ -86,6 +86,7 @@ public struct Coordinator: Service {
                     try await server.serve()
                 } onGracefulShutdown: {
                     Task {
+                        if await replica.isLeader { await alertController.settle(within: .seconds(3)) }
                         await Self.handOffLeadership(replica, logger: logger)
                         server.beginGracefulShutdown()
                     }

@@ -6,6 +6,8 @@ import SpecolaRaft
 /// Replica membership, leadership transfer and whole-state snapshots for disaster recovery.
 struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
     let replica: Replica
+    /// Settled before a requested leadership transfer, so no notification goes out twice.
+    let alerts: AlertController
     let logger: Logger
 
     func listMembers(request: Specola_V1_ListMembersRequest, context: ServerContext) async throws -> Specola_V1_ListMembersResponse {
@@ -64,6 +66,8 @@ struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
     func transferLeadership(request: Specola_V1_TransferLeadershipRequest, context: ServerContext) async throws -> Specola_V1_TransferLeadershipResponse {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
         let target = request.toID == 0 ? nil : request.toID
+        if await replica.isLeader { await alerts.settle(within: .seconds(3)) }
+        defer { alerts.resumeAfterSettling() }
         let leader = try await serving { try await replica.transferLeadership(to: target) }
         return .with { $0.leaderID = leader }
     }

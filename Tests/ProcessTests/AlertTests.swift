@@ -42,7 +42,8 @@ struct AlertReceivers {
     let config: String
 
     /// Starts both fixtures on `host`; their files go to `dir`.
-    static func start(host: String, in dir: TempDir) async throws -> AlertReceivers {
+    /// `smtpReplyDelayMs`: the SMTP server records each message, then waits this long before its 250.
+    static func start(host: String, in dir: TempDir, smtpReplyDelayMs: Int = 0) async throws -> AlertReceivers {
         let python = try await Python.withAiosmtpd()
         let (cert, key) = try await selfSignedCertificate(in: dir, name: "smtp", host: host)
         let webhook = try await FixtureServer.start("webhook_receiver", python: Python.any, host: host, directory: dir)
@@ -50,7 +51,8 @@ struct AlertReceivers {
         do {
             smtp = try await FixtureServer.start(
                 "smtp_server", python: python, host: host,
-                arguments: ["--cert", cert, "--key", key, "--require-tls", "--user", user, "--password", password], directory: dir)
+                arguments: ["--cert", cert, "--key", key, "--require-tls", "--user", user, "--password", password,
+                            "--reply-delay-ms", "\(smtpReplyDelayMs)"], directory: dir)
         } catch {
             await webhook.stop()
             throw error
@@ -344,5 +346,62 @@ struct AlertReceivers {
             _ = agent
         }
     }
-}
 
+    /// A planned leadership change (SIGTERM to the leader) while an e-mail is being delivered: the
+    /// SMTP server records the message, then takes 1.5 s to answer. The stopping leader waits for
+    /// that answer and commits `notified` before it hands leadership off, so the next leader does
+    /// not send it again: exactly one e-mail and one chat message.
+    @Test func aLeaderStoppedWhileAMailIsBeingDeliveredHandsOffWithoutADuplicate() async throws {
+        let dir = try TempDir("specola-alert-receivers")
+        let receivers = try await AlertReceivers.start(host: "127.0.4.5", in: dir, smtpReplyDelayMs: 1_500)
+        do {
+            try await Self.gracefulStop(receivers)
+        } catch {
+            await receivers.stop()
+            dir.remove()
+            throw error
+        }
+        await receivers.stop()
+        dir.remove()
+    }
+
+    static func gracefulStop(_ receivers: AlertReceivers) async throws {
+        try await ReplicaGroup.with(size: 3, start: false) { group in
+            for id in group.ids {
+                let path = group.member(id).configPath
+                let text = try String(contentsOfFile: path, encoding: .utf8)
+                try text.appending("\nsuspectAfter: 1\ndownAfter: 2\n" + receivers.config + "\n")
+                    .write(toFile: path, atomically: true, encoding: .utf8)
+            }
+            try await group.startAll()
+            let firstLeader = try await group.waitForLeader()
+            let agent = try RaftChaosTests.startAgent("echo", in: group)
+            try await waitUntil("agent echo to report", timeout: .seconds(60)) {
+                let nodes = try await group.cli(["nodes", "--json"], via: firstLeader)
+                return try Specola_V1_ListNodesResponse(jsonString: nodes.stdout, options: JobTests.lenient).nodes
+                    .contains { $0.name == "echo" && $0.status == "ready" && $0.reportsApplied > 0 }
+            }
+
+            try await agent.stop(SIGKILL)
+            try await waitUntil("NodeDown echo by e-mail, answered only after 1.5 s", timeout: .seconds(30), every: .milliseconds(10)) {
+                try !receivers.mail("FIRING", node: "echo").isEmpty
+            }
+            let leader = try await group.waitForLeader()
+            try await group.kill(leader, signal: SIGTERM)
+            let log = group.process(leader)!.log
+            #expect(log.contains("leadership handed off before shutdown"), "\(log.suffix(2000))")
+            let next = try await group.waitForLeader(excluding: [leader], timeout: .seconds(20))
+            try await waitUntil("c\(next) to know both were delivered", timeout: .seconds(30)) {
+                let result = try await group.cli(["alerts", "--all", "--json"], via: next)
+                let alerts = try Specola_V1_ListAlertsResponse(jsonString: result.stdout, options: JobTests.lenient).alerts
+                let notified = alerts.first { $0.labels["node"] == "echo" }?.notifiedAtUnixMs ?? [:]
+                return notified["chat"] != nil && notified["mail"] != nil
+            }
+            // A resend would leave at the new leader's first passes (250 ms apart); give it several.
+            try await Task.sleep(for: .seconds(2))
+            let mail = try receivers.mail("FIRING", node: "echo"), chat = try receivers.chat("FIRING", node: "echo")
+            #expect(mail.count == 1, "\(mail.count) e-mails for one NodeDown")
+            #expect(chat.count == 1, "\(chat.count) chat messages for one NodeDown")
+        }
+    }
+}

@@ -3,7 +3,8 @@
 
 With --cert and --key it offers STARTTLS (and with --require-tls refuses mail before it);
 with --user and --password it offers AUTH PLAIN and LOGIN, only after STARTTLS, and
-checks the credentials. Every accepted message (with when it arrived, in Unix milliseconds) and every AUTH attempt is one JSON line in
+checks the credentials. With --reply-delay-ms the server records a message, then waits that
+long before it answers 250 (a slow server). Every accepted message (with when it arrived, in Unix milliseconds) and every AUTH attempt is one JSON line in
 --log. Binds port 0 on --host (a loopback address) and writes the port it got to --ready.
 """
 import argparse
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--require-tls", action="store_true")
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--reply-delay-ms", type=int, default=0)
     args = parser.parse_args()
     if not args.host.startswith("127."):
         sys.exit("smtp_server: --host must be a loopback address (127.0.0.0/8)")
@@ -49,6 +51,8 @@ def main() -> None:
                 "tls": session.ssl is not None,
                 "authenticated": bool(session.authenticated),
             })
+            if args.reply_delay_ms > 0:
+                await asyncio.sleep(args.reply_delay_ms / 1000)
             return "250 2.0.0 recorded"
 
     def authenticator(server, session, envelope, mechanism, auth_data):
