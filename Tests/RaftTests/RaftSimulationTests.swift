@@ -35,6 +35,11 @@ enum RandomRun {
         if trace { sim.trace = [] }
         sim.faults = .init(drop: Double(rng.below(20)) / 100, duplicate: 0.03, maxDelay: rng.below(4))
         sim.readyProbability = 0.8
+        // Clock skew: in half the runs each node's clock runs at its own rate (a tick is skipped
+        // with probability up to 30%), so election timeouts race as on real machines.
+        let skewed = rng.chance(0.5)
+        var tickRate: [NodeID: Double] = [:]
+        for id in voters + spares { tickRate[id] = skewed ? 1 - Double(rng.below(31)) / 100 : 1 }
         let steps = 150 + rng.below(150)
         let churn = [0.0, 0.01, 0.03, 0.08][rng.below(4)]
         var proposals: UInt64 = 0
@@ -78,7 +83,8 @@ enum RandomRun {
                 var budget = 400
                 while budget > 0, try sim.deliverOne() { budget -= 1 }
                 for id in sim.ids where rng.chance(0.7) { try sim.processReady(id) }
-                try sim.tickAll()
+                sim.now += 1
+                for id in sim.ids where sim.nodes[id]!.raft != nil && rng.chance(tickRate[id] ?? 1) { try sim.tick(id) }
             }
             stats.ticks = steps
 
