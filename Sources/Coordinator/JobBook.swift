@@ -157,7 +157,7 @@ public struct JobBook: Sendable {
     mutating func requeue(_ command: Specola_V1_RequeueAllocationsCommand, at: Int64) -> ApplyOutcome {
         for id in command.allocationIds {
             guard let allocation = release(id) else { continue }
-            jobs[allocation.jobID]?.run.apply(.lost(allocationID: id, atUnixMs: at))
+            jobs[allocation.jobID]?.run.apply(.lost(taskID: allocation.taskID, allocationID: id, atUnixMs: at))
             jobs[allocation.jobID]?.revision += 1
             finishIfDone(allocation.jobID, at: at)
         }
@@ -181,17 +181,17 @@ public struct JobBook: Sendable {
         case .started:
             allocations[id]?.started = true
             updateJob(allocation.jobID) { entry in
-                entry.run.apply(.started(allocationID: id))
+                entry.run.apply(.started(taskID: allocation.taskID, allocationID: id))
                 entry.revision += 1
             }
             return []
         case .exited, .failedToStart, .timedOut:
             let code = event.kind == .exited ? event.exitCode : (event.kind == .timedOut ? 124 : -1)
-            jobEvent = .exited(allocationID: id, exitCode: code, message: event.message, atUnixMs: at)
+            jobEvent = .exited(taskID: allocation.taskID, allocationID: id, exitCode: code, message: event.message, atUnixMs: at)
         case .stopped, .lost:
             // Stopped for a cancel: the task is cancelled already and this changes nothing.
             // Stopped for a drain, or lost by the agent: placed again elsewhere, no retry spent.
-            jobEvent = .lost(allocationID: id, atUnixMs: at)
+            jobEvent = .lost(taskID: allocation.taskID, allocationID: id, atUnixMs: at)
         case .unspecified, .UNRECOGNIZED:
             return []
         }

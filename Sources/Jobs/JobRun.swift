@@ -63,10 +63,12 @@ public struct JobRun: Sendable, Hashable, Codable {
     /// Something that happened to one of the job's allocations or to the job.
     public enum Event: Sendable, Hashable {
         case placed(taskID: String, node: String, allocationID: String)
-        case started(allocationID: String)
-        case exited(allocationID: String, exitCode: Int32, message: String, atUnixMs: Int64)
+        /// Events about an allocation name the task it was placed for (the caller's allocation
+        /// record has it), so finding the task is a lookup; one for an older allocation is ignored.
+        case started(taskID: String, allocationID: String)
+        case exited(taskID: String, allocationID: String, exitCode: Int32, message: String, atUnixMs: Int64)
         /// The node running it is down and fenced: the work is gone, not failed.
-        case lost(allocationID: String, atUnixMs: Int64)
+        case lost(taskID: String, allocationID: String, atUnixMs: Int64)
         case cancel
     }
 
@@ -101,14 +103,14 @@ public struct JobRun: Sendable, Hashable, Codable {
             tasks[taskID] = task
             return []
 
-        case let .started(allocationID):
-            guard var task = task(allocatedTo: allocationID), task.state == .placed else { return [] }
+        case let .started(taskID, allocationID):
+            guard var task = task(taskID, allocatedTo: allocationID), task.state == .placed else { return [] }
             task.state = .running
             tasks[task.id] = task
             return []
 
-        case let .exited(allocationID, exitCode, message, now):
-            guard var task = task(allocatedTo: allocationID), task.state == .placed || task.state == .running else { return [] }
+        case let .exited(taskID, allocationID, exitCode, message, now):
+            guard var task = task(taskID, allocatedTo: allocationID), task.state == .placed || task.state == .running else { return [] }
             task.exitCode = exitCode
             task.message = message
             if exitCode == 0 {
@@ -127,8 +129,8 @@ public struct JobRun: Sendable, Hashable, Codable {
             cancelDependents(of: task.id)
             return []
 
-        case let .lost(allocationID, now):
-            guard var task = task(allocatedTo: allocationID), !task.state.isTerminal else { return [] }
+        case let .lost(taskID, allocationID, now):
+            guard var task = task(taskID, allocatedTo: allocationID), !task.state.isTerminal else { return [] }
             task.relocations += 1
             requeue(&task, notBefore: now)
             if cancelled { task.state = .cancelled }
@@ -150,8 +152,9 @@ public struct JobRun: Sendable, Hashable, Codable {
         }
     }
 
-    private func task(allocatedTo allocationID: String) -> TaskRun? {
-        tasks.values.first { $0.allocationID == allocationID }
+    private func task(_ id: String, allocatedTo allocationID: String) -> TaskRun? {
+        guard let task = tasks[id], task.allocationID == allocationID else { return nil }
+        return task
     }
 
     private func requeue(_ task: inout TaskRun, notBefore: Int64) {

@@ -34,8 +34,8 @@ import Testing
     func finish(_ job: inout JobRun, _ id: String, exit code: Int32 = 0, at now: Int64 = 0, allocation: String? = nil) {
         let allocationID = allocation ?? "\(id)-a\(job.tasks[id]!.failures + job.tasks[id]!.relocations)"
         job.apply(.placed(taskID: id, node: "n1", allocationID: allocationID))
-        job.apply(.started(allocationID: allocationID))
-        job.apply(.exited(allocationID: allocationID, exitCode: code, message: "exit \(code)", atUnixMs: now))
+        job.apply(.started(taskID: id, allocationID: allocationID))
+        job.apply(.exited(taskID: id, allocationID: allocationID, exitCode: code, message: "exit \(code)", atUnixMs: now))
     }
 
     @Test func stepsRunInDependencyOrderAndFanInWaitsForEveryInstance() throws {
@@ -70,19 +70,19 @@ import Testing
     @Test func workLostWithANodeIsRequeuedWithoutSpendingARetry() throws {
         var job = try run()
         job.apply(.placed(taskID: "red/prep", node: "n1", allocationID: "x1"))
-        job.apply(.started(allocationID: "x1"))
-        job.apply(.lost(allocationID: "x1", atUnixMs: 10))
+        job.apply(.started(taskID: "red/prep", allocationID: "x1"))
+        job.apply(.lost(taskID: "red/prep", allocationID: "x1", atUnixMs: 10))
         let prep = try #require(job.tasks["red/prep"])
         #expect(prep.state == .pending && prep.failures == 0 && prep.relocations == 1 && prep.allocationID == nil)
         // A late report from the lost allocation changes nothing.
-        job.apply(.exited(allocationID: "x1", exitCode: 0, message: "late", atUnixMs: 20))
+        job.apply(.exited(taskID: "red/prep", allocationID: "x1", exitCode: 0, message: "late", atUnixMs: 20))
         #expect(job.tasks["red/prep"]?.state == .pending)
     }
 
     @Test func duplicateReportsAreIgnored() throws {
         var job = try run()
         finish(&job, "red/prep", allocation: "p1")
-        job.apply(.exited(allocationID: "p1", exitCode: 1, message: "again", atUnixMs: 5))
+        job.apply(.exited(taskID: "red/prep", allocationID: "p1", exitCode: 1, message: "again", atUnixMs: 5))
         #expect(job.tasks["red/prep"]?.state == .succeeded)
         #expect(job.tasks["red/prep"]?.failures == 0)
     }
@@ -91,7 +91,7 @@ import Testing
         var job = try run()
         finish(&job, "red/prep")
         job.apply(.placed(taskID: "red/cal[0]", node: "n2", allocationID: "c0"))
-        job.apply(.started(allocationID: "c0"))
+        job.apply(.started(taskID: "red/cal[0]", allocationID: "c0"))
         let effects = job.apply(.cancel)
         #expect(effects == [.stop(allocationID: "c0", node: "n2")])
         #expect(job.state == .cancelled)
