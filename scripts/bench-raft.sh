@@ -2,7 +2,9 @@
 # Raft benchmark: Specola's 3-replica coordinator group against a 3-member
 # etcd 3.4 cluster (Debian's etcd-server), in one run, through one client
 # stack: the Swift load generator `specola-bench` (grpc-swift-2), speaking
-# Specola's KV Put over mTLS and etcd's KV Put over plaintext h2c.
+# Specola's KV Put over mTLS and etcd's KV Put twice: over plaintext h2c
+# (etcd's default) and over the same mTLS as Specola (client and peer TLS with
+# certificates from the bench's own CA), so the TLS cost is on both sides.
 #
 # usage: scripts/bench-raft.sh          (as root, from anywhere)
 # env:
@@ -10,11 +12,14 @@
 #   BENCH_CLIENTS="1 16 64"
 #   BENCH_ROUNDS=5        leader kill rounds per system
 #   BENCH_VALUE_BYTES=128
-#   BENCH_SKIP_BUILD=1    use the existing .build/release binaries
-#   BENCH_STRICT=1        exit 1 when a target is not met
+#   BENCH_SKIP_BUILD=1    use the existing release binaries
+#   BENCH_SCRATCH=.build  swift build's scratch path (binaries in $BENCH_SCRATCH/release)
+#   BENCH_ETCD="plain tls" which etcd variants to run
+#   BENCH_STRICT=1        exit 1 when a target is not met (compared with etcd over TLS)
 #
 # The systems run one after the other, never together. Specola: 127.0.0.11-13
-# on free ports, etcd: 127.0.0.1:2379I (client) and :2380I (peer).
+# on free ports, etcd: 127.0.0.1:2379I (client) and :2380I (peer), a fresh
+# data directory per variant.
 # Measured per system:
 #   - closed-loop write throughput, median and p99 latency per client count
 #     (each client writes back to back; the generator sorts every sample);
@@ -28,6 +33,8 @@
 #     the ceiling for writes through this client stack, a diagnostic.
 # Targets (issue 3): >= 2x etcd throughput at 64 clients; median latency at
 # 1 client <= etcd's; median unavailability after a leader kill <= 0.5 s.
+# Each target line is printed against etcd over TLS (the like-for-like
+# comparison) and against plaintext etcd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +42,9 @@ seconds=${BENCH_SECONDS:-10}
 clients=${BENCH_CLIENTS:-"1 16 64"}
 rounds=${BENCH_ROUNDS:-5}
 value_bytes=${BENCH_VALUE_BYTES:-128}
-bin=.build/release
+scratch=${BENCH_SCRATCH:-.build}
+bin=$scratch/release
+etcd_variants=${BENCH_ETCD:-"plain tls"}
 hosts=(127.0.0.11 127.0.0.12 127.0.0.13)
 export ETCDCTL_API=3
 
@@ -49,8 +58,8 @@ awk -v s="$seconds" 'BEGIN { exit !(s > 0) }' || die "BENCH_SECONDS='$seconds' m
 # --- build and tools --------------------------------------------------------
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   say "building specola-coordinator and specola-bench (release)"
-  swift build -c release --product specola-coordinator >&2
-  swift build -c release --product specola-bench >&2
+  swift build -c release --scratch-path "$scratch" --product specola-coordinator >&2
+  swift build -c release --scratch-path "$scratch" --product specola-bench >&2
 fi
 for b in specola-coordinator specola-bench; do
   [ -x "$bin/$b" ] || die "$bin/$b not found; run without BENCH_SKIP_BUILD"
@@ -115,21 +124,22 @@ declare -A result=()   # "system,metric" -> value
 
 # Runs the throughput series, RSS and kill rounds for one system.
 # $1 system; the start_member, leader_now and caught_up functions are per system.
+# $2 is the label results are stored under (default: the system).
 measure() {
-  local system=$1 n line leader gaps="" gap pid name
-  result[$system,load]=$(cut -d' ' -f1 /proc/loadavg)
+  local system=$1 label=${2:-$1} n line leader gaps="" gap pid name
+  result[$label,load]=$(cut -d' ' -f1 /proc/loadavg)
   for n in $clients; do
     leader=$(leader_now)
     local cpu_before; cpu_before=$(cpu_ticks "${members[@]}")
     line=$(gen load --system "$system" --endpoints "$endpoints" ${pki:+--pki "$pki"} --leader "$leader" \
-      --clients "$n" --seconds "$seconds" --value-bytes "$value_bytes") || die "$system load at $n clients failed"
-    say "$system $n clients: $line"
-    result[$system,tput$n]=$(echo "$line" | field throughput)
-    result[$system,p50_$n]=$(echo "$line" | field p50_ms)
-    result[$system,p99_$n]=$(echo "$line" | field p99_ms)
-    result[$system,err$n]=$(echo "$line" | field errors)
+      --clients "$n" --seconds "$seconds" --value-bytes "$value_bytes") || die "$label load at $n clients failed"
+    say "$label $n clients: $line"
+    result[$label,tput$n]=$(echo "$line" | field throughput)
+    result[$label,p50_$n]=$(echo "$line" | field p50_ms)
+    result[$label,p99_$n]=$(echo "$line" | field p99_ms)
+    result[$label,err$n]=$(echo "$line" | field errors)
     # CPU of the 3 replicas per successful write (warm-up included), microseconds
-    result[$system,cpu$n]=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
+    result[$label,cpu$n]=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
       -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
   done
   if [ "$system" = specola ]; then
@@ -140,7 +150,7 @@ measure() {
     say "specola $n clients, stale gets: $line"
     result[specola,ceiling]="$(echo "$line" | field throughput) stale gets/s at $n clients"
   fi
-  result[$system,rss]=$(rss_mib "${members[@]}")
+  result[$label,rss]=$(rss_mib "${members[@]}")
   for round in $(seq 1 "$rounds"); do
     local attempt
     for attempt in 1 2 3; do
@@ -151,20 +161,20 @@ measure() {
         break
       # The generator kills only once writes reach the leader it was given; if leadership
       # moved before that (a loaded machine), nothing was killed and the round can be redone.
-      alive "$pid" && [ "$attempt" -lt 3 ] || die "$system leader kill round $round failed"
-      say "$system kill round $round: leadership moved before the kill; measuring again"
+      alive "$pid" && [ "$attempt" -lt 3 ] || die "$label leader kill round $round failed"
+      say "$label kill round $round: leadership moved before the kill; measuring again"
     done
     gap=$(echo "$line" | field gap_ms)
-    say "$system kill round $round: leader $name ($leader) -> write again after $gap ms"
+    say "$label kill round $round: leader $name ($leader) -> write again after $gap ms"
     gaps="$gaps $gap"
     wait_gone "$pid"
     unset "pid_of[$name]"
     start_member "$name"
     caught_up "$name"
   done
-  result[$system,gaps]=$gaps
-  result[$system,load]="${result[$system,load]} -> $(cut -d' ' -f1 /proc/loadavg)"
-  result[$system,gap]=$(echo "$gaps" | median)
+  result[$label,gaps]=$gaps
+  result[$label,load]="${result[$label,load]} -> $(cut -d' ' -f1 /proc/loadavg)"
+  result[$label,gap]=$(echo "$gaps" | median)
 }
 
 # --- Specola -----------------------------------------------------------------
@@ -190,17 +200,32 @@ measure specola
 for m in "${members[@]}"; do stop_member "$m"; done
 
 # --- etcd --------------------------------------------------------------------
-say "etcd $(etcd --version | awk '/etcd Version/ { print $3 }'): 3 members on 127.0.0.1:2379{1,2,3}"
+etcd_version=$(etcd --version | awk '/etcd Version/ { print $3 }')
 endpoints=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
-pki=""
 members=(m1 m2 m3)
+spki=$work/specola/pki
+# The TLS variant: client and peer mTLS with the bench's CA; the member certificates
+# name 127.0.0.1, and the generator presents its user certificate, as to Specola.
+etcd_tls=0
+etcd_scheme() { [ "$etcd_tls" = 1 ] && echo https || echo http; }
+etcd_flags() {
+  [ "$etcd_tls" = 1 ] || return 0
+  local cert=$spki/coordinator-etcd-$1.pem key=$spki/coordinator-etcd-$1-key.pem
+  echo --cert-file "$cert" --key-file "$key" --client-cert-auth --trusted-ca-file "$spki/ca.pem" \
+    --peer-cert-file "$cert" --peer-key-file "$key" --peer-client-cert-auth --peer-trusted-ca-file "$spki/ca.pem"
+}
+etcdctl_tls() {
+  [ "$etcd_tls" = 1 ] || return 0
+  echo --cacert "$spki/ca.pem" --cert "$spki/user-bench.pem" --key "$spki/user-bench-key.pem"
+}
 start_member() {
-  local i=${1#m}
-  etcd --name "$1" --data-dir "$work/etcd/$1" \
-    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
-    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
-    --initial-cluster m1=http://127.0.0.1:23801,m2=http://127.0.0.1:23802,m3=http://127.0.0.1:23803 \
-    --initial-cluster-token bench-raft --initial-cluster-state new >>"$work/logs/$1.log" 2>&1 &
+  local i=${1#m} s; s=$(etcd_scheme)
+  # shellcheck disable=SC2046  # etcd_flags prints separate words
+  etcd --name "$1" --data-dir "$work/etcd-$etcd_label/$1" $(etcd_flags "$1") \
+    --listen-client-urls "$s://127.0.0.1:2379$i" --advertise-client-urls "$s://127.0.0.1:2379$i" \
+    --listen-peer-urls "$s://127.0.0.1:2380$i" --initial-advertise-peer-urls "$s://127.0.0.1:2380$i" \
+    --initial-cluster "m1=$s://127.0.0.1:23801,m2=$s://127.0.0.1:23802,m3=$s://127.0.0.1:23803" \
+    --initial-cluster-token "bench-raft-$etcd_label" --initial-cluster-state new >>"$work/logs/$etcd_label-$1.log" 2>&1 &
   pid_of[$1]=$!
   disown "$!"
 }
@@ -208,65 +233,91 @@ member_at() { echo "m${1: -1}"; }
 leader_now() {
   local deadline=$((SECONDS + 30)) leader
   while [ $SECONDS -lt $deadline ]; do
-    leader=$(timeout 5 etcdctl --endpoints="$endpoints" --command-timeout=1s endpoint status -w json 2>/dev/null |
+    # shellcheck disable=SC2046
+    leader=$(timeout 5 etcdctl --endpoints="$endpoints" $(etcdctl_tls) --command-timeout=1s endpoint status -w json 2>/dev/null |
       python3 -c 'import json, sys
 for s in json.load(sys.stdin):
-    if s["Status"]["header"]["member_id"] == s["Status"]["leader"]: print(s["Endpoint"])' 2>/dev/null) || true
+    if s["Status"]["header"]["member_id"] == s["Status"]["leader"]: print(s["Endpoint"].split("://")[-1])' 2>/dev/null) || true
     [ -n "$leader" ] && { echo "$leader"; return; }
     sleep 0.2
   done
-  die "etcd has no leader after 30 s"
+  die "etcd ($etcd_label) has no leader after 30 s"
 }
 caught_up() {
   local deadline=$((SECONDS + 30)) at="127.0.0.1:2379${1#m}"
-  until timeout 5 etcdctl --endpoints="$at" --command-timeout=1s endpoint health >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || die "etcd member $1 not healthy 30 s after its restart"
+  # shellcheck disable=SC2046
+  until timeout 5 etcdctl --endpoints="$at" $(etcdctl_tls) --command-timeout=1s endpoint health >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "etcd member $1 ($etcd_label) not healthy 30 s after its restart"
     sleep 0.2
   done
 }
-for m in "${members[@]}"; do start_member "$m"; done
-measure etcd
-for m in "${members[@]}"; do stop_member "$m"; done
+for etcd_label in $etcd_variants; do
+  case $etcd_label in
+    plain) etcd_tls=0; pki="" ;;
+    tls) etcd_tls=1; pki=$spki ;;
+    *) die "BENCH_ETCD: unknown etcd variant '$etcd_label' (plain or tls)" ;;
+  esac
+  say "etcd $etcd_version ($etcd_label): 3 members on 127.0.0.1:2379{1,2,3}"
+  for m in "${members[@]}"; do start_member "$m"; done
+  measure etcd "etcd-$etcd_label"
+  for m in "${members[@]}"; do stop_member "$m"; done
+done
 
 # --- report ------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-row() { printf "%-34s %12s %12s %14s\n" "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
+columns=(specola); for v in $etcd_variants; do columns+=("etcd-$v"); done
+header() {
+  local c; printf "%-38s" "metric"; for c in "${columns[@]}"; do printf " %12s" "$c"; done
+  for c in "${columns[@]:1}"; do printf " %14s" "specola/${c#etcd-}"; done; echo
+}
+row() {  # label, metric key
+  local c; printf "%-38s" "$1"; for c in "${columns[@]}"; do printf " %12s" "${result[$c,$2]:-}"; done
+  for c in "${columns[@]:1}"; do printf " %14s" "$(ratio "${result[specola,$2]:-0}" "${result[$c,$2]:-0}")"; done; echo
+}
 echo
-echo "Raft write benchmark: Specola 3 replicas vs etcd $(etcd --version | awk '/etcd Version/ { print $3 }') 3 members, loopback, $(nproc) cores"
+echo "Raft write benchmark: Specola 3 replicas vs etcd $etcd_version 3 members, loopback, $(nproc) cores"
 echo "client: specola-bench (grpc-swift-2), ${value_bytes}-byte values, ${seconds} s per client count after 1 s warm-up"
+echo "specola: client and peer mTLS; etcd-plain: plaintext h2c client and peer; etcd-tls: client and peer mTLS (same CA, same client certificate)"
+echo "ratios: specola/plain = against plaintext etcd, specola/tls = against etcd over TLS"
 echo
-printf "%-34s %12s %12s %14s\n" "metric" "specola" "etcd" "specola/etcd"
+header
 for n in $clients; do
-  row "writes/s, $n clients" "${result[specola,tput$n]}" "${result[etcd,tput$n]}"
-  row "  median latency ms, $n clients" "${result[specola,p50_$n]}" "${result[etcd,p50_$n]}"
-  row "  p99 latency ms, $n clients" "${result[specola,p99_$n]}" "${result[etcd,p99_$n]}"
-  row "  failed writes, $n clients" "${result[specola,err$n]}" "${result[etcd,err$n]}"
-  row "  replica CPU us per write, $n clients" "${result[specola,cpu$n]}" "${result[etcd,cpu$n]}"
+  row "writes/s, $n clients" "tput$n"
+  row "  median latency ms, $n clients" "p50_$n"
+  row "  p99 latency ms, $n clients" "p99_$n"
+  row "  failed writes, $n clients" "err$n"
+  row "  replica CPU us per write, $n clients" "cpu$n"
 done
-row "leader kill -9 -> write, median ms" "${result[specola,gap]}" "${result[etcd,gap]}"
-row "replica VmRSS MiB (max of 3)" "${result[specola,rss]}" "${result[etcd,rss]}"
+row "leader kill -9 -> write, median ms" gap
+row "replica VmRSS MiB (max of 3)" rss
 echo "  Specola without Raft (stale gets, same client stack): ${result[specola,ceiling]}"
-echo "  kill rounds, ms: specola${result[specola,gaps]}; etcd${result[etcd,gaps]}"
-echo "  1-min load average at start -> end of each phase (2 cores; other work on the machine skews both):"
-echo "  specola ${result[specola,load]}; etcd ${result[etcd,load]}"
+echo -n "  kill rounds, ms:"; for c in "${columns[@]}"; do echo -n " $c${result[$c,gaps]};"; done; echo
+echo "  1-min load average at start -> end of each phase (2 cores; other work on the machine skews all):"
+echo -n " "; for c in "${columns[@]}"; do echo -n " $c ${result[$c,load]};"; done; echo
 echo
 
 met=0
-target() {  # name, condition (awk), shown value
-  if awk "BEGIN { exit !($2) }"; then echo "target: $1: $3 -> met yes"; else echo "target: $1: $3 -> met no"; met=1; fi
+verdict() {  # name, condition (awk), shown value, counts (1: decides the exit status)
+  local ok=no; awk "BEGIN { exit !($2) }" && ok=yes
+  echo "target: $1: $3 -> met $ok"
+  [ "$ok" = yes ] || [ "$4" != 1 ] || met=1
 }
-t64=$(ratio "${result[specola,tput64]:-0}" "${result[etcd,tput64]:-0}")
-if [ -n "${result[specola,tput64]:-}" ]; then
-  target ">= 2x etcd throughput at 64 clients" "$t64 >= 2" "${t64}x"
-else
-  echo "target: >= 2x etcd throughput at 64 clients: not measured (64 not in BENCH_CLIENTS) -> met no"; met=1
-fi
-if [ -n "${result[specola,p50_1]:-}" ]; then
-  target "median latency at 1 client <= etcd's" "${result[specola,p50_1]} <= ${result[etcd,p50_1]}" \
-    "${result[specola,p50_1]} ms vs ${result[etcd,p50_1]} ms"
-else
-  echo "target: median latency at 1 client <= etcd's: not measured (1 not in BENCH_CLIENTS) -> met no"; met=1
-fi
-target "median unavailability after leader kill <= 0.5 s" "${result[specola,gap]} <= 500" "${result[specola,gap]} ms"
+# The like-for-like comparison (etcd over TLS) decides; plaintext etcd is shown beside it.
+for c in "${columns[@]:1}"; do
+  counts=0; [ "$c" = etcd-tls ] || [ "${#columns[@]}" = 2 ] && counts=1
+  if [ -n "${result[specola,tput64]:-}" ]; then
+    t64=$(ratio "${result[specola,tput64]}" "${result[$c,tput64]:-0}")
+    verdict ">= 2x $c throughput at 64 clients" "$t64 >= 2" "${t64}x" $counts
+  else
+    echo "target: >= 2x $c throughput at 64 clients: not measured (64 not in BENCH_CLIENTS) -> met no"; [ $counts = 1 ] && met=1
+  fi
+  if [ -n "${result[specola,p50_1]:-}" ]; then
+    verdict "median latency at 1 client <= $c's" "${result[specola,p50_1]} <= ${result[$c,p50_1]:-0}" \
+      "${result[specola,p50_1]} ms vs ${result[$c,p50_1]:-?} ms" $counts
+  else
+    echo "target: median latency at 1 client <= $c's: not measured (1 not in BENCH_CLIENTS) -> met no"; [ $counts = 1 ] && met=1
+  fi
+done
+verdict "median unavailability after leader kill <= 0.5 s" "${result[specola,gap]} <= 500" "${result[specola,gap]} ms" 1
 [ "${BENCH_STRICT:-0}" = 1 ] && [ $met -ne 0 ] && exit 1
 exit 0

@@ -17,16 +17,18 @@ final class KVPool: Sendable {
     let lanes: [Lane]
     private let current = Mutex<Int>(0)
 
-    /// `tls` is required for Specola (mTLS with a user certificate); etcd runs plaintext h2c.
+    /// `tls` is required for Specola (mTLS with a user certificate); etcd speaks the
+    /// same mTLS with it, or plaintext h2c without it.
     init(system: System, endpoints: [HostPort], tls: TLSFiles?) throws {
         self.system = system
         self.endpoints = endpoints
         let security: HTTP2ClientTransport.Posix.TransportSecurity
-        switch system {
-        case .specola:
-            guard let tls else { throw BenchError("specola needs --pki") }
+        switch (system, tls) {
+        case (.specola, nil):
+            throw BenchError("specola needs --pki")
+        case (_, let tls?):
             security = tls.clientSecurity
-        case .etcd:
+        case (.etcd, nil):
             security = .plaintext
         }
         // etcd's grpc-go sends a BDP PING with every request it receives, and

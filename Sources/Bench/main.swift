@@ -1,5 +1,5 @@
-// specola-bench: one load generator for Specola's KV (mTLS) and etcd's KV (h2c),
-// so both Raft groups are measured through the same client stack.
+// specola-bench: one load generator for Specola's KV (mTLS) and etcd's KV (h2c, or
+// the same mTLS with --pki), so both Raft groups are measured through one client stack.
 // scripts/bench-raft.sh drives it; each subcommand prints one RESULT line.
 import Foundation
 import SpecolaProtocol
@@ -9,8 +9,10 @@ import Glibc
 
 let usage = """
     usage: specola-bench SUBCOMMAND [--option value]...
-      setup    --dir D --hosts H1,H2,H3            PKI + coordinator configs; prints ENDPOINTS
-      load     --system specola|etcd --endpoints E1,E2,E3 [--pki D] --clients N
+      setup    --dir D --hosts H1,H2,H3 [--etcd-members N]
+                                                   PKI + coordinator configs (+ certificates
+                                                   pki/coordinator-etcd-mN.pem for 127.0.0.1); prints ENDPOINTS
+      load     --system specola|etcd --endpoints E1,E2,E3 [--pki D] --clients N   (etcd: --pki = mTLS)
                [--seconds S] [--warmup S] [--value-bytes B] [--op put|stale-get]
       leader   --endpoints E1,E2,E3 --pki D        Specola: prints the leader's address
       failover --system specola|etcd --endpoints ... [--pki D] --leader E --pid PID
@@ -85,11 +87,15 @@ func freePort(host: String) throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// A CA, one user certificate and a coordinator certificate + config per host.
-func setup(dir: String, hosts: [String]) throws -> [HostPort] {
+/// A CA, one user certificate, a coordinator certificate + config per host, and a
+/// certificate for each of `etcdMembers` etcd members on 127.0.0.1 (server and peer TLS).
+func setup(dir: String, hosts: [String], etcdMembers: Int) throws -> [HostPort] {
     let pki = dir + "/pki"
     try PKI.initCA(directory: pki, validityDays: 2)
     try PKI.issue(directory: pki, role: .user, name: "bench", validityDays: 1)
+    for member in stride(from: 1, through: etcdMembers, by: 1) {
+        try PKI.issue(directory: pki, role: .coordinator, name: "etcd-m\(member)", sans: ["127.0.0.1"], validityDays: 1)
+    }
     let listen = try hosts.map { HostPort(host: $0, port: try freePort(host: $0)) }
     let peers = listen.enumerated().map { "  - {id: \($0.offset + 1), name: c\($0.offset + 1), address: \($0.element)}" }
     for (offset, address) in listen.enumerated() {
@@ -118,7 +124,8 @@ func main() async throws {
     let options = try Options(arguments.dropFirst())
     switch command {
     case "setup":
-        let endpoints = try setup(dir: try options.string("dir"), hosts: try options.string("hosts").split(separator: ",").map(String.init))
+        let endpoints = try setup(dir: try options.string("dir"), hosts: try options.string("hosts").split(separator: ",").map(String.init),
+                                  etcdMembers: Int(try options.number("etcd-members", default: 3)))
         print("ENDPOINTS " + endpoints.map(\.description).joined(separator: ","))
     case "load":
         let clients = Int(try options.number("clients", default: 1))
