@@ -661,7 +661,7 @@ import Glibc
         try cluster.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 128))
         try cluster.dir.write("pod.yaml", HAFixtures.witnessPod(pod, ledger: podLedger))
         let watch = WorkloadTests.DoubleStartWatch()
-        let watcher = watch.watch(vm) { try await libvirt.hosts(of: vm) }
+        let watcher = watch.watch(vm, on: libvirt)
         defer { watcher.cancel() }
         @Sendable func workload(_ kind: String, _ name: String) async throws -> Specola_V1_Workload? {
             let result = try await cluster.cli([kind, "show", name, "--json"])

@@ -77,22 +77,47 @@ import Glibc
         }
     }
 
-    /// Samples where a VM runs, concurrently with the test, and remembers any moment it ran twice.
+    /// Samples where a VM runs, concurrently with the test, and remembers any moment it ran on two nodes.
     final class DoubleStartWatch: @unchecked Sendable {
         private let lock = NSLock()
         private var seen: [String] = []
         var doubles: [String] { lock.withLock { seen } }
 
-        func watch(_ vm: String, hosts: @escaping @Sendable () async throws -> [String]) -> Task<Void, Never> {
+        func watch(_ vm: String, on libvirt: NodeLibvirtds) -> Task<Void, Never> {
             Task {
                 while !Task.isCancelled {
-                    if let hosts = try? await hosts(), hosts.count > 1 {
+                    if let hosts = try? await libvirt.doubleStart(of: vm) {
                         lock.withLock { seen.append("\(vm) on \(hosts)") }
                     }
                     try? await Task.sleep(for: .milliseconds(50))
                 }
             }
         }
+    }
+
+    /// The watch the failover tests rely on does see a domain active on two nodes, and not one
+    /// that moved.
+    @Test func theDoubleStartWatchSeesADomainActiveOnTwoNodes() async throws {
+        let dir = try TempDir("specola-double-watch")
+        let libvirt = NodeLibvirtds()
+        let outcome: Result<Void, any Error>
+        do {
+            try await libvirt.start("node1", in: dir.file("node1"))
+            try await libvirt.start("node2", in: dir.file("node2"))
+            try dir.write("vm.xml", HAFixtures.domainXML("twice", memoryMiB: 64))
+            #expect(try await libvirt["node1"]!.virsh("create", dir.file("vm.xml")).status == 0)
+            #expect(try await libvirt.doubleStart(of: "twice") == nil, "active on one node only")
+            #expect(try await libvirt["node2"]!.virsh("create", dir.file("vm.xml")).status == 0)
+            #expect(try await libvirt.doubleStart(of: "twice") == ["node1", "node2"])
+            #expect(try await libvirt["node1"]!.virsh("destroy", "twice").status == 0)
+            #expect(try await libvirt.doubleStart(of: "twice") == nil, "moved, not doubled")
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        await libvirt.stop()
+        dir.remove()
+        try outcome.get()
     }
 
     static func writeDefinitions(_ cluster: LocalCluster, vm: String, pod: String) throws {
@@ -160,7 +185,7 @@ import Glibc
         let chassis = bmc.workdir.file("chassis.sh")
         try (String(contentsOfFile: chassis, encoding: .utf8) + hook).write(toFile: chassis, atomically: false, encoding: .utf8)
         let watch = DoubleStartWatch()
-        let watcher = watch.watch(vm) { try await env.vmHosts(vm) }
+        let watcher = watch.watch(vm, on: env.libvirt)
         defer { watcher.cancel() }
 
         #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
@@ -240,7 +265,7 @@ import Glibc
         let cluster = env.cluster
         try writeDefinitions(cluster, vm: vm, pod: pod)
         let watch = DoubleStartWatch()
-        let watcher = watch.watch(vm) { try await env.vmHosts(vm) }
+        let watcher = watch.watch(vm, on: env.libvirt)
         defer { watcher.cancel() }
 
         let createdVM = try await cluster.cli(["vm", "create", vm, "--xml", cluster.dir.file("vm.xml"), "--node", "node1",

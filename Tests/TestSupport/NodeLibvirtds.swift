@@ -24,14 +24,26 @@ public final class NodeLibvirtds: @unchecked Sendable {
     /// Each node's libvirt URI, for its agent's config.
     public var uris: [String: String] { lock.withLock { daemons.mapValues(\.uri) } }
 
-    /// The nodes whose libvirtd has `domain` active, by name.
-    public func hosts(of domain: String) async throws -> [String] {
+    /// The nodes whose libvirtd has `domain` active, asked one after another (by name, or reversed).
+    public func hosts(of domain: String, askingInReverse: Bool = false) async throws -> [String] {
         var hosts: [String] = []
-        for (node, daemon) in lock.withLock({ daemons }).sorted(by: { $0.key < $1.key })
+        let ordered = lock.withLock({ daemons }).sorted(by: { $0.key < $1.key })
+        for (node, daemon) in askingInReverse ? ordered.reversed() : ordered
         where try await daemon.domainState(domain) == "running" {
             hosts.append(node)
         }
-        return hosts
+        return hosts.sorted()
+    }
+
+    /// The nodes `domain` was active on at the same moment, or nil if it was never on two. The
+    /// daemons are asked one after another, then again in the reverse order: a move from one node
+    /// to the next between two questions shows in one pass only, a double start in both.
+    public func doubleStart(of domain: String) async throws -> [String]? {
+        let forward = try await hosts(of: domain)
+        guard forward.count > 1 else { return nil }
+        let backward = try await hosts(of: domain, askingInReverse: true)
+        let both = forward.filter(backward.contains)
+        return both.count > 1 ? both : nil
     }
 
     public func stop() async {
