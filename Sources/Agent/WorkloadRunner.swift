@@ -17,6 +17,8 @@ public actor WorkloadRunner {
         /// Set once the runtime said it started (or it was adopted); only then is it watched.
         var up = false
         var stopping = false
+        /// Its processes on this host, learned once it runs, for a self-fence by pid.
+        var processes: [ProcessIdentity] = []
         var id: String { Self.instanceID(start.name, start.generation) }
         static func instanceID(_ name: String, _ generation: UInt64) -> String { "wl/\(name)/\(generation)" }
     }
@@ -69,6 +71,14 @@ public actor WorkloadRunner {
     /// self-fence calls it with `immediately`: the coordinator starts them
     /// elsewhere once the lease (plus a margin) has run out, so no grace period fits.
     public func stopAll(reason: String, immediately: Bool = false) async {
+        if immediately {
+            // No runtime process to start first: what is known by pid dies now, the runtime cleans up after.
+            let known = instances.values.flatMap(\.processes)
+            let killed = known.filter { $0.signal(SIGKILL) }.count
+            if killed > 0 {
+                logger.critical("self-fence: killed workload processes by pid", metadata: ["processes": "\(killed)", "reason": "\(reason)"])
+            }
+        }
         let all = instances.values.map(\.start)
         var tasks: [Task<Void, Never>] = []
         for start in all {
@@ -118,6 +128,14 @@ public actor WorkloadRunner {
         }
         instances[start.name]?.up = true
         report(start, .started, "running on this node")
+        await learnProcesses(start, driver: driver)
+    }
+
+    /// Remembers the instance's processes, for a self-fence that cannot wait for the runtime.
+    private func learnProcesses(_ start: Specola_V1_StartWorkload, driver: any WorkloadDriver) async {
+        let processes = await driver.processes(of: start.name)
+        guard instances[start.name]?.start.generation == start.generation else { return }
+        instances[start.name]?.processes = processes
     }
 
     private func perform(_ stop: Specola_V1_StopWorkload, immediately: Bool = false) async {
@@ -230,6 +248,7 @@ public actor WorkloadRunner {
                 if let older = instances[start.name] { finish(older.id, ok: false, message: "replaced by generation \(start.generation)") }
                 instances[start.name] = Instance(start: start, up: true)
                 report(start, .started, "still running after an agent restart")
+                await learnProcesses(start, driver: driver)
             } else {
                 end(id, start: start, kind: .exited, message: "not running after an agent restart")
             }

@@ -159,4 +159,33 @@ import Testing
         try await agent.waitForEvent("\(name)/2 stopped", timeout: .seconds(60))
         #expect(try await podState() == nil)
     }
+
+    /// The self-fence kills a pod by the pids of its containers' init processes, learned when it
+    /// started, without starting podman; this shows those pids are the pod's and that killing
+    /// them ends it.
+    @Test func aPodsProcessesAreKnownByPidAndKillingThemEndsIt() async throws {
+        try await TestPodman.ensureImage()
+        let dir = try TempDir()
+        let name = "pidpod-\(UUID().uuidString.prefix(6).lowercased())"
+        defer {
+            _ = try? runBlocking("podman", ["pod", "rm", "--force", "--ignore", "--time", "0", name], environment: TestPodman.environment)
+            dir.remove()
+        }
+        let driver = PodWorkloadDriver(
+            podman: PodmanDriver(environment: TestPodman.environment, nodeName: "test-node", logger: Logger(label: "test.pod")),
+            directory: dir.file("pods"))
+        try await driver.start(name: name, generation: 1, definition: HAFixtures.sleeperPod(name))
+        let processes = await driver.processes(of: name)
+        #expect(processes.count == 2, "the infra container and main: \(processes)")
+        let mainPID = try await TestPodman.run(["inspect", "\(name)-main", "--format", "{{.State.Pid}}"])
+        #expect(processes.map { "\($0.pid)" }.contains(mainPID))
+        #expect(processes.allSatisfy { $0.isAlive })
+
+        for process in processes { #expect(process.signal(SIGKILL)) }
+        try await waitUntil("the pod to stop", timeout: .seconds(20)) {
+            try await driver.observe([name])[name] != .running
+        }
+        #expect(processes.allSatisfy { !$0.isAlive })
+        #expect(processes.allSatisfy { !$0.signal(SIGKILL) }, "a dead identity is never signalled")
+    }
 }

@@ -746,6 +746,7 @@ import Glibc
         #expect(try await workload("vm", vm)?.relocations ?? 0 >= UInt32(moved("vm")))
         print("partition rounds: the VM moved in \(moved("vm")) and the pod in \(moved("pod")) of \(rounds) rounds with the job")
         #expect(cluster.agents.values.contains { $0.log.contains("self-fencing: stopping every task on this node") })
+        #expect(cluster.agents.values.contains { $0.log.contains("self-fence: killed workload processes by pid") })
         for kind in ["vm", "pod"] {
             _ = try? await cluster.cli([kind, "disable", kind == "vm" ? vm : pod])
         }

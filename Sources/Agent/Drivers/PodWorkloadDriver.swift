@@ -72,6 +72,19 @@ public struct PodWorkloadDriver: WorkloadDriver {
         return seen
     }
 
+    /// The init process of each of the pod's containers (the infra one too). Killing a
+    /// container's init kills everything in its pid namespace.
+    public func processes(of name: String) async -> [ProcessIdentity] {
+        guard let listed = try? await podman.podman(["pod", "inspect", name, "--format", "{{range .Containers}}{{.Id}} {{end}}"],
+                                                    timeout: .seconds(30)),
+              listed.status == 0 else { return [] }
+        let ids = listed.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        guard !ids.isEmpty, let inspected = try? await podman.podman(["inspect", "--format", "{{.State.Pid}}"] + ids, timeout: .seconds(30)),
+              inspected.status == 0 else { return [] }
+        return inspected.stdout.split(whereSeparator: \.isNewline).compactMap { pid_t($0.trimmingCharacters(in: .whitespaces)) }
+            .compactMap { ProcessIdentity(pid: $0) }
+    }
+
     public func stop(name: String, immediately: Bool = false) async throws {
         let removed = try await podman.podman(["pod", "rm", "--force", "--ignore", "--time", immediately ? "0" : "10", name], timeout: .seconds(60))
         guard removed.status == 0 else {

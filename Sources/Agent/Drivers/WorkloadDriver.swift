@@ -20,4 +20,11 @@ public protocol WorkloadDriver: Sendable {
     /// Stops and removes the workload; succeeds when it does not exist.
     /// `immediately` (the self-fence) kills without a grace period.
     func stop(name: String, immediately: Bool) async throws
+    /// The processes that run the workload on this host, for a self-fence that must kill it
+    /// without asking the runtime; empty when the runtime's own stop needs no process to start.
+    func processes(of name: String) async -> [ProcessIdentity]
+}
+
+extension WorkloadDriver {
+    public func processes(of name: String) async -> [ProcessIdentity] { [] }
 }
