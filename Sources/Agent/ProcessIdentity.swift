@@ -20,11 +20,12 @@ public struct ProcessIdentity: Sendable, Hashable {
     /// Whether this very process still exists.
     public var isAlive: Bool { Self.startTicks(of: pid) == startTicks }
 
-    /// Signals it if it is still this process; returns whether it was.
+    /// Signals it (with `group`, its whole process group, which it leads) if it is still this
+    /// process; returns whether it was.
     @discardableResult
-    public func signal(_ signal: Int32) -> Bool {
+    public func signal(_ signal: Int32, group: Bool = false) -> Bool {
         guard isAlive else { return false }
-        return kill(pid, signal) == 0
+        return kill(group ? -pid : pid, signal) == 0
     }
 
     /// Field 22 of /proc/PID/stat, counted after the command name (which may hold spaces).

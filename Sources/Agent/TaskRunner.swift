@@ -13,7 +13,8 @@ public actor TaskRunner {
     private struct Running {
         var driver: String
         var stopReason: String?
-        var pid: pid_t?
+        /// The exec process (leader of its group) or the container's init, once known.
+        var process: ProcessIdentity?
     }
 
     let outbox: Outbox
@@ -57,7 +58,7 @@ public actor TaskRunner {
             running[id] = task
             logger.info("stopping task", metadata: ["allocation.id": "\(id)", "reason": "\(task.stopReason!)"])
             if task.driver == "exec" {
-                if let pid = task.pid { kill(-pid, SIGTERM) }
+                task.process?.signal(SIGTERM, group: true)
             } else {
                 Task { [podman] in await podman.stop(allocationID: id) }
             }
@@ -88,11 +89,8 @@ public actor TaskRunner {
         var viaPodman: [String] = []
         for id in ids {
             running[id]?.stopReason = "self-fence: \(reason)"
-            if let pid = running[id]?.pid {
-                // An exec task leads its own process group.
-                if running[id]?.driver == "exec" { kill(-pid, SIGKILL) }
-                kill(pid, SIGKILL)
-            }
+            // An exec task leads its own process group.
+            running[id]?.process?.signal(SIGKILL, group: running[id]?.driver == "exec")
             if running[id]?.driver != "exec" { viaPodman.append(id) }
         }
         for id in viaPodman { await podman.stop(allocationID: id, grace: 0) }
@@ -161,7 +159,9 @@ public actor TaskRunner {
             if run.driver == "exec" {
                 outcome = try await exec.run(spec) { pid in
                     started()
-                    Task { await self.noteProcess(id, pid: pid) }
+                    // Taken at once, before the process can end and its pid be reused.
+                    let process = ProcessIdentity(pid: pid)
+                    Task { await self.noteProcess(id, process) }
                 }
             } else {
                 outcome = try await podman.run(spec, keepContainer: true) {
@@ -213,19 +213,19 @@ public actor TaskRunner {
         for _ in 0..<50 {
             guard running[id] != nil else { return }
             if let pid = await podman.containerPID(allocationID: id) {
-                running[id]?.pid = pid
+                running[id]?.process = ProcessIdentity(pid: pid)
                 return
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
     }
 
-    private func noteProcess(_ id: String, pid: pid_t) {
+    private func noteProcess(_ id: String, _ process: ProcessIdentity?) {
         guard var task = running[id] else { return }
-        task.pid = pid
+        task.process = process
         running[id] = task
         // A stop that arrived before the process existed.
-        if task.stopReason != nil { kill(-pid, SIGTERM) }
+        if task.stopReason != nil { process?.signal(SIGTERM, group: true) }
     }
 
     private func report(_ event: Specola_V1_TaskEvent) {
