@@ -83,6 +83,17 @@ struct AlertReceivers {
         await smtp.stop()
     }
 
+    /// Starts the receivers on `host`, runs `body` and stops them (and removes their files) whatever happens.
+    static func with(host: String, smtpReplyDelayMs: Int = 0, _ body: (AlertReceivers) async throws -> Void) async throws {
+        let dir = try TempDir("specola-alert-receivers")
+        defer { dir.remove() }
+        let receivers = try await start(host: host, in: dir, smtpReplyDelayMs: smtpReplyDelayMs)
+        let outcome: Result<Void, any Error>
+        do { outcome = .success(try await body(receivers)) } catch { outcome = .failure(error) }
+        await receivers.stop()
+        try outcome.get()
+    }
+
     func chat() throws -> [WebhookDelivery] { try webhook.records(WebhookDelivery.self) }
     func mail() throws -> [MailDelivery] { try smtp.records(MailDelivery.self).filter { $0.event == "message" } }
 
@@ -123,22 +134,33 @@ struct AlertReceivers {
 
     /// Runs `body` with receivers and a cluster, and stops everything (only our own PIDs) afterwards.
     static func withCluster(agents: [(String, String)], _ body: (LocalCluster, AlertReceivers) async throws -> Void) async throws {
-        let dir = try TempDir("specola-alert-receivers")
-        let receivers = try await AlertReceivers.start(host: receiverHost, in: dir)
-        var cluster: LocalCluster?
-        do {
-            cluster = try await startCluster(receivers, agents: agents)
-            try await body(cluster!, receivers)
-        } catch {
-            if let log = cluster?.coordinatorProcess?.log { FileHandle.standardError.write(Data("coordinator log:\n\(log.suffix(8000))\n".utf8)) }
+        try await AlertReceivers.with(host: receiverHost) { receivers in
+            var cluster: LocalCluster?
+            do {
+                cluster = try await startCluster(receivers, agents: agents)
+                try await body(cluster!, receivers)
+            } catch {
+                if let log = cluster?.coordinatorProcess?.log { FileHandle.standardError.write(Data("coordinator log:\n\(log.suffix(8000))\n".utf8)) }
+                await cluster?.shutdown()
+                throw error
+            }
             await cluster?.shutdown()
-            await receivers.stop()
-            dir.remove()
-            throw error
         }
-        await cluster?.shutdown()
-        await receivers.stop()
-        dir.remove()
+    }
+
+    /// Three replicas with fast liveness (suspect 1 s, down 2 s) and the receivers' alerting
+    /// section, running, with agent `name` reporting to them.
+    static func startAlertingGroup(_ group: ReplicaGroup, _ receivers: AlertReceivers, agent name: String) async throws -> ChildProcess {
+        try group.appendToConfigs("suspectAfter: 1\ndownAfter: 2\n" + receivers.config)
+        try await group.startAll()
+        let leader = try await group.waitForLeader()
+        let agent = try RaftChaosTests.startAgent(name, in: group)
+        try await waitUntil("agent \(name) to report", timeout: .seconds(60)) {
+            let nodes = try await group.cli(["nodes", "--json"], via: leader)
+            return try Specola_V1_ListNodesResponse(jsonString: nodes.stdout, options: JobTests.lenient).nodes
+                .contains { $0.name == name && $0.status == "ready" && $0.reportsApplied > 0 }
+        }
+        return agent
     }
 
     static func alerts(_ cluster: LocalCluster, all: Bool = false) async throws -> [Specola_V1_AlertView] {
@@ -275,40 +297,20 @@ struct AlertReceivers {
     /// transition again under a new key (a resend under the same key is what the key is for),
     /// and the rest of the lifecycle goes on from the new leader.
     @Test func aLeaderKilledRightAfterAnAlertFiresDoesNotDuplicateIt() async throws {
-        let dir = try TempDir("specola-alert-receivers")
-        let receivers = try await AlertReceivers.start(host: "127.0.4.2", in: dir)
-        do {
-            try await Self.leaderKill(receivers)
-        } catch {
-            await receivers.stop()
-            dir.remove()
-            throw error
-        }
-        await receivers.stop()
-        dir.remove()
+        try await AlertReceivers.with(host: "127.0.4.2") { try await Self.leaderKill($0) }
+    }
+
+    /// The alerts `id` knows, resolved ones too.
+    static func alerts(_ group: ReplicaGroup, via id: UInt64) async throws -> [Specola_V1_AlertView] {
+        let result = try await group.cli(["alerts", "--all", "--json"], via: id)
+        guard result.status == 0 else { throw CLIFailed(result: result) }
+        return try Specola_V1_ListAlertsResponse(jsonString: result.stdout, options: JobTests.lenient).alerts
     }
 
     static func leaderKill(_ receivers: AlertReceivers) async throws {
         try await ReplicaGroup.with(size: 3, start: false) { group in
-            for id in group.ids {
-                let path = group.member(id).configPath
-                let text = try String(contentsOfFile: path, encoding: .utf8)
-                try text.appending("\nsuspectAfter: 1\ndownAfter: 2\n" + receivers.config + "\n")
-                    .write(toFile: path, atomically: true, encoding: .utf8)
-            }
-            try await group.startAll()
-            let firstLeader = try await group.waitForLeader()
-            var agent = try RaftChaosTests.startAgent("delta", in: group)
-            @Sendable func alerts(via id: UInt64) async throws -> [Specola_V1_AlertView] {
-                let result = try await group.cli(["alerts", "--all", "--json"], via: id)
-                guard result.status == 0 else { throw CLIFailed(result: result) }
-                return try Specola_V1_ListAlertsResponse(jsonString: result.stdout, options: JobTests.lenient).alerts
-            }
-            try await waitUntil("agent delta to report", timeout: .seconds(60)) {
-                let nodes = try await group.cli(["nodes", "--json"], via: firstLeader)
-                return try Specola_V1_ListNodesResponse(jsonString: nodes.stdout, options: JobTests.lenient).nodes
-                    .contains { $0.name == "delta" && $0.status == "ready" && $0.reportsApplied > 0 }
-            }
+            var agent = try await startAlertingGroup(group, receivers, agent: "delta")
+            @Sendable func alerts(via id: UInt64) async throws -> [Specola_V1_AlertView] { try await Self.alerts(group, via: id) }
 
             try await agent.stop(SIGKILL)
             try await waitUntil("NodeDown delta on the chat webhook", timeout: .seconds(30), every: .milliseconds(10)) {
@@ -352,35 +354,12 @@ struct AlertReceivers {
     /// that answer and commits `notified` before it hands leadership off, so the next leader does
     /// not send it again: exactly one e-mail and one chat message.
     @Test func aLeaderStoppedWhileAMailIsBeingDeliveredHandsOffWithoutADuplicate() async throws {
-        let dir = try TempDir("specola-alert-receivers")
-        let receivers = try await AlertReceivers.start(host: "127.0.4.5", in: dir, smtpReplyDelayMs: 1_500)
-        do {
-            try await Self.gracefulStop(receivers)
-        } catch {
-            await receivers.stop()
-            dir.remove()
-            throw error
-        }
-        await receivers.stop()
-        dir.remove()
+        try await AlertReceivers.with(host: "127.0.4.5", smtpReplyDelayMs: 1_500) { try await Self.gracefulStop($0) }
     }
 
     static func gracefulStop(_ receivers: AlertReceivers) async throws {
         try await ReplicaGroup.with(size: 3, start: false) { group in
-            for id in group.ids {
-                let path = group.member(id).configPath
-                let text = try String(contentsOfFile: path, encoding: .utf8)
-                try text.appending("\nsuspectAfter: 1\ndownAfter: 2\n" + receivers.config + "\n")
-                    .write(toFile: path, atomically: true, encoding: .utf8)
-            }
-            try await group.startAll()
-            let firstLeader = try await group.waitForLeader()
-            let agent = try RaftChaosTests.startAgent("echo", in: group)
-            try await waitUntil("agent echo to report", timeout: .seconds(60)) {
-                let nodes = try await group.cli(["nodes", "--json"], via: firstLeader)
-                return try Specola_V1_ListNodesResponse(jsonString: nodes.stdout, options: JobTests.lenient).nodes
-                    .contains { $0.name == "echo" && $0.status == "ready" && $0.reportsApplied > 0 }
-            }
+            let agent = try await startAlertingGroup(group, receivers, agent: "echo")
 
             try await agent.stop(SIGKILL)
             try await waitUntil("NodeDown echo by e-mail, answered only after 1.5 s", timeout: .seconds(30), every: .milliseconds(10)) {
@@ -388,17 +367,18 @@ struct AlertReceivers {
             }
             let leader = try await group.waitForLeader()
             try await group.kill(leader, signal: SIGTERM)
+            let exitedByUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
             let log = group.process(leader)!.log
             #expect(log.contains("leadership handed off before shutdown"), "\(log.suffix(2000))")
             let next = try await group.waitForLeader(excluding: [leader], timeout: .seconds(20))
-            try await waitUntil("c\(next) to know both were delivered", timeout: .seconds(30)) {
-                let result = try await group.cli(["alerts", "--all", "--json"], via: next)
-                let alerts = try Specola_V1_ListAlertsResponse(jsonString: result.stdout, options: JobTests.lenient).alerts
-                let notified = alerts.first { $0.labels["node"] == "echo" }?.notifiedAtUnixMs ?? [:]
-                return notified["chat"] != nil && notified["mail"] != nil
+            let notified = try await waitUntilValue("c\(next) to know both were delivered", timeout: .seconds(30)) { () -> [String: Int64]? in
+                let notified = try await Self.alerts(group, via: next).first { $0.labels["node"] == "echo" }?.notifiedAtUnixMs ?? [:]
+                return notified["chat"] != nil && notified["mail"] != nil ? notified : nil
             }
-            // A resend would leave at the new leader's first passes (250 ms apart); give it several.
-            try await Task.sleep(for: .seconds(2))
+            // Committed by the stopping leader, so the new one, which plans only on what was
+            // committed before it, never sends them: the counts below are final.
+            #expect(notified["mail"]! <= exitedByUnixMs && notified["chat"]! <= exitedByUnixMs,
+                    "the old leader did not commit both deliveries before it exited: \(notified), exited by \(exitedByUnixMs)")
             let mail = try receivers.mail("FIRING", node: "echo"), chat = try receivers.chat("FIRING", node: "echo")
             #expect(mail.count == 1, "\(mail.count) e-mails for one NodeDown")
             #expect(chat.count == 1, "\(chat.count) chat messages for one NodeDown")

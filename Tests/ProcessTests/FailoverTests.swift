@@ -98,6 +98,19 @@ import Glibc
         return (cluster, partitions)
     }
 
+    /// Starts the witness job on node1 (node2 cordoned meanwhile) and returns its ledger.
+    static func runWitnessOnNode1(_ cluster: LocalCluster) async throws -> String {
+        let ledger = try makeLedger(cluster)
+        #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
+        #expect(try await cluster.cli(["job", "run", "--detach", try witnessJob(cluster, ledger: ledger)]).status == 0)
+        try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
+            let task = try await task(cluster)
+            return task?.state == "running" && task?.node == "node1"
+        }
+        #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+        return ledger
+    }
+
     static func task(_ cluster: LocalCluster, job: String = "witness") async throws -> Specola_V1_TaskStatus? {
         try await JobTests.status(cluster, job).tasks.first
     }
@@ -129,14 +142,7 @@ import Glibc
                 let nodes = try await cluster.nodes()
                 return nodes.count == 2 && nodes.first { $0.name == "node1" }?.facts.bmc.present == true
             }
-            let ledger = try Self.makeLedger(cluster)
-            #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
-            #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
-            try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
-                try await Self.task(cluster)?.state == "running"
-            }
-            #expect(try await Self.task(cluster)?.node == "node1")
-            #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+            let ledger = try await Self.runWitnessOnNode1(cluster)
 
             // node1 dies: its agent and its work. The power stays on until the coordinator fences.
             let died = ContinuousClock.now
@@ -226,14 +232,7 @@ import Glibc
             try await waitUntil("both agents to report", timeout: .seconds(60)) {
                 try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
             }
-            let ledger = try Self.makeLedger(cluster)
-            #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
-            #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
-            try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
-                let task = try await Self.task(cluster)
-                return task?.state == "running" && task?.node == "node1"
-            }
-            #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+            let ledger = try await Self.runWitnessOnNode1(cluster)
 
             try bmc.setCPUTemperature(100)
             try await waitUntil("node1 to be drained and its task to run on node2", timeout: .seconds(40), every: .milliseconds(200)) {
@@ -267,14 +266,7 @@ import Glibc
                   bmcAddresses: {node1: "\(deadBMC)"}
                 """)
         try await cluster.withCleanup(removingContainersOf: ["witness"], before: { partitions.removeAll() }) {
-            let ledger = try Self.makeLedger(cluster)
-            #expect(try await cluster.cli(["node", "cordon", "node2"]).status == 0)
-            #expect(try await cluster.cli(["job", "run", "--detach", try Self.witnessJob(cluster, ledger: ledger)]).status == 0)
-            try await waitUntil("the task to run on node1", timeout: .seconds(30)) {
-                let task = try await Self.task(cluster)
-                return task?.state == "running" && task?.node == "node1"
-            }
-            #expect(try await cluster.cli(["node", "uncordon", "node2"]).status == 0)
+            let ledger = try await Self.runWitnessOnNode1(cluster)
 
             try partitions.isolate("node1")
             let cut = ContinuousClock.now
@@ -452,21 +444,15 @@ import Glibc
             let bmc = try await SimulatedBMC.start(address: "127.0.\(group.subnet).41")
             defer { bmc.stop() }
             try group.dir.write("bmc-password", "secret\n")
-            for id in group.ids {
-                let path = group.member(id).configPath
-                let text = try String(contentsOfFile: path, encoding: .utf8)
-                try (text + """
-
-                    suspectAfter: 1
-                    downAfter: 2
-                    fencing:
-                      selfFenceAfter: 0
-                      maxFencedFraction: 0.5
-                      bmc: {user: admin, passwordFile: \(group.dir.file("bmc-password")), timeout: 2}
-                    \(receivers.config)
-
-                    """).write(toFile: path, atomically: true, encoding: .utf8)
-            }
+            try group.appendToConfigs("""
+                suspectAfter: 1
+                downAfter: 2
+                fencing:
+                  selfFenceAfter: 0
+                  maxFencedFraction: 0.5
+                  bmc: {user: admin, passwordFile: \(group.dir.file("bmc-password")), timeout: 2}
+                \(receivers.config)
+                """)
             try await group.startAll()
             let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
             var agents: [String: ChildProcess] = [:]

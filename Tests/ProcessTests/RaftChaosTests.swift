@@ -199,27 +199,18 @@ import Glibc
         try await ReplicaGroup.with(size: 3) { group in
             let kv = group.kvClient()
             let ledger = WriteLedger()
-            let writers = (0..<12).map { writer in
-                Task {
-                    var n = 0
-                    while !ledger.stop.load(ordering: .relaxed) {
-                        n += 1
-                        let key = "crash/w\(writer)/\(n)"
-                        let value = "v\(writer)-\(n)-\(UUID().uuidString.prefix(6))"
-                        switch await kv.put(key, value, deadline: .seconds(2)) {
-                        case .ok: ledger.outcomes.withLock { $0.acked[key] = value }
-                        case .refused: ledger.outcomes.withLock { _ = $0.refused.insert(key) }
-                        case .unknown: ledger.outcomes.withLock { _ = $0.unknown.insert(key) }
-                        }
-                    }
-                }
+            let writers = ledger.startWriters(12, kv: kv, prefix: "crash/", deadline: .seconds(2)) { writer, n in
+                "v\(writer)-\(n)-\(UUID().uuidString.prefix(6))"
             }
-            try await waitUntil("300 acknowledged writes", timeout: .seconds(30)) { ledger.outcomes.withLock { $0.acked.count } >= 300 }
+            try await waitUntil("300 acknowledged writes", timeout: .seconds(30)) { ledger.acknowledged >= 300 }
+            let failedBefore = ledger.notAcknowledged
             try await group.killAll(group.ids)
-            let atKill = ledger.outcomes.withLock { $0.acked.count }
-            try await Task.sleep(for: .milliseconds(300))
-            ledger.stop.store(true, ordering: .relaxed)
-            for writer in writers { await writer.value }
+            let atKill = ledger.acknowledged
+            // Writes in flight at the kill, and some against the dead group, are part of the test.
+            try await waitUntil("writes against the dead group to fail", timeout: .seconds(20)) {
+                ledger.notAcknowledged >= failedBefore + 12
+            }
+            await ledger.stopWriters(writers)
             try await group.startAll()
 
             let (acked, refused, unknown) = ledger.outcomes.withLock { ($0.acked, $0.refused, $0.unknown) }
@@ -237,14 +228,19 @@ import Glibc
             // Every replica converges on the same state.
             let commit = try await group.status(group.waitForLeader()).commitIndex
             for id in group.ids {
-                try await waitUntil("c\(id) to apply through \(commit)") { try await group.status(id).appliedIndex >= commit }
-                let local = await group.pool.callResult(group.member(id).endpoint) { client, options in
-                    try await Specola_V1_KV.Client(wrapping: client).list(.with { $0.prefix = "crash/"; $0.stale = true }, options: options)
-                }
-                let image = try #require(local).kvs.map { ($0.key, String(decoding: $0.value, as: UTF8.self)) }
-                #expect(Dictionary(image, uniquingKeysWith: { a, _ in a }) == stored, "c\(id) differs after recovery")
+                #expect(try await Self.localKeys(of: id, in: group, prefix: "crash/", through: commit) == stored, "c\(id) differs after recovery")
             }
         }
+    }
+
+    /// Replica `id`'s own copy of the keys under `prefix` (a stale read), once it has applied through `commit`.
+    static func localKeys(of id: UInt64, in group: ReplicaGroup, prefix: String, through commit: UInt64) async throws -> [String: String] {
+        try await waitUntil("c\(id) to apply through \(commit)", timeout: .seconds(30)) { try await group.status(id).appliedIndex >= commit }
+        let local = await group.pool.callResult(group.member(id).endpoint) { client, options in
+            try await Specola_V1_KV.Client(wrapping: client).list(.with { $0.prefix = prefix; $0.stale = true }, options: options)
+        }
+        let pairs = try #require(local).kvs.map { ($0.key, String(decoding: $0.value, as: UTF8.self)) }
+        return Dictionary(pairs, uniquingKeysWith: { first, _ in first })
     }
 
     // MARK: - c. agents follow the leader
@@ -274,22 +270,8 @@ import Glibc
             let kv = group.kvClient()
             let ledger = WriteLedger()
             let filler = String(repeating: "x", count: 2_048)
-            let writers = (0..<8).map { writer in
-                Task {
-                    var n = 0
-                    while !ledger.stop.load(ordering: .relaxed) {
-                        n += 1
-                        let key = "disk/w\(writer)/\(n)"
-                        let value = "v\(writer)-\(n)-\(filler)"
-                        switch await kv.put(key, value, deadline: .seconds(3)) {
-                        case .ok: ledger.outcomes.withLock { $0.acked[key] = value }
-                        case .refused: ledger.outcomes.withLock { _ = $0.refused.insert(key) }
-                        case .unknown: ledger.outcomes.withLock { _ = $0.unknown.insert(key) }
-                        }
-                    }
-                }
-            }
-            try await waitUntil("100 acknowledged writes", timeout: .seconds(30)) { ledger.outcomes.withLock { $0.acked.count } >= 100 }
+            let writers = ledger.startWriters(8, kv: kv, prefix: "disk/", deadline: .seconds(3)) { writer, n in "v\(writer)-\(n)-\(filler)" }
+            try await waitUntil("100 acknowledged writes", timeout: .seconds(30)) { ledger.acknowledged >= 100 }
 
             // Fill c3's disk to the last byte.
             let fill = try await run(inNamespace[0], Array(inNamespace.dropFirst()) + ["dd", "if=/dev/zero", "of=\(dataDir)/filler", "bs=64k"])
@@ -301,17 +283,14 @@ import Glibc
             #expect(log.contains("free space in \(dataDir), then restart this coordinator"), "\(log.suffix(2000))")
             #expect(log.contains("cannot persist the Raft log; this replica stops serving"))
             // The other two carry on.
-            let atFull = ledger.outcomes.withLock { $0.acked.count }
-            try await waitUntil("100 more acknowledged writes without c3", timeout: .seconds(30)) {
-                ledger.outcomes.withLock { $0.acked.count } >= atFull + 100
-            }
+            let atFull = ledger.acknowledged
+            try await waitUntil("100 more acknowledged writes without c3", timeout: .seconds(30)) { ledger.acknowledged >= atFull + 100 }
 
             // The operator frees space and restarts c3; it catches up.
             let freed = try await run(inNamespace[0], Array(inNamespace.dropFirst()) + ["rm", "\(dataDir)/filler"])
             #expect(freed.status == 0, "\(freed.stderr)")
             try await group.restart(full)
-            ledger.stop.store(true, ordering: .relaxed)
-            for writer in writers { await writer.value }
+            await ledger.stopWriters(writers)
 
             let (acked, refused, unknown) = ledger.outcomes.withLock { ($0.acked, $0.refused, $0.unknown) }
             print("full disk on c3: \(acked.count) acknowledged (\(atFull) when it filled), \(unknown.count) unknown, \(refused.count) refused")
@@ -322,14 +301,7 @@ import Glibc
             let lost = acked.filter { stored[$0.key] != $0.value }
             #expect(lost.isEmpty, "acknowledged writes lost or changed: \(lost.keys.prefix(10))")
             let commit = try await group.status(group.waitForLeader()).commitIndex
-            try await waitUntil("c3 to catch up through \(commit)", timeout: .seconds(30)) {
-                try await group.status(full).appliedIndex >= commit
-            }
-            let local = await group.pool.callResult(group.member(full).endpoint) { client, options in
-                try await Specola_V1_KV.Client(wrapping: client).list(.with { $0.prefix = "disk/"; $0.stale = true }, options: options)
-            }
-            let image = try #require(local).kvs.map { ($0.key, String(decoding: $0.value, as: UTF8.self)) }
-            #expect(Dictionary(image, uniquingKeysWith: { a, _ in a }) == stored, "c3 differs after it caught up")
+            #expect(try await Self.localKeys(of: full, in: group, prefix: "disk/", through: commit) == stored, "c3 differs after it caught up")
         }
     }
 
@@ -600,6 +572,35 @@ final class History: Sendable {
 final class WriteLedger: Sendable {
     let outcomes = Mutex<(acked: [String: String], refused: Set<String>, unknown: Set<String>)>(([:], [], []))
     let stop = Atomic<Bool>(false)
+
+    var acknowledged: Int { outcomes.withLock { $0.acked.count } }
+    var notAcknowledged: Int { outcomes.withLock { $0.refused.count + $0.unknown.count } }
+
+    /// `count` writers that each put fresh keys `PREFIXwN/n` (values from `value(writer, n)`) one
+    /// after another until `stop`, recording every outcome.
+    func startWriters(_ count: Int, kv: KVClient, prefix: String, deadline: Duration,
+                      value: @escaping @Sendable (Int, Int) -> String) -> [Task<Void, Never>] {
+        (0..<count).map { writer in
+            Task {
+                var n = 0
+                while !stop.load(ordering: .relaxed) {
+                    n += 1
+                    let key = "\(prefix)w\(writer)/\(n)"
+                    let value = value(writer, n)
+                    switch await kv.put(key, value, deadline: deadline) {
+                    case .ok: outcomes.withLock { $0.acked[key] = value }
+                    case .refused: outcomes.withLock { _ = $0.refused.insert(key) }
+                    case .unknown: outcomes.withLock { _ = $0.unknown.insert(key) }
+                    }
+                }
+            }
+        }
+    }
+
+    func stopWriters(_ writers: [Task<Void, Never>]) async {
+        stop.store(true, ordering: .relaxed)
+        for writer in writers { await writer.value }
+    }
 }
 
 /// A small seedable generator (SplitMix64), so a fault schedule can be replayed.

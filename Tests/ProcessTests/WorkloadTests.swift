@@ -120,6 +120,13 @@ import Glibc
         try outcome.get()
     }
 
+    /// The `seq.last` of the agent's latest "agent starting" line: its outbox's last sequence after resuming.
+    static func lastSeqAtStart(_ log: String) -> UInt64? {
+        guard let line = log.split(separator: "\n").last(where: { $0.contains("agent starting") }),
+              let field = line.split(separator: " ").first(where: { $0.hasPrefix("seq.last=") }) else { return nil }
+        return UInt64(field.dropFirst("seq.last=".count))
+    }
+
     static func writeDefinitions(_ cluster: LocalCluster, vm: String, pod: String) throws {
         try cluster.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 256))
         try cluster.dir.write("pod.yaml", HAFixtures.sleeperPod(pod))
@@ -237,8 +244,11 @@ import Glibc
         try await waitUntil("NodeDown node1 on chat and by mail", timeout: .seconds(20), every: .milliseconds(100)) {
             try !receivers.chat("FIRING", node: "node1").isEmpty && !receivers.mail("FIRING", node: "node1").isEmpty
         }
-        // A late duplicate would come from a later pass; give the loop a few of them.
-        try await Task.sleep(for: .seconds(1))
+        // Once both deliveries are committed as notified, no pass sends the firing again.
+        try await waitUntil("NodeDown node1's deliveries to be committed", timeout: .seconds(20)) {
+            let notified = try await AlertTests.alert(cluster, node: "node1")?.notifiedAtUnixMs ?? [:]
+            return notified["chat"] != nil && notified["mail"] != nil
+        }
         let chat = try receivers.chat("FIRING", node: "node1"), mail = try receivers.mail("FIRING", node: "node1")
         #expect(chat.count == 1 && mail.count == 1, "chat \(chat.count), mail \(mail.count) NodeDown messages")
         #expect(chat.first?.body.contains("#hpc-ops") == true)
@@ -309,7 +319,14 @@ import Glibc
         try await waitUntil("node2's agent to re-attach", timeout: .seconds(30)) {
             cluster.agents["node2"]!.log.contains("re-attaching to a workload that outlived the agent")
         }
-        try await Task.sleep(for: .seconds(2))
+        // The re-attach events are queued before the agent starts reporting; once its outbox is
+        // applied through the sequence it started with, a wrong "exited" would show as a crash.
+        let startedWith = try #require(Self.lastSeqAtStart(cluster.agents["node2"]!.log))
+        try await waitUntil("node2's reports through seq \(startedWith) to be applied", timeout: .seconds(30)) {
+            try await cluster.node("node2")?.lastAppliedSeq ?? 0 >= startedWith
+        }
+        #expect(try await env.workload("vm", vm).phase == "running")
+        #expect(try await env.workload("pod", pod).phase == "running")
         #expect(try await env.workload("vm", vm).generation == 3)
         #expect(try await env.workload("pod", pod).generation == 3)
         #expect(try await env.vmHosts(vm) == ["node2"])

@@ -108,6 +108,14 @@ public final class ReplicaGroup: @unchecked Sendable {
             """)
     }
 
+    /// Adds `text` (YAML at the top level) to every replica's config, before they start.
+    public func appendToConfigs(_ text: String) throws {
+        for id in ids {
+            let path = member(id).configPath
+            try (String(contentsOfFile: path, encoding: .utf8) + "\n" + text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        }
+    }
+
     /// Points every founder at a fresh, empty data dir (for restore into a new group).
     public func useFreshDataDirs() throws {
         dataGeneration += 1
