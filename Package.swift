@@ -125,23 +125,24 @@ let package = Package(
             name: "specola-bench", dependencies: ["SpecolaProtocol"] + grpc, path: "Sources/Bench",
             exclude: ["etcd_kv.proto"], swiftSettings: settings),
         .testTarget(
-            name: "AlertingTests", dependencies: ["SpecolaAlerting", "TestSupport"], path: "Tests/AlertingTests",
+            name: "AlertingTests", dependencies: ["CooperativePoolWatch", "SpecolaAlerting", "TestSupport"], path: "Tests/AlertingTests",
             swiftSettings: settings),
         .executableTarget(
             name: "specola-bench-scheduler", dependencies: ["SpecolaCoordinator"], path: "Sources/BenchScheduler",
             swiftSettings: settings),
-        .testTarget(name: "RaftTests", dependencies: ["SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
+        .testTarget(name: "RaftTests", dependencies: ["CooperativePoolWatch", "SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
-            name: "ProtocolTests", dependencies: ["SpecolaProtocol"], swiftSettings: settings),
+            name: "ProtocolTests", dependencies: ["CooperativePoolWatch", "SpecolaProtocol"], swiftSettings: settings),
         .testTarget(
-            name: "AgentTests", dependencies: ["SpecolaAgent", "TestSupport"], swiftSettings: settings),
+            name: "AgentTests", dependencies: ["CooperativePoolWatch", "SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
-            name: "CoordinatorTests", dependencies: ["SpecolaCoordinator", "SpecolaJobs", "SpecolaAlerting", "TestSupport"],
+            name: "CoordinatorTests", dependencies: ["CooperativePoolWatch", "SpecolaCoordinator", "SpecolaJobs", "SpecolaAlerting", "TestSupport"],
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",
-            dependencies: ["SpecolaCLI", "SpecolaProtocol", "TestSupport"] + grpc,
+            dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "TestSupport"] + grpc,
             swiftSettings: settings),
+        .target(name: "CooperativePoolWatch", path: "Tests/CooperativePoolWatch", swiftSettings: settings),
         .target(
             name: "TestSupport", dependencies: ["SpecolaProtocol", "SpecolaAgent", "SpecolaBMC"] + grpc, path: "Tests/TestSupport",
             swiftSettings: settings),

@@ -20,11 +20,12 @@ core=(
   openipmi freeipmi-tools ipmitool                 # ipmi_sim BMC simulator, CLI clients
   libipmimonitoring-dev libfreeipmi-dev            # IPMI collector and fencing (C libraries)
   libvirt-dev libvirt-clients libvirt-daemon       # VM collector; libvirtd for state-change tests
-  podman runc busybox-static                       # container collector/executor, test images
+  podman runc catatonit busybox-static             # container collector/executor (catatonit: pause image for kube play), test images
   openssl iptables iproute2                        # PKI checks, partition tests, loopback addresses
   systemd                                          # systemd-analyze (scripts/check-units.sh)
   curl python3                                     # test helpers
   python3-aiosmtpd                                 # SMTP server for the alert e-mail tests
+  python3-jsonschema                               # job schema test
 )
 bench=(prometheus-node-exporter prometheus-ipmi-exporter)
 peers=(glusterfs-server glusterfs-client etcd-server etcd-client prometheus-alertmanager

@@ -6,8 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || { echo "swift not found: install the Swift 6 toolchain (swift.org) and put it on PATH" >&2; exit 1; }
 scripts/install-deps.sh
-# The job schema test validates samples with Python's jsonschema.
-python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install --quiet jsonschema
 swift build --build-tests
 scripts/check-units.sh .build/debug
 swift test --skip-build "$@"

@@ -65,8 +65,11 @@ public struct Agent: Service {
                         let forceFull = loop.fullRequested.exchange(false, ordering: .relaxed) || dueFull
                         if let (facts, full) = await collector.collect(forceFull: forceFull) {
                             do {
-                                let report = try outbox.append(
-                                    facts: facts, full: full, collectedAtUnixMs: Int64(Date().timeIntervalSince1970 * 1000))
+                                let collectedAt = Int64(Date().timeIntervalSince1970 * 1000)
+                                // The commit waits for an fsync: on a thread of its own, not the pool's.
+                                let report = try await onDedicatedThread("specola-outbox") {
+                                    try outbox.append(facts: facts, full: full, collectedAtUnixMs: collectedAt)
+                                }
                                 if full { lastFull = .now }
                                 if let cursor = collector.selCursor, facts.hasSel {
                                     try? outbox.setCounter("sel", UInt64(cursor))
@@ -146,7 +149,10 @@ public struct Agent: Service {
     }
 
     var podmanEnvironment: [String: String] {
-        config.podman.containersConf.isEmpty ? [:] : ["CONTAINERS_CONF": config.podman.containersConf]
+        var environment: [String: String] = [:]
+        if !config.podman.containersConf.isEmpty { environment["CONTAINERS_CONF"] = config.podman.containersConf }
+        if !config.podman.storageConf.isEmpty { environment["CONTAINERS_STORAGE_CONF"] = config.podman.storageConf }
+        return environment
     }
 
     func makePodmanDriver() -> PodmanDriver {

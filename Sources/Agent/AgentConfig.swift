@@ -114,13 +114,16 @@ public struct PodmanConfig: Decodable, Sendable {
     public var enabled = true
     public var path = "podman"
     public var containersConf = ""
+    /// A storage.conf (sets CONTAINERS_STORAGE_CONF): where images and containers live.
+    public var storageConf = ""
     public init() {}
-    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, path, containersConf }
+    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, path, containersConf, storageConf }
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
         path = try c.decodeIfPresent(String.self, forKey: .path) ?? "podman"
         containersConf = try c.decodeIfPresent(String.self, forKey: .containersConf) ?? ""
+        storageConf = try c.decodeIfPresent(String.self, forKey: .storageConf) ?? ""
     }
 }

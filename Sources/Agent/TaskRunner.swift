@@ -10,6 +10,10 @@ import SpecolaProtocol
 /// containers that are still there and reports the rest as lost, so nothing
 /// runs twice.
 public actor TaskRunner {
+    /// Its outbox commits (fsync) and ledger writes block this thread, not the cooperative pool.
+    private let executor = DedicatedThreadExecutor(name: "task-runner")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     private struct Running {
         var driver: String
         var stopReason: String?

@@ -12,6 +12,10 @@ import SpecolaProtocol
 /// running means adopted, gone means reported `exited`. Operations on one
 /// workload run one after another, so a stop never overtakes its start.
 public actor WorkloadRunner {
+    /// Its outbox commits (fsync) and ledger writes block this thread, not the cooperative pool.
+    private let executor = DedicatedThreadExecutor(name: "workloads")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     private struct Instance {
         var start: Specola_V1_StartWorkload
         /// Set once the runtime said it started (or it was adopted); only then is it watched.

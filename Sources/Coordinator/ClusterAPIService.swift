@@ -96,10 +96,8 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         return updated
     }
 
-    /// Runs a blocking call (FreeIPMI) off the concurrency pool.
+    /// Runs a blocking call (FreeIPMI) on a thread of its own, off the concurrency pool.
     static func blocking(_ body: @escaping @Sendable () throws -> Void) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-        }
+        try await onDedicatedThread("specola-bmc", body)
     }
 }

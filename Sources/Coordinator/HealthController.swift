@@ -171,16 +171,17 @@ final class HealthController: Sendable {
         guard start else { return }
         logger.warning("fencing: powering the node off through its BMC", metadata: ["node.name": "\(node.name)", "bmc": "\(bmc)"])
         let name = node.name
-        DispatchQueue.global().async { [self] in
+        Task { [self] in
             let outcome: Attempt
             do {
-                try bmc.powerOff()
+                // FreeIPMI blocks for a round trip (seconds against a slow BMC): a thread of its own.
+                try await onDedicatedThread("specola-fence") { try bmc.powerOff() }
                 // Proof is the power state read back, not the accepted command.
-                let deadline = Date().addingTimeInterval(15)
-                var state = try bmc.powerStatus()
-                while state != .off && Date() < deadline {
-                    usleep(250_000)
-                    state = try bmc.powerStatus()
+                let deadline = ContinuousClock.now + .seconds(15)
+                var state = try await onDedicatedThread("specola-fence") { try bmc.powerStatus() }
+                while state != .off && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(250))
+                    state = try await onDedicatedThread("specola-fence") { try bmc.powerStatus() }
                 }
                 outcome = state == .off ? .confirmedOff : .failed("power still \(state) 15 s after the off command", atUnixMs: Clock.nowUnixMs())
             } catch {

@@ -43,6 +43,10 @@ public actor Replica {
     }
 
     public let settings: Settings
+    /// The replica runs on a thread of its own: its log fsyncs block that thread only,
+    /// never the cooperative pool that gRPC handlers and controllers share.
+    private let executor: DedicatedThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private var raft: RaftNode
     private let storage: RaftStorage
     private let transport: PeerTransport
@@ -79,6 +83,7 @@ public actor Replica {
     public init(settings: Settings, storage: RaftStorage, peers: [Specola_V1_Member], initialVoters: Set<NodeID>,
                 transport: PeerTransport, thresholds: LivenessThresholds, logger: Logger) throws {
         self.settings = settings
+        executor = DedicatedThreadExecutor(name: "replica-\(settings.name)")
         self.storage = storage
         self.transport = transport
         self.thresholds = thresholds

@@ -3,8 +3,9 @@ import TestSupport
 import Testing
 
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
-@Suite struct CapacityCollectorTests {
+@Suite(.watchesCooperativePool) struct CapacityCollectorTests {
     @Test func readsTheRealMachine() throws {
         let section = CapacityCollector(labels: ["rack": "r1"]).collect()
         #expect(section.cpuCores >= 1)

@@ -5,8 +5,9 @@ import TestSupport
 import Testing
 
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
-@Suite struct ContainerCollectorTests {
+@Suite(.watchesCooperativePool) struct ContainerCollectorTests {
     private static let image = TestPodman.image
     private static let podmanEnvironment = TestPodman.environment
 

@@ -7,9 +7,10 @@ import SpecolaProtocol
 import TestSupport
 import Testing
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
 /// The exec driver runs real processes with rlimits and a timeout.
-@Suite struct ExecDriverTests {
+@Suite(.watchesCooperativePool) struct ExecDriverTests {
     let driver = ExecDriver(nodeName: "exec-test-\(getpid())", logger: Logger(label: "test.exec"))
 
     @Test func aProcessRunsWithItsEnvironmentAndExitCode() async throws {

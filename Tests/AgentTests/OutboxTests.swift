@@ -3,8 +3,9 @@ import SpecolaProtocol
 import TestSupport
 import Testing
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
-@Suite struct OutboxTests {
+@Suite(.watchesCooperativePool) struct OutboxTests {
     @Test func sequenceNumbersNeverRepeatAcrossRestartsAndAcks() throws {
         let dir = try TempDir()
         defer { dir.remove() }

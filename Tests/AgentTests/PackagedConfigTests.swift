@@ -2,9 +2,10 @@ import SpecolaProtocol
 import TestSupport
 import Testing
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
 /// The example config in packaging/ must load, so it cannot drift from the code.
-@Suite struct PackagedAgentConfigTests {
+@Suite(.watchesCooperativePool) struct PackagedAgentConfigTests {
     @Test func exampleAgentConfigLoads() throws {
         let config = try ConfigFile.load(AgentConfig.self, path: BuiltProducts.repositoryRoot + "/packaging/agent.yaml")
         #expect(!config.coordinators.isEmpty)

@@ -4,9 +4,10 @@ import SpecolaProtocol
 import TestSupport
 import Testing
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
 /// The podman driver against real podman with runc: containers exist only for their task.
-@Suite struct PodmanDriverTests {
+@Suite(.watchesCooperativePool) struct PodmanDriverTests {
     let driver = PodmanDriver(environment: TestPodman.environment, nodeName: "driver-test-\(UUID().uuidString.prefix(8))", logger: Logger(label: "test.driver"))
 
     func task(_ script: String, _ edit: (inout TaskSpec) -> Void = { _ in }) -> TaskSpec {
@@ -70,6 +71,7 @@ import Testing
     }
 
     @Test func aMissingImageFailsToStartWithTheReason() async throws {
+        try await TestPodman.ensureImage()  // the tests' store is emptied first, once per run
         var spec = TaskSpec(allocationID: "t-missing-\(UUID().uuidString.prefix(6).lowercased())", image: "localhost/no-such-image:1", command: ["true"])
         spec.pull = "never"
         let outcome = try await driver.run(spec)

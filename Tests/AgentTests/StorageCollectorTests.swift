@@ -4,8 +4,9 @@ import TestSupport
 import Testing
 
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
-@Suite struct StorageCollectorTests {
+@Suite(.watchesCooperativePool) struct StorageCollectorTests {
     @Test func realMachineHasADiskAndARootFilesystem() throws {
         let section = StorageCollector(logger: Logger(label: "test.storage")).collect()
         #expect(!section.disks.isEmpty)

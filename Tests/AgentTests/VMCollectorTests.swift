@@ -5,8 +5,9 @@ import TestSupport
 import Testing
 
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
-@Suite struct VMCollectorTests {
+@Suite(.watchesCooperativePool) struct VMCollectorTests {
     private static let fixtures = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/libvirt")
 

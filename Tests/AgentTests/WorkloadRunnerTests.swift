@@ -4,11 +4,12 @@ import SpecolaProtocol
 import TestSupport
 import Testing
 @testable import SpecolaAgent
+import CooperativePoolWatch
 
 /// HA workloads on one agent against real runtimes: a private libvirtd with the
 /// test driver for VMs, and real podman (runc) for pods. Instructions go
 /// through the `InstructionExecutor`, so each id runs at most once.
-@Suite struct WorkloadRunnerTests {
+@Suite(.watchesCooperativePool) struct WorkloadRunnerTests {
     /// An agent's instruction path and workload runner over a fresh outbox.
     struct Agent {
         let outbox: Outbox

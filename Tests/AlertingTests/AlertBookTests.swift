@@ -2,9 +2,10 @@ import Foundation
 import Testing
 
 @testable import SpecolaAlerting
+import CooperativePoolWatch
 
 /// The replicated alert lifecycle: what each committed change does to the book.
-@Suite struct AlertBookTests {
+@Suite(.watchesCooperativePool) struct AlertBookTests {
     let nodeDown = BuiltinAlert.nodeDown(node: "n3", reason: "no heartbeat")
 
     @Test func theFingerprintDependsOnRuleAndLabelsOnlyNotOnTheirOrder() {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpecolaAlerting
+import CooperativePoolWatch
 
 /// A seeded generator, so a failing run can be replayed from its seed.
 struct SplitMix64: RandomNumberGenerator {
@@ -18,7 +19,7 @@ struct SplitMix64: RandomNumberGenerator {
 /// Random alert histories with leader changes and leaders that die between delivering and
 /// committing. Property: after a receiver drops repeated idempotency keys, no receiver is ever
 /// told about one alert transition twice; and once nothing is muted, every firing is told.
-@Suite struct AlertingSimulationTests {
+@Suite(.watchesCooperativePool) struct AlertingSimulationTests {
     static let routing = AlertRouting(routes: [
         NotificationRoute(receiver: Scenario.chat, groupBy: ["alertname"], groupIntervalMs: 30_000, repeatIntervalMs: 600_000),
         NotificationRoute(

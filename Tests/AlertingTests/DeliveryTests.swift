@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 
 @testable import SpecolaAlerting
+import CooperativePoolWatch
 
 /// A receiver that fails its first `failures` sends with `error`, recording every attempt.
 actor ScriptedReceiver: Receiver {
@@ -46,7 +47,7 @@ actor GatedReceiver: Receiver {
 }
 
 /// Retries with backoff, what is not retried, and what the leader commits afterwards.
-@Suite struct DeliveryTests {
+@Suite(.watchesCooperativePool) struct DeliveryTests {
     let fast = DeliveryRetryPolicy(attempts: 4, initialBackoffMs: 1, maxBackoffMs: 5, jitter: 0.2)
     let serverError = DeliveryError(.httpStatus, "answered 500", retryable: true)
 
@@ -108,7 +109,7 @@ actor GatedReceiver: Receiver {
 }
 
 /// Pure formatting: times and the e-mail text.
-@Suite struct FormattingTests {
+@Suite(.watchesCooperativePool) struct FormattingTests {
     @Test func utcTimesMatchKnownDates() {
         #expect(UTCTime.rfc3339(0) == "1970-01-01T00:00:00.000Z")
         #expect(UTCTime.rfc3339(951_782_400_123) == "2000-02-29T00:00:00.123Z")

@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 
 @testable import SpecolaAlerting
+import CooperativePoolWatch
 
 /// One line of Tests/Fixtures/alerting/smtp_server.py's log: a message or an AUTH attempt.
 struct SMTPRecord: Decodable {
@@ -18,7 +19,7 @@ struct SMTPRecord: Decodable {
 }
 
 /// E-mail delivery against aiosmtpd on loopback, with STARTTLS on a certificate made here by openssl.
-@Suite struct EmailReceiverTests {
+@Suite(.watchesCooperativePool) struct EmailReceiverTests {
     static let host = "127.0.3.2"
     static let user = "alerts"
     static let password = "pw-7Qx!not-in-logs"

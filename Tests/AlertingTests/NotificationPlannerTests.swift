@@ -2,9 +2,10 @@ import Foundation
 import Testing
 
 @testable import SpecolaAlerting
+import CooperativePoolWatch
 
 /// What the planner sends, when, and that it sends each alert transition once per receiver.
-@Suite struct NotificationPlannerTests {
+@Suite(.watchesCooperativePool) struct NotificationPlannerTests {
     let minute: Int64 = 60_000
     let n3Down = BuiltinAlert.nodeDown(node: "n3", reason: "no heartbeat")
     let n4Down = BuiltinAlert.nodeDown(node: "n4", reason: "no heartbeat")

@@ -2,9 +2,10 @@ import Foundation
 import Testing
 
 @testable import SpecolaAlerting
+import CooperativePoolWatch
 
 /// Threshold rules from config: fire after holding for the `for` period, resolve when they stop holding.
-@Suite struct ThresholdRuleTests {
+@Suite(.watchesCooperativePool) struct ThresholdRuleTests {
     let hot = ThresholdRule(name: "CPUHot", metric: "cpu_temp_c", comparison: .greater, value: 90, forMs: 60_000, severity: .critical)
     let node: Labels = ["node": "n2"]
 

@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 
 @testable import SpecolaAlerting
+import CooperativePoolWatch
 
 /// One request as Tests/Fixtures/alerting/webhook_receiver.py recorded it.
 struct RecordedRequest: Decodable {
@@ -46,7 +47,7 @@ struct ChatBody: Decodable {
 }
 
 /// Webhook delivery against a real HTTP server on loopback (Python's http.server).
-@Suite struct WebhookReceiverTests {
+@Suite(.watchesCooperativePool) struct WebhookReceiverTests {
     static let host = "127.0.3.1"
     static let secretPath = "/hooks/T0001/B0002/not-for-logs"
     let fast = DeliveryRetryPolicy(attempts: 4, initialBackoffMs: 20, maxBackoffMs: 100, jitter: 0.2)

@@ -6,6 +6,7 @@ import Synchronization
 import TestSupport
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// A receiver that records what it was sent; `held` makes sends wait until released.
 final class RecordingReceiver: Receiver {
@@ -28,7 +29,7 @@ final class RecordingReceiver: Receiver {
 
 /// The alert loop's shell on a real single-voter replica: what it commits, what it sends,
 /// and that it never sends a notification again while the first send is still settling.
-@Suite struct AlertControllerTests {
+@Suite(.watchesCooperativePool) struct AlertControllerTests {
     static let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
     func withLeader(_ body: (Replica) async throws -> Void) async throws {

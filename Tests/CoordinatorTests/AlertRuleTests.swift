@@ -4,12 +4,13 @@ import SpecolaJobs
 import SpecolaProtocol
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// Rule evaluation as a function of the state, the leader's liveness view and the time.
 /// The leader commits what the evaluator returns; the properties checked here are about
 /// that loop: it converges (a second pass proposes nothing), it never resolves an alert
 /// about a node it has not heard from, and events fire once.
-@Suite struct AlertRuleTests {
+@Suite(.watchesCooperativePool) struct AlertRuleTests {
     let t0: Int64 = 1_763_632_800_000
 
     func input(_ state: ClusterState, _ status: [String: NodeStatus], at now: Int64, contact: [String: Int64] = [:]) -> AlertRuleInput {

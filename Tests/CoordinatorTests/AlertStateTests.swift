@@ -4,6 +4,7 @@ import SpecolaJobs
 import SpecolaProtocol
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// Builders shared by the alert state and rule tests.
 enum AlertFixture {
@@ -36,7 +37,7 @@ enum AlertFixture {
 
 /// The alert book as part of the replicated state: committed through `Command.alert`,
 /// applied the same on every replica, and carried whole by snapshots.
-@Suite struct AlertStateTests {
+@Suite(.watchesCooperativePool) struct AlertStateTests {
     let t0: Int64 = 1_763_632_800_000
     let down = BuiltinAlert.nodeDown(node: "n1", reason: "no heartbeat for 12 s")
 

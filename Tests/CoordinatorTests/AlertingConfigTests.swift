@@ -3,9 +3,10 @@ import SpecolaProtocol
 import TestSupport
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// A wrong `alerting:` section stops the coordinator at start-up with the file, line and field.
-@Suite struct AlertingConfigTests {
+@Suite(.watchesCooperativePool) struct AlertingConfigTests {
     let base = """
         name: c1
         listen: 127.0.0.1:7450

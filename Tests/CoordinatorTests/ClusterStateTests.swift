@@ -1,8 +1,9 @@
 import SpecolaProtocol
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
-@Suite struct ClusterStateTests {
+@Suite(.watchesCooperativePool) struct ClusterStateTests {
     func report(_ seq: UInt64, full: Bool = false, _ edit: (inout Specola_V1_NodeFacts) -> Void = { _ in }) -> Specola_V1_Report {
         .with {
             $0.seq = seq

@@ -3,9 +3,10 @@ import SpecolaJobs
 import SpecolaProtocol
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// Jobs inside the replicated state: the same commands give the same state on every replica.
-@Suite struct JobBookTests {
+@Suite(.watchesCooperativePool) struct JobBookTests {
     var seq: UInt64 = 0
 
     static func pipeline() -> JobSpec {

@@ -1,8 +1,9 @@
 import SpecolaProtocol
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
-@Suite struct MetricsRendererTests {
+@Suite(.watchesCooperativePool) struct MetricsRendererTests {
     @Test func sensorMetricsUseIPMIExporterNames() {
         let node = Specola_V1_Node.with {
             $0.name = "n1"

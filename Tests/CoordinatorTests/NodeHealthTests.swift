@@ -1,9 +1,10 @@
 import SpecolaProtocol
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// The failure ladder, one rule per test: fence before failover.
-@Suite struct NodeHealthTests {
+@Suite(.watchesCooperativePool) struct NodeHealthTests {
     let policy = NodeHealth.Policy(suspectAfterMs: 3_000, downAfterMs: 10_000, selfFenceAfterMs: 20_000, leaseMarginMs: 5_000)
 
     func next(_ committed: NodeHealth.Status, silence: Int64, lease: Int64? = nil, allowed: Bool = true, off: Bool = false,
@@ -102,7 +103,7 @@ import Testing
     }
 }
 
-@Suite struct EarlyWarningTests {
+@Suite(.watchesCooperativePool) struct EarlyWarningTests {
     func node(critical: Bool = false, psuEventAt: Int64? = nil, cordoned: Bool = false, draining: Bool = false) -> Specola_V1_Node {
         .with {
             $0.name = "n1"

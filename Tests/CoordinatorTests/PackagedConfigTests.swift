@@ -4,9 +4,10 @@ import SpecolaProtocol
 import TestSupport
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// The example config in packaging/ must load, so it cannot drift from the code.
-@Suite struct PackagedConfigTests {
+@Suite(.watchesCooperativePool) struct PackagedConfigTests {
     @Test func exampleCoordinatorConfigLoads() throws {
         // The example names /etc/specola/bmc-password; point it at a temp file with a password in it.
         let dir = try TempDir()

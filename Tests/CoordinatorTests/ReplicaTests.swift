@@ -5,9 +5,10 @@ import SpecolaRaft
 import TestSupport
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// A single-voter group on real SQLite files: what is acknowledged survives a restart.
-@Suite struct ReplicaTests {
+@Suite(.watchesCooperativePool) struct ReplicaTests {
     func makeReplica(_ dir: TempDir, snapshotEvery: UInt64 = 20_000) throws -> Replica {
         var settings = Replica.Settings(id: 1, name: "c1")
         settings.tick = .milliseconds(5)

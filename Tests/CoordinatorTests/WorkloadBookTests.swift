@@ -4,10 +4,11 @@ import SpecolaJobs
 import SpecolaProtocol
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// HA workloads in the replicated state and the planner that moves them:
 /// restarts, relocations only after fencing, limits, and error.
-@Suite struct WorkloadBookTests {
+@Suite(.watchesCooperativePool) struct WorkloadBookTests {
     static let gib: Int64 = 1 << 30
 
     /// Nodes with 4 cores, 8 GiB, libvirt and podman reachable.

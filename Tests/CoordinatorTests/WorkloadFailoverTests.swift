@@ -6,13 +6,14 @@ import Synchronization
 import TestSupport
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// Failover through the real leader loop: a Raft replica, the workload
 /// controller and the instruction hub, with simulated agents on the hub's
 /// streams. A node that stops answering keeps what it ran; only once `fenced`
 /// is committed (the lead's ladder does that after a BMC power-off) do its VM
 /// and pod start elsewhere, within seconds, and never on two nodes at once.
-@Suite struct WorkloadFailoverTests {
+@Suite(.watchesCooperativePool) struct WorkloadFailoverTests {
     /// What really runs on each simulated node, and whether its agent answers.
     final class World: Sendable {
         private let lock = Mutex<(running: [String: [String: UInt64]], alive: Set<String>, doubles: [String])>(([:], [], []))

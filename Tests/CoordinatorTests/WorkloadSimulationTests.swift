@@ -4,6 +4,7 @@ import SpecolaProtocol
 import TestSupport
 import Testing
 @testable import SpecolaCoordinator
+import CooperativePoolWatch
 
 /// A seeded simulation of the HA loop: the planner and the replicated state
 /// against simulated nodes that crash workloads, die (keeping what they ran
@@ -11,7 +12,7 @@ import Testing
 /// workload runs on two nodes, whatever operators drain or disable meanwhile;
 /// once the cluster is healthy again every
 /// workload that should run, runs exactly once. A failure prints its seed.
-@Suite struct WorkloadSimulationTests {
+@Suite(.watchesCooperativePool) struct WorkloadSimulationTests {
     /// The physical world the state is about.
     struct World {
         var state = WorkloadBookTests.cluster(["n1", "n2", "n3"])

@@ -1,8 +1,9 @@
 import Testing
 @testable import SpecolaJobs
+import CooperativePoolWatch
 
 /// The job lifecycle: DAG order, fan-in, retries with backoff, lost work, cancel.
-@Suite struct JobRunTests {
+@Suite(.watchesCooperativePool) struct JobRunTests {
     static let pipeline = """
         apiVersion: specola/v1
         kind: Pipeline

@@ -3,13 +3,14 @@ import SpecolaProtocol
 import SwiftProtobuf
 import TestSupport
 import Testing
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The README's run command: `specola dev` brings up a working cluster and
 /// Ctrl-C (SIGINT) takes every process it started down again.
-@Suite(.serialized) struct DevCommandTests {
+@Suite(.serialized, .watchesCooperativePool) struct DevCommandTests {
     /// PIDs of processes whose command line mentions `marker`.
     static func processes(mentioning marker: String) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
@@ -26,9 +27,12 @@ import Glibc
     @Test func devStartsAClusterThatReportsAndStopsCleanly() async throws {
         let dir = try TempDir("specola-dev")
         defer { dir.remove() }
+        // `specola dev` and its agents use the tests' podman store, not the host's.
+        try await TestPodman.ensureImage()
         let dev = try ChildProcess(
             name: "dev", executable: BuiltProducts.path("specola"),
-            arguments: ["dev", "--dir", dir.file("cluster"), "--agents", "2"], logDirectory: dir.path)
+            arguments: ["dev", "--dir", dir.file("cluster"), "--agents", "2"], logDirectory: dir.path,
+            environment: ["CONTAINERS_STORAGE_CONF": TestPodman.environment["CONTAINERS_STORAGE_CONF"]!])
         do {
             try await waitUntil("specola dev to report every agent", timeout: .seconds(90)) {
                 guard dev.isRunning else { throw ProcessDied(log: dev.log) }

@@ -2,12 +2,13 @@ import Foundation
 import SpecolaProtocol
 import TestSupport
 import Testing
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Real binaries on loopback: agents report over mutual TLS, the CLI shows it.
-@Suite(.serialized) struct EndToEndTests {
+@Suite(.serialized, .watchesCooperativePool) struct EndToEndTests {
     @Test func agentsReportRealFactsThatTheCLIShows() async throws {
         let cluster = try LocalCluster()
         let bmc = try await SimulatedBMC.start(address: "127.0.1.1")

@@ -4,6 +4,7 @@ import SpecolaProtocol
 import SwiftProtobuf
 import TestSupport
 import Testing
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,7 +12,7 @@ import Glibc
 /// Fence before failover, with real processes: a node that dies is powered off
 /// through its (simulated) BMC before its work moves; a node cut off from the
 /// coordinator kills its own work before the coordinator moves it.
-@Suite(.serialized) struct FailoverTests {
+@Suite(.serialized, .watchesCooperativePool) struct FailoverTests {
     /// A task that records, on the host, when each of its runs started and when it was last alive
     /// (host uptime, the same clock in every container), so overlapping runs can be found afterwards.
     static func witnessJob(_ cluster: LocalCluster, ledger: String, name: String = "witness") throws -> String {
@@ -78,7 +79,7 @@ import Glibc
         let partitions = try AgentPartitions(coordinator: cluster.coordinator, aliases: aliases)
         do {
             try await cluster.startCoordinator()
-            let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+            let podman = TestPodman.agentConfig
             for (name, address) in addresses.sorted(by: { $0.key < $1.key }) {
                 try cluster.writeAgentConfig(
                     name, address: address, coordinatorAddress: HostPort(host: aliases[name]!, port: cluster.coordinator.port),
@@ -133,7 +134,7 @@ import Glibc
             """)
         try await cluster.withCleanup(removingContainersOf: ["witness"]) {
             try await cluster.startCoordinator()
-            let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+            let podman = TestPodman.agentConfig
             try cluster.writeAgentConfig("node1", address: "127.0.1.21", extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\n\(podman)")
             try cluster.writeAgentConfig("node2", address: "127.0.1.22", extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
             try cluster.startAgent("node1")
@@ -224,7 +225,7 @@ import Glibc
         let cluster = try LocalCluster()
         try await cluster.withCleanup(removingContainersOf: ["witness"]) {
             try await cluster.startCoordinator()
-            let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+            let podman = TestPodman.agentConfig
             try cluster.writeAgentConfig("node1", address: "127.0.1.25", extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\"}\n\(podman)")
             try cluster.writeAgentConfig("node2", address: "127.0.1.26", extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
             try cluster.startAgent("node1")
@@ -332,7 +333,7 @@ import Glibc
         vm: String, pod: String, suspectAfter: Double, downAfter: Double
     ) async throws {
         try await cluster.startCoordinator()
-        let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+        let podman = TestPodman.agentConfig
         for (name, bmc) in bmcs.sorted(by: { $0.key < $1.key }) {
             try cluster.writeAgentConfig(name, address: bmc.address,
                                          extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\(libvirt[name]!.uri)\"}\n\(podman)")
@@ -454,7 +455,7 @@ import Glibc
                 \(receivers.config)
                 """)
             try await group.startAll()
-            let podman = "podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}"
+            let podman = TestPodman.agentConfig
             var agents: [String: ChildProcess] = [:]
             for (name, address, bmcLine) in [("node1", bmc.address, bmc.agentConfigLine), ("node2", "127.0.\(group.subnet).42", "bmc: {mode: none}")] {
                 let tls = try group.pki.issue(.node, name, sans: [address])

@@ -3,13 +3,14 @@ import SpecolaProtocol
 import SwiftProtobuf
 import TestSupport
 import Testing
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Jobs end to end: the real CLI submits, the coordinator places through Raft,
 /// agents run the tasks in real podman containers (runc) and report back.
-@Suite(.serialized) struct JobTests {
+@Suite(.serialized, .watchesCooperativePool) struct JobTests {
     /// A coordinator and agents that run podman tasks with the test image.
     static func startCluster(agents: [(name: String, address: String, rack: String)]) async throws -> LocalCluster {
         try await TestPodman.ensureImage()
@@ -19,7 +20,7 @@ import Glibc
             try cluster.writeAgentConfig(agent.name, address: agent.address, reportInterval: 1, rack: agent.rack, extra: """
                 bmc: {mode: none}
                 libvirt: {uri: ""}
-                podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}
+                \(TestPodman.agentConfig)
                 """)
             try cluster.startAgent(agent.name)
         }

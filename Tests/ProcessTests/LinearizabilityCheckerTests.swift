@@ -1,8 +1,9 @@
 import TestSupport
 import Testing
+import CooperativePoolWatch
 
 /// The checker itself, on small hand-made histories whose verdict is known.
-@Suite struct LinearizabilityCheckerTests {
+@Suite(.watchesCooperativePool) struct LinearizabilityCheckerTests {
     typealias Op = RegisterOperation
 
     func op(_ client: Int, _ kind: Op.Kind, _ outcome: Op.Outcome = .ok, _ call: UInt64, _ ret: UInt64?) -> Op {

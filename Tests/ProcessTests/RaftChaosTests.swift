@@ -5,13 +5,14 @@ import SpecolaProtocol
 import Synchronization
 import TestSupport
 import Testing
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Real coordinator replicas under faults: kill -9, SIGSTOP, iptables
 /// partitions, bad peer input, membership changes and disaster recovery.
-@Suite(.serialized) struct RaftChaosTests {
+@Suite(.serialized, .watchesCooperativePool) struct RaftChaosTests {
 
     // MARK: - a. chaos with a linearizability check
 

@@ -4,12 +4,13 @@ import GRPCNIOTransportHTTP2
 import SpecolaProtocol
 import TestSupport
 import Testing
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Mutual TLS and identity checks against a real coordinator process.
-@Suite(.serialized) struct SecurityTests {
+@Suite(.serialized, .watchesCooperativePool) struct SecurityTests {
     func client<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
                              _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
         let transport = try HTTP2ClientTransport.Posix(

@@ -3,6 +3,7 @@ import SpecolaProtocol
 import SwiftProtobuf
 import TestSupport
 import Testing
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +13,7 @@ import Glibc
 /// private libvirtd (test driver) and the shared podman, and crashes are
 /// restarted in place, then moved to the other node once restarts are spent;
 /// a dead node's workloads move once its BMC has powered it off, never before.
-@Suite(.serialized) struct WorkloadTests {
+@Suite(.serialized, .watchesCooperativePool) struct WorkloadTests {
     /// A coordinator and two agents, each agent with a libvirtd of its own.
     final class Cluster: @unchecked Sendable {
         let cluster: LocalCluster
@@ -31,7 +32,7 @@ import Glibc
                 try cluster.writeAgentConfig(agent.name, address: agent.address, extra: """
                     \(bmc[agent.name] ?? "bmc: {mode: none}")
                     libvirt: {uri: "\(daemon.uri)"}
-                    podman: {enabled: true, containersConf: \(TestPodman.environment["CONTAINERS_CONF"]!)}
+                    \(TestPodman.agentConfig)
                     """)
                 try cluster.startAgent(agent.name)
             }
@@ -184,7 +185,7 @@ import Glibc
 
             if [ "$(cat "$S")" = 0 ] && [ ! -f "$(dirname "$0")/powered-off-at" ]; then
               /usr/bin/virsh -q -c '\(uri)' destroy \(vm) >/dev/null 2>&1
-              CONTAINERS_CONF='\(TestPodman.environment["CONTAINERS_CONF"]!)' /usr/bin/podman pod kill \(pod) >/dev/null 2>&1
+              \(TestPodman.shellEnvironment) /usr/bin/podman pod kill \(pod) >/dev/null 2>&1
               echo "$(date +%s%3N)" > "$(dirname "$0")/powered-off-at"
             fi
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SpecolaProtocol
+import CooperativePoolWatch
 
 struct SampleConfig: Decodable {
     var name: String
@@ -16,7 +17,7 @@ struct SampleConfig: Decodable {
     }
 }
 
-@Suite struct ConfigFileTests {
+@Suite(.watchesCooperativePool) struct ConfigFileTests {
     func error(_ yaml: String) -> ConfigError? {
         do {
             _ = try ConfigFile.decode(SampleConfig.self, yaml: yaml, file: "sample.yaml")

@@ -3,6 +3,7 @@ import Foundation
 import SpecolaProtocol
 import Testing
 import X509
+import CooperativePoolWatch
 
 /// A fresh temporary directory, removed after `body`.
 private func withTempDir<T>(_ body: (String) throws -> T) throws -> T {
@@ -32,7 +33,7 @@ private func mode(_ path: String) throws -> Int {
     return (attributes[.posixPermissions] as? NSNumber)?.intValue ?? -1
 }
 
-@Suite struct PKITests {
+@Suite(.watchesCooperativePool) struct PKITests {
     @Test(arguments: Role.allCases)
     func issuedLeafVerifiesWithOpenSSL(role: Role) throws {
         try withTempDir { dir in

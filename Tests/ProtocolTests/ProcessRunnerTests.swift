@@ -1,11 +1,12 @@
 import Foundation
 import Testing
 @testable import SpecolaProtocol
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite struct ProcessRunnerTests {
+@Suite(.watchesCooperativePool) struct ProcessRunnerTests {
     /// A descriptor this process holds (not close-on-exec) must not leak into children.
     @Test func childrenInheritOnlyTheStandardStreams() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("leak-\(UUID().uuidString.prefix(8))").path

@@ -1,11 +1,12 @@
 import Foundation
 import Testing
 @testable import SpecolaProtocol
+import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite struct SystemdNotifierTests {
+@Suite(.watchesCooperativePool) struct SystemdNotifierTests {
     @Test func readyReachesTheNotifySocket() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString.prefix(8)).sock").path
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)

@@ -1,10 +1,11 @@
 import SpecolaRaft
 import Testing
+import CooperativePoolWatch
 
 /// One test per safety claim of the Raft paper (Figure 3) plus the extensions we rely on.
 /// Every scenario runs inside `Simulation`, whose checker also enforces election safety,
 /// log matching, leader completeness and state-machine safety after every event.
-@Suite struct RaftPaperTests {
+@Suite(.watchesCooperativePool) struct RaftPaperTests {
     static func cluster(
         _ n: UInt64, spares: [NodeID] = [], preVote: Bool = true, checkQuorum: Bool = true, batch: Int = 64
     ) -> Simulation {

@@ -2,6 +2,7 @@ import Foundation
 import SpecolaRaft
 import Synchronization
 import Testing
+import CooperativePoolWatch
 
 #if canImport(Glibc)
     import Glibc
@@ -197,7 +198,7 @@ final class SeedCounter: Sendable {
     let value = Mutex<UInt64>(0)
 }
 
-@Suite struct RaftSimulationTests {
+@Suite(.watchesCooperativePool) struct RaftSimulationTests {
     static let env = ProcessInfo.processInfo.environment
 
     @Test func randomSeeds() async throws {

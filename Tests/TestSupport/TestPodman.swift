@@ -8,7 +8,14 @@ import Glibc
 /// and a tiny local busybox image, since no registry is reachable.
 public enum TestPodman {
     public static let image = "localhost/specola-test-mini:latest"
-    public static let environment = ["CONTAINERS_CONF": BuiltProducts.repositoryRoot + "/Tests/Fixtures/podman/containers.conf"]
+    static let containersConf = BuiltProducts.repositoryRoot + "/Tests/Fixtures/podman/containers.conf"
+    static let storageConf = BuiltProducts.repositoryRoot + "/Tests/Fixtures/podman/storage.conf"
+    /// The tests' podman: its own configuration and its own store, never the host's.
+    public static let environment = ["CONTAINERS_CONF": containersConf, "CONTAINERS_STORAGE_CONF": storageConf]
+    /// The `podman:` line of an agent's configuration that uses the tests' podman.
+    public static let agentConfig = "podman: {enabled: true, containersConf: \(containersConf), storageConf: \(storageConf)}"
+    /// The same settings as shell variables, for a script that runs podman itself.
+    public static let shellEnvironment = "CONTAINERS_CONF='\(containersConf)' CONTAINERS_STORAGE_CONF='\(storageConf)'"
 
     /// Runs podman; returns trimmed stdout, throws on a non-zero exit.
     @discardableResult
@@ -21,8 +28,24 @@ public enum TestPodman {
         return stdout
     }
 
-    /// Imports the image once per test process, so parallel tests do not import it twice.
-    private static let imageImport = Task { try await importImageIfMissing() }
+    /// Empties the tests' store and imports the image, once per test process, so every run
+    /// starts from the same cold podman and parallel tests do not import it twice.
+    private static let imageImport = Task {
+        try await emptyStore()
+        try await importImageIfMissing()
+    }
+
+    /// Removes what an earlier run left in the tests' store (never the host's): pods,
+    /// containers and images, the pause image included, which podman then builds anew.
+    private static func emptyStore() async throws {
+        for args in [["pod", "rm", "--all", "--force", "--time", "0"], ["rm", "--all", "--force", "--time", "0"],
+                     ["rmi", "--all", "--force"]] {
+            let result = try await runProcess("podman", args, environment: environment, timeout: .seconds(120))
+            guard result.status == 0 else {
+                throw TimedOut(what: "podman \(args.joined(separator: " ")) to empty the tests' store: \(String(decoding: result.stderr, as: UTF8.self))")
+            }
+        }
+    }
 
     public static func ensureImage() async throws {
         try await imageImport.value

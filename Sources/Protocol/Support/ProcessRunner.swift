@@ -156,10 +156,12 @@ public func runProcessBlocking(
     let stderrOutput = ChildState()
     let stderrDone = DispatchSemaphore(value: 0)
     let stderrRead = FileHandle(fileDescriptor: stderrPipe.read, closeOnDealloc: true)
-    DispatchQueue.global().async {
+    let stderrReader = Thread {
         stderrOutput.data = stderrRead.readDataToEndOfFile()
         stderrDone.signal()
     }
+    stderrReader.name = "specola-stderr"
+    stderrReader.start()
     let stdout = FileHandle(fileDescriptor: stdoutPipe.read, closeOnDealloc: true).readDataToEndOfFile()
     stderrDone.wait()
 
@@ -174,20 +176,15 @@ public func runProcessBlocking(
     return (status, stdout, stderrOutput.data)
 }
 
-/// Runs a program to completion without blocking the Swift concurrency pool.
+/// Runs a program to completion on a thread of its own, never on the Swift concurrency pool.
 /// `environment` is added to (and overrides) the inherited environment.
 public func runProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
     timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) async throws -> (status: Int32, stdout: Data, stderr: Data) {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(
-                with: Result {
-                    try runProcessBlocking(path, args, environment: environment, timeout: timeout,
-                                           ownProcessGroup: ownProcessGroup, onSpawn: onSpawn)
-                })
-        }
+    try await onDedicatedThread("specola-process") {
+        try runProcessBlocking(path, args, environment: environment, timeout: timeout,
+                               ownProcessGroup: ownProcessGroup, onSpawn: onSpawn)
     }
 }
 

@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+
+/// Watches Swift's cooperative pool from a thread of its own. The pool has one thread per
+/// core (two here) and never grows, so a test or a library call that blocks one (waitpid,
+/// fsync, usleep, a synchronous BMC call) or spins for seconds stalls every test of the run.
+///
+/// Every `interval` the watchdog hands the pool an empty job at each priority it watches
+/// (each priority has a pool of its own) and notes how long the job waited for a thread.
+/// A wait longer than `limit` is a stall. A busy but unblocked pool starts such a job within
+/// milliseconds even with another process hogging a core, so seconds mean blocked threads.
+public final class CooperativePoolWatchdog: @unchecked Sendable {
+    public struct Stall: Sendable, CustomStringConvertible {
+        public var start: ContinuousClock.Instant
+        public var duration: Duration
+        public var priority: TaskPriority
+        public var description: String {
+            "the cooperative pool (priority \(priority.rawValue)) started no job for \(duration.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))"
+        }
+    }
+
+    /// The one watchdog of a test process; its limit comes from SPECOLA_POOL_STALL_LIMIT_MS (default 2000).
+    public static let shared = CooperativePoolWatchdog(
+        limit: .milliseconds(Int(ProcessInfo.processInfo.environment["SPECOLA_POOL_STALL_LIMIT_MS"] ?? "") ?? 2_000))
+
+    public let limit: Duration
+    private let interval: Duration
+    private let lock = NSLock()
+    private var priorities: Set<UInt8> = []
+    /// Probes sent and not yet started, by priority: when each was sent.
+    private var outstanding: [UInt8: ContinuousClock.Instant] = [:]
+    private var recorded: [Stall] = []
+    private var running = true
+
+    public init(limit: Duration, interval: Duration = .milliseconds(25)) {
+        self.limit = limit
+        self.interval = interval
+        let pause = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        // The thread keeps the watchdog until `stop`.
+        let thread = Thread { [self] in
+            while tick() { Thread.sleep(forTimeInterval: pause) }
+        }
+        thread.name = "pool-watchdog"
+        thread.start()
+    }
+
+    public func stop() { lock.withLock { running = false } }
+
+    /// Starts probing the pool of `priority` (the caller's, usually).
+    public func watch(_ priority: TaskPriority) {
+        lock.withLock { _ = priorities.insert(priority.rawValue) }
+    }
+
+    /// Stalls that overlap `window`, including one still under way.
+    public func stalls(during window: Range<ContinuousClock.Instant>) -> [Stall] {
+        lock.withLock {
+            var found = recorded.filter { $0.start < window.upperBound && $0.start + $0.duration > window.lowerBound }
+            let now = ContinuousClock.now
+            for (raw, sent) in outstanding where now - sent > limit && sent < window.upperBound {
+                found.append(Stall(start: sent, duration: now - sent, priority: TaskPriority(rawValue: raw)))
+            }
+            return found
+        }
+    }
+
+    /// Sends a probe to every watched pool that has none outstanding; false once stopped.
+    private func tick() -> Bool {
+        let due: [UInt8] = lock.withLock {
+            guard running else { return [] }
+            return priorities.filter { outstanding[$0] == nil }
+        }
+        for raw in due {
+            let sent = ContinuousClock.now
+            lock.withLock { outstanding[raw] = sent }
+            Task.detached(priority: TaskPriority(rawValue: raw)) { [self] in probeStarted(raw, sent: sent) }
+        }
+        return lock.withLock { running }
+    }
+
+    private func probeStarted(_ raw: UInt8, sent: ContinuousClock.Instant) {
+        let waited = ContinuousClock.now - sent
+        lock.withLock {
+            outstanding[raw] = nil
+            if waited > limit {
+                recorded.append(Stall(start: sent, duration: waited, priority: TaskPriority(rawValue: raw)))
+            }
+        }
+    }
+}
+
+/// Fails a test during which the cooperative pool stalled (see `CooperativePoolWatchdog`).
+/// Stalls are process-wide: every test running at that moment reports the same one.
+public struct WatchesCooperativePool: SuiteTrait, TestTrait, TestScoping {
+    public var isRecursive: Bool { true }
+
+    public func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        guard !test.isSuite else { return try await function() }
+        let watchdog = CooperativePoolWatchdog.shared
+        watchdog.watch(Task.currentPriority)
+        let begin = ContinuousClock.now
+        defer {
+            for stall in watchdog.stalls(during: begin..<ContinuousClock.now) {
+                Issue.record("\(stall), \(begin.duration(to: stall.start)) into this test: a thread of the pool was blocked (a process wait, fsync, sleep or synchronous I/O) or spinning; move that work to a thread of its own")
+            }
+        }
+        try await function()
+    }
+}
+
+extension Trait where Self == WatchesCooperativePool {
+    /// See `WatchesCooperativePool`.
+    public static var watchesCooperativePool: Self { Self() }
+}
