@@ -5,7 +5,7 @@ import Testing
 @testable import SpecolaAgent
 import CooperativePoolWatch
 
-@Suite(.watchesCooperativePool) struct CapacityCollectorTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct CapacityCollectorTests {
     @Test func readsTheRealMachine() throws {
         let section = CapacityCollector(labels: ["rack": "r1"]).collect()
         #expect(section.cpuCores >= 1)

@@ -10,7 +10,7 @@ import Testing
 import CooperativePoolWatch
 
 /// The exec driver runs real processes with rlimits and a timeout.
-@Suite(.watchesCooperativePool) struct ExecDriverTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct ExecDriverTests {
     let driver = ExecDriver(nodeName: "exec-test-\(getpid())", logger: Logger(label: "test.exec"))
 
     @Test func aProcessRunsWithItsEnvironmentAndExitCode() async throws {

@@ -12,7 +12,7 @@ import Glibc
 #endif
 
 /// Runs against real ipmi_sim BMCs started from Tests/Fixtures/ipmi.
-@Suite("IPMICollector against ipmi_sim", .watchesCooperativePool, .enabled(if: SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)"))
+@Suite("IPMICollector against ipmi_sim", .runsOffThePool, .watchesCooperativePool, .enabled(if: SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)"))
 struct IPMICollectorTests {
     @Test func readsSensors() async throws {
         let bmc = try await SimulatedBMC.start()

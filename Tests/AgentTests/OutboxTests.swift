@@ -5,7 +5,7 @@ import Testing
 @testable import SpecolaAgent
 import CooperativePoolWatch
 
-@Suite(.watchesCooperativePool) struct OutboxTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct OutboxTests {
     @Test func sequenceNumbersNeverRepeatAcrossRestartsAndAcks() throws {
         let dir = try TempDir()
         defer { dir.remove() }

@@ -6,7 +6,7 @@ import Testing
 @testable import SpecolaAgent
 import CooperativePoolWatch
 
-@Suite(.watchesCooperativePool) struct StorageCollectorTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct StorageCollectorTests {
     @Test func realMachineHasADiskAndARootFilesystem() throws {
         let section = StorageCollector(logger: Logger(label: "test.storage")).collect()
         #expect(!section.disks.isEmpty)

@@ -7,7 +7,7 @@ import Testing
 @testable import SpecolaAgent
 import CooperativePoolWatch
 
-@Suite(.watchesCooperativePool) struct VMCollectorTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct VMCollectorTests {
     private static let fixtures = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/libvirt")
 

@@ -19,7 +19,8 @@ struct SplitMix64: RandomNumberGenerator {
 /// Random alert histories with leader changes and leaders that die between delivering and
 /// committing. Property: after a receiver drops repeated idempotency keys, no receiver is ever
 /// told about one alert transition twice; and once nothing is muted, every firing is told.
-@Suite(.watchesCooperativePool) struct AlertingSimulationTests {
+/// CPU-bound: its seeds run one after another on a thread of their own, not on the shared pool.
+@Suite(.serialized, .cpuBoundOffThePool, .watchesCooperativePool) struct AlertingSimulationTests {
     static let routing = AlertRouting(routes: [
         NotificationRoute(receiver: Scenario.chat, groupBy: ["alertname"], groupIntervalMs: 30_000, repeatIntervalMs: 600_000),
         NotificationRoute(

@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Watches Swift's cooperative pool from a thread of its own. The pool has one thread per
 /// core (two here) and never grows, so a test or a library call that blocks one (waitpid,
@@ -63,8 +66,33 @@ public final class CooperativePoolWatchdog: @unchecked Sendable {
         }
     }
 
+    /// Where stack dumps of stalls go (SPECOLA_POOL_STALL_DUMP=DIR), taken with gdb, to find the blocker.
+    private let dumpDirectory = ProcessInfo.processInfo.environment["SPECOLA_POOL_STALL_DUMP"]
+    private var dumpedStallsSentAt: Set<ContinuousClock.Instant> = []
+
+    private func dumpStacksOfStalls() {
+        guard let directory = dumpDirectory else { return }
+        let now = ContinuousClock.now
+        let fresh: [ContinuousClock.Instant] = lock.withLock {
+            let stalled = outstanding.values.filter { now - $0 > limit && !dumpedStallsSentAt.contains($0) }
+            dumpedStallsSentAt.formUnion(stalled)
+            return stalled
+        }
+        guard !fresh.isEmpty else { return }
+        let file = "\(directory)/pool-stall-\(getpid())-\(dumpedStallsSentAt.count).txt"
+        let gdb = Process()
+        gdb.executableURL = URL(fileURLWithPath: "/usr/bin/gdb")
+        gdb.arguments = ["-p", "\(getpid())", "-batch", "-ex", "thread apply all bt 30"]
+        FileManager.default.createFile(atPath: file, contents: nil)
+        gdb.standardOutput = FileHandle(forWritingAtPath: file)
+        gdb.standardError = FileHandle.nullDevice
+        try? gdb.run()
+        gdb.waitUntilExit()
+    }
+
     /// Sends a probe to every watched pool that has none outstanding; false once stopped.
     private func tick() -> Bool {
+        dumpStacksOfStalls()
         let due: [UInt8] = lock.withLock {
             guard running else { return [] }
             return priorities.filter { outstanding[$0] == nil }
@@ -112,4 +140,80 @@ public struct WatchesCooperativePool: SuiteTrait, TestTrait, TestScoping {
 extension Trait where Self == WatchesCooperativePool {
     /// See `WatchesCooperativePool`.
     public static var watchesCooperativePool: Self { Self() }
+}
+
+/// Runs each test of a suite on threads of its own instead of the cooperative pool, for tests
+/// that call blocking APIs directly (the collectors, `runProcessBlocking`, FreeIPMI, openssl),
+/// as the agent does from its dedicated collection queue.
+public struct RunsOffThePool: SuiteTrait, TestTrait, TestScoping {
+    /// The threads' nice value: CPU-bound simulations run at 10, so the processes and pool
+    /// threads of tests running beside them get the cores first.
+    public var niceness: Int32 = 0
+    public var isRecursive: Bool { true }
+
+    public func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        guard !test.isSuite else { return try await function() }
+        let executor = TestThreadsExecutor(threads: 2, niceness: niceness)
+        defer { executor.shutdown() }
+        try await withTaskExecutorPreference(executor) { try await function() }
+    }
+}
+
+extension Trait where Self == RunsOffThePool {
+    /// See `RunsOffThePool`.
+    public static var runsOffThePool: Self { Self() }
+    /// `runsOffThePool` at a lower CPU priority, for long CPU-bound tests (simulations, fuzzing).
+    public static var cpuBoundOffThePool: Self { Self(niceness: 10) }
+}
+
+/// A task executor with a few threads of its own; they end at `shutdown`.
+final class TestThreadsExecutor: TaskExecutor, @unchecked Sendable {
+    private let lock = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var closed = false
+
+    init(threads: Int, niceness: Int32) {
+        for index in 0..<threads {
+            let thread = Thread { [self] in
+                // On Linux a nice value set for the calling thread's id applies to that thread alone.
+                if niceness != 0, let thread = Self.currentThreadID() {
+                    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), thread, niceness)
+                }
+                while let job = next() { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            }
+            thread.name = "test-thread-\(index)"
+            thread.start()
+        }
+    }
+
+    /// The kernel's id of the calling thread, from /proc/thread-self ("PID/task/TID").
+    static func currentThreadID() -> id_t? {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self"))
+            .flatMap { $0.split(separator: "/").last }.flatMap { id_t($0) }
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        lock.withLock {
+            jobs.append(job)
+            lock.signal()
+        }
+    }
+
+    /// Lets the threads finish the jobs queued, then end.
+    func shutdown() {
+        lock.withLock {
+            closed = true
+            lock.broadcast()
+        }
+    }
+
+    private func next() -> UnownedJob? {
+        lock.withLock {
+            while jobs.isEmpty && !closed { lock.wait() }
+            return jobs.isEmpty ? nil : jobs.removeFirst()
+        }
+    }
 }

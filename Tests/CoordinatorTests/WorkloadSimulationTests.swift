@@ -12,7 +12,7 @@ import CooperativePoolWatch
 /// workload runs on two nodes, whatever operators drain or disable meanwhile;
 /// once the cluster is healthy again every
 /// workload that should run, runs exactly once. A failure prints its seed.
-@Suite(.watchesCooperativePool) struct WorkloadSimulationTests {
+@Suite(.cpuBoundOffThePool, .watchesCooperativePool) struct WorkloadSimulationTests {
     /// The physical world the state is about.
     struct World {
         var state = WorkloadBookTests.cluster(["n1", "n2", "n3"])

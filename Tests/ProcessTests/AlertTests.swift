@@ -111,7 +111,7 @@ struct AlertReceivers {
 /// Alerting end to end: a real coordinator evaluates the built-in rules, commits the alert
 /// lifecycle through Raft and notifies a chat webhook (Slack format) and an SMTP server
 /// (aiosmtpd, STARTTLS and AUTH); operators use the real CLI.
-@Suite(.serialized, .watchesCooperativePool) struct AlertTests {
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct AlertTests {
     static let receiverHost = "127.0.4.1"
 
     /// A coordinator with fast liveness thresholds (suspect after 1 s, down after 2 s) and the

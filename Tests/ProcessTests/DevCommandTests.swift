@@ -10,7 +10,7 @@ import Glibc
 
 /// The README's run command: `specola dev` brings up a working cluster and
 /// Ctrl-C (SIGINT) takes every process it started down again.
-@Suite(.serialized, .watchesCooperativePool) struct DevCommandTests {
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct DevCommandTests {
     /// PIDs of processes whose command line mentions `marker`.
     static func processes(mentioning marker: String) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

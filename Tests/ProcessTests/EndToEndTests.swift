@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// Real binaries on loopback: agents report over mutual TLS, the CLI shows it.
-@Suite(.serialized, .watchesCooperativePool) struct EndToEndTests {
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct EndToEndTests {
     @Test func agentsReportRealFactsThatTheCLIShows() async throws {
         let cluster = try LocalCluster()
         let bmc = try await SimulatedBMC.start(address: "127.0.1.1")

@@ -12,7 +12,7 @@ import Glibc
 /// Fence before failover, with real processes: a node that dies is powered off
 /// through its (simulated) BMC before its work moves; a node cut off from the
 /// coordinator kills its own work before the coordinator moves it.
-@Suite(.serialized, .watchesCooperativePool) struct FailoverTests {
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct FailoverTests {
     /// A task that records, on the host, when each of its runs started and when it was last alive
     /// (host uptime, the same clock in every container), so overlapping runs can be found afterwards.
     static func witnessJob(_ cluster: LocalCluster, ledger: String, name: String = "witness") throws -> String {

@@ -10,7 +10,7 @@ import Glibc
 
 /// Jobs end to end: the real CLI submits, the coordinator places through Raft,
 /// agents run the tasks in real podman containers (runc) and report back.
-@Suite(.serialized, .watchesCooperativePool) struct JobTests {
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct JobTests {
     /// A coordinator and agents that run podman tasks with the test image.
     static func startCluster(agents: [(name: String, address: String, rack: String)]) async throws -> LocalCluster {
         try await TestPodman.ensureImage()

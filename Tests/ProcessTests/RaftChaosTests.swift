@@ -12,7 +12,7 @@ import Glibc
 
 /// Real coordinator replicas under faults: kill -9, SIGSTOP, iptables
 /// partitions, bad peer input, membership changes and disaster recovery.
-@Suite(.serialized, .watchesCooperativePool) struct RaftChaosTests {
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct RaftChaosTests {
 
     // MARK: - a. chaos with a linearizability check
 

@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// Mutual TLS and identity checks against a real coordinator process.
-@Suite(.serialized, .watchesCooperativePool) struct SecurityTests {
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct SecurityTests {
     func client<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
                              _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
         let transport = try HTTP2ClientTransport.Posix(

@@ -13,7 +13,7 @@ import Glibc
 /// private libvirtd (test driver) and the shared podman, and crashes are
 /// restarted in place, then moved to the other node once restarts are spent;
 /// a dead node's workloads move once its BMC has powered it off, never before.
-@Suite(.serialized, .watchesCooperativePool) struct WorkloadTests {
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct WorkloadTests {
     /// A coordinator and two agents, each agent with a libvirtd of its own.
     final class Cluster: @unchecked Sendable {
         let cluster: LocalCluster

@@ -17,7 +17,7 @@ struct SampleConfig: Decodable {
     }
 }
 
-@Suite(.watchesCooperativePool) struct ConfigFileTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct ConfigFileTests {
     func error(_ yaml: String) -> ConfigError? {
         do {
             _ = try ConfigFile.decode(SampleConfig.self, yaml: yaml, file: "sample.yaml")

@@ -42,6 +42,8 @@ import Glibc
         .init(name: "unshare", package: "util-linux"), .init(name: "nsenter", package: "util-linux"),
         // Optional: the disk collector reads SMART only where smartctl is installed.
         .init(name: "smartctl", package: "smartmontools", required: false),
+        // Optional: the pool watchdog dumps stacks with gdb when SPECOLA_POOL_STALL_DUMP is set.
+        .init(name: "gdb", package: "gdb", required: false),
     ]
 
     /// Python modules the tests import, with their Debian packages.

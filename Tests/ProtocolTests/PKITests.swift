@@ -33,7 +33,7 @@ private func mode(_ path: String) throws -> Int {
     return (attributes[.posixPermissions] as? NSNumber)?.intValue ?? -1
 }
 
-@Suite(.watchesCooperativePool) struct PKITests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct PKITests {
     @Test(arguments: Role.allCases)
     func issuedLeafVerifiesWithOpenSSL(role: Role) throws {
         try withTempDir { dir in

@@ -6,7 +6,7 @@ import CooperativePoolWatch
 import Glibc
 #endif
 
-@Suite(.watchesCooperativePool) struct ProcessRunnerTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct ProcessRunnerTests {
     /// A descriptor this process holds (not close-on-exec) must not leak into children.
     @Test func childrenInheritOnlyTheStandardStreams() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("leak-\(UUID().uuidString.prefix(8))").path

@@ -6,7 +6,7 @@ import CooperativePoolWatch
 import Glibc
 #endif
 
-@Suite(.watchesCooperativePool) struct SystemdNotifierTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct SystemdNotifierTests {
     @Test func readyReachesTheNotifySocket() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString.prefix(8)).sock").path
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)

@@ -198,7 +198,7 @@ final class SeedCounter: Sendable {
     let value = Mutex<UInt64>(0)
 }
 
-@Suite(.watchesCooperativePool) struct RaftSimulationTests {
+@Suite(.cpuBoundOffThePool, .watchesCooperativePool) struct RaftSimulationTests {
     static let env = ProcessInfo.processInfo.environment
 
     @Test func randomSeeds() async throws {

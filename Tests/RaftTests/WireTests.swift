@@ -3,7 +3,7 @@ import Testing
 import CooperativePoolWatch
 
 /// The binary format round-trips every value and rejects garbage with an error, never a trap.
-@Suite(.watchesCooperativePool) struct WireTests {
+@Suite(.cpuBoundOffThePool, .watchesCooperativePool) struct WireTests {
     static let snapshot = Snapshot(
         meta: SnapshotMeta(index: 77, term: 5, config: ConfigState(voters: [1, 2, 3], learners: [9])),
         data: [1, 2, 3, 4])
