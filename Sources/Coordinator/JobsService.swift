@@ -80,7 +80,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         if request.waitMs > 0 {
             let deadline = ContinuousClock.now + .milliseconds(min(request.waitMs, 30_000))
             while ContinuousClock.now < deadline, let entry = await replica.job(request.id), entry.revision <= request.afterRevision {
-                try await Task.sleep(for: .milliseconds(10))
+                await replica.waitForProgress(within: deadline - ContinuousClock.now)
             }
         }
         return try await status(of: request.id)

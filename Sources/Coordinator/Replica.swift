@@ -74,6 +74,9 @@ public actor Replica {
     /// The hard state last written to disk (its commit index may lag the real one).
     private var durableHardState: HardState
     private var stopped = false
+    /// Callers of `waitForProgress`, resumed when an entry is applied or leadership changes.
+    private var progressWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    private var nextProgressWaiter: UInt64 = 0
 
     // Soft state, leader only: liveness of agents. Never replicated.
     private(set) var lastContact: [String: Int64] = [:]
@@ -270,6 +273,7 @@ public actor Replica {
         }
         applied = entry.index
         appliedTerm = entry.term
+        wakeProgressWaiters()
         if let proposal = proposals.removeValue(forKey: entry.index) {
             if proposal.term == entry.term {
                 proposal.continuation.resume(returning: outcome)
@@ -313,7 +317,32 @@ public actor Replica {
         }
     }
 
+    /// Suspends until an entry is applied or leadership changes, or until `limit` passes: what a
+    /// watcher (a job's status, a leadership transfer) waits on instead of polling.
+    public func waitForProgress(within limit: Duration) async {
+        let id = nextProgressWaiter
+        nextProgressWaiter += 1
+        await withCheckedContinuation { continuation in
+            progressWaiters[id] = continuation
+            Task { [weak self] in
+                try? await Task.sleep(for: limit)
+                await self?.wakeProgressWaiter(id)
+            }
+        }
+    }
+
+    private func wakeProgressWaiter(_ id: UInt64) {
+        progressWaiters.removeValue(forKey: id)?.resume()
+    }
+
+    private func wakeProgressWaiters() {
+        guard !progressWaiters.isEmpty else { return }
+        for waiter in progressWaiters.values { waiter.resume() }
+        progressWaiters.removeAll()
+    }
+
     private func leadershipChanged(_ soft: SoftState) {
+        wakeProgressWaiters()
         batchesInFlight.removeAll()
         if soft.role == .leader {
             // Grace period: a new leader has not heard from agents yet.
@@ -363,6 +392,7 @@ public actor Replica {
         readRequests.removeAll()
         for read in readsAwaitingApply { read.continuation.resume(throwing: error) }
         readsAwaitingApply.removeAll()
+        wakeProgressWaiters()
     }
 
     // MARK: - Client side
@@ -439,8 +469,9 @@ public actor Replica {
         }
         let deadline = ContinuousClock.now + limit
         while raft.leader != target {
-            guard ContinuousClock.now < deadline else { throw ReplicaError.timedOut }
-            try await Task.sleep(for: .milliseconds(10))
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw ReplicaError.timedOut }
+            await waitForProgress(within: left)
         }
         return target
     }
