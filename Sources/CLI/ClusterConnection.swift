@@ -8,7 +8,7 @@ import SwiftProtobuf
 /// Connection flags shared by every command that talks to the cluster, with
 /// Nomad-style environment fallbacks.
 struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Coordinator address HOST:PORT (env SPECOLA_ADDR).")
+    @Option(help: "Coordinator replica addresses HOST:PORT, comma-separated; any replica will do (env SPECOLA_ADDR).")
     var addr: String?
 
     @Option(help: "CA certificate PEM (env SPECOLA_CACERT).")
@@ -23,11 +23,16 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(help: "Print machine-readable JSON instead of tables.")
     var json = false
 
-    func resolved(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> (HostPort, TLSFiles) {
+    func resolved(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ([HostPort], TLSFiles) {
         let addressText = addr ?? environment["SPECOLA_ADDR"] ?? "127.0.0.1:7450"
-        guard let endpoint = HostPort(parsing: addressText, defaultPort: 7450) else {
-            throw CLIError("'\(addressText)' is not a coordinator address; use HOST:PORT, e.g. --addr 127.0.0.11:7450")
-        }
+        let endpoints = try addressText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.map { text in
+                guard let endpoint = HostPort(parsing: text, defaultPort: 7450) else {
+                    throw CLIError("'\(text)' is not a coordinator address; use HOST:PORT, several comma-separated, e.g. --addr 127.0.0.11:7450,127.0.0.12:7450")
+                }
+                return endpoint
+            }
+        guard !endpoints.isEmpty else { throw CLIError("no coordinator address given; pass --addr HOST:PORT or set SPECOLA_ADDR") }
         func pick(_ flag: String?, _ env: String, _ what: String) throws -> String {
             if let value = flag ?? environment[env], !value.isEmpty { return value }
             throw CLIError("no \(what) given; pass --\(what) or set \(env) (`specola dev` prints the export lines)")
@@ -37,7 +42,7 @@ struct ConnectionOptions: ParsableArguments {
             cert: try pick(clientCert, "SPECOLA_CLIENT_CERT", "client-cert"),
             key: try pick(clientKey, "SPECOLA_CLIENT_KEY", "client-key"))
         try tls.validate()
-        return (endpoint, tls)
+        return (endpoints, tls)
     }
 
     /// Runs `body` against the coordinator's API, turning transport errors into advice.
@@ -53,30 +58,45 @@ struct ConnectionOptions: ParsableArguments {
         try await withClient { try await body(Specola_V1_Jobs.Client(wrapping: $0)) }
     }
 
-    /// Runs `body` against the given replica; a follower's refusal that names the
-    /// leader is followed once, so any replica's address works.
+    /// Runs `body` against the group: a follower's refusal that names the leader is followed,
+    /// and a replica that cannot be reached is skipped for the next address given.
     func withClient<T: Sendable>(
         _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T
     ) async throws -> T {
-        let (first, tls) = try resolved()
-        var endpoint = first
-        for attempt in 0..<3 {
+        let (given, tls) = try resolved()
+        var untried = given
+        var endpoint = untried.removeFirst()
+        var lastError: RPCError?
+        for _ in 0..<(given.count + 2) {
             let transport = try HTTP2ClientTransport.Posix(
-                target: .ipv4(address: endpoint.host, port: endpoint.port),
-                transportSecurity: tls.clientSecurity)
+                target: Self.target(endpoint), transportSecurity: tls.clientSecurity)
             do {
                 return try await withGRPCClient(transport: transport, handleClient: body)
             } catch let error as RPCError {
-                if error.code == .unavailable, attempt < 2,
-                    let leader = error.metadata[stringValues: "specola-leader"].compactMap({ HostPort(parsing: $0) }).first
-                {
+                guard error.code == .unavailable else { throw CLIError.from(error, endpoint: endpoint) }
+                lastError = error
+                if let leader = error.metadata[stringValues: "specola-leader"].compactMap({ HostPort(parsing: $0) }).first,
+                   leader != endpoint {
                     endpoint = leader
-                    continue
+                    untried.removeAll { $0 == leader }
+                } else if !untried.isEmpty {
+                    endpoint = untried.removeFirst()
+                } else {
+                    break
                 }
-                throw CLIError.from(error, endpoint: endpoint)
             }
         }
+        if let lastError { throw CLIError.from(lastError, endpoint: endpoint, tried: given) }
         throw CLIError("no leader answered; check `specola members` and the replicas' logs", exitCode: 3)
+    }
+
+    /// An IP address is dialled as is; a host name is resolved.
+    static func target(_ endpoint: HostPort) -> any ResolvableTarget {
+        if endpoint.host.contains(":") { return .ipv6(host: endpoint.host, port: endpoint.port) }
+        if endpoint.host.split(separator: ".").count == 4, endpoint.host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            return .ipv4(host: endpoint.host, port: endpoint.port)
+        }
+        return .dns(host: endpoint.host, port: endpoint.port)
     }
 }
 
@@ -92,10 +112,12 @@ struct CLIError: Error, CustomStringConvertible {
 
     var description: String { message }
 
-    static func from(_ error: RPCError, endpoint: HostPort) -> CLIError {
+    static func from(_ error: RPCError, endpoint: HostPort, tried: [HostPort] = []) -> CLIError {
         switch error.code {
+        case .unavailable where tried.count > 1:
+            return CLIError("no replica of \(tried.map(\.description).joined(separator: ",")) answered as leader (last, \(endpoint): \(error.message)); check that a majority runs (`specola members` against any of them) and that --addr/SPECOLA_ADDR lists them", exitCode: 3)
         case .unavailable, .deadlineExceeded:
-            return CLIError("cannot reach the coordinator at \(endpoint): \(error.message); check that it runs and that --addr/SPECOLA_ADDR is right", exitCode: 3)
+            return CLIError("cannot reach the coordinator at \(endpoint): \(error.message); check that it runs and that --addr/SPECOLA_ADDR is right (several replicas may be given, comma-separated)", exitCode: 3)
         case .notFound:
             return CLIError(error.message, exitCode: 4)
         case .permissionDenied, .unauthenticated:

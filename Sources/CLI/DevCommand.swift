@@ -91,7 +91,8 @@ final class DevCluster: @unchecked Sendable {
     /// What the CLI needs to talk to this cluster.
     var environment: [String: String] {
         [
-            "SPECOLA_ADDR": coordinator.description,
+            // Every replica: the CLI goes on to the next one when one does not answer.
+            "SPECOLA_ADDR": (1...replicas).map { coordinatorAddress($0).description }.joined(separator: ","),
             "SPECOLA_CACERT": pki + "/ca.pem",
             "SPECOLA_CLIENT_CERT": pki + "/user-admin.pem",
             "SPECOLA_CLIENT_KEY": pki + "/user-admin-key.pem",

@@ -64,6 +64,8 @@ extension ReplicaError {
             return RPCError(code: .aborted, message: description)
         case .timedOut:
             return RPCError(code: .deadlineExceeded, message: description)
+        case .outcomeUnknown:
+            return RPCError(code: .unknown, message: description)
         case .storageFailed, .stopped:
             return RPCError(code: .unavailable, message: description)
         }

@@ -59,39 +59,54 @@ public final class RaftStorage: Sendable {
     }
 
     /// Persists what a `Ready` asks for, in one transaction, before any message is sent.
+    /// A snapshot here was installed from the leader: the core dropped its whole log for it,
+    /// so every stored entry goes too (any that follow arrive in `entries`). Leaving those
+    /// after the snapshot would restart the replica with entries that belong to no leader's log.
     public func persist(hardState: HardState?, entries: [Entry], snapshot: Snapshot?) throws {
-        do {
-            try queue.write { db in
-                // Cached statements: this runs once per Ready, so compiling SQL each time shows up.
-                if let snapshot {
-                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('snapshot', ?)")
-                        .execute(arguments: [Data(snapshot.wireBytes())])
-                    try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx <= ?").execute(arguments: [snapshot.meta.index])
-                }
-                if let first = entries.first {
-                    // A new entry at an index replaces that index and everything after it.
-                    try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx >= ?").execute(arguments: [first.index])
-                    let insert = try db.cachedStatement(sql: "INSERT INTO raft_entry(idx, term, entry) VALUES (?, ?, ?)")
-                    for entry in entries {
-                        try insert.execute(arguments: [entry.index, entry.term, Data(entry.wireBytes())])
-                    }
-                }
-                if let hardState {
-                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('hard', ?)")
-                        .execute(arguments: [Data(hardState.wireBytes())])
+        try write { db in
+            // Cached statements: this runs once per Ready, so compiling SQL each time shows up.
+            if let snapshot {
+                try Self.storeSnapshot(snapshot, db)
+                try db.cachedStatement(sql: "DELETE FROM raft_entry").execute()
+            }
+            if let first = entries.first {
+                // A new entry at an index replaces that index and everything after it.
+                try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx >= ?").execute(arguments: [first.index])
+                let insert = try db.cachedStatement(sql: "INSERT INTO raft_entry(idx, term, entry) VALUES (?, ?, ?)")
+                for entry in entries {
+                    try insert.execute(arguments: [entry.index, entry.term, Data(entry.wireBytes())])
                 }
             }
+            if let hardState {
+                try db.cachedStatement(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('hard', ?)")
+                    .execute(arguments: [Data(hardState.wireBytes())])
+            }
+        }
+    }
+
+    /// Stores a snapshot taken locally and drops only the log it covers.
+    public func compact(to snapshot: Snapshot) throws {
+        try write { db in
+            try Self.storeSnapshot(snapshot, db)
+            try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx <= ?").execute(arguments: [snapshot.meta.index])
+        }
+    }
+
+    private static func storeSnapshot(_ snapshot: Snapshot, _ db: Database) throws {
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('snapshot', ?)")
+            .execute(arguments: [Data(snapshot.wireBytes())])
+    }
+
+    /// One durable transaction, with errors an operator can act on.
+    private func write(_ body: (Database) throws -> Void) throws {
+        do {
+            try queue.write { db in try body(db) }
         } catch let error as DatabaseError where error.resultCode == .SQLITE_FULL {
             let directory = (path as NSString).deletingLastPathComponent
             throw StoreError(path: path, problem: "the disk is full, so the Raft log cannot grow (\(error)); free space in \(directory), then restart this coordinator: it catches up from the others, which keep serving")
         } catch {
             throw StoreError(path: path, problem: "cannot persist the Raft log (\(error)); check free disk space and the disk's health, then restart this coordinator")
         }
-    }
-
-    /// Stores a snapshot taken locally and drops the log it covers.
-    public func compact(to snapshot: Snapshot) throws {
-        try persist(hardState: nil, entries: [], snapshot: snapshot)
     }
 }
 

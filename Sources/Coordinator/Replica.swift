@@ -69,7 +69,9 @@ public actor Replica {
     static let maxBatch = 256
     private var readRequests: [[UInt8]: PendingRead] = [:]
     private var readsAwaitingApply: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
-    private var readCounter: UInt64 = 0
+    /// Starts at random in each process, so a ReadIndex context never repeats one sent before a
+    /// restart (a late answer to that one would release a read too early).
+    private var readCounter = UInt64.random(in: 0...(UInt64.max / 2))
     private var processScheduled = false
     /// The hard state last written to disk (its commit index may lag the real one).
     private var durableHardState: HardState
@@ -238,7 +240,11 @@ public actor Replica {
             return
         }
         for (offset, proposal) in queued.enumerated() {
-            proposals[first + Index(offset)] = Proposal(term: term, startedAt: proposal.startedAt, continuation: proposal.continuation)
+            let index = first + Index(offset)
+            // An older proposal at this index lost its entry to a new leader's log: it never commits.
+            let displaced = proposals.updateValue(
+                Proposal(term: term, startedAt: proposal.startedAt, continuation: proposal.continuation), forKey: index)
+            displaced?.continuation.resume(throwing: ReplicaError.superseded(index: index))
         }
         batchesInFlight.append(first + Index(queued.count) - 1)
     }
@@ -295,8 +301,10 @@ public actor Replica {
             stopped = true
             failEverything(ReplicaError.storageFailed("bad snapshot: \(error)"))
         }
+        // The snapshot may or may not hold these writes: only the leader's log knew, and it is gone.
         for (index, proposal) in proposals where index <= applied {
-            proposal.continuation.resume(throwing: ReplicaError.superseded(index: index))
+            proposal.continuation.resume(throwing: ReplicaError.outcomeUnknown(
+                index: index, why: "this replica caught up from a leader's snapshot, which may or may not include it"))
             proposals.removeValue(forKey: index)
         }
     }
@@ -384,7 +392,10 @@ public actor Replica {
     }
 
     private func failEverything(_ error: ReplicaError) {
-        for (_, proposal) in proposals { proposal.continuation.resume(throwing: error) }
+        // Proposed writes were handed to the core, which may already have sent them to followers.
+        for (index, proposal) in proposals {
+            proposal.continuation.resume(throwing: ReplicaError.outcomeUnknown(index: index, why: "\(error)"))
+        }
         proposals.removeAll()
         for proposal in queuedProposals { proposal.continuation.resume(throwing: error) }
         queuedProposals.removeAll()
@@ -478,13 +489,15 @@ public actor Replica {
 
     /// Throws the redirect a follower answers with.
     public func requireLeader() throws {
+        guard !stopped else { throw ReplicaError.stopped }
         guard raft.role == .leader else { throw ReplicaError.notLeader(leaderHint) }
     }
 
     // MARK: - Observation
 
-    public var isLeader: Bool { raft.role == .leader }
-    public var leaderID: NodeID? { raft.leader }
+    /// False from the moment a write failed: such a replica leads nothing, whatever its core's role.
+    public var isLeader: Bool { !stopped && raft.role == .leader }
+    public var leaderID: NodeID? { stopped && raft.leader == settings.id ? nil : raft.leader }
     public var term: Term { raft.term }
     public var commitIndex: Index { raft.commitIndex }
     public var appliedIndex: Index { applied }
@@ -502,7 +515,7 @@ public actor Replica {
 
     /// The leader as "name at address", for errors that send clients there.
     public var leaderHint: LeaderHint? {
-        guard let id = raft.leader, let member = addressBook[id] else { return nil }
+        guard let id = leaderID, let member = addressBook[id] else { return nil }
         return LeaderHint(id: id, name: member.name, address: member.address)
     }
 
@@ -546,6 +559,8 @@ public struct LeaderHint: Sendable, CustomStringConvertible {
 public enum ReplicaError: Error, CustomStringConvertible {
     case notLeader(LeaderHint?)
     case superseded(index: Index)
+    /// The write may or may not have been applied; a client must read before retrying it.
+    case outcomeUnknown(index: Index, why: String)
     case timedOut
     case dropped(String)
     case storageFailed(String)
@@ -557,6 +572,7 @@ public enum ReplicaError: Error, CustomStringConvertible {
         case .notLeader(let hint?): return "this replica is not the leader; the leader is \(hint)"
         case .notLeader(nil): return "no leader is known yet (election in progress); retry shortly"
         case .superseded(let index): return "the write at index \(index) was replaced after a leader change; it did not happen — retry"
+        case .outcomeUnknown(let index, let why): return "the outcome of the write at index \(index) is unknown (\(why)); read the state before retrying it"
         case .timedOut: return "the write or read did not complete in time (no quorum?); its outcome is unknown"
         case .dropped(let reason): return "the request was dropped (\(reason)); retry"
         case .storageFailed(let problem): return "this replica cannot persist (\(problem)); use another replica"

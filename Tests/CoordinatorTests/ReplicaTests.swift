@@ -57,6 +57,40 @@ import CooperativePoolWatch
         #expect(await restarted.kvRevision == 25)
     }
 
+    @Test func aReplicaWhoseLogCannotBeWrittenStopsLeadingAtOnce() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let storage = try RaftStorage(path: dir.file("raft.sqlite"))
+        var settings = Replica.Settings(id: 1, name: "c1")
+        settings.tick = .milliseconds(5)
+        let logger = Logger(label: "test")
+        let replica = try Replica(
+            settings: settings, storage: storage,
+            peers: [.with { $0.id = 1; $0.name = "c1"; $0.address = "127.0.0.1:1" }], initialVoters: [1],
+            transport: PeerTransport(selfID: 1, tls: TLSFiles(ca: "", cert: "", key: ""), logger: logger),
+            thresholds: .init(), logger: logger)
+        let ticker = Task { await replica.runTicker() }
+        defer { ticker.cancel() }
+        try await waitUntil("a single voter to lead") { await replica.isLeader }
+        _ = try await replica.propose(put("before", "1"))
+
+        // The next write fails as a broken disk would make it fail.
+        try await storage.queue.write { db in try db.execute(sql: "DROP TABLE raft_entry") }
+        do {
+            _ = try await replica.propose(put("after", "2"))
+            Issue.record("a write was acknowledged although the log could not be written")
+        } catch let error as ReplicaError {
+            guard case .outcomeUnknown = error else { Issue.record("expected an unknown outcome, got: \(error)"); return }
+        }
+        #expect(await replica.isLeader == false)
+        #expect(await replica.leaderHint == nil, "a stopped replica must not send clients to itself")
+        await #expect(throws: ReplicaError.self) { try await replica.requireLeader() }
+        do {
+            _ = try await replica.propose(put("later", "3"))
+            Issue.record("a stopped replica accepted a write")
+        } catch ReplicaError.stopped {}
+    }
+
     @Test func compareAndSwapAppliesOnlyOnMatch() async throws {
         let dir = try TempDir()
         defer { dir.remove() }

@@ -357,6 +357,34 @@ import Glibc
 
     // MARK: - d. leadership transfer and graceful stop
 
+    /// SPECOLA_ADDR lists every replica: after kill -9 of the one listed first (the leader),
+    /// the CLI reaches the others and writes, as an operator needs it to at that moment.
+    @Test func theCLIFollowsTheGroupWhenTheFirstReplicaItKnowsDies() async throws {
+        try await ReplicaGroup.with(size: 3) { group in
+            let first = try await group.waitForLeader()
+            let ordered = [first] + group.ids.filter { $0 != first }
+            var env = group.cliEnvironment(first)
+            env["SPECOLA_ADDR"] = ordered.map { group.member($0).endpoint.description }.joined(separator: ",")
+            let specola = BuiltProducts.path("specola")
+            #expect(try await run(specola, ["kv", "put", "cli/probe", "before"], environment: env).status == 0)
+
+            try await group.kill(first)
+            var last = ""
+            try await waitUntil("the CLI to write through the surviving replicas", timeout: .seconds(10)) {
+                let put = try await run(specola, ["kv", "put", "cli/probe", "after"], environment: env)
+                last = put.stderr
+                return put.status == 0
+            }
+            let got = try await run(specola, ["kv", "get", "cli/probe"], environment: env)
+            #expect(got.stdout.contains("after"), "\(got.stdout) \(got.stderr) \(last)")
+
+            // A list naming only dead replicas fails with advice, exit code 3.
+            env["SPECOLA_ADDR"] = group.member(first).endpoint.description + ",127.0.0.1:1"
+            let dead = try await run(specola, ["kv", "get", "cli/probe"], environment: env)
+            #expect(dead.status == 3, "\(dead.stderr)")
+        }
+    }
+
     @Test func leadershipTransfersOnRequestAndOnSIGTERM() async throws {
         try await ReplicaGroup.with(size: 3) { group in
             let kv = group.kvClient()
