@@ -49,8 +49,20 @@ struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
                 $0.setMember = .with { $0.member = member }
             })
         }
-        try await serving {
-            try await replica.proposeMembership(request.learner ? .addLearner(member.id) : .addVoter(member.id))
+        // A voter joins as a learner first and votes once it holds the committed log, so the
+        // group's majority never waits on a replica that is still copying (etcd's learner flow).
+        if !(await replica.membership.learners.contains(member.id)) {
+            try await serving { try await replica.proposeMembership(.addLearner(member.id)) }
+        }
+        if !request.learner {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !(await replica.holdsCommittedLog(member.id)) {
+                guard ContinuousClock.now < deadline else {
+                    throw RPCError(code: .deadlineExceeded, message: "replica \(member.id) joined as a learner but did not catch up within 60 s; check that it runs with `join: true` and reaches the leader, then run `specola members add` again to promote it")
+                }
+                await replica.waitForProgress(within: .milliseconds(200))
+            }
+            try await serving { try await replica.proposeMembership(.promoteLearner(member.id)) }
         }
         logger.info("replica added", metadata: ["member.id": "\(member.id)", "member.name": "\(member.name)", "by": "\(caller)"])
         return await describe()

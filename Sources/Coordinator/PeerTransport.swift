@@ -141,8 +141,12 @@ final class PeerSender: Sendable {
 final class PeerQueue: Sendable {
     static let limit = 8_192
     static let batchLimit = 512
+    /// Bytes of messages in one gRPC batch (the receiver takes 64 MiB); the first always goes.
+    static let batchBytes = 8 << 20
+    /// Bytes queued for one peer before the oldest are dropped (Raft resends what matters).
+    static let bytesLimit = 128 << 20
 
-    private let items = Mutex<[[UInt8]]>([])
+    private let items = Mutex<(messages: [[UInt8]], bytes: Int)>(([], 0))
     /// Whether the last send worked, so a dead peer is logged once per outage.
     let healthy = Atomic<Bool>(true)
     /// The current stream's continuation. A fresh stream per send attempt: an
@@ -164,21 +168,38 @@ final class PeerQueue: Sendable {
 
     func enqueue(_ messages: [[UInt8]]) {
         items.withLock { items in
-            items.append(contentsOf: messages)
-            if items.count > Self.limit { items.removeFirst(items.count - Self.limit) }
+            items.messages.append(contentsOf: messages)
+            items.bytes += messages.reduce(0) { $0 + $1.count }
+            var dropped = 0
+            while items.messages.count - dropped > 1
+                && (items.messages.count - dropped > Self.limit || items.bytes > Self.bytesLimit) {
+                items.bytes -= items.messages[dropped].count
+                dropped += 1
+            }
+            if dropped > 0 { items.messages.removeFirst(dropped) }
         }
         _ = wake.withLock { $0?.yield() }
     }
 
+    /// The oldest messages, at most `batchLimit` of them and `batchBytes` together (one at least).
     func takeBatch() -> [[UInt8]] {
         items.withLock { items in
-            let batch = Array(items.prefix(Self.batchLimit))
-            items.removeFirst(batch.count)
+            var count = 0
+            var bytes = 0
+            while count < items.messages.count && count < Self.batchLimit {
+                let size = items.messages[count].count
+                if count > 0 && bytes + size > Self.batchBytes { break }
+                bytes += size
+                count += 1
+            }
+            let batch = Array(items.messages.prefix(count))
+            items.messages.removeFirst(count)
+            items.bytes -= bytes
             return batch
         }
     }
 
-    func clear() { items.withLock { $0.removeAll() } }
+    func clear() { items.withLock { $0 = ([], 0) } }
 
     func finish() {
         finished.store(true, ordering: .relaxed)

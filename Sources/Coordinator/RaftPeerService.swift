@@ -66,6 +66,8 @@ extension ReplicaError {
             return RPCError(code: .deadlineExceeded, message: description)
         case .outcomeUnknown:
             return RPCError(code: .unknown, message: description)
+        case .overloaded:
+            return RPCError(code: .resourceExhausted, message: description)
         case .storageFailed, .stopped:
             return RPCError(code: .unavailable, message: description)
         }

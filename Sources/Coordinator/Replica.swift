@@ -189,11 +189,10 @@ public actor Replica {
 
     private func handleReadies() {
         while !stopped, let ready = raft.ready() {
-            // A leader whose term and vote are already durable may replicate its new
-            // entries while writing them itself (Raft thesis §10.2.1): its own copy
-            // counts toward the quorum only after `advance`, so nothing commits early.
-            let sendFirst = raft.role == .leader && !changesTermOrVote(ready.hardState)
-            if sendFirst { transport.send(ready.messages) }
+            // The core says which messages need nothing on disk: a leader replicates its new
+            // entries while writing them itself (Raft thesis §10.2.1).
+            let early = ready.messagesBeforePersist
+            if !early.isEmpty { transport.send(early) }
             // The commit index alone need not be durable (a restarted replica relearns it
             // from the leader), so a Ready that changes nothing else skips the fsync.
             let mustWrite = !ready.entries.isEmpty || ready.snapshot != nil || changesTermOrVote(ready.hardState)
@@ -210,7 +209,8 @@ public actor Replica {
                     return
                 }
             }
-            if !sendFirst { transport.send(ready.messages) }
+            let late = ready.messagesAfterPersist
+            if !late.isEmpty { transport.send(late) }
             if let snapshot = ready.snapshot, snapshot.meta.index > applied {
                 restore(from: snapshot)
             }
@@ -443,6 +443,11 @@ public actor Replica {
         switch result {
         case .accepted, .pending: return .timedOut
         case .notLeader: return .notLeader(leaderHint)
+        case .dropped(.tooMuchUncommitted): return .overloaded
+        case .dropped(.wouldLoseQuorum):
+            return .dropped("the change would leave fewer replicas answering than a majority needs; bring the missing replicas back first")
+        case .dropped(.learnerBehind):
+            return .dropped("the new replica does not yet hold the committed log; it becomes a voter once it has caught up")
         case .dropped(let reason): return .dropped("\(reason)")
         }
     }
@@ -502,6 +507,8 @@ public actor Replica {
     public var commitIndex: Index { raft.commitIndex }
     public var appliedIndex: Index { applied }
     public var membership: ConfigState { raft.membership }
+    /// Leader only: whether `id` holds the committed log (a learner ready to vote).
+    public func holdsCommittedLog(_ id: NodeID) -> Bool { (raft.match(of: id) ?? 0) >= raft.commitIndex }
     public var snapshotOfState: Specola_V1_ClusterSnapshot {
         var image = state.snapshot()
         image.appliedIndex = applied
@@ -561,6 +568,8 @@ public enum ReplicaError: Error, CustomStringConvertible {
     case superseded(index: Index)
     /// The write may or may not have been applied; a client must read before retrying it.
     case outcomeUnknown(index: Index, why: String)
+    /// The leader holds as many uncommitted writes as it may; nothing was executed.
+    case overloaded
     case timedOut
     case dropped(String)
     case storageFailed(String)
@@ -573,6 +582,7 @@ public enum ReplicaError: Error, CustomStringConvertible {
         case .notLeader(nil): return "no leader is known yet (election in progress); retry shortly"
         case .superseded(let index): return "the write at index \(index) was replaced after a leader change; it did not happen — retry"
         case .outcomeUnknown(let index, let why): return "the outcome of the write at index \(index) is unknown (\(why)); read the state before retrying it"
+        case .overloaded: return "the leader holds as many writes waiting for a quorum as it may; this one was not executed — retry in a moment"
         case .timedOut: return "the write or read did not complete in time (no quorum?); its outcome is unknown"
         case .dropped(let reason): return "the request was dropped (\(reason)); retry"
         case .storageFailed(let problem): return "this replica cannot persist (\(problem)); use another replica"

@@ -52,12 +52,19 @@ struct RaftLog: Sendable {
         candidateTerm > lastTerm || (candidateTerm == lastTerm && candidateIndex >= lastIndex)
     }
 
-    /// Up to `maxCount` entries starting at `index` (which must not be compacted).
-    func entries(from index: Index, maxCount: Int) -> [Entry] {
+    /// Up to `maxCount` entries starting at `index` (which must not be compacted), holding at
+    /// most `maxBytes` of data, except that the first entry is always included.
+    func entries(from index: Index, maxCount: Int, maxBytes: Int = .max) -> [Entry] {
         precondition(index >= firstIndex, "entries(from: \(index)) below first index \(firstIndex)")
         guard index <= lastIndex else { return [] }
         let start = Int(index - firstIndex)
-        let end = min(entries.count, start + maxCount)
+        var end = start
+        var bytes = 0
+        while end < entries.count && end - start < maxCount {
+            bytes += entries[end].data.count
+            if end > start && bytes > maxBytes { break }
+            end += 1
+        }
         return Array(entries[start..<end])
     }
 

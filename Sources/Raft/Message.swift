@@ -43,4 +43,17 @@ public struct Message: Sendable, Equatable {
         /// The leader's confirmed read index for a forwarded request.
         case readIndexResponse(index: Index, context: [UInt8])
     }
+
+    /// Whether the driver may send this before persisting the Ready that carries it. Only a
+    /// leader's messages about its own log qualify: its entries count toward a quorum only
+    /// once `advance` reports them stored (Raft thesis §10.2.1). Everything else, votes and
+    /// every answer, promises something about this node's disk and must wait for it.
+    public var mayPrecedePersistence: Bool {
+        switch payload {
+        case .append, .heartbeat, .installSnapshot, .timeoutNow: return true
+        case .preVote, .preVoteResponse, .vote, .voteResponse, .appendResponse, .heartbeatResponse,
+             .snapshotResponse, .readIndex, .readIndexResponse:
+            return false
+        }
+    }
 }

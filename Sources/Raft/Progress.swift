@@ -19,6 +19,8 @@ struct Progress: Sendable, Equatable {
     var inflights: Inflights
     /// Heard from since the last check-quorum round.
     var recentActive = false
+    /// The leader's tick count when this follower last answered (strict reconfiguration checks).
+    var lastHeardTick = 0
     var isLearner: Bool
 
     init(next: Index, maxInflight: Int, isLearner: Bool) {

@@ -13,17 +13,22 @@ public struct RaftConfig: Sendable, Equatable {
     public var maxEntriesPerMessage: Int
     /// Most append messages in flight to one follower (pipelining window).
     public var maxInflight: Int
+    /// Most bytes of entry data in one append message; the first entry always goes, whatever its size.
+    public var maxBytesPerMessage: Int
+    /// Most bytes of entry data a leader holds uncommitted before it refuses new proposals
+    /// (`DropReason.tooMuchUncommitted`), so a burst of large writes cannot outgrow memory.
+    public var maxUncommittedBytes: Int
     /// Seed for the election-timeout jitter, so runs are reproducible.
     public var randomSeed: UInt64
 
     public init(
         id: NodeID, electionTick: Int = 10, heartbeatTick: Int = 1, preVote: Bool = true,
         checkQuorum: Bool = true, maxEntriesPerMessage: Int = 64, maxInflight: Int = 256,
-        randomSeed: UInt64 = 0
+        randomSeed: UInt64 = 0, maxBytesPerMessage: Int = 1 << 20, maxUncommittedBytes: Int = 64 << 20
     ) {
         precondition(id != 0, "NodeID 0 means nobody")
         precondition(electionTick > heartbeatTick && heartbeatTick > 0, "need electionTick > heartbeatTick > 0")
-        precondition(maxEntriesPerMessage > 0 && maxInflight > 0)
+        precondition(maxEntriesPerMessage > 0 && maxInflight > 0 && maxBytesPerMessage > 0 && maxUncommittedBytes > 0)
         self.id = id
         self.electionTick = electionTick
         self.heartbeatTick = heartbeatTick
@@ -31,6 +36,8 @@ public struct RaftConfig: Sendable, Equatable {
         self.checkQuorum = checkQuorum
         self.maxEntriesPerMessage = maxEntriesPerMessage
         self.maxInflight = maxInflight
+        self.maxBytesPerMessage = maxBytesPerMessage
+        self.maxUncommittedBytes = maxUncommittedBytes
         self.randomSeed = randomSeed
     }
 }

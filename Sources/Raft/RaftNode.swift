@@ -19,6 +19,10 @@ public struct RaftNode: Sendable {
     public private(set) var leader: NodeID?
     /// Node a leadership transfer is handing over to, while it is in progress.
     public private(set) var leadTransferee: NodeID?
+    /// Leader only: bytes of entry data proposed in this term and not yet committed.
+    private var uncommittedBytes = 0
+    /// Ticks since this node started: the clock of `Progress.lastHeardTick`.
+    private var ticks = 0
 
     var log: RaftLog
     var tracker: ProgressTracker
@@ -75,6 +79,8 @@ public struct RaftNode: Sendable {
     public var firstIndex: Index { log.firstIndex }
     public var snapshotMeta: SnapshotMeta { log.snapshot.meta }
     public func term(at index: Index) -> Term? { log.term(at: index) }
+    /// Leader only: how far `peer`'s log is known to match this leader's.
+    public func match(of peer: NodeID) -> Index? { role == .leader ? tracker.progress[peer]?.match : nil }
     public func entry(at index: Index) -> Entry? { log.entry(at: index) }
 
     var isPromotable: Bool { tracker.config.voters.contains(id) }
@@ -127,7 +133,11 @@ public struct RaftNode: Sendable {
         role = .leader
         leader = id
         tracker.resetProgress(lastIndex: log.lastIndex, maxInflight: config.maxInflight)
-        for peer in tracker.progress.keys { tracker.progress[peer]!.recentActive = true }
+        for peer in tracker.progress.keys {
+            tracker.progress[peer]!.recentActive = true
+            tracker.progress[peer]!.lastHeardTick = ticks
+        }
+        uncommittedBytes = 0
         tracker.progress[id]?.match = log.persistedIndex
         // Entries of earlier terms may hold an uncommitted config change; no new one
         // until this term's first entry commits (which commits them too).
@@ -141,6 +151,7 @@ public struct RaftNode: Sendable {
 
     /// Advances the logical clock by one tick.
     public mutating func tick() {
+        ticks += 1
         switch role {
         case .leader: tickLeader()
         case .follower, .preCandidate, .candidate: tickElection()
@@ -199,6 +210,12 @@ public struct RaftNode: Sendable {
         if leadTransferee != nil { return .dropped(.leadershipTransferInProgress) }
         let first = log.lastIndex + 1
         guard !batch.isEmpty else { return .accepted(index: first, term: term) }
+        // Always room for one batch when nothing is outstanding, however large.
+        let size = batch.reduce(0) { $0 + $1.count }
+        if uncommittedBytes > 0 && uncommittedBytes + size > config.maxUncommittedBytes {
+            return .dropped(.tooMuchUncommitted)
+        }
+        uncommittedBytes += size
         var entries: [Entry] = []
         entries.reserveCapacity(batch.count)
         for (offset, data) in batch.enumerated() {
@@ -215,11 +232,36 @@ public struct RaftNode: Sendable {
         if leadTransferee != nil { return .dropped(.leadershipTransferInProgress) }
         if pendingConfigIndex > log.committed { return .dropped(.configChangePending) }
         guard tracker.config.accepts(change) else { return .dropped(.invalidConfigChange) }
+        if let refusal = strictReconfigurationRefusal(change) { return .dropped(refusal) }
         let entry = Entry(term: term, index: log.lastIndex + 1, kind: .configChange, data: change.wireBytes())
         appendAsLeader([entry])
         pendingConfigIndex = entry.index
         broadcastAppend()
         return .accepted(index: entry.index, term: entry.term)
+    }
+
+    /// etcd's strict reconfiguration check: no change may leave fewer voters answering than
+    /// its new majority needs, and a learner becomes a voter only once it holds the committed log.
+    private func strictReconfigurationRefusal(_ change: ConfigChange) -> DropReason? {
+        let voters = tracker.config.voters
+        func answering(_ ids: Set<NodeID>) -> Int {
+            ids.filter { $0 == id || tracker.progress[$0].map { ticks - $0.lastHeardTick <= electionTimeout } == true }.count
+        }
+        switch change {
+        case .removeNode(let target) where voters.contains(target):
+            let remaining = voters.subtracting([target])
+            return answering(remaining) > remaining.count / 2 ? nil : .wouldLoseQuorum
+        case .addVoter(let target), .promoteLearner(let target):
+            let grown = voters.union([target])
+            if tracker.config.learners.contains(target) {
+                guard (tracker.progress[target]?.match ?? 0) >= log.committed else { return .learnerBehind }
+                return answering(grown) > grown.count / 2 ? nil : .wouldLoseQuorum
+            }
+            // A new voter answers nothing yet: the others alone must still form the larger majority.
+            return answering(voters) > grown.count / 2 ? nil : .wouldLoseQuorum
+        case .addLearner, .removeNode:
+            return nil
+        }
     }
 
     /// Asks the leader to hand leadership to `target` (Raft thesis §3.10).
@@ -454,8 +496,10 @@ public struct RaftNode: Sendable {
         case .readIndexResponse(let index, let context):
             readStates.append(ReadState(index: index, context: context))
         case .readIndex:
-            // We lost leadership since the sender forwarded it; pass it on if we can.
-            if let leader { outbox.append(Message(from: m.from, to: leader, term: term, payload: m.payload)) }
+            // We lost leadership since the sender forwarded it. Passing it on would send a
+            // message in another replica's name, which transports rightly refuse; the sender's
+            // read times out and is retried at the leader it learns next.
+            break
         default:
             break
         }
@@ -506,6 +550,7 @@ public struct RaftNode: Sendable {
         case .appendResponse(let index, let reject, let hint):
             guard var pr = tracker.progress[m.from] else { return }
             pr.recentActive = true
+            pr.lastHeardTick = ticks
             if reject {
                 if pr.maybeDecrease(rejected: index, hint: hint) {
                     if pr.state == .replicate { pr.becomeProbe() }
@@ -537,6 +582,7 @@ public struct RaftNode: Sendable {
         case .snapshotResponse(let index):
             guard var pr = tracker.progress[m.from] else { return }
             pr.recentActive = true
+            pr.lastHeardTick = ticks
             _ = pr.maybeUpdate(index)
             if case .snapshot = pr.state { pr.becomeProbe() }
             tracker.progress[m.from] = pr
@@ -545,6 +591,7 @@ public struct RaftNode: Sendable {
         case .heartbeatResponse(let context):
             guard var pr = tracker.progress[m.from] else { return }
             pr.recentActive = true
+            pr.lastHeardTick = ticks
             pr.probeSent = false
             if pr.state == .replicate && pr.inflights.isFull { pr.inflights.freeFirst() }
             tracker.progress[m.from] = pr
@@ -627,7 +674,9 @@ public struct RaftNode: Sendable {
         log.commit(to: index)
         var i = old + 1
         while i <= index {
-            if let change = log.entry(at: i)?.configChange { applyConfigChange(change) }
+            let entry = log.entry(at: i)
+            if role == .leader, let entry { uncommittedBytes = max(0, uncommittedBytes - entry.data.count) }
+            if let change = entry?.configChange { applyConfigChange(change) }
             i += 1
         }
     }
@@ -644,6 +693,7 @@ public struct RaftNode: Sendable {
                 tracker.progress[node] = Progress(
                     next: log.lastIndex + 1, maxInflight: config.maxInflight, isLearner: false)
                 tracker.progress[node]!.recentActive = true
+                tracker.progress[node]!.lastHeardTick = ticks
             }
             tracker.progress[node]!.isLearner = tracker.config.learners.contains(node)
         }
@@ -685,7 +735,7 @@ public struct RaftNode: Sendable {
             send(to: peer, .installSnapshot(log.snapshot))
             return false
         }
-        let entries = log.entries(from: pr.next, maxCount: config.maxEntriesPerMessage)
+        let entries = log.entries(from: pr.next, maxCount: config.maxEntriesPerMessage, maxBytes: config.maxBytesPerMessage)
         if entries.isEmpty && !sendIfEmpty { return false }
         pr.sentAppend(lastIndex: entries.last?.index ?? prevIndex, count: entries.count)
         tracker.progress[peer] = pr

@@ -27,9 +27,10 @@ public struct ReadState: Sendable, Equatable, Hashable {
 }
 
 /// The batch of work a node hands to its driver. Handle it in this order:
+/// 0. `messagesBeforePersist` may go out at once;
 /// 1. persist `snapshot` (replacing every stored entry), then `entries` (replacing any
 ///    stored entry at or after `entries.first.index`), then `hardState`, durably;
-/// 2. send `messages`;
+/// 2. send `messagesAfterPersist` (all of `messages` when nothing was sent early);
 /// 3. apply `snapshot` (if any) and then `committedEntries` to the state machine;
 /// 4. serve `readStates` once applied reaches their index;
 /// 5. call `advance(_:)` with this same value.
@@ -41,6 +42,11 @@ public struct Ready: Sendable, Equatable {
     public var committedEntries: [Entry]
     public var messages: [Message]
     public var readStates: [ReadState]
+
+    /// The messages that need nothing of this Ready on disk (see `Message.mayPrecedePersistence`).
+    public var messagesBeforePersist: [Message] { messages.filter(\.mayPrecedePersistence) }
+    /// The messages that may leave only once this Ready is durable.
+    public var messagesAfterPersist: [Message] { messages.filter { !$0.mayPrecedePersistence } }
 
     public init(
         softState: SoftState? = nil, hardState: HardState? = nil, entries: [Entry] = [],
@@ -77,6 +83,12 @@ public enum DropReason: Sendable, Equatable {
     case invalidConfigChange
     case emptyReadContext
     case transferTargetNotVoter
+    /// The leader holds `RaftConfig.maxUncommittedBytes` of uncommitted data already: retry shortly.
+    case tooMuchUncommitted
+    /// The membership change would leave fewer voters answering than its majority needs.
+    case wouldLoseQuorum
+    /// The learner to promote does not yet hold the committed log.
+    case learnerBehind
 }
 
 /// Errors from driver-invoked operations that break a precondition the driver can check.

@@ -32,6 +32,63 @@ import CooperativePoolWatch
         return index
     }
 
+    // MARK: Flow control in bytes
+
+    /// A lagging follower catches up through appends of at most `maxBytesPerMessage` of data,
+    /// except that an entry larger than that travels alone rather than never.
+    @Test func anAppendCarriesAtMostItsByteLimitButAlwaysOneEntry() throws {
+        let sim = Simulation(voters: [1, 2, 3], seed: 42) { $0.maxBytesPerMessage = 100 }
+        let leader = try #require(try sim.electLeader())
+        let lagging = sim.ids.first { $0 != leader }!
+        sim.isolate(lagging)
+        for _ in 0..<3 { try Self.write(sim, String(repeating: "a", count: 60)) }
+        try Self.write(sim, String(repeating: "b", count: 500))
+        var appends: [[Entry]] = []
+        sim.dropIf = { message in
+            if message.to == lagging, case .append(_, _, let entries, _) = message.payload, !entries.isEmpty {
+                appends.append(entries)
+            }
+            return false
+        }
+        sim.heal()
+        for _ in 0..<40 where sim.raft(lagging).commitIndex < sim.raft(leader).commitIndex {
+            try sim.tickAll()
+            try sim.deliverAll()
+        }
+        #expect(sim.raft(lagging).commitIndex == sim.raft(leader).commitIndex)
+        for entries in appends {
+            let bytes = entries.reduce(0) { $0 + $1.data.count }
+            #expect(bytes <= 100 || entries.count == 1, "an append carried \(entries.count) entries, \(bytes) bytes")
+        }
+        #expect(appends.contains { $0.count == 1 && $0[0].data.count == 500 }, "the 500-byte entry never went out")
+    }
+
+    /// A leader whose quorum does not answer takes proposals only up to `maxUncommittedBytes`,
+    /// then refuses them (nothing appended) until what it holds commits.
+    @Test func aLeaderRefusesProposalsBeyondItsUncommittedBytes() throws {
+        let sim = Simulation(voters: [1, 2, 3], seed: 42) { $0.maxUncommittedBytes = 1_000 }
+        let leader = try #require(try sim.electLeader())
+        sim.isolate(leader)
+        let big = [UInt8](repeating: 7, count: 600)
+        guard case .accepted? = try sim.propose(at: leader, big) else {
+            Issue.record("the first proposal must be taken while nothing is outstanding")
+            return
+        }
+        let lastBefore = sim.raft(leader).lastIndex
+        #expect(try sim.propose(at: leader, big) == .dropped(.tooMuchUncommitted))
+        #expect(sim.raft(leader).lastIndex == lastBefore, "a refused proposal must not be appended")
+
+        sim.heal()
+        try sim.deliverAll()
+        try sim.tickAll()
+        try sim.deliverAll()
+        #expect(sim.raft(leader).commitIndex == lastBefore)
+        guard case .accepted? = try sim.propose(at: leader, big) else {
+            Issue.record("once committed, the leader must take proposals again")
+            return
+        }
+    }
+
     // MARK: Figure 3 claims
 
     /// Election safety: at most one leader can be elected in a given term.
@@ -360,6 +417,19 @@ import CooperativePoolWatch
     }
 
     /// ReadIndex answers only after a heartbeat quorum, at the leader's commit index.
+    /// A read forwarded to a replica that no longer leads is dropped there (the requester retries),
+    /// never passed on under the requester's name, which the receiving transport would refuse.
+    @Test func aForwardedReadThatMissedTheLeaderIsNotSentInAnotherName() throws {
+        let sim = Self.cluster(3)
+        let leader = try #require(try sim.electLeader())
+        let follower = sim.ids.first { $0 != leader }!
+        let requester = sim.ids.first { $0 != leader && $0 != follower }!
+        let term = sim.raft(follower).term
+        sim.withRaft(follower) { $0.step(Message(from: requester, to: follower, term: term, payload: .readIndex(context: [9]))) }
+        let sent = sim.raft(follower).ready()?.messages ?? []
+        #expect(sent.allSatisfy { $0.from == follower }, "sent in another replica's name: \(sent)")
+    }
+
     @Test func readIndexWaitsForHeartbeatQuorum() throws {
         let sim = Self.cluster(3)
         let leader = try #require(try sim.electLeader())
@@ -478,6 +548,58 @@ import CooperativePoolWatch
         guard case .accepted(let index, _)? = try sim.propose(at: leader, [7]) else { return }
         try sim.deliverAll()
         #expect(sim.raft(leader).commitIndex < index)
+    }
+
+    /// Strict reconfiguration: with one of three voters silent, removing another would leave a
+    /// group that cannot form a majority, and adding a voter would raise the majority beyond
+    /// what answers; both are refused, and both go through once the silent voter is back.
+    @Test func aChangeThatWouldLeaveTooFewVotersAnsweringIsRefused() throws {
+        let sim = Self.cluster(3, spares: [4])
+        let leader = try #require(try sim.electLeader())
+        let silent = sim.ids.first { $0 != leader && $0 != 4 }!
+        let other = sim.ids.first { $0 != leader && $0 != silent && $0 != 4 }!
+        sim.isolate(silent)
+        for _ in 0..<(sim.raft(leader).config.electionTick + 2) {
+            try sim.tick(leader)
+            try sim.tick(other)
+            try sim.deliverAll()
+        }
+        #expect(sim.raft(leader).role == .leader)
+        #expect(sim.withRaft(leader) { $0.proposeConfigChange(.removeNode(other)) } == .dropped(.wouldLoseQuorum))
+        #expect(sim.withRaft(leader) { $0.proposeConfigChange(.addVoter(4)) } == .dropped(.wouldLoseQuorum))
+
+        sim.heal()
+        for _ in 0..<3 {
+            try sim.tickAll()
+            try sim.deliverAll()
+        }
+        guard case .accepted? = sim.withRaft(leader, { $0.proposeConfigChange(.removeNode(other)) }) else {
+            Issue.record("with every voter answering, the removal must be taken")
+            return
+        }
+    }
+
+    /// A learner becomes a voter only once it holds the committed log.
+    @Test func aLearnerThatHasNotCaughtUpIsNotPromoted() throws {
+        let sim = Self.cluster(3, spares: [4])
+        let leader = try #require(try sim.electLeader())
+        guard case .accepted? = sim.withRaft(leader, { $0.proposeConfigChange(.addLearner(4)) }) else {
+            Issue.record("add learner refused")
+            return
+        }
+        try sim.deliverAll()
+        sim.isolate(4)
+        for i in 0..<5 { try Self.write(sim, "while the learner is away \(i)") }
+        #expect(sim.withRaft(leader) { $0.proposeConfigChange(.promoteLearner(4)) } == .dropped(.learnerBehind))
+        sim.heal()
+        for _ in 0..<5 {
+            try sim.tickAll()
+            try sim.deliverAll()
+        }
+        guard case .accepted? = sim.withRaft(leader, { $0.proposeConfigChange(.promoteLearner(4)) }) else {
+            Issue.record("a caught-up learner must be promoted")
+            return
+        }
     }
 
     /// Membership: add a voter, then remove the leader itself; the group keeps going.

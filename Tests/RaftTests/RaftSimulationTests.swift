@@ -34,7 +34,8 @@ enum RandomRun {
             $0.preVote = preVote
         }
         if trace { sim.trace = [] }
-        sim.faults = .init(drop: Double(rng.below(20)) / 100, duplicate: 0.03, maxDelay: rng.below(4))
+        sim.faults = .init(drop: Double(rng.below(20)) / 100, duplicate: 0.03, maxDelay: rng.below(4),
+                           crashBeforePersist: rng.chance(0.5) ? 0.003 : 0)
         sim.readyProbability = 0.8
         // Clock skew: in half the runs each node's clock runs at its own rate (a tick is skipped
         // with probability up to 30%), so election timeouts race as on real machines.

@@ -98,6 +98,8 @@ final class Simulation {
         var drop = 0.0
         var duplicate = 0.0
         var maxDelay = 0
+        /// Chance that a node crashes after sending a Ready's early messages, before persisting it.
+        var crashBeforePersist = 0.0
     }
 
     var nodes: [NodeID: SimNode] = [:]
@@ -214,9 +216,15 @@ final class Simulation {
 
     // MARK: Ready handling
 
-    /// Persists, sends, applies and advances one node's Ready, in the documented order.
+    /// Sends, persists, sends, applies and advances one node's Ready, in the documented order,
+    /// as the production driver does; it may crash between the early sends and the persist.
     func processReady(_ id: NodeID) throws {
         guard let node = nodes[id], let rd = node.raft?.ready() else { return }
+        for m in rd.messagesBeforePersist { send(m) }
+        if faults.crashBeforePersist > 0 && rng.chance(faults.crashBeforePersist) {
+            crash(id)
+            return
+        }
         if let snap = rd.snapshot {
             node.storage.snapshot = snap
             node.storage.entries = []
@@ -236,7 +244,7 @@ final class Simulation {
             }
             node.storage.hardState = hs
         }
-        for m in rd.messages { send(m) }
+        for m in rd.messagesAfterPersist { send(m) }
         if let snap = rd.snapshot {
             let image = StateMachine(bytes: snap.data)
             if snap.meta.index > 0, appliedDigest[snap.meta.index] != image.digest {
