@@ -77,7 +77,13 @@ struct WorkloadDefinition: Equatable, Sendable {
     static func kubePod(_ yaml: String) throws -> WorkloadDefinition {
         let documents: [Any]
         do {
+            // Refused before anything is expanded (see YAMLAliases).
+            if let anchored = try YAMLAliases.composeAll(yaml).firstAnchored {
+                throw Problem(description: "line \(anchored.mark?.line ?? 0): \(YAMLAliases.refusal)")
+            }
             documents = try Yams.load_all(yaml: yaml).compactMap { $0 }
+        } catch let problem as Problem {
+            throw problem
         } catch {
             throw Problem(description: "the kube YAML does not parse: \(error)")
         }

@@ -6,19 +6,31 @@ import Yams
 public enum JobSpecParser {
     /// Largest number of instances one spec may expand to; beyond it a typo in `array.size` is the likelier story.
     public static let maxInstances = 100_000
+    /// Largest spec accepted, in bytes: a spec describes work, data stays in the archive.
+    public static let maxBytes = 1 << 20
 
     /// Parses and validates one spec. `file` is only used in error locations.
     public static func parse(_ yaml: String, file: String) -> Result<JobSpec, SpecErrors> {
         var reader = SpecReader(file: file)
+        let size = yaml.utf8.count
+        guard size <= maxBytes else {
+            reader.report(nil, "", "the spec is \(size) bytes; at most \(maxBytes) (1 MiB) are accepted: keep data in the archive or the KV store, not in the spec", .invalidValue)
+            return .failure(SpecErrors(reader.errors))
+        }
         let root: Node?
+        let anchored: Node?
         do {
-            root = try Yams.compose(yaml: yaml)
+            (root, anchored) = try YAMLAliases.composeOne(yaml)
         } catch {
             reader.reportSyntax(error)
             return .failure(SpecErrors(reader.errors))
         }
         guard let root else {
             reader.report(nil, "", "the file is empty; a spec starts with 'apiVersion: \(JobSpec.apiVersion)'", .missingField)
+            return .failure(SpecErrors(reader.errors))
+        }
+        if let anchored {
+            reader.report(anchored, "", YAMLAliases.refusal, .invalidValue)
             return .failure(SpecErrors(reader.errors))
         }
         var parser = DocumentParser(reader: reader)

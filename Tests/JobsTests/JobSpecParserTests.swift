@@ -199,3 +199,29 @@ private let header = """
     #expect(spec.tasks[0].constraints.allSatisfy { $0.isSatisfied(by: labels) })
     #expect(!spec.tasks[0].constraints.allSatisfy { $0.isSatisfied(by: ["gpu": "a100", "rack": "r2"]) })
 }
+
+@Test(.timeLimit(.minutes(1))) func anchorsAndAliasesAreRefusedBeforeAnythingIsExpanded() {
+    let yaml = header + """
+        tasks:
+          - name: t
+            driver: exec
+            command: /bin/echo
+            args: [&big "\(String(repeating: "x", count: 65_536))", *big, *big, *big]
+        """
+    let found = problems(yaml, file: "alias.yaml")
+    #expect(found.count == 1)
+    #expect(found.first?.hasPrefix("alias.yaml:8:12:") == true, "\(found)")
+    #expect(found.first?.contains("anchors and aliases") == true, "\(found)")
+
+    // Nested references ("billion laughs"): 10 levels of 10 would be 10^10 strings expanded.
+    var laughs = header + "x0: &l0 \"lol\"\n"
+    for level in 1...10 {
+        laughs += "x\(level): &l\(level) [" + Array(repeating: "*l\(level - 1)", count: 10).joined(separator: ", ") + "]\n"
+    }
+    #expect(problems(laughs).contains { $0.contains("anchors and aliases") })
+}
+
+@Test func aSpecOverOneMebibyteIsRefused() {
+    let yaml = header + "# " + String(repeating: "x", count: JobSpecParser.maxBytes) + "\n"
+    #expect(problems(yaml).first?.contains("at most 1048576 (1 MiB)") == true)
+}
