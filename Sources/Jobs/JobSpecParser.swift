@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// Turns spec YAML into a validated `JobSpec`, or into every problem found, each naming file:line:column and field.
@@ -175,6 +176,16 @@ private struct DocumentParser {
             inputNodes: Dictionary(inputs.map { ($0.0.variable, $0.1) }, uniquingKeysWith: { a, _ in a }))
     }
 
+    /// An image reference as registries write them: it starts with a lowercase letter or digit
+    /// (never '-', so it cannot pass for a podman flag) and holds only the characters of
+    /// registry hosts, ports, repository paths, tags and digests.
+    static func isImageReference(_ text: String) -> Bool {
+        guard let first = text.unicodeScalars.first, text.utf8.count <= 512, !text.contains("//") else { return false }
+        let lowercaseOrDigit = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyz0123456789")
+        let allowed = lowercaseOrDigit.union(CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZ._-/:@+"))
+        return lowercaseOrDigit.contains(first) && text.unicodeScalars.allSatisfy { allowed.contains($0) }
+    }
+
     mutating func driver(_ fields: SpecFields) -> TaskDriver? {
         guard let kind = reader.required(fields, "driver") else { return nil }
         let command = fields["command"].flatMap { reader.string($0, fields.path("command")) }
@@ -182,6 +193,10 @@ private struct DocumentParser {
         switch kind {
         case "podman":
             guard let image = reader.required(fields, "image") else { return nil }
+            guard Self.isImageReference(image) else {
+                reader.report(fields["image"], fields.path("image"), "'\(image)' is not an image reference; write e.g. localhost/reduce:1.4 or registry.example.org:5000/astro/pipeline@sha256:…", .invalidValue)
+                return nil
+            }
             return .podman(image: image, command: command, args: args)
         case "exec":
             if let image = fields["image"] {

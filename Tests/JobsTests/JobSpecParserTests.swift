@@ -225,3 +225,25 @@ private let header = """
     let yaml = header + "# " + String(repeating: "x", count: JobSpecParser.maxBytes) + "\n"
     #expect(problems(yaml).first?.contains("at most 1048576 (1 MiB)") == true)
 }
+
+@Test func anImageThatCouldPassForAPodmanFlagIsRefused() throws {
+    for image in ["--privileged", "-v/:/host", "busybox latest", "a//b", ""] {
+        let yaml = header + """
+            tasks:
+              - name: t
+                driver: podman
+                image: "\(image)"
+            """
+        #expect(problems(yaml).contains { $0.contains("field 'tasks[0].image'") }, "\(image) was accepted")
+    }
+    for image in ["localhost/specola-mini", "docker.io/library/busybox:1.36", "registry:5000/astro/reduce:v2.1",
+                  "quay.io/a/b@sha256:" + String(repeating: "a", count: 64)] {
+        let yaml = header + """
+            tasks:
+              - name: t
+                driver: podman
+                image: "\(image)"
+            """
+        #expect(problems(yaml).isEmpty, "\(image): \(problems(yaml))")
+    }
+}

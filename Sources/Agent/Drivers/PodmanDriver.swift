@@ -129,7 +129,8 @@ public struct PodmanDriver: Sendable {
         for mount in task.mounts {
             args += ["--volume", "\(mount.source):\(mount.target):\(mount.readOnly ? "ro" : "rw")"]
         }
-        return args + [task.image] + task.command
+        // `--` ends podman's options: whatever the image says, it is never read as a flag.
+        return args + ["--", task.image] + task.command
     }
 
     func containerState(_ name: String) async throws -> String? {
