@@ -37,9 +37,12 @@ public actor Replica {
         var continuation: CheckedContinuation<ApplyOutcome, any Error>
     }
 
-    struct PendingRead {
+    /// One ReadIndex round: every read barrier that joined it gets its answer.
+    struct ReadRound {
         var startedAt: ContinuousClock.Instant
-        var continuation: CheckedContinuation<Index, any Error>
+        var waiters: [CheckedContinuation<Index, any Error>]
+
+        func fail(_ error: any Error) { for waiter in waiters { waiter.resume(throwing: error) } }
     }
 
     public let settings: Settings
@@ -67,7 +70,14 @@ public actor Replica {
     static let maxBatchesInFlight = 2
     /// A queue this long goes out even with the window full.
     static let maxBatch = 256
-    private var readRequests: [[UInt8]: PendingRead] = [:]
+    /// The ReadIndex round under way, by context (at most one is started at a time).
+    private var readRequests: [[UInt8]: ReadRound] = [:]
+    /// Read barriers that arrived while a round was under way. They need a round that starts
+    /// after they did, so they wait and share the next one: one heartbeat round per batch of
+    /// concurrent reads, not per read.
+    private var readsForNextRound: [CheckedContinuation<Index, any Error>] = []
+    /// ReadIndex rounds started since this replica began (for tests and metrics).
+    private(set) var readRoundsStarted = 0
     private var readsAwaitingApply: [(index: Index, continuation: CheckedContinuation<Void, any Error>)] = []
     /// Starts at random in each process, so a ReadIndex context never repeats one sent before a
     /// restart (a late answer to that one would release a read too early).
@@ -183,6 +193,7 @@ public actor Replica {
             handleReadies()
         }
         guard !stopped else { return }
+        if readRequests.isEmpty { startReadRound() }
         releaseReads()
         compactIfDue()
     }
@@ -218,8 +229,8 @@ public actor Replica {
                 apply(entry)
             }
             for readState in ready.readStates {
-                if let pending = readRequests.removeValue(forKey: readState.context) {
-                    pending.continuation.resume(returning: readState.index)
+                if let round = readRequests.removeValue(forKey: readState.context) {
+                    for waiter in round.waiters { waiter.resume(returning: readState.index) }
                 }
             }
             if let soft = ready.softState { leadershipChanged(soft) }
@@ -360,7 +371,7 @@ public actor Replica {
         } else {
             logger.info("following", metadata: ["raft.term": "\(raft.term)", "raft.leader": "\(soft.leader.map(String.init) ?? "none")"])
             let hint = leaderHint
-            for (_, read) in readRequests { read.continuation.resume(throwing: ReplicaError.notLeader(hint)) }
+            for (_, round) in readRequests { round.fail(ReplicaError.notLeader(hint)) }
             readRequests.removeAll()
         }
     }
@@ -385,8 +396,8 @@ public actor Replica {
             queuedProposals.removeAll { $0.startedAt < limit }
             for proposal in expired { proposal.continuation.resume(throwing: ReplicaError.timedOut) }
         }
-        for (context, read) in readRequests where read.startedAt < limit {
-            read.continuation.resume(throwing: ReplicaError.timedOut)
+        for (context, round) in readRequests where round.startedAt < limit {
+            round.fail(ReplicaError.timedOut)
             readRequests.removeValue(forKey: context)
         }
     }
@@ -399,8 +410,10 @@ public actor Replica {
         proposals.removeAll()
         for proposal in queuedProposals { proposal.continuation.resume(throwing: error) }
         queuedProposals.removeAll()
-        for (_, read) in readRequests { read.continuation.resume(throwing: error) }
+        for (_, round) in readRequests { round.fail(error) }
         readRequests.removeAll()
+        for waiter in readsForNextRound { waiter.resume(throwing: error) }
+        readsForNextRound.removeAll()
         for read in readsAwaitingApply { read.continuation.resume(throwing: error) }
         readsAwaitingApply.removeAll()
         wakeProgressWaiters()
@@ -452,18 +465,32 @@ public actor Replica {
         }
     }
 
-    /// Returns once this replica's state reflects every write acknowledged before the call (ReadIndex).
-    public func readBarrier() async throws {
-        guard !stopped else { throw ReplicaError.stopped }
+    /// Starts one ReadIndex round for every read barrier waiting for one.
+    private func startReadRound() {
+        guard !readsForNextRound.isEmpty else { return }
+        let waiters = readsForNextRound
+        readsForNextRound.removeAll()
         readCounter += 1
+        readRoundsStarted += 1
         var context = withUnsafeBytes(of: readCounter.bigEndian, Array.init)
         context += withUnsafeBytes(of: settings.id.bigEndian, Array.init)
         let result = raft.readIndex(context: context)
-        if case .notLeader = result { throw refusal(result) }
-        if case .dropped = result { throw refusal(result) }
-        let index = try await withCheckedThrowingContinuation { continuation in
-            readRequests[context] = PendingRead(startedAt: .now, continuation: continuation)
+        switch result {
+        case .notLeader, .dropped:
+            let error = refusal(result)
+            for waiter in waiters { waiter.resume(throwing: error) }
+        case .accepted, .pending:
+            readRequests[context] = ReadRound(startedAt: .now, waiters: waiters)
             scheduleProcess()
+        }
+    }
+
+    /// Returns once this replica's state reflects every write acknowledged before the call (ReadIndex).
+    public func readBarrier() async throws {
+        guard !stopped else { throw ReplicaError.stopped }
+        let index = try await withCheckedThrowingContinuation { continuation in
+            readsForNextRound.append(continuation)
+            if readRequests.isEmpty { startReadRound() }
         }
         if index > applied {
             try await withCheckedThrowingContinuation { continuation in

@@ -91,6 +91,25 @@ import CooperativePoolWatch
         } catch ReplicaError.stopped {}
     }
 
+    @Test func concurrentReadsShareReadIndexRounds() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let replica = try makeReplica(dir)
+        let ticker = Task { await replica.runTicker() }
+        defer { ticker.cancel() }
+        try await waitUntil("a single voter to lead") { await replica.isLeader }
+        _ = try await replica.propose(put("k", "v"))
+        let before = await replica.readRoundsStarted
+        let reads = 200
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<reads { group.addTask { try await replica.readBarrier() } }
+            try await group.waitForAll()
+        }
+        let rounds = await replica.readRoundsStarted - before
+        #expect(rounds >= 1 && rounds < reads, "\(reads) concurrent reads took \(rounds) ReadIndex rounds")
+        #expect(await replica.kvGet("k")?.value == Data("v".utf8))
+    }
+
     @Test func compareAndSwapAppliesOnlyOnMatch() async throws {
         let dir = try TempDir()
         defer { dir.remove() }
