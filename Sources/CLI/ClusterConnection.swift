@@ -73,7 +73,12 @@ struct ConnectionOptions: ParsableArguments {
             do {
                 return try await withGRPCClient(transport: transport, handleClient: body)
             } catch let error as RPCError {
-                guard error.code == .unavailable else { throw CLIError.from(error, endpoint: endpoint) }
+                // Another replica may get the request only when this one surely did not execute it:
+                // it was never connected to, or it said so. A connection that broke mid-request
+                // leaves the outcome unknown, and a write must not run twice.
+                let notExecuted = error.metadata[stringValues: "specola-not-executed"].contains { _ in true }
+                    || error.message.hasPrefix("Could not establish a connection")
+                guard error.code == .unavailable, notExecuted else { throw CLIError.from(error, endpoint: endpoint) }
                 lastError = error
                 if let leader = error.metadata[stringValues: "specola-leader"].compactMap({ HostPort(parsing: $0) }).first,
                    leader != endpoint {

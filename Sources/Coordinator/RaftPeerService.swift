@@ -53,11 +53,14 @@ struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
 extension ReplicaError {
     /// Metadata key carrying the leader's address, so clients can follow it.
     static let leaderMetadataKey = "specola-leader"
+    /// Metadata key on refusals of requests this replica did not execute, so a client may
+    /// send them to another replica without risking a second execution.
+    static let notExecutedMetadataKey = "specola-not-executed"
 
     var rpcError: RPCError {
         switch self {
         case .notLeader(let hint):
-            var metadata = Metadata()
+            var metadata: Metadata = [Self.notExecutedMetadataKey: "1"]
             if let hint { metadata.addString(hint.address, forKey: Self.leaderMetadataKey) }
             return RPCError(code: .unavailable, message: description, metadata: metadata)
         case .superseded, .dropped:
@@ -69,7 +72,7 @@ extension ReplicaError {
         case .overloaded:
             return RPCError(code: .resourceExhausted, message: description)
         case .storageFailed, .stopped:
-            return RPCError(code: .unavailable, message: description)
+            return RPCError(code: .unavailable, message: description, metadata: [Self.notExecutedMetadataKey: "1"])
         }
     }
 }
