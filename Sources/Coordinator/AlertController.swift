@@ -36,7 +36,22 @@ final class AlertController: Sendable {
     /// Idempotency keys sent or being sent whose `markNotified` is not committed yet, so a
     /// pass in between does not send them again.
     private let unsettled = Mutex<Set<String>>([])
-    private let deliveries = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
+    private let deliveries = Mutex<Deliveries>(Deliveries())
+
+    /// Deliveries under way, and the callers of `settle` waiting for them all to end.
+    private struct Deliveries {
+        var next = 0
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+
+        /// Ends delivery `id`; returns the waiters to resume if none is left.
+        mutating func finish(_ id: Int?) -> [CheckedContinuation<Void, Never>] {
+            if let id { tasks.removeValue(forKey: id) } else { tasks.removeAll() }
+            guard tasks.isEmpty else { return [] }
+            defer { idleWaiters.removeAll() }
+            return Array(idleWaiters.values)
+        }
+    }
     private let lastPruneUnixMs = Mutex<Int64>(0)
     /// Set before a planned leadership change: no new delivery starts here.
     private let settling = Mutex<Bool>(false)
@@ -141,12 +156,22 @@ final class AlertController: Sendable {
     @discardableResult
     func settle(within limit: Duration) async -> Int {
         settling.withLock { $0 = true }
-        let deadline = ContinuousClock.now + limit
-        var underWay = deliveries.withLock { $0.tasks.count }
-        while underWay > 0 && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-            underWay = deliveries.withLock { $0.tasks.count }
+        // Resumed by the last delivery to end, or by the timer at `limit`, whichever comes first.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let waiter: Int? = deliveries.withLock { deliveries in
+                guard !deliveries.tasks.isEmpty else { return nil }
+                let id = deliveries.next
+                deliveries.next += 1
+                deliveries.idleWaiters[id] = continuation
+                return id
+            }
+            guard let waiter else { return continuation.resume() }
+            Task { [self] in
+                try? await Task.sleep(for: limit)
+                deliveries.withLock { $0.idleWaiters.removeValue(forKey: waiter) }?.resume()
+            }
         }
+        let underWay = deliveries.withLock { $0.tasks.count }
         if underWay > 0 {
             logger.warning("leadership handed off with notifications still being delivered; the next leader may send them again under the same idempotency key",
                            metadata: ["alert.deliveries": "\(underWay)"])
@@ -177,7 +202,7 @@ final class AlertController: Sendable {
             running.next += 1
             running.tasks[id] = Task { [self] in
                 defer {
-                    _ = deliveries.withLock { $0.tasks.removeValue(forKey: id) }
+                    for waiter in deliveries.withLock({ $0.finish(id) }) { waiter.resume() }
                     unsettled.withLock { $0.subtract(notifications.map(\.idempotencyKey)) }
                 }
                 let outcomes = await dispatcher.deliver(notifications)
@@ -193,10 +218,11 @@ final class AlertController: Sendable {
     }
 
     private func cancelDeliveries() {
-        let tasks = deliveries.withLock { deliveries in
-            defer { deliveries.tasks.removeAll() }
-            return Array(deliveries.tasks.values)
+        let (tasks, waiters) = deliveries.withLock { deliveries in
+            let tasks = Array(deliveries.tasks.values)
+            return (tasks, deliveries.finish(nil))
         }
+        for waiter in waiters { waiter.resume() }
         for task in tasks { task.cancel() }
         unsettled.withLock { $0.removeAll() }
     }

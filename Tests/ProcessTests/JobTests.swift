@@ -345,7 +345,7 @@ import Glibc
                   name: work
                   driver: exec
                   command: /bin/sh
-                  args: ["-c", "f=\(ledger)/run-$$; cut -d' ' -f1 /proc/uptime > $f.start; (while true; do cut -d' ' -f1 /proc/uptime > $f.child; sleep 0.1; done) & i=0; while [ $i -lt 40 ]; do cut -d' ' -f1 /proc/uptime > $f.alive.tmp; mv $f.alive.tmp $f.alive; sleep 0.1; i=$((i+1)); done; kill $!"]
+                  args: ["-c", "f=\(ledger)/run-$$; cut -d' ' -f1 /proc/uptime > $f.start; (while true; do cut -d' ' -f1 /proc/uptime > $f.child.tmp; mv $f.child.tmp $f.child; sleep 0.1; done) & i=0; while [ $i -lt 40 ]; do cut -d' ' -f1 /proc/uptime > $f.alive.tmp; mv $f.alive.tmp $f.alive; sleep 0.1; i=$((i+1)); done; kill $!"]
                   resources: {cpu: 0.1, memory: 64MiB}
                 """)
             #expect(try await cluster.cli(["job", "run", "--detach", file]).status == 0)
