@@ -9,13 +9,13 @@ import CooperativePoolWatch
 
 /// A single-voter group on real SQLite files: what is acknowledged survives a restart.
 @Suite(.watchesCooperativePool) struct ReplicaTests {
-    func makeReplica(_ dir: TempDir, snapshotEvery: UInt64 = 20_000) throws -> Replica {
+    func makeReplica(_ dir: TempDir, snapshotEvery: UInt64 = 20_000, storage: RaftStorage? = nil) throws -> Replica {
         var settings = Replica.Settings(id: 1, name: "c1")
         settings.tick = .milliseconds(5)
         settings.snapshotEvery = snapshotEvery
         let logger = Logger(label: "test")
         return try Replica(
-            settings: settings, storage: RaftStorage(path: dir.file("raft.sqlite")),
+            settings: settings, storage: storage ?? RaftStorage(path: dir.file("raft.sqlite")),
             peers: [.with { $0.id = 1; $0.name = "c1"; $0.address = "127.0.0.1:1" }], initialVoters: [1],
             transport: PeerTransport(selfID: 1, tls: TLSFiles(ca: "", cert: "", key: ""), logger: logger),
             thresholds: .init(), logger: logger)
@@ -61,14 +61,7 @@ import CooperativePoolWatch
         let dir = try TempDir()
         defer { dir.remove() }
         let storage = try RaftStorage(path: dir.file("raft.sqlite"))
-        var settings = Replica.Settings(id: 1, name: "c1")
-        settings.tick = .milliseconds(5)
-        let logger = Logger(label: "test")
-        let replica = try Replica(
-            settings: settings, storage: storage,
-            peers: [.with { $0.id = 1; $0.name = "c1"; $0.address = "127.0.0.1:1" }], initialVoters: [1],
-            transport: PeerTransport(selfID: 1, tls: TLSFiles(ca: "", cert: "", key: ""), logger: logger),
-            thresholds: .init(), logger: logger)
+        let replica = try makeReplica(dir, storage: storage)
         let ticker = Task { await replica.runTicker() }
         defer { ticker.cancel() }
         try await waitUntil("a single voter to lead") { await replica.isLeader }
