@@ -28,7 +28,7 @@ import Glibc
                 """)
             try cluster.startAgent("node1")
             try cluster.startAgent("node2")
-            try await waitUntil("both agents to report", timeout: .seconds(60)) {
+            try await waitUntil("both agents to report", timeout: .seconds(60), explain: cluster.diagnosis) {
                 try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
             }
             let node1 = try #require(try await cluster.node("node1"))

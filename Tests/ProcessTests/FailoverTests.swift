@@ -86,7 +86,7 @@ import Glibc
                     extra: "bmc: {mode: none}\nlibvirt: {uri: \"\(libvirt[name] ?? "")\"}\n\(podman)")
                 try cluster.startAgent(name)
             }
-            try await waitUntil("both agents to report", timeout: .seconds(60)) {
+            try await waitUntil("both agents to report", timeout: .seconds(60), explain: cluster.diagnosis) {
                 try await cluster.nodes().filter {
                     $0.reportsApplied > 0 && $0.status == "ready" && (libvirt[$0.name] == nil || $0.facts.vms.available)
                 }.count == addresses.count
@@ -139,7 +139,7 @@ import Glibc
             try cluster.writeAgentConfig("node2", address: "127.0.1.22", extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
             try cluster.startAgent("node1")
             try cluster.startAgent("node2")
-            try await waitUntil("both agents to report their BMC state", timeout: .seconds(60)) {
+            try await waitUntil("both agents to report their BMC state", timeout: .seconds(60), explain: cluster.diagnosis) {
                 let nodes = try await cluster.nodes()
                 return nodes.count == 2 && nodes.first { $0.name == "node1" }?.facts.bmc.present == true
             }
@@ -230,7 +230,7 @@ import Glibc
             try cluster.writeAgentConfig("node2", address: "127.0.1.26", extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n\(podman)")
             try cluster.startAgent("node1")
             try cluster.startAgent("node2")
-            try await waitUntil("both agents to report", timeout: .seconds(60)) {
+            try await waitUntil("both agents to report", timeout: .seconds(60), explain: cluster.diagnosis) {
                 try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
             }
             let ledger = try await Self.runWitnessOnNode1(cluster)
@@ -339,7 +339,7 @@ import Glibc
                                          extra: "\(bmc.agentConfigLine)\nlibvirt: {uri: \"\(libvirt[name]!.uri)\"}\n\(podman)")
             try cluster.startAgent(name)
         }
-        try await waitUntil("both agents to report their BMCs and libvirt", timeout: .seconds(60)) {
+        try await waitUntil("both agents to report their BMCs and libvirt", timeout: .seconds(60), explain: cluster.diagnosis) {
             try await cluster.nodes().filter { $0.facts.bmc.present && $0.facts.vms.available && $0.status == "ready" }.count == 2
         }
         let ledger = try Self.makeLedger(cluster)
@@ -576,6 +576,7 @@ import Glibc
         init(coordinator: HostPort, aliases: [String: String]) throws {
             self.coordinator = coordinator
             self.aliases = aliases
+            removeStaleIptablesRules(tagPrefix: "specola-failover-test-", tables: ["filter", "nat"])
             for alias in aliases.values.sorted() {
                 try add("nat", ["OUTPUT", "-d", alias, "-p", "tcp", "--dport", "\(coordinator.port)", "-m", "comment", "--comment", tag,
                                 "-j", "DNAT", "--to-destination", coordinator.description])

@@ -101,6 +101,26 @@ final class LocalCluster: @unchecked Sendable {
         try await nodes().first { $0.name == name }
     }
 
+    /// For a failed wait: each node as the coordinator sees it, and the last lines of each process's log.
+    func diagnosis() async -> String {
+        let logLines = 25
+        var text = ""
+        do {
+            for node in try await nodes() {
+                text += "node \(node.name): status \(node.status) (\(node.statusReason)), reports applied \(node.reportsApplied), "
+                text += "libvirt \(node.facts.vms.available ? "available" : "unavailable: \(node.facts.vms.reason)")\n"
+            }
+        } catch {
+            text += "nodes: \(error)\n"
+        }
+        let processes = [("coordinator", coordinatorProcess)] + agents.sorted { $0.key < $1.key }.map { ("agent \($0.key)", Optional($0.value)) }
+        for case let (name, process?) in processes {
+            let tail = process.log.split(separator: "\n", omittingEmptySubsequences: false).suffix(logLines).joined(separator: "\n")
+            text += "--- \(name) (\(process.isRunning ? "running" : "exited")), last \(logLines) log lines:\n\(tail)\n"
+        }
+        return text
+    }
+
     /// Runs `body`, then stops every process this cluster started (by PID), removes the containers of
     /// `jobs` (agents leave running tasks alone when they stop) and the temp dir, whether `body` threw or not.
     /// `before` runs first (e.g. removing iptables rules). Nothing here blocks the concurrency pool.

@@ -36,7 +36,7 @@ import Glibc
                     """)
                 try cluster.startAgent(agent.name)
             }
-            try await waitUntil("both agents to report libvirt and podman", timeout: .seconds(60)) {
+            try await waitUntil("both agents to report libvirt and podman", timeout: .seconds(60), explain: cluster.diagnosis) {
                 try await self.cluster.nodes().filter { $0.facts.vms.available && $0.facts.containers.available }.count == agents.count
             }
         }

@@ -55,7 +55,7 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     /// Prepares (but does not start) a group of `size` founding replicas.
     public init(size: Int, tickMs: Int = 30, electionTicks: Int = 10) throws {
-        Self.removeStaleRules()
+        removeStaleIptablesRules(tagPrefix: "specola-raft-test-")
         subnet = 60 + Self.nextSubnet.wrappingAdd(1, ordering: .relaxed).oldValue % 150
         self.tickMs = tickMs
         self.electionTicks = electionTicks
@@ -229,19 +229,6 @@ public final class ReplicaGroup: @unchecked Sendable {
     public var activeRules: Int { lock.withLock { rules.count } }
 
     public static let iptables = which("iptables") ?? "/usr/sbin/iptables"
-
-    /// Deletes rules left by an earlier test process that crashed before its cleanup.
-    static func removeStaleRules() {
-        guard let listing = try? runBlocking(iptables, ["-w", "-S", "OUTPUT"]).stdout else { return }
-        for line in listing.split(separator: "\n") where line.contains("specola-raft-test-") {
-            let words = line.split(separator: " ").map(String.init)
-            guard let tag = words.first(where: { $0.hasPrefix("specola-raft-test-") }),
-                let pid = Int32(tag.dropFirst("specola-raft-test-".count)),
-                pid != getpid(), Glibc.kill(pid, 0) != 0, words.first == "-A"
-            else { continue }
-            _ = try? runBlocking(iptables, ["-w", "-D"] + words.dropFirst())
-        }
-    }
 
     // MARK: - Observation
 

@@ -25,13 +25,18 @@ public struct TempDir: Sendable {
 
 public struct TimedOut: Error, CustomStringConvertible {
     public var what: String
-    public init(what: String) { self.what = what }
-    public var description: String { "timed out waiting for \(what)" }
+    /// What the wait saw last, for the reader of a failed run.
+    public var lastSeen: String?
+    public init(what: String, lastSeen: String? = nil) { self.what = what; self.lastSeen = lastSeen }
+    public var description: String {
+        "timed out waiting for \(what)" + (lastSeen.map { "; last seen:\n\($0)" } ?? "")
+    }
 }
 
 /// Polls `condition` until it holds or the deadline passes (never a bare sleep).
 public func waitUntil(
     _ what: String, timeout: Duration = .seconds(20), every interval: Duration = .milliseconds(100),
+    explain: (() async -> String)? = nil,
     _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
@@ -40,7 +45,7 @@ public func waitUntil(
         try await Task.sleep(for: interval)
     }
     if try await condition() { return }
-    throw TimedOut(what: what)
+    throw TimedOut(what: what, lastSeen: await explain?())
 }
 
 /// Polls `value` until it is non-nil, and returns it.
