@@ -51,7 +51,7 @@ let package = Package(
             pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(
             name: "SpecolaProtocol",
-            dependencies: grpc + [
+            dependencies: grpc + ["SpecolaWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -64,20 +64,33 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Protocol",
-            exclude: ["specola.proto"],
             swiftSettings: settings),
+        // The wire messages alone (no gRPC, no NIO), so the pure cluster core can use them.
+        .target(
+            name: "SpecolaWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Sources/Wire", exclude: ["specola.proto"], swiftSettings: settings),
+        // Every decision of the leader that needs no I/O: the replicated state and its books, the
+        // failure ladder, the HA planner, alert rules, the scheduling input. No NIO, gRPC, GRDB or
+        // Logging here; the compiler keeps it pure.
+        .target(
+            name: "SpecolaClusterCore", dependencies: ["SpecolaWire", "SpecolaJobs", "SpecolaAlerting"],
+            path: "Sources/ClusterCore", swiftSettings: settings),
         .target(name: "SpecolaRaft", path: "Sources/Raft", swiftSettings: settings),
         .target(name: "SpecolaBMC", dependencies: ["CFreeIPMI", "SpecolaProtocol"], path: "Sources/BMC", swiftSettings: settings),
+        // Alert rules, routing, silences and notification texts: pure.
+        .target(name: "SpecolaAlerting", path: "Sources/Alerting", swiftSettings: settings),
+        // Sending notifications (webhooks, SMTP) and the test receivers.
         .target(
-            name: "SpecolaAlerting",
+            name: "SpecolaAlertDelivery",
             dependencies: [
+                "SpecolaAlerting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/Alerting", swiftSettings: settings),
+            path: "Sources/AlertDelivery", swiftSettings: settings),
         .target(
             name: "SpecolaJobs", dependencies: [.product(name: "Yams", package: "Yams")], path: "Sources/Jobs",
             exclude: ["specola-job.schema.json", "Samples"], swiftSettings: settings),
@@ -93,7 +106,8 @@ let package = Package(
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaBMC", "SpecolaAlerting",
+                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaBMC", "SpecolaAlerting", "SpecolaAlertDelivery",
+                "SpecolaClusterCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -125,7 +139,7 @@ let package = Package(
             name: "specola-bench", dependencies: ["SpecolaProtocol"] + grpc, path: "Sources/Bench",
             exclude: ["etcd_kv.proto"], swiftSettings: settings),
         .testTarget(
-            name: "AlertingTests", dependencies: ["CooperativePoolWatch", "SpecolaAlerting", "TestSupport"], path: "Tests/AlertingTests",
+            name: "AlertingTests", dependencies: ["CooperativePoolWatch", "SpecolaAlerting", "SpecolaAlertDelivery", "TestSupport"], path: "Tests/AlertingTests",
             swiftSettings: settings),
         .executableTarget(
             name: "specola-bench-scheduler", dependencies: ["SpecolaCoordinator"], path: "Sources/BenchScheduler",
@@ -136,7 +150,10 @@ let package = Package(
         .testTarget(
             name: "AgentTests", dependencies: ["CooperativePoolWatch", "SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
-            name: "CoordinatorTests", dependencies: ["CooperativePoolWatch", "SpecolaCoordinator", "SpecolaJobs", "SpecolaAlerting", "TestSupport"],
+            name: "CoordinatorTests", dependencies: [
+                "CooperativePoolWatch", "SpecolaCoordinator", "SpecolaClusterCore", "SpecolaJobs", "SpecolaAlerting",
+                "SpecolaAlertDelivery", "TestSupport",
+            ],
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",

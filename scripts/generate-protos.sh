@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the committed Swift for the project's .proto files:
-#   Sources/Protocol/specola.proto -> Sources/Protocol/Generated (public, client + server)
+#   Sources/Wire/specola.proto     -> Sources/Wire/Generated      (messages only: SwiftProtobuf, no gRPC)
+#                                  -> Sources/Protocol/Generated  (gRPC clients and servers, importing SpecolaWire)
 #   Sources/Bench/etcd_kv.proto    -> Sources/Bench/Generated   (etcd subset, client only)
 # Needs protoc (Debian: protobuf-compiler). Builds the two Swift plugins from
 # the package's own dependencies (a few minutes the first time); set
@@ -17,14 +18,14 @@ else
 fi
 plugins=(--plugin=protoc-gen-swift="$bin/protoc-gen-swift" --plugin=protoc-gen-grpc-swift-2="$bin/protoc-gen-grpc-swift-2")
 
-out=Sources/Protocol/Generated
-mkdir -p "$out"
+mapping="$(mktemp)"
+trap 'rm -f "$mapping"' EXIT
+printf 'mapping { module_name: "SpecolaWire" proto_file_path: "specola.proto" }\n' >"$mapping"
 protoc "${plugins[@]}" \
-  --swift_opt=Visibility=Public \
-  --grpc-swift-2_opt=Visibility=Public \
-  --swift_out="$out" --grpc-swift-2_out="$out" \
-  -I Sources/Protocol Sources/Protocol/specola.proto
-echo "generated into $out"
+  --swift_opt=Visibility=Public --swift_out=Sources/Wire/Generated \
+  --grpc-swift-2_opt=Visibility=Public,ProtoPathModuleMappings="$mapping" --grpc-swift-2_out=Sources/Protocol/Generated \
+  -I Sources/Wire Sources/Wire/specola.proto
+echo "generated into Sources/Wire/Generated and Sources/Protocol/Generated"
 
 out=Sources/Bench/Generated
 mkdir -p "$out"

@@ -7,7 +7,7 @@
 #   bench  scripts/bench-footprint.sh anchors (node_exporter, ipmi_exporter)
 #   peers  the other real peers of testbeds: GlusterFS, etcd, Alertmanager, a systemd rootfs
 #   etcd   only etcd 3.4 server and etcdctl (scripts/bench-raft.sh)
-#   protoc regenerating Sources/Protocol/Generated (scripts/generate-protos.sh)
+#   protoc regenerating Sources/Wire/Generated and Sources/Protocol/Generated (scripts/generate-protos.sh)
 #   all    every group
 #
 # Idempotent: installs only what is missing, and runs `apt-get update` only then.

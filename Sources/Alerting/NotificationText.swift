@@ -1,7 +1,7 @@
 /// The human-readable form of a notification, shared by chat messages and e-mail bodies.
-enum NotificationText {
+public enum NotificationText {
     /// One block per alert under the title; `markdown` bolds for Slack and Mattermost.
-    static func render(_ notification: AlertNotification, externalURL: String, markdown: Bool) -> String {
+    public static func render(_ notification: AlertNotification, externalURL: String, markdown: Bool) -> String {
         var lines = [markdown ? "*\(notification.title)*" : notification.title]
         if !markdown { lines.append("") }
         for alert in notification.alerts {

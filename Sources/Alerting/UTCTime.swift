@@ -1,6 +1,6 @@
 /// Formats Unix milliseconds as UTC text without a calendar object, so payloads are a pure
 /// function of the notification.
-enum UTCTime {
+public enum UTCTime {
     private static let weekdays = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]  // 1970-01-01 was a Thursday
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
@@ -37,14 +37,14 @@ enum UTCTime {
     }
 
     /// `2026-11-20T10:04:05.123Z` (RFC 3339, as Alertmanager writes times).
-    static func rfc3339(_ unixMs: Int64) -> String {
+    public static func rfc3339(_ unixMs: Int64) -> String {
         let p = parts(unixMs)
         return "\(padded(p.year, 4))-\(padded(p.month, 2))-\(padded(p.day, 2))T\(padded(p.hour, 2)):\(padded(p.minute, 2))"
             + ":\(padded(p.second, 2)).\(padded(p.millisecond, 3))Z"
     }
 
     /// `Fri, 20 Nov 2026 10:04:05 +0000` (the e-mail `Date:` header, RFC 5322).
-    static func rfc5322(_ unixMs: Int64) -> String {
+    public static func rfc5322(_ unixMs: Int64) -> String {
         let p = parts(unixMs)
         return "\(weekdays[p.weekday]), \(padded(p.day, 2)) \(months[p.month - 1]) \(p.year) "
             + "\(padded(p.hour, 2)):\(padded(p.minute, 2)):\(padded(p.second, 2)) +0000"

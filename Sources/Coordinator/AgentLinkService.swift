@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import GRPCCore
 import Logging
 import SpecolaProtocol
@@ -48,7 +49,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
         let outcome = try await serving {
             try await replica.propose(.registerNode(
                 name: name, address: request.address, agentVersion: request.agentVersion,
-                labels: request.labels, atUnixMs: Clock.nowUnixMs()))
+                labels: request.labels, atUnixMs: WallClock.nowUnixMs()))
         }
         await replica.noteContact(name)
         guard case .registered(let lastApplied) = outcome else {
@@ -104,7 +105,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
         switch message.kind {
         case .report(let report):
             let outcome = try await serving {
-                try await replica.propose(.applyReport(node: name, report: report, receivedAtUnixMs: Clock.nowUnixMs()))
+                try await replica.propose(.applyReport(node: name, report: report, receivedAtUnixMs: WallClock.nowUnixMs()))
             }
             switch outcome {
             case let .reportApplied(seq, gap, needsFull):

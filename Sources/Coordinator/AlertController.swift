@@ -1,5 +1,7 @@
+import SpecolaClusterCore
 import Foundation
 import Logging
+import SpecolaAlertDelivery
 import SpecolaAlerting
 import SpecolaProtocol
 import Synchronization
@@ -115,7 +117,7 @@ final class AlertController: Sendable {
 
     /// Proposes the changes concurrently (Raft batches them) and waits until each is committed.
     private func commit(_ changes: [AlertChange]) async {
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         await withTaskGroup(of: Void.self) { group in
             for change in changes {
                 group.addTask { [replica, logger] in
@@ -186,7 +188,7 @@ final class AlertController: Sendable {
     private func deliverDue() async {
         guard !settling.withLock({ $0 }) else { return }
         let book = await replica.replicatedState.alerts
-        let plan = planner.plan(book, atUnixMs: Clock.nowUnixMs())
+        let plan = planner.plan(book, atUnixMs: WallClock.nowUnixMs())
         let due = unsettled.withLock { unsettled in
             let fresh = plan.notifications.filter { !unsettled.contains($0.idempotencyKey) }
             unsettled.formUnion(fresh.map(\.idempotencyKey))

@@ -1,4 +1,6 @@
+import SpecolaClusterCore
 import Foundation
+import SpecolaAlertDelivery
 import SpecolaAlerting
 import SpecolaProtocol
 

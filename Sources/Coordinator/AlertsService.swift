@@ -1,6 +1,8 @@
+import SpecolaClusterCore
 import Foundation
 import GRPCCore
 import Logging
+import SpecolaAlertDelivery
 import SpecolaAlerting
 import SpecolaProtocol
 
@@ -25,7 +27,7 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
     }
 
     private func propose(_ change: AlertChange) async throws {
-        let outcome = try await serving { try await replica.propose(.alert(change, atUnixMs: Clock.nowUnixMs())) }
+        let outcome = try await serving { try await replica.propose(.alert(change, atUnixMs: WallClock.nowUnixMs())) }
         if case .rejected(let reason) = outcome {
             throw RPCError(code: .failedPrecondition, message: reason)
         }
@@ -36,7 +38,7 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
     func list(request: Specola_V1_ListAlertsRequest, context: ServerContext) async throws -> Specola_V1_ListAlertsResponse {
         _ = try caller(context)
         let book = try await book()
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         return .with {
             $0.alerts = book.sortedAlerts.filter { request.all || $0.status == .firing }.map { view($0, book, now: now) }
         }
@@ -46,14 +48,14 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
         let identity = try caller(context)
         guard request.forMs >= 0 else { throw RPCError(code: .invalidArgument, message: "--for must be a positive duration") }
         let alert = try Self.alert(request.id, in: try await book())
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         let until = now + (request.forMs == 0 ? Self.defaultAckMs : request.forMs)
         try await propose(.ack(fingerprint: alert.id, untilUnixMs: until, by: identity.description, atUnixMs: now))
         logger.info("alert acknowledged", metadata: [
             "alert.id": "\(alert.id)", "alert.rule": "\(alert.rule)", "requested.by": "\(identity)", "ack.until_unix_ms": "\(until)",
         ])
         let book = await replica.replicatedState.alerts
-        return view(book.alerts[alert.id] ?? alert, book, now: Clock.nowUnixMs())
+        return view(book.alerts[alert.id] ?? alert, book, now: WallClock.nowUnixMs())
     }
 
     func addSilence(request: Specola_V1_AddSilenceRequest, context: ServerContext) async throws -> Specola_V1_SilenceView {
@@ -65,7 +67,7 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
             throw RPCError(code: .invalidArgument, message: error.message)
         }
         guard request.forMs > 0 else { throw RPCError(code: .invalidArgument, message: "--for must be a positive duration, e.g. 2h") }
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         let silence = Silence(
             id: UUID().uuidString.lowercased(), matchers: matchers, startsAtUnixMs: now, endsAtUnixMs: now + request.forMs,
             createdBy: identity.description, comment: request.comment)
@@ -74,13 +76,13 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
         logger.info("silence added", metadata: [
             "silence.id": "\(silence.id)", "silence.matchers": "\(matchers.map(\.description))", "requested.by": "\(identity)",
         ])
-        return Self.view(silence, now: Clock.nowUnixMs())
+        return Self.view(silence, now: WallClock.nowUnixMs())
     }
 
     func listSilences(request: Specola_V1_ListSilencesRequest, context: ServerContext) async throws -> Specola_V1_ListSilencesResponse {
         _ = try caller(context)
         let book = try await book()
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         let silences = book.silences.values
             .filter { request.all || $0.state(atUnixMs: now) != .expired }
             .sorted { ($0.startsAtUnixMs, $0.id) < ($1.startsAtUnixMs, $1.id) }
@@ -98,9 +100,9 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
                     ? "no silence '\(request.id)'; `specola silence list --all` lists them"
                     : "'\(request.id)' matches \(candidates.count) silences; give more of the id")
         }
-        try await propose(.expireSilence(id: silence.id, atUnixMs: Clock.nowUnixMs()))
+        try await propose(.expireSilence(id: silence.id, atUnixMs: WallClock.nowUnixMs()))
         logger.info("silence expired", metadata: ["silence.id": "\(silence.id)", "requested.by": "\(identity)"])
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         return Self.view(await replica.replicatedState.alerts.silences[silence.id] ?? silence, now: now)
     }
 

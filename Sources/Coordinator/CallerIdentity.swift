@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SpecolaProtocol

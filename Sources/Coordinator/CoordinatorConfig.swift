@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import SpecolaProtocol
 
 /// `/etc/specola/coordinator.yaml`. `packaging/coordinator.yaml` documents every field.
@@ -176,5 +177,18 @@ public struct FencingConfig: Decodable, Sendable {
             }
             bmcAddresses[node] = endpoint
         }
+    }
+}
+
+extension EarlyWarning.Action: Decodable {}
+
+extension EarlyWarning: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case onCriticalSensor, onPowerSupplyEvent }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(onCriticalSensor: try c.decodeIfPresent(Action.self, forKey: .onCriticalSensor) ?? .drain,
+                  onPowerSupplyEvent: try c.decodeIfPresent(Action.self, forKey: .onPowerSupplyEvent) ?? .drain)
     }
 }

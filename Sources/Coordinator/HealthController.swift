@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import Logging
 import SpecolaAlerting
@@ -51,13 +52,13 @@ final class HealthController: Sendable {
     func run() async {
         await loop.run(replica) { since in
             // Grace after a leader change: every live agent reconnects before anyone is suspected.
-            guard Clock.nowUnixMs() - since >= settings.policy.suspectAfterMs else { return }
+            guard WallClock.nowUnixMs() - since >= settings.policy.suspectAfterMs else { return }
             await pass(leaderSinceUnixMs: since)
         }
     }
 
     func pass(leaderSinceUnixMs: Int64) async {
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         let (state, lastContact) = await replica.healthView()
         let nodes = state.nodes.values.sorted { $0.name < $1.name }
         let brake = max(1, Int(Double(nodes.count) * settings.policy.maxFencedFraction))
@@ -98,7 +99,7 @@ final class HealthController: Sendable {
     private func takeOutOfService(_ node: String, drain: Bool, reason: String) async {
         do {
             _ = try await replica.propose(.with {
-                $0.proposedAtUnixMs = Clock.nowUnixMs()
+                $0.proposedAtUnixMs = WallClock.nowUnixMs()
                 $0.setNodeScheduling = .with { $0.node = node; $0.cordoned = true; $0.draining = drain }
             })
             logger.warning("early warning: node taken out of service before it fails", metadata: [
@@ -115,7 +116,7 @@ final class HealthController: Sendable {
     func commit(_ node: String, _ status: NodeHealth.Status, _ reason: String, requestedBy: String = "") async {
         do {
             _ = try await replica.propose(.with {
-                $0.proposedAtUnixMs = Clock.nowUnixMs()
+                $0.proposedAtUnixMs = WallClock.nowUnixMs()
                 $0.nodeHealth = .with {
                     $0.node = node
                     $0.status = status.rawValue
@@ -136,7 +137,7 @@ final class HealthController: Sendable {
         if status != .fencing {
             attempts.withLock { _ = $0.removeValue(forKey: node) }
             if stuckReported.withLock({ $0.remove(node) }) != nil {
-                alerts?.raise(BuiltinAlert.fencingStuck(node: node, reason: "").resolve(atUnixMs: Clock.nowUnixMs()))
+                alerts?.raise(BuiltinAlert.fencingStuck(node: node, reason: "").resolve(atUnixMs: WallClock.nowUnixMs()))
             }
         }
         onTransition()
@@ -183,9 +184,9 @@ final class HealthController: Sendable {
                     try await Task.sleep(for: .milliseconds(250))
                     state = try await onDedicatedThread("specola-fence") { try bmc.powerStatus() }
                 }
-                outcome = state == .off ? .confirmedOff : .failed("power still \(state) 15 s after the off command", atUnixMs: Clock.nowUnixMs())
+                outcome = state == .off ? .confirmedOff : .failed("power still \(state) 15 s after the off command", atUnixMs: WallClock.nowUnixMs())
             } catch {
-                outcome = .failed("\(error)", atUnixMs: Clock.nowUnixMs())
+                outcome = .failed("\(error)", atUnixMs: WallClock.nowUnixMs())
             }
             attempts.withLock { $0[name] = outcome }
             if case .failed(let problem, _) = outcome {

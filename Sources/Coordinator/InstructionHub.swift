@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import Logging
 import SpecolaJobs

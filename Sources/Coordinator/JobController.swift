@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import Logging
 import SpecolaJobs
@@ -45,7 +46,7 @@ final class JobController: Sendable {
     /// One pass; returns how long planning took (the rest is the Raft commit).
     @discardableResult
     func pass() async -> Duration {
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         let clock = ContinuousClock()
         let planStart = clock.now
         // The state copy lives only while planning, so applying the commits below copies nothing.
@@ -79,7 +80,7 @@ final class JobController: Sendable {
     }
 
     private func commit(_ placements: [Placement], jobOf: [String: String]) async {
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         let batches = stride(from: 0, to: placements.count, by: settings.batchSize).map {
             Array(placements[$0..<min($0 + settings.batchSize, placements.count)])
         }

@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import GRPCCore
 import Logging
@@ -41,7 +42,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         }
         let id = spec.metadata.name
         _ = try await propose(.with {
-            $0.proposedAtUnixMs = Clock.nowUnixMs()
+            $0.proposedAtUnixMs = WallClock.nowUnixMs()
             $0.submitJob = .with {
                 $0.jobID = id
                 $0.specJson = (try? JobBook.jsonEncoder.encode(spec)) ?? Data()
@@ -100,7 +101,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         let identity = try caller(context)
         guard await replica.job(request.id) != nil else { throw Self.noJob(request.id) }
         _ = try await propose(.with {
-            $0.proposedAtUnixMs = Clock.nowUnixMs()
+            $0.proposedAtUnixMs = WallClock.nowUnixMs()
             $0.cancelJob = .with { $0.jobID = request.id; $0.requestedBy = identity.description }
         })
         logger.info("job cancelled", metadata: ["job.id": "\(request.id)", "requested.by": "\(identity)"])
@@ -146,7 +147,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
             throw RPCError(code: .notFound, message: "no node named '\(request.name)'; `specola nodes` lists the known nodes")
         }
         _ = try await propose(.with {
-            $0.proposedAtUnixMs = Clock.nowUnixMs()
+            $0.proposedAtUnixMs = WallClock.nowUnixMs()
             $0.setNodeScheduling = .with { $0.node = request.name; $0.cordoned = flags.cordoned; $0.draining = flags.draining }
         })
         logger.info("node scheduling changed", metadata: [
@@ -171,7 +172,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
 
     /// Plans the spec's runnable instances behind everything already queued, and diffs against the running version.
     static func dryRun(_ spec: JobSpec, state: ClusterState, status: [String: NodeStatus]) -> Specola_V1_JobPlanResponse {
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         let id = spec.metadata.name
         let active = state.jobs.jobs[id].flatMap { $0.isFinished ? nil : $0 }
         let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)

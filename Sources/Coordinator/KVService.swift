@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import GRPCCore
 import SpecolaProtocol
@@ -32,7 +33,7 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
 
     private func stamped(_ edit: (inout Specola_V1_Command) -> Void) -> Specola_V1_Command {
         var command = Specola_V1_Command()
-        command.proposedAtUnixMs = Clock.nowUnixMs()
+        command.proposedAtUnixMs = WallClock.nowUnixMs()
         edit(&command)
         return command
     }

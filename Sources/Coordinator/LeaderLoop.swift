@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import SpecolaProtocol
 
 /// What every leader-only controller shares: it wakes on a timer or when
@@ -39,7 +40,7 @@ final class LeaderLoop: Sendable {
             }
             if leaderSince == nil {
                 do { try await replica.readBarrier() } catch { continue }
-                leaderSince = Clock.nowUnixMs()
+                leaderSince = WallClock.nowUnixMs()
             }
             await pass(leaderSince!)
         }

@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import GRPCCore
 import Logging
 import SpecolaProtocol
@@ -45,7 +46,7 @@ struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
         // The address must be known before the new replica is asked to vote or replicate.
         _ = try await serving {
             try await replica.propose(.with {
-                $0.proposedAtUnixMs = Clock.nowUnixMs()
+                $0.proposedAtUnixMs = WallClock.nowUnixMs()
                 $0.setMember = .with { $0.member = member }
             })
         }

@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import SpecolaProtocol
 
 /// Renders cluster facts as Prometheus text. Sensor metrics reuse

@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import GRDB
 import SpecolaProtocol

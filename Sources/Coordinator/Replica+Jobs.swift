@@ -1,10 +1,11 @@
+import SpecolaClusterCore
 import SpecolaJobs
 import SpecolaProtocol
 
 extension Replica {
     /// A copy of the replicated state (copy-on-write, so cheap) and each node's
     /// liveness as this replica sees it, for a scheduling pass off the actor.
-    func schedulingState(nowUnixMs: Int64 = Clock.nowUnixMs()) -> (state: ClusterState, status: [String: NodeStatus]) {
+    func schedulingState(nowUnixMs: Int64 = WallClock.nowUnixMs()) -> (state: ClusterState, status: [String: NodeStatus]) {
         var status: [String: NodeStatus] = [:]
         status.reserveCapacity(state.nodes.count)
         for node in state.nodes.values {

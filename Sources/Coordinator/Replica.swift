@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import Logging
 import SpecolaProtocol
@@ -93,7 +94,7 @@ public actor Replica {
     // Soft state, leader only: liveness of agents. Never replicated.
     private(set) var lastContact: [String: Int64] = [:]
     public let thresholds: LivenessThresholds
-    public nonisolated let startedAtUnixMs = Clock.nowUnixMs()
+    public nonisolated let startedAtUnixMs = WallClock.nowUnixMs()
 
     public init(settings: Settings, storage: RaftStorage, peers: [Specola_V1_Member], initialVoters: Set<NodeID>,
                 transport: PeerTransport, thresholds: LivenessThresholds, logger: Logger) throws {
@@ -365,7 +366,7 @@ public actor Replica {
         batchesInFlight.removeAll()
         if soft.role == .leader {
             // Grace period: a new leader has not heard from agents yet.
-            let now = Clock.nowUnixMs()
+            let now = WallClock.nowUnixMs()
             for name in state.nodes.keys { lastContact[name] = now }
             logger.info("became leader", metadata: ["raft.term": "\(raft.term)"])
         } else {
@@ -560,7 +561,7 @@ public actor Replica {
     }
     public var kvRevision: UInt64 { state.kvRevision }
 
-    public func noteContact(_ name: String, atUnixMs: Int64 = Clock.nowUnixMs()) {
+    public func noteContact(_ name: String, atUnixMs: Int64 = WallClock.nowUnixMs()) {
         lastContact[name] = max(lastContact[name] ?? 0, atUnixMs)
     }
 
@@ -576,7 +577,7 @@ public actor Replica {
         var node = stored
         let seen = max(lastContact[node.name] ?? 0, node.lastSeenUnixMs)
         node.lastSeenUnixMs = seen
-        node.status = NodeHealth.displayed(committed: stored.status, live: thresholds.status(sinceLastContactMs: Clock.nowUnixMs() - seen))
+        node.status = NodeHealth.displayed(committed: stored.status, live: thresholds.status(sinceLastContactMs: WallClock.nowUnixMs() - seen))
         return node
     }
 }
@@ -615,29 +616,5 @@ public enum ReplicaError: Error, CustomStringConvertible {
         case .storageFailed(let problem): return "this replica cannot persist (\(problem)); use another replica"
         case .stopped: return "this replica stopped after a storage failure (see its log) and executed nothing; use another replica"
         }
-    }
-}
-
-/// Wall-clock milliseconds, read only by proposers (never inside `apply`).
-public enum Clock {
-    public static func nowUnixMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-}
-
-/// How long silence turns a node from ready to suspect to down.
-public struct LivenessThresholds: Sendable {
-    public var suspectAfterMs: Int64
-    public var downAfterMs: Int64
-
-    public init(suspectAfterMs: Int64 = 3_000, downAfterMs: Int64 = 10_000) {
-        self.suspectAfterMs = suspectAfterMs
-        self.downAfterMs = downAfterMs
-    }
-
-    public enum Status: String, Sendable { case ready, suspect, down }
-
-    public func status(sinceLastContactMs silence: Int64) -> Status {
-        if silence >= downAfterMs { return .down }
-        if silence >= suspectAfterMs { return .suspect }
-        return .ready
     }
 }

@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import SpecolaProtocol
 import SpecolaRaft

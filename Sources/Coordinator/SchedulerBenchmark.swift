@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -90,7 +91,7 @@ public enum SchedulerBenchmark {
 
     /// Nodes the size of the first users' servers: 48 cores, 380 GB, 250 TB.
     static func register(nodes count: Int, on leader: Replica) async throws {
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         try await inParallel(count) { index in
             let name = "sim\(index)"
             _ = try await leader.propose(.registerNode(name: name, address: "", agentVersion: "sim", labels: ["rack": "r\(index % 16)"], atUnixMs: now))
@@ -118,7 +119,7 @@ public enum SchedulerBenchmark {
                 kind: .job, metadata: JobMetadata(name: "bench\(job)", owner: "bench", project: "p\(job % 3)"),
                 spread: job % 5 == 0, tasks: [task])
             let outcome = try await leader.propose(.with {
-                $0.proposedAtUnixMs = Clock.nowUnixMs()
+                $0.proposedAtUnixMs = WallClock.nowUnixMs()
                 $0.submitJob = .with {
                     $0.jobID = spec.metadata.name
                     $0.specJson = try! JobBook.jsonEncoder.encode(spec)

@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import Logging
 import SpecolaProtocol
@@ -55,7 +56,7 @@ final class WorkloadController: Sendable {
         await loop.run(replica, pass: { leaderSinceUnixMs in
             // A new leader counts every node as just seen; it places nothing until
             // silence could have made a dead node suspect.
-            guard Clock.nowUnixMs() - leaderSinceUnixMs >= replica.thresholds.suspectAfterMs else { return }
+            guard WallClock.nowUnixMs() - leaderSinceUnixMs >= replica.thresholds.suspectAfterMs else { return }
             await pass()
         }, stepDown: { waiting.withLock { $0.removeAll() } })
     }
@@ -65,7 +66,7 @@ final class WorkloadController: Sendable {
         let (state, status) = await replica.schedulingState()
         let plan = WorkloadPlanner.plan(state: state, status: status)
         waiting.withLock { $0 = plan.waiting }
-        let now = Clock.nowUnixMs()
+        let now = WallClock.nowUnixMs()
         for decision in plan.decisions {
             await commit(decision, at: now)
         }

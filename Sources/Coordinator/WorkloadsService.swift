@@ -1,3 +1,4 @@
+import SpecolaClusterCore
 import Foundation
 import GRPCCore
 import Logging
@@ -54,7 +55,7 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
         if !workload.homeNode.isEmpty, await replica.node(workload.homeNode) == nil {
             throw RPCError(code: .notFound, message: "no node named '\(workload.homeNode)'; `specola nodes` lists the known nodes")
         }
-        try await propose(.workload(workload.name, at: Clock.nowUnixMs(), by: identity.description, .define(workload)))
+        try await propose(.workload(workload.name, at: WallClock.nowUnixMs(), by: identity.description, .define(workload)))
         logger.info("workload defined", metadata: [
             "workload.name": "\(workload.name)", "workload.kind": "\(kind.rawValue)", "requested.by": "\(identity)",
         ])
@@ -86,7 +87,7 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
         }
         try await serving { try await replica.readBarrier() }
         _ = try await current(request.name, kind: request.kind)
-        try await propose(.workload(request.name, at: Clock.nowUnixMs(), by: identity.description, .setDesired(request.desired)))
+        try await propose(.workload(request.name, at: WallClock.nowUnixMs(), by: identity.description, .setDesired(request.desired)))
         logger.info("workload desired state changed", metadata: [
             "workload.name": "\(request.name)", "workload.desired": "\(request.desired)", "requested.by": "\(identity)",
         ])
@@ -97,7 +98,7 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
         let identity = try caller(context)
         try await serving { try await replica.readBarrier() }
         _ = try await current(request.name, kind: request.kind)
-        try await propose(.workload(request.name, at: Clock.nowUnixMs(), by: identity.description, .delete(.init())))
+        try await propose(.workload(request.name, at: WallClock.nowUnixMs(), by: identity.description, .delete(.init())))
         logger.info("workload deleted", metadata: ["workload.name": "\(request.name)", "requested.by": "\(identity)"])
         return .init()
     }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpecolaAlerting
+@testable import SpecolaAlertDelivery
 import CooperativePoolWatch
 
 /// The replicated alert lifecycle: what each committed change does to the book.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpecolaAlerting
+@testable import SpecolaAlertDelivery
 import CooperativePoolWatch
 
 /// A seeded generator, so a failing run can be replayed from its seed.

@@ -3,6 +3,7 @@ import Logging
 import TestSupport
 
 @testable import SpecolaAlerting
+@testable import SpecolaAlertDelivery
 
 /// Builders for the pure tests: one place that knows how to fire, plan and mark.
 enum Scenario {

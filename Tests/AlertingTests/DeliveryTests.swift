@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 
 @testable import SpecolaAlerting
+@testable import SpecolaAlertDelivery
 import CooperativePoolWatch
 
 /// A receiver that fails its first `failures` sends with `error`, recording every attempt.

@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 
 @testable import SpecolaAlerting
+@testable import SpecolaAlertDelivery
 import CooperativePoolWatch
 
 /// One line of Tests/Fixtures/alerting/smtp_server.py's log: a message or an AUTH attempt.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpecolaAlerting
+@testable import SpecolaAlertDelivery
 import CooperativePoolWatch
 
 /// What the planner sends, when, and that it sends each alert transition once per receiver.

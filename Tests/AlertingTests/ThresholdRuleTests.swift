@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpecolaAlerting
+@testable import SpecolaAlertDelivery
 import CooperativePoolWatch
 
 /// Threshold rules from config: fire after holding for the `for` period, resolve when they stop holding.

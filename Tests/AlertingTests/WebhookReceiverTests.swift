@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 
 @testable import SpecolaAlerting
+@testable import SpecolaAlertDelivery
 import CooperativePoolWatch
 
 /// One request as Tests/Fixtures/alerting/webhook_receiver.py recorded it.

@@ -1,10 +1,12 @@
 import Foundation
 import Logging
 import SpecolaAlerting
+import SpecolaAlertDelivery
 import SpecolaProtocol
 import Synchronization
 import TestSupport
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 
@@ -64,7 +66,7 @@ final class RecordingReceiver: Receiver {
             let mail = RecordingReceiver("mail")
             let alerts = controller(replica, [chat, mail])
             let stuck = BuiltinAlert.fencingStuck(node: "n1", reason: "the BMC does not answer")
-            alerts.raise(stuck.fire(atUnixMs: Clock.nowUnixMs()))
+            alerts.raise(stuck.fire(atUnixMs: WallClock.nowUnixMs()))
             await alerts.pass()
             #expect(await replica.replicatedState.alerts.alerts[stuck.fingerprint]?.status == .firing)
             try await waitUntil("both deliveries to be committed") { await deliveries(replica, stuck).count == 2 }
@@ -73,10 +75,10 @@ final class RecordingReceiver: Receiver {
 
             // Raising what already fires writes nothing; resolving is one more message each.
             let applied = await replica.appliedIndex
-            alerts.raise(stuck.fire(atUnixMs: Clock.nowUnixMs()))
+            alerts.raise(stuck.fire(atUnixMs: WallClock.nowUnixMs()))
             await alerts.pass()
             #expect(await replica.appliedIndex == applied, "a redundant raise reached the log")
-            alerts.raise(stuck.resolve(atUnixMs: Clock.nowUnixMs()))
+            alerts.raise(stuck.resolve(atUnixMs: WallClock.nowUnixMs()))
             await alerts.pass()
             try await waitUntil("the resolve to reach both") { chat.count == 2 && mail.count == 2 }
             try await waitUntil("the resolve's delivery to be committed") {
@@ -91,7 +93,7 @@ final class RecordingReceiver: Receiver {
             let mail = RecordingReceiver("mail", held: true)
             let alerts = controller(replica, [chat, mail])
             let down = BuiltinAlert.fencingStuck(node: "n2", reason: "test")
-            alerts.raise(down.fire(atUnixMs: Clock.nowUnixMs()))
+            alerts.raise(down.fire(atUnixMs: WallClock.nowUnixMs()))
             await alerts.pass()
             try await waitUntil("chat to be told while mail hangs") { chat.count == 1 && mail.count == 1 }
             try await waitUntil("chat's delivery to be committed while mail hangs") { await deliveries(replica, down)["chat"] != nil }

@@ -1,7 +1,9 @@
 import SpecolaAlerting
+import SpecolaAlertDelivery
 import SpecolaProtocol
 import TestSupport
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 

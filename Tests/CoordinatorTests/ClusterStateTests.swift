@@ -1,5 +1,6 @@
 import SpecolaProtocol
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 

@@ -2,6 +2,7 @@ import Foundation
 import SpecolaJobs
 import SpecolaProtocol
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 

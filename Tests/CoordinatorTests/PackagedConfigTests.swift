@@ -1,8 +1,10 @@
 import Foundation
 import SpecolaAlerting
+import SpecolaAlertDelivery
 import SpecolaProtocol
 import TestSupport
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 

@@ -1,5 +1,6 @@
 import CooperativePoolWatch
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 
 /// What one replica queues for another: bounded in bytes, sent in byte-bounded batches.

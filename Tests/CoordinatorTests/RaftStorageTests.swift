@@ -3,6 +3,7 @@ import Foundation
 import SpecolaRaft
 import TestSupport
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 
 /// The Raft log on a real SQLite file: what a restart finds after snapshots.

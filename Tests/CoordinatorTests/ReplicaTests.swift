@@ -4,6 +4,7 @@ import SpecolaProtocol
 import SpecolaRaft
 import TestSupport
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 

@@ -1,8 +1,10 @@
 import Foundation
 import SpecolaAlerting
+import SpecolaAlertDelivery
 import SpecolaJobs
 import SpecolaProtocol
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 

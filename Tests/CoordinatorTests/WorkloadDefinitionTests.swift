@@ -1,5 +1,6 @@
 import CooperativePoolWatch
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 
 /// What `specola pod create` accepts as kube YAML.

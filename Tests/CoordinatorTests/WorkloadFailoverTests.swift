@@ -5,6 +5,7 @@ import SpecolaRaft
 import Synchronization
 import TestSupport
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 
@@ -69,7 +70,7 @@ import CooperativePoolWatch
                 }
                 seq += 1
                 let report = Specola_V1_Report.with { $0.seq = seq; $0.workloadEvents = [event] }
-                _ = try? await replica.propose(.applyReport(node: node, report: report, receivedAtUnixMs: Clock.nowUnixMs()))
+                _ = try? await replica.propose(.applyReport(node: node, report: report, receivedAtUnixMs: WallClock.nowUnixMs()))
             }
         }
     }

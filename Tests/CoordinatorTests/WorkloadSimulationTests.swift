@@ -3,6 +3,7 @@ import SpecolaJobs
 import SpecolaProtocol
 import TestSupport
 import Testing
+@testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
 

@@ -14,6 +14,7 @@
 
 import GRPCCore
 import GRPCProtobuf
+import SpecolaWire
 
 // MARK: - specola.v1.AgentLink
 

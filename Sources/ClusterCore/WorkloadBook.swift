@@ -1,6 +1,6 @@
 import Foundation
 import SpecolaJobs
-import SpecolaProtocol
+import SpecolaWire
 
 /// The kinds of HA workload: a libvirt domain or a podman pod (kube YAML).
 public enum WorkloadKind: String, Sendable, CaseIterable {
@@ -39,7 +39,7 @@ public enum WorkloadPhase: String, Sendable, CaseIterable {
 
 /// Whether a node's committed status proves it runs nothing. The lead's failure
 /// ladder commits `fenced` only with proof (BMC power off, or an expired self-fence lease).
-func nodeIsFenced(_ state: ClusterState, _ node: String) -> Bool {
+public func nodeIsFenced(_ state: ClusterState, _ node: String) -> Bool {
     WorkloadBook.isFenced(node, in: state.nodes)
 }
 
@@ -60,23 +60,23 @@ public struct WorkloadBook: Sendable {
     public static let stableRunMs: Int64 = 10 * 60 * 1000
     public static let defaultMaxRestarts: UInt32 = 1
     public static let defaultMaxRelocations: UInt32 = 1
-    static let controller = "controller"
+    public static let controller = "controller"
 
     public init() {}
 
-    init(snapshot: Specola_V1_ClusterSnapshot) {
+    public init(snapshot: Specola_V1_ClusterSnapshot) {
         for workload in snapshot.workloads { workloads[workload.name] = workload }
         for stray in snapshot.workloadStrays {
             strays[Self.instanceID(stray.name, stray.generation)] = stray
         }
     }
 
-    func write(into snapshot: inout Specola_V1_ClusterSnapshot) {
+    public func write(into snapshot: inout Specola_V1_ClusterSnapshot) {
         snapshot.workloads = workloads.values.sorted { $0.name < $1.name }
         snapshot.workloadStrays = strays.sorted { $0.key < $1.key }.map(\.value)
     }
 
-    static func isFenced(_ node: String, in nodes: [String: Specola_V1_Node]) -> Bool {
+    public static func isFenced(_ node: String, in nodes: [String: Specola_V1_Node]) -> Bool {
         nodes[node]?.status == "fenced"
     }
 
@@ -93,7 +93,7 @@ public struct WorkloadBook: Sendable {
     /// The relocations that count against the limit. An instance that ran `stableRunMs` before
     /// its node was fenced starts the count afresh, so a VM is not put in error by the death of
     /// a second node months after the first.
-    static func relocationsSpent(_ workload: Specola_V1_Workload, nodes: [String: Specola_V1_Node]) -> UInt32 {
+    public static func relocationsSpent(_ workload: Specola_V1_Workload, nodes: [String: Specola_V1_Node]) -> UInt32 {
         guard workload.startedAtUnixMs > 0, let node = nodes[workload.node], node.status == "fenced",
               node.statusSinceUnixMs - workload.startedAtUnixMs >= stableRunMs else { return workload.relocations }
         return 0
@@ -115,7 +115,7 @@ public struct WorkloadBook: Sendable {
 
     // MARK: - Commands
 
-    mutating func apply(_ command: Specola_V1_WorkloadCommand, at: Int64, nodes: [String: Specola_V1_Node]) -> ApplyOutcome {
+    public mutating func apply(_ command: Specola_V1_WorkloadCommand, at: Int64, nodes: [String: Specola_V1_Node]) -> ApplyOutcome {
         let name = command.name
         if case .define(let definition) = command.op {
             return define(definition, name: name, by: command.requestedBy, at: at)
@@ -269,7 +269,7 @@ public struct WorkloadBook: Sendable {
 
     /// An agent's word about one instance. Only the node that runs the current
     /// instance moves the workload; a report of another instance running makes it a stray.
-    mutating func apply(_ event: Specola_V1_WorkloadEvent, from node: String, at: Int64) {
+    public mutating func apply(_ event: Specola_V1_WorkloadEvent, from node: String, at: Int64) {
         let id = Self.instanceID(event.name, event.generation)
         guard var workload = workloads[event.name], workload.node == node, workload.generation == event.generation,
             let phase = WorkloadPhase(rawValue: workload.phase), phase.mayRun

@@ -1,14 +1,21 @@
 import SpecolaAlerting
 import SpecolaJobs
-import SpecolaProtocol
+import SpecolaWire
 
 /// What one rule pass reads: the replicated state, each node's liveness as the leader sees
 /// it, when the leader last heard from each node, and the time of the pass.
-struct AlertRuleInput: Sendable {
-    var state: ClusterState
-    var status: [String: NodeStatus]
-    var lastContactUnixMs: [String: Int64]
-    var nowUnixMs: Int64
+public struct AlertRuleInput: Sendable {
+    public var state: ClusterState
+    public var status: [String: NodeStatus]
+    public var lastContactUnixMs: [String: Int64]
+    public var nowUnixMs: Int64
+
+    public init(state: ClusterState, status: [String: NodeStatus], lastContactUnixMs: [String: Int64], nowUnixMs: Int64) {
+        self.state = state
+        self.status = status
+        self.lastContactUnixMs = lastContactUnixMs
+        self.nowUnixMs = nowUnixMs
+    }
 }
 
 /// Settings of the built-in rules (the `alerting:` section of the coordinator config).
@@ -46,7 +53,7 @@ public enum NodeMetric {
     ]
 
     /// Node-level samples; a metric the report lacks is left out (no data changes nothing).
-    static func nodeSamples(_ node: Specola_V1_Node) -> [String: Double] {
+    public static func nodeSamples(_ node: Specola_V1_Node) -> [String: Double] {
         guard node.facts.hasCapacity else { return [:] }
         let capacity = node.facts.capacity
         var samples = [load1: capacity.load1, load5: capacity.load5, load15: capacity.load15]
@@ -59,7 +66,7 @@ public enum NodeMetric {
     }
 
     /// Per-filesystem samples, by mount point.
-    static func filesystemSamples(_ node: Specola_V1_Node) -> [(mountPoint: String, samples: [String: Double])] {
+    public static func filesystemSamples(_ node: Specola_V1_Node) -> [(mountPoint: String, samples: [String: Double])] {
         guard node.facts.hasStorage else { return [] }
         return node.facts.storage.filesystems.filter { $0.sizeBytes > 0 }.sorted { $0.mountPoint < $1.mountPoint }.map { fs in
             (
@@ -78,16 +85,16 @@ public enum NodeMetric {
 /// never proposes what the book already says (firing an alert that fires), so a quiet cluster
 /// writes nothing to the log. Pure but for the threshold rules' `for` memory, which is the
 /// leader's own: a new leader starts each `for` period over.
-struct AlertRuleEvaluator: Sendable {
-    var settings: BuiltinRuleSettings
-    var thresholds: ThresholdEvaluator
+public struct AlertRuleEvaluator: Sendable {
+    public var settings: BuiltinRuleSettings
+    public var thresholds: ThresholdEvaluator
 
-    init(settings: BuiltinRuleSettings = BuiltinRuleSettings(), thresholdRules: [ThresholdRule] = []) {
+    public init(settings: BuiltinRuleSettings = BuiltinRuleSettings(), thresholdRules: [ThresholdRule] = []) {
         self.settings = settings
         thresholds = ThresholdEvaluator(rules: thresholdRules)
     }
 
-    mutating func evaluate(_ input: AlertRuleInput) -> [AlertChange] {
+    public mutating func evaluate(_ input: AlertRuleInput) -> [AlertChange] {
         let book = input.state.alerts
         let nodes = input.state.nodes.values.sorted { $0.name < $1.name }
         var changes: [AlertChange] = []
@@ -127,7 +134,7 @@ struct AlertRuleEvaluator: Sendable {
     }
 
     /// The rungs of the failure ladder at and past `down`.
-    static let downStatuses: Set<NodeStatus> = [.down, .fencing, .fenced]
+    public static let downStatuses: Set<NodeStatus> = [.down, .fencing, .fenced]
 
     private func condition(
         _ alert: BuiltinAlert, holds: Bool, cleared: Bool, node: Specola_V1_Node, _ book: AlertBook, now: Int64
@@ -223,7 +230,7 @@ struct AlertRuleEvaluator: Sendable {
     /// True when committing `change` would change nothing: firing what fires, resolving what
     /// does not fire. Level-triggered callers of `AlertController.raise` repeat themselves every
     /// pass; this keeps their repetitions out of the Raft log.
-    static func isRedundant(_ change: AlertChange, in book: AlertBook) -> Bool {
+    public static func isRedundant(_ change: AlertChange, in book: AlertBook) -> Bool {
         switch change {
         case .fire(let rule, let labels, _, _, _, _):
             return book.alerts[Alert.fingerprint(rule: rule, labels: labels)]?.status == .firing

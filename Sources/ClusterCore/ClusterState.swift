@@ -1,7 +1,7 @@
 import Foundation
 import SpecolaAlerting
 import SpecolaJobs
-import SpecolaProtocol
+import SpecolaWire
 
 /// What applying a command did, handed back to whoever proposed it.
 public enum ApplyOutcome: Sendable, Equatable {

@@ -1,6 +1,6 @@
 import Foundation
 import SpecolaJobs
-import SpecolaProtocol
+import SpecolaWire
 
 /// One submitted job inside the replicated state.
 public struct JobEntry: Sendable {
@@ -36,7 +36,7 @@ public struct JobBook: Sendable {
     /// Jobs that still have work to place or run.
     public private(set) var activeJobIDs: Set<String> = []
 
-    static let jsonEncoder: JSONEncoder = {
+    public static let jsonEncoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
@@ -44,7 +44,7 @@ public struct JobBook: Sendable {
 
     public init() {}
 
-    init(snapshot: Specola_V1_ClusterSnapshot) throws {
+    public init(snapshot: Specola_V1_ClusterSnapshot) throws {
         sequence = snapshot.jobSequence
         let decoder = JSONDecoder()
         for record in snapshot.jobs {
@@ -65,7 +65,7 @@ public struct JobBook: Sendable {
         }
     }
 
-    func write(into snapshot: inout Specola_V1_ClusterSnapshot) {
+    public func write(into snapshot: inout Specola_V1_ClusterSnapshot) {
         snapshot.jobSequence = sequence
         snapshot.jobs = jobs.values.sorted { $0.submitIndex < $1.submitIndex }.map { entry in
             .with {
@@ -84,13 +84,13 @@ public struct JobBook: Sendable {
         snapshot.allocations = allocations.values.sorted { $0.id < $1.id }
     }
 
-    static func instancesByID(_ spec: JobSpec) -> [String: TaskInstance] {
+    public static func instancesByID(_ spec: JobSpec) -> [String: TaskInstance] {
         Dictionary(spec.instances().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     // MARK: - Commands
 
-    mutating func submit(_ command: Specola_V1_SubmitJobCommand, at: Int64) -> ApplyOutcome {
+    public mutating func submit(_ command: Specola_V1_SubmitJobCommand, at: Int64) -> ApplyOutcome {
         if let existing = jobs[command.jobID], !existing.isFinished {
             return .rejected(reason: "job '\(command.jobID)' is still \(existing.run.state.rawValue); cancel it (specola job cancel \(command.jobID)) or give the new one another name")
         }
@@ -113,7 +113,7 @@ public struct JobBook: Sendable {
 
     /// Applies a scheduling pass. Placements that no longer fit the state
     /// (task already placed, job cancelled, node unknown) are skipped.
-    mutating func place(_ command: Specola_V1_PlaceTasksCommand, at: Int64, nodeExists: (String) -> Bool) -> ApplyOutcome {
+    public mutating func place(_ command: Specola_V1_PlaceTasksCommand, at: Int64, nodeExists: (String) -> Bool) -> ApplyOutcome {
         var placed = 0
         for placement in command.placements {
             guard allocations[placement.allocationID] == nil, nodeExists(placement.node) else { continue }
@@ -139,7 +139,7 @@ public struct JobBook: Sendable {
         return .placed(count: placed)
     }
 
-    mutating func cancel(_ jobID: String, at: Int64) -> ApplyOutcome {
+    public mutating func cancel(_ jobID: String, at: Int64) -> ApplyOutcome {
         let effects = updateJob(jobID) { entry -> [JobEffect] in
             guard !entry.isFinished else { return [] }
             entry.revision += 1
@@ -154,7 +154,7 @@ public struct JobBook: Sendable {
     }
 
     /// Work whose node is gone goes back to pending; it did not fail.
-    mutating func requeue(_ command: Specola_V1_RequeueAllocationsCommand, at: Int64) -> ApplyOutcome {
+    public mutating func requeue(_ command: Specola_V1_RequeueAllocationsCommand, at: Int64) -> ApplyOutcome {
         for id in command.allocationIds {
             guard let allocation = release(id) else { continue }
             jobs[allocation.jobID]?.run.apply(.lost(taskID: allocation.taskID, allocationID: id, atUnixMs: at))
@@ -165,7 +165,7 @@ public struct JobBook: Sendable {
     }
 
     /// Marks every allocation on `node` for stopping, so drained work moves elsewhere.
-    mutating func drain(node: String) {
+    public mutating func drain(node: String) {
         for allocation in allocations.values where allocation.node == node && !allocation.stopping {
             markStopping(allocation.id, reason: "node \(node) is draining")
         }
@@ -173,7 +173,7 @@ public struct JobBook: Sendable {
 
     /// An agent's report about one of its allocations. Returns the KV writes
     /// of declared outputs when the task succeeded.
-    mutating func apply(_ event: Specola_V1_TaskEvent, from node: String, at: Int64) -> [(key: String, value: String)] {
+    public mutating func apply(_ event: Specola_V1_TaskEvent, from node: String, at: Int64) -> [(key: String, value: String)] {
         guard let allocation = allocations[event.allocationID], allocation.node == node, jobs[allocation.jobID] != nil else { return [] }
         let id = event.allocationID
         let jobEvent: JobRun.Event

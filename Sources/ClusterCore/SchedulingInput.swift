@@ -1,14 +1,14 @@
 import SpecolaJobs
-import SpecolaProtocol
+import SpecolaWire
 
 /// What one scheduling pass reads, built from a copy of the replicated state
 /// and the leader's view of node liveness: the pure scheduler's inputs.
-struct SchedulingInput {
-    var cluster: ClusterView
-    var pending: [TaskRequest]
-    var usage: FairShareUsage
+public struct SchedulingInput {
+    public var cluster: ClusterView
+    public var pending: [TaskRequest]
+    public var usage: FairShareUsage
 
-    init(state: ClusterState, status: (String) -> NodeStatus, nowUnixMs: Int64) {
+    public init(state: ClusterState, status: (String) -> NodeStatus, nowUnixMs: Int64) {
         let book = state.jobs
         var jobsByNode: [String: [String: Int]] = [:]
         var allocatedByProject: [String: Resources] = [:]
@@ -40,12 +40,12 @@ struct SchedulingInput {
     }
 
     /// Labels that override what the agent measured, for what it cannot see.
-    static let gpuLabel = "specola.io/gpus"
-    static let scratchLabel = "specola.io/scratch"
+    public static let gpuLabel = "specola.io/gpus"
+    public static let scratchLabel = "specola.io/scratch"
 
     /// What a node offers: its cores and memory as reported; GPUs and scratch
     /// from labels, else scratch is the most space available on one filesystem.
-    static func capacity(of node: Specola_V1_Node) -> Resources {
+    public static func capacity(of node: Specola_V1_Node) -> Resources {
         let facts = node.facts
         let labels = facts.capacity.labels
         let gpus = labels[gpuLabel].flatMap { Int64($0) } ?? 0

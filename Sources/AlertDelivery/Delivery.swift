@@ -1,3 +1,4 @@
+import SpecolaAlerting
 import Foundation
 import Logging
 
@@ -130,7 +131,7 @@ public actor AlertDispatcher {
                     continue
                 }
                 group.addTask { [policy, logger] in
-                    await SpecolaAlerting.deliver(notification, via: receiver, policy: policy, logger: logger)
+                    await SpecolaAlertDelivery.deliver(notification, via: receiver, policy: policy, logger: logger)
                 }
             }
             var outcomes: [DeliveryOutcome] = []

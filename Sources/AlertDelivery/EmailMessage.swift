@@ -1,3 +1,4 @@
+import SpecolaAlerting
 import Foundation
 
 /// An RFC 5322 message, rendered for the SMTP `DATA` step.

@@ -1,5 +1,5 @@
 import SpecolaJobs
-import SpecolaProtocol
+import SpecolaWire
 
 /// The HA policy as a pure function of a state snapshot and node liveness:
 /// what to start, restart, relocate, give up on or release. The controller
@@ -13,9 +13,9 @@ import SpecolaProtocol
 ///   another node can take it; a drain spends no restart or relocation.
 /// - A relocation target is a ready, uncordoned node whose agent reaches the
 ///   workload's runtime and that has the cores and memory free (best fit).
-struct WorkloadPlanner {
+public struct WorkloadPlanner {
     /// One thing to commit.
-    enum Decision: Equatable, Sendable {
+    public enum Decision: Equatable, Sendable {
         case place(name: String, generation: UInt64, node: String, reason: String, message: String)
         case fail(name: String, generation: UInt64, reason: String)
         case release(name: String, generation: UInt64, reason: String)
@@ -23,16 +23,16 @@ struct WorkloadPlanner {
         case evacuate(name: String, generation: UInt64, reason: String)
     }
 
-    struct Plan: Sendable {
-        var decisions: [Decision] = []
+    public struct Plan: Sendable {
+        public var decisions: [Decision] = []
         /// Why a workload that should run is not placed now, by name.
-        var waiting: [String: String] = [:]
+        public var waiting: [String: String] = [:]
     }
 
     /// Committed node statuses of the failure ladder that take no new work.
-    static let unhealthy: Set<String> = ["suspect", "down", "fencing", "fenced"]
+    public static let unhealthy: Set<String> = ["suspect", "down", "fencing", "fenced"]
 
-    static func plan(state: ClusterState, status: [String: NodeStatus]) -> Plan {
+    public static func plan(state: ClusterState, status: [String: NodeStatus]) -> Plan {
         var plan = Plan()
         var free = freeResources(state: state)
         for workload in state.workloads.workloads.values.sorted(by: { $0.name < $1.name }) {
@@ -120,12 +120,12 @@ struct WorkloadPlanner {
     }
 
     /// What the workload asks of a node.
-    static func request(_ workload: Specola_V1_Workload) -> Resources {
+    public static func request(_ workload: Specola_V1_Workload) -> Resources {
         Resources(cpuMillicores: workload.cpuMillicores, memoryBytes: workload.memoryBytes)
     }
 
     /// Each node's capacity less what jobs and workloads that may run there hold.
-    static func freeResources(state: ClusterState) -> [String: Resources] {
+    public static func freeResources(state: ClusterState) -> [String: Resources] {
         var free: [String: Resources] = [:]
         for node in state.nodes.values {
             free[node.name] = SchedulingInput.capacity(of: node) - (state.jobs.allocatedByNode[node.name] ?? .zero)
@@ -138,7 +138,7 @@ struct WorkloadPlanner {
 
     /// Whether `node` can take the workload now. A restart in place needs no
     /// new room (its own share was freed by the crash) and ignores a cordon.
-    static func usable(
+    public static func usable(
         _ node: String, for workload: Specola_V1_Workload, state: ClusterState, status: [String: NodeStatus],
         free: [String: Resources], restarting: Bool = false
     ) -> Bool {
@@ -156,7 +156,7 @@ struct WorkloadPlanner {
     }
 
     /// The usable node that the workload leaves with the least memory to spare (then cores, then name).
-    static func bestFit(
+    public static func bestFit(
         _ workload: Specola_V1_Workload, state: ClusterState, status: [String: NodeStatus], free: [String: Resources],
         excluding: String?
     ) -> String? {
@@ -169,7 +169,7 @@ struct WorkloadPlanner {
             }
     }
 
-    static func noTargetReason(_ workload: Specola_V1_Workload) -> String {
+    public static func noTargetReason(_ workload: Specola_V1_Workload) -> String {
         let runtime = workload.kind == WorkloadKind.vm.rawValue ? "libvirt" : "podman"
         let wants = request(workload)
         return "no ready, uncordoned node with \(runtime) and \(wants.cpuMillicores)m CPU, \(wants.memoryBytes / (1 << 20)) MiB free"

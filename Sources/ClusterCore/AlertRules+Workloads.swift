@@ -1,11 +1,11 @@
 import SpecolaAlerting
-import SpecolaProtocol
+import SpecolaWire
 
 extension AlertRuleEvaluator {
     /// WorkloadError: fires while an HA VM or pod is in `error` (its restart and relocation
     /// limits are spent), labelled with the node it last ran on so a down node inhibits it;
     /// resolves once it is enabled again or deleted.
-    func workloadErrors(_ workloads: WorkloadBook, _ book: AlertBook, now: Int64) -> [AlertChange] {
+    public func workloadErrors(_ workloads: WorkloadBook, _ book: AlertBook, now: Int64) -> [AlertChange] {
         var changes: [AlertChange] = []
         var inError: Set<String> = []
         for workload in workloads.workloads.values.sorted(by: { $0.name < $1.name }) where workload.phase == WorkloadPhase.error.rawValue {

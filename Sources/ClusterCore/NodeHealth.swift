@@ -7,7 +7,7 @@ public enum NodeHealth {
     public enum Status: String, Sendable, CaseIterable {
         case ready, suspect, down, fencing, fenced, recovered
 
-        init(committed: String) { self = Status(rawValue: committed) ?? .ready }
+        public init(committed: String) { self = Status(rawValue: committed) ?? .ready }
     }
 
     public struct Policy: Sendable {
@@ -102,7 +102,7 @@ public enum NodeHealth {
     }
 
     /// What the scheduler may assume: committed fencing states win, otherwise liveness.
-    static func schedulingStatus(committed: String, live: LivenessThresholds.Status) -> NodeStatus {
+    public static func schedulingStatus(committed: String, live: LivenessThresholds.Status) -> NodeStatus {
         switch Status(committed: committed) {
         case .fencing: return .fencing
         case .fenced: return .fenced
@@ -116,7 +116,7 @@ public enum NodeHealth {
     }
 
     /// The status `specola nodes` shows: the committed step, with fresh liveness for the healthy steps.
-    static func displayed(committed: String, live: LivenessThresholds.Status) -> String {
+    public static func displayed(committed: String, live: LivenessThresholds.Status) -> String {
         switch Status(committed: committed) {
         case .fencing, .fenced: return committed
         case .recovered where live == .ready: return committed

@@ -1,12 +1,12 @@
 import Foundation
 import SpecolaAlerting
-import SpecolaProtocol
+import SpecolaWire
 
 /// The alert book's place in the replicated state: its commands and its snapshot form.
 extension ClusterState {
     /// Applies one committed `AlertChange`. A change that does not decode is rejected, not
     /// skipped silently; every replica rejects it the same way, so they stay equal.
-    static func applyAlert(_ command: Specola_V1_AlertCommand, to book: inout AlertBook) -> ApplyOutcome {
+    public static func applyAlert(_ command: Specola_V1_AlertCommand, to book: inout AlertBook) -> ApplyOutcome {
         let change: AlertChange
         do {
             change = try AlertBook.jsonDecoder.decode(AlertChange.self, from: command.changeJson)
@@ -21,24 +21,24 @@ extension ClusterState {
 }
 
 extension AlertBook {
-    static let jsonDecoder = JSONDecoder()
+    public static let jsonDecoder = JSONDecoder()
 
     /// Sorted keys, so equal books serialize equally (snapshots are compared byte for byte).
-    static var jsonEncoder: JSONEncoder {
+    public static var jsonEncoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }
 
     /// The book as stored in `ClusterSnapshot.alert_book_json`; empty for an empty book.
-    func snapshotJSON() -> Data {
+    public func snapshotJSON() -> Data {
         guard !alerts.isEmpty || !silences.isEmpty else { return Data() }
         // Encoding plain Codable values cannot fail.
         return (try? Self.jsonEncoder.encode(self)) ?? Data()
     }
 
     /// Restores a book from a snapshot; no data (an older snapshot) is an empty book.
-    init(snapshotJSON data: Data) throws {
+    public init(snapshotJSON data: Data) throws {
         self = data.isEmpty ? AlertBook() : try Self.jsonDecoder.decode(AlertBook.self, from: data)
     }
 }

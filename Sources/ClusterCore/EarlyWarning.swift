@@ -1,10 +1,10 @@
-import SpecolaProtocol
+import SpecolaWire
 
 /// Early warning: a node whose BMC reports trouble is taken out of service
 /// before it fails, by policy: a critical sensor, or a critical power-supply
 /// SEL event, cordons it (no new work) or drains it (its work moves now).
-public struct EarlyWarning: Sendable, Decodable {
-    public enum Action: String, Sendable, Decodable {
+public struct EarlyWarning: Sendable {
+    public enum Action: String, Sendable {
         case none, cordon, drain
     }
 
@@ -14,15 +14,6 @@ public struct EarlyWarning: Sendable, Decodable {
     public init(onCriticalSensor: Action = .drain, onPowerSupplyEvent: Action = .drain) {
         self.onCriticalSensor = onCriticalSensor
         self.onPowerSupplyEvent = onPowerSupplyEvent
-    }
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case onCriticalSensor, onPowerSupplyEvent }
-
-    public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        onCriticalSensor = try c.decodeIfPresent(Action.self, forKey: .onCriticalSensor) ?? .drain
-        onPowerSupplyEvent = try c.decodeIfPresent(Action.self, forKey: .onPowerSupplyEvent) ?? .drain
     }
 
     /// SEL events older than this no longer take a node out of service (so an uncordon sticks).

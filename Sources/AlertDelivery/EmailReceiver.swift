@@ -1,3 +1,4 @@
+import SpecolaAlerting
 import NIOCore
 import NIOPosix
 import NIOSSL

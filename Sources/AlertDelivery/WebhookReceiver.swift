@@ -1,3 +1,4 @@
+import SpecolaAlerting
 import Foundation
 import NIOCore
 import NIOHTTP1
