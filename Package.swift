@@ -64,6 +64,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Protocol",
+            exclude: ["specola_services.proto"],
             swiftSettings: settings),
         // The wire messages alone (no gRPC, no NIO), so the pure cluster core can use them.
         .target(
@@ -144,6 +145,8 @@ let package = Package(
         .executableTarget(
             name: "specola-bench-scheduler", dependencies: ["SpecolaCoordinator"], path: "Sources/BenchScheduler",
             swiftSettings: settings),
+        .testTarget(
+            name: "ClusterCoreTests", dependencies: ["CooperativePoolWatch", "SpecolaClusterCore"], swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["CooperativePoolWatch", "SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
             name: "ProtocolTests", dependencies: ["CooperativePoolWatch", "SpecolaProtocol"], swiftSettings: settings),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the committed Swift for the project's .proto files:
-#   Sources/Wire/specola.proto     -> Sources/Wire/Generated      (messages only: SwiftProtobuf, no gRPC)
-#                                  -> Sources/Protocol/Generated  (gRPC clients and servers, importing SpecolaWire)
+#   Sources/Wire/specola.proto              -> Sources/Wire/Generated     (the messages: SwiftProtobuf, no gRPC)
+#   Sources/Protocol/specola_services.proto -> Sources/Protocol/Generated (gRPC clients and servers, importing SpecolaWire)
 #   Sources/Bench/etcd_kv.proto    -> Sources/Bench/Generated   (etcd subset, client only)
 # Needs protoc (Debian: protobuf-compiler). Builds the two Swift plugins from
 # the package's own dependencies (a few minutes the first time); set
@@ -21,10 +21,11 @@ plugins=(--plugin=protoc-gen-swift="$bin/protoc-gen-swift" --plugin=protoc-gen-g
 mapping="$(mktemp)"
 trap 'rm -f "$mapping"' EXIT
 printf 'mapping { module_name: "SpecolaWire" proto_file_path: "specola.proto" }\n' >"$mapping"
-protoc "${plugins[@]}" \
-  --swift_opt=Visibility=Public --swift_out=Sources/Wire/Generated \
-  --grpc-swift-2_opt=Visibility=Public,ProtoPathModuleMappings="$mapping" --grpc-swift-2_out=Sources/Protocol/Generated \
+protoc "${plugins[@]}" --swift_opt=Visibility=Public --swift_out=Sources/Wire/Generated \
   -I Sources/Wire Sources/Wire/specola.proto
+protoc "${plugins[@]}" \
+  --grpc-swift-2_opt=Visibility=Public,ProtoPathModuleMappings="$mapping" --grpc-swift-2_out=Sources/Protocol/Generated \
+  -I Sources/Wire -I Sources/Protocol Sources/Protocol/specola_services.proto
 echo "generated into Sources/Wire/Generated and Sources/Protocol/Generated"
 
 out=Sources/Bench/Generated

@@ -117,7 +117,9 @@ final class DevCluster: @unchecked Sendable {
         // The simulated BMCs all take admin/secret: the coordinator can fence through them.
         let bmcSimulated = resolveExecutable("ipmi_sim") != nil && Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh") != nil
         if bmcSimulated { try write("bmc/password", "secret\n") }
-        let fencing = bmcSimulated ? "fencing: {bmc: {user: admin, passwordFile: \(root)/bmc/password}}" : ""
+        // Fencing trusts only BMC addresses from the coordinator's configuration, one per node.
+        let bmcAddresses = (1...agents).map { "node\($0): \"\(agentAddress($0)):9623\"" }.joined(separator: ", ")
+        let fencing = bmcSimulated ? "fencing: {bmc: {user: admin, passwordFile: \(root)/bmc/password}, bmcAddresses: {\(bmcAddresses)}}" : ""
 
         for index in 1...replicas {
             let address = coordinatorAddress(index)

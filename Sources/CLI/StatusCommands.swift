@@ -67,9 +67,9 @@ struct NodeCommand: AsyncParsableCommand {
 
 /// `specola node fence|unfence NAME`.
 enum NodeFenceCommand {
-    static func apply(_ action: String, to name: String, connection: ConnectionOptions) async throws {
+    static func apply(_ action: String, to name: String, force: Bool = false, connection: ConnectionOptions) async throws {
         try await runReporting {
-            let request = Specola_V1_FenceRequest.with { $0.name = name; $0.action = action }
+            let request = Specola_V1_FenceRequest.with { $0.name = name; $0.action = action; $0.force = force }
             let node = try await connection.withAPI { try await $0.fence(request) }
             if connection.json { return try JSONOutput.print(node) }
             print("node \(node.name): \(node.status)\(node.statusReason.isEmpty ? "" : " (\(node.statusReason))")")
@@ -81,7 +81,9 @@ enum NodeFenceCommand {
             commandName: "fence", abstract: "Fence NAME now: power it off through its BMC (or wait out its self-fence lease), then move its work.")
         @OptionGroup var connection: ConnectionOptions
         @Argument var name: String
-        func run() async throws { try await NodeFenceCommand.apply("fence", to: name, connection: connection) }
+        @Flag(help: "Fence even when the mass-failure brake (fencing.maxFencedFraction) holds fencing back.")
+        var force = false
+        func run() async throws { try await NodeFenceCommand.apply("fence", to: name, force: force, connection: connection) }
     }
 
     struct Unfence: AsyncParsableCommand {

@@ -210,28 +210,3 @@ public struct ClusterState: Sendable {
         node.facts = merged
     }
 }
-
-/// Shorthands for building commands.
-extension Specola_V1_Command {
-    public static func registerNode(name: String, address: String, agentVersion: String, labels: [String: String], atUnixMs: Int64) -> Self {
-        .with {
-            $0.proposedAtUnixMs = atUnixMs
-            $0.registerNode = .with {
-                $0.name = name
-                $0.address = address
-                $0.agentVersion = agentVersion
-                $0.labels = labels
-            }
-        }
-    }
-
-    public static func applyReport(node: String, report: Specola_V1_Report, receivedAtUnixMs: Int64) -> Self {
-        .with {
-            $0.proposedAtUnixMs = receivedAtUnixMs
-            $0.applyReport = .with {
-                $0.node = node
-                $0.report = report
-            }
-        }
-    }
-}

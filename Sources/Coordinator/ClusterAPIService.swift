@@ -64,41 +64,26 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         return node
     }
 
-    /// `specola node fence NAME` starts fencing now; `unfence` powers a fenced node back on and lets it rejoin.
+    /// `specola node fence NAME [--force]` starts fencing now (the mass-failure brake applies unless
+    /// forced); `unfence` powers a fenced node back on through its configured BMC and lets it rejoin.
     func fence(request: Specola_V1_FenceRequest, context: ServerContext) async throws -> Specola_V1_Node {
         let identity = try CallerIdentity.require(context, roles: [.user, .coordinator])
         try await serving { try await replica.requireLeader() }
-        guard let node = await replica.node(request.name) else {
+        let fence: Bool
+        switch request.action {
+        case "fence": fence = true
+        case "unfence": fence = false
+        default: throw RPCError(code: .invalidArgument, message: "unknown action '\(request.action)'; use fence or unfence")
+        }
+        guard await replica.node(request.name) != nil else {
             throw RPCError(code: .notFound, message: "no node named '\(request.name)'; `specola nodes` lists the known nodes")
         }
-        let committed = NodeHealth.Status(committed: await replica.replicatedState.nodes[request.name]?.status ?? "")
-        switch request.action {
-        case "fence":
-            guard committed != .fencing && committed != .fenced else { return node }
-            await health.commit(request.name, .fencing, "requested by \(identity)", requestedBy: "\(identity)")
-        case "unfence":
-            guard committed == .fencing || committed == .fenced else {
-                throw RPCError(code: .failedPrecondition, message: "node \(request.name) is \(committed.rawValue), not fencing or fenced")
-            }
-            if let bmc = health.bmc(for: node) {
-                do {
-                    try await Self.blocking { try bmc.powerOn() }
-                } catch {
-                    logger.warning("unfence: power on through the BMC failed; power the node on by hand", metadata: [
-                        "node.name": "\(request.name)", "bmc": "\(bmc)", "error": "\(error)",
-                    ])
-                }
-            }
-            await health.commit(request.name, .recovered, "unfenced by \(identity); waiting for its agent")
-        default:
-            throw RPCError(code: .invalidArgument, message: "unknown action '\(request.action)'; use fence or unfence")
+        do {
+            try await health.operatorRequest(fence: fence, node: request.name, by: "\(identity)", force: request.force)
+        } catch {
+            throw RPCError(code: .failedPrecondition, message: error.description)
         }
         guard let updated = await replica.node(request.name) else { throw RPCError(code: .notFound, message: "node \(request.name) vanished") }
         return updated
-    }
-
-    /// Runs a blocking call (FreeIPMI) on a thread of its own, off the concurrency pool.
-    static func blocking(_ body: @escaping @Sendable () throws -> Void) async throws {
-        try await onDedicatedThread("specola-bmc", body)
     }
 }

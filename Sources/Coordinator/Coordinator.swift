@@ -48,8 +48,9 @@ public struct Coordinator: Service {
         let alertController = try makeAlertController(replica)
         let health = HealthController(
             replica: replica,
-            settings: .init(policy: config.healthPolicy, bmc: config.fencing.bmc, bmcAddresses: config.fencing.bmcAddresses,
-                            earlyWarning: config.earlyWarning),
+            settings: .init(policy: config.healthPolicy, bmcAddresses: config.fencing.bmcAddresses,
+                            bmcCredentials: config.fencing.bmc != nil, earlyWarning: config.earlyWarning),
+            power: config.fencing.bmc.map { IPMIPowerControl(access: $0) },
             logger: logger, alerts: alertController, onTransition: {
                 jobController.nudge()
                 workloadController.nudge()

@@ -146,10 +146,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         guard await replica.node(request.name) != nil else {
             throw RPCError(code: .notFound, message: "no node named '\(request.name)'; `specola nodes` lists the known nodes")
         }
-        _ = try await propose(.with {
-            $0.proposedAtUnixMs = WallClock.nowUnixMs()
-            $0.setNodeScheduling = .with { $0.node = request.name; $0.cordoned = flags.cordoned; $0.draining = flags.draining }
-        })
+        _ = try await propose(.nodeScheduling(node: request.name, cordoned: flags.cordoned, draining: flags.draining))
         logger.info("node scheduling changed", metadata: [
             "node.name": "\(request.name)", "action": "\(request.action)", "requested.by": "\(identity)",
         ])

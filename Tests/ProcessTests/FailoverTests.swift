@@ -131,6 +131,7 @@ import Glibc
               selfFenceAfter: 0
               maxFencedFraction: 0.5
               bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 2}
+              \(SimulatedBMC.bmcAddresses(["node1": bmc]))
             """)
         try await cluster.withCleanup(removingContainersOf: ["witness"]) {
             try await cluster.startCoordinator()
@@ -188,6 +189,7 @@ import Glibc
             fencing:
               maxFencedFraction: 0.5
               bmc: {user: admin, passwordFile: \(bmc.passwordFile), timeout: 2}
+              \(SimulatedBMC.bmcAddresses(["node1": bmc]))
             """)
         try await cluster.withCleanup {
             try await cluster.startCoordinator()
@@ -314,6 +316,7 @@ import Glibc
                 fencing:
                   maxFencedFraction: 0.5
                   bmc: {user: admin, passwordFile: \(passwordDir.file("bmc-password")), timeout: 2}
+                  \(SimulatedBMC.bmcAddresses(bmcs))
                 """)
             try await cluster.withCleanup(removingContainersOf: ["witness"]) {
                 try await Self.benchmarkRounds(rounds, cluster, bmcs: bmcs, libvirt: libvirt, vm: vm, pod: pod,
@@ -452,6 +455,7 @@ import Glibc
                   selfFenceAfter: 0
                   maxFencedFraction: 0.5
                   bmc: {user: admin, passwordFile: \(group.dir.file("bmc-password")), timeout: 2}
+                  \(SimulatedBMC.bmcAddresses(["node1": bmc]))
                 \(receivers.config)
                 """)
             try await group.startAll()

@@ -156,6 +156,7 @@ import Glibc
                   selfFenceAfter: 0
                   maxFencedFraction: 0.5
                   bmc: {user: admin, passwordFile: \(bmc.passwordFile), timeout: 2}
+                  \(SimulatedBMC.bmcAddresses(["node1": bmc]))
                 \(receivers.config)
                 """)
         } catch {

@@ -71,6 +71,14 @@ public final class SimulatedBMC: Sendable {
 
     public var target: BMCTarget { .lan(host: address, port: port, user: "admin", passwordFile: passwordFile) }
 
+    /// This BMC as the coordinator's `fencing.bmcAddresses` names it.
+    public var endpoint: String { "\(address):\(port)" }
+
+    /// `fencing.bmcAddresses` for the coordinator config: fencing uses only configured addresses.
+    public static func bmcAddresses(_ bmcs: [String: SimulatedBMC]) -> String {
+        "bmcAddresses: {" + bmcs.sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value.endpoint)\"" }.joined(separator: ", ") + "}"
+    }
+
     /// The agent config line that points at this BMC.
     public var agentConfigLine: String {
         "bmc: {mode: lan, host: \(address), port: \(port), user: admin, passwordFile: \(passwordFile)}"

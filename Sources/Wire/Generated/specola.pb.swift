@@ -1257,6 +1257,9 @@ public nonisolated struct Specola_V1_FenceRequest: Sendable {
   /// "fence" or "unfence".
   public var action: String = String()
 
+  /// Fence even when the mass-failure brake (fencing.maxFencedFraction) would hold it back.
+  public var force: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -5162,7 +5165,7 @@ nonisolated extension Specola_V1_CollectorHealth: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_FenceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FenceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}action\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}action\0\u{1}force\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5172,6 +5175,7 @@ nonisolated extension Specola_V1_FenceRequest: SwiftProtobuf.Message, SwiftProto
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.force) }()
       default: break
       }
     }
@@ -5184,12 +5188,16 @@ nonisolated extension Specola_V1_FenceRequest: SwiftProtobuf.Message, SwiftProto
     if !self.action.isEmpty {
       try visitor.visitSingularStringField(value: self.action, fieldNumber: 2)
     }
+    if self.force != false {
+      try visitor.visitSingularBoolField(value: self.force, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_FenceRequest, rhs: Specola_V1_FenceRequest) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.action != rhs.action {return false}
+    if lhs.force != rhs.force {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,7 +1,6 @@
-import SpecolaProtocol
+import SpecolaWire
 import Testing
 @testable import SpecolaClusterCore
-@testable import SpecolaCoordinator
 import CooperativePoolWatch
 
 /// The failure ladder, one rule per test: fence before failover.
