@@ -162,7 +162,7 @@ public struct FailureLadder: Sendable {
         case .failed(let problem):
             attempts[node] = .failed(problem, atUnixMs: nowUnixMs)
             return [.report(node: node, severity: .error, message:
-                "fencing through the BMC \(settings.bmcAddresses[node].map { "\($0)" } ?? "") failed: \(problem); retrying, and the self-fence lease still counts")]
+                "fencing through the BMC failed (BMC \(settings.bmcAddresses[node].map { "\($0)" } ?? "?")): \(problem); retrying, and the self-fence lease still counts")]
         }
     }
 
