@@ -132,19 +132,20 @@ public struct Agent: Service {
     /// Stops this node's work when no leader has answered for the coordinator's self-fence lease,
     /// so that the coordinator can move it elsewhere without it running twice.
     func selfFenceWatch(link: CoordinatorLink, runner: TaskRunner, workloads: WorkloadRunner? = nil) async throws {
-        var fenced = false
         while !Task.isCancelled {
-            if let silence = link.leaseExpiredFor {
-                if !fenced {
-                    fenced = true
-                    await runner.selfFence(reason: "no coordinator leader answered for \(silence)")
-                    await workloads?.stopAll(reason: "self-fence: no coordinator leader answered for \(silence)", immediately: true)
-                }
-            } else if fenced {
-                fenced = false
+            let now = ContinuousClock.now
+            let (step, next) = link.lease.withLock { lease in (lease.check(at: now), lease.nextCheck(after: now)) }
+            switch step {
+            case .fence(let silence):
+                await runner.selfFence(reason: "no coordinator leader answered for \(silence)")
+                await workloads?.stopAll(reason: "self-fence: no coordinator leader answered for \(silence)", immediately: true)
+            case .resume:
                 logger.notice("a leader answers again; the self-fence is over and new work may arrive")
+            case nil:
+                break
             }
-            try await Task.sleep(for: .milliseconds(200))
+            // Wakes when the lease would run out; a renewal meanwhile only makes this check a no-op.
+            try await Task.sleep(until: next, clock: .continuous)
         }
     }
 

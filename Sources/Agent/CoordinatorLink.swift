@@ -22,7 +22,7 @@ public final class CoordinatorLink: Sendable {
     /// Instruction results waiting for the sender.
     private let results = Mutex<[Specola_V1_InstructionResult]>([])
     /// When a leader last answered, and the self-fence lease it announced.
-    private let lease = Mutex<(lastContact: ContinuousClock.Instant?, after: Duration?)>((nil, nil))
+    let lease = Mutex(SelfFenceLease())
 
     public init(
         config: AgentConfig, outbox: Outbox, instructions: InstructionExecutor?, logger: Logger,
@@ -43,19 +43,10 @@ public final class CoordinatorLink: Sendable {
     public var isConnected: Bool { connectedTo.withLock { $0 != nil } }
 
     /// How long no leader has answered, when the coordinator set a self-fence lease and it has run out.
-    public var leaseExpiredFor: Duration? {
-        lease.withLock { lease in
-            guard let last = lease.lastContact, let after = lease.after else { return nil }
-            let silence = ContinuousClock.now - last
-            return silence >= after ? silence : nil
-        }
-    }
+    public var leaseExpiredFor: Duration? { lease.withLock { $0.expiredFor(at: .now) } }
 
     private func renewLease(after: Duration? = nil) {
-        lease.withLock { lease in
-            lease.lastContact = .now
-            if let after { lease.after = after > .zero ? after : nil }
-        }
+        lease.withLock { $0.renew(at: .now, length: after) }
     }
 
     /// Runs until cancelled, reconnecting forever.
