@@ -1,3 +1,4 @@
+import SpecolaJobs
 import SpecolaProtocol
 
 /// `/etc/specola/coordinator.yaml`. `packaging/coordinator.yaml` documents every field.
@@ -21,11 +22,13 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var logLevel: String
     /// Receivers, routes, inhibition and threshold rules; without it alerts are kept but not sent.
     public var alerting: AlertingConfig
+    /// What host access HA VMs and pods may have.
+    public var workloads: WorkloadPolicy
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
-        case alerting
+        case alerting, workloads
     }
 
     public init(from decoder: any Decoder) throws {
@@ -49,6 +52,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         earlyWarning = try c.decodeIfPresent(EarlyWarning.self, forKey: .earlyWarning) ?? EarlyWarning()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
         alerting = try c.decodeIfPresent(AlertingConfig.self, forKey: .alerting) ?? AlertingConfig()
+        workloads = try c.decodeIfPresent(WorkloadPolicy.self, forKey: .workloads) ?? WorkloadPolicy()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")
@@ -176,5 +180,45 @@ public struct FencingConfig: Decodable, Sendable {
             }
             bmcAddresses[node] = endpoint
         }
+    }
+}
+
+/// Host access HA workloads may have (`workloads:`); none by default.
+public struct WorkloadPolicy: Decodable, Sendable {
+    /// Host block devices a VM's `<disk type='block'>` may use, e.g. /dev/vg0/vm-data.
+    public var allowedBlockDevices: [String] = []
+    /// Host directories (each and everything under it) a pod's hostPath or a VM's `<filesystem>` may share.
+    public var hostPathPrefixes: [String] = []
+
+    public init(allowedBlockDevices: [String] = [], hostPathPrefixes: [String] = []) {
+        self.allowedBlockDevices = allowedBlockDevices
+        self.hostPathPrefixes = hostPathPrefixes
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case allowedBlockDevices, hostPathPrefixes }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        allowedBlockDevices = try c.decodeIfPresent([String].self, forKey: .allowedBlockDevices) ?? []
+        hostPathPrefixes = try c.decodeIfPresent([String].self, forKey: .hostPathPrefixes) ?? []
+        for (key, paths) in [(CodingKeys.allowedBlockDevices, allowedBlockDevices), (.hostPathPrefixes, hostPathPrefixes)] {
+            for path in paths {
+                if let problem = Mount.pathProblem(path) {
+                    throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'\(path)' \(problem)")
+                }
+                if path == "/" {
+                    throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'/' would give workloads the whole host; list what they need")
+                }
+            }
+        }
+    }
+
+    /// Why a workload may not share host directory `path`, or nil when a prefix allows it.
+    func hostPathProblem(_ path: String) -> String? {
+        if let problem = Mount.pathProblem(path) { return "host path '\(path)' \(problem)" }
+        if hostPathPrefixes.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) { return nil }
+        let allowed = hostPathPrefixes.isEmpty ? "none" : hostPathPrefixes.joined(separator: ", ")
+        return "host path '\(path)' is not under workloads.hostPathPrefixes of the coordinator's configuration (allowed now: \(allowed))"
     }
 }
