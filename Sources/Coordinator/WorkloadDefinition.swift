@@ -110,13 +110,13 @@ struct WorkloadDefinition: Equatable, Sendable {
     /// Kube YAML for `podman kube play`: exactly one document, a Pod, with no host access
     /// (see `podHostAccessProblem`); requests summed over its containers.
     static func kubePod(_ yaml: String, policy: WorkloadPolicy) throws -> WorkloadDefinition {
-        let documents: [Any?]
+        let documents: [Any]
         do {
             // Refused before anything is expanded (see YAMLAliases).
             if let anchored = try YAMLAliases.composeAll(yaml).firstAnchored {
                 throw Problem(description: "line \(anchored.mark?.line ?? 0): \(YAMLAliases.refusal)")
             }
-            documents = Array(try Yams.load_all(yaml: yaml))
+            documents = try Yams.load_all(yaml: yaml).map { $0 }
         } catch let problem as Problem {
             throw problem
         } catch {

@@ -88,7 +88,9 @@ public struct ExecDriver: Sendable {
                 gid = entry.pointee.pw_gid
                 home = String(cString: entry.pointee.pw_dir)
             } else if let number = UInt32(user) {
-                (uid, gid, home) = (number, number, "/")
+                uid = number
+                gid = number
+                home = "/"
             } else {
                 return nil
             }
