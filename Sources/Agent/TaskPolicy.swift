@@ -36,12 +36,8 @@ public struct TaskPolicy: Decodable, Sendable {
         }
         mountPrefixes = try c.decodeIfPresent([String].self, forKey: .mountPrefixes) ?? []
         for prefix in mountPrefixes {
-            if let problem = HostPath.problem(prefix) {
+            if let problem = Mount.prefixProblem(prefix) {
                 throw DecodingError.dataCorruptedError(forKey: .mountPrefixes, in: c, debugDescription: "'\(prefix)' \(problem)")
-            }
-            if prefix == "/" {
-                throw DecodingError.dataCorruptedError(
-                    forKey: .mountPrefixes, in: c, debugDescription: "'/' would let any task mount the whole host; list the directories tasks need")
             }
         }
         exec = try c.decodeIfPresent(ExecPolicy.self, forKey: .exec) ?? ExecPolicy()
@@ -55,13 +51,12 @@ public struct TaskPolicy: Decodable, Sendable {
     /// Why this node refuses to mount `source`, or nil when a prefix allows it. Symbolic links
     /// are resolved first, so a link under an allowed prefix cannot lead elsewhere.
     public func mountRefusal(_ source: String) -> String? {
-        if let problem = HostPath.problem(source) { return "mount source '\(source)' \(problem)" }
+        if let problem = Mount.pathProblem(source) { return "mount source '\(source)' \(problem)" }
         guard let resolved = HostPath.resolved(source) else {
             return "mount source '\(source)' does not exist on this node"
         }
         let allowed = mountPrefixes.contains { prefix in
-            let root = HostPath.resolved(prefix) ?? prefix
-            return resolved == root || resolved.hasPrefix(root + "/")
+            Mount.path(resolved, isUnder: HostPath.resolved(prefix) ?? prefix)
         }
         if allowed { return nil }
         let listed = mountPrefixes.isEmpty ? "none" : mountPrefixes.joined(separator: ", ")
@@ -93,10 +88,8 @@ public struct ExecPolicy: Decodable, Sendable {
     }
 }
 
-/// Host paths as tasks name them.
+/// Host paths as they are on this node.
 enum HostPath {
-    static func problem(_ path: String) -> String? { Mount.pathProblem(path) }
-
     /// The path with every symbolic link resolved, nil when it does not exist.
     static func resolved(_ path: String) -> String? {
         guard let real = realpath(path, nil) else { return nil }

@@ -204,11 +204,8 @@ public struct WorkloadPolicy: Decodable, Sendable {
         hostPathPrefixes = try c.decodeIfPresent([String].self, forKey: .hostPathPrefixes) ?? []
         for (key, paths) in [(CodingKeys.allowedBlockDevices, allowedBlockDevices), (.hostPathPrefixes, hostPathPrefixes)] {
             for path in paths {
-                if let problem = Mount.pathProblem(path) {
+                if let problem = Mount.prefixProblem(path) {
                     throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'\(path)' \(problem)")
-                }
-                if path == "/" {
-                    throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'/' would give workloads the whole host; list what they need")
                 }
             }
         }
@@ -217,7 +214,7 @@ public struct WorkloadPolicy: Decodable, Sendable {
     /// Why a workload may not share host directory `path`, or nil when a prefix allows it.
     func hostPathProblem(_ path: String) -> String? {
         if let problem = Mount.pathProblem(path) { return "host path '\(path)' \(problem)" }
-        if hostPathPrefixes.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) { return nil }
+        if hostPathPrefixes.contains(where: { Mount.path(path, isUnder: $0) }) { return nil }
         let allowed = hostPathPrefixes.isEmpty ? "none" : hostPathPrefixes.joined(separator: ", ")
         return "host path '\(path)' is not under workloads.hostPathPrefixes of the coordinator's configuration (allowed now: \(allowed))"
     }

@@ -24,4 +24,15 @@ public struct Mount: Sendable, Hashable, Codable {
         }
         return nil
     }
+
+    /// Why `path` cannot be an allowed prefix of host paths in a configuration, or nil.
+    public static func prefixProblem(_ path: String) -> String? {
+        if let problem = pathProblem(path) { return problem }
+        return path == "/" ? "would allow the whole host; list the directories that are needed" : nil
+    }
+
+    /// Whether plain path `path` is `prefix` itself or lies under it.
+    public static func path(_ path: String, isUnder prefix: String) -> Bool {
+        path == prefix || path.hasPrefix(prefix + "/")
+    }
 }
