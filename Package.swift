@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "SpecolaAgent",
             dependencies: [
-                "SpecolaProtocol", "SpecolaBMC", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
+                "SpecolaProtocol", "SpecolaJobs", "SpecolaBMC", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ] + grpc,

@@ -29,7 +29,7 @@ public struct Agent: Service {
         let loop = LoopState()
         let wakeLink = Mutex<(@Sendable () -> Void)?>(nil)
         let runner = TaskRunner(
-            outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(nodeName: config.nodeName, logger: logger), logger: logger,
+            outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(nodeName: config.nodeName, policy: config.tasks.exec, logger: logger), logger: logger,
             onEvent: { wakeLink.withLock { $0 }?() })
         let workloads = WorkloadRunner(
             outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
@@ -157,7 +157,8 @@ public struct Agent: Service {
     }
 
     func makePodmanDriver() -> PodmanDriver {
-        PodmanDriver(podmanPath: config.podman.path, environment: podmanEnvironment, nodeName: config.nodeName, logger: logger)
+        PodmanDriver(podmanPath: config.podman.path, environment: podmanEnvironment, nodeName: config.nodeName, policy: config.tasks,
+                     logger: logger)
     }
 
     /// VMs through the configured libvirt URI, pods through the configured podman.

@@ -16,11 +16,13 @@ public struct AgentConfig: Decodable, Sendable {
     public var bmc: BMCConfig
     public var libvirt: LibvirtConfig
     public var podman: PodmanConfig
+    /// What tasks may do here: container user and capabilities, host mounts, exec.
+    public var tasks: TaskPolicy
     public var logLevel: String
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case nodeName, coordinators, tls, dataDir, address, heartbeatInterval, reportInterval
-        case fullReportInterval, stopDrainTimeout, labels, bmc, libvirt, podman, logLevel
+        case fullReportInterval, stopDrainTimeout, labels, bmc, libvirt, podman, tasks, logLevel
     }
 
     public init(from decoder: any Decoder) throws {
@@ -51,6 +53,7 @@ public struct AgentConfig: Decodable, Sendable {
         bmc = try c.decodeIfPresent(BMCConfig.self, forKey: .bmc) ?? BMCConfig()
         libvirt = try c.decodeIfPresent(LibvirtConfig.self, forKey: .libvirt) ?? LibvirtConfig()
         podman = try c.decodeIfPresent(PodmanConfig.self, forKey: .podman) ?? PodmanConfig()
+        tasks = try c.decodeIfPresent(TaskPolicy.self, forKey: .tasks) ?? TaskPolicy()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
     }
 }

@@ -24,7 +24,7 @@ public struct InstructionExecutor: Sendable {
     public func execute(_ instruction: Specola_V1_Instruction) async throws -> Specola_V1_InstructionResult {
         let id = instruction.id
         var payload: Data?
-        if case .runTask(let run) = instruction.action { payload = try run.serializedData() }
+        if case .runTask(let run) = instruction.action { payload = try run.withEnvironmentRedacted.serializedData() }
         if case .startWorkload(let start) = instruction.action { payload = try start.serializedData() }
         if let stored = try outbox.claimInstruction(id, payload: payload) {
             logger.info("instruction already executed; not running it again", metadata: ["instruction.id": "\(id)"])
@@ -58,5 +58,16 @@ public struct InstructionExecutor: Sendable {
         }
         try outbox.recordInstruction(result)
         return result
+    }
+}
+
+extension Specola_V1_RunTask {
+    /// What the ledger keeps: a restarted agent re-attaches to the container, which already holds
+    /// the values, so they are not written to disk again. A value with a line break stays one
+    /// (podman took it as a secret, which the re-attached run removes by name).
+    var withEnvironmentRedacted: Specola_V1_RunTask {
+        var copy = self
+        copy.env = env.mapValues { PodmanDriver.needsSecret($0) ? "(redacted)\n" : "(redacted)" }
+        return copy
     }
 }

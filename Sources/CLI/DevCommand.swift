@@ -171,9 +171,13 @@ final class DevCluster: @unchecked Sendable {
                 \(bmc)
                 libvirt: {uri: "test:///default"}
                 podman: {containersConf: \(podmanConf)}
+                tasks: {mountPrefixes: [\(root)/archive], exec: {enabled: true, user: \(Self.execUser)}}
                 """)
         }
     }
+
+    /// Exec tasks run as nobody, or as the developer when `specola dev` is not root (it cannot switch user then).
+    static var execUser: String { geteuid() == 0 ? "nobody" : "\(geteuid())" }
 
     /// The busybox image the sample pipeline runs in, built locally (no registry).
     func prepareSampleImage() async {

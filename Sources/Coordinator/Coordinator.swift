@@ -68,7 +68,7 @@ public struct Coordinator: Service {
                                  hub: hub, controller: jobController, logger: logger,
                                  onWorkloadEvents: { workloadController.nudge() }),
                 JobsService(replica: replica, controller: jobController, logger: logger),
-                WorkloadsService(replica: replica, controller: workloadController, logger: logger),
+                WorkloadsService(replica: replica, controller: workloadController, policy: config.workloads, logger: logger),
                 ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),

@@ -1,4 +1,5 @@
 import SpecolaClusterCore
+import SpecolaJobs
 import SpecolaProtocol
 
 /// `/etc/specola/coordinator.yaml`. `packaging/coordinator.yaml` documents every field.
@@ -22,11 +23,13 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var logLevel: String
     /// Receivers, routes, inhibition and threshold rules; without it alerts are kept but not sent.
     public var alerting: AlertingConfig
+    /// What host access HA VMs and pods may have.
+    public var workloads: WorkloadPolicy
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
-        case alerting
+        case alerting, workloads
     }
 
     public init(from decoder: any Decoder) throws {
@@ -50,6 +53,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         earlyWarning = try c.decodeIfPresent(EarlyWarning.self, forKey: .earlyWarning) ?? EarlyWarning()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
         alerting = try c.decodeIfPresent(AlertingConfig.self, forKey: .alerting) ?? AlertingConfig()
+        workloads = try c.decodeIfPresent(WorkloadPolicy.self, forKey: .workloads) ?? WorkloadPolicy()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")
@@ -190,5 +194,42 @@ extension EarlyWarning: Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(onCriticalSensor: try c.decodeIfPresent(Action.self, forKey: .onCriticalSensor) ?? .drain,
                   onPowerSupplyEvent: try c.decodeIfPresent(Action.self, forKey: .onPowerSupplyEvent) ?? .drain)
+    }
+}
+
+/// Host access HA workloads may have (`workloads:`); none by default.
+public struct WorkloadPolicy: Decodable, Sendable {
+    /// Host block devices a VM's `<disk type='block'>` may use, e.g. /dev/vg0/vm-data.
+    public var allowedBlockDevices: [String] = []
+    /// Host directories (each and everything under it) a pod's hostPath or a VM's `<filesystem>` may share.
+    public var hostPathPrefixes: [String] = []
+
+    public init(allowedBlockDevices: [String] = [], hostPathPrefixes: [String] = []) {
+        self.allowedBlockDevices = allowedBlockDevices
+        self.hostPathPrefixes = hostPathPrefixes
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case allowedBlockDevices, hostPathPrefixes }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        allowedBlockDevices = try c.decodeIfPresent([String].self, forKey: .allowedBlockDevices) ?? []
+        hostPathPrefixes = try c.decodeIfPresent([String].self, forKey: .hostPathPrefixes) ?? []
+        for (key, paths) in [(CodingKeys.allowedBlockDevices, allowedBlockDevices), (.hostPathPrefixes, hostPathPrefixes)] {
+            for path in paths {
+                if let problem = Mount.prefixProblem(path) {
+                    throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "'\(path)' \(problem)")
+                }
+            }
+        }
+    }
+
+    /// Why a workload may not share host directory `path`, or nil when a prefix allows it.
+    func hostPathProblem(_ path: String) -> String? {
+        if let problem = Mount.pathProblem(path) { return "host path '\(path)' \(problem)" }
+        if hostPathPrefixes.contains(where: { Mount.path(path, isUnder: $0) }) { return nil }
+        let allowed = hostPathPrefixes.isEmpty ? "none" : hostPathPrefixes.joined(separator: ", ")
+        return "host path '\(path)' is not under workloads.hostPathPrefixes of the coordinator's configuration (allowed now: \(allowed))"
     }
 }

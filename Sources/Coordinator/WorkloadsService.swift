@@ -10,6 +10,7 @@ import SpecolaProtocol
 struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
     let replica: Replica
     let controller: WorkloadController
+    let policy: WorkloadPolicy
     let logger: Logger
 
     private func caller(_ context: ServerContext) throws -> Identity {
@@ -33,7 +34,7 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
         }
         let inspected: WorkloadDefinition
         do {
-            inspected = try WorkloadDefinition.inspect(kind: kind, workload.definition)
+            inspected = try WorkloadDefinition.inspect(kind: kind, workload.definition, policy: policy)
         } catch {
             throw RPCError(code: .invalidArgument, message: "\(error); nothing was created")
         }

@@ -331,9 +331,13 @@ private struct DocumentParser {
             guard let fields = reader.fields(element, at: "\(path)[\(index)]", allowed: ["source", "target", "readOnly"]) else { continue }
             let source = reader.required(fields, "source")
             let target = reader.required(fields, "target")
-            let readOnly = fields["readOnly"].flatMap { reader.bool($0, fields.path("readOnly")) } ?? false
-            for (name, value) in [("source", source), ("target", target)] where value.map({ !$0.hasPrefix("/") }) == true {
-                reader.report(fields[name], fields.path(name), "'\(value!)' must be an absolute path", .invalidValue)
+            let readOnly = fields["readOnly"].flatMap { reader.bool($0, fields.path("readOnly")) } ?? true
+            for (name, value) in [("source", source), ("target", target)] {
+                guard let value, let problem = Mount.pathProblem(value) else { continue }
+                reader.report(fields[name], fields.path(name), "'\(value)' \(problem)", .invalidValue)
+            }
+            if source == "/" {
+                reader.report(fields["source"], fields.path("source"), "mounting '/' hands the task the whole host; mount only the directory it needs (nodes allow those listed in their agent's tasks.mountPrefixes)", .invalidValue)
             }
             if let target, !targets.insert(target).inserted {
                 reader.report(fields["target"], fields.path("target"), "'\(target)' is mounted twice", .duplicate)

@@ -11,7 +11,7 @@ import CooperativePoolWatch
 
 /// The exec driver runs real processes with rlimits and a timeout.
 @Suite(.runsOffThePool, .watchesCooperativePool) struct ExecDriverTests {
-    let driver = ExecDriver(nodeName: "exec-test-\(getpid())", logger: Logger(label: "test.exec"))
+    let driver = ExecDriver(nodeName: "exec-test-\(getpid())", policy: ExecPolicy(enabled: true), logger: Logger(label: "test.exec"))
 
     @Test func aProcessRunsWithItsEnvironmentAndExitCode() async throws {
         var spec = TaskSpec(allocationID: "e1", image: "", command: ["/bin/sh", "-c", "echo item=$SPECOLA_ITEM alloc=$SPECOLA_ALLOCATION_ID; exit 4"])
@@ -74,5 +74,62 @@ import CooperativePoolWatch
         #expect(killed == 3)
         #expect(driver.survivors(of: id).isEmpty)
         #expect(await reaper.value == 128 + SIGKILL)
+    }
+
+    @Test func anExecTaskIsRefusedWhereTheNodeDoesNotEnableExec() async throws {
+        let disabled = ExecDriver(nodeName: "locked-node", logger: Logger(label: "test.exec"))
+        let outcome = try await disabled.run(TaskSpec(allocationID: "e6", image: "", command: ["/bin/true"]))
+        #expect(outcome.ending == .failedToStart)
+        #expect(outcome.message == "exec tasks are disabled on node locked-node; set tasks.exec.enabled: true in its agent's configuration to allow them, or use driver: podman")
+    }
+
+    @Test func anExecTaskRunsAsTheUnprivilegedUserWithACleanEnvironment() async throws {
+        let nobody = try #require(getpwnam("nobody")?.pointee)
+        let identity = try await driver.run(TaskSpec(allocationID: "e7", image: "", command: ["/bin/sh", "-c", "id -u; id -g; id -G; grep NoNewPrivs /proc/self/status"]))
+        #expect(identity.stdout == "\(nobody.pw_uid)\n\(nobody.pw_gid)\n\(nobody.pw_gid)\nNoNewPrivs:\t1\n", "\(identity)")
+
+        setenv("SPECOLA_TEST_AGENT_ONLY", "the agent's own", 1)
+        defer { unsetenv("SPECOLA_TEST_AGENT_ONLY") }
+        var spec = TaskSpec(allocationID: "e8", image: "", command: ["/usr/bin/env"])
+        spec.environment = ["MODEL": "plummer"]
+        let outcome = try await driver.run(spec)
+        let variables = Dictionary(uniqueKeysWithValues: outcome.stdout.split(separator: "\n").map { line in
+            let pair = line.split(separator: "=", maxSplits: 1)
+            return (String(pair[0]), pair.count > 1 ? String(pair[1]) : "")
+        })
+        #expect(variables == [
+            "PATH": ExecDriver.searchPath, "HOME": String(cString: nobody.pw_dir), "MODEL": "plummer",
+            "SPECOLA_ALLOCATION_ID": "e8", "SPECOLA_NODE": driver.nodeName,
+        ])
+    }
+
+    /// The instruction ledger keeps a RunTask for a restarted agent; it never holds environment values.
+    @Test func theInstructionLedgerHoldsNoEnvironmentValues() async throws {
+        let dir = try TempDir("specola-ledger")
+        defer { dir.remove() }
+        let logger = Logger(label: "test.ledger")
+        let outbox = try Outbox(path: dir.file("outbox.sqlite"))
+        let runner = TaskRunner(outbox: outbox, podman: PodmanDriver(nodeName: driver.nodeName, logger: logger), exec: driver,
+                                logger: logger, onEvent: {})
+        let executor = InstructionExecutor(outbox: outbox, runner: runner, logger: logger, onFullReportRequested: {})
+        let id = "e9-\(getpid())"
+        _ = try await executor.execute(.with {
+            $0.id = id
+            $0.runTask = .with {
+                $0.allocationID = id
+                $0.driver = "exec"
+                $0.command = ["/bin/sleep", "30"]
+                $0.env = ["TOKEN": "s3cret-token", "FRAMES": "a\nb"]
+            }
+        })
+        let stored = try #require(try outbox.unfinishedInstructions().first { $0.id == id }?.payload)
+        let run = try Specola_V1_RunTask(serializedBytes: stored)
+        #expect(run.env == ["TOKEN": "(redacted)", "FRAMES": "(redacted)\n"])
+        for file in ["outbox.sqlite", "outbox.sqlite-wal"] {
+            let bytes = FileManager.default.contents(atPath: dir.file(file)) ?? Data()
+            #expect(!String(decoding: bytes, as: UTF8.self).contains("s3cret-token"), "\(file) holds the value")
+        }
+        _ = await runner.stop(.with { $0.allocationID = id; $0.reason = "test over" })
+        try await waitUntil("the task to stop") { await runner.runningAllocations.isEmpty }
     }
 }

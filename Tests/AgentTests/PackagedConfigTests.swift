@@ -10,5 +10,6 @@ import CooperativePoolWatch
         let config = try ConfigFile.load(AgentConfig.self, path: BuiltProducts.repositoryRoot + "/packaging/agent.yaml")
         #expect(!config.coordinators.isEmpty)
         #expect(config.heartbeatInterval > 0)
+        #expect(config.tasks.mountPrefixes == ["/srv/archive"] && !config.tasks.exec.enabled && config.tasks.containerUser == "65534:65534")
     }
 }

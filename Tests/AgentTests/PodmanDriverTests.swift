@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import SpecolaProtocol
 import TestSupport
 import Testing
@@ -59,7 +60,7 @@ import CooperativePoolWatch
         let spec = task("echo run; sleep 8; echo done")  // long enough to still run when listed on a loaded machine
         let name = PodmanDriver.containerName(spec.allocationID)
         // A previous agent process started the container and died.
-        try await TestPodman.run(driver.createArguments(spec, name: name))
+        #expect(try await driver.create(spec, name: name).status == 0)
         try await TestPodman.run(["start", name])
         #expect(try await driver.managedAllocations()[spec.allocationID] == "running")
 
@@ -79,4 +80,91 @@ import CooperativePoolWatch
         #expect(outcome.message.contains("podman create failed"))
         #expect(await !containerExists(spec.allocationID))
     }
+
+    @Test func containersRunWithoutCapabilitiesAsTheUnprivilegedUser() async throws {
+        try await TestPodman.ensureImage()
+        let outcome = try await driver.run(task("grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; id -u"))
+        #expect(outcome.stdout == "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\n65534\n", "\(outcome)")
+
+        // The node's allow-list gives back exactly what it names (NET_BIND_SERVICE is bit 10).
+        var policy = TaskPolicy()
+        policy.capabilities = ["NET_BIND_SERVICE"]
+        policy.containerUser = ""
+        let allowing = PodmanDriver(environment: TestPodman.environment, nodeName: driver.nodeName, policy: policy, logger: driver.logger)
+        let granted = try await allowing.run(task("grep -E '^(CapEff|CapBnd)' /proc/self/status; id -u"))
+        #expect(granted.stdout == "CapEff:\t0000000000000400\nCapBnd:\t0000000000000400\n0\n", "\(granted)")
+    }
+
+    @Test func aMountOutsideTheAllowedPrefixesFailsTheTaskNamingThePathAndTheKey() async throws {
+        try await TestPodman.ensureImage()
+        let dir = try TempDir("specola-mounts")
+        defer { dir.remove() }
+        let allowed = dir.file("archive")
+        try FileManager.default.createDirectory(atPath: allowed, withIntermediateDirectories: true)
+        try dir.write("archive/frame.fits", "photons\n")
+        try FileManager.default.createSymbolicLink(atPath: dir.file("archive/escape"), withDestinationPath: "/etc")
+        var policy = TaskPolicy()
+        policy.mountPrefixes = [allowed]
+        let node = PodmanDriver(environment: TestPodman.environment, nodeName: driver.nodeName, policy: policy, logger: driver.logger)
+
+        let outsideSpec = task("ls /host") { $0.mounts = [.init(source: "/etc", target: "/host")] }
+        let outside = try await node.run(outsideSpec)
+        #expect(outside.ending == .failedToStart)
+        #expect(outside.message == "mount source '/etc' is not under a host path this node allows; add its directory to tasks.mountPrefixes in the agent's configuration (allowed now: \(allowed))")
+        let viaLink = try await node.run(task("ls /host") { $0.mounts = [.init(source: allowed + "/escape", target: "/host")] })
+        #expect(viaLink.message == "mount source '\(allowed)/escape' (a link to '/etc') is not under a host path this node allows; add its directory to tasks.mountPrefixes in the agent's configuration (allowed now: \(allowed))")
+        #expect(await !containerExists(outsideSpec.allocationID))
+
+        // Under the prefix it mounts, and read-only unless the spec says otherwise.
+        let inside = try await node.run(task("cat /archive/frame.fits; touch /archive/new 2>&1; echo touched=$?") {
+            $0.mounts = [.init(source: allowed, target: "/archive")]
+        })
+        #expect(inside.stdout.contains("photons\n") && inside.stdout.contains("Read-only file system") && inside.stdout.contains("touched=1"), "\(inside)")
+    }
+
+    /// Values go through a 0600 env file (single line) or a podman secret (line breaks), never argv.
+    @Test func environmentValuesNeverAppearOnACommandLine() async throws {
+        try await TestPodman.ensureImage()
+        let marker = "s3cret-\(UUID().uuidString.prefix(8))"
+        let spec = task("echo \"one=$ONE\"; echo \"$TWO\" | wc -l; echo \"$TWO\" | tail -1") {
+            $0.environment = ["ONE": marker, "TWO": "\(marker)-a\n\(marker)-b"]
+        }
+        // Watches every process's command line on a thread of its own while the task is created and runs.
+        let finished = StopFlag()
+        let watch = Task {
+            try await onDedicatedThread("cmdline-watch") { () -> (scans: Int, seen: [String]) in
+                var scans = 0
+                var seen: [String] = []
+                while seen.isEmpty && !finished.isSet {
+                    seen = Self.commandLines(containing: marker)
+                    scans += 1
+                }
+                return (scans, seen)
+            }
+        }
+        let outcome = try await driver.run(spec)
+        finished.set()
+        let (scans, seen) = try await watch.value
+        #expect(seen.isEmpty, "a command line showed an environment value: \(seen)")
+        #expect(scans > 1)
+        #expect(outcome.stdout == "one=\(marker)\n2\n\(marker)-b\n", "\(outcome)")
+        let secrets = try await TestPodman.run(["secret", "ls", "--format", "{{.Name}}"])
+        #expect(!secrets.contains(spec.allocationID), "the task's secret outlived it: \(secrets)")
+    }
+
+    static func commandLines(containing text: String) -> [String] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { Int($0) != nil } ?? []
+        return pids.compactMap { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            let line = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            return line.contains(text) ? line : nil
+        }
+    }
+}
+
+/// Tells a watcher on another thread to stop.
+final class StopFlag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
 }

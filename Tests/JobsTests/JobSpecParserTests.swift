@@ -247,3 +247,46 @@ private let header = """
         #expect(problems(yaml).isEmpty, "\(image): \(problems(yaml))")
     }
 }
+
+@Test func mountingTheHostRootIsRefused() {
+    let found = problems(header + """
+        task:
+          name: t
+          driver: podman
+          image: busybox
+          mounts: [{source: /, target: /host}]
+        """)
+    #expect(found == [
+        "spec.yaml:8:21: field 'task.mounts[0].source': mounting '/' hands the task the whole host; mount only the directory it needs (nodes allow those listed in their agent's tasks.mountPrefixes)",
+    ])
+}
+
+@Test func mountPathsMustBePlainAbsolutePaths() {
+    let found = problems(header + """
+        task:
+          name: t
+          driver: podman
+          image: busybox
+          mounts:
+            - {source: /srv/archive/../../etc, target: /in}
+            - {source: data, target: /data}
+            - {source: /srv/./x, target: /x/}
+        """)
+    #expect(found == [
+        "spec.yaml:9:16: field 'task.mounts[0].source': '/srv/archive/../../etc' must be written plainly: no '.', '..', '//' or trailing '/'",
+        "spec.yaml:10:16: field 'task.mounts[1].source': 'data' must be an absolute path",
+        "spec.yaml:11:16: field 'task.mounts[2].source': '/srv/./x' must be written plainly: no '.', '..', '//' or trailing '/'",
+        "spec.yaml:11:34: field 'task.mounts[2].target': '/x/' must be written plainly: no '.', '..', '//' or trailing '/'",
+    ])
+}
+
+@Test func mountsAreReadOnlyUnlessTheSpecSaysOtherwise() throws {
+    let spec = try parsed(header + """
+        task:
+          name: t
+          driver: podman
+          image: busybox
+          mounts: [{source: /srv/archive, target: /archive}, {source: /scratch/j, target: /out, readOnly: false}]
+        """)
+    #expect(spec.tasks[0].mounts.map(\.readOnly) == [true, false])
+}

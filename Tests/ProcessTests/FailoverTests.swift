@@ -34,7 +34,7 @@ import Glibc
               image: IMAGE
               command: /bin/sh
               args: ["-c", "f=/ledger/$SPECOLA_ALLOCATION_ID; echo $(cut -d' ' -f1 /proc/uptime) > $f.start; while true; do cut -d' ' -f1 /proc/uptime > $f.alive.tmp; mv $f.alive.tmp $f.alive; sleep 0.1; done"]
-              mounts: [{source: \(ledger), target: /ledger}]
+              mounts: [{source: \(ledger), target: /ledger, readOnly: false}]
               resources: {cpu: 0.1, memory: 32MiB}
             """)
     }
@@ -62,9 +62,7 @@ import Glibc
     }
 
     static func makeLedger(_ cluster: LocalCluster) throws -> String {
-        let ledger = cluster.dir.file("ledger")
-        try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
-        return ledger
+        return try cluster.dir.taskWritableDirectory("ledger")
     }
 
     /// A coordinator with fast thresholds (suspect 1 s, down 2 s) and `fencing`, and two podman agents
@@ -515,8 +513,7 @@ import Glibc
                 return nodes.count == 2 && nodes.allSatisfy { $0.status == "ready" && $0.facts.vms.available }
                     && nodes.contains { $0.facts.bmc.present }
             }
-            let ledger = group.dir.file("ledger")
-            try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+            let ledger = try group.dir.taskWritableDirectory("ledger")
             let spec = try String(contentsOfFile: try Self.witnessJob(group, ledger: ledger), encoding: .utf8)
             try group.dir.write("witness.yaml", spec)
             try group.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 128))

@@ -104,8 +104,7 @@ import Glibc
     @Test func arraysRetriesTimeoutsAndBadRequests() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.3", "r1")])
         try await cluster.withCleanup(removingContainersOf: ["sweep", "flaky", "broken", "slow"]) {
-            let scratch = cluster.dir.file("scratch")
-            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            let scratch = try cluster.dir.taskWritableDirectory("scratch")
 
             let array = try Self.spec(cluster, "array.yaml", """
                 apiVersion: specola/v1
@@ -131,7 +130,7 @@ import Glibc
                   image: IMAGE
                   command: /bin/sh
                   args: ["-c", "if [ -f /scratch/marker ]; then echo second; exit 0; fi; touch /scratch/marker; echo first; exit 3"]
-                  mounts: [{source: \(scratch), target: /scratch}]
+                  mounts: [{source: \(scratch), target: /scratch, readOnly: false}]
                   resources: {cpu: 0.1, memory: 32MiB}
                   retries: {attempts: 2, backoff: 1s}
                 """)
@@ -289,8 +288,7 @@ import Glibc
     @Test func agentKilledMidJobRunsNothingTwice() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.6", "r1")])
         try await cluster.withCleanup(removingContainersOf: ["steady"]) {
-            let ledger = cluster.dir.file("ledger")
-            try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+            let ledger = try cluster.dir.taskWritableDirectory("ledger")
             // Each run appends to a file named after its task: two lines if it runs once, more if twice.
             let file = try Self.spec(cluster, "steady.yaml", """
                 apiVersion: specola/v1
@@ -302,7 +300,7 @@ import Glibc
                   image: IMAGE
                   command: /bin/sh
                   args: ["-c", "f=/ledger/$(echo $SPECOLA_TASK | tr '/.' '__'); echo start >> $f; sleep 6; echo end >> $f"]
-                  mounts: [{source: \(ledger), target: /ledger}]
+                  mounts: [{source: \(ledger), target: /ledger, readOnly: false}]
                   count: 3
                   resources: {cpu: 0.1, memory: 32MiB}
                 """)
@@ -335,8 +333,7 @@ import Glibc
     @Test func anExecTaskOrphanedByAnAgentCrashIsKilledBeforeItRunsAgain() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.7", "r1")])
         try await cluster.withCleanup {
-            let ledger = cluster.dir.file("ledger")
-            try FileManager.default.createDirectory(atPath: ledger, withIntermediateDirectories: true)
+            let ledger = try cluster.dir.taskWritableDirectory("ledger")
             let file = try Self.spec(cluster, "orphan.yaml", """
                 apiVersion: specola/v1
                 kind: Job

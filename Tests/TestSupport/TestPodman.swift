@@ -12,8 +12,13 @@ public enum TestPodman {
     static let storageConf = BuiltProducts.repositoryRoot + "/Tests/Fixtures/podman/storage.conf"
     /// The tests' podman: its own configuration and its own store, never the host's.
     public static let environment = ["CONTAINERS_CONF": containersConf, "CONTAINERS_STORAGE_CONF": storageConf]
-    /// The `podman:` line of an agent's configuration that uses the tests' podman.
-    public static let agentConfig = "podman: {enabled: true, containersConf: \(containersConf), storageConf: \(storageConf)}"
+    /// The `podman:` and `tasks:` lines of an agent's configuration that uses the tests' podman; tasks
+    /// may mount what the tests create under the temporary directory, and exec tasks are enabled.
+    public static let agentConfig = """
+        podman: {enabled: true, containersConf: \(containersConf), storageConf: \(storageConf)}
+        tasks: {mountPrefixes: [\(temporaryDirectory)], exec: {enabled: true}}
+        """
+    static let temporaryDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).standardizedFileURL.path
     /// The same settings as shell variables, for a script that runs podman itself.
     public static let shellEnvironment = "CONTAINERS_CONF='\(containersConf)' CONTAINERS_STORAGE_CONF='\(storageConf)'"
 

@@ -21,6 +21,14 @@ public struct TempDir: Sendable {
     }
 
     public func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+    /// A directory that tasks, which run as unprivileged users (uid 65534 in containers, nobody for exec), may write.
+    public func taskWritableDirectory(_ name: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: file(name), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        // The process umask trims the mode given at creation.
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: file(name))
+        return file(name)
+    }
 }
 
 public struct TimedOut: Error, CustomStringConvertible {

@@ -3,8 +3,12 @@ import Logging
 import SpecolaProtocol
 
 /// Runs a task as a plain process on the node, for tools installed on the
-/// host. Limits are what works without owning a cgroup: address-space and
-/// process-count rlimits through prlimit(1), and a wall-clock timeout.
+/// host, where the node's configuration enables it (`tasks.exec`). The process
+/// runs as the configured unprivileged account (through setpriv, with
+/// no-new-privileges and no supplementary groups) and with a clean environment:
+/// PATH, HOME, the task's own variables and Specola's. Limits are what works
+/// without owning a cgroup: address-space and process-count rlimits through
+/// prlimit(1), and a wall-clock timeout.
 ///
 /// Each task runs in a process group of its own, so a stop, a timeout or a self-fence
 /// reaches everything it started. Every process of a task carries `SPECOLA_ALLOCATION_ID`
@@ -12,35 +16,55 @@ import SpecolaProtocol
 /// a crashed predecessor left running before it reports the task lost.
 public struct ExecDriver: Sendable {
     let nodeName: String
+    let policy: ExecPolicy
     let logger: Logger
 
-    public init(nodeName: String, logger: Logger) {
+    public init(nodeName: String, policy: ExecPolicy = ExecPolicy(), logger: Logger) {
         self.nodeName = nodeName
+        self.policy = policy
         self.logger = logger
     }
 
+    /// The search path exec tasks get, whatever the agent's own is.
+    static let searchPath = "/usr/local/bin:/usr/bin:/bin"
+
     /// Runs the task to its end. `onSpawn` learns the process id, so a stop can signal it.
     public func run(_ task: TaskSpec, onSpawn: (@Sendable (pid_t) -> Void)? = nil) async throws -> TaskOutcome {
-        guard let executable = task.command.first else {
-            return TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "", message: "the task has no command")
+        func refused(_ message: String) -> TaskOutcome {
+            TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "", message: message)
         }
-        guard let resolved = resolveExecutable(executable) else {
-            return TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "",
-                               message: "\(executable) is not installed on this node (not found in PATH)")
+        guard policy.enabled else {
+            return refused("exec tasks are disabled on node \(nodeName); set tasks.exec.enabled: true in its agent's configuration to allow them, or use driver: podman")
+        }
+        guard let executable = task.command.first else { return refused("the task has no command") }
+        guard let account = Account(policy.user) else {
+            return refused("the account '\(policy.user)' that exec tasks run as does not exist on node \(nodeName); create it or change tasks.exec.user in its agent's configuration")
+        }
+        var environment = ["PATH": Self.searchPath, "HOME": account.home].merging(task.environment) { $1 }
+        environment[Self.allocationVariable] = task.allocationID
+        environment[Self.nodeVariable] = nodeName
+        guard let resolved = resolveExecutable(executable, environment: environment) else {
+            return refused("\(executable) is not installed on this node (not found in PATH)")
+        }
+        var wrappers: [String] = []
+        if account.uid != geteuid() {
+            guard geteuid() == 0 else {
+                return refused("the agent runs as uid \(geteuid()) and cannot switch to '\(policy.user)'; run it as root or set tasks.exec.user to its own account")
+            }
+            guard let setpriv = resolveExecutable("setpriv") else {
+                return refused("setpriv (util-linux) is not installed on node \(nodeName); exec tasks need it to run as '\(policy.user)'")
+            }
+            wrappers += [setpriv, "--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups", "--no-new-privs", "--"]
         }
         var limits: [String] = []
         if let memory = task.memoryBytes { limits.append("--as=\(memory)") }
         if let pids = task.pidsLimit { limits.append("--nproc=\(pids)") }
-        let (path, args) = limits.isEmpty || resolveExecutable("prlimit") == nil
-            ? (resolved, Array(task.command.dropFirst()))
-            : ("prlimit", limits + ["--", resolved] + Array(task.command.dropFirst()))
-        var environment = task.environment
-        environment[Self.allocationVariable] = task.allocationID
-        environment[Self.nodeVariable] = nodeName
+        if !limits.isEmpty, let prlimit = resolveExecutable("prlimit") { wrappers += [prlimit] + limits + ["--"] }
+        let command = wrappers + [resolved] + Array(task.command.dropFirst())
         do {
             let result = try await runProcess(
-                path, args, environment: environment, timeout: task.timeout ?? .seconds(365 * 24 * 3600),
-                ownProcessGroup: true, onSpawn: onSpawn)
+                command[0], Array(command.dropFirst()), environment: environment, timeout: task.timeout ?? .seconds(365 * 24 * 3600),
+                ownProcessGroup: true, inheritEnvironment: false, onSpawn: onSpawn)
             let code = result.status
             return TaskOutcome(
                 ending: .exited, exitCode: code,
@@ -49,6 +73,27 @@ public struct ExecDriver: Sendable {
                 message: "exited with \(code)")
         } catch ProcessRunnerError.timedOut(_, let limit) {
             return TaskOutcome(ending: .timedOut, exitCode: 137, stdout: "", stderr: "", message: "killed after the task's timeout of \(limit)")
+        }
+    }
+
+    /// The account exec tasks run as, from the node's user database (a bare uid needs no entry).
+    struct Account {
+        var uid: uid_t
+        var gid: gid_t
+        var home: String
+
+        init?(_ user: String) {
+            if let entry = UInt32(user).flatMap({ getpwuid($0) }) ?? getpwnam(user) {
+                uid = entry.pointee.pw_uid
+                gid = entry.pointee.pw_gid
+                home = String(cString: entry.pointee.pw_dir)
+            } else if let number = UInt32(user) {
+                uid = number
+                gid = number
+                home = "/"
+            } else {
+                return nil
+            }
         }
     }
 

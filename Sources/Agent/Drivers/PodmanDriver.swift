@@ -6,6 +6,12 @@ import SpecolaProtocol
 /// limits and Specola labels, start, wait, keep the exit code and output,
 /// remove. Containers are named after their allocation, so an agent that
 /// restarts re-attaches to a container still running instead of starting a second one.
+///
+/// Containers run with every capability dropped but the node's allow-list, with
+/// no-new-privileges, as the node's container user, and mount only host paths the
+/// node allows. Environment values never reach a command line: they go through a
+/// 0600 `--env-file` removed once the container exists, and values with line breaks
+/// (which an env file cannot hold) through podman secrets removed when the task ends.
 public struct PodmanDriver: Sendable {
     public static let managedLabel = "org.specola.managed"
     public static let allocationLabel = "org.specola.allocation"
@@ -14,12 +20,15 @@ public struct PodmanDriver: Sendable {
     let podmanPath: String
     let environment: [String: String]
     let nodeName: String
+    let policy: TaskPolicy
     let logger: Logger
 
-    public init(podmanPath: String = "podman", environment: [String: String] = [:], nodeName: String, logger: Logger) {
+    public init(podmanPath: String = "podman", environment: [String: String] = [:], nodeName: String, policy: TaskPolicy = TaskPolicy(),
+                logger: Logger) {
         self.podmanPath = podmanPath
         self.environment = environment
         self.nodeName = nodeName
+        self.policy = policy
         self.logger = logger
     }
 
@@ -35,7 +44,10 @@ public struct PodmanDriver: Sendable {
         let outcome: TaskOutcome
         if state == nil || state == "created" || state == "configured" {
             if state == nil {
-                let created = try await podman(createArguments(task, name: name), timeout: .seconds(60))
+                if let refusal = task.mounts.lazy.compactMap({ policy.mountRefusal($0.source) }).first {
+                    return TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "", message: refusal)
+                }
+                let created = try await create(task, name: name)
                 guard created.status == 0 else {
                     return TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: created.stderr,
                                        message: "podman create failed: \(created.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -48,6 +60,8 @@ public struct PodmanDriver: Sendable {
             onStarted?()
             outcome = try await waitDetached(name, task: task)
         }
+        // The container has ended: nothing reads its secrets again.
+        await removeSecrets(of: task)
         if !keepContainer { await remove(name) }
         return outcome
     }
@@ -117,20 +131,55 @@ public struct PodmanDriver: Sendable {
         return result
     }
 
-    func createArguments(_ task: TaskSpec, name: String) -> [String] {
+    /// Creates the task's container; its environment goes in through files that exist only meanwhile.
+    func create(_ task: TaskSpec, name: String) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let single = task.environment.filter { !Self.needsSecret($0.value) }
+        let environmentFile = try PrivateFile(contents: single.keys.sorted().map { "\($0)=\(single[$0]!)\n" }.joined())
+        defer { environmentFile.remove() }
+        for (key, value) in task.environment where Self.needsSecret(value) {
+            let secret = Self.secretName(task.allocationID, key)
+            let file = try PrivateFile(contents: value)
+            defer { file.remove() }
+            // One left by an agent that died between this and `podman create` is replaced.
+            _ = try? await podman(["secret", "rm", secret], timeout: .seconds(30))
+            let made = try await podman(["secret", "create", "--label", "\(Self.allocationLabel)=\(task.allocationID)", secret, file.path],
+                                        timeout: .seconds(30))
+            guard made.status == 0 else { return made }
+        }
+        return try await podman(createArguments(task, name: name, environmentFile: environmentFile.path), timeout: .seconds(60))
+    }
+
+    func createArguments(_ task: TaskSpec, name: String, environmentFile: String) -> [String] {
         var args = ["create", "--name", name,
                     "--label", "\(Self.managedLabel)=true", "--label", "\(Self.allocationLabel)=\(task.allocationID)",
                     "--label", "\(Self.nodeLabel)=\(nodeName)",
-                    "--network", task.network, "--pull", task.pull]
+                    "--network", task.network, "--pull", task.pull,
+                    "--cap-drop=ALL", "--security-opt", "no-new-privileges"]
+        for capability in policy.capabilities { args += ["--cap-add", capability] }
+        if !policy.containerUser.isEmpty { args += ["--user", policy.containerUser] }
         if let cpus = task.cpus { args += ["--cpus", String(format: "%.3f", cpus)] }
         if let memory = task.memoryBytes { args += ["--memory", "\(memory)b", "--memory-swap", "\(memory)b"] }
         if let pids = task.pidsLimit { args += ["--pids-limit", "\(pids)"] }
-        for key in task.environment.keys.sorted() { args += ["--env", "\(key)=\(task.environment[key]!)"] }
+        args += ["--env-file", environmentFile]
+        for (key, value) in task.environment.sorted(by: { $0.key < $1.key }) where Self.needsSecret(value) {
+            args += ["--secret", "\(Self.secretName(task.allocationID, key)),type=env,target=\(key)"]
+        }
         for mount in task.mounts {
             args += ["--volume", "\(mount.source):\(mount.target):\(mount.readOnly ? "ro" : "rw")"]
         }
         // `--` ends podman's options: whatever the image says, it is never read as a flag.
         return args + ["--", task.image] + task.command
+    }
+
+    /// An env file holds one line per variable; a value with a line break goes in as a secret.
+    static func needsSecret(_ value: String) -> Bool { value.contains("\n") || value.contains("\r") }
+
+    static func secretName(_ allocationID: String, _ key: String) -> String { "specola-\(allocationID)-\(key)" }
+
+    func removeSecrets(of task: TaskSpec) async {
+        for (key, value) in task.environment where Self.needsSecret(value) {
+            _ = try? await podman(["secret", "rm", Self.secretName(task.allocationID, key)], timeout: .seconds(30))
+        }
     }
 
     func containerState(_ name: String) async throws -> String? {
@@ -170,6 +219,25 @@ public struct PodmanDriver: Sendable {
         let result = try await runProcess(podmanPath, args, environment: environment, timeout: timeout)
         return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
     }
+}
+
+/// A root-only (0600) temporary file for values that must not appear on a command line.
+struct PrivateFile {
+    let path: String
+
+    init(contents: String) throws {
+        path = FileManager.default.temporaryDirectory.path + "/specola-\(UUID().uuidString)"
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DriverError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(contents.utf8)
+        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+            unlink(path)
+            throw DriverError("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func remove() { unlink(path) }
 }
 
 /// A driver could not do what it was asked.

@@ -43,18 +43,19 @@ public func resolveExecutable(_ name: String, environment: [String: String] = [:
 /// The child gets an empty signal mask and default signal handlers. Threads of the
 /// concurrency pool block most signals, and a child started from one with
 /// Foundation's `Process` inherits that mask and then ignores SIGTERM.
-/// `environment` is added to (and overrides) the inherited environment.
+/// `environment` is added to (and overrides) the inherited environment, or is the whole
+/// environment when `inheritEnvironment` is false.
 /// `ownProcessGroup` starts the child in a new process group (its pgid is its pid), so
 /// that it and everything it starts can be signalled at once with `kill(-pid, ...)`.
 /// The caller reaps the child with `waitpid`.
 public func spawnProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    stdout: Int32, stderr: Int32, ownProcessGroup: Bool = false
+    stdout: Int32, stderr: Int32, ownProcessGroup: Bool = false, inheritEnvironment: Bool = true
 ) throws -> pid_t {
     guard let executable = resolveExecutable(path, environment: environment) else {
         throw ProcessRunnerError.notFound(path)
     }
-    let fullEnvironment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let fullEnvironment = inheritEnvironment ? ProcessInfo.processInfo.environment.merging(environment) { $1 } : environment
     let argv = ([executable] + args).map { strdup($0) } + [nil]
     let envp = fullEnvironment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {
@@ -126,14 +127,15 @@ public func waitForExit(_ pid: pid_t) -> Int32 {
 /// for a caller that may have to signal it.
 public func runProcessBlocking(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, onSpawn: (@Sendable (pid_t) -> Void)? = nil
+    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, inheritEnvironment: Bool = true,
+    onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) throws -> (status: Int32, stdout: Data, stderr: Data) {
     let stdoutPipe = try makePipe()
     let stderrPipe = try makePipe()
     let pid: pid_t
     do {
         pid = try spawnProcess(path, args, environment: environment, stdout: stdoutPipe.write, stderr: stderrPipe.write,
-                               ownProcessGroup: ownProcessGroup)
+                               ownProcessGroup: ownProcessGroup, inheritEnvironment: inheritEnvironment)
     } catch {
         [stdoutPipe.read, stdoutPipe.write, stderrPipe.read, stderrPipe.write].forEach { close($0) }
         throw error
@@ -180,11 +182,12 @@ public func runProcessBlocking(
 /// `environment` is added to (and overrides) the inherited environment.
 public func runProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, onSpawn: (@Sendable (pid_t) -> Void)? = nil
+    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, inheritEnvironment: Bool = true,
+    onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) async throws -> (status: Int32, stdout: Data, stderr: Data) {
     try await onDedicatedThread("specola-process") {
         try runProcessBlocking(path, args, environment: environment, timeout: timeout,
-                               ownProcessGroup: ownProcessGroup, onSpawn: onSpawn)
+                               ownProcessGroup: ownProcessGroup, inheritEnvironment: inheritEnvironment, onSpawn: onSpawn)
     }
 }
 
