@@ -193,7 +193,12 @@ public final class GlusterCollector: @unchecked Sendable {
         }
         for index in volume.bricks.indices {
             let brick = volume.bricks[index]
-            guard let heal = counts["\(brick.host):\(brick.path)"] else { continue }
+            guard let heal = counts["\(brick.host):\(brick.path)"] else {
+                if brick.online {
+                    errors.append("volume \(volume.name): heal summary does not list online brick \(brick.host):\(brick.path)")
+                }
+                continue
+            }
             volume.bricks[index].healStatus = heal.status
             if let value = heal.pending { volume.bricks[index].healPending = value }
             if let value = heal.splitBrain { volume.bricks[index].splitBrain = value }

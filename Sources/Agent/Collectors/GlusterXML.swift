@@ -197,12 +197,15 @@ enum GlusterXML {
 
     /// The `<cliOutput>` root, after checking opRet.
     static func document(_ data: Data) throws -> XMLElement {
+        let start = String(decoding: data.prefix(120), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let notXML = GlusterXMLError(code: .malformed, message: "not XML: \(start.isEmpty ? "empty output" : "'\(start)'")")
+        // FoundationXML crashes on input in which libxml2 finds no document at all.
+        guard start.hasPrefix("<") else { throw notXML }
         let document: XMLDocument
         do {
             document = try XMLDocument(data: data, options: [])
         } catch {
-            let start = String(decoding: data.prefix(120), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw GlusterXMLError(code: .malformed, message: "not XML: \(start.isEmpty ? "empty output" : "'\(start)'")")
+            throw notXML
         }
         guard let root = document.rootElement(), root.name == "cliOutput" else {
             throw GlusterXMLError(code: .malformed, message: "no <cliOutput> element")
