@@ -178,8 +178,10 @@ public struct Agent: Service {
         let vms: VMCollector? = config.libvirt.uri.isEmpty ? nil : VMCollector(uri: config.libvirt.uri, logger: logger)
         let containers: ContainerCollector? = config.podman.enabled
             ? ContainerCollector(podmanPath: config.podman.path, environment: podmanEnvironment, logger: logger) : nil
+        let gluster: GlusterCollector? = config.gluster.enabled
+            ? GlusterCollector(settings: config.gluster.settings, logger: logger) : nil
         return FactsCollector(
-            ipmi: ipmi, vms: vms, containers: containers,
+            ipmi: ipmi, vms: vms, containers: containers, gluster: gluster,
             storage: StorageCollector(logger: logger), capacity: CapacityCollector(labels: config.labels),
             logger: logger)
     }

@@ -18,11 +18,12 @@ public struct AgentConfig: Decodable, Sendable {
     public var podman: PodmanConfig
     /// What tasks may do here: container user and capabilities, host mounts, exec.
     public var tasks: TaskPolicy
+    public var gluster: GlusterConfig
     public var logLevel: String
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case nodeName, coordinators, tls, dataDir, address, heartbeatInterval, reportInterval
-        case fullReportInterval, stopDrainTimeout, labels, bmc, libvirt, podman, tasks, logLevel
+        case fullReportInterval, stopDrainTimeout, labels, bmc, libvirt, podman, tasks, gluster, logLevel
     }
 
     public init(from decoder: any Decoder) throws {
@@ -54,6 +55,7 @@ public struct AgentConfig: Decodable, Sendable {
         libvirt = try c.decodeIfPresent(LibvirtConfig.self, forKey: .libvirt) ?? LibvirtConfig()
         podman = try c.decodeIfPresent(PodmanConfig.self, forKey: .podman) ?? PodmanConfig()
         tasks = try c.decodeIfPresent(TaskPolicy.self, forKey: .tasks) ?? TaskPolicy()
+        gluster = try c.decodeIfPresent(GlusterConfig.self, forKey: .gluster) ?? GlusterConfig()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
     }
 }
@@ -128,5 +130,40 @@ public struct PodmanConfig: Decodable, Sendable {
         path = try c.decodeIfPresent(String.self, forKey: .path) ?? "podman"
         containersConf = try c.decodeIfPresent(String.self, forKey: .containersConf) ?? ""
         storageConf = try c.decodeIfPresent(String.self, forKey: .storageConf) ?? ""
+    }
+}
+
+/// How to reach this node's glusterd; `enabled: false` turns GlusterFS collection off.
+public struct GlusterConfig: Decodable, Sendable {
+    public var enabled = true
+    /// The gluster CLI and any prefix before it (a wrapper that enters glusterd's namespaces).
+    public var command = ["gluster"]
+    /// The host name bricks of this node carry in `volume info`; empty: matched by glusterd UUID.
+    public var brickHost = ""
+    public var timeout: Double = 15
+    public var healInfoInterval: Double = 30
+    public init() {}
+    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, command, brickHost, timeout, healInfoInterval }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        command = try c.decodeIfPresent([String].self, forKey: .command) ?? ["gluster"]
+        if command.isEmpty || command[0].isEmpty {
+            throw DecodingError.dataCorruptedError(
+                forKey: .command, in: c, debugDescription: "give the gluster CLI, e.g. [gluster] or [/usr/sbin/gluster]")
+        }
+        brickHost = try c.decodeIfPresent(String.self, forKey: .brickHost) ?? ""
+        timeout = try c.decodePositiveSeconds(.timeout, default: 15)
+        healInfoInterval = try c.decodePositiveSeconds(.healInfoInterval, default: 30)
+    }
+
+    var settings: GlusterCollector.Settings {
+        var settings = GlusterCollector.Settings()
+        settings.command = command
+        settings.brickHost = brickHost
+        settings.timeout = .milliseconds(Int64(timeout * 1000))
+        settings.healInfoInterval = .milliseconds(Int64(healInfoInterval * 1000))
+        return settings
     }
 }

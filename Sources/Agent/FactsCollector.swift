@@ -8,6 +8,7 @@ public final class FactsCollector: @unchecked Sendable {
     private let ipmi: IPMICollector?
     private let vms: VMCollector?
     private let containers: ContainerCollector?
+    private let gluster: GlusterCollector?
     private let storage: StorageCollector
     private let capacity: CapacityCollector
     private let logger: Logger
@@ -16,11 +17,12 @@ public final class FactsCollector: @unchecked Sendable {
     private let lock = NSLock()
     private var lastSent: Specola_V1_NodeFacts?
 
-    public init(ipmi: IPMICollector?, vms: VMCollector?, containers: ContainerCollector?,
+    public init(ipmi: IPMICollector?, vms: VMCollector?, containers: ContainerCollector?, gluster: GlusterCollector? = nil,
                 storage: StorageCollector, capacity: CapacityCollector, logger: Logger) {
         self.ipmi = ipmi
         self.vms = vms
         self.containers = containers
+        self.gluster = gluster
         self.storage = storage
         self.capacity = capacity
         self.logger = logger
@@ -68,6 +70,15 @@ public final class FactsCollector: @unchecked Sendable {
         } else {
             current.containers = .with { $0.available = false; $0.reason = "container collection disabled (podman.enabled: false)" }
         }
+        if let gluster {
+            let section = await gluster.collect()
+            current.gluster = section
+            // A node without GlusterFS is not a failing collector.
+            let healthy = section.available || section.unavailableCause == .notInstalled
+            health.append(.with { $0.name = "gluster"; $0.ok = healthy; $0.message = section.reason })
+        } else {
+            current.gluster = .with { $0.available = false; $0.reason = "GlusterFS collection disabled (gluster.enabled: false)" }
+        }
         current.collectors.collectors = health
 
         return lock.withLock {
@@ -84,6 +95,7 @@ public final class FactsCollector: @unchecked Sendable {
             if current.storage != previous.storage { delta.storage = current.storage }
             if current.vms != previous.vms { delta.vms = current.vms }
             if current.containers != previous.containers { delta.containers = current.containers }
+            if current.gluster != previous.gluster { delta.gluster = current.gluster }
             if current.collectors != previous.collectors { delta.collectors = current.collectors }
             return delta == Specola_V1_NodeFacts() ? nil : (delta, false)
         }

@@ -198,6 +198,7 @@ public struct ClusterState: Sendable {
         if facts.hasStorage { merged.storage = facts.storage }
         if facts.hasVms { merged.vms = facts.vms }
         if facts.hasContainers { merged.containers = facts.containers }
+        if facts.hasGluster { merged.gluster = facts.gluster }
         if facts.hasCollectors { merged.collectors = facts.collectors }
         // SEL is an append-only event stream; the node record keeps a bounded tail.
         if facts.hasSel, !facts.sel.entries.isEmpty {

@@ -82,16 +82,17 @@ import CooperativePoolWatch
     }
 }
 
-/// Collects log messages of warning level and above.
-private final class RecordedLogs: @unchecked Sendable {
+/// Collects log messages of `RecordingLogHandler.lowestLevel` and above.
+final class RecordedLogs: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [String] = []
     var messages: [String] { lock.withLock { stored } }
     func append(_ message: String) { lock.withLock { stored.append(message) } }
 }
 
-private struct RecordingLogHandler: LogHandler {
+struct RecordingLogHandler: LogHandler {
     let records: RecordedLogs
+    var lowestLevel: Logger.Level = .warning
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .trace
 
@@ -101,6 +102,6 @@ private struct RecordingLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        if event.level >= .warning { records.append(event.message.description) }
+        if event.level >= lowestLevel { records.append(event.message.description) }
     }
 }

@@ -28,6 +28,11 @@ import Glibc
         .init(name: "ipmi_sim", package: "openipmi"), .init(name: "ipmi-sel", package: "freeipmi-tools"),
         .init(name: "ipmi-chassis", package: "freeipmi-tools"),
         .init(name: "virsh", package: "libvirt-clients"), .init(name: "libvirtd", package: "libvirt-daemon"),
+        // GlusterFS: the agent's collector runs the CLI; the pool tests run glusterd and FUSE mounts.
+        .init(name: "gluster", package: "glusterfs-cli", installedBy: "glusterfs-server"),
+        .init(name: "glusterd", package: "glusterfs-server"),
+        .init(name: "mount.glusterfs", package: "glusterfs-client"),
+        .init(name: "mount", package: "mount"), .init(name: "umount", package: "mount"),
         // Partitions, namespaces, certificates, receivers, units.
         .init(name: "iptables", package: "iptables"), .init(name: "ip", package: "iproute2"),
         .init(name: "openssl", package: "openssl"), .init(name: "curl", package: "curl"),

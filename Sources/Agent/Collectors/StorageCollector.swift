@@ -171,14 +171,15 @@ public final class StorageCollector: @unchecked Sendable {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 3 else { continue }
             let entry = MountEntry(
-                device: unescape(fields[0]), mountPoint: unescape(fields[1]), fsType: String(fields[2]))
+                device: unescapeMountField(fields[0]), mountPoint: unescapeMountField(fields[1]), fsType: String(fields[2]))
             entries.removeAll { $0.mountPoint == entry.mountPoint }
             entries.append(entry)
         }
         return entries
     }
 
-    private static func unescape(_ field: Substring) -> String {
+    /// Decodes the octal escapes of mounts and mountinfo fields (`\040` for a space).
+    static func unescapeMountField(_ field: Substring) -> String {
         guard field.contains("\\") else { return String(field) }
         var bytes: [UInt8] = []
         var utf8 = Array(field.utf8)[...]

@@ -229,6 +229,60 @@ public nonisolated enum Specola_V1_SensorState: SwiftProtobuf.Enum, Swift.CaseIt
 
 }
 
+public nonisolated enum Specola_V1_GlusterUnavailableCause: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case none // = 0
+
+  /// No gluster CLI on this node: it holds no GlusterFS bricks.
+  case notInstalled // = 1
+
+  /// The CLI is there but glusterd does not answer (stopped, or crashed).
+  case glusterdNotRunning // = 2
+
+  /// The CLI did not finish in time: glusterd may be wedged.
+  case timedOut // = 3
+
+  /// The CLI failed otherwise or printed what could not be parsed.
+  case cliFailed // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .none
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .none
+    case 1: self = .notInstalled
+    case 2: self = .glusterdNotRunning
+    case 3: self = .timedOut
+    case 4: self = .cliFailed
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .none: return 0
+    case .notInstalled: return 1
+    case .glusterdNotRunning: return 2
+    case .timedOut: return 3
+    case .cliFailed: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_GlusterUnavailableCause] = [
+    .none,
+    .notInstalled,
+    .glusterdNotRunning,
+    .timedOut,
+    .cliFailed,
+  ]
+
+}
+
 public nonisolated struct Specola_V1_RegisterRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -923,6 +977,15 @@ public nonisolated struct Specola_V1_NodeFacts: @unchecked Sendable {
   /// Clears the value of `collectors`. Subsequent reads from it will return its default value.
   public mutating func clearCollectors() {_uniqueStorage()._collectors = nil}
 
+  public var gluster: Specola_V1_GlusterSection {
+    get {_storage._gluster ?? Specola_V1_GlusterSection()}
+    set {_uniqueStorage()._gluster = newValue}
+  }
+  /// Returns true if `gluster` has been explicitly set.
+  public var hasGluster: Bool {_storage._gluster != nil}
+  /// Clears the value of `gluster`. Subsequent reads from it will return its default value.
+  public mutating func clearGluster() {_uniqueStorage()._gluster = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1219,6 +1282,266 @@ public nonisolated struct Specola_V1_Pod: Sendable {
   public init() {}
 }
 
+/// GlusterFS as this node's glusterd sees it, read through `gluster ... --xml`.
+public nonisolated struct Specola_V1_GlusterSection: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// False when this node runs no GlusterFS or its glusterd cannot be read;
+  /// reason says why and unavailable_cause classifies it.
+  public var available: Bool = false
+
+  public var reason: String = String()
+
+  public var unavailableCause: Specola_V1_GlusterUnavailableCause = .none
+
+  /// This node's glusterd UUID (the `localhost` entry of `pool list`).
+  public var localPeerUuid: String = String()
+
+  /// Every peer of the trusted pool, this node included.
+  public var peers: [Specola_V1_GlusterPeer] = []
+
+  public var volumes: [Specola_V1_GlusterVolume] = []
+
+  /// What could not be read this cycle, one line each ("volume gv1: heal summary: ...").
+  /// Everything else is still reported.
+  public var errors: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_GlusterPeer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var uuid: String = String()
+
+  public var hostname: String = String()
+
+  public var connected: Bool = false
+
+  /// glusterd's words, e.g. "Peer in Cluster"; empty for this node itself.
+  public var state: String = String()
+
+  /// This node's own glusterd.
+  public var local: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_GlusterVolume: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var id: String = String()
+
+  /// "Replicate", "Distributed-Replicate", "Disperse", "Distribute", ...
+  public var type: String = String()
+
+  /// "Started", "Stopped" or "Created" (never started).
+  public var status: String = String()
+
+  public var brickCount: UInt32 = 0
+
+  public var distributeCount: UInt32 = 0
+
+  public var replicaCount: UInt32 = 0
+
+  public var arbiterCount: UInt32 = 0
+
+  public var disperseCount: UInt32 = 0
+
+  public var redundancyCount: UInt32 = 0
+
+  /// Effective values (defaults included) of the options that govern healing and
+  /// quorum: cluster.quorum-type, cluster.server-quorum-type,
+  /// cluster.favorite-child-policy, cluster.shd-max-threads, cluster.self-heal-daemon.
+  public var options: Dictionary<String,String> = [:]
+
+  /// All bricks of the volume in gluster's order; `local` marks this node's.
+  public var bricks: [Specola_V1_GlusterBrick] = []
+
+  /// This node's self-heal daemon for the volume (started volumes that heal only).
+  public var selfHealDaemon: Specola_V1_GlusterSelfHealDaemon {
+    get {_selfHealDaemon ?? Specola_V1_GlusterSelfHealDaemon()}
+    set {_selfHealDaemon = newValue}
+  }
+  /// Returns true if `selfHealDaemon` has been explicitly set.
+  public var hasSelfHealDaemon: Bool {self._selfHealDaemon != nil}
+  /// Clears the value of `selfHealDaemon`. Subsequent reads from it will return its default value.
+  public mutating func clearSelfHealDaemon() {self._selfHealDaemon = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _selfHealDaemon: Specola_V1_GlusterSelfHealDaemon? = nil
+}
+
+public nonisolated struct Specola_V1_GlusterBrick: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Host and path as the volume names them ("HOST:PATH").
+  public var host: String {
+    get {_storage._host}
+    set {_uniqueStorage()._host = newValue}
+  }
+
+  public var path: String {
+    get {_storage._path}
+    set {_uniqueStorage()._path = newValue}
+  }
+
+  public var peerUuid: String {
+    get {_storage._peerUuid}
+    set {_uniqueStorage()._peerUuid = newValue}
+  }
+
+  public var arbiter: Bool {
+    get {_storage._arbiter}
+    set {_uniqueStorage()._arbiter = newValue}
+  }
+
+  /// Which replica (or disperse) set of the volume it belongs to, from 0.
+  public var replicaSet: UInt32 {
+    get {_storage._replicaSet}
+    set {_uniqueStorage()._replicaSet = newValue}
+  }
+
+  /// Hosted on this node. Only local bricks carry pid, port, space and device.
+  public var local: Bool {
+    get {_storage._local}
+    set {_uniqueStorage()._local = newValue}
+  }
+
+  /// The brick process runs (`volume status`); false for a stopped volume.
+  public var online: Bool {
+    get {_storage._online}
+    set {_uniqueStorage()._online = newValue}
+  }
+
+  public var pid: Int32 {
+    get {_storage._pid}
+    set {_uniqueStorage()._pid = newValue}
+  }
+
+  public var port: UInt32 {
+    get {_storage._port}
+    set {_uniqueStorage()._port = newValue}
+  }
+
+  public var sizeBytes: UInt64 {
+    get {_storage._sizeBytes}
+    set {_uniqueStorage()._sizeBytes = newValue}
+  }
+
+  public var freeBytes: UInt64 {
+    get {_storage._freeBytes}
+    set {_uniqueStorage()._freeBytes = newValue}
+  }
+
+  /// The filesystem under the brick path: mount source, type and mount point.
+  public var device: String {
+    get {_storage._device}
+    set {_uniqueStorage()._device = newValue}
+  }
+
+  public var fsType: String {
+    get {_storage._fsType}
+    set {_uniqueStorage()._fsType = newValue}
+  }
+
+  public var mountPoint: String {
+    get {_storage._mountPoint}
+    set {_uniqueStorage()._mountPoint = newValue}
+  }
+
+  /// Whole disks under that filesystem, named as StorageSection.disks names them
+  /// (partitions, device-mapper and md resolved), to match SMART and I/O errors.
+  public var disks: [String] {
+    get {_storage._disks}
+    set {_uniqueStorage()._disks = newValue}
+  }
+
+  /// From `volume heal VOL info summary`, unset when gluster could not count
+  /// (the brick is down, the volume is stopped or does not heal).
+  public var healPending: UInt64 {
+    get {_storage._healPending ?? 0}
+    set {_uniqueStorage()._healPending = newValue}
+  }
+  /// Returns true if `healPending` has been explicitly set.
+  public var hasHealPending: Bool {_storage._healPending != nil}
+  /// Clears the value of `healPending`. Subsequent reads from it will return its default value.
+  public mutating func clearHealPending() {_uniqueStorage()._healPending = nil}
+
+  public var splitBrain: UInt64 {
+    get {_storage._splitBrain ?? 0}
+    set {_uniqueStorage()._splitBrain = newValue}
+  }
+  /// Returns true if `splitBrain` has been explicitly set.
+  public var hasSplitBrain: Bool {_storage._splitBrain != nil}
+  /// Clears the value of `splitBrain`. Subsequent reads from it will return its default value.
+  public mutating func clearSplitBrain() {_uniqueStorage()._splitBrain = nil}
+
+  public var possiblyHealing: UInt64 {
+    get {_storage._possiblyHealing ?? 0}
+    set {_uniqueStorage()._possiblyHealing = newValue}
+  }
+  /// Returns true if `possiblyHealing` has been explicitly set.
+  public var hasPossiblyHealing: Bool {_storage._possiblyHealing != nil}
+  /// Clears the value of `possiblyHealing`. Subsequent reads from it will return its default value.
+  public mutating func clearPossiblyHealing() {_uniqueStorage()._possiblyHealing = nil}
+
+  public var healTotal: UInt64 {
+    get {_storage._healTotal ?? 0}
+    set {_uniqueStorage()._healTotal = newValue}
+  }
+  /// Returns true if `healTotal` has been explicitly set.
+  public var hasHealTotal: Bool {_storage._healTotal != nil}
+  /// Clears the value of `healTotal`. Subsequent reads from it will return its default value.
+  public mutating func clearHealTotal() {_uniqueStorage()._healTotal = nil}
+
+  /// The heal summary's status for the brick: "Connected", or gluster's error.
+  public var healStatus: String {
+    get {_storage._healStatus}
+    set {_uniqueStorage()._healStatus = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Specola_V1_GlusterSelfHealDaemon: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// False when the volume has no self-heal daemon here (not started, not replicated).
+  public var expected: Bool = false
+
+  public var online: Bool = false
+
+  public var pid: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Specola_V1_CollectorHealthSection: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1457,6 +1780,93 @@ public nonisolated struct Specola_V1_Node: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// `specola volumes --json`: the GlusterFS volumes of the cluster as its agents report them.
+public nonisolated struct Specola_V1_GlusterVolumeList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var volumes: [Specola_V1_GlusterVolumeView] = []
+
+  /// Every node and whether it reports GlusterFS.
+  public var nodes: [Specola_V1_GlusterNodeView] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_GlusterVolumeView: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The volume as one of its nodes reports it; its bricks are in `bricks`.
+  public var volume: Specola_V1_GlusterVolume {
+    get {_volume ?? Specola_V1_GlusterVolume()}
+    set {_volume = newValue}
+  }
+  /// Returns true if `volume` has been explicitly set.
+  public var hasVolume: Bool {self._volume != nil}
+  /// Clears the value of `volume`. Subsequent reads from it will return its default value.
+  public mutating func clearVolume() {self._volume = nil}
+
+  /// In gluster's order, each from the node that hosts it when that node reports it.
+  public var bricks: [Specola_V1_GlusterBrickView] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _volume: Specola_V1_GlusterVolume? = nil
+}
+
+public nonisolated struct Specola_V1_GlusterBrickView: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The node hosting the brick; "" when no reporting node claims it.
+  public var node: String = String()
+
+  public var brick: Specola_V1_GlusterBrick {
+    get {_brick ?? Specola_V1_GlusterBrick()}
+    set {_brick = newValue}
+  }
+  /// Returns true if `brick` has been explicitly set.
+  public var hasBrick: Bool {self._brick != nil}
+  /// Clears the value of `brick`. Subsequent reads from it will return its default value.
+  public mutating func clearBrick() {self._brick = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _brick: Specola_V1_GlusterBrick? = nil
+}
+
+public nonisolated struct Specola_V1_GlusterNodeView: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var status: String = String()
+
+  public var reported: Bool = false
+
+  public var available: Bool = false
+
+  public var reason: String = String()
+
+  public var errors: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Specola_V1_RaftBatch: Sendable {
@@ -3064,6 +3474,10 @@ nonisolated extension Specola_V1_SensorState: SwiftProtobuf._ProtoNameProviding 
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SENSOR_STATE_UNKNOWN\0\u{1}SENSOR_STATE_NOMINAL\0\u{1}SENSOR_STATE_WARNING\0\u{1}SENSOR_STATE_CRITICAL\0")
 }
 
+nonisolated extension Specola_V1_GlusterUnavailableCause: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GLUSTER_UNAVAILABLE_CAUSE_NONE\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_NOT_INSTALLED\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_GLUSTERD_NOT_RUNNING\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_TIMED_OUT\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_CLI_FAILED\0")
+}
+
 nonisolated extension Specola_V1_RegisterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_name\0\u{3}agent_version\0\u{3}boot_id\0\u{1}labels\0\u{1}address\0")
@@ -4278,7 +4692,7 @@ nonisolated extension Specola_V1_InstructionResult: SwiftProtobuf.Message, Swift
 
 nonisolated extension Specola_V1_NodeFacts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeFacts"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}capacity\0\u{1}bmc\0\u{1}sel\0\u{1}storage\0\u{1}vms\0\u{1}containers\0\u{1}collectors\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}capacity\0\u{1}bmc\0\u{1}sel\0\u{1}storage\0\u{1}vms\0\u{1}containers\0\u{1}collectors\0\u{1}gluster\0")
 
   fileprivate class _StorageClass {
     var _capacity: Specola_V1_CapacitySection? = nil
@@ -4288,6 +4702,7 @@ nonisolated extension Specola_V1_NodeFacts: SwiftProtobuf.Message, SwiftProtobuf
     var _vms: Specola_V1_VmSection? = nil
     var _containers: Specola_V1_ContainerSection? = nil
     var _collectors: Specola_V1_CollectorHealthSection? = nil
+    var _gluster: Specola_V1_GlusterSection? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4305,6 +4720,7 @@ nonisolated extension Specola_V1_NodeFacts: SwiftProtobuf.Message, SwiftProtobuf
       _vms = source._vms
       _containers = source._containers
       _collectors = source._collectors
+      _gluster = source._gluster
     }
   }
 
@@ -4330,6 +4746,7 @@ nonisolated extension Specola_V1_NodeFacts: SwiftProtobuf.Message, SwiftProtobuf
         case 5: try { try decoder.decodeSingularMessageField(value: &_storage._vms) }()
         case 6: try { try decoder.decodeSingularMessageField(value: &_storage._containers) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._collectors) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._gluster) }()
         default: break
         }
       }
@@ -4363,6 +4780,9 @@ nonisolated extension Specola_V1_NodeFacts: SwiftProtobuf.Message, SwiftProtobuf
       try { if let v = _storage._collectors {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
       } }()
+      try { if let v = _storage._gluster {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4379,6 +4799,7 @@ nonisolated extension Specola_V1_NodeFacts: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._vms != rhs_storage._vms {return false}
         if _storage._containers != rhs_storage._containers {return false}
         if _storage._collectors != rhs_storage._collectors {return false}
+        if _storage._gluster != rhs_storage._gluster {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -5093,6 +5514,453 @@ nonisolated extension Specola_V1_Pod: SwiftProtobuf.Message, SwiftProtobuf._Mess
   }
 }
 
+nonisolated extension Specola_V1_GlusterSection: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterSection"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}available\0\u{1}reason\0\u{3}unavailable_cause\0\u{3}local_peer_uuid\0\u{1}peers\0\u{1}volumes\0\u{1}errors\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.available) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.unavailableCause) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.localPeerUuid) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.peers) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.volumes) }()
+      case 7: try { try decoder.decodeRepeatedStringField(value: &self.errors) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.available != false {
+      try visitor.visitSingularBoolField(value: self.available, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if self.unavailableCause != .none {
+      try visitor.visitSingularEnumField(value: self.unavailableCause, fieldNumber: 3)
+    }
+    if !self.localPeerUuid.isEmpty {
+      try visitor.visitSingularStringField(value: self.localPeerUuid, fieldNumber: 4)
+    }
+    if !self.peers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.peers, fieldNumber: 5)
+    }
+    if !self.volumes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.volumes, fieldNumber: 6)
+    }
+    if !self.errors.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.errors, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterSection, rhs: Specola_V1_GlusterSection) -> Bool {
+    if lhs.available != rhs.available {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unavailableCause != rhs.unavailableCause {return false}
+    if lhs.localPeerUuid != rhs.localPeerUuid {return false}
+    if lhs.peers != rhs.peers {return false}
+    if lhs.volumes != rhs.volumes {return false}
+    if lhs.errors != rhs.errors {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GlusterPeer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterPeer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uuid\0\u{1}hostname\0\u{1}connected\0\u{1}state\0\u{1}local\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.uuid) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.connected) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.local) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.uuid.isEmpty {
+      try visitor.visitSingularStringField(value: self.uuid, fieldNumber: 1)
+    }
+    if !self.hostname.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 2)
+    }
+    if self.connected != false {
+      try visitor.visitSingularBoolField(value: self.connected, fieldNumber: 3)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 4)
+    }
+    if self.local != false {
+      try visitor.visitSingularBoolField(value: self.local, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterPeer, rhs: Specola_V1_GlusterPeer) -> Bool {
+    if lhs.uuid != rhs.uuid {return false}
+    if lhs.hostname != rhs.hostname {return false}
+    if lhs.connected != rhs.connected {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.local != rhs.local {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GlusterVolume: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterVolume"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}id\0\u{1}type\0\u{1}status\0\u{3}brick_count\0\u{3}distribute_count\0\u{3}replica_count\0\u{3}arbiter_count\0\u{3}disperse_count\0\u{3}redundancy_count\0\u{1}options\0\u{1}bricks\0\u{3}self_heal_daemon\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.brickCount) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.distributeCount) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.replicaCount) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.arbiterCount) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.disperseCount) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.redundancyCount) }()
+      case 11: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.options) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.bricks) }()
+      case 13: try { try decoder.decodeSingularMessageField(value: &self._selfHealDaemon) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 2)
+    }
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 3)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 4)
+    }
+    if self.brickCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.brickCount, fieldNumber: 5)
+    }
+    if self.distributeCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.distributeCount, fieldNumber: 6)
+    }
+    if self.replicaCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.replicaCount, fieldNumber: 7)
+    }
+    if self.arbiterCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.arbiterCount, fieldNumber: 8)
+    }
+    if self.disperseCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.disperseCount, fieldNumber: 9)
+    }
+    if self.redundancyCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.redundancyCount, fieldNumber: 10)
+    }
+    if !self.options.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.options, fieldNumber: 11)
+    }
+    if !self.bricks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.bricks, fieldNumber: 12)
+    }
+    try { if let v = self._selfHealDaemon {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterVolume, rhs: Specola_V1_GlusterVolume) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.id != rhs.id {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.brickCount != rhs.brickCount {return false}
+    if lhs.distributeCount != rhs.distributeCount {return false}
+    if lhs.replicaCount != rhs.replicaCount {return false}
+    if lhs.arbiterCount != rhs.arbiterCount {return false}
+    if lhs.disperseCount != rhs.disperseCount {return false}
+    if lhs.redundancyCount != rhs.redundancyCount {return false}
+    if lhs.options != rhs.options {return false}
+    if lhs.bricks != rhs.bricks {return false}
+    if lhs._selfHealDaemon != rhs._selfHealDaemon {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GlusterBrick: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterBrick"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}path\0\u{3}peer_uuid\0\u{1}arbiter\0\u{3}replica_set\0\u{1}local\0\u{1}online\0\u{1}pid\0\u{1}port\0\u{3}size_bytes\0\u{3}free_bytes\0\u{1}device\0\u{3}fs_type\0\u{3}mount_point\0\u{1}disks\0\u{3}heal_pending\0\u{3}split_brain\0\u{3}possibly_healing\0\u{3}heal_total\0\u{3}heal_status\0")
+
+  fileprivate class _StorageClass {
+    var _host: String = String()
+    var _path: String = String()
+    var _peerUuid: String = String()
+    var _arbiter: Bool = false
+    var _replicaSet: UInt32 = 0
+    var _local: Bool = false
+    var _online: Bool = false
+    var _pid: Int32 = 0
+    var _port: UInt32 = 0
+    var _sizeBytes: UInt64 = 0
+    var _freeBytes: UInt64 = 0
+    var _device: String = String()
+    var _fsType: String = String()
+    var _mountPoint: String = String()
+    var _disks: [String] = []
+    var _healPending: UInt64? = nil
+    var _splitBrain: UInt64? = nil
+    var _possiblyHealing: UInt64? = nil
+    var _healTotal: UInt64? = nil
+    var _healStatus: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _host = source._host
+      _path = source._path
+      _peerUuid = source._peerUuid
+      _arbiter = source._arbiter
+      _replicaSet = source._replicaSet
+      _local = source._local
+      _online = source._online
+      _pid = source._pid
+      _port = source._port
+      _sizeBytes = source._sizeBytes
+      _freeBytes = source._freeBytes
+      _device = source._device
+      _fsType = source._fsType
+      _mountPoint = source._mountPoint
+      _disks = source._disks
+      _healPending = source._healPending
+      _splitBrain = source._splitBrain
+      _possiblyHealing = source._possiblyHealing
+      _healTotal = source._healTotal
+      _healStatus = source._healStatus
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._host) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._path) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._peerUuid) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._arbiter) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._replicaSet) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._local) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._online) }()
+        case 8: try { try decoder.decodeSingularInt32Field(value: &_storage._pid) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._port) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._sizeBytes) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._freeBytes) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._device) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._fsType) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._mountPoint) }()
+        case 15: try { try decoder.decodeRepeatedStringField(value: &_storage._disks) }()
+        case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._healPending) }()
+        case 17: try { try decoder.decodeSingularUInt64Field(value: &_storage._splitBrain) }()
+        case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._possiblyHealing) }()
+        case 19: try { try decoder.decodeSingularUInt64Field(value: &_storage._healTotal) }()
+        case 20: try { try decoder.decodeSingularStringField(value: &_storage._healStatus) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._host.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._host, fieldNumber: 1)
+      }
+      if !_storage._path.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._path, fieldNumber: 2)
+      }
+      if !_storage._peerUuid.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._peerUuid, fieldNumber: 3)
+      }
+      if _storage._arbiter != false {
+        try visitor.visitSingularBoolField(value: _storage._arbiter, fieldNumber: 4)
+      }
+      if _storage._replicaSet != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._replicaSet, fieldNumber: 5)
+      }
+      if _storage._local != false {
+        try visitor.visitSingularBoolField(value: _storage._local, fieldNumber: 6)
+      }
+      if _storage._online != false {
+        try visitor.visitSingularBoolField(value: _storage._online, fieldNumber: 7)
+      }
+      if _storage._pid != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._pid, fieldNumber: 8)
+      }
+      if _storage._port != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._port, fieldNumber: 9)
+      }
+      if _storage._sizeBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sizeBytes, fieldNumber: 10)
+      }
+      if _storage._freeBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._freeBytes, fieldNumber: 11)
+      }
+      if !_storage._device.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._device, fieldNumber: 12)
+      }
+      if !_storage._fsType.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._fsType, fieldNumber: 13)
+      }
+      if !_storage._mountPoint.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._mountPoint, fieldNumber: 14)
+      }
+      if !_storage._disks.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._disks, fieldNumber: 15)
+      }
+      try { if let v = _storage._healPending {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 16)
+      } }()
+      try { if let v = _storage._splitBrain {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 17)
+      } }()
+      try { if let v = _storage._possiblyHealing {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 18)
+      } }()
+      try { if let v = _storage._healTotal {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 19)
+      } }()
+      if !_storage._healStatus.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._healStatus, fieldNumber: 20)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterBrick, rhs: Specola_V1_GlusterBrick) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._host != rhs_storage._host {return false}
+        if _storage._path != rhs_storage._path {return false}
+        if _storage._peerUuid != rhs_storage._peerUuid {return false}
+        if _storage._arbiter != rhs_storage._arbiter {return false}
+        if _storage._replicaSet != rhs_storage._replicaSet {return false}
+        if _storage._local != rhs_storage._local {return false}
+        if _storage._online != rhs_storage._online {return false}
+        if _storage._pid != rhs_storage._pid {return false}
+        if _storage._port != rhs_storage._port {return false}
+        if _storage._sizeBytes != rhs_storage._sizeBytes {return false}
+        if _storage._freeBytes != rhs_storage._freeBytes {return false}
+        if _storage._device != rhs_storage._device {return false}
+        if _storage._fsType != rhs_storage._fsType {return false}
+        if _storage._mountPoint != rhs_storage._mountPoint {return false}
+        if _storage._disks != rhs_storage._disks {return false}
+        if _storage._healPending != rhs_storage._healPending {return false}
+        if _storage._splitBrain != rhs_storage._splitBrain {return false}
+        if _storage._possiblyHealing != rhs_storage._possiblyHealing {return false}
+        if _storage._healTotal != rhs_storage._healTotal {return false}
+        if _storage._healStatus != rhs_storage._healStatus {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GlusterSelfHealDaemon: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterSelfHealDaemon"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}expected\0\u{1}online\0\u{1}pid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.expected) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.online) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.expected != false {
+      try visitor.visitSingularBoolField(value: self.expected, fieldNumber: 1)
+    }
+    if self.online != false {
+      try visitor.visitSingularBoolField(value: self.online, fieldNumber: 2)
+    }
+    if self.pid != 0 {
+      try visitor.visitSingularInt32Field(value: self.pid, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterSelfHealDaemon, rhs: Specola_V1_GlusterSelfHealDaemon) -> Bool {
+    if lhs.expected != rhs.expected {return false}
+    if lhs.online != rhs.online {return false}
+    if lhs.pid != rhs.pid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Specola_V1_CollectorHealthSection: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CollectorHealthSection"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}collectors\0")
@@ -5573,6 +6441,174 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GlusterVolumeList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterVolumeList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volumes\0\u{1}nodes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.volumes) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.volumes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.volumes, fieldNumber: 1)
+    }
+    if !self.nodes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterVolumeList, rhs: Specola_V1_GlusterVolumeList) -> Bool {
+    if lhs.volumes != rhs.volumes {return false}
+    if lhs.nodes != rhs.nodes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GlusterVolumeView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterVolumeView"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}bricks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._volume) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.bricks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._volume {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.bricks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.bricks, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterVolumeView, rhs: Specola_V1_GlusterVolumeView) -> Bool {
+    if lhs._volume != rhs._volume {return false}
+    if lhs.bricks != rhs.bricks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GlusterBrickView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterBrickView"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}brick\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._brick) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 1)
+    }
+    try { if let v = self._brick {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterBrickView, rhs: Specola_V1_GlusterBrickView) -> Bool {
+    if lhs.node != rhs.node {return false}
+    if lhs._brick != rhs._brick {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GlusterNodeView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlusterNodeView"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{1}reported\0\u{1}available\0\u{1}reason\0\u{1}errors\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.reported) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.available) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.errors) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 2)
+    }
+    if self.reported != false {
+      try visitor.visitSingularBoolField(value: self.reported, fieldNumber: 3)
+    }
+    if self.available != false {
+      try visitor.visitSingularBoolField(value: self.available, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
+    if !self.errors.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.errors, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GlusterNodeView, rhs: Specola_V1_GlusterNodeView) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.reported != rhs.reported {return false}
+    if lhs.available != rhs.available {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.errors != rhs.errors {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

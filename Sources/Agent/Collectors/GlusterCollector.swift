@@ -1,0 +1,315 @@
+import Foundation
+import Logging
+import SpecolaProtocol
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// Reports this node's view of GlusterFS: the trusted pool, every volume with its bricks,
+/// the heal backlog, and for the bricks hosted here their process, space and disks.
+///
+/// Everything is read through the gluster CLI's `--xml` output (`pool list`, `volume info`,
+/// `volume status VOL`, `volume heal VOL info summary`, `volume get VOL all`), each call on a
+/// thread of its own with a time limit, because the CLI hangs while glusterd is wedged.
+/// Collections never overlap: a caller that arrives while one runs waits for its result.
+///
+/// A node without gluster (no CLI, glusterd not answering) reports `available = false`
+/// with the reason, logged once per change. A volume that cannot be read is named in
+/// `errors` and the others are still reported.
+public final class GlusterCollector: @unchecked Sendable {
+    /// How the collector reaches glusterd and which bricks are this node's.
+    public struct Settings: Sendable {
+        /// The gluster CLI and any prefix before it, e.g. `["gluster"]` or
+        /// `["nsenter", "-t", "PID", "-m", "-n", "gluster"]`.
+        public var command: [String] = ["gluster"]
+        /// Bricks whose host is this name are this node's. Empty: those whose peer UUID
+        /// is the UUID of the glusterd that answers.
+        public var brickHost = ""
+        /// The limit for one CLI call.
+        public var timeout: Duration = .seconds(15)
+        /// Heal summaries crawl every brick's index, so they are refreshed at most this often.
+        public var healInfoInterval: Duration = .seconds(30)
+        public var procRoot = "/proc"
+        public var sysRoot = "/sys"
+
+        public init() {}
+    }
+
+    /// The options of a volume that healing and quorum depend on, reported with their effective values.
+    public static let reportedOptions = [
+        "cluster.quorum-type", "cluster.server-quorum-type", "cluster.favorite-child-policy",
+        "cluster.shd-max-threads", "cluster.self-heal-daemon",
+    ]
+
+    private let settings: Settings
+    private let logger: Logger
+    private let lock = NSLock()
+    /// Callers waiting for the collection in flight; nil when none runs.
+    private var waiters: [CheckedContinuation<Specola_V1_GlusterSection?, Never>]?
+    // Touched only by the collection in flight (never two at once).
+    private var lastUnavailableReason: String?
+    private var hasReported = false
+    private var lastErrors: [String] = []
+    private var healCache: [String: (at: ContinuousClock.Instant, counts: [String: GlusterXML.HealCounts])] = [:]
+    private var optionsCache: [String: (key: String, options: [String: String])] = [:]
+
+    public init(settings: Settings = Settings(), logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// One collection, or the result of the one already running.
+    public func collect() async -> Specola_V1_GlusterSection {
+        let joined: Specola_V1_GlusterSection? = await withCheckedContinuation { continuation in
+            let running = lock.withLock {
+                guard waiters == nil else {
+                    waiters!.append(continuation)
+                    return true
+                }
+                waiters = []
+                return false
+            }
+            if !running { continuation.resume(returning: nil) }
+        }
+        if let joined { return joined }
+        let section = await onDedicatedThread("specola-gluster") { self.collectNow() }
+        let waiting = lock.withLock {
+            defer { waiters = nil }
+            return waiters ?? []
+        }
+        waiting.forEach { $0.resume(returning: section) }
+        return section
+    }
+
+    /// One collection on the calling thread, which it blocks. Callers must not overlap.
+    func collectNow() -> Specola_V1_GlusterSection {
+        var section = Specola_V1_GlusterSection()
+        do {
+            try read(into: &section)
+            section.available = true
+            noteAvailability(reason: nil, cause: .none)
+        } catch let error as GlusterCLIError {
+            section = Specola_V1_GlusterSection()
+            section.available = false
+            section.reason = error.message
+            section.unavailableCause = error.cause
+            noteAvailability(reason: error.message, cause: error.cause)
+        } catch {
+            section = Specola_V1_GlusterSection()
+            section.available = false
+            section.reason = "\(error)"
+            section.unavailableCause = .cliFailed
+            noteAvailability(reason: section.reason, cause: .cliFailed)
+        }
+        noteErrors(section.errors)
+        return section
+    }
+
+    // MARK: reading
+
+    private func read(into section: inout Specola_V1_GlusterSection) throws {
+        let pool = try GlusterXML.peers(try run(["pool", "list"]))
+        section.localPeerUuid = pool.localUUID
+        section.peers = pool.peers
+        let info = try GlusterXML.volumes(try run(["volume", "info"]))
+        section.errors = info.errors
+        let mountInfo = BrickFilesystem.parseMountInfo(
+            (try? String(contentsOfFile: "\(settings.procRoot)/self/mountinfo", encoding: .utf8)) ?? "")
+        for var volume in info.volumes {
+            for index in volume.bricks.indices {
+                let brick = volume.bricks[index]
+                volume.bricks[index].local = settings.brickHost.isEmpty
+                    ? brick.peerUuid == pool.localUUID : brick.host == settings.brickHost
+            }
+            volume.options = effectiveOptions(of: volume, errors: &section.errors)
+            if volume.status == "Started" {
+                try addStatus(to: &volume, localUUID: pool.localUUID, errors: &section.errors)
+                addHealCounts(to: &volume, errors: &section.errors)
+            }
+            for index in volume.bricks.indices where volume.bricks[index].local {
+                addFilesystem(to: &volume.bricks[index], mountInfo: mountInfo, volume: volume.name, errors: &section.errors)
+            }
+            section.volumes.append(volume)
+        }
+        let known = Set(healCache.keys).subtracting(info.volumes.map(\.name))
+        known.forEach { healCache[$0] = nil; optionsCache[$0] = nil }
+    }
+
+    /// Brick processes and this node's self-heal daemon. A timeout ends the whole
+    /// collection (glusterd is wedged); any other failure is this volume's error.
+    private func addStatus(to volume: inout Specola_V1_GlusterVolume, localUUID: String, errors: inout [String]) throws {
+        let status: GlusterXML.VolumeStatus
+        do {
+            status = try GlusterXML.status(try run(["volume", "status", volume.name]))
+        } catch let error as GlusterCLIError where error.cause == .timedOut {
+            throw error
+        } catch {
+            errors.append("volume \(volume.name): status: \(error)")
+            return
+        }
+        for index in volume.bricks.indices {
+            let brick = volume.bricks[index]
+            guard let process = status.bricks["\(brick.host):\(brick.path)"] else { continue }
+            volume.bricks[index].online = process.online
+            if brick.local {
+                volume.bricks[index].pid = process.pid
+                volume.bricks[index].port = process.port
+            }
+        }
+        if Self.heals(volume) {
+            var daemon = Specola_V1_GlusterSelfHealDaemon()
+            daemon.expected = volume.options["cluster.self-heal-daemon"] != "off"
+            if let process = status.selfHealDaemons[localUUID] {
+                daemon.online = process.online
+                daemon.pid = process.pid
+            }
+            volume.selfHealDaemon = daemon
+        }
+    }
+
+    private static func heals(_ volume: Specola_V1_GlusterVolume) -> Bool {
+        volume.replicaCount > 1 || volume.disperseCount > 0
+    }
+
+    /// Heal counters, refreshed at most every `healInfoInterval`. A slow summary (large
+    /// backlogs take a while to crawl) is this volume's error, not the node's.
+    private func addHealCounts(to volume: inout Specola_V1_GlusterVolume, errors: inout [String]) {
+        guard Self.heals(volume) else { return }
+        var counts: [String: GlusterXML.HealCounts]
+        if let cached = healCache[volume.name], ContinuousClock.now - cached.at < settings.healInfoInterval {
+            counts = cached.counts
+        } else {
+            do {
+                counts = try GlusterXML.healSummary(try run(["volume", "heal", volume.name, "info", "summary"]))
+                healCache[volume.name] = (ContinuousClock.now, counts)
+            } catch {
+                errors.append("volume \(volume.name): heal summary: \(error)")
+                healCache[volume.name] = nil
+                return
+            }
+        }
+        for index in volume.bricks.indices {
+            let brick = volume.bricks[index]
+            guard let heal = counts["\(brick.host):\(brick.path)"] else {
+                if brick.online {
+                    errors.append("volume \(volume.name): heal summary does not list online brick \(brick.host):\(brick.path)")
+                }
+                continue
+            }
+            volume.bricks[index].healStatus = heal.status
+            if let value = heal.pending { volume.bricks[index].healPending = value }
+            if let value = heal.splitBrain { volume.bricks[index].splitBrain = value }
+            if let value = heal.possiblyHealing { volume.bricks[index].possiblyHealing = value }
+            if let value = heal.total { volume.bricks[index].healTotal = value }
+            if brick.online, heal.status == "Connected", heal.pending == nil {
+                errors.append("volume \(volume.name): heal summary has no counters for online brick \(brick.host):\(brick.path)")
+            }
+        }
+    }
+
+    /// The reported options' effective values. `volume get VOL all` is long, so it runs
+    /// again only when the volume's explicitly set options change.
+    private func effectiveOptions(of volume: Specola_V1_GlusterVolume, errors: inout [String]) -> [String: String] {
+        let key = volume.id + "|" + volume.options.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        if let cached = optionsCache[volume.name], cached.key == key { return cached.options }
+        do {
+            let all = try GlusterXML.options(try run(["volume", "get", volume.name, "all"]))
+            let options = all.filter { Self.reportedOptions.contains($0.key) }
+            optionsCache[volume.name] = (key, options)
+            return options
+        } catch {
+            errors.append("volume \(volume.name): options: \(error); reporting only those set explicitly")
+            return volume.options.filter { Self.reportedOptions.contains($0.key) }
+        }
+    }
+
+    private func addFilesystem(
+        to brick: inout Specola_V1_GlusterBrick, mountInfo: [BrickFilesystem.MountInfoEntry], volume: String,
+        errors: inout [String]
+    ) {
+        if let filesystem = BrickFilesystem.containing(brick.path, mountInfo: mountInfo, sysRoot: settings.sysRoot) {
+            brick.device = filesystem.device
+            brick.fsType = filesystem.fsType
+            brick.mountPoint = filesystem.mountPoint
+            brick.disks = filesystem.disks
+        }
+        var stats = statvfs()
+        if statvfs(brick.path, &stats) == 0 {
+            let fragment = UInt64(stats.f_frsize)
+            brick.sizeBytes = UInt64(stats.f_blocks) * fragment
+            brick.freeBytes = UInt64(stats.f_bavail) * fragment
+        } else {
+            errors.append("volume \(volume): brick \(brick.path): statvfs: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    // MARK: the CLI
+
+    /// Runs `COMMAND --mode=script ARGS --xml` and returns its standard output.
+    private func run(_ args: [String]) throws -> Data {
+        guard let program = settings.command.first else {
+            throw GlusterCLIError(cause: .notInstalled, message: "gluster.command is empty")
+        }
+        let arguments = Array(settings.command.dropFirst()) + ["--mode=script"] + args + ["--xml"]
+        let shown = "gluster \(args.joined(separator: " "))"
+        let result: (status: Int32, stdout: Data, stderr: Data)
+        do {
+            result = try runProcessBlocking(program, arguments, timeout: settings.timeout, ownProcessGroup: true)
+        } catch ProcessRunnerError.notFound {
+            throw GlusterCLIError(cause: .notInstalled, message: "no GlusterFS: \(program) not found")
+        } catch ProcessRunnerError.timedOut {
+            throw GlusterCLIError(
+                cause: .timedOut,
+                message: "`\(shown)` did not finish within \(settings.timeout): glusterd may be wedged (check `systemctl status glusterd` and its log)")
+        }
+        if result.status != 0 {
+            let output = (String(decoding: result.stdout, as: UTF8.self) + " " + String(decoding: result.stderr, as: UTF8.self))
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            if output.contains("Connection failed") {
+                throw GlusterCLIError(
+                    cause: .glusterdNotRunning,
+                    message: "glusterd is not answering (`\(shown)`: \(output)); start it with `systemctl start glusterd`")
+            }
+            // With --xml, glusterd's refusals are XML with opRet != 0: the parser reports its opErrstr.
+            if result.stdout.starts(with: Data("<?xml".utf8)) { return result.stdout }
+            throw GlusterCLIError(cause: .cliFailed, message: "`\(shown)` exited \(result.status): \(output.prefix(400))")
+        }
+        return result.stdout
+    }
+
+    // MARK: logging
+
+    private func noteAvailability(reason: String?, cause: Specola_V1_GlusterUnavailableCause) {
+        defer {
+            lastUnavailableReason = reason
+            hasReported = true
+        }
+        if hasReported && reason == lastUnavailableReason { return }
+        if let reason {
+            if cause == .notInstalled {
+                logger.info("no GlusterFS on this node", metadata: ["reason": "\(reason)"])
+            } else {
+                logger.warning("GlusterFS unavailable", metadata: ["reason": "\(reason)"])
+            }
+        } else if hasReported {
+            logger.info("GlusterFS available again")
+        }
+    }
+
+    private func noteErrors(_ errors: [String]) {
+        defer { lastErrors = errors }
+        for error in errors where !lastErrors.contains(error) {
+            logger.warning("GlusterFS partly unreadable", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// A gluster CLI call that failed in a way that makes the whole section unavailable.
+struct GlusterCLIError: Error, CustomStringConvertible {
+    let cause: Specola_V1_GlusterUnavailableCause
+    let message: String
+    var description: String { message }
+}
