@@ -77,7 +77,7 @@ let package = Package(
             name: "SpecolaClusterCore", dependencies: ["SpecolaWire", "SpecolaJobs", "SpecolaAlerting"],
             path: "Sources/ClusterCore", swiftSettings: settings),
         .target(name: "SpecolaRaft", path: "Sources/Raft", swiftSettings: settings),
-        .target(name: "SpecolaBMC", dependencies: ["CFreeIPMI", "SpecolaProtocol"], path: "Sources/BMC", swiftSettings: settings),
+        .target(name: "SpecolaBMC", dependencies: ["CFreeIPMI", "SpecolaWire"], path: "Sources/BMC", swiftSettings: settings),
         // Alert rules, routing, silences and notification texts: pure.
         .target(name: "SpecolaAlerting", path: "Sources/Alerting", swiftSettings: settings),
         // Sending notifications (webhooks, SMTP) and the test receivers.
@@ -134,7 +134,7 @@ let package = Package(
             name: "specola-coordinator", dependencies: ["SpecolaCoordinator"],
             path: "Sources/specola-coordinator", swiftSettings: settings),
         .testTarget(
-            name: "JobsTests", dependencies: ["SpecolaJobs", .product(name: "Yams", package: "Yams")],
+            name: "JobsTests", dependencies: ["CooperativePoolWatch", "SpecolaJobs", .product(name: "Yams", package: "Yams")],
             path: "Tests/JobsTests", swiftSettings: settings),
         .executableTarget(
             name: "specola-bench", dependencies: ["SpecolaProtocol"] + grpc, path: "Sources/Bench",

@@ -1,5 +1,5 @@
 import CFreeIPMI
-import SpecolaProtocol
+import SpecolaWire
 
 #if canImport(Glibc)
 import Glibc

@@ -138,6 +138,9 @@ import CooperativePoolWatch
                 while seen.isEmpty && !finished.isSet {
                     seen = Self.commandLines(containing: marker)
                     scans += 1
+                    // A podman command lives for tens of milliseconds at least; spinning would
+                    // take a whole core of this 2-core machine from every other test.
+                    usleep(2_000)
                 }
                 return (scans, seen)
             }

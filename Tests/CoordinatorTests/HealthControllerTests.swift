@@ -27,9 +27,10 @@ final class RecordingPowerControl: NodePowerControl {
     struct BMCFailure: Error, CustomStringConvertible { var description: String }
 }
 
-/// The health executor on a real single-voter replica (SQLite, no sockets): it carries out
+/// The health executor on a real single-voter replica (SQLite, no sockets; opening it fsyncs,
+/// so the tests run off the cooperative pool): it carries out
 /// what the ladder decides, and the operator's fence meets the brake.
-@Suite(.watchesCooperativePool) struct HealthControllerTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct HealthControllerTests {
     static let bmc = HostPort(host: "127.0.1.21", port: 9623)
 
     func withController(power: RecordingPowerControl, maxFencedFraction: Double = 0.5,

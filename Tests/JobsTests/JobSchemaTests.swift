@@ -1,3 +1,4 @@
+import CooperativePoolWatch
 import Foundation
 import SpecolaJobs
 import Testing
@@ -33,13 +34,13 @@ private func schemaComplaints(_ yaml: String) throws -> [String] {
     return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
 }
 
-@Test func theSamplesMatchThePublishedSchema() throws {
+@Test(.watchesCooperativePool, .runsOffThePool) func theSamplesMatchThePublishedSchema() throws {
     for sample in ["Samples/reduce-pipeline.yaml", "Samples/simulate-job.yaml"] {
         #expect(try schemaComplaints(TestFiles.text(sample)) == [], "\(sample)")
     }
 }
 
-@Test func aBadSampleIsRejectedByBothSchemaAndParser() throws {
+@Test(.watchesCooperativePool, .runsOffThePool) func aBadSampleIsRejectedByBothSchemaAndParser() throws {
     let bad = """
         apiVersion: specola/v1
         kind: Pipeline

@@ -1,3 +1,4 @@
+import CooperativePoolWatch
 import SpecolaJobs
 import Testing
 
@@ -20,7 +21,7 @@ private let header = """
 
     """
 
-@Test func theShippedSamplesAreValid() throws {
+@Test(.watchesCooperativePool) func theShippedSamplesAreValid() throws {
     let pipeline = try JobSpecParser.parse(TestFiles.text("Samples/reduce-pipeline.yaml"), file: "reduce-pipeline.yaml").get()
     #expect(pipeline.kind == .pipeline)
     #expect(pipeline.metadata.priority == 60)
@@ -44,7 +45,7 @@ private let header = """
     #expect(job.tasks[0].timeoutSeconds == 7200)
 }
 
-@Test func aBadSizeNamesFileLineColumnAndField() {
+@Test(.watchesCooperativePool) func aBadSizeNamesFileLineColumnAndField() {
     let yaml = header + """
         tasks:
           - name: t
@@ -58,7 +59,7 @@ private let header = """
     ])
 }
 
-@Test func everyProblemIsReportedNotJustTheFirst() {
+@Test(.watchesCooperativePool) func everyProblemIsReportedNotJustTheFirst() {
     let yaml = header + """
         tasks:
           - name: t
@@ -81,7 +82,7 @@ private let header = """
     ])
 }
 
-@Test func missingAndMisplacedFieldsAreNamed() {
+@Test(.watchesCooperativePool) func missingAndMisplacedFieldsAreNamed() {
     let yaml = """
         apiVersion: specola/v2
         kind: Job
@@ -98,7 +99,7 @@ private let header = """
     #expect(found.contains("spec.yaml:7:5: field 'tasks[0].depends': 'depends' is only allowed on steps of kind: Pipeline"))
 }
 
-@Test func duplicateNamesPointAtTheSecondOne() {
+@Test(.watchesCooperativePool) func duplicateNamesPointAtTheSecondOne() {
     let yaml = header + """
         tasks:
           - {name: t, driver: exec, command: /bin/true}
@@ -107,7 +108,7 @@ private let header = """
     #expect(problems(yaml) == ["spec.yaml:6:12: field 'tasks[1].name': 't' is already the name of tasks[0] (line 5)"])
 }
 
-@Test func pipelineCyclesAndUnknownDependsAreNamed() {
+@Test(.watchesCooperativePool) func pipelineCyclesAndUnknownDependsAreNamed() {
     let yaml = """
         apiVersion: specola/v1
         kind: Pipeline
@@ -124,7 +125,7 @@ private let header = """
     ])
 }
 
-@Test func inputsMustReferenceDeclaredUpstreamOutputs() {
+@Test(.watchesCooperativePool) func inputsMustReferenceDeclaredUpstreamOutputs() {
     let yaml = """
         apiVersion: specola/v1
         kind: Pipeline
@@ -151,7 +152,7 @@ private let header = """
     ])
 }
 
-@Test func impossibleValuesAreRejected() {
+@Test(.watchesCooperativePool) func impossibleValuesAreRejected() {
     let yaml = header + """
         task:
           name: t
@@ -175,13 +176,13 @@ private let header = """
     ])
 }
 
-@Test func brokenYamlReportsWhereLibyamlStopped() {
+@Test(.watchesCooperativePool) func brokenYamlReportsWhereLibyamlStopped() {
     let found = problems("apiVersion: specola/v1\nkind: [Job\n")
     #expect(found.count == 1)
     #expect(found[0].hasPrefix("spec.yaml:3:1: not valid YAML"))
 }
 
-@Test func constraintsAcceptEveryOperator() throws {
+@Test(.watchesCooperativePool) func constraintsAcceptEveryOperator() throws {
     let spec = try parsed(header + """
         task:
           name: t
@@ -200,7 +201,7 @@ private let header = """
     #expect(!spec.tasks[0].constraints.allSatisfy { $0.isSatisfied(by: ["gpu": "a100", "rack": "r2"]) })
 }
 
-@Test(.timeLimit(.minutes(1))) func anchorsAndAliasesAreRefusedBeforeAnythingIsExpanded() {
+@Test(.watchesCooperativePool, .timeLimit(.minutes(1))) func anchorsAndAliasesAreRefusedBeforeAnythingIsExpanded() {
     let yaml = header + """
         tasks:
           - name: t
@@ -221,12 +222,12 @@ private let header = """
     #expect(problems(laughs).contains { $0.contains("anchors and aliases") })
 }
 
-@Test func aSpecOverOneMebibyteIsRefused() {
+@Test(.watchesCooperativePool) func aSpecOverOneMebibyteIsRefused() {
     let yaml = header + "# " + String(repeating: "x", count: JobSpecParser.maxBytes) + "\n"
     #expect(problems(yaml).first?.contains("at most 1048576 (1 MiB)") == true)
 }
 
-@Test func anImageThatCouldPassForAPodmanFlagIsRefused() throws {
+@Test(.watchesCooperativePool) func anImageThatCouldPassForAPodmanFlagIsRefused() throws {
     for image in ["--privileged", "-v/:/host", "busybox latest", "a//b", ""] {
         let yaml = header + """
             tasks:
@@ -248,7 +249,7 @@ private let header = """
     }
 }
 
-@Test func mountingTheHostRootIsRefused() {
+@Test(.watchesCooperativePool) func mountingTheHostRootIsRefused() {
     let found = problems(header + """
         task:
           name: t
@@ -261,7 +262,7 @@ private let header = """
     ])
 }
 
-@Test func mountPathsMustBePlainAbsolutePaths() {
+@Test(.watchesCooperativePool) func mountPathsMustBePlainAbsolutePaths() {
     let found = problems(header + """
         task:
           name: t
@@ -280,7 +281,7 @@ private let header = """
     ])
 }
 
-@Test func mountsAreReadOnlyUnlessTheSpecSaysOtherwise() throws {
+@Test(.watchesCooperativePool) func mountsAreReadOnlyUnlessTheSpecSaysOtherwise() throws {
     let spec = try parsed(header + """
         task:
           name: t

@@ -1,3 +1,4 @@
+import CooperativePoolWatch
 import Foundation
 
 /// Locates files of the package from the test source, so tests work in any checkout without bundled resources.

@@ -1,7 +1,8 @@
+import CooperativePoolWatch
 import SpecolaJobs
 import Testing
 
-@Test func sizesReadBinaryAndDecimalUnits() {
+@Test(.watchesCooperativePool) func sizesReadBinaryAndDecimalUnits() {
     #expect(Quantity.bytes("4GiB") == 4 << 30)
     #expect(Quantity.bytes("512MiB") == 512 << 20)
     #expect(Quantity.bytes("1.5Gi") == 3 << 29)
@@ -10,7 +11,7 @@ import Testing
     for typo in ["4 gigs", "4 GiB", "GiB", "-1GiB", "4GiBs", "1e9", ""] { #expect(Quantity.bytes(typo) == nil, "\(typo)") }
 }
 
-@Test func durationsReadSecondsAndUnitsInOrder() {
+@Test(.watchesCooperativePool) func durationsReadSecondsAndUnitsInOrder() {
     #expect(Quantity.seconds("90") == 90)
     #expect(Quantity.seconds("30m") == 1800)
     #expect(Quantity.seconds("1h30m") == 5400)
@@ -18,7 +19,7 @@ import Testing
     for typo in ["30x", "m", "30m1h", "1h1h", "", "1.5h"] { #expect(Quantity.seconds(typo) == nil, "\(typo)") }
 }
 
-@Test func cpuReadsCoresAndMillicores() {
+@Test(.watchesCooperativePool) func cpuReadsCoresAndMillicores() {
     #expect(Quantity.millicores("2") == 2000)
     #expect(Quantity.millicores("0.5") == 500)
     #expect(Quantity.millicores("250m") == 250)
@@ -27,7 +28,7 @@ import Testing
     #expect(Quantity.formatBytes(4 << 30) == "4GiB")
 }
 
-@Test func retryDelaysDoubleUpToTheCap() {
+@Test(.watchesCooperativePool) func retryDelaysDoubleUpToTheCap() {
     let policy = RetryPolicy(attempts: 4, backoffSeconds: 10, maxBackoffSeconds: 30)
     #expect((1...5).map { policy.delay(beforeRetry: $0) } == [10, 20, 30, 30, nil])
 }

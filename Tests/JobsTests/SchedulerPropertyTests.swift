@@ -1,3 +1,4 @@
+import CooperativePoolWatch
 import SpecolaJobs
 import Testing
 
@@ -47,7 +48,7 @@ private struct Scenario {
     }
 }
 
-@Test(arguments: 0..<300 as Range<UInt64>)
+@Test(.watchesCooperativePool, .cpuBoundOffThePool, arguments: 0..<300 as Range<UInt64>)
 func planningNeverBreaksItsPromises(seed: UInt64) {
     let scenario = Scenario(seed: seed)
     let plan = Scheduler.plan(cluster: ClusterView(nodes: scenario.nodes), pending: scenario.tasks, usage: .none)
@@ -96,7 +97,7 @@ func planningNeverBreaksItsPromises(seed: UInt64) {
 }
 
 /// Guards the property test against vacuous scenarios: across seeds, every outcome must actually occur.
-@Test func randomScenariosCoverEveryOutcome() {
+@Test(.watchesCooperativePool, .cpuBoundOffThePool) func randomScenariosCoverEveryOutcome() {
     var placed = 0
     var waiting = 0
     var impossible = 0

@@ -1,3 +1,4 @@
+import CooperativePoolWatch
 import SpecolaJobs
 import Testing
 
@@ -27,13 +28,13 @@ private func plan(_ nodes: [NodeView], _ tasks: [TaskRequest], usage: FairShareU
     Scheduler.plan(cluster: ClusterView(nodes: nodes), pending: tasks, usage: usage)
 }
 
-@Test func binPackingPicksTheFullestNodeThatFits() {
+@Test(.watchesCooperativePool) func binPackingPicksTheFullestNodeThatFits() {
     let nodes = [node("a", usedCores: 12), node("b", usedCores: 4), node("c")]
     let result = plan(nodes, [task("small", cores: 2), task("large", cores: 6)])
     #expect(result.nodeByTask == ["small": "a", "large": "b"])
 }
 
-@Test func spreadPutsInstancesOfOneJobOnDifferentNodes() {
+@Test(.watchesCooperativePool) func spreadPutsInstancesOfOneJobOnDifferentNodes() {
     let nodes = [node("a"), node("b"), node("c")]
     let tasks = (0..<3).map { task("sim#\($0)", spread: true) }
     #expect(Set(plan(nodes, tasks).placements.map(\.node)) == ["a", "b", "c"])
@@ -41,17 +42,17 @@ private func plan(_ nodes: [NodeView], _ tasks: [TaskRequest], usage: FairShareU
     #expect(Set(plan(nodes, packed).placements.map(\.node)) == ["a"])
 }
 
-@Test func spreadPrefersTheLeastLoadedNode() {
+@Test(.watchesCooperativePool) func spreadPrefersTheLeastLoadedNode() {
     let nodes = [node("a", usedCores: 8), node("b", usedCores: 2), node("c", usedCores: 12)]
     #expect(plan(nodes, [task("t", spread: true)]).nodeByTask == ["t": "b"])
 }
 
-@Test func equalNodesTieBreakByName() {
+@Test(.watchesCooperativePool) func equalNodesTieBreakByName() {
     let nodes = [node("n3"), node("n1"), node("n2")]
     #expect(plan(nodes, [task("t")]).nodeByTask == ["t": "n1"])
 }
 
-@Test func nodesOutOfServiceGetNoWorkAndTheTaskWaits() {
+@Test(.watchesCooperativePool) func nodesOutOfServiceGetNoWorkAndTheTaskWaits() {
     let nodes = [node("a", status: .down), node("b", cordoned: true), node("c", draining: true), node("d", status: .suspect)]
     let result = plan(nodes, [task("t")])
     #expect(result.placements.isEmpty)
@@ -59,7 +60,7 @@ private func plan(_ nodes: [NodeView], _ tasks: [TaskRequest], usage: FairShareU
         .waiting, "waiting: the 4 nodes that could run it are out of service (1 cordoned, 1 down, 1 draining, 1 suspect)"))])
 }
 
-@Test func tooLargeRequestsAreImpossibleAndSayWhy() {
+@Test(.watchesCooperativePool) func tooLargeRequestsAreImpossibleAndSayWhy() {
     let nodes = [node("a", cores: 48, memoryGiB: 256), node("b", cores: 32, memoryGiB: 512)]
     let reasons = plan(nodes, [
         task("cpu", cores: 64), task("mem", memoryGiB: 1024), task("gpu", gpus: 2),
@@ -72,7 +73,7 @@ private func plan(_ nodes: [NodeView], _ tasks: [TaskRequest], usage: FairShareU
         .impossible, "needs 40 cores, 300GiB memory on one node, but no node has all of that together"))
 }
 
-@Test func unmatchedConstraintsAreImpossibleAndNameTheConstraint() {
+@Test(.watchesCooperativePool) func unmatchedConstraintsAreImpossibleAndNameTheConstraint() {
     let nodes = [node("a", labels: ["gpu": "v100"]), node("b")]
     let a100 = Constraint(label: "gpu", op: .equal, values: ["a100"])
     #expect(plan(nodes, [task("t", constraints: [a100])]).reasonByTask["t"] == PlacementFailure(.impossible, "no node matches constraint gpu=a100"))
@@ -80,7 +81,7 @@ private func plan(_ nodes: [NodeView], _ tasks: [TaskRequest], usage: FairShareU
     #expect(plan(nodes, [task("t", constraints: clash)]).reasonByTask["t"]?.message == "no node matches all constraints together: exists(gpu), gpu!=v100")
 }
 
-@Test func aFullClusterMakesTasksWaitNotFail() {
+@Test(.watchesCooperativePool) func aFullClusterMakesTasksWaitNotFail() {
     let nodes = [node("a", cores: 4), node("b", cores: 4)]
     let result = plan(nodes, (0..<10).map { task("t\($0)", cores: 1, submitIndex: UInt64($0)) })
     #expect(result.placements.count == 8)
@@ -89,7 +90,7 @@ private func plan(_ nodes: [NodeView], _ tasks: [TaskRequest], usage: FairShareU
     #expect(result.unplaced[0].reason.message.hasPrefix("waiting: all feasible nodes are full"))
 }
 
-@Test func affinityOutweighsBinPacking() {
+@Test(.watchesCooperativePool) func affinityOutweighsBinPacking() {
     let nodes = [node("a", usedCores: 12, labels: ["rack": "r1"]), node("b", labels: ["rack": "r2"])]
     let likesR2 = Affinity(Constraint(label: "rack", op: .equal, values: ["r2"]), weight: 50)
     #expect(plan(nodes, [task("t", affinities: [likesR2])]).nodeByTask == ["t": "b"])
@@ -97,20 +98,20 @@ private func plan(_ nodes: [NodeView], _ tasks: [TaskRequest], usage: FairShareU
     #expect(plan(nodes, [task("t", affinities: [avoidsR1])]).nodeByTask == ["t": "b"])
 }
 
-@Test func gpuNodesAreKeptForGPUWork() {
+@Test(.watchesCooperativePool) func gpuNodesAreKeptForGPUWork() {
     let nodes = [node("gpu1", gpus: 4, usedCores: 8), node("cpu1")]
     let result = plan(nodes, [task("cpu-task"), task("gpu-task", gpus: 1)])
     #expect(result.nodeByTask == ["cpu-task": "cpu1", "gpu-task": "gpu1"])
 }
 
-@Test func higherPriorityIsPlacedFirst() {
+@Test(.watchesCooperativePool) func higherPriorityIsPlacedFirst() {
     let nodes = [node("a", cores: 4)]
     let result = plan(nodes, [task("low", cores: 4, priority: 10, submitIndex: 1), task("high", cores: 4, priority: 90, submitIndex: 2)])
     #expect(result.nodeByTask == ["high": "a"])
     #expect(result.unplaced.map(\.taskID) == ["low"])
 }
 
-@Test func fairShareServesTheProjectThatUsedLeast() {
+@Test(.watchesCooperativePool) func fairShareServesTheProjectThatUsedLeast() {
     let nodes = [node("a", cores: 4)]
     let tasks = (0..<4).map { task("heavy\($0)", project: "heavy", submitIndex: UInt64($0)) }
         + (0..<4).map { task("light\($0)", project: "light", submitIndex: UInt64(10 + $0)) }
@@ -123,13 +124,13 @@ private func plan(_ nodes: [NodeView], _ tasks: [TaskRequest], usage: FairShareU
     #expect(plan(nodes, tasks, usage: shares).placements.filter { $0.taskID.hasPrefix("heavy") }.count == 3)
 }
 
-@Test func submissionOrderHoldsWithinAProject() {
+@Test(.watchesCooperativePool) func submissionOrderHoldsWithinAProject() {
     let nodes = [node("a", cores: 2)]
     let tasks = [task("third", submitIndex: 30), task("first", submitIndex: 10), task("second", submitIndex: 20)]
     #expect(plan(nodes, tasks).placements.map(\.taskID) == ["first", "second"])
 }
 
-@Test func jobPlanDiffShowsAddedRemovedAndChangedInstances() throws {
+@Test(.watchesCooperativePool) func jobPlanDiffShowsAddedRemovedAndChangedInstances() throws {
     func instances(_ yaml: String) throws -> [TaskInstance] {
         try JobSpecParser.parse(yaml, file: "v.yaml").get().instances()
     }

@@ -1,3 +1,4 @@
+import CooperativePoolWatch
 import SpecolaJobs
 import Testing
 
@@ -40,7 +41,7 @@ private func syntheticQueue(tasks count: Int) -> [TaskRequest] {
 
 /// Prints placements per second; run `swift test -c release --filter Throughput` for the figure that counts
 /// (debug builds are many times slower).
-@Test(arguments: [5_000, 10_000])
+@Test(.watchesCooperativePool, .cpuBoundOffThePool, arguments: [5_000, 10_000])
 func planningThroughput(nodes: Int) {
     let cluster = syntheticCluster(nodes: nodes)
     let queue = syntheticQueue(tasks: 10_000)

@@ -1,7 +1,8 @@
+import CooperativePoolWatch
 import SpecolaJobs
 import Testing
 
-@Test func foreachFansOutAndTheNextStepFansIn() throws {
+@Test(.watchesCooperativePool) func foreachFansOutAndTheNextStepFansIn() throws {
     let spec = try JobSpecParser.parse(TestFiles.text("Samples/reduce-pipeline.yaml"), file: "reduce-pipeline.yaml").get()
     let instances = spec.instances()
     #expect(instances.map(\.id) == ["reduce-m31/prepare"] + (0..<8).map { "reduce-m31/calibrate[\($0)]" } + ["reduce-m31/stack"])
@@ -13,7 +14,7 @@ import Testing
     #expect(spec.initialRequests(submitIndex: 7).map(\.id) == ["reduce-m31/prepare"])
 }
 
-@Test func arraysAndCountsExpandWithTheirIndex() throws {
+@Test(.watchesCooperativePool) func arraysAndCountsExpandWithTheirIndex() throws {
     let spec = try JobSpecParser.parse("""
         apiVersion: specola/v1
         kind: Job
@@ -28,7 +29,7 @@ import Testing
     #expect(request.priority == 80 && request.project == "theory" && request.job == "sweep" && request.submitIndex == 9)
 }
 
-@Test func pipelineOrderPutsDependenciesFirst() {
+@Test(.watchesCooperativePool) func pipelineOrderPutsDependenciesFirst() {
     let graph = PipelineGraph(steps: ["stack", "calibrate", "prepare"], depends: ["stack": ["calibrate"], "calibrate": ["prepare"]])
     #expect(graph.problems().isEmpty)
     #expect(graph.order() == ["prepare", "calibrate", "stack"])
