@@ -72,7 +72,7 @@ import Glibc
         aliases: [String: String], addresses: [String: String], fencing: String, libvirt: [String: String] = [:]
     ) async throws -> (LocalCluster, AgentPartitions) {
         try await TestPodman.ensureImage()
-        let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2,
+        let cluster = try LocalCluster(aliases: Array(aliases.values), suspectAfter: 1, downAfter: 2, workloadHostPaths: true,
                                        extraConfig: "heartbeatInterval: 0.2\n" + fencing)
         let partitions = try AgentPartitions(coordinator: cluster.coordinator, aliases: aliases)
         do {

@@ -18,8 +18,9 @@ final class LocalCluster: @unchecked Sendable {
     private(set) var agents: [String: ChildProcess] = [:]
 
     /// `aliases`: more addresses the coordinator's certificate names (for agents that reach it through a NAT alias).
+    /// `workloadHostPaths`: HA pods may mount host directories under this cluster's temp dir (ledgers).
     init(coordinatorHost: String = "127.0.0.11", aliases: [String] = [], suspectAfter: Double = 3, downAfter: Double = 10,
-         extraConfig: String = "") throws {
+         workloadHostPaths: Bool = false, extraConfig: String = "") throws {
         dir = try TempDir("specola-cluster")
         pki = try TestPKI(in: dir)
         coordinator = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
@@ -34,6 +35,7 @@ final class LocalCluster: @unchecked Sendable {
             suspectAfter: \(suspectAfter)
             downAfter: \(downAfter)
             tls: {ca: \(pki.directory)/ca.pem, cert: \(pki.directory)/coordinator-c1.pem, key: \(pki.directory)/coordinator-c1-key.pem}
+            \(workloadHostPaths ? "workloads: {hostPathPrefixes: [\(dir.path)]}" : "")
             \(extraConfig)
             """)
     }
