@@ -120,7 +120,7 @@ public struct ClusterState: Sendable {
             // An operator's fence lasts until the node is back; an automatic step never clears it early.
             if !health.fenceRequestedBy.isEmpty {
                 node.fenceRequestedBy = health.fenceRequestedBy
-            } else if !["fencing", "fenced"].contains(health.status) {
+            } else if !NodeHealth.Status(committed: health.status).isFencingOrFenced {
                 node.fenceRequestedBy = ""
             }
             nodes[health.node] = node

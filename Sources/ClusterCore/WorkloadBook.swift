@@ -77,7 +77,7 @@ public struct WorkloadBook: Sendable {
     }
 
     public static func isFenced(_ node: String, in nodes: [String: Specola_V1_Node]) -> Bool {
-        nodes[node]?.status == "fenced"
+        nodes[node]?.status == NodeHealth.Status.fenced.rawValue
     }
 
     /// The cores and memory that HA workloads which may be running hold, by node; the job
@@ -94,7 +94,7 @@ public struct WorkloadBook: Sendable {
     /// its node was fenced starts the count afresh, so a VM is not put in error by the death of
     /// a second node months after the first.
     public static func relocationsSpent(_ workload: Specola_V1_Workload, nodes: [String: Specola_V1_Node]) -> UInt32 {
-        guard workload.startedAtUnixMs > 0, let node = nodes[workload.node], node.status == "fenced",
+        guard workload.startedAtUnixMs > 0, let node = nodes[workload.node], node.status == NodeHealth.Status.fenced.rawValue,
               node.statusSinceUnixMs - workload.startedAtUnixMs >= stableRunMs else { return workload.relocations }
         return 0
     }

@@ -30,7 +30,7 @@ public struct WorkloadPlanner {
     }
 
     /// Committed node statuses of the failure ladder that take no new work.
-    public static let unhealthy: Set<String> = ["suspect", "down", "fencing", "fenced"]
+    public static let unhealthy: Set<String> = Set([NodeHealth.Status.suspect, .down, .fencing, .fenced].map(\.rawValue))
 
     public static func plan(state: ClusterState, status: [String: NodeStatus]) -> Plan {
         var plan = Plan()

@@ -2,6 +2,7 @@ import SpecolaClusterCore
 import Foundation
 import GRPCCore
 import Logging
+import SpecolaJobs
 import SpecolaProtocol
 
 /// The API behind the `specola` CLI. Callers need a user or coordinator certificate.
@@ -24,9 +25,9 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
             $0.version = SpecolaVersion.current
             $0.role = isLeader ? "leader" : "follower"
             $0.nodesTotal = UInt32(nodes.count)
-            $0.nodesReady = UInt32(nodes.filter { $0.status == "ready" }.count)
-            $0.nodesSuspect = UInt32(nodes.filter { $0.status == "suspect" }.count)
-            $0.nodesDown = UInt32(nodes.filter { $0.status == "down" }.count)
+            $0.nodesReady = UInt32(nodes.filter { $0.status == NodeStatus.ready.rawValue }.count)
+            $0.nodesSuspect = UInt32(nodes.filter { $0.status == NodeStatus.suspect.rawValue }.count)
+            $0.nodesDown = UInt32(nodes.filter { $0.status == NodeStatus.down.rawValue }.count)
             $0.startedAtUnixMs = replica.startedAtUnixMs
             $0.sensorsCritical = UInt32(nodes.reduce(0) { total, node in
                 total + node.facts.bmc.sensors.filter { $0.state == .critical }.count

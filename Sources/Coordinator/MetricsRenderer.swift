@@ -1,4 +1,5 @@
 import SpecolaClusterCore
+import SpecolaJobs
 import SpecolaProtocol
 
 /// Renders cluster facts as Prometheus text. Sensor metrics reuse
@@ -9,11 +10,11 @@ public enum MetricsRenderer {
         var out = MetricsText()
         out.family("specola_node_up", "1 when the node is ready, 0 when suspect or down.", "gauge")
         for node in nodes {
-            out.sample("specola_node_up", ["node": node.name], node.status == "ready" ? 1 : 0)
+            out.sample("specola_node_up", ["node": node.name], node.status == NodeStatus.ready.rawValue ? 1 : 0)
         }
         out.family("specola_node_status", "Node status as a state set.", "gauge")
         for node in nodes {
-            for status in ["ready", "suspect", "down"] {
+            for status in [NodeStatus.ready, .suspect, .down].map(\.rawValue) {
                 out.sample("specola_node_status", ["node": node.name, "status": status], node.status == status ? 1 : 0)
             }
         }
