@@ -115,7 +115,11 @@ public final class CoordinatorLink: Sendable {
     private func session(with endpoint: HostPort, onConnected: @escaping @Sendable () -> Void) async throws {
         let transport = try HTTP2ClientTransport.Posix(
             target: .ipv4(address: endpoint.host, port: endpoint.port),
-            transportSecurity: config.tls.clientSecurity,
+            transportSecurity: config.tls.clientSecurity(serverHost: endpoint.host) { [logger] refusal in
+                logger.error("refused the coordinator's certificate", metadata: [
+                    "coordinator.address": "\(endpoint)", "reason": "\(refusal.reason)",
+                ])
+            },
             config: .defaults { $0.connection.maxIdleTime = nil })
         try await withGRPCClient(transport: transport) { client in
             let link = Specola_V1_AgentLink.Client(wrapping: client)

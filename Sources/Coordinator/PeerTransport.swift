@@ -93,7 +93,11 @@ final class PeerSender: Sendable {
             do {
                 let transport = try HTTP2ClientTransport.Posix(
                     target: .ipv4(address: endpoint.host, port: endpoint.port),
-                    transportSecurity: tls.clientSecurity,
+                    transportSecurity: tls.clientSecurity(serverHost: endpoint.host) { refusal in
+                        logger.error("refused a peer's certificate", metadata: [
+                            "peer.name": "\(peer.name)", "peer.address": "\(endpoint)", "reason": "\(refusal.reason)",
+                        ])
+                    },
                     config: .defaults {
                         $0.backoff.initial = .milliseconds(50)
                         $0.backoff.max = .milliseconds(500)

@@ -156,10 +156,16 @@ public actor Replica {
         }
     }
 
-    /// Steps a peer's batch, unless the sender's certificate names another replica than
-    /// the one the address book has for `sender`; then returns that expected name instead.
+    /// Steps a peer's batch, unless `sender` is not in the address book or the sender's
+    /// certificate names another replica than the one the book has for it; then returns why not.
     public func receive(_ messages: [Message], from sender: NodeID, certifiedAs certificateName: String) -> String? {
-        if let member = addressBook[sender], member.name != certificateName { return member.name }
+        guard let member = addressBook[sender] else {
+            let known = addressBook.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value.name))" }.joined(separator: ", ")
+            return "replica id \(sender) is not a member of this group (members: \(known)); add it with `specola members add` first"
+        }
+        guard member.name == certificateName else {
+            return "replica id \(sender) is \(member.name), not \(certificateName)"
+        }
         receive(messages)
         return nil
     }

@@ -29,7 +29,7 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
     /// a message naming it instead of failing later inside a handshake.
     @discardableResult
     public func validate(now: Date = Date()) throws -> Identity {
-        let caCert = try Self.loadCertificate(ca, what: "CA certificate")
+        let caCerts = try CertificateBundle.load(path: ca)
         let leaf = try Self.loadCertificate(cert, what: "certificate")
         guard FileManager.default.isReadableFile(atPath: key),
             let keyPEM = try? String(contentsOfFile: key, encoding: .utf8),
@@ -40,7 +40,7 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
         if leaf.notValidAfter < now {
             throw TLSFileError(path: cert, problem: "expired at \(leaf.notValidAfter); issue a new one with `specola pki issue`")
         }
-        if leaf.issuer != caCert.subject {
+        if !caCerts.contains(where: { $0.subject == leaf.issuer }) {
             throw TLSFileError(path: cert, problem: "was not issued by the CA in \(ca) (issuer \(leaf.issuer)); use a certificate from this cluster's CA")
         }
         guard let identity = PKI.identity(of: leaf) else {
@@ -71,15 +71,20 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
         }
     }
 
-    /// Client side: the server must present a certificate from the cluster CA
-    /// that names the address dialled.
-    public var clientSecurity: HTTP2ClientTransport.Posix.TransportSecurity {
-        .mTLS(
+    /// Client side: the server must present a coordinator certificate from the cluster CA
+    /// that names `serverHost` (see `CoordinatorServerCheck`); `onRefusal` hears why one was refused,
+    /// because the handshake failure the caller sees does not say.
+    public func clientSecurity(
+        serverHost: String, onRefusal: @escaping @Sendable (ServerRefusal) -> Void = { _ in }
+    ) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        let check = CoordinatorServerCheck(caPath: ca, serverHost: serverHost)
+        return .mTLS(
             certificateChain: [.file(path: cert, format: .pem)],
             privateKey: .file(path: key, format: .pem)
         ) { config in
             config.trustRoots = .certificates([.file(path: ca, format: .pem)])
             config.serverCertificateVerification = .fullVerification
+            config.customVerificationCallback = check.callback(onRefusal: onRefusal)
         }
     }
 }

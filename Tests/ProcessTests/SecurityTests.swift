@@ -14,7 +14,7 @@ import Glibc
     func client<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
                              _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
         let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: target.host, port: target.port), transportSecurity: tls.clientSecurity)
+            target: .ipv4(address: target.host, port: target.port), transportSecurity: tls.clientSecurity(serverHost: target.host))
         return try await withGRPCClient(transport: transport, handleClient: body)
     }
 

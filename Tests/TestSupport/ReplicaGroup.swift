@@ -353,7 +353,7 @@ public final class ClientPool: Sendable {
             if let existing = clients[endpoint] { return existing.0 }
             let transport = try HTTP2ClientTransport.Posix(
                 target: .ipv4(address: endpoint.host, port: endpoint.port),
-                transportSecurity: tls.clientSecurity,
+                transportSecurity: tls.clientSecurity(serverHost: endpoint.host),
                 config: .defaults {
                     $0.backoff.initial = .milliseconds(50)
                     $0.backoff.max = .milliseconds(300)
