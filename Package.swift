@@ -160,7 +160,7 @@ let package = Package(
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",
-            dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "TestSupport"] + grpc,
+            dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "SpecolaRaft", "TestSupport"] + grpc,
             swiftSettings: settings),
         .target(name: "CooperativePoolWatch", path: "Tests/CooperativePoolWatch", swiftSettings: settings),
         .target(
