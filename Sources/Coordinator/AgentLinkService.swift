@@ -11,6 +11,8 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     let coordinatorName: String
     let heartbeatIntervalMs: UInt32
     let selfFenceAfterMs: UInt32
+    /// `nodes.autoAccept`: an unknown node joins without `specola node accept`.
+    let autoAccept: Bool
     let hub: InstructionHub
     let controller: JobController
     let logger: Logger
@@ -49,7 +51,13 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
         let outcome = try await serving {
             try await replica.propose(.registerNode(
                 name: name, address: request.address, agentVersion: request.agentVersion,
-                labels: request.labels, atUnixMs: WallClock.nowUnixMs()))
+                labels: request.labels, autoAccept: autoAccept, atUnixMs: WallClock.nowUnixMs()))
+        }
+        if case .awaitingAcceptance = outcome {
+            logger.notice("node waits for acceptance", metadata: ["node.name": "\(name)", "node.address": "\(request.address)"])
+            throw RPCError(
+                code: .failedPrecondition,
+                message: "node \(name) waits for an operator: run `specola node accept \(name)` (or set nodes.autoAccept: true in the coordinator config)")
         }
         await replica.noteContact(name)
         guard case .registered(let lastApplied) = outcome else {

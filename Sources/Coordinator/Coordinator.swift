@@ -65,6 +65,7 @@ public struct Coordinator: Service {
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
                                  selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
+                                 autoAccept: config.nodes.autoAccept,
                                  hub: hub, controller: jobController, logger: logger,
                                  onWorkloadEvents: { workloadController.nudge() }),
                 JobsService(replica: replica, controller: jobController, logger: logger),
@@ -74,7 +75,8 @@ public struct Coordinator: Service {
                 KVService(replica: replica),
                 MembershipService(replica: replica, alerts: alertController, logger: logger),
                 AlertsService(replica: replica, controller: alertController, logger: logger),
-            ])
+            ],
+            interceptors: [RevocationInterceptor(denyList: replica.denyList)])
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, logger: logger)
         let notifier = SystemdNotifier()
         let logger = self.logger

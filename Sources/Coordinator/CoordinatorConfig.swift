@@ -22,11 +22,13 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var logLevel: String
     /// Receivers, routes, inhibition and threshold rules; without it alerts are kept but not sent.
     public var alerting: AlertingConfig
+    /// How new nodes join.
+    public var nodes: NodeAdmission
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
-        case alerting
+        case alerting, nodes
     }
 
     public init(from decoder: any Decoder) throws {
@@ -50,6 +52,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         earlyWarning = try c.decodeIfPresent(EarlyWarning.self, forKey: .earlyWarning) ?? EarlyWarning()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
         alerting = try c.decodeIfPresent(AlertingConfig.self, forKey: .alerting) ?? AlertingConfig()
+        nodes = try c.decodeIfPresent(NodeAdmission.self, forKey: .nodes) ?? NodeAdmission()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")
@@ -75,6 +78,22 @@ public struct CoordinatorConfig: Decodable, Sendable {
     /// This replica's own entry in the address book.
     public var selfMember: Specola_V1_Member {
         peers.first { $0.id == id } ?? .with { $0.id = id; $0.name = name; $0.address = listen.description }
+    }
+}
+
+/// `nodes:` — whether a node with a valid certificate joins by itself.
+public struct NodeAdmission: Decodable, Sendable {
+    /// Off by default: a new node waits for `specola node accept NAME`, and its labels are the
+    /// operator's. On (dev clusters, tests): it joins at once and its agent declares its labels.
+    public var autoAccept = false
+
+    public init(autoAccept: Bool = false) { self.autoAccept = autoAccept }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case autoAccept }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        autoAccept = try c.decodeIfPresent(Bool.self, forKey: .autoAccept) ?? false
     }
 }
 

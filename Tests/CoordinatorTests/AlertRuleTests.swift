@@ -51,7 +51,7 @@ import CooperativePoolWatch
         #expect(firing(state) == ["NodeDown node=n1"])
 
         // The agent registers again (a committed lastSeen after the alert): now it resolves.
-        _ = state.apply(.registerNode(name: "n1", address: "127.0.1.1", agentVersion: "t", labels: [:], atUnixMs: t0 + 20_000))
+        _ = state.apply(.registerNode(name: "n1", address: "127.0.1.1", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: t0 + 20_000))
         let resolved = pass(&newLeader, &state, ["n1": .ready, "n2": .ready], at: t0 + 20_100)
         #expect(resolved == [.resolve(rule: BuiltinRule.nodeDown, labels: ["node": "n1"], atUnixMs: t0 + 20_100)])
         #expect(firing(state).isEmpty)

@@ -21,7 +21,7 @@ import CooperativePoolWatch
     static func cluster(nodes: [String] = ["n1", "n2"]) -> ClusterState {
         var state = ClusterState()
         for name in nodes {
-            _ = state.apply(.registerNode(name: name, address: "", agentVersion: "t", labels: [:], atUnixMs: 1))
+            _ = state.apply(.registerNode(name: name, address: "", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: 1))
         }
         _ = state.apply(submit(pipeline()))
         return state

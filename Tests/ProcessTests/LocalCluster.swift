@@ -18,8 +18,9 @@ final class LocalCluster: @unchecked Sendable {
     private(set) var agents: [String: ChildProcess] = [:]
 
     /// `aliases`: more addresses the coordinator's certificate names (for agents that reach it through a NAT alias).
+    /// `autoAccept`: nodes join without `specola node accept` (the coordinator's `nodes.autoAccept`).
     init(coordinatorHost: String = "127.0.0.11", aliases: [String] = [], suspectAfter: Double = 3, downAfter: Double = 10,
-         extraConfig: String = "") throws {
+         autoAccept: Bool = true, extraConfig: String = "") throws {
         dir = try TempDir("specola-cluster")
         pki = try TestPKI(in: dir)
         coordinator = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
@@ -33,6 +34,7 @@ final class LocalCluster: @unchecked Sendable {
             dataDir: \(dir.file("data/c1"))
             suspectAfter: \(suspectAfter)
             downAfter: \(downAfter)
+            nodes: {autoAccept: \(autoAccept)}
             tls: {ca: \(pki.directory)/ca.pem, cert: \(pki.directory)/coordinator-c1.pem, key: \(pki.directory)/coordinator-c1-key.pem}
             \(extraConfig)
             """)

@@ -102,6 +102,7 @@ public final class ReplicaGroup: @unchecked Sendable {
             join: \(join)
             raft: {tickMs: \(tickMs), electionTicks: \(electionTicks)}
             heartbeatInterval: 0.5
+            nodes: {autoAccept: true}
             tls: {ca: \(me.tls.ca), cert: \(me.tls.cert), key: \(me.tls.key)}
             peers:
             \(peers)
