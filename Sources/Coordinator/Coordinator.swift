@@ -77,7 +77,7 @@ public struct Coordinator: Service {
                 AlertsService(replica: replica, controller: alertController, logger: logger),
             ],
             interceptors: [RevocationInterceptor(denyList: replica.denyList)])
-        let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, logger: logger)
+        let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger)
         let notifier = SystemdNotifier()
         let logger = self.logger
 

@@ -40,7 +40,8 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
         if leaf.notValidAfter < now {
             throw TLSFileError(path: cert, problem: "expired at \(leaf.notValidAfter); issue a new one with `specola pki issue`")
         }
-        if !caCerts.contains(where: { $0.subject == leaf.issuer }) {
+        // A CA's name is no proof: another CA may carry the same one. Its key must have signed the leaf.
+        if !caCerts.contains(where: { $0.subject == leaf.issuer && $0.publicKey.isValidSignature(leaf.signature, for: leaf) }) {
             throw TLSFileError(path: cert, problem: "was not issued by the CA in \(ca) (issuer \(leaf.issuer)); use a certificate from this cluster's CA")
         }
         guard let identity = PKI.identity(of: leaf) else {
