@@ -40,7 +40,7 @@ public struct ExecDriver: Sendable {
         do {
             let result = try await runProcess(
                 path, args, environment: environment, timeout: task.timeout ?? .seconds(365 * 24 * 3600),
-                ownProcessGroup: true, onSpawn: onSpawn)
+                ownProcessGroup: true, keepingLast: TaskOutcome.retainedOutput, onSpawn: onSpawn)
             let code = result.status
             return TaskOutcome(
                 ending: .exited, exitCode: code,
