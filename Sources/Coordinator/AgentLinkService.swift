@@ -111,7 +111,17 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     ) async throws {
         await replica.noteContact(name)
         switch message.kind {
-        case .report(let report):
+        case .report(var report):
+            // Agents bound what they send, but the leader commits it: check every size again.
+            let cuts = ReportBounds.clamp(&report)
+            if !cuts.isEmpty {
+                logger.warning("cut an agent's report to the coordinator's bounds", metadata: [
+                    "node.name": "\(name)", "report.seq": "\(report.seq)", "cuts": "\(cuts.joined(separator: "; "))",
+                ])
+            }
+            if let refusal = ReportBounds.refusal(report) {
+                throw RPCError(code: .resourceExhausted, message: refusal)
+            }
             let outcome = try await serving {
                 try await replica.propose(.applyReport(node: name, report: report, receivedAtUnixMs: WallClock.nowUnixMs()))
             }
