@@ -148,6 +148,17 @@ public struct ClusterState: Sendable {
             node.labelsByOperator = true
             nodes[change.name] = node
             return .done
+        case .forgetJobs(let forget):
+            var removedKeys = 0
+            for job in jobs.forget(finishedBefore: forget.finishedBeforeUnixMs) {
+                let prefix = "jobs/\(job)/outputs/"
+                for key in kv.keys where key.hasPrefix(prefix) {
+                    kv.removeValue(forKey: key)
+                    removedKeys += 1
+                }
+            }
+            if removedKeys > 0 { kvRevision += 1 }
+            return .done
         case .revokeCertificate(let revoke):
             let entry = revoke.entry
             if !revoked.contains(where: { $0.serial == entry.serial && $0.identity == entry.identity }) {

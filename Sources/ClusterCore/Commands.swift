@@ -30,6 +30,14 @@ extension Specola_V1_Command {
         }
     }
 
+    /// Removes jobs (and their step outputs) that finished before `cutoff`.
+    public static func forgetJobs(finishedBefore cutoff: Int64, atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.forgetJobs.finishedBeforeUnixMs = cutoff
+        }
+    }
+
     /// `specola node label NAME k=v k-`.
     public static func nodeLabels(name: String, set: [String: String], remove: [String],
                                   atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {

@@ -43,7 +43,8 @@ public struct Coordinator: Service {
         let (replica, transport) = try makeReplica()
         defer { transport.stopAll() }
         let hub = InstructionHub(logger: logger)
-        let jobController = JobController(replica: replica, hub: hub, logger: logger)
+        let jobController = JobController(
+            replica: replica, hub: hub, settings: .init(retention: config.jobs.duration), logger: logger)
         let workloadController = WorkloadController(replica: replica, hub: hub, logger: logger)
         let alertController = try makeAlertController(replica)
         let health = HealthController(

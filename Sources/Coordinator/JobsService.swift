@@ -120,18 +120,25 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         guard !wanted.isEmpty else {
             throw RPCError(code: .notFound, message: "job '\(entry.id)' has no task '\(request.taskID)'; `specola job status \(entry.id)` lists its tasks")
         }
-        return .with {
-            $0.tasks = wanted.map { taskID in
-                let log = entry.logs[taskID]
-                return .with {
-                    $0.taskID = taskID
-                    $0.allocationID = log?.allocationID ?? ""
-                    $0.node = log?.node ?? ""
-                    $0.stdout = log?.stdout ?? ""
-                    $0.stderr = log?.stderr ?? ""
-                }
-            }
+        let page = try LogPage(request: request, total: wanted.count)
+        var response = Specola_V1_JobLogsResponse()
+        var bytes = 0
+        var next = page.start
+        while next < wanted.count && response.tasks.count < page.size && (response.tasks.isEmpty || bytes < LogPage.maxBytes) {
+            let taskID = wanted[next]
+            let log = entry.logs[taskID]
+            response.tasks.append(.with {
+                $0.taskID = taskID
+                $0.allocationID = log?.allocationID ?? ""
+                $0.node = log?.node ?? ""
+                $0.stdout = log?.stdout ?? ""
+                $0.stderr = log?.stderr ?? ""
+            })
+            bytes += (log?.stdout.utf8.count ?? 0) + (log?.stderr.utf8.count ?? 0)
+            next += 1
         }
+        if next < wanted.count { response.nextPageToken = String(next) }
+        return response
     }
 
     func setNodeScheduling(request: Specola_V1_SetNodeSchedulingRequest, context: ServerContext) async throws -> Specola_V1_Node {
@@ -251,6 +258,29 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Where a `Logs` page starts and how many tasks it may hold. The token is the index of the
+/// next task in the job's order, so pages stay stable while a job runs (tasks only append).
+struct LogPage {
+    static let defaultSize = 100
+    static let maxSize = 1_000
+    /// A page stops once it holds this much output (at least one task is always sent).
+    static let maxBytes = 1 << 20
+
+    let start: Int
+    let size: Int
+
+    init(request: Specola_V1_JobLogsRequest, total: Int) throws {
+        size = request.pageSize == 0 ? Self.defaultSize : min(Int(request.pageSize), Self.maxSize)
+        if request.pageToken.isEmpty {
+            start = 0
+        } else if let index = Int(request.pageToken), (0...total).contains(index) {
+            start = index
+        } else {
+            throw RPCError(code: .invalidArgument, message: "page token '\(request.pageToken)' is not from this job's logs; start again without one")
         }
     }
 }

@@ -1752,6 +1752,14 @@ public nonisolated struct Specola_V1_Command: Sendable {
     set {kind = .revokeCertificate(newValue)}
   }
 
+  public var forgetJobs: Specola_V1_ForgetJobsCommand {
+    get {
+      if case .forgetJobs(let v)? = kind {return v}
+      return Specola_V1_ForgetJobsCommand()
+    }
+    set {kind = .forgetJobs(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -1773,6 +1781,7 @@ public nonisolated struct Specola_V1_Command: Sendable {
     case acceptNode(Specola_V1_AcceptNodeCommand)
     case nodeLabels(Specola_V1_NodeLabelsCommand)
     case revokeCertificate(Specola_V1_RevokeCertificateCommand)
+    case forgetJobs(Specola_V1_ForgetJobsCommand)
 
   }
 
@@ -2125,6 +2134,19 @@ public nonisolated struct Specola_V1_NodeLabelsCommand: Sendable {
   public var set: Dictionary<String,String> = [:]
 
   public var remove: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Removes jobs that finished before the cutoff (jobs.retention), with their step outputs.
+public nonisolated struct Specola_V1_ForgetJobsCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var finishedBeforeUnixMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2853,6 +2875,12 @@ public nonisolated struct Specola_V1_JobLogsRequest: Sendable {
   /// Empty: every task of the job.
   public var taskID: String = String()
 
+  /// Tasks per response (0: the server's default); a response also stops near 1 MiB.
+  public var pageSize: UInt32 = 0
+
+  /// From the previous response's next_page_token; empty for the first page.
+  public var pageToken: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2864,6 +2892,9 @@ public nonisolated struct Specola_V1_JobLogsResponse: Sendable {
   // methods supported on all messages.
 
   public var tasks: [Specola_V1_TaskOutput] = []
+
+  /// Empty on the last page.
+  public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -6093,7 +6124,7 @@ nonisolated extension Specola_V1_RaftDeliverAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0\u{4}\u{a}accept_node\0\u{3}node_labels\0\u{3}revoke_certificate\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0\u{4}\u{a}accept_node\0\u{3}node_labels\0\u{3}revoke_certificate\0\u{3}forget_jobs\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6336,6 +6367,19 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .revokeCertificate(v)
         }
       }()
+      case 43: try {
+        var v: Specola_V1_ForgetJobsCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .forgetJobs(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .forgetJobs(v)
+        }
+      }()
       default: break
       }
     }
@@ -6421,6 +6465,10 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
     case .revokeCertificate?: try {
       guard case .revokeCertificate(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+    }()
+    case .forgetJobs?: try {
+      guard case .forgetJobs(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
     }()
     case nil: break
     }
@@ -7190,6 +7238,36 @@ nonisolated extension Specola_V1_NodeLabelsCommand: SwiftProtobuf.Message, Swift
     if lhs.name != rhs.name {return false}
     if lhs.set != rhs.set {return false}
     if lhs.remove != rhs.remove {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ForgetJobsCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ForgetJobsCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}finished_before_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.finishedBeforeUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.finishedBeforeUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.finishedBeforeUnixMs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ForgetJobsCommand, rhs: Specola_V1_ForgetJobsCommand) -> Bool {
+    if lhs.finishedBeforeUnixMs != rhs.finishedBeforeUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -8721,7 +8799,7 @@ nonisolated extension Specola_V1_CancelJobRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Specola_V1_JobLogsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobLogsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}task_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}task_id\0\u{3}page_size\0\u{3}page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -8731,6 +8809,8 @@ nonisolated extension Specola_V1_JobLogsRequest: SwiftProtobuf.Message, SwiftPro
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.pageSize) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
       default: break
       }
     }
@@ -8743,12 +8823,20 @@ nonisolated extension Specola_V1_JobLogsRequest: SwiftProtobuf.Message, SwiftPro
     if !self.taskID.isEmpty {
       try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 2)
     }
+    if self.pageSize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pageSize, fieldNumber: 3)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_JobLogsRequest, rhs: Specola_V1_JobLogsRequest) -> Bool {
     if lhs.jobID != rhs.jobID {return false}
     if lhs.taskID != rhs.taskID {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -8756,7 +8844,7 @@ nonisolated extension Specola_V1_JobLogsRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_JobLogsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobLogsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{3}next_page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -8765,6 +8853,7 @@ nonisolated extension Specola_V1_JobLogsResponse: SwiftProtobuf.Message, SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
       default: break
       }
     }
@@ -8774,11 +8863,15 @@ nonisolated extension Specola_V1_JobLogsResponse: SwiftProtobuf.Message, SwiftPr
     if !self.tasks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 1)
     }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_JobLogsResponse, rhs: Specola_V1_JobLogsResponse) -> Bool {
     if lhs.tasks != rhs.tasks {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
