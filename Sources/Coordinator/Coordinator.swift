@@ -6,6 +6,7 @@ import Logging
 import ServiceLifecycle
 import SpecolaProtocol
 import SpecolaRaft
+import NIOCertificateReloading
 
 /// One coordinator replica: Raft, the agent link, the CLI, KV and membership
 /// APIs on the gRPC port, and metrics on their own port. SIGTERM hands
@@ -19,9 +20,9 @@ public struct Coordinator: Service {
         self.logger = logger
     }
 
-    func makeReplica() throws -> (Replica, PeerTransport) {
+    func makeReplica(reloader: (any CertificateReloader)? = nil) throws -> (Replica, PeerTransport) {
         let storage = try RaftStorage(path: config.dataDir + "/raft.sqlite")
-        let transport = PeerTransport(selfID: config.id, tls: config.tls, logger: logger)
+        let transport = PeerTransport(selfID: config.id, tls: config.tls, reloader: reloader, logger: logger)
         var settings = Replica.Settings(id: config.id, name: config.name)
         settings.tick = .milliseconds(config.raft.tickMs)
         settings.electionTicks = config.raft.electionTicks
@@ -40,7 +41,9 @@ public struct Coordinator: Service {
         guard identity.role == .coordinator else {
             throw TLSFileError(path: config.tls.cert, problem: "is for \(identity), but a coordinator needs a coordinator certificate")
         }
-        let (replica, transport) = try makeReplica()
+        // Re-issued certificates and keys take effect for new connections without a restart.
+        let reloader = try config.tls.makeReloader(logger: logger)
+        let (replica, transport) = try makeReplica(reloader: reloader)
         defer { transport.stopAll() }
         let hub = InstructionHub(logger: logger)
         let jobController = JobController(
@@ -60,7 +63,7 @@ public struct Coordinator: Service {
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
-                transportSecurity: config.tls.serverSecurity,
+                transportSecurity: config.tls.serverSecurity(reloader: reloader),
                 config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
             services: [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
@@ -100,6 +103,10 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await replica.runTicker()
+                return false
+            }
+            group.addTask {
+                try? await reloader.run()
                 return false
             }
             group.addTask {

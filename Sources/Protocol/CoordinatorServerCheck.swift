@@ -92,18 +92,49 @@ public struct CoordinatorServerCheck: Sendable {
                 }
                 switch await verify(presented: parsed) {
                 case .success(let (_, chain)):
-                    let nioChain = try chain.map { certificate -> NIOSSLCertificate in
-                        var serializer = DER.Serializer()
-                        try serializer.serialize(certificate)
-                        return try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
-                    }
-                    return .certificateVerified(VerificationMetadata(ValidatedCertificateChain(nioChain)))
+                    return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(try nioCertificates(chain))))
                 case .failure(let refusal):
                     onRefusal(refusal)
                     return .failed
                 }
             }
         }
+    }
+}
+
+/// The server's half of mutual TLS: the client's chain must lead to one of the CAs in the CA file,
+/// read at every handshake so a CA bundle swapped in during a rotation counts at once. Who the
+/// client is, and what it may do, is decided per call (`CallerIdentity`, the deny list).
+public struct ClientChainCheck: Sendable {
+    public let caPath: String
+
+    public init(caPath: String) { self.caPath = caPath }
+
+    public func verify(presented: [Certificate], now: Date = Date()) async -> [Certificate]? {
+        guard let leaf = presented.first, let roots = try? CertificateBundle.load(path: caPath) else { return nil }
+        var verifier = Verifier(rootCertificates: CertificateStore(roots)) { RFC5280Policy(validationTime: now) }
+        guard case .validCertificate(let chain) = await verifier.validate(leaf: leaf, intermediates: CertificateStore(presented.dropFirst()))
+        else { return nil }
+        return Array(chain)
+    }
+
+    func callback() -> @Sendable ([NIOSSLCertificate], EventLoopPromise<NIOSSLVerificationResultWithMetadata>) -> Void {
+        { presented, promise in
+            promise.completeWithTask {
+                guard let parsed = try? presented.map({ try Certificate(derEncoded: $0.toDERBytes()) }),
+                    let chain = await verify(presented: parsed)
+                else { return .failed }
+                return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(try nioCertificates(chain))))
+            }
+        }
+    }
+}
+
+private func nioCertificates(_ chain: [Certificate]) throws -> [NIOSSLCertificate] {
+    try chain.map { certificate in
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        return try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCNIOTransportHTTP2
+import NIOCertificateReloading
 import X509
 
 /// The three PEM files every Specola program needs for mutual TLS: the cluster
@@ -61,22 +62,30 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
         }
     }
 
-    /// Server side: a client certificate signed by the cluster CA is required.
-    public var serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity {
-        .mTLS(
+    /// Server side: a client certificate from a CA in the CA file is required. The file is read at
+    /// every handshake (`ClientChainCheck`), so a CA bundle swapped in during a rotation takes
+    /// effect at once; with `reloader`, so does a re-issued server certificate.
+    public func serverSecurity(reloader: (any CertificateReloader)? = nil) -> HTTP2ServerTransport.Posix.TransportSecurity {
+        let check = ClientChainCheck(caPath: ca)
+        return .mTLS(
             certificateChain: [.file(path: cert, format: .pem)],
             privateKey: .file(path: key, format: .pem)
         ) { config in
             config.trustRoots = .certificates([.file(path: ca, format: .pem)])
             config.clientCertificateVerification = .noHostnameVerification
+            config.customVerificationCallback = check.callback()
+            config.certificateReloader = reloader
         }
     }
+
+    public var serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity { serverSecurity() }
 
     /// Client side: the server must present a coordinator certificate from the cluster CA
     /// that names `serverHost` (see `CoordinatorServerCheck`); `onRefusal` hears why one was refused,
     /// because the handshake failure the caller sees does not say.
     public func clientSecurity(
-        serverHost: String, onRefusal: @escaping @Sendable (ServerRefusal) -> Void = { _ in }
+        serverHost: String, reloader: (any CertificateReloader)? = nil,
+        onRefusal: @escaping @Sendable (ServerRefusal) -> Void = { _ in }
     ) -> HTTP2ClientTransport.Posix.TransportSecurity {
         let check = CoordinatorServerCheck(caPath: ca, serverHost: serverHost)
         return .mTLS(
@@ -86,6 +95,7 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
             config.trustRoots = .certificates([.file(path: ca, format: .pem)])
             config.serverCertificateVerification = .fullVerification
             config.customVerificationCallback = check.callback(onRefusal: onRefusal)
+            config.certificateReloader = reloader
         }
     }
 }
