@@ -22,7 +22,7 @@ final class KVPool: Sendable {
     init(system: System, endpoints: [HostPort], tls: TLSFiles?) throws {
         self.system = system
         self.endpoints = endpoints
-        func security(_ endpoint: HostPort) throws -> HTTP2ClientTransport.Posix.TransportSecurity {
+        @Sendable func security(_ endpoint: HostPort) throws -> HTTP2ClientTransport.Posix.TransportSecurity {
             switch (system, tls) {
             case (.specola, nil): throw BenchError("specola needs --pki")
             case (.specola, let tls?): return tls.clientSecurity(serverHost: endpoint.host)
