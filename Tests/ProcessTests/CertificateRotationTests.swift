@@ -35,7 +35,7 @@ import CooperativePoolWatch
             let connections = agent.log.components(separatedBy: "connected to coordinator").count
             let old = cluster.pki.directory
             let oldAdmin = (cert: try read(cluster.admin.cert), key: try read(cluster.admin.key))
-            #expect(try await servedIssuer(cluster, trusting: "\(old)/ca.pem") == "issuer=O=specola, CN=test-ca-pki")
+            #expect(try await servedIssuer(cluster, trusting: "\(old)/ca.pem") == "issuer=O = specola, CN = test-ca-pki")
 
             // 1. A new CA.
             let newDir = cluster.dir.file("pki-new")
@@ -58,7 +58,7 @@ import CooperativePoolWatch
                 try install(try read("\(newDir)/\(role)-\(name).pem"), at: "\(old)/\(role)-\(name).pem")
             }
             try await waitUntil("the coordinator to serve its new certificate", timeout: .seconds(20)) {
-                try await servedIssuer(cluster, trusting: "\(old)/ca.pem") == "issuer=O=specola, CN=specola-ca-2"
+                try await servedIssuer(cluster, trusting: "\(old)/ca.pem") == "issuer=O = specola, CN = specola-ca-2"
             }
             try await waitUntil("the agent to reload its certificate", timeout: .seconds(20)) {
                 agent.log.contains("reloaded this process's certificate")
