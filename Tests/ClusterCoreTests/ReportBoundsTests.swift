@@ -5,7 +5,7 @@ import Testing
 import CooperativePoolWatch
 
 /// What an agent reports is cut to the coordinator's bounds before it is committed.
-@Suite(.watchesCooperativePool) struct ReportBoundsTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct ReportBoundsTests {
     @Test func aForgedTaskEventIsCutToTheBounds() {
         var report = Specola_V1_Report.with {
             $0.seq = 7

@@ -5,7 +5,7 @@ import X509
 import CooperativePoolWatch
 
 /// The client's check of the server it dialled, on certificates issued by `PKI`.
-@Suite(.watchesCooperativePool) struct CoordinatorServerCheckTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct CoordinatorServerCheckTests {
     let dir: String
 
     init() throws {
