@@ -120,25 +120,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         guard !wanted.isEmpty else {
             throw RPCError(code: .notFound, message: "job '\(entry.id)' has no task '\(request.taskID)'; `specola job status \(entry.id)` lists its tasks")
         }
-        let page = try LogPage(request: request, total: wanted.count)
-        var response = Specola_V1_JobLogsResponse()
-        var bytes = 0
-        var next = page.start
-        while next < wanted.count && response.tasks.count < page.size && (response.tasks.isEmpty || bytes < LogPage.maxBytes) {
-            let taskID = wanted[next]
-            let log = entry.logs[taskID]
-            response.tasks.append(.with {
-                $0.taskID = taskID
-                $0.allocationID = log?.allocationID ?? ""
-                $0.node = log?.node ?? ""
-                $0.stdout = log?.stdout ?? ""
-                $0.stderr = log?.stderr ?? ""
-            })
-            bytes += (log?.stdout.utf8.count ?? 0) + (log?.stderr.utf8.count ?? 0)
-            next += 1
-        }
-        if next < wanted.count { response.nextPageToken = String(next) }
-        return response
+        return try LogPage(request: request, total: wanted.count).response(tasks: wanted, logs: entry.logs)
     }
 
     func setNodeScheduling(request: Specola_V1_SetNodeSchedulingRequest, context: ServerContext) async throws -> Specola_V1_Node {
@@ -282,5 +264,27 @@ struct LogPage {
         } else {
             throw RPCError(code: .invalidArgument, message: "page token '\(request.pageToken)' is not from this job's logs; start again without one")
         }
+    }
+
+    /// The page of `tasks` (in job order) this request asks for, with the token of the next.
+    func response(tasks: [String], logs: [String: Specola_V1_TaskLog]) -> Specola_V1_JobLogsResponse {
+        var response = Specola_V1_JobLogsResponse()
+        var bytes = 0
+        var next = start
+        while next < tasks.count && response.tasks.count < size && (response.tasks.isEmpty || bytes < Self.maxBytes) {
+            let taskID = tasks[next]
+            let log = logs[taskID]
+            response.tasks.append(.with {
+                $0.taskID = taskID
+                $0.allocationID = log?.allocationID ?? ""
+                $0.node = log?.node ?? ""
+                $0.stdout = log?.stdout ?? ""
+                $0.stderr = log?.stderr ?? ""
+            })
+            bytes += (log?.stdout.utf8.count ?? 0) + (log?.stderr.utf8.count ?? 0)
+            next += 1
+        }
+        if next < tasks.count { response.nextPageToken = String(next) }
+        return response
     }
 }
