@@ -174,7 +174,12 @@ public struct Coordinator: Service {
             "alert.receivers": "\(receivers.map(\.name))", "alert.routes": "\(settings.routing.routes.count)",
             "alert.threshold_rules": "\(settings.thresholdRules.map(\.name))",
         ])
-        return AlertController(replica: replica, receivers: receivers, settings: settings, logger: logger)
+        let tls = config.tls
+        return AlertController(replica: replica, receivers: receivers, settings: settings, certificates: {
+            MetricsServer.certificates(tls).map {
+                CertificateExpiry(name: $0.subject, path: $0.path, notValidAfterUnixMs: Int64($0.notValidAfterUnixSeconds * 1000))
+            }
+        }, logger: logger)
     }
 
     /// A leader that is asked to stop first makes another voter leader, so writes pause only briefly.
