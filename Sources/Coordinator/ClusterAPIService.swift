@@ -94,29 +94,28 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
     /// `specola node accept NAME [--label k=v]`: a registered agent's node joins, with the operator's labels.
     func acceptNode(request: Specola_V1_AcceptNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
         let identity = try CallerIdentity.require(context, roles: [.user])
-        try await serving { try await replica.requireLeader() }
-        let outcome = try await serving {
-            try await replica.propose(.acceptNode(name: request.name, labels: request.labels, by: "\(identity)"))
-        }
-        if case .rejected(let reason) = outcome { throw RPCError(code: .failedPrecondition, message: reason) }
-        logger.notice("node accepted", metadata: ["node.name": "\(request.name)", "accepted.by": "\(identity)"])
-        guard let node = await replica.node(request.name) else { throw RPCError(code: .notFound, message: "node \(request.name) vanished") }
-        return node
+        return try await changeNode(request.name, .acceptNode(name: request.name, labels: request.labels, by: "\(identity)"),
+                                    refusedAs: .failedPrecondition, logging: "node accepted", by: identity)
     }
 
     /// `specola node label NAME k=v k-`: from then on the node's labels are the operator's alone.
     func labelNode(request: Specola_V1_LabelNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
         let identity = try CallerIdentity.require(context, roles: [.user])
-        try await serving { try await replica.requireLeader() }
         for key in Array(request.set.keys) + request.remove where key.isEmpty || key.utf8.count > 63 {
             throw RPCError(code: .invalidArgument, message: "label key '\(key)' must be 1 to 63 bytes")
         }
-        let outcome = try await serving {
-            try await replica.propose(.nodeLabels(name: request.name, set: request.set, remove: request.remove))
-        }
-        if case .rejected(let reason) = outcome { throw RPCError(code: .notFound, message: reason) }
-        logger.notice("node labels changed", metadata: ["node.name": "\(request.name)", "changed.by": "\(identity)"])
-        guard let node = await replica.node(request.name) else { throw RPCError(code: .notFound, message: "node \(request.name) vanished") }
+        return try await changeNode(request.name, .nodeLabels(name: request.name, set: request.set, remove: request.remove),
+                                    refusedAs: .notFound, logging: "node labels changed", by: identity)
+    }
+
+    /// Commits an operator's change to one node on the leader and returns the node as it is now.
+    private func changeNode(_ name: String, _ command: Specola_V1_Command, refusedAs code: RPCError.Code,
+                            logging event: Logger.Message, by identity: Identity) async throws -> Specola_V1_Node {
+        try await serving { try await replica.requireLeader() }
+        let outcome = try await serving { try await replica.propose(command) }
+        if case .rejected(let reason) = outcome { throw RPCError(code: code, message: reason) }
+        logger.notice(event, metadata: ["node.name": "\(name)", "changed.by": "\(identity)"])
+        guard let node = await replica.node(name) else { throw RPCError(code: .notFound, message: "node \(name) vanished") }
         return node
     }
 

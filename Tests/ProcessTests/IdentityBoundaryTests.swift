@@ -10,13 +10,6 @@ import CooperativePoolWatch
 /// What a certificate lets its holder do, tried against real processes over real TLS:
 /// only coordinators serve, a node reaches only its own KV prefix, Raft hears only members.
 @Suite(.serialized, .processTest, .watchesCooperativePool) struct IdentityBoundaryTests {
-    func client<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
-                             _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: target.host, port: target.port), transportSecurity: tls.clientSecurity(serverHost: target.host))
-        return try await withGRPCClient(transport: transport, handleClient: body)
-    }
-
     /// A node's certificate, issued by our CA and naming the address, still cannot pose as a coordinator:
     /// the CLI and the agent hang up and say why.
     @Test func clientsRefuseAServerWithANodeCertificate() async throws {
@@ -64,7 +57,7 @@ import CooperativePoolWatch
             try await cluster.startCoordinator()
             let node1 = try cluster.pki.issue(.node, "node1")
             let kv = { @Sendable (body: @escaping @Sendable (Specola_V1_KV.Client<HTTP2ClientTransport.Posix>) async throws -> Void) in
-                try await client(node1, cluster.coordinator) { try await body(Specola_V1_KV.Client(wrapping: $0)) }
+                try await withClient(node1, cluster.coordinator) { try await body(Specola_V1_KV.Client(wrapping: $0)) }
             }
             let refused = await #expect(throws: RPCError.self) {
                 try await kv { _ = try await $0.put(.with { $0.key = "jobs/other/outputs/step/0/x"; $0.value = Data("evil".utf8) }) }
@@ -83,7 +76,7 @@ import CooperativePoolWatch
             #expect(listing?.message.contains("list prefix '' is outside it") == true)
 
             try await kv { _ = try await $0.put(.with { $0.key = "nodes/node1/state"; $0.value = Data("ok".utf8) }) }
-            let got = try await client(cluster.admin, cluster.coordinator) {
+            let got = try await withClient(cluster.admin, cluster.coordinator) {
                 try await Specola_V1_KV.Client(wrapping: $0).get(.with { $0.key = "jobs/other/outputs/step/0/x" })
             }
             #expect(!got.found)
@@ -99,7 +92,7 @@ import CooperativePoolWatch
             let stranger = try cluster.pki.issue(.coordinator, "c9")
             let takeover = Message(from: 9, to: 1, term: 1_000, payload: .heartbeat(commit: 0, context: []))
             let refused = await #expect(throws: RPCError.self) {
-                try await client(stranger, cluster.coordinator) {
+                try await withClient(stranger, cluster.coordinator) {
                     _ = try await Specola_V1_RaftPeer.Client(wrapping: $0).deliver(.with {
                         $0.fromID = 9
                         $0.messages = [Data(takeover.wireBytes())]

@@ -1,4 +1,6 @@
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import SpecolaProtocol
 import SwiftProtobuf
 import TestSupport
@@ -142,6 +144,14 @@ final class LocalCluster: @unchecked Sendable {
         try? await coordinatorProcess?.stop()
         dir.remove()
     }
+}
+
+/// Runs `body` with a gRPC client that dials `target` as `tls`'s identity.
+func withClient<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
+                             _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
+    let transport = try HTTP2ClientTransport.Posix(
+        target: .ipv4(address: target.host, port: target.port), transportSecurity: tls.clientSecurity(serverHost: target.host))
+    return try await withGRPCClient(transport: transport, handleClient: body)
 }
 
 struct ProcessDied: Error, CustomStringConvertible {

@@ -13,9 +13,7 @@ import Glibc
 @Suite(.serialized, .processTest, .watchesCooperativePool) struct SecurityTests {
     func client<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
                              _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: target.host, port: target.port), transportSecurity: tls.clientSecurity(serverHost: target.host))
-        return try await withGRPCClient(transport: transport, handleClient: body)
+        try await withClient(tls, target, body)
     }
 
     @Test func anAgentCannotSpeakForAnotherNode() async throws {
