@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
@@ -55,6 +56,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -99,6 +101,7 @@ let package = Package(
             name: "SpecolaAgent",
             dependencies: [
                 "SpecolaProtocol", "SpecolaJobs", "SpecolaBMC", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ] + grpc,
@@ -113,6 +116,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
             ] + grpc,
             path: "Sources/Coordinator",
             swiftSettings: settings),
@@ -160,7 +165,7 @@ let package = Package(
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",
-            dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "TestSupport"] + grpc,
+            dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "SpecolaRaft", "TestSupport"] + grpc,
             swiftSettings: settings),
         .target(name: "CooperativePoolWatch", path: "Tests/CooperativePoolWatch", swiftSettings: settings),
         .target(

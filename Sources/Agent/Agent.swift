@@ -36,8 +36,13 @@ public struct Agent: Service {
         let requestFull: @Sendable () -> Void = { loop.fullRequested.store(true, ordering: .relaxed) }
         let instructions = InstructionExecutor(
             outbox: outbox, runner: runner, workloads: workloads, logger: logger, onFullReportRequested: requestFull)
+        // A re-issued node certificate is used from the next connection on, without a restart.
+        let reloader = try config.tls.makeReloader(logger: logger)
+        let reloading = Task { try? await reloader.run() }
+        defer { reloading.cancel() }
         let link = CoordinatorLink(
-            config: config, outbox: outbox, instructions: instructions, logger: logger, onFullReportRequested: requestFull)
+            config: config, outbox: outbox, instructions: instructions, reloader: reloader, logger: logger,
+            onFullReportRequested: requestFull)
         wakeLink.withLock { $0 = { link.nudge() } }
         // Before the link can deliver new work: pick up tasks that outlived a previous agent process.
         await runner.resume()

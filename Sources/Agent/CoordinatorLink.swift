@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import SpecolaProtocol
 import Synchronization
+import NIOCertificateReloading
 
 /// The agent's connection to the coordinator: registers, replays the outbox,
 /// streams new reports and heartbeats, applies acks, and reconnects with
@@ -12,6 +13,8 @@ public final class CoordinatorLink: Sendable {
     let config: AgentConfig
     let outbox: Outbox
     let logger: Logger
+    /// The node's own certificate as it is reloaded; nil reads the files once per connection.
+    let reloader: (any CertificateReloader)?
     let onFullReportRequested: @Sendable () -> Void
     let instructions: InstructionExecutor?
     /// Wakes the sender when the outbox has something new.
@@ -25,10 +28,11 @@ public final class CoordinatorLink: Sendable {
     let lease = Mutex(SelfFenceLease())
 
     public init(
-        config: AgentConfig, outbox: Outbox, instructions: InstructionExecutor?, logger: Logger,
-        onFullReportRequested: @escaping @Sendable () -> Void
+        config: AgentConfig, outbox: Outbox, instructions: InstructionExecutor?, reloader: (any CertificateReloader)? = nil,
+        logger: Logger, onFullReportRequested: @escaping @Sendable () -> Void
     ) {
         self.config = config
+        self.reloader = reloader
         self.outbox = outbox
         self.instructions = instructions
         self.logger = logger
@@ -106,7 +110,11 @@ public final class CoordinatorLink: Sendable {
     private func session(with endpoint: HostPort, onConnected: @escaping @Sendable () -> Void) async throws {
         let transport = try HTTP2ClientTransport.Posix(
             target: .ipv4(address: endpoint.host, port: endpoint.port),
-            transportSecurity: config.tls.clientSecurity,
+            transportSecurity: config.tls.clientSecurity(serverHost: endpoint.host, reloader: reloader) { [logger] refusal in
+                logger.error("refused the coordinator's certificate", metadata: [
+                    "coordinator.address": "\(endpoint)", "reason": "\(refusal.reason)",
+                ])
+            },
             config: .defaults { $0.connection.maxIdleTime = nil })
         try await withGRPCClient(transport: transport) { client in
             let link = Specola_V1_AgentLink.Client(wrapping: client)

@@ -14,8 +14,10 @@ public enum BuiltinRule {
     public static let workloadError = "WorkloadError"
     /// The coordinator lost contact with a node's agent.
     public static let agentLost = "AgentLost"
+    /// A certificate or CA the leader uses expires soon (or has expired).
+    public static let certificateExpiring = "CertificateExpiring"
 
-    public static let all = [nodeDown, fencingStuck, sensorCritical, selCritical, jobFailed, workloadError, agentLost]
+    public static let all = [nodeDown, fencingStuck, sensorCritical, selCritical, jobFailed, workloadError, agentLost, certificateExpiring]
 }
 
 /// A built-in alert with its identifying labels, so that the code that fires it and the
@@ -78,6 +80,14 @@ public struct BuiltinAlert: Sendable, Hashable {
     /// A `node` label only when there is a node, so "no node" never matches a down node's inhibition.
     private static func withNode(_ labels: Labels, _ node: String) -> Labels {
         node.isEmpty ? labels : labels.merging(["node": node]) { $1 }
+    }
+
+    /// `certificate` names it (`coordinator/c1`, or a CA's subject), `path` the file that holds it.
+    public static func certificateExpiring(certificate: String, path: String, expiresIn: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.certificateExpiring, labels: ["certificate": certificate, "path": path], severity: .warning,
+            summary: "certificate \(certificate) \(expiresIn)",
+            description: "re-issue it with `specola pki issue` (or rotate the CA, see the README) and install it over \(path); it is reloaded without a restart")
     }
 
     public static func agentLost(node: String, lastContact: String) -> BuiltinAlert {

@@ -22,14 +22,17 @@ final class KVPool: Sendable {
     init(system: System, endpoints: [HostPort], tls: TLSFiles?) throws {
         self.system = system
         self.endpoints = endpoints
-        let security: HTTP2ClientTransport.Posix.TransportSecurity
-        switch (system, tls) {
-        case (.specola, nil):
-            throw BenchError("specola needs --pki")
-        case (_, let tls?):
-            security = tls.clientSecurity
-        case (.etcd, nil):
-            security = .plaintext
+        @Sendable func security(_ endpoint: HostPort) throws -> HTTP2ClientTransport.Posix.TransportSecurity {
+            switch (system, tls) {
+            case (.specola, nil): throw BenchError("specola needs --pki")
+            case (.specola, let tls?): return tls.clientSecurity(serverHost: endpoint.host)
+            case (.etcd, let tls?):
+                // etcd is no coordinator: plain mutual TLS against the same CA.
+                return .mTLS(certificateChain: [.file(path: tls.cert, format: .pem)], privateKey: .file(path: tls.key, format: .pem)) {
+                    $0.trustRoots = .certificates([.file(path: tls.ca, format: .pem)])
+                }
+            case (.etcd, nil): return .plaintext
+            }
         }
         // etcd's grpc-go sends a BDP PING with every request it receives, and
         // swift-nio-http2 drops a connection after 200 PINGs in 30 s. So etcd calls
@@ -39,7 +42,7 @@ final class KVPool: Sendable {
             try Lane(rotateAfter: rotateAfter) {
                 let transport = try HTTP2ClientTransport.Posix(
                     target: .ipv4(address: endpoint.host, port: endpoint.port),
-                    transportSecurity: security,
+                    transportSecurity: try security(endpoint),
                     config: .defaults {
                         // A killed replica should be retried quickly, not after seconds of backoff.
                         $0.backoff.initial = .milliseconds(20)

@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import SpecolaProtocol
 import SwiftProtobuf
+import Synchronization
 
 /// Connection flags shared by every command that talks to the cluster, with
 /// Nomad-style environment fallbacks.
@@ -68,11 +69,17 @@ struct ConnectionOptions: ParsableArguments {
         var endpoint = untried.removeFirst()
         var lastError: RPCError?
         for _ in 0..<(given.count + 2) {
+            let refused = Mutex<ServerRefusal?>(nil)
             let transport = try HTTP2ClientTransport.Posix(
-                target: Self.target(endpoint), transportSecurity: tls.clientSecurity)
+                target: Self.target(endpoint),
+                transportSecurity: tls.clientSecurity(serverHost: endpoint.host) { refusal in refused.withLock { $0 = refusal } })
             do {
                 return try await withGRPCClient(transport: transport, handleClient: body)
             } catch let error as RPCError {
+                // The handshake error only says "certificate verify failed"; say what was wrong with it.
+                if let refusal = refused.withLock({ $0 }) {
+                    throw CLIError("\(refusal); nothing was sent", exitCode: 5)
+                }
                 // Another replica may get the request only when this one surely did not execute it:
                 // it was never connected to, or it said so. A connection that broke mid-request
                 // leaves the outcome unknown, and a write must not run twice.

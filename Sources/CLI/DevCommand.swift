@@ -130,6 +130,7 @@ final class DevCluster: @unchecked Sendable {
                 listen: \(address)
                 metricsListen: \(address.host):9450
                 dataDir: \(root)/data/c\(index)
+                nodes: {autoAccept: true}
                 tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-c\(index).pem, key: \(pki)/coordinator-c\(index)-key.pem}
                 peers:
                 \(peers)

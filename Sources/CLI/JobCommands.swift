@@ -218,11 +218,17 @@ struct LogsCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReporting {
             let parts = target.split(separator: "/", maxSplits: 1).map(String.init)
-            let request = Specola_V1_JobLogsRequest.with {
+            var request = Specola_V1_JobLogsRequest.with {
                 $0.jobID = parts[0]
                 $0.taskID = parts.count > 1 ? parts[1] : ""
             }
-            let logs = try await connection.withJobs { try await $0.logs(request) }
+            // The coordinator answers in pages; the CLI prints them all.
+            var logs = Specola_V1_JobLogsResponse()
+            repeat {
+                let page = try await connection.withJobs { [request] in try await $0.logs(request) }
+                logs.tasks += page.tasks
+                request.pageToken = page.nextPageToken
+            } while !request.pageToken.isEmpty
             if connection.json { return try JSONOutput.print(logs) }
             for task in logs.tasks {
                 if logs.tasks.count > 1 { print("==> \(task.taskID)\(task.node.isEmpty ? "" : " on \(task.node)") <==") }

@@ -3,11 +3,11 @@ import ArgumentParser
 import SpecolaProtocol
 
 /// `specola pki`: create the cluster CA and issue role certificates.
-public struct PKICommand: ParsableCommand {
+public struct PKICommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "pki",
         abstract: "Create the cluster CA and issue node, coordinator and user certificates.",
-        subcommands: [InitCA.self, Issue.self])
+        subcommands: [InitCA.self, Issue.self, Revoke.self])
 
     public init() {}
 

@@ -32,6 +32,15 @@ struct NodesCommand: AsyncParsableCommand {
         try await runReporting {
             let list = try await connection.withAPI { try await $0.listNodes(.init()) }
             if connection.json { return try JSONOutput.print(list) }
+            if !list.pending.isEmpty {
+                var waiting = Table("WAITING FOR ACCEPT", "ADDRESS", "DECLARED LABELS", "LAST SEEN")
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                for node in list.pending {
+                    waiting.add(node.name, node.address, NodeAdmissionCommand.labelText(node.declaredLabels), Format.ago(node.lastSeenUnixMs, now: now))
+                }
+                print(waiting.rendered)
+                print("Let one in with `specola node accept NAME [--label KEY=VALUE]`.\n")
+            }
             if list.nodes.isEmpty {
                 print("No nodes have registered yet. Start specola-agent on a server with a node certificate.")
                 return
@@ -62,7 +71,8 @@ struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Inspect a node, or take it out of and back into service.",
         subcommands: [NodeShowCommand.self, NodeSchedulingCommand.Cordon.self, NodeSchedulingCommand.Drain.self,
-                      NodeSchedulingCommand.Uncordon.self, NodeFenceCommand.Fence.self, NodeFenceCommand.Unfence.self])
+                      NodeSchedulingCommand.Uncordon.self, NodeFenceCommand.Fence.self, NodeFenceCommand.Unfence.self,
+                      NodeAdmissionCommand.Accept.self, NodeAdmissionCommand.Label.self])
 }
 
 /// `specola node fence|unfence NAME`.

@@ -9,12 +9,28 @@ public struct AlertRuleInput: Sendable {
     public var status: [String: NodeStatus]
     public var lastContactUnixMs: [String: Int64]
     public var nowUnixMs: Int64
+    /// The certificates the leader itself uses (its own and its CAs), read from its files.
+    public var certificates: [CertificateExpiry] = []
 
     public init(state: ClusterState, status: [String: NodeStatus], lastContactUnixMs: [String: Int64], nowUnixMs: Int64) {
         self.state = state
         self.status = status
         self.lastContactUnixMs = lastContactUnixMs
         self.nowUnixMs = nowUnixMs
+    }
+}
+
+/// When one certificate file's certificate stops being valid.
+public struct CertificateExpiry: Sendable, Hashable {
+    /// `coordinator/c1`, or a CA's subject.
+    public var name: String
+    public var path: String
+    public var notValidAfterUnixMs: Int64
+
+    public init(name: String, path: String, notValidAfterUnixMs: Int64) {
+        self.name = name
+        self.path = path
+        self.notValidAfterUnixMs = notValidAfterUnixMs
     }
 }
 
@@ -28,6 +44,8 @@ public struct BuiltinRuleSettings: Sendable, Hashable {
     public var eventResolveAfterMs: Int64 = 3_600_000
     /// On first sight of a node, SEL entries older than this (by the BMC's clock) are history, not news.
     public var selMaxAgeMs: Int64 = 3_600_000
+    /// CertificateExpiring fires this long before a certificate the leader uses expires.
+    public var certificateWarnBeforeMs: Int64 = 30 * 86_400_000
 
     public init() {}
 }
@@ -113,6 +131,24 @@ public struct AlertRuleEvaluator: Sendable {
         changes += jobs(input.state.jobs, book, now: input.nowUnixMs)
         changes += workloadErrors(input.state.workloads, book, now: input.nowUnixMs)
         changes += forgottenNodes(input.state, book, now: input.nowUnixMs)
+        changes += certificates(input.certificates, book, now: input.nowUnixMs)
+        return changes
+    }
+
+    /// CertificateExpiring: fires within `certificateWarnBeforeMs` of expiry, resolves once the file holds a later one.
+    private func certificates(_ certificates: [CertificateExpiry], _ book: AlertBook, now: Int64) -> [AlertChange] {
+        var changes: [AlertChange] = []
+        for certificate in certificates {
+            let leftMs = certificate.notValidAfterUnixMs - now
+            let expiresIn = leftMs <= 0 ? "expired \(-leftMs / 86_400_000) days ago" : "expires in \(leftMs / 86_400_000) days"
+            let alert = BuiltinAlert.certificateExpiring(certificate: certificate.name, path: certificate.path, expiresIn: expiresIn)
+            let firing = book.alerts[alert.fingerprint]?.status == .firing
+            if leftMs < settings.certificateWarnBeforeMs {
+                if !firing { changes.append(alert.fire(atUnixMs: now)) }
+            } else if firing {
+                changes.append(alert.resolve(atUnixMs: now))
+            }
+        }
         return changes
     }
 

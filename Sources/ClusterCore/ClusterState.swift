@@ -6,6 +6,8 @@ import SpecolaWire
 /// What applying a command did, handed back to whoever proposed it.
 public enum ApplyOutcome: Sendable, Equatable {
     case registered(lastAppliedSeq: UInt64)
+    /// The node is unknown and auto-accept is off: it waits for `specola node accept`.
+    case awaitingAcceptance(node: String)
     /// The report was merged. `gap` is true when at least one earlier sequence number never arrived.
     case reportApplied(lastAppliedSeq: UInt64, gap: Bool, needsFullReport: Bool)
     /// Already applied earlier (a resend after a lost ack); nothing changed.
@@ -33,6 +35,10 @@ public struct ClusterState: Sendable {
     public private(set) var jobs = JobBook()
     public private(set) var workloads = WorkloadBook()
     public private(set) var alerts = AlertBook()
+    /// Agents that registered and wait for an operator's `specola node accept`.
+    public private(set) var pendingNodes: [String: Specola_V1_PendingNode] = [:]
+    /// The deny list (`specola pki revoke`), in the order entries were added.
+    public private(set) var revoked: [Specola_V1_RevokedCertificate] = []
 
     public init() {}
 
@@ -44,6 +50,8 @@ public struct ClusterState: Sendable {
         jobs = try JobBook(snapshot: snapshot)
         workloads = WorkloadBook(snapshot: snapshot)
         alerts = try AlertBook(snapshotJSON: snapshot.alertBookJson)
+        for pending in snapshot.pendingNodes { pendingNodes[pending.name] = pending }
+        revoked = snapshot.revoked
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -56,6 +64,8 @@ public struct ClusterState: Sendable {
             jobs.write(into: &$0)
             workloads.write(into: &$0)
             $0.alertBookJson = alerts.snapshotJSON()
+            $0.pendingNodes = pendingNodes.values.sorted { $0.name < $1.name }
+            $0.revoked = revoked
         }
     }
 
@@ -129,6 +139,32 @@ public struct ClusterState: Sendable {
             return Self.applyAlert(command, to: &alerts)
         case .workload(let command):
             return workloads.apply(command, at: at, nodes: nodes)
+        case .acceptNode(let accept):
+            return acceptNode(accept, at: at)
+        case .nodeLabels(let change):
+            guard var node = nodes[change.name] else { return .rejected(reason: "no node '\(change.name)'; `specola nodes` lists the known nodes") }
+            for key in change.remove { node.facts.capacity.labels.removeValue(forKey: key) }
+            node.facts.capacity.labels.merge(change.set) { _, new in new }
+            node.labelsByOperator = true
+            nodes[change.name] = node
+            return .done
+        case .forgetJobs(let forget):
+            var removedKeys = 0
+            for job in jobs.forget(finishedBefore: forget.finishedBeforeUnixMs) {
+                let prefix = "jobs/\(job)/outputs/"
+                for key in kv.keys where key.hasPrefix(prefix) {
+                    kv.removeValue(forKey: key)
+                    removedKeys += 1
+                }
+            }
+            if removedKeys > 0 { kvRevision += 1 }
+            return .done
+        case .revokeCertificate(let revoke):
+            let entry = revoke.entry
+            if !revoked.contains(where: { $0.serial == entry.serial && $0.identity == entry.identity }) {
+                revoked.append(entry)
+            }
+            return .done
         case .noop, nil:
             return .done
         }
@@ -148,6 +184,19 @@ public struct ClusterState: Sendable {
     }
 
     private mutating func registerNode(_ register: Specola_V1_RegisterNodeCommand, at: Int64) -> ApplyOutcome {
+        if nodes[register.name] == nil && !register.autoAccept {
+            var pending = pendingNodes[register.name] ?? .with {
+                $0.name = register.name
+                $0.firstSeenUnixMs = at
+            }
+            pending.address = register.address
+            pending.agentVersion = register.agentVersion
+            pending.declaredLabels = register.labels
+            pending.lastSeenUnixMs = max(pending.lastSeenUnixMs, at)
+            pendingNodes[register.name] = pending
+            return .awaitingAcceptance(node: register.name)
+        }
+        pendingNodes.removeValue(forKey: register.name)
         var node = nodes[register.name] ?? Specola_V1_Node.with {
             $0.name = register.name
             $0.registeredAtUnixMs = at
@@ -155,11 +204,29 @@ public struct ClusterState: Sendable {
         node.address = register.address
         node.agentVersion = register.agentVersion
         node.lastSeenUnixMs = max(node.lastSeenUnixMs, at)
-        if !register.labels.isEmpty {
+        if !register.labels.isEmpty && !node.labelsByOperator {
             node.facts.capacity.labels = register.labels
         }
         nodes[register.name] = node
         return .registered(lastAppliedSeq: node.lastAppliedSeq)
+    }
+
+    private mutating func acceptNode(_ accept: Specola_V1_AcceptNodeCommand, at: Int64) -> ApplyOutcome {
+        guard nodes[accept.name] == nil else { return .rejected(reason: "node '\(accept.name)' is already accepted") }
+        guard let pending = pendingNodes.removeValue(forKey: accept.name) else {
+            let waiting = pendingNodes.keys.sorted()
+            return .rejected(reason: "no node '\(accept.name)' waits for acceptance (waiting: \(waiting.isEmpty ? "none" : waiting.joined(separator: ", "))); its agent must register first")
+        }
+        nodes[accept.name] = .with {
+            $0.name = accept.name
+            $0.registeredAtUnixMs = at
+            $0.lastSeenUnixMs = pending.lastSeenUnixMs
+            $0.address = pending.address
+            $0.agentVersion = pending.agentVersion
+            $0.labelsByOperator = true
+            $0.facts.capacity.labels = accept.labels
+        }
+        return .done
     }
 
     private mutating func applyReport(node name: String, report: Specola_V1_Report, receivedAt: Int64) -> ApplyOutcome {
@@ -194,6 +261,8 @@ public struct ClusterState: Sendable {
             merged.capacity = node.facts.capacity
         }
         if facts.hasCapacity { merged.capacity = facts.capacity }
+        // An operator's labels are not the agent's to change.
+        if node.labelsByOperator { merged.capacity.labels = node.facts.capacity.labels }
         if facts.hasBmc { merged.bmc = facts.bmc }
         if facts.hasStorage { merged.storage = facts.storage }
         if facts.hasVms { merged.vms = facts.vms }

@@ -2,7 +2,9 @@ import SpecolaWire
 
 /// Commands the controllers propose, built in one place.
 extension Specola_V1_Command {
-    public static func registerNode(name: String, address: String, agentVersion: String, labels: [String: String], atUnixMs: Int64) -> Self {
+    /// `autoAccept`: the leader's `nodes.autoAccept`; without it an unknown node waits for an operator.
+    public static func registerNode(name: String, address: String, agentVersion: String, labels: [String: String],
+                                    autoAccept: Bool, atUnixMs: Int64) -> Self {
         .with {
             $0.proposedAtUnixMs = atUnixMs
             $0.registerNode = .with {
@@ -10,6 +12,56 @@ extension Specola_V1_Command {
                 $0.address = address
                 $0.agentVersion = agentVersion
                 $0.labels = labels
+                $0.autoAccept = autoAccept
+            }
+        }
+    }
+
+    /// `specola node accept NAME`: the pending node joins with `labels`, which are the operator's from now on.
+    public static func acceptNode(name: String, labels: [String: String], by operatorIdentity: String,
+                                  atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.acceptNode = .with {
+                $0.name = name
+                $0.labels = labels
+                $0.acceptedBy = operatorIdentity
+            }
+        }
+    }
+
+    /// Removes jobs (and their step outputs) that finished before `cutoff`.
+    public static func forgetJobs(finishedBefore cutoff: Int64, atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.forgetJobs.finishedBeforeUnixMs = cutoff
+        }
+    }
+
+    /// `specola node label NAME k=v k-`.
+    public static func nodeLabels(name: String, set: [String: String], remove: [String],
+                                  atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.nodeLabels = .with {
+                $0.name = name
+                $0.set = set
+                $0.remove = remove
+            }
+        }
+    }
+
+    /// `specola pki revoke`: `serial` empty revokes every certificate of `identity`.
+    public static func revokeCertificate(serial: String, identity: String, reason: String, by operatorIdentity: String,
+                                         atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.revokeCertificate.entry = .with {
+                $0.serial = serial
+                $0.identity = identity
+                $0.reason = reason
+                $0.revokedBy = operatorIdentity
+                $0.revokedAtUnixMs = atUnixMs
             }
         }
     }

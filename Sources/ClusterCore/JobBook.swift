@@ -245,6 +245,22 @@ public struct JobBook: Sendable {
         return allocation
     }
 
+    /// Removes jobs that finished before `cutoff` and hold no allocation any more; returns their ids.
+    public mutating func forget(finishedBefore cutoff: Int64) -> [String] {
+        let busy = Set(allocations.values.map(\.jobID))
+        let expired = jobs.values.filter { $0.finishedAtUnixMs > 0 && $0.finishedAtUnixMs < cutoff && !busy.contains($0.id) }.map(\.id)
+        for id in expired {
+            jobs.removeValue(forKey: id)
+            activeJobIDs.remove(id)
+        }
+        return expired.sorted()
+    }
+
+    /// Whether any job finished before `cutoff` (so a forget command would remove something).
+    public func hasJobs(finishedBefore cutoff: Int64) -> Bool {
+        jobs.values.contains { $0.finishedAtUnixMs > 0 && $0.finishedAtUnixMs < cutoff }
+    }
+
     private mutating func finishIfDone(_ jobID: String, at: Int64) {
         guard let entry = jobs[jobID], entry.finishedAtUnixMs == 0, entry.isFinished else { return }
         updateJob(jobID) { entry in

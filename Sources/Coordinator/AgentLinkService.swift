@@ -11,6 +11,8 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     let coordinatorName: String
     let heartbeatIntervalMs: UInt32
     let selfFenceAfterMs: UInt32
+    /// `nodes.autoAccept`: an unknown node joins without `specola node accept`.
+    let autoAccept: Bool
     let hub: InstructionHub
     let controller: JobController
     let logger: Logger
@@ -49,7 +51,13 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
         let outcome = try await serving {
             try await replica.propose(.registerNode(
                 name: name, address: request.address, agentVersion: request.agentVersion,
-                labels: request.labels, atUnixMs: WallClock.nowUnixMs()))
+                labels: request.labels, autoAccept: autoAccept, atUnixMs: WallClock.nowUnixMs()))
+        }
+        if case .awaitingAcceptance = outcome {
+            logger.notice("node waits for acceptance", metadata: ["node.name": "\(name)", "node.address": "\(request.address)"])
+            throw RPCError(
+                code: .failedPrecondition,
+                message: "node \(name) waits for an operator: run `specola node accept \(name)` (or set nodes.autoAccept: true in the coordinator config)")
         }
         await replica.noteContact(name)
         guard case .registered(let lastApplied) = outcome else {
@@ -103,7 +111,17 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     ) async throws {
         await replica.noteContact(name)
         switch message.kind {
-        case .report(let report):
+        case .report(var report):
+            // Agents bound what they send, but the leader commits it: check every size again.
+            let cuts = ReportBounds.clamp(&report)
+            if !cuts.isEmpty {
+                logger.warning("cut an agent's report to the coordinator's bounds", metadata: [
+                    "node.name": "\(name)", "report.seq": "\(report.seq)", "cuts": "\(cuts.joined(separator: "; "))",
+                ])
+            }
+            if let refusal = ReportBounds.refusal(report) {
+                throw RPCError(code: .resourceExhausted, message: refusal)
+            }
             let outcome = try await serving {
                 try await replica.propose(.applyReport(node: name, report: report, receivedAtUnixMs: WallClock.nowUnixMs()))
             }

@@ -55,11 +55,15 @@ final class AlertController: Sendable {
         }
     }
     private let lastPruneUnixMs = Mutex<Int64>(0)
+    /// The certificates this replica uses, read when a pass runs (for CertificateExpiring).
+    private let certificates: @Sendable () -> [CertificateExpiry]
     /// Set before a planned leadership change: no new delivery starts here.
     private let settling = Mutex<Bool>(false)
 
-    init(replica: Replica, receivers: [any Receiver], settings: Settings = .init(), logger: Logger) {
+    init(replica: Replica, receivers: [any Receiver], settings: Settings = .init(),
+         certificates: @escaping @Sendable () -> [CertificateExpiry] = { [] }, logger: Logger) {
         self.replica = replica
+        self.certificates = certificates
         self.settings = settings
         self.logger = logger
         planner = NotificationPlanner(routing: settings.routing)
@@ -99,7 +103,8 @@ final class AlertController: Sendable {
     }
 
     func pass() async {
-        let input = await replica.alertingInput()
+        var input = await replica.alertingInput()
+        input.certificates = certificates()
         var changes = raised.withLock { pending in
             defer { pending.removeAll() }
             return pending

@@ -51,7 +51,11 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
             node.allocations = UInt32(counts[node.name] ?? 0)
             return node
         }
-        return .with { $0.nodes = nodes }
+        let pending = await replica.pendingNodes()
+        return .with {
+            $0.nodes = nodes
+            $0.pending = pending
+        }
     }
 
     func getNode(request: Specola_V1_GetNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
@@ -86,5 +90,90 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         }
         guard let updated = await replica.node(request.name) else { throw RPCError(code: .notFound, message: "node \(request.name) vanished") }
         return updated
+    }
+
+    /// `specola node accept NAME [--label k=v]`: a registered agent's node joins, with the operator's labels.
+    func acceptNode(request: Specola_V1_AcceptNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
+        let identity = try CallerIdentity.require(context, roles: [.user])
+        return try await changeNode(request.name, .acceptNode(name: request.name, labels: request.labels, by: "\(identity)"),
+                                    refusedAs: .failedPrecondition, logging: "node accepted", by: identity)
+    }
+
+    /// `specola node label NAME k=v k-`: from then on the node's labels are the operator's alone.
+    func labelNode(request: Specola_V1_LabelNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
+        let identity = try CallerIdentity.require(context, roles: [.user])
+        for key in Array(request.set.keys) + request.remove where key.isEmpty || key.utf8.count > 63 {
+            throw RPCError(code: .invalidArgument, message: "label key '\(key)' must be 1 to 63 bytes")
+        }
+        return try await changeNode(request.name, .nodeLabels(name: request.name, set: request.set, remove: request.remove),
+                                    refusedAs: .notFound, logging: "node labels changed", by: identity)
+    }
+
+    /// Commits an operator's change to one node on the leader and returns the node as it is now.
+    private func changeNode(_ name: String, _ command: Specola_V1_Command, refusedAs code: RPCError.Code,
+                            logging event: Logger.Message, by identity: Identity) async throws -> Specola_V1_Node {
+        try await serving { try await replica.requireLeader() }
+        let outcome = try await serving { try await replica.propose(command) }
+        if case .rejected(let reason) = outcome { throw RPCError(code: code, message: reason) }
+        logger.notice(event, metadata: ["node.name": "\(name)", "changed.by": "\(identity)"])
+        guard let node = await replica.node(name) else { throw RPCError(code: .notFound, message: "node \(name) vanished") }
+        return node
+    }
+
+    /// `specola pki revoke SERIAL|ROLE/NAME`: every replica refuses the certificate from the moment it applies this.
+    func revoke(request: Specola_V1_RevokeRequest, context: ServerContext) async throws -> Specola_V1_RevokeResponse {
+        let identity = try CallerIdentity.require(context, roles: [.user])
+        try await serving { try await replica.requireLeader() }
+        let target = try RevocationTarget(parsing: request.target)
+        if case .identity(let revoked) = target, revoked == identity {
+            throw RPCError(code: .invalidArgument, message: "\(identity) may not revoke its own identity; use another operator's certificate")
+        }
+        _ = try await serving {
+            try await replica.propose(.revokeCertificate(
+                serial: target.serial, identity: target.identity, reason: request.reason, by: "\(identity)"))
+        }
+        logger.notice("certificate revoked", metadata: [
+            "revoked.serial": "\(target.serial)", "revoked.identity": "\(target.identity)", "revoked.by": "\(identity)",
+        ])
+        let revoked = await replica.revokedCertificates
+        return .with { $0.revoked = revoked }
+    }
+}
+
+/// What `specola pki revoke` names: one certificate by serial, or every certificate of an identity.
+enum RevocationTarget {
+    case serial(String)
+    case identity(Identity)
+
+    init(parsing text: String) throws {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if let slash = trimmed.firstIndex(of: "/") {
+            guard let role = Role(rawValue: String(trimmed[..<slash])) else {
+                throw RPCError(code: .invalidArgument, message: "'\(text)' names no role; give ROLE/NAME with ROLE one of \(Role.allCases.map(\.rawValue).joined(separator: ", ")), or a certificate serial")
+            }
+            let name = String(trimmed[trimmed.index(after: slash)...])
+            do {
+                try PKI.validate(name: name)
+            } catch {
+                throw RPCError(code: .invalidArgument, message: error.description)
+            }
+            self = .identity(Identity(role: role, name: name))
+            return
+        }
+        let hex = trimmed.lowercased().filter { $0 != ":" }
+        guard !hex.isEmpty, hex.count <= 40, hex.allSatisfy(\.isHexDigit) else {
+            throw RPCError(code: .invalidArgument, message: "'\(text)' is neither a certificate serial (hex, e.g. from `openssl x509 -noout -serial`) nor ROLE/NAME (e.g. node/node1)")
+        }
+        self = .serial(DenyList.normalized(serial: hex))
+    }
+
+    var serial: String {
+        if case .serial(let serial) = self { return serial }
+        return ""
+    }
+
+    var identity: String {
+        if case .identity(let identity) = self { return identity.description }
+        return ""
     }
 }

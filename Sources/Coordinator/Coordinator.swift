@@ -6,6 +6,7 @@ import Logging
 import ServiceLifecycle
 import SpecolaProtocol
 import SpecolaRaft
+import NIOCertificateReloading
 
 /// One coordinator replica: Raft, the agent link, the CLI, KV and membership
 /// APIs on the gRPC port, and metrics on their own port. SIGTERM hands
@@ -19,9 +20,9 @@ public struct Coordinator: Service {
         self.logger = logger
     }
 
-    func makeReplica() throws -> (Replica, PeerTransport) {
+    func makeReplica(reloader: (any CertificateReloader)? = nil) throws -> (Replica, PeerTransport) {
         let storage = try RaftStorage(path: config.dataDir + "/raft.sqlite")
-        let transport = PeerTransport(selfID: config.id, tls: config.tls, logger: logger)
+        let transport = PeerTransport(selfID: config.id, tls: config.tls, reloader: reloader, logger: logger)
         var settings = Replica.Settings(id: config.id, name: config.name)
         settings.tick = .milliseconds(config.raft.tickMs)
         settings.electionTicks = config.raft.electionTicks
@@ -40,10 +41,13 @@ public struct Coordinator: Service {
         guard identity.role == .coordinator else {
             throw TLSFileError(path: config.tls.cert, problem: "is for \(identity), but a coordinator needs a coordinator certificate")
         }
-        let (replica, transport) = try makeReplica()
+        // Re-issued certificates and keys take effect for new connections without a restart.
+        let reloader = try config.tls.makeReloader(logger: logger)
+        let (replica, transport) = try makeReplica(reloader: reloader)
         defer { transport.stopAll() }
         let hub = InstructionHub(logger: logger)
-        let jobController = JobController(replica: replica, hub: hub, logger: logger)
+        let jobController = JobController(
+            replica: replica, hub: hub, settings: .init(retention: config.jobs.duration), logger: logger)
         let workloadController = WorkloadController(replica: replica, hub: hub, logger: logger)
         let alertController = try makeAlertController(replica)
         let health = HealthController(
@@ -59,12 +63,13 @@ public struct Coordinator: Service {
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
-                transportSecurity: config.tls.serverSecurity,
+                transportSecurity: config.tls.serverSecurity(reloader: reloader),
                 config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
             services: [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
                                  selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
+                                 autoAccept: config.nodes.autoAccept,
                                  hub: hub, controller: jobController, logger: logger,
                                  onWorkloadEvents: { workloadController.nudge() }),
                 JobsService(replica: replica, controller: jobController, logger: logger),
@@ -74,8 +79,9 @@ public struct Coordinator: Service {
                 KVService(replica: replica),
                 MembershipService(replica: replica, alerts: alertController, logger: logger),
                 AlertsService(replica: replica, controller: alertController, logger: logger),
-            ])
-        let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, logger: logger)
+            ],
+            interceptors: [RevocationInterceptor(denyList: replica.denyList)])
+        let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger)
         let notifier = SystemdNotifier()
         let logger = self.logger
 
@@ -97,6 +103,10 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await replica.runTicker()
+                return false
+            }
+            group.addTask {
+                try? await reloader.run()
                 return false
             }
             group.addTask {
@@ -164,7 +174,12 @@ public struct Coordinator: Service {
             "alert.receivers": "\(receivers.map(\.name))", "alert.routes": "\(settings.routing.routes.count)",
             "alert.threshold_rules": "\(settings.thresholdRules.map(\.name))",
         ])
-        return AlertController(replica: replica, receivers: receivers, settings: settings, logger: logger)
+        let tls = config.tls
+        return AlertController(replica: replica, receivers: receivers, settings: settings, certificates: {
+            MetricsServer.certificates(tls).map {
+                CertificateExpiry(name: $0.subject, path: $0.path, notValidAfterUnixMs: Int64($0.notValidAfterUnixSeconds * 1000))
+            }
+        }, logger: logger)
     }
 
     /// A leader that is asked to stop first makes another voter leader, so writes pause only briefly.

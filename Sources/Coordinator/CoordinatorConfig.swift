@@ -25,11 +25,15 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var alerting: AlertingConfig
     /// What host access HA VMs and pods may have.
     public var workloads: WorkloadPolicy
+    /// How new nodes join.
+    public var nodes: NodeAdmission
+    /// How long finished jobs stay.
+    public var jobs: JobRetention
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
-        case alerting, workloads
+        case alerting, workloads, nodes, jobs
     }
 
     public init(from decoder: any Decoder) throws {
@@ -54,6 +58,8 @@ public struct CoordinatorConfig: Decodable, Sendable {
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
         alerting = try c.decodeIfPresent(AlertingConfig.self, forKey: .alerting) ?? AlertingConfig()
         workloads = try c.decodeIfPresent(WorkloadPolicy.self, forKey: .workloads) ?? WorkloadPolicy()
+        nodes = try c.decodeIfPresent(NodeAdmission.self, forKey: .nodes) ?? NodeAdmission()
+        jobs = try c.decodeIfPresent(JobRetention.self, forKey: .jobs) ?? JobRetention()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")
@@ -80,6 +86,42 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var selfMember: Specola_V1_Member {
         peers.first { $0.id == id } ?? .with { $0.id = id; $0.name = name; $0.address = listen.description }
     }
+}
+
+/// `nodes:` — whether a node with a valid certificate joins by itself.
+public struct NodeAdmission: Decodable, Sendable {
+    /// Off by default: a new node waits for `specola node accept NAME`, and its labels are the
+    /// operator's. On (dev clusters, tests): it joins at once and its agent declares its labels.
+    public var autoAccept = false
+
+    public init(autoAccept: Bool = false) { self.autoAccept = autoAccept }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case autoAccept }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        autoAccept = try c.decodeIfPresent(Bool.self, forKey: .autoAccept) ?? false
+    }
+}
+
+/// `jobs:` — how long a finished job, its logs and its step outputs stay in the replicated state.
+public struct JobRetention: Decodable, Sendable {
+    /// Seconds after a job finishes; 0 keeps finished jobs forever. Default 7 days.
+    public var retention: Double = 7 * 86_400
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case retention }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        retention = try c.decodeIfPresent(Double.self, forKey: .retention) ?? retention
+        guard retention >= 0, retention.isFinite else {
+            throw DecodingError.dataCorruptedError(forKey: .retention, in: c, debugDescription: "must be 0 (keep forever) or a number of seconds")
+        }
+    }
+
+    var duration: Duration? { retention > 0 ? .milliseconds(Int64(retention * 1000)) : nil }
 }
 
 /// One replica in `peers`.

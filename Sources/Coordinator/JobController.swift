@@ -16,6 +16,8 @@ final class JobController: Sendable {
         var interval: Duration = .milliseconds(500)
         /// Placements per Raft entry.
         var batchSize = 4_096
+        /// How long a finished job (its logs and step outputs) stays; nil keeps it forever.
+        var retention: Duration? = nil
     }
 
     let replica: Replica
@@ -56,8 +58,22 @@ final class JobController: Sendable {
             await commit(plan.placements, jobOf: jobOf)
         }
         await requeue(downNodeWork, now: now)
+        await forgetExpiredJobs(now: now)
         hub.dispatch(await replica.replicatedState)
         return planTime
+    }
+
+    /// Finished jobs older than `retention` leave the replicated state (jobs.retention).
+    private func forgetExpiredJobs(now: Int64) async {
+        guard let retention = settings.retention else { return }
+        let cutoff = now - Int64(retention.components.seconds * 1000 + retention.components.attoseconds / 1_000_000_000_000_000)
+        guard await replica.replicatedState.jobs.hasJobs(finishedBefore: cutoff) else { return }
+        do {
+            _ = try await replica.propose(.forgetJobs(finishedBefore: cutoff))
+            logger.info("forgot jobs past their retention", metadata: ["jobs.finished.before.unix.ms": "\(cutoff)"])
+        } catch {
+            logger.warning("expired jobs not forgotten; the next pass tries again", metadata: ["error": "\(error)"])
+        }
     }
 
     private func plannedPass(now: Int64) async -> (Plan?, [String: String], [String: [String]]) {

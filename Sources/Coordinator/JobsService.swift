@@ -120,18 +120,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         guard !wanted.isEmpty else {
             throw RPCError(code: .notFound, message: "job '\(entry.id)' has no task '\(request.taskID)'; `specola job status \(entry.id)` lists its tasks")
         }
-        return .with {
-            $0.tasks = wanted.map { taskID in
-                let log = entry.logs[taskID]
-                return .with {
-                    $0.taskID = taskID
-                    $0.allocationID = log?.allocationID ?? ""
-                    $0.node = log?.node ?? ""
-                    $0.stdout = log?.stdout ?? ""
-                    $0.stderr = log?.stderr ?? ""
-                }
-            }
-        }
+        return try LogPage(request: request, total: wanted.count).response(tasks: wanted, logs: entry.logs)
     }
 
     func setNodeScheduling(request: Specola_V1_SetNodeSchedulingRequest, context: ServerContext) async throws -> Specola_V1_Node {
@@ -252,5 +241,50 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
                 }
             }
         }
+    }
+}
+
+/// Where a `Logs` page starts and how many tasks it may hold. The token is the index of the
+/// next task in the job's order, so pages stay stable while a job runs (tasks only append).
+struct LogPage {
+    static let defaultSize = 100
+    static let maxSize = 1_000
+    /// A page stops once it holds this much output (at least one task is always sent).
+    static let maxBytes = 1 << 20
+
+    let start: Int
+    let size: Int
+
+    init(request: Specola_V1_JobLogsRequest, total: Int) throws {
+        size = request.pageSize == 0 ? Self.defaultSize : min(Int(request.pageSize), Self.maxSize)
+        if request.pageToken.isEmpty {
+            start = 0
+        } else if let index = Int(request.pageToken), (0...total).contains(index) {
+            start = index
+        } else {
+            throw RPCError(code: .invalidArgument, message: "page token '\(request.pageToken)' is not from this job's logs; start again without one")
+        }
+    }
+
+    /// The page of `tasks` (in job order) this request asks for, with the token of the next.
+    func response(tasks: [String], logs: [String: Specola_V1_TaskLog]) -> Specola_V1_JobLogsResponse {
+        var response = Specola_V1_JobLogsResponse()
+        var bytes = 0
+        var next = start
+        while next < tasks.count && response.tasks.count < size && (response.tasks.isEmpty || bytes < Self.maxBytes) {
+            let taskID = tasks[next]
+            let log = logs[taskID]
+            response.tasks.append(.with {
+                $0.taskID = taskID
+                $0.allocationID = log?.allocationID ?? ""
+                $0.node = log?.node ?? ""
+                $0.stdout = log?.stdout ?? ""
+                $0.stderr = log?.stderr ?? ""
+            })
+            bytes += (log?.stdout.utf8.count ?? 0) + (log?.stderr.utf8.count ?? 0)
+            next += 1
+        }
+        if next < tasks.count { response.nextPageToken = String(next) }
+        return response
     }
 }

@@ -10,8 +10,12 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     static let maxKeyBytes = 1_024
     static let maxValueBytes = 1 << 20
 
-    private func authorize(_ context: ServerContext) throws {
-        _ = try CallerIdentity.require(context, roles: [.user, .coordinator, .node])
+    /// Users and coordinators reach the whole store; a node only its own `nodes/NAME/` prefix.
+    private func authorize(_ context: ServerContext, key: String, listing: Bool = false) throws {
+        let caller = try CallerIdentity.require(context, roles: [.user, .coordinator, .node])
+        if caller.role == .node, let refusal = KVScope.refusal(node: caller.name, key: key, listing: listing) {
+            throw RPCError(code: .permissionDenied, message: refusal)
+        }
     }
 
     private func check(key: String, value: Data = Data()) throws {
@@ -39,19 +43,19 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     }
 
     func put(request: Specola_V1_KvPutRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
-        try authorize(context)
+        try authorize(context, key: request.key)
         try check(key: request.key, value: request.value)
         return try await write(stamped { $0.kvPut = .with { $0.key = request.key; $0.value = request.value } })
     }
 
     func delete(request: Specola_V1_KvDeleteRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
-        try authorize(context)
+        try authorize(context, key: request.key)
         try check(key: request.key)
         return try await write(stamped { $0.kvDelete = .with { $0.key = request.key } })
     }
 
     func compareAndSwap(request: Specola_V1_KvCasRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
-        try authorize(context)
+        try authorize(context, key: request.key)
         try check(key: request.key, value: request.newValue)
         guard request.expect != nil else {
             throw RPCError(code: .invalidArgument, message: "compare-and-swap needs an expected value or an expected mod revision (0 = key absent)")
@@ -70,7 +74,7 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     }
 
     func get(request: Specola_V1_KvGetRequest, context: ServerContext) async throws -> Specola_V1_KvGetResponse {
-        try authorize(context)
+        try authorize(context, key: request.key)
         if !request.stale { try await serving { try await replica.readBarrier() } }
         let entry = await replica.kvGet(request.key)
         let revision = await replica.kvRevision
@@ -81,7 +85,7 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     }
 
     func list(request: Specola_V1_KvListRequest, context: ServerContext) async throws -> Specola_V1_KvListResponse {
-        try authorize(context)
+        try authorize(context, key: request.prefix, listing: true)
         if !request.stale { try await serving { try await replica.readBarrier() } }
         let entries = await replica.kvList(prefix: request.prefix, limit: Int(request.limit))
         let revision = await replica.kvRevision

@@ -87,6 +87,28 @@ public enum MetricsRenderer {
         return out.text
     }
 
+    /// One certificate this replica uses, for the expiry gauge.
+    public struct CertificateExpiry: Sendable {
+        /// "ca" or "leaf".
+        public var kind: String
+        public var path: String
+        public var subject: String
+        public var notValidAfterUnixSeconds: Double
+    }
+
+    /// `specola_certificate_expiry_seconds`: seconds left (negative once expired) for the replica's own
+    /// certificate and each CA in its CA file, read on every scrape so a reload shows at once.
+    public static func renderCertificates(_ certificates: [CertificateExpiry], nowUnixSeconds: Double) -> String {
+        var out = MetricsText()
+        out.family("specola_certificate_expiry_seconds", "Seconds until the certificate expires (negative: expired).", "gauge")
+        for certificate in certificates {
+            out.sample("specola_certificate_expiry_seconds",
+                       ["kind": certificate.kind, "path": certificate.path, "subject": certificate.subject],
+                       (certificate.notValidAfterUnixSeconds - nowUnixSeconds).rounded(.down))
+        }
+        return out.text
+    }
+
     static func stateValue(_ state: Specola_V1_SensorState) -> Double {
         switch state {
         case .nominal: return 0

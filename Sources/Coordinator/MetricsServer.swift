@@ -1,4 +1,5 @@
 import SpecolaClusterCore
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -10,6 +11,7 @@ import SpecolaProtocol
 struct MetricsServer: Sendable {
     let endpoint: HostPort
     let replica: Replica
+    let tls: TLSFiles
     let logger: Logger
 
     /// Binds and serves until cancelled; `onBound` gets the bound port (useful with port 0).
@@ -73,6 +75,7 @@ struct MetricsServer: Sendable {
             text += MetricsRenderer.renderRaft(
                 isLeader: await replica.isLeader, term: await replica.term,
                 commit: await replica.commitIndex, applied: await replica.appliedIndex)
+            text += MetricsRenderer.renderCertificates(Self.certificates(tls), nowUnixSeconds: Date().timeIntervalSince1970)
             return (.ok, text, "text/plain; version=0.0.4; charset=utf-8")
         case "/healthz":
             return (.ok, "ok\n", "text/plain")
@@ -83,5 +86,18 @@ struct MetricsServer: Sendable {
         default:
             return (.notFound, "not found; try /metrics, /healthz or /readyz\n", "text/plain")
         }
+    }
+
+    /// What the files hold now; a file that does not read is left out (start-up validated them).
+    static func certificates(_ tls: TLSFiles) -> [MetricsRenderer.CertificateExpiry] {
+        var result: [MetricsRenderer.CertificateExpiry] = []
+        for ca in (try? CertificateBundle.load(path: tls.ca)) ?? [] {
+            result.append(.init(kind: "ca", path: tls.ca, subject: "\(ca.subject)", notValidAfterUnixSeconds: ca.notValidAfter.timeIntervalSince1970))
+        }
+        if let leaf = (try? CertificateBundle.load(path: tls.cert))?.first {
+            let subject = PKI.identity(of: leaf)?.description ?? "\(leaf.subject)"
+            result.append(.init(kind: "leaf", path: tls.cert, subject: subject, notValidAfterUnixSeconds: leaf.notValidAfter.timeIntervalSince1970))
+        }
+        return result
     }
 }

@@ -6,6 +6,7 @@ import Logging
 import SpecolaProtocol
 import SpecolaRaft
 import Synchronization
+import NIOCertificateReloading
 
 /// Carries Raft messages to the other replicas over gRPC with mutual TLS.
 /// One sender per peer keeps that peer's messages in order; when a peer is
@@ -13,12 +14,15 @@ import Synchronization
 public final class PeerTransport: Sendable {
     let selfID: NodeID
     let tls: TLSFiles
+    /// This replica's own certificate as it is reloaded; nil reads the files once per connection.
+    let reloader: (any CertificateReloader)?
     let logger: Logger
     private let senders = Mutex<[NodeID: PeerSender]>([:])
 
-    public init(selfID: NodeID, tls: TLSFiles, logger: Logger) {
+    public init(selfID: NodeID, tls: TLSFiles, reloader: (any CertificateReloader)? = nil, logger: Logger) {
         self.selfID = selfID
         self.tls = tls
+        self.reloader = reloader
         self.logger = logger
     }
 
@@ -34,7 +38,7 @@ public final class PeerTransport: Sendable {
                 }
                 if let existing = senders[id], existing.endpoint == endpoint { continue }
                 senders[id]?.stop()
-                senders[id] = PeerSender(selfID: selfID, peer: member, endpoint: endpoint, tls: tls, logger: logger)
+                senders[id] = PeerSender(selfID: selfID, peer: member, endpoint: endpoint, tls: tls, reloader: reloader, logger: logger)
             }
         }
     }
@@ -63,11 +67,12 @@ final class PeerSender: Sendable {
     private let queue = PeerQueue()
     private let task: Task<Void, Never>
 
-    init(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles, logger: Logger) {
+    init(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles, reloader: (any CertificateReloader)?,
+         logger: Logger) {
         self.endpoint = endpoint
         let queue = self.queue
         task = Task {
-            await Self.run(selfID: selfID, peer: peer, endpoint: endpoint, tls: tls, logger: logger, queue: queue)
+            await Self.run(selfID: selfID, peer: peer, endpoint: endpoint, tls: tls, reloader: reloader, logger: logger, queue: queue)
         }
     }
 
@@ -78,8 +83,8 @@ final class PeerSender: Sendable {
         queue.finish()
     }
 
-    private static func run(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles, logger: Logger,
-                            queue: PeerQueue) async {
+    private static func run(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles,
+                            reloader: (any CertificateReloader)?, logger: Logger, queue: PeerQueue) async {
         func noteFailure(_ error: any Error) {
             if queue.healthy.exchange(false, ordering: .relaxed) {
                 logger.warning("cannot reach replica; dropping its Raft messages until it answers", metadata: [
@@ -93,7 +98,11 @@ final class PeerSender: Sendable {
             do {
                 let transport = try HTTP2ClientTransport.Posix(
                     target: .ipv4(address: endpoint.host, port: endpoint.port),
-                    transportSecurity: tls.clientSecurity,
+                    transportSecurity: tls.clientSecurity(serverHost: endpoint.host, reloader: reloader) { refusal in
+                        logger.error("refused a peer's certificate", metadata: [
+                            "peer.name": "\(peer.name)", "peer.address": "\(endpoint)", "reason": "\(refusal.reason)",
+                        ])
+                    },
                     config: .defaults {
                         $0.backoff.initial = .milliseconds(50)
                         $0.backoff.max = .milliseconds(500)

@@ -42,11 +42,11 @@ struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
             }
         }
         // One actor call both checks the sender and steps the messages (this is the hot path).
-        if let expected = await replica.receive(messages, from: request.fromID, certifiedAs: caller.name) {
-            logger.warning("refused Raft traffic: certificate does not match the sending replica", metadata: [
-                "cert.identity": "\(caller)", "claimed.id": "\(request.fromID)", "member.name": "\(expected)",
+        if let reason = await replica.receive(messages, from: request.fromID, certifiedAs: caller.name) {
+            logger.warning("refused Raft traffic: the sender is not the member its certificate names", metadata: [
+                "cert.identity": "\(caller)", "claimed.id": "\(request.fromID)", "reason": "\(reason)",
             ])
-            throw RPCError(code: .permissionDenied, message: "\(caller) may not send as replica \(request.fromID) (\(expected))")
+            throw RPCError(code: .permissionDenied, message: "\(caller) may not send as replica \(request.fromID): \(reason)")
         }
     }
 }

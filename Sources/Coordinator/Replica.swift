@@ -58,6 +58,8 @@ public actor Replica {
     private let staticPeers: [NodeID: Specola_V1_Member]
     /// Where every replica is: derived from `staticPeers` and the replicated members, kept current.
     private var addressBook: [NodeID: Specola_V1_Member] = [:]
+    /// The applied deny list, for the interceptor that checks every call.
+    nonisolated let denyList = DenyList()
     private(set) var state: ClusterState
     private var applied: Index
     private var appliedTerm: Term = 0
@@ -129,6 +131,7 @@ public actor Replica {
         raft = RaftNode(config: config, persisted: persisted)
         addressBook = staticPeers.merging(state.members) { _, newer in newer }
         transport.update(addresses: addressBook)
+        denyList.replace(with: state.revoked)
     }
 
     /// Rebuilds the address book (config peers, overridden by replicated members) and repoints the transport.
@@ -156,10 +159,16 @@ public actor Replica {
         }
     }
 
-    /// Steps a peer's batch, unless the sender's certificate names another replica than
-    /// the one the address book has for `sender`; then returns that expected name instead.
+    /// Steps a peer's batch, unless `sender` is not in the address book or the sender's
+    /// certificate names another replica than the one the book has for it; then returns why not.
     public func receive(_ messages: [Message], from sender: NodeID, certifiedAs certificateName: String) -> String? {
-        if let member = addressBook[sender], member.name != certificateName { return member.name }
+        guard let member = addressBook[sender] else {
+            let known = addressBook.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value.name))" }.joined(separator: ", ")
+            return "replica id \(sender) is not a member of this group (members: \(known)); add it with `specola members add` first"
+        }
+        guard member.name == certificateName else {
+            return "replica id \(sender) is \(member.name), not \(certificateName)"
+        }
         receive(messages)
         return nil
     }
@@ -283,6 +292,7 @@ public actor Replica {
                 let command = try Specola_V1_Command(serializedBytes: entry.data)
                 outcome = state.apply(command)
                 if case .setMember = command.kind { refreshAddressBook() }
+                if case .revokeCertificate = command.kind { denyList.replace(with: state.revoked) }
             } catch {
                 // Only our own leaders write entries; an undecodable one is a bug, never skip silently.
                 logger.critical("undecodable command in the Raft log", metadata: ["raft.index": "\(entry.index)", "error": "\(error)"])
@@ -307,6 +317,7 @@ public actor Replica {
             applied = snapshot.meta.index
             appliedTerm = snapshot.meta.term
             refreshAddressBook()
+            denyList.replace(with: state.revoked)
             logger.info("state restored from a leader snapshot", metadata: ["raft.index": "\(snapshot.meta.index)"])
         } catch {
             logger.critical("leader snapshot does not decode; this replica stops", metadata: ["error": "\(error)"])
@@ -568,6 +579,13 @@ public actor Replica {
     public func node(_ name: String) -> Specola_V1_Node? {
         state.nodes[name].map(withLiveness)
     }
+
+    /// Agents waiting for `specola node accept`, by name.
+    public func pendingNodes() -> [Specola_V1_PendingNode] {
+        state.pendingNodes.values.sorted { $0.name < $1.name }
+    }
+
+    public var revokedCertificates: [Specola_V1_RevokedCertificate] { state.revoked }
 
     public func allNodes() -> [Specola_V1_Node] {
         state.nodes.values.sorted { $0.name < $1.name }.map(withLiveness)

@@ -94,7 +94,7 @@ public enum SchedulerBenchmark {
         let now = WallClock.nowUnixMs()
         try await inParallel(count) { index in
             let name = "sim\(index)"
-            _ = try await leader.propose(.registerNode(name: name, address: "", agentVersion: "sim", labels: ["rack": "r\(index % 16)"], atUnixMs: now))
+            _ = try await leader.propose(.registerNode(name: name, address: "", agentVersion: "sim", labels: ["rack": "r\(index % 16)"], autoAccept: true, atUnixMs: now))
             let report = Specola_V1_Report.with {
                 $0.seq = 1
                 $0.full = true

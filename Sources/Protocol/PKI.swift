@@ -206,7 +206,8 @@ public enum PKI {
             let extensions = try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
-                try ExtendedKeyUsage([.serverAuth, .clientAuth])
+                // Only coordinators serve; a node or user certificate cannot pose as a server.
+                try ExtendedKeyUsage(role == .coordinator ? [.serverAuth, .clientAuth] : [.clientAuth])
                 SubjectAlternativeNames(names)
                 SubjectKeyIdentifier(hash: publicKey)
                 AuthorityKeyIdentifier(keyIdentifier: caSKI.keyIdentifier)
@@ -268,6 +269,11 @@ public enum PKI {
         for raw in sans {
             let san = raw.trimmingCharacters(in: .whitespaces)
             let general: GeneralName
+            if san.contains("*") {
+                throw PKIError(
+                    .invalidSAN,
+                    "invalid --san '\(raw)': wildcard names are not issued; give each host's DNS name or address")
+            }
             if let ip = ipAddressBytes(san) {
                 general = .ipAddress(ASN1OctetString(contentBytes: ip[...]))
             } else if isDNSName(san) {
@@ -298,10 +304,9 @@ public enum PKI {
         return nil
     }
 
-    /// Letters, digits, '-' and '.' labels; a leading `*.` wildcard is allowed.
+    /// Letters, digits, '-' and '.' labels.
     static func isDNSName(_ s: String) -> Bool {
         var body = Substring(s)
-        if body.hasPrefix("*.") { body = body.dropFirst(2) }
         if body.hasSuffix(".") { body = body.dropLast() }
         guard !body.isEmpty, body.utf8.count <= 253 else { return false }
         return body.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCNIOTransportHTTP2
+import NIOCertificateReloading
 import X509
 
 /// The three PEM files every Specola program needs for mutual TLS: the cluster
@@ -29,7 +30,7 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
     /// a message naming it instead of failing later inside a handshake.
     @discardableResult
     public func validate(now: Date = Date()) throws -> Identity {
-        let caCert = try Self.loadCertificate(ca, what: "CA certificate")
+        let caCerts = try CertificateBundle.load(path: ca)
         let leaf = try Self.loadCertificate(cert, what: "certificate")
         guard FileManager.default.isReadableFile(atPath: key),
             let keyPEM = try? String(contentsOfFile: key, encoding: .utf8),
@@ -40,7 +41,8 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
         if leaf.notValidAfter < now {
             throw TLSFileError(path: cert, problem: "expired at \(leaf.notValidAfter); issue a new one with `specola pki issue`")
         }
-        if leaf.issuer != caCert.subject {
+        // A CA's name is no proof: another CA may carry the same one. Its key must have signed the leaf.
+        if !caCerts.contains(where: { $0.subject == leaf.issuer && $0.publicKey.isValidSignature(leaf.signature, for: leaf) }) {
             throw TLSFileError(path: cert, problem: "was not issued by the CA in \(ca) (issuer \(leaf.issuer)); use a certificate from this cluster's CA")
         }
         guard let identity = PKI.identity(of: leaf) else {
@@ -60,26 +62,40 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
         }
     }
 
-    /// Server side: a client certificate signed by the cluster CA is required.
-    public var serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity {
-        .mTLS(
+    /// Server side: a client certificate from a CA in the CA file is required. The file is read at
+    /// every handshake (`ClientChainCheck`), so a CA bundle swapped in during a rotation takes
+    /// effect at once; with `reloader`, so does a re-issued server certificate.
+    public func serverSecurity(reloader: (any CertificateReloader)? = nil) -> HTTP2ServerTransport.Posix.TransportSecurity {
+        let check = ClientChainCheck(caPath: ca)
+        return .mTLS(
             certificateChain: [.file(path: cert, format: .pem)],
             privateKey: .file(path: key, format: .pem)
         ) { config in
             config.trustRoots = .certificates([.file(path: ca, format: .pem)])
             config.clientCertificateVerification = .noHostnameVerification
+            config.customVerificationCallback = check.callback()
+            config.certificateReloader = reloader
         }
     }
 
-    /// Client side: the server must present a certificate from the cluster CA
-    /// that names the address dialled.
-    public var clientSecurity: HTTP2ClientTransport.Posix.TransportSecurity {
-        .mTLS(
+    public var serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity { serverSecurity() }
+
+    /// Client side: the server must present a coordinator certificate from the cluster CA
+    /// that names `serverHost` (see `CoordinatorServerCheck`); `onRefusal` hears why one was refused,
+    /// because the handshake failure the caller sees does not say.
+    public func clientSecurity(
+        serverHost: String, reloader: (any CertificateReloader)? = nil,
+        onRefusal: @escaping @Sendable (ServerRefusal) -> Void = { _ in }
+    ) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        let check = CoordinatorServerCheck(caPath: ca, serverHost: serverHost)
+        return .mTLS(
             certificateChain: [.file(path: cert, format: .pem)],
             privateKey: .file(path: key, format: .pem)
         ) { config in
             config.trustRoots = .certificates([.file(path: ca, format: .pem)])
             config.serverCertificateVerification = .fullVerification
+            config.customVerificationCallback = check.callback(onRefusal: onRefusal)
+            config.certificateReloader = reloader
         }
     }
 }

@@ -21,6 +21,30 @@ import CooperativePoolWatch
         #expect(outcome.stdout.contains("item=b alloc=e1"))
     }
 
+    /// Peak resident memory of this process so far (VmHWM), in bytes.
+    static func peakResidentBytes() throws -> Int {
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") })
+        let kilobytes = try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
+        return kilobytes * 1024
+    }
+
+    /// The agent runs as root: a task's output is a rolling tail, never buffered whole.
+    @Test func aTaskThatPrintsOneGiBKeepsOnlyItsTail() async throws {
+        let before = try Self.peakResidentBytes()
+        let spec = TaskSpec(allocationID: "e-big", image: "", command: [
+            "/bin/sh", "-c", "head -c 1073741824 /dev/zero | tr '\\0' x; echo; echo the-end; head -c 1073741824 /dev/zero | tr '\\0' y >&2",
+        ])
+        let outcome = try await driver.run(spec)
+        let growth = try Self.peakResidentBytes() - before
+        #expect(outcome.exitCode == 0)
+        #expect(outcome.stdout.hasPrefix("…"))
+        #expect(outcome.stdout.hasSuffix("x\nthe-end\n"))
+        #expect(outcome.stdout.utf8.count == TaskOutcome.outputLimit + "…".utf8.count)
+        #expect(outcome.stderr.utf8.count == TaskOutcome.outputLimit + "…".utf8.count)
+        #expect(growth < 64 << 20, "peak RSS grew by \(growth >> 20) MiB while the task printed 2 GiB")
+    }
+
     @Test func aTimeoutKillsTheProcess() async throws {
         var spec = TaskSpec(allocationID: "e2", image: "", command: ["/bin/sleep", "30"])
         spec.timeout = .seconds(1)

@@ -46,7 +46,7 @@ import CooperativePoolWatch
 
     @Test func anOperatorsFenceIsRememberedUntilTheNodeIsBack() {
         var state = ClusterState()
-        _ = state.apply(.registerNode(name: "n1", address: "", agentVersion: "t", labels: [:], atUnixMs: 1))
+        _ = state.apply(.registerNode(name: "n1", address: "", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: 1))
         func step(_ status: String, by operator: String = "") {
             _ = state.apply(.with {
                 $0.proposedAtUnixMs = 10

@@ -34,6 +34,30 @@ import CooperativePoolWatch
         }.sorted()
     }
 
+    /// CertificateExpiring: warns within 30 days of expiry, once, and resolves when the file holds a later certificate.
+    @Test func aCertificateCloseToExpiryFiresOnceAndAReissueResolvesIt() {
+        var state = ClusterState()
+        var evaluator = AlertRuleEvaluator()
+        let day: Int64 = 86_400_000
+        func certificates(_ input: AlertRuleInput, notAfter: Int64) -> AlertRuleInput {
+            var input = input
+            input.certificates = [CertificateExpiry(name: "coordinator/c1", path: "/etc/specola/c1.pem", notValidAfterUnixMs: notAfter)]
+            return input
+        }
+        func pass(at now: Int64, notAfter: Int64) -> [AlertChange] {
+            let changes = evaluator.evaluate(certificates(input(state, [:], at: now), notAfter: notAfter))
+            AlertFixture.commit(changes, to: &state, at: now)
+            return changes
+        }
+        #expect(pass(at: t0, notAfter: t0 + 40 * day).isEmpty)
+        #expect(pass(at: t0 + 11 * day, notAfter: t0 + 40 * day).count == 1)
+        #expect(firing(state) == ["CertificateExpiring certificate=coordinator/c1 path=/etc/specola/c1.pem"])
+        #expect(state.alerts.sortedAlerts.first?.summary == "certificate coordinator/c1 expires in 29 days")
+        #expect(pass(at: t0 + 12 * day, notAfter: t0 + 40 * day).isEmpty, "level-triggered: no second fire")
+        #expect(pass(at: t0 + 13 * day, notAfter: t0 + 400 * day).count == 1)
+        #expect(firing(state).isEmpty)
+    }
+
     @Test func nodeDownFiresOnceAndResolvesOnlyAfterTheAgentIsHeardFromAgain() {
         var state = AlertFixture.registered("n1", "n2", at: t0)
         var evaluator = AlertRuleEvaluator()
@@ -51,7 +75,7 @@ import CooperativePoolWatch
         #expect(firing(state) == ["NodeDown node=n1"])
 
         // The agent registers again (a committed lastSeen after the alert): now it resolves.
-        _ = state.apply(.registerNode(name: "n1", address: "127.0.1.1", agentVersion: "t", labels: [:], atUnixMs: t0 + 20_000))
+        _ = state.apply(.registerNode(name: "n1", address: "127.0.1.1", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: t0 + 20_000))
         let resolved = pass(&newLeader, &state, ["n1": .ready, "n2": .ready], at: t0 + 20_100)
         #expect(resolved == [.resolve(rule: BuiltinRule.nodeDown, labels: ["node": "n1"], atUnixMs: t0 + 20_100)])
         #expect(firing(state).isEmpty)

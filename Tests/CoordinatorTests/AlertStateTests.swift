@@ -13,7 +13,7 @@ enum AlertFixture {
     static func registered(_ names: String..., at: Int64 = 1_000) -> ClusterState {
         var state = ClusterState()
         for name in names {
-            _ = state.apply(.registerNode(name: name, address: "127.0.1.1", agentVersion: "t", labels: [:], atUnixMs: at))
+            _ = state.apply(.registerNode(name: name, address: "127.0.1.1", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: at))
         }
         return state
     }

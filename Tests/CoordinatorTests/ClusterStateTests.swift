@@ -15,7 +15,7 @@ import CooperativePoolWatch
 
     func registered(_ name: String = "a") -> ClusterState {
         var state = ClusterState()
-        _ = state.apply(.registerNode(name: name, address: "127.0.1.1", agentVersion: "t", labels: [:], atUnixMs: 1))
+        _ = state.apply(.registerNode(name: name, address: "127.0.1.1", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: 1))
         return state
     }
 

@@ -49,7 +49,7 @@ final class RecordingPowerControl: NodePowerControl {
         defer { ticker.cancel() }
         try await waitUntil("a single voter to lead") { await replica.isLeader }
         for name in ["n1", "n2"] {
-            _ = try await replica.propose(.registerNode(name: name, address: "x", agentVersion: "v", labels: [:], atUnixMs: 1))
+            _ = try await replica.propose(.registerNode(name: name, address: "x", agentVersion: "v", labels: [:], autoAccept: true, atUnixMs: 1))
         }
         let policy = NodeHealth.Policy(suspectAfterMs: 100, downAfterMs: 200, selfFenceAfterMs: 0, leaseMarginMs: 0,
                                        maxFencedFraction: maxFencedFraction)

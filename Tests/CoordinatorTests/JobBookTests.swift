@@ -21,7 +21,7 @@ import CooperativePoolWatch
     static func cluster(nodes: [String] = ["n1", "n2"]) -> ClusterState {
         var state = ClusterState()
         for name in nodes {
-            _ = state.apply(.registerNode(name: name, address: "", agentVersion: "t", labels: [:], atUnixMs: 1))
+            _ = state.apply(.registerNode(name: name, address: "", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: 1))
         }
         _ = state.apply(submit(pipeline()))
         return state
@@ -55,6 +55,29 @@ import CooperativePoolWatch
     }
 
     func task(_ state: ClusterState, _ id: String) -> TaskRun? { state.jobs.jobs["p"]?.run.tasks[id] }
+
+    /// jobs.retention: a finished job, its logs and its step outputs leave the state; a running one stays.
+    @Test mutating func finishedJobsAreForgottenAfterTheirRetention() throws {
+        var state = Self.cluster()
+        let single = JobSpec(kind: .job, metadata: JobMetadata(name: "one", owner: "o", project: "x"),
+                             tasks: [TaskSpec(name: "t", driver: .exec(command: "/bin/true", args: []), outputs: ["r"])])
+        _ = state.apply(Self.submit(single))
+        _ = state.apply(Self.place("one/t", on: "n1", as: "b1", job: "one"))
+        _ = state.apply(Self.place("p/prepare", on: "n2", as: "a1"))
+        _ = state.apply(event("n1", "b1", .exited, exit: 0, outputs: ["r": "42"]))
+        #expect(state.jobs.jobs["one"]?.finishedAtUnixMs == 30)
+        #expect(state.kv["jobs/one/outputs/t/t/r"]?.value == Data("42".utf8))
+
+        _ = state.apply(.forgetJobs(finishedBefore: 30, atUnixMs: 40))
+        #expect(state.jobs.jobs["one"] != nil, "finished at the cutoff, not before it")
+        let revision = state.kvRevision
+        _ = state.apply(.forgetJobs(finishedBefore: 31, atUnixMs: 41))
+        #expect(state.jobs.jobs["one"] == nil)
+        #expect(state.kv.keys.allSatisfy { !$0.hasPrefix("jobs/one/") })
+        #expect(state.kvRevision == revision + 1)
+        #expect(state.jobs.jobs["p"] != nil, "a running job is never forgotten")
+        #expect(try ClusterState(snapshot: state.snapshot()).jobs.jobs["one"] == nil)
+    }
 
     @Test mutating func aPipelineRunsThroughPlacementEventsAndOutputs() {
         var state = Self.cluster()

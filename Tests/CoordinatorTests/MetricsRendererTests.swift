@@ -31,3 +31,16 @@ import CooperativePoolWatch
         #expect(MetricsRenderer.render(nodes: [node]).contains(#"node="we\"ird\\""#))
     }
 }
+
+/// Certificate expiry as a gauge: seconds left, negative once expired.
+@Suite struct CertificateExpiryMetricTests {
+    @Test func secondsLeftPerCertificate() {
+        let text = MetricsRenderer.renderCertificates([
+            .init(kind: "ca", path: "/etc/specola/ca.pem", subject: "O=specola,CN=specola-ca", notValidAfterUnixSeconds: 1_000_000),
+            .init(kind: "leaf", path: "/etc/specola/c1.pem", subject: "coordinator/c1", notValidAfterUnixSeconds: 999),
+        ], nowUnixSeconds: 1_000.5)
+        #expect(text.contains("# TYPE specola_certificate_expiry_seconds gauge"))
+        #expect(text.contains(#"specola_certificate_expiry_seconds{kind="ca",path="/etc/specola/ca.pem",subject="O=specola,CN=specola-ca"} 998999"#))
+        #expect(text.contains(#"specola_certificate_expiry_seconds{kind="leaf",path="/etc/specola/c1.pem",subject="coordinator/c1"} -2"#))
+    }
+}

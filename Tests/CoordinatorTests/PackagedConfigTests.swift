@@ -27,6 +27,8 @@ import CooperativePoolWatch
         #expect(config.fencing.bmcAddresses["node1"]?.port == 623, "the example names node1's BMC")
         #expect(config.healthPolicy.selfFenceAfterMs == 20_000)
         #expect(config.alerting.receivers.isEmpty, "the alerting example is commented out")
+        #expect(!config.nodes.autoAccept, "a production node waits for `specola node accept`")
+        #expect(config.jobs.retention == 604_800)
     }
 
     @Test func anUnreadableBMCPasswordFileIsAClearError() throws {

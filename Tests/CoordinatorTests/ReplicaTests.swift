@@ -40,7 +40,7 @@ import CooperativePoolWatch
                 guard case .kvWrite(let response) = outcome else { Issue.record("\(outcome)"); return }
                 #expect(response.succeeded)
             }
-            _ = try await replica.propose(.registerNode(name: "n1", address: "x", agentVersion: "v", labels: [:], atUnixMs: 1))
+            _ = try await replica.propose(.registerNode(name: "n1", address: "x", agentVersion: "v", labels: [:], autoAccept: true, atUnixMs: 1))
         }
         let restarted = try makeReplica(dir, snapshotEvery: snapshotEvery)
         let ticker = Task { await restarted.runTicker() }

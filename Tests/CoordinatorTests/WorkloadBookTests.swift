@@ -17,7 +17,7 @@ import CooperativePoolWatch
     static func cluster(_ names: [String] = ["n1", "n2"]) -> ClusterState {
         var state = ClusterState()
         for (index, name) in names.enumerated() {
-            _ = state.apply(.registerNode(name: name, address: "", agentVersion: "t", labels: [:], atUnixMs: 1))
+            _ = state.apply(.registerNode(name: name, address: "", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: 1))
             let facts = Specola_V1_NodeFacts.with {
                 $0.capacity = .with { $0.cpuCores = 4; $0.memoryBytes = UInt64(8 * gib) }
                 $0.vms = .with { $0.available = true }

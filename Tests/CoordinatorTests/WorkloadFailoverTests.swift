@@ -92,7 +92,7 @@ import CooperativePoolWatch
 
         // Two nodes with room, libvirt and podman.
         for command in WorkloadBookTests.cluster(["n1", "n2"]).snapshot().nodes.flatMap({ node in
-            [Specola_V1_Command.registerNode(name: node.name, address: "", agentVersion: "t", labels: [:], atUnixMs: 1),
+            [Specola_V1_Command.registerNode(name: node.name, address: "", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: 1),
              .applyReport(node: node.name, report: .with { $0.seq = 1; $0.full = true; $0.facts = node.facts }, receivedAtUnixMs: 2)]
         }) {
             _ = try await replica.propose(command)

@@ -1,4 +1,6 @@
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import SpecolaProtocol
 import SwiftProtobuf
 import TestSupport
@@ -19,8 +21,9 @@ final class LocalCluster: @unchecked Sendable {
 
     /// `aliases`: more addresses the coordinator's certificate names (for agents that reach it through a NAT alias).
     /// `workloadHostPaths`: HA pods may mount host directories under this cluster's temp dir (ledgers).
+    /// `autoAccept`: nodes join without `specola node accept` (the coordinator's `nodes.autoAccept`).
     init(coordinatorHost: String = "127.0.0.11", aliases: [String] = [], suspectAfter: Double = 3, downAfter: Double = 10,
-         workloadHostPaths: Bool = false, extraConfig: String = "") throws {
+         workloadHostPaths: Bool = false, autoAccept: Bool = true, extraConfig: String = "") throws {
         dir = try TempDir("specola-cluster")
         pki = try TestPKI(in: dir)
         coordinator = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
@@ -34,6 +37,7 @@ final class LocalCluster: @unchecked Sendable {
             dataDir: \(dir.file("data/c1"))
             suspectAfter: \(suspectAfter)
             downAfter: \(downAfter)
+            nodes: {autoAccept: \(autoAccept)}
             tls: {ca: \(pki.directory)/ca.pem, cert: \(pki.directory)/coordinator-c1.pem, key: \(pki.directory)/coordinator-c1-key.pem}
             \(workloadHostPaths ? "workloads: {hostPathPrefixes: [\(dir.path)]}" : "")
             \(extraConfig)
@@ -142,6 +146,14 @@ final class LocalCluster: @unchecked Sendable {
         try? await coordinatorProcess?.stop()
         dir.remove()
     }
+}
+
+/// Runs `body` with a gRPC client that dials `target` as `tls`'s identity.
+func withClient<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
+                             _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
+    let transport = try HTTP2ClientTransport.Posix(
+        target: .ipv4(address: target.host, port: target.port), transportSecurity: tls.clientSecurity(serverHost: target.host))
+    return try await withGRPCClient(transport: transport, handleClient: body)
 }
 
 struct ProcessDied: Error, CustomStringConvertible {

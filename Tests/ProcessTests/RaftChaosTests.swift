@@ -469,14 +469,18 @@ import Glibc
             }
             #expect(group.isRunning(target))
 
-            // A certificate from another CA, even one naming a real replica, gets no further than TLS.
+            // A certificate from another CA named like ours, even one naming a real replica, gets no
+            // further than TLS: the replica's own alert, not "nothing listening".
             let foreignDir = try TempDir()
             defer { foreignDir.remove() }
-            let foreign = ClientPool(tls: try TestPKI(in: foreignDir, name: "foreign").issue(.coordinator, group.member(leader).name,
-                                                                                               sans: [group.member(leader).endpoint.host]))
+            let forged = try TestPKI(in: foreignDir).issue(.coordinator, group.member(leader).name,
+                                                          sans: [group.member(leader).endpoint.host])
+            let foreign = ClientPool(tls: TLSFiles(ca: group.pki.directory + "/ca.pem", cert: forged.cert, key: forged.key))
             defer { foreign.close() }
             let stranger = await deliver(foreign, [Data([1, 2, 3])])
             #expect((stranger as? RPCError)?.code == .unavailable, "\(String(describing: stranger))")
+            let strangerCause = String(describing: (stranger as? RPCError)?.cause)
+            #expect(strangerCause.contains("SSLV3_ALERT_CERTIFICATE_UNKNOWN"), "\(String(describing: stranger))")
             // A node certificate from our own CA may not speak Raft.
             let nodeCert = ClientPool(tls: try group.pki.issue(.node, "intruder"))
             defer { nodeCert.close() }

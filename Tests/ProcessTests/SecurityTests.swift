@@ -13,9 +13,7 @@ import Glibc
 @Suite(.serialized, .processTest, .watchesCooperativePool) struct SecurityTests {
     func client<T: Sendable>(_ tls: TLSFiles, _ target: HostPort,
                              _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: target.host, port: target.port), transportSecurity: tls.clientSecurity)
-        return try await withGRPCClient(transport: transport, handleClient: body)
+        try await withClient(tls, target, body)
     }
 
     @Test func anAgentCannotSpeakForAnotherNode() async throws {
@@ -72,11 +70,16 @@ import Glibc
 
         let foreignDir = try TempDir()
         defer { foreignDir.remove() }
-        let foreign = try TestPKI(in: foreignDir, name: "other")
+        // Named exactly like ours: only its key tells it apart.
+        let foreign = try TestPKI(in: foreignDir)
+        #expect(try String(contentsOfFile: foreign.directory + "/ca.pem", encoding: .utf8) != String(contentsOfFile: ca, encoding: .utf8))
+        let foreignSubject = try await run("/usr/bin/openssl", ["x509", "-noout", "-subject", "-in", foreign.directory + "/ca.pem"]).stdout
+        let ourSubject = try await run("/usr/bin/openssl", ["x509", "-noout", "-subject", "-in", ca]).stdout
+        #expect(foreignSubject == ourSubject && !ourSubject.isEmpty)
         let stranger = try foreign.issue(.user, "admin")
         let refused = try await run("/usr/bin/openssl", ["s_client", "-tls1_2", "-connect", address, "-CAfile", ca, "-cert", stranger.cert, "-key", stranger.key])
         #expect(refused.status != 0)
-        #expect(refused.stderr.contains("alert unknown ca"))
+        #expect(refused.stderr.contains("sslv3 alert certificate unknown"), "\(refused.stderr)")
 
         let accepted = try await run("/usr/bin/openssl", ["s_client", "-tls1_2", "-connect", address, "-CAfile", ca, "-cert", cluster.admin.cert, "-key", cluster.admin.key])
         #expect(accepted.status == 0)
@@ -85,10 +88,15 @@ import Glibc
 
         // From Swift: the foreign certificate fails, with the cluster CA as trust.
         let mixed = TLSFiles(ca: ca, cert: stranger.cert, key: stranger.key)
-        await #expect(throws: (any Error).self) {
-            try await client(mixed, cluster.coordinator) { client in
+        do {
+            _ = try await client(mixed, cluster.coordinator) { client in
                 try await Specola_V1_ClusterAPI.Client(wrapping: client).status(.init())
             }
+            Issue.record("a certificate of a foreign CA must be refused")
+        } catch let error as RPCError {
+            // The server's alert, not "nothing listening".
+            #expect(error.code == .unavailable)
+            #expect(String(describing: error.cause).contains("SSLV3_ALERT_CERTIFICATE_UNKNOWN"), "\(error)")
         }
         // From Swift, with TLS but no client certificate at all.
         let anonymous = try HTTP2ClientTransport.Posix(
@@ -101,6 +109,7 @@ import Glibc
             Issue.record("a client without a certificate must be refused")
         } catch let error as RPCError {
             #expect(error.code == .unavailable)
+            #expect(String(describing: error.cause).contains("TLSV1_ALERT_CERTIFICATE_REQUIRED"), "\(error)")
         }
         // The CLI says what went wrong.
         var env = cluster.cliEnvironment
@@ -120,10 +129,41 @@ import Glibc
             for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
             try sendRaw(bytes, to: cluster.coordinator)
         }
+        // Garbage inside an authenticated TLS session reaches HTTP/2, not just the TLS layer.
+        let ca = cluster.admin.ca, cert = cluster.admin.cert, key = cluster.admin.key
+        let inside = try await run("/bin/sh", ["-c",
+            "head -c 70000 /dev/urandom | openssl s_client -connect \(cluster.coordinator) -CAfile \(ca) -cert \(cert) -key \(key)"])
+        #expect(inside.stdout.contains("Verify return code: 0 (ok)"), "\(inside.stdout)")
+        #expect(!inside.stderr.contains("alert"), "\(inside.stderr)")
+        // And a garbage message inside a well-formed gRPC call reaches the service's decoder.
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: cluster.coordinator.host, port: cluster.coordinator.port),
+            transportSecurity: cluster.admin.clientSecurity(serverHost: cluster.coordinator.host))
+        do {
+            _ = try await withGRPCClient(transport: transport) { client in
+                try await client.unary(
+                    // Field 1 with wire type 7, which protobuf does not have, then noise.
+                    request: ClientRequest(message: [0x0F] + (0..<511).map { _ in UInt8.random(in: 0...255) }),
+                    descriptor: MethodDescriptor(fullyQualifiedService: "specola.v1.KV", method: "Put"),
+                    serializer: RawBytes(), deserializer: RawBytes(), options: .defaults) { try $0.message }
+            }
+            Issue.record("a garbage KV put must be refused")
+        } catch let error as RPCError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message == "Can't deserialize to message of type Specola_V1_KvPutRequest.")
+        }
         #expect(cluster.coordinatorProcess!.isRunning)
         let status = try await cluster.cli(["status"])
         #expect(status.status == 0)
         await cluster.shutdown()
+    }
+
+    /// Bytes as they are, to put what protobuf would never produce on the wire.
+    struct RawBytes: MessageSerializer, MessageDeserializer {
+        func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+        func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+            serializedMessageBytes.withUnsafeBytes { Array($0) }
+        }
     }
 
     func sendRaw(_ bytes: [UInt8], to target: HostPort) throws {

@@ -49,10 +49,11 @@ private func mode(_ path: String) throws -> Int {
             let verify = try openssl(["verify", "-CAfile", ca, paths.certPath])
             #expect(verify.status == 0)
             #expect(verify.output.contains("\(paths.certPath): OK"), "\(verify.output)")
-            for purpose in ["sslserver", "sslclient"] {
-                let v = try openssl(["verify", "-purpose", purpose, "-CAfile", ca, paths.certPath])
-                #expect(v.status == 0, "\(purpose): \(v.output)")
-            }
+            let client = try openssl(["verify", "-purpose", "sslclient", "-CAfile", ca, paths.certPath])
+            #expect(client.status == 0, "sslclient: \(client.output)")
+            // Only coordinators serve.
+            let server = try openssl(["verify", "-purpose", "sslserver", "-CAfile", ca, paths.certPath])
+            #expect((server.status == 0) == (role == .coordinator), "sslserver: \(server.output)")
 
             let text = try openssl(["x509", "-noout", "-text", "-in", paths.certPath])
             #expect(text.status == 0)
@@ -63,7 +64,12 @@ private func mode(_ path: String) throws -> Int {
             #expect(text.output.contains("DNS:host-1.example.org"))
             #expect(text.output.contains("URI:specola://\(role.rawValue)/\(name)"))
             #expect(text.output.contains("CA:FALSE"))
-            #expect(text.output.contains("TLS Web Server Authentication, TLS Web Client Authentication"))
+            if role == .coordinator {
+                #expect(text.output.contains("TLS Web Server Authentication, TLS Web Client Authentication"))
+            } else {
+                #expect(text.output.contains("TLS Web Client Authentication"))
+                #expect(!text.output.contains("TLS Web Server Authentication"))
+            }
             #expect(text.output.contains("ecdsa-with-SHA256"))
             #expect(text.output.contains("NIST CURVE: P-256"))
 
@@ -130,6 +136,19 @@ private func mode(_ path: String) throws -> Int {
             #expect(throws: PKIError.self) {
                 try PKI.issue(directory: dir, role: .node, name: "a", sans: ["not a host"])
             }
+        }
+    }
+
+    @Test(arguments: ["*.example.org", "*", "a.*.example.org"])
+    func wildcardSANsAreNotIssued(san: String) throws {
+        try withTempDir { dir in
+            try PKI.initCA(directory: dir)
+            let error = #expect(throws: PKIError.self) {
+                try PKI.issue(directory: dir, role: .coordinator, name: "c1", sans: [san])
+            }
+            #expect(error?.code == .invalidSAN)
+            #expect(error?.message == "invalid --san '\(san)': wildcard names are not issued; give each host's DNS name or address")
+            #expect(!FileManager.default.fileExists(atPath: "\(dir)/coordinator-c1.pem"))
         }
     }
 

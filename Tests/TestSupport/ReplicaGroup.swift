@@ -102,6 +102,7 @@ public final class ReplicaGroup: @unchecked Sendable {
             join: \(join)
             raft: {tickMs: \(tickMs), electionTicks: \(electionTicks)}
             heartbeatInterval: 0.5
+            nodes: {autoAccept: true}
             tls: {ca: \(me.tls.ca), cert: \(me.tls.cert), key: \(me.tls.key)}
             peers:
             \(peers)
@@ -353,7 +354,7 @@ public final class ClientPool: Sendable {
             if let existing = clients[endpoint] { return existing.0 }
             let transport = try HTTP2ClientTransport.Posix(
                 target: .ipv4(address: endpoint.host, port: endpoint.port),
-                transportSecurity: tls.clientSecurity,
+                transportSecurity: tls.clientSecurity(serverHost: endpoint.host),
                 config: .defaults {
                     $0.backoff.initial = .milliseconds(50)
                     $0.backoff.max = .milliseconds(300)

@@ -64,7 +64,7 @@ public struct ExecDriver: Sendable {
         do {
             let result = try await runProcess(
                 command[0], Array(command.dropFirst()), environment: environment, timeout: task.timeout ?? .seconds(365 * 24 * 3600),
-                ownProcessGroup: true, inheritEnvironment: false, onSpawn: onSpawn)
+                ownProcessGroup: true, inheritEnvironment: false, keepingLast: TaskOutcome.retainedOutput, onSpawn: onSpawn)
             let code = result.status
             return TaskOutcome(
                 ending: .exited, exitCode: code,

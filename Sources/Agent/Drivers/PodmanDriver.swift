@@ -72,7 +72,7 @@ public struct PodmanDriver: Sendable {
         let limit = task.timeout ?? Self.noTimeout
         let result: (status: Int32, stdout: String, stderr: String)
         do {
-            result = try await podman(["start", "--attach", name], timeout: limit)
+            result = try await podman(["start", "--attach", name], timeout: limit, keepingLast: TaskOutcome.retainedOutput)
         } catch ProcessRunnerError.timedOut {
             return await stopAfterTimeout(name, task: task)
         }
@@ -95,13 +95,13 @@ public struct PodmanDriver: Sendable {
         let waited = try? await podman(["wait", name], timeout: task.timeout ?? Self.noTimeout)
         if waited == nil { return await stopAfterTimeout(name, task: task) }
         let exitCode = try await inspectExitCode(name) ?? -1
-        let logs = try? await podman(["logs", name], timeout: .seconds(30))
+        let logs = try? await podman(["logs", name], timeout: .seconds(30), keepingLast: TaskOutcome.retainedOutput)
         return Self.exited(exitCode, stdout: logs?.stdout ?? "", stderr: logs?.stderr ?? "")
     }
 
     private func stopAfterTimeout(_ name: String, task: TaskSpec) async -> TaskOutcome {
         _ = try? await podman(["stop", "--time", "5", name], timeout: .seconds(30))
-        let logs = try? await podman(["logs", name], timeout: .seconds(30))
+        let logs = try? await podman(["logs", name], timeout: .seconds(30), keepingLast: TaskOutcome.retainedOutput)
         return TaskOutcome(ending: .timedOut, exitCode: 124, stdout: TaskOutcome.tail(logs?.stdout ?? ""),
                            stderr: TaskOutcome.tail(logs?.stderr ?? ""), message: "stopped after the task's timeout of \(task.timeout ?? .zero)")
     }
@@ -215,8 +215,8 @@ public struct PodmanDriver: Sendable {
         _ = try? await podman(["stop", "--time", "\(grace)", Self.containerName(allocationID)], timeout: .seconds(grace + 30))
     }
 
-    func podman(_ args: [String], timeout: Duration) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let result = try await runProcess(podmanPath, args, environment: environment, timeout: timeout)
+    func podman(_ args: [String], timeout: Duration, keepingLast: Int? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let result = try await runProcess(podmanPath, args, environment: environment, timeout: timeout, keepingLast: keepingLast)
         return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
     }
 }

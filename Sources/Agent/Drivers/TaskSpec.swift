@@ -52,6 +52,9 @@ public struct TaskOutcome: Sendable, Equatable {
 
     /// Output kept per stream.
     public static let outputLimit = 64 * 1024
+    /// What a driver reads into memory per stream: a rolling tail one byte longer than
+    /// `outputLimit`, so `tail` still sees that the output was cut.
+    public static let retainedOutput = outputLimit + 1
 
     /// The last `outputLimit` bytes of a stream, marked when cut.
     static func tail(_ text: String) -> String {

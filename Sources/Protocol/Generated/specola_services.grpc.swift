@@ -661,12 +661,54 @@ public enum Specola_V1_ClusterAPI: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "AcceptNode" metadata.
+        public enum AcceptNode: Sendable {
+            /// Request type for "AcceptNode".
+            public typealias Input = SpecolaWire.Specola_V1_AcceptNodeRequest
+            /// Response type for "AcceptNode".
+            public typealias Output = SpecolaWire.Specola_V1_Node
+            /// Descriptor for "AcceptNode".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.ClusterAPI"),
+                method: "AcceptNode",
+                type: .unary
+            )
+        }
+        /// Namespace for "LabelNode" metadata.
+        public enum LabelNode: Sendable {
+            /// Request type for "LabelNode".
+            public typealias Input = SpecolaWire.Specola_V1_LabelNodeRequest
+            /// Response type for "LabelNode".
+            public typealias Output = SpecolaWire.Specola_V1_Node
+            /// Descriptor for "LabelNode".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.ClusterAPI"),
+                method: "LabelNode",
+                type: .unary
+            )
+        }
+        /// Namespace for "Revoke" metadata.
+        public enum Revoke: Sendable {
+            /// Request type for "Revoke".
+            public typealias Input = SpecolaWire.Specola_V1_RevokeRequest
+            /// Response type for "Revoke".
+            public typealias Output = SpecolaWire.Specola_V1_RevokeResponse
+            /// Descriptor for "Revoke".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.ClusterAPI"),
+                method: "Revoke",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "specola.v1.ClusterAPI" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Status.descriptor,
             ListNodes.descriptor,
             GetNode.descriptor,
-            Fence.descriptor
+            Fence.descriptor,
+            AcceptNode.descriptor,
+            LabelNode.descriptor,
+            Revoke.descriptor
         ]
     }
 }
@@ -756,6 +798,60 @@ extension Specola_V1_ClusterAPI {
             request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_FenceRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Node>
+
+        /// Handle the "AcceptNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node accept NAME`: a pending node joins; its labels are the operator's from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_AcceptNodeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_Node` messages.
+        func acceptNode(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Node>
+
+        /// Handle the "LabelNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node label NAME k=v k-`.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_LabelNodeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_Node` messages.
+        func labelNode(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_LabelNodeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Node>
+
+        /// Handle the "Revoke" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola pki revoke SERIAL|ROLE/NAME`: adds to the replicated deny list, closing open calls.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_RevokeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_RevokeResponse` messages.
+        func revoke(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_RevokeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_RevokeResponse>
     }
 
     /// Service protocol for the "specola.v1.ClusterAPI" service.
@@ -829,6 +925,60 @@ extension Specola_V1_ClusterAPI {
             request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_FenceRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node>
+
+        /// Handle the "AcceptNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node accept NAME`: a pending node joins; its labels are the operator's from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_AcceptNodeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_Node` message.
+        func acceptNode(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node>
+
+        /// Handle the "LabelNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node label NAME k=v k-`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_LabelNodeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_Node` message.
+        func labelNode(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_LabelNodeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node>
+
+        /// Handle the "Revoke" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola pki revoke SERIAL|ROLE/NAME`: adds to the replicated deny list, closing open calls.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RevokeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_RevokeResponse` message.
+        func revoke(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_RevokeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_RevokeResponse>
     }
 
     /// Simple service protocol for the "specola.v1.ClusterAPI" service.
@@ -900,6 +1050,60 @@ extension Specola_V1_ClusterAPI {
             request: SpecolaWire.Specola_V1_FenceRequest,
             context: GRPCCore.ServerContext
         ) async throws -> SpecolaWire.Specola_V1_Node
+
+        /// Handle the "AcceptNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node accept NAME`: a pending node joins; its labels are the operator's from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_AcceptNodeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_Node` to respond with.
+        func acceptNode(
+            request: SpecolaWire.Specola_V1_AcceptNodeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_Node
+
+        /// Handle the "LabelNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node label NAME k=v k-`.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_LabelNodeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_Node` to respond with.
+        func labelNode(
+            request: SpecolaWire.Specola_V1_LabelNodeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_Node
+
+        /// Handle the "Revoke" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola pki revoke SERIAL|ROLE/NAME`: adds to the replicated deny list, closing open calls.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_RevokeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_RevokeResponse` to respond with.
+        func revoke(
+            request: SpecolaWire.Specola_V1_RevokeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_RevokeResponse
     }
 }
 
@@ -951,6 +1155,39 @@ extension Specola_V1_ClusterAPI.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Specola_V1_ClusterAPI.Method.AcceptNode.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_AcceptNodeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_Node>(),
+            handler: { request, context in
+                try await self.acceptNode(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_ClusterAPI.Method.LabelNode.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_LabelNodeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_Node>(),
+            handler: { request, context in
+                try await self.labelNode(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_ClusterAPI.Method.Revoke.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_RevokeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_RevokeResponse>(),
+            handler: { request, context in
+                try await self.revoke(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -995,6 +1232,39 @@ extension Specola_V1_ClusterAPI.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Node> {
         let response = try await self.fence(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func acceptNode(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Node> {
+        let response = try await self.acceptNode(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func labelNode(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_LabelNodeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Node> {
+        let response = try await self.labelNode(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func revoke(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_RevokeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_RevokeResponse> {
+        let response = try await self.revoke(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1050,6 +1320,45 @@ extension Specola_V1_ClusterAPI.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node> {
         return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node>(
             message: try await self.fence(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func acceptNode(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node>(
+            message: try await self.acceptNode(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func labelNode(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_LabelNodeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Node>(
+            message: try await self.labelNode(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func revoke(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_RevokeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_RevokeResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_RevokeResponse>(
+            message: try await self.revoke(
                 request: request.message,
                 context: context
             ),
@@ -1149,6 +1458,75 @@ extension Specola_V1_ClusterAPI {
             deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Node>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AcceptNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node accept NAME`: a pending node joins; its labels are the operator's from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_AcceptNodeRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_AcceptNodeRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func acceptNode<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Node>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "LabelNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node label NAME k=v k-`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_LabelNodeRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_LabelNodeRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func labelNode<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_LabelNodeRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_LabelNodeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Node>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Revoke" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola pki revoke SERIAL|ROLE/NAME`: adds to the replicated deny list, closing open calls.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RevokeRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_RevokeRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_RevokeResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func revoke<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RevokeRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_RevokeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_RevokeResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_RevokeResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1295,6 +1673,108 @@ extension Specola_V1_ClusterAPI {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "AcceptNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node accept NAME`: a pending node joins; its labels are the operator's from now on.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_AcceptNodeRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_AcceptNodeRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func acceptNode<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Node>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_ClusterAPI.Method.AcceptNode.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "LabelNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola node label NAME k=v k-`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_LabelNodeRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_LabelNodeRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Node` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func labelNode<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_LabelNodeRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_LabelNodeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Node>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_ClusterAPI.Method.LabelNode.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Revoke" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > `specola pki revoke SERIAL|ROLE/NAME`: adds to the replicated deny list, closing open calls.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RevokeRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_RevokeRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_RevokeResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func revoke<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RevokeRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_RevokeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_RevokeResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_RevokeResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_ClusterAPI.Method.Revoke.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1400,6 +1880,93 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_FenceRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Node>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AcceptNode" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola node accept NAME`: a pending node joins; its labels are the operator's from now on.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_AcceptNodeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func acceptNode<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_AcceptNodeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.acceptNode(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_AcceptNodeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Node>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LabelNode" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola node label NAME k=v k-`.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_LabelNodeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func labelNode<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_LabelNodeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.labelNode(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_LabelNodeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Node>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Revoke" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola pki revoke SERIAL|ROLE/NAME`: adds to the replicated deny list, closing open calls.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_RevokeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revoke<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RevokeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_RevokeResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.revoke(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_RevokeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_RevokeResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1523,6 +2090,105 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
             metadata: metadata
         )
         return try await self.fence(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AcceptNode" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola node accept NAME`: a pending node joins; its labels are the operator's from now on.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func acceptNode<Result>(
+        _ message: SpecolaWire.Specola_V1_AcceptNodeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_AcceptNodeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.acceptNode(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LabelNode" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola node label NAME k=v k-`.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func labelNode<Result>(
+        _ message: SpecolaWire.Specola_V1_LabelNodeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Node>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_LabelNodeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.labelNode(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Revoke" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > `specola pki revoke SERIAL|ROLE/NAME`: adds to the replicated deny list, closing open calls.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revoke<Result>(
+        _ message: SpecolaWire.Specola_V1_RevokeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_RevokeResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RevokeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.revoke(
             request: request,
             options: options,
             onResponse: handleResponse

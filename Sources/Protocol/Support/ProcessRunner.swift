@@ -124,10 +124,11 @@ public func waitForExit(_ pid: pid_t) -> Int32 {
 /// `environment` is added to (and overrides) the inherited environment.
 /// The child is killed (SIGKILL) when it outlives `timeout`, with its whole process
 /// group when `ownProcessGroup` (see `spawnProcess`). `onSpawn` learns the child's pid,
-/// for a caller that may have to signal it.
+/// for a caller that may have to signal it. With `keepingLast`, only that many final bytes
+/// of each stream are kept (memory stays bounded whatever the child prints).
 public func runProcessBlocking(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, inheritEnvironment: Bool = true,
+    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, inheritEnvironment: Bool = true, keepingLast: Int? = nil,
     onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) throws -> (status: Int32, stdout: Data, stderr: Data) {
     let stdoutPipe = try makePipe()
@@ -157,14 +158,13 @@ public func runProcessBlocking(
     // Drain stderr concurrently so that neither pipe can fill up and stall the child.
     let stderrOutput = ChildState()
     let stderrDone = DispatchSemaphore(value: 0)
-    let stderrRead = FileHandle(fileDescriptor: stderrPipe.read, closeOnDealloc: true)
     let stderrReader = Thread {
-        stderrOutput.data = stderrRead.readDataToEndOfFile()
+        stderrOutput.data = readToEnd(stderrPipe.read, keepingLast: keepingLast)
         stderrDone.signal()
     }
     stderrReader.name = "specola-stderr"
     stderrReader.start()
-    let stdout = FileHandle(fileDescriptor: stdoutPipe.read, closeOnDealloc: true).readDataToEndOfFile()
+    let stdout = readToEnd(stdoutPipe.read, keepingLast: keepingLast)
     stderrDone.wait()
 
     let status = waitForExit(pid)
@@ -179,16 +179,57 @@ public func runProcessBlocking(
 }
 
 /// Runs a program to completion on a thread of its own, never on the Swift concurrency pool.
-/// `environment` is added to (and overrides) the inherited environment.
+/// `environment` is added to (and overrides) the inherited environment; `keepingLast` as in `runProcessBlocking`.
 public func runProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, inheritEnvironment: Bool = true,
+    timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, inheritEnvironment: Bool = true, keepingLast: Int? = nil,
     onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) async throws -> (status: Int32, stdout: Data, stderr: Data) {
     try await onDedicatedThread("specola-process") {
         try runProcessBlocking(path, args, environment: environment, timeout: timeout,
-                               ownProcessGroup: ownProcessGroup, inheritEnvironment: inheritEnvironment, onSpawn: onSpawn)
+                               ownProcessGroup: ownProcessGroup, inheritEnvironment: inheritEnvironment, keepingLast: keepingLast, onSpawn: onSpawn)
     }
+}
+
+/// Reads `fd` to end-of-file and closes it; with `keepingLast`, a rolling tail of that many bytes.
+func readToEnd(_ fd: Int32, keepingLast limit: Int?) -> Data {
+    defer { close(fd) }
+    var tail = RollingTail(limit: limit ?? Int.max)
+    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { break }
+        tail.append(chunk[0..<n])
+    }
+    return tail.bytes
+}
+
+/// The last `limit` bytes of a stream, kept in at most twice that much memory.
+public struct RollingTail: Sendable {
+    public let limit: Int
+    private var buffer = Data()
+    /// Bytes dropped from the front so far.
+    public private(set) var dropped = 0
+
+    public init(limit: Int) { self.limit = max(limit, 0) }
+
+    public mutating func append(_ bytes: some Collection<UInt8>) {
+        if limit < Int.max / 2 && bytes.count >= limit {
+            dropped += buffer.count + bytes.count - limit
+            buffer = Data(bytes.suffix(limit))
+            return
+        }
+        buffer.append(contentsOf: bytes)
+        if limit < Int.max / 2 && buffer.count > 2 * limit {
+            let excess = buffer.count - limit
+            dropped += excess
+            buffer = Data(buffer.suffix(limit))
+        }
+    }
+
+    /// The kept bytes: at most `limit`.
+    public var bytes: Data { buffer.count > limit ? Data(buffer.suffix(limit)) : buffer }
 }
 
 /// A pipe whose ends are closed on exec, so other children started later do not
