@@ -32,8 +32,9 @@ import CooperativePoolWatch
     /// The agent runs as root: a task's output is a rolling tail, never buffered whole.
     @Test func aTaskThatPrintsOneGiBKeepsOnlyItsTail() async throws {
         let before = try Self.peakResidentBytes()
+        // Niced: 2 GiB through four processes would otherwise take both cores from every other test.
         let spec = TaskSpec(allocationID: "e-big", image: "", command: [
-            "/bin/sh", "-c", "head -c 1073741824 /dev/zero | tr '\\0' x; echo; echo the-end; head -c 1073741824 /dev/zero | tr '\\0' y >&2",
+            "/usr/bin/nice", "-n", "19", "/bin/sh", "-c", "head -c 1073741824 /dev/zero | tr '\\0' x; echo; echo the-end; head -c 1073741824 /dev/zero | tr '\\0' y >&2",
         ])
         let outcome = try await driver.run(spec)
         let growth = try Self.peakResidentBytes() - before

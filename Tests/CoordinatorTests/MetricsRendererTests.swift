@@ -33,7 +33,7 @@ import CooperativePoolWatch
 }
 
 /// Certificate expiry as a gauge: seconds left, negative once expired.
-@Suite struct CertificateExpiryMetricTests {
+@Suite(.watchesCooperativePool) struct CertificateExpiryMetricTests {
     @Test func secondsLeftPerCertificate() {
         let text = MetricsRenderer.renderCertificates([
             .init(kind: "ca", path: "/etc/specola/ca.pem", subject: "O=specola,CN=specola-ca", notValidAfterUnixSeconds: 1_000_000),
