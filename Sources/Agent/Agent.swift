@@ -33,15 +33,19 @@ public struct Agent: Service {
             onEvent: { wakeLink.withLock { $0 }?() })
         let workloads = WorkloadRunner(
             outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
+        let storage: StorageRunner? = config.gluster.enabled
+            ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
+            : nil
         let requestFull: @Sendable () -> Void = { loop.fullRequested.store(true, ordering: .relaxed) }
         let instructions = InstructionExecutor(
-            outbox: outbox, runner: runner, workloads: workloads, logger: logger, onFullReportRequested: requestFull)
+            outbox: outbox, runner: runner, workloads: workloads, storage: storage, logger: logger, onFullReportRequested: requestFull)
         let link = CoordinatorLink(
             config: config, outbox: outbox, instructions: instructions, logger: logger, onFullReportRequested: requestFull)
         wakeLink.withLock { $0 = { link.nudge() } }
         // Before the link can deliver new work: pick up tasks that outlived a previous agent process.
         await runner.resume()
         await workloads.resume()
+        await storage?.resume()
         let workloadWatch = Task { await workloads.run() }
         defer { workloadWatch.cancel() }
         let notifier = SystemdNotifier()

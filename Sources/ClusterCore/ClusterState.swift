@@ -15,6 +15,8 @@ public enum ApplyOutcome: Sendable, Equatable {
     case job(String)
     /// How many placements of a scheduling pass took effect.
     case placed(count: Int)
+    /// A storage action was committed under this id.
+    case storageAction(id: String)
     case done
     case rejected(reason: String)
 }
@@ -33,6 +35,7 @@ public struct ClusterState: Sendable {
     public private(set) var jobs = JobBook()
     public private(set) var workloads = WorkloadBook()
     public private(set) var alerts = AlertBook()
+    public private(set) var storage = StorageBook()
 
     public init() {}
 
@@ -44,6 +47,7 @@ public struct ClusterState: Sendable {
         jobs = try JobBook(snapshot: snapshot)
         workloads = WorkloadBook(snapshot: snapshot)
         alerts = try AlertBook(snapshotJSON: snapshot.alertBookJson)
+        storage = StorageBook(snapshot: snapshot)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -55,6 +59,7 @@ public struct ClusterState: Sendable {
             $0.members = members.values.sorted { $0.id < $1.id }
             jobs.write(into: &$0)
             workloads.write(into: &$0)
+            storage.write(into: &$0)
             $0.alertBookJson = alerts.snapshotJSON()
         }
     }
@@ -129,6 +134,8 @@ public struct ClusterState: Sendable {
             return Self.applyAlert(command, to: &alerts)
         case .workload(let command):
             return workloads.apply(command, at: at, nodes: nodes)
+        case .storage(let command):
+            return storage.apply(command, at: at, nodes: nodes)
         case .noop, nil:
             return .done
         }
@@ -179,6 +186,9 @@ public struct ClusterState: Sendable {
         }
         for event in report.workloadEvents {
             workloads.apply(event, from: name, at: receivedAt)
+        }
+        for event in report.storageEvents {
+            storage.apply(event, from: name, at: receivedAt)
         }
         node.lastAppliedSeq = report.seq
         node.reportsApplied += 1

@@ -46,6 +46,7 @@ public struct Coordinator: Service {
         let jobController = JobController(replica: replica, hub: hub, logger: logger)
         let workloadController = WorkloadController(replica: replica, hub: hub, logger: logger)
         let alertController = try makeAlertController(replica)
+        let storageController = StorageController(replica: replica, hub: hub, policy: config.storage, logger: logger)
         let health = HealthController(
             replica: replica,
             settings: .init(policy: config.healthPolicy, bmcAddresses: config.fencing.bmcAddresses,
@@ -55,6 +56,7 @@ public struct Coordinator: Service {
                 jobController.nudge()
                 workloadController.nudge()
                 alertController.nudge()
+                storageController.nudge()
             })
         let server = GRPCServer(
             transport: .http2NIOPosix(
@@ -66,10 +68,11 @@ public struct Coordinator: Service {
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
                                  selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
                                  hub: hub, controller: jobController, logger: logger,
-                                 onWorkloadEvents: { workloadController.nudge() }),
+                                 onWorkloadEvents: { workloadController.nudge() },
+                                 onStorageEvents: { storageController.nudge() }),
                 JobsService(replica: replica, controller: jobController, logger: logger),
                 WorkloadsService(replica: replica, controller: workloadController, policy: config.workloads, logger: logger),
-                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger),
+                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger, storage: storageController),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
                 MembershipService(replica: replica, alerts: alertController, logger: logger),
@@ -116,6 +119,10 @@ public struct Coordinator: Service {
                 return false
             }
             group.addTask {
+                await storageController.run()
+                return false
+            }
+            group.addTask {
                 // Bounds the drain: a stream that never ends (an agent of a leader that had
                 // no one to hand off to) must not keep the process alive after SIGTERM.
                 do { try await gracefulShutdown() } catch { return false }
@@ -157,6 +164,7 @@ public struct Coordinator: Service {
     func makeAlertController(_ replica: Replica) throws -> AlertController {
         var settings = AlertController.Settings()
         settings.rules = config.alerting.rules
+        settings.rules.storage = StorageAlertSettings(config.storage)
         settings.thresholdRules = config.alerting.thresholdRules
         settings.routing = config.alerting.routing
         let receivers = try config.alerting.makeReceivers()
