@@ -44,6 +44,11 @@ public struct HealPlanner: Sendable {
         public enum Code: Sendable, Equatable { case unknownVolume, unknownBrick, refused }
         public var code: Code
         public var description: String
+
+        public init(code: Code, description: String) {
+            self.code = code
+            self.description = description
+        }
     }
 
     /// A brick's condition, worst first.

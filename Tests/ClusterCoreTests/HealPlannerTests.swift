@@ -1,4 +1,5 @@
 import CooperativePoolWatch
+import SpecolaAlerting
 import SpecolaWire
 import Testing
 @testable import SpecolaClusterCore
@@ -74,6 +75,8 @@ import Testing
         let abandoned = planner.onPass(cluster.input)
         #expect(abandoned.directives.contains { if case .abandon("st/1", _) = $0 { true } else { false } })
         #expect(StorageFixture.proposals(abandoned).isEmpty, "fenced only just now")
+        cluster.commit(abandoned)
+        #expect(cluster.storage.actions["st/1"]?.state == .failed)
         cluster.now += 60_000
         let action = try #require(StorageFixture.proposals(planner.onPass(cluster.input)).first)
         #expect(action.kind == .replaceBrick && action.brick == StorageFixture.key("n2", "gv0") && action.node == "n4")
@@ -143,7 +146,8 @@ import Testing
         #expect(plan.directives.isEmpty)
         #expect(plan.heldBack["gv0"] == ["2 file(s) in split-brain wait for an operator (policy manual)"])
         var evaluator = AlertRuleEvaluator()
-        let changes = evaluator.evaluate(AlertRuleInput(state: cluster.state, status: cluster.status, lastContactUnixMs: [:], nowUnixMs: cluster.now))
+        var book = AlertBook()
+        let changes = cluster.evaluate(&evaluator, &book)
         let fired = try #require(changes.compactMap { change -> String? in
             if case .fire("SplitBrain", _, _, _, let description, _) = change { description } else { nil }
         }.first)
@@ -180,11 +184,19 @@ import Testing
 }
 
 extension StorageFixture {
-    /// A replicated state holding these nodes and actions, for the alert rules.
-    var state: ClusterState {
+    /// A replicated state holding these nodes, actions and alerts, for the alert rules.
+    func state(alerts: AlertBook = AlertBook()) -> ClusterState {
         var snapshot = Specola_V1_ClusterSnapshot()
         snapshot.nodes = nodes.values.sorted { $0.name < $1.name }
         storage.write(into: &snapshot)
+        snapshot.alertBookJson = alerts.snapshotJSON()
         return try! ClusterState(snapshot: snapshot)
+    }
+
+    /// One rule pass over the state with `book`, whose changes are applied to `book`.
+    func evaluate(_ evaluator: inout AlertRuleEvaluator, _ book: inout AlertBook) -> [AlertChange] {
+        let changes = evaluator.evaluate(AlertRuleInput(state: state(alerts: book), status: status, lastContactUnixMs: [:], nowUnixMs: now))
+        for change in changes { _ = book.apply(change) }
+        return changes
     }
 }

@@ -112,9 +112,8 @@ import Testing
         var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
         cluster.brick(StorageFixture.key("n2", "gv0")) { $0.online = false }
         var evaluator = AlertRuleEvaluator()
-        let changes = evaluator.evaluate(AlertRuleInput(state: cluster.state, status: cluster.status, lastContactUnixMs: [:], nowUnixMs: cluster.now))
         var book = AlertBook()
-        for change in changes { _ = book.apply(change) }
+        _ = cluster.evaluate(&evaluator, &book)
         let brickDown = try #require(book.alerts.values.first { $0.rule == BuiltinRule.brickDown })
         #expect(brickDown.labels["node"] == "n2" && brickDown.labels["volume"] == "gv0")
         #expect(book.alerts.values.contains { $0.rule == BuiltinRule.volumeDegraded && $0.labels["node"] == nil },
@@ -132,18 +131,13 @@ import Testing
         settings.storage.healBacklogForMs = 60_000
         var evaluator = AlertRuleEvaluator(settings: settings)
         var book = AlertBook()
-        func pass() -> [AlertChange] {
-            let changes = evaluator.evaluate(AlertRuleInput(state: cluster.state, status: cluster.status, lastContactUnixMs: [:], nowUnixMs: cluster.now))
-            for change in changes { _ = book.apply(change) }
-            return changes
-        }
-        _ = pass()
+        _ = cluster.evaluate(&evaluator, &book)
         #expect(!book.alerts.values.contains { $0.rule == BuiltinRule.healBacklog })
         cluster.now += 60_000
-        _ = pass()
+        _ = cluster.evaluate(&evaluator, &book)
         #expect(book.alerts.values.contains { $0.rule == BuiltinRule.healBacklog && $0.status == .firing })
         cluster.brick(StorageFixture.key("n1", "gv0")) { $0.healPending = 0 }
-        _ = pass()
+        _ = cluster.evaluate(&evaluator, &book)
         #expect(book.alerts.values.contains { $0.rule == BuiltinRule.healBacklog && $0.status == .resolved })
     }
 
@@ -154,11 +148,8 @@ import Testing
         cluster.finish("st/1", ok: false, message: "brick still offline")
         var evaluator = AlertRuleEvaluator()
         var book = AlertBook()
-        for _ in 0..<2 {
-            for change in evaluator.evaluate(AlertRuleInput(state: cluster.state, status: cluster.status, lastContactUnixMs: [:], nowUnixMs: cluster.now)) {
-                _ = book.apply(change)
-            }
-        }
+        _ = cluster.evaluate(&evaluator, &book)
+        #expect(cluster.evaluate(&evaluator, &book).isEmpty, "a quiet second pass commits nothing")
         let failed = book.alerts.values.filter { $0.rule == BuiltinRule.storageActionFailed }
         #expect(failed.count == 1 && failed.first?.labels["action"] == "st/1" && failed.first?.description == "brick still offline")
         #expect(book.alerts.values.contains { $0.rule == BuiltinRule.diskFailing && $0.labels["node"] == "n3" && $0.labels["disk"] == "sd1" })

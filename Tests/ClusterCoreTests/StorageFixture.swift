@@ -88,13 +88,18 @@ struct StorageFixture {
 
     var input: HealPlanner.Input { HealPlanner.Input(nodes: nodes, status: status, storage: storage, nowUnixMs: now) }
 
-    /// Commits what the planner proposes, as the controller would; returns the ids.
+    /// Commits what the planner decided, as the controller would; returns the new actions' ids.
     @discardableResult
     mutating func commit(_ plan: HealPlanner.Plan) -> [String] {
         var ids: [String] = []
-        for case .propose(let action) in plan.directives {
-            let command = Specola_V1_StorageCommand.with { $0.add = action }
-            if case .storageAction(let id) = storage.apply(command, at: now, nodes: nodes) { ids.append(id) }
+        for directive in plan.directives {
+            switch directive {
+            case .propose(let action):
+                let command = Specola_V1_StorageCommand.with { $0.add = action }
+                if case .storageAction(let id) = storage.apply(command, at: now, nodes: nodes) { ids.append(id) }
+            case .abandon(let id, let reason):
+                _ = storage.apply(.with { $0.abandon = .with { $0.id = id; $0.reason = reason } }, at: now, nodes: nodes)
+            }
         }
         return ids
     }
