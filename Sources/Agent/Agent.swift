@@ -67,9 +67,10 @@ public struct Agent: Service {
                     while !Task.isCancelled {
                         let dueFull = ContinuousClock.now - lastFull >= .seconds(config.fullReportInterval)
                         let forceFull = loop.fullRequested.exchange(false, ordering: .relaxed) || dueFull
+                        // Stamped before collecting: the leader compares it with when a storage action ended.
+                        let collectedAt = Int64(Date().timeIntervalSince1970 * 1000)
                         if let (facts, full) = await collector.collect(forceFull: forceFull) {
                             do {
-                                let collectedAt = Int64(Date().timeIntervalSince1970 * 1000)
                                 // The commit waits for an fsync: on a thread of its own, not the pool's.
                                 let report = try await onDedicatedThread("specola-outbox") {
                                     try outbox.append(facts: facts, full: full, collectedAtUnixMs: collectedAt)

@@ -179,6 +179,7 @@ public struct ClusterState: Sendable {
         let gap = node.lastAppliedSeq != 0 && report.seq != node.lastAppliedSeq + 1
         let hadBaseline = node.hasFacts && node.facts.hasCapacity
         merge(report.facts, into: &node, full: report.full)
+        if report.facts.hasGluster { node.glusterCollectedAtUnixMs = report.collectedAtUnixMs }
         for event in report.taskEvents {
             for output in jobs.apply(event, from: name, at: receivedAt) {
                 _ = write(key: output.key, value: Data(output.value.utf8))

@@ -172,7 +172,7 @@ public struct HealPlanner: Sendable {
         let now = input.nowUnixMs
         let earlier = input.storage.ordered.filter { $0.kind == .restartBrick && $0.volume == volume.name && $0.brick == brick.key }
         if earlier.contains(where: { $0.state == .pending }) { return nil }
-        if let last = earlier.last, now - last.finishedAtUnixMs < policy.restartRetryAfterMs {
+        if let last = earlier.last, !Self.reportedSince(last, node: input.nodes[brick.node], nowUnixMs: now, retryAfterMs: policy.restartRetryAfterMs) {
             held.append("brick \(brick.key): waiting for a fresh report after \(last.id) (\(last.message))")
             return nil
         }
@@ -192,6 +192,17 @@ public struct HealPlanner: Sendable {
             $0.requestedBy = WorkloadBook.controller
         }
         return input.storage.conflict(with: action) == nil ? .propose(action) : nil
+    }
+
+    /// Whether the brick's node has reported on GlusterFS since `action` ended there, so its facts
+    /// show the outcome. A restart that succeeded changes the brick's process, so such a report
+    /// comes; one that failed may change nothing, so then the pause alone counts. Without a
+    /// report, four pauses are enough (the agent may be slow to collect).
+    static func reportedSince(_ action: Specola_V1_StorageAction, node: Specola_V1_Node?, nowUnixMs now: Int64, retryAfterMs: Int64) -> Bool {
+        let paused = now - action.finishedAtUnixMs
+        guard paused >= retryAfterMs else { return false }
+        guard action.state == .succeeded, let node else { return true }
+        return node.glusterCollectedAtUnixMs > action.agentFinishedAtUnixMs || paused >= 4 * retryAfterMs
     }
 
     /// A brick whose disk fails, or whose node stays fenced: move it onto a spare, then heal.

@@ -91,6 +91,7 @@ public struct StorageBook: Sendable {
         action.state = event.ok ? .succeeded : .failed
         action.message = event.message
         action.finishedAtUnixMs = at
+        action.agentFinishedAtUnixMs = event.atUnixMs
         actions[action.id] = action
     }
 

@@ -22,6 +22,7 @@ import Testing
     }
 
     @Test func aRestartIsNotRepeatedWhileOneIsPendingNorBeforeAFreshReportNorPastTheLimit() {
+        // A report collected before the restart ended still shows the brick down; only a later one counts.
         var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
         let dead = StorageFixture.key("n2", "gv0")
         cluster.brick(dead) { $0.online = false }
@@ -34,6 +35,9 @@ import Testing
         let waiting = planner.onPass(cluster.input)
         #expect(StorageFixture.proposals(waiting).isEmpty && waiting.heldBack["gv0"]?.first?.contains("fresh report") == true)
         cluster.now += 15_000
+        cluster.nodes["n2"]!.glusterCollectedAtUnixMs = cluster.now - 16_500
+        #expect(StorageFixture.proposals(planner.onPass(cluster.input)).isEmpty, "that report began before the restart ended")
+        cluster.nodes["n2"]!.glusterCollectedAtUnixMs = cluster.now - 1_000
         #expect(cluster.commit(planner.onPass(cluster.input)) == ["st/2"])
         cluster.finish("st/2", ok: false, message: "still offline")
         cluster.now += 15_000

@@ -106,7 +106,7 @@ struct StorageFixture {
 
     mutating func finish(_ id: String, ok: Bool, message: String = "") {
         let node = storage.actions[id]!.node
-        storage.apply(.with { $0.actionID = id; $0.ok = ok; $0.message = message }, from: node, at: now)
+        storage.apply(.with { $0.actionID = id; $0.ok = ok; $0.message = message; $0.atUnixMs = now }, from: node, at: now)
     }
 
     static func proposals(_ plan: HealPlanner.Plan) -> [Specola_V1_StorageAction] {

@@ -95,7 +95,8 @@ import Glibc
         // Exactly once: one restart action, started once by n2's agent.
         detail = try await Self.detail(cluster)
         let restarts = detail.actions.filter { $0.kind == .restartBrick }
-        #expect(restarts.count == 1, "\(detail.actions)")
+        let diagnosis = restarts.count == 1 ? "" : await cluster.diagnosis()
+        #expect(restarts.count == 1, "\(detail.actions)\n\(diagnosis)")
         let id = try #require(restarts.first?.id)
         #expect(restarts.first?.node == "n2" && restarts.first?.brick == bricks[1])
         let starts = cluster.agents["n2"]!.log.components(separatedBy: "storage action starting").count - 1

@@ -568,6 +568,7 @@ public nonisolated struct Specola_V1_Report: Sendable {
 
   public var seq: UInt64 = 0
 
+  /// When the collection began (agent's clock): every fact is at least this fresh.
   public var collectedAtUnixMs: Int64 = 0
 
   /// Full reports carry every section; deltas carry only sections that
@@ -1899,6 +1900,13 @@ public nonisolated struct Specola_V1_Node: @unchecked Sendable {
   public var fenceRequestedBy: String {
     get {_storage._fenceRequestedBy}
     set {_uniqueStorage()._fenceRequestedBy = newValue}
+  }
+
+  /// When the agent began the collection whose GlusterFS section the node holds
+  /// (the agent's clock): facts about bricks are at least this fresh.
+  public var glusterCollectedAtUnixMs: Int64 {
+    get {_storage._glusterCollectedAtUnixMs}
+    set {_uniqueStorage()._glusterCollectedAtUnixMs = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -3711,6 +3719,13 @@ public nonisolated struct Specola_V1_StorageAction: @unchecked Sendable {
   public var replicaSet: UInt32 {
     get {_storage._replicaSet}
     set {_uniqueStorage()._replicaSet = newValue}
+  }
+
+  /// When the agent finished it, by the agent's clock (compare with the node's
+  /// gluster_collected_at_unix_ms to know whether a report came after it).
+  public var agentFinishedAtUnixMs: Int64 {
+    get {_storage._agentFinishedAtUnixMs}
+    set {_uniqueStorage()._agentFinishedAtUnixMs = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -6707,7 +6722,7 @@ nonisolated extension Specola_V1_GetNodeRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Node"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0\u{3}fence_requested_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0\u{3}fence_requested_by\0\u{3}gluster_collected_at_unix_ms\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -6727,6 +6742,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _statusReason: String = String()
     var _statusSinceUnixMs: Int64 = 0
     var _fenceRequestedBy: String = String()
+    var _glusterCollectedAtUnixMs: Int64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6754,6 +6770,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _statusReason = source._statusReason
       _statusSinceUnixMs = source._statusSinceUnixMs
       _fenceRequestedBy = source._fenceRequestedBy
+      _glusterCollectedAtUnixMs = source._glusterCollectedAtUnixMs
     }
   }
 
@@ -6789,6 +6806,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._statusReason) }()
         case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._statusSinceUnixMs) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._fenceRequestedBy) }()
+        case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._glusterCollectedAtUnixMs) }()
         default: break
         }
       }
@@ -6852,6 +6870,9 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if !_storage._fenceRequestedBy.isEmpty {
         try visitor.visitSingularStringField(value: _storage._fenceRequestedBy, fieldNumber: 17)
       }
+      if _storage._glusterCollectedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._glusterCollectedAtUnixMs, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -6878,6 +6899,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._statusReason != rhs_storage._statusReason {return false}
         if _storage._statusSinceUnixMs != rhs_storage._statusSinceUnixMs {return false}
         if _storage._fenceRequestedBy != rhs_storage._fenceRequestedBy {return false}
+        if _storage._glusterCollectedAtUnixMs != rhs_storage._glusterCollectedAtUnixMs {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -10542,7 +10564,7 @@ nonisolated extension Specola_V1_DeleteWorkloadResponse: SwiftProtobuf.Message, 
 
 nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StorageAction"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}volume\0\u{1}node\0\u{1}brick\0\u{3}new_brick\0\u{3}old_pid\0\u{1}full\0\u{3}split_brain_policy\0\u{1}files\0\u{3}source_brick\0\u{1}reason\0\u{3}requested_by\0\u{1}forced\0\u{1}state\0\u{1}message\0\u{3}created_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{3}replica_set\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}volume\0\u{1}node\0\u{1}brick\0\u{3}new_brick\0\u{3}old_pid\0\u{1}full\0\u{3}split_brain_policy\0\u{1}files\0\u{3}source_brick\0\u{1}reason\0\u{3}requested_by\0\u{1}forced\0\u{1}state\0\u{1}message\0\u{3}created_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{3}replica_set\0\u{3}agent_finished_at_unix_ms\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -10564,6 +10586,7 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
     var _createdAtUnixMs: Int64 = 0
     var _finishedAtUnixMs: Int64 = 0
     var _replicaSet: UInt32 = 0
+    var _agentFinishedAtUnixMs: Int64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -10593,6 +10616,7 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
       _createdAtUnixMs = source._createdAtUnixMs
       _finishedAtUnixMs = source._finishedAtUnixMs
       _replicaSet = source._replicaSet
+      _agentFinishedAtUnixMs = source._agentFinishedAtUnixMs
     }
   }
 
@@ -10630,6 +10654,7 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
         case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._createdAtUnixMs) }()
         case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._finishedAtUnixMs) }()
         case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._replicaSet) }()
+        case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._agentFinishedAtUnixMs) }()
         default: break
         }
       }
@@ -10695,6 +10720,9 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
       if _storage._replicaSet != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._replicaSet, fieldNumber: 19)
       }
+      if _storage._agentFinishedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._agentFinishedAtUnixMs, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -10723,6 +10751,7 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
         if _storage._createdAtUnixMs != rhs_storage._createdAtUnixMs {return false}
         if _storage._finishedAtUnixMs != rhs_storage._finishedAtUnixMs {return false}
         if _storage._replicaSet != rhs_storage._replicaSet {return false}
+        if _storage._agentFinishedAtUnixMs != rhs_storage._agentFinishedAtUnixMs {return false}
         return true
       }
       if !storagesAreEqual {return false}
