@@ -229,8 +229,24 @@ struct StorageActionError: Error, CustomStringConvertible {
 struct GlusterCLI: Sendable {
     let settings: StorageRunner.Settings
 
+    /// glusterd's answers when another peer holds the cluster-wide lock (every `volume status`
+    /// or heal info of any agent takes it for a moment); the call is tried again.
+    static let lockContention = ["Locking failed", "Another transaction is in progress", "locking failed"]
+
     @discardableResult
     func run(_ args: [String], xml: Bool = false) async throws -> Data {
+        var attempt = 0
+        while true {
+            do {
+                return try await runOnce(args, xml: xml)
+            } catch let error as StorageActionError where Self.lockContention.contains(where: error.description.contains) && attempt < 20 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(250 * min(attempt, 4)))
+            }
+        }
+    }
+
+    private func runOnce(_ args: [String], xml: Bool) async throws -> Data {
         guard let program = settings.command.first else { throw StorageActionError("gluster.command is empty") }
         let arguments = Array(settings.command.dropFirst()) + ["--mode=script"] + args + (xml ? ["--xml"] : [])
         let shown = "gluster \(args.joined(separator: " "))"

@@ -30,7 +30,7 @@ extension AlertRuleEvaluator {
         for volume in StorageView.volumes(input.state.nodes) where volume.volume.status == "Started" {
             let conditions = volume.bricks.map { HealPlanner.health(of: $0, nodes: input.state.nodes, status: input.status) }
             for (brick, condition) in zip(volume.bricks, conditions) {
-                if !brick.brick.online {
+                if !brick.brick.online && brick.statusKnown {
                     wanted.append(.brickDown(volume: volume.name, brick: brick.key, node: brick.node, reason: condition.isHealthy
                         ? "its brick process is not running" : condition.summary))
                 }

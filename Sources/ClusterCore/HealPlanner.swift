@@ -83,6 +83,7 @@ public struct HealPlanner: Sendable {
         if let problem = diskProblem(brick.brick, node: node) { return .diskFailing(problem) }
         let live = status[node.name] ?? .down
         guard live == .ready else { return .unreachable("node \(node.name) is \(live.rawValue)") }
+        guard brick.statusKnown else { return .unknown }
         return brick.brick.online ? .healthy : .processDown
     }
 

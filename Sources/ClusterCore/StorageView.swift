@@ -7,6 +7,8 @@ public enum StorageView {
     public struct Brick: Sendable, Equatable {
         public var node: String
         public var brick: Specola_V1_GlusterBrick
+        /// Some node read `volume status` this cycle, so `brick.online` is known; otherwise it is a guess.
+        public var statusKnown = true
         public var key: String { StorageView.key(brick) }
     }
 
@@ -56,7 +58,13 @@ public enum StorageView {
                     chosen.possiblyHealing = counted.possiblyHealing
                     chosen.healTotal = counted.healTotal
                 }
-                return Brick(node: host?.node ?? "", brick: chosen)
+                // Whether the brick runs is the same from every peer: take it from a view that could read it.
+                var known = true
+                if (host?.volume ?? base.volume).statusUnreadable {
+                    let readable = views.first { !$0.volume.statusUnreadable }?.volume.bricks.first { key($0) == key(brick) }
+                    if let readable { chosen.online = readable.online } else { known = false }
+                }
+                return Brick(node: host?.node ?? "", brick: chosen, statusKnown: known)
             }
             return Volume(volume: volume, bricks: bricks)
         }

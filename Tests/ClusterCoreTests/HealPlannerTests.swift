@@ -21,6 +21,19 @@ import Testing
         #expect(actions.first?.reason.contains("not running") == true)
     }
 
+    @Test func aBrickIsNotRestartedWhenNoNodeCouldReadWhetherItRuns() {
+        var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
+        let key = StorageFixture.key("n3", "gv0")
+        // n3's `volume status` failed (glusterd's lock was held): its bricks read as offline.
+        cluster.nodes["n3"]!.facts.gluster.volumes[0].statusUnreadable = true
+        for index in cluster.nodes["n3"]!.facts.gluster.volumes[0].bricks.indices { cluster.nodes["n3"]!.facts.gluster.volumes[0].bricks[index].online = false }
+        var planner = HealPlanner(policy: Self.policy)
+        #expect(planner.onPass(cluster.input).directives.isEmpty, "n1 and n2 read the status: the brick runs")
+        cluster.volume("gv0") { $0.statusUnreadable = true }
+        cluster.brick(key) { $0.online = false }
+        #expect(planner.onPass(cluster.input).directives.isEmpty, "nobody knows: nothing is done")
+    }
+
     @Test func aRestartIsNotRepeatedWhileOneIsPendingNorBeforeAFreshReportNorPastTheLimit() {
         // A report collected before the restart ended still shows the brick down; only a later one counts.
         var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)

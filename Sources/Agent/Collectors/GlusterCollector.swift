@@ -148,6 +148,7 @@ public final class GlusterCollector: @unchecked Sendable {
             throw error
         } catch {
             errors.append("volume \(volume.name): status: \(error)")
+            volume.statusUnreadable = true
             return
         }
         for index in volume.bricks.indices {

@@ -1452,60 +1452,106 @@ public nonisolated struct Specola_V1_GlusterPeer: Sendable {
   public init() {}
 }
 
-public nonisolated struct Specola_V1_GlusterVolume: Sendable {
+public nonisolated struct Specola_V1_GlusterVolume: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
   /// "Replicate", "Distributed-Replicate", "Disperse", "Distribute", ...
-  public var type: String = String()
+  public var type: String {
+    get {_storage._type}
+    set {_uniqueStorage()._type = newValue}
+  }
 
   /// "Started", "Stopped" or "Created" (never started).
-  public var status: String = String()
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
 
-  public var brickCount: UInt32 = 0
+  public var brickCount: UInt32 {
+    get {_storage._brickCount}
+    set {_uniqueStorage()._brickCount = newValue}
+  }
 
-  public var distributeCount: UInt32 = 0
+  public var distributeCount: UInt32 {
+    get {_storage._distributeCount}
+    set {_uniqueStorage()._distributeCount = newValue}
+  }
 
-  public var replicaCount: UInt32 = 0
+  public var replicaCount: UInt32 {
+    get {_storage._replicaCount}
+    set {_uniqueStorage()._replicaCount = newValue}
+  }
 
-  public var arbiterCount: UInt32 = 0
+  public var arbiterCount: UInt32 {
+    get {_storage._arbiterCount}
+    set {_uniqueStorage()._arbiterCount = newValue}
+  }
 
-  public var disperseCount: UInt32 = 0
+  public var disperseCount: UInt32 {
+    get {_storage._disperseCount}
+    set {_uniqueStorage()._disperseCount = newValue}
+  }
 
-  public var redundancyCount: UInt32 = 0
+  public var redundancyCount: UInt32 {
+    get {_storage._redundancyCount}
+    set {_uniqueStorage()._redundancyCount = newValue}
+  }
 
   /// Effective values (defaults included) of the options that govern healing and
   /// quorum: cluster.quorum-type, cluster.server-quorum-type,
   /// cluster.favorite-child-policy, cluster.shd-max-threads, cluster.self-heal-daemon.
-  public var options: Dictionary<String,String> = [:]
+  public var options: Dictionary<String,String> {
+    get {_storage._options}
+    set {_uniqueStorage()._options = newValue}
+  }
 
   /// All bricks of the volume in gluster's order; `local` marks this node's.
-  public var bricks: [Specola_V1_GlusterBrick] = []
+  public var bricks: [Specola_V1_GlusterBrick] {
+    get {_storage._bricks}
+    set {_uniqueStorage()._bricks = newValue}
+  }
 
   /// This node's self-heal daemon for the volume (started volumes that heal only).
   public var selfHealDaemon: Specola_V1_GlusterSelfHealDaemon {
-    get {_selfHealDaemon ?? Specola_V1_GlusterSelfHealDaemon()}
-    set {_selfHealDaemon = newValue}
+    get {_storage._selfHealDaemon ?? Specola_V1_GlusterSelfHealDaemon()}
+    set {_uniqueStorage()._selfHealDaemon = newValue}
   }
   /// Returns true if `selfHealDaemon` has been explicitly set.
-  public var hasSelfHealDaemon: Bool {self._selfHealDaemon != nil}
+  public var hasSelfHealDaemon: Bool {_storage._selfHealDaemon != nil}
   /// Clears the value of `selfHealDaemon`. Subsequent reads from it will return its default value.
-  public mutating func clearSelfHealDaemon() {self._selfHealDaemon = nil}
+  public mutating func clearSelfHealDaemon() {_uniqueStorage()._selfHealDaemon = nil}
 
   /// Files in split-brain (`volume heal VOL info split-brain`), paths or
   /// <gfid:...>, read only while some brick counts split-brain entries; at most 100.
-  public var splitBrainFiles: [String] = []
+  public var splitBrainFiles: [String] {
+    get {_storage._splitBrainFiles}
+    set {_uniqueStorage()._splitBrainFiles = newValue}
+  }
+
+  /// `volume status` could not be read this cycle (e.g. glusterd's cluster lock
+  /// was held): the bricks' online and pid are unknown, not false.
+  public var statusUnreadable: Bool {
+    get {_storage._statusUnreadable}
+    set {_uniqueStorage()._statusUnreadable = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _selfHealDaemon: Specola_V1_GlusterSelfHealDaemon? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Specola_V1_GlusterBrick: @unchecked Sendable {
@@ -1932,32 +1978,29 @@ public nonisolated struct Specola_V1_GlusterVolumeList: Sendable {
   public init() {}
 }
 
-public nonisolated struct Specola_V1_GlusterVolumeView: @unchecked Sendable {
+public nonisolated struct Specola_V1_GlusterVolumeView: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// The volume as one of its nodes reports it; its bricks are in `bricks`.
   public var volume: Specola_V1_GlusterVolume {
-    get {_storage._volume ?? Specola_V1_GlusterVolume()}
-    set {_uniqueStorage()._volume = newValue}
+    get {_volume ?? Specola_V1_GlusterVolume()}
+    set {_volume = newValue}
   }
   /// Returns true if `volume` has been explicitly set.
-  public var hasVolume: Bool {_storage._volume != nil}
+  public var hasVolume: Bool {self._volume != nil}
   /// Clears the value of `volume`. Subsequent reads from it will return its default value.
-  public mutating func clearVolume() {_uniqueStorage()._volume = nil}
+  public mutating func clearVolume() {self._volume = nil}
 
   /// In gluster's order, each from the node that hosts it when that node reports it.
-  public var bricks: [Specola_V1_GlusterBrickView] {
-    get {_storage._bricks}
-    set {_uniqueStorage()._bricks = newValue}
-  }
+  public var bricks: [Specola_V1_GlusterBrickView] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _volume: Specola_V1_GlusterVolume? = nil
 }
 
 public nonisolated struct Specola_V1_GlusterBrickView: Sendable {
@@ -6070,98 +6113,167 @@ nonisolated extension Specola_V1_GlusterPeer: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Specola_V1_GlusterVolume: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GlusterVolume"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}id\0\u{1}type\0\u{1}status\0\u{3}brick_count\0\u{3}distribute_count\0\u{3}replica_count\0\u{3}arbiter_count\0\u{3}disperse_count\0\u{3}redundancy_count\0\u{1}options\0\u{1}bricks\0\u{3}self_heal_daemon\0\u{3}split_brain_files\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}id\0\u{1}type\0\u{1}status\0\u{3}brick_count\0\u{3}distribute_count\0\u{3}replica_count\0\u{3}arbiter_count\0\u{3}disperse_count\0\u{3}redundancy_count\0\u{1}options\0\u{1}bricks\0\u{3}self_heal_daemon\0\u{3}split_brain_files\0\u{3}status_unreadable\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _id: String = String()
+    var _type: String = String()
+    var _status: String = String()
+    var _brickCount: UInt32 = 0
+    var _distributeCount: UInt32 = 0
+    var _replicaCount: UInt32 = 0
+    var _arbiterCount: UInt32 = 0
+    var _disperseCount: UInt32 = 0
+    var _redundancyCount: UInt32 = 0
+    var _options: Dictionary<String,String> = [:]
+    var _bricks: [Specola_V1_GlusterBrick] = []
+    var _selfHealDaemon: Specola_V1_GlusterSelfHealDaemon? = nil
+    var _splitBrainFiles: [String] = []
+    var _statusUnreadable: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _id = source._id
+      _type = source._type
+      _status = source._status
+      _brickCount = source._brickCount
+      _distributeCount = source._distributeCount
+      _replicaCount = source._replicaCount
+      _arbiterCount = source._arbiterCount
+      _disperseCount = source._disperseCount
+      _redundancyCount = source._redundancyCount
+      _options = source._options
+      _bricks = source._bricks
+      _selfHealDaemon = source._selfHealDaemon
+      _splitBrainFiles = source._splitBrainFiles
+      _statusUnreadable = source._statusUnreadable
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.type) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.status) }()
-      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.brickCount) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.distributeCount) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.replicaCount) }()
-      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.arbiterCount) }()
-      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.disperseCount) }()
-      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.redundancyCount) }()
-      case 11: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.options) }()
-      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.bricks) }()
-      case 13: try { try decoder.decodeSingularMessageField(value: &self._selfHealDaemon) }()
-      case 14: try { try decoder.decodeRepeatedStringField(value: &self.splitBrainFiles) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._type) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._brickCount) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._distributeCount) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._replicaCount) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._arbiterCount) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._disperseCount) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._redundancyCount) }()
+        case 11: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._options) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._bricks) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._selfHealDaemon) }()
+        case 14: try { try decoder.decodeRepeatedStringField(value: &_storage._splitBrainFiles) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._statusUnreadable) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
-    }
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 2)
-    }
-    if !self.type.isEmpty {
-      try visitor.visitSingularStringField(value: self.type, fieldNumber: 3)
-    }
-    if !self.status.isEmpty {
-      try visitor.visitSingularStringField(value: self.status, fieldNumber: 4)
-    }
-    if self.brickCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.brickCount, fieldNumber: 5)
-    }
-    if self.distributeCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.distributeCount, fieldNumber: 6)
-    }
-    if self.replicaCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.replicaCount, fieldNumber: 7)
-    }
-    if self.arbiterCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.arbiterCount, fieldNumber: 8)
-    }
-    if self.disperseCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.disperseCount, fieldNumber: 9)
-    }
-    if self.redundancyCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.redundancyCount, fieldNumber: 10)
-    }
-    if !self.options.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.options, fieldNumber: 11)
-    }
-    if !self.bricks.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.bricks, fieldNumber: 12)
-    }
-    try { if let v = self._selfHealDaemon {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    } }()
-    if !self.splitBrainFiles.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.splitBrainFiles, fieldNumber: 14)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 2)
+      }
+      if !_storage._type.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._type, fieldNumber: 3)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 4)
+      }
+      if _storage._brickCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._brickCount, fieldNumber: 5)
+      }
+      if _storage._distributeCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._distributeCount, fieldNumber: 6)
+      }
+      if _storage._replicaCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._replicaCount, fieldNumber: 7)
+      }
+      if _storage._arbiterCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._arbiterCount, fieldNumber: 8)
+      }
+      if _storage._disperseCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._disperseCount, fieldNumber: 9)
+      }
+      if _storage._redundancyCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._redundancyCount, fieldNumber: 10)
+      }
+      if !_storage._options.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._options, fieldNumber: 11)
+      }
+      if !_storage._bricks.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._bricks, fieldNumber: 12)
+      }
+      try { if let v = _storage._selfHealDaemon {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      if !_storage._splitBrainFiles.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._splitBrainFiles, fieldNumber: 14)
+      }
+      if _storage._statusUnreadable != false {
+        try visitor.visitSingularBoolField(value: _storage._statusUnreadable, fieldNumber: 15)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_GlusterVolume, rhs: Specola_V1_GlusterVolume) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.id != rhs.id {return false}
-    if lhs.type != rhs.type {return false}
-    if lhs.status != rhs.status {return false}
-    if lhs.brickCount != rhs.brickCount {return false}
-    if lhs.distributeCount != rhs.distributeCount {return false}
-    if lhs.replicaCount != rhs.replicaCount {return false}
-    if lhs.arbiterCount != rhs.arbiterCount {return false}
-    if lhs.disperseCount != rhs.disperseCount {return false}
-    if lhs.redundancyCount != rhs.redundancyCount {return false}
-    if lhs.options != rhs.options {return false}
-    if lhs.bricks != rhs.bricks {return false}
-    if lhs._selfHealDaemon != rhs._selfHealDaemon {return false}
-    if lhs.splitBrainFiles != rhs.splitBrainFiles {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._brickCount != rhs_storage._brickCount {return false}
+        if _storage._distributeCount != rhs_storage._distributeCount {return false}
+        if _storage._replicaCount != rhs_storage._replicaCount {return false}
+        if _storage._arbiterCount != rhs_storage._arbiterCount {return false}
+        if _storage._disperseCount != rhs_storage._disperseCount {return false}
+        if _storage._redundancyCount != rhs_storage._redundancyCount {return false}
+        if _storage._options != rhs_storage._options {return false}
+        if _storage._bricks != rhs_storage._bricks {return false}
+        if _storage._selfHealDaemon != rhs_storage._selfHealDaemon {return false}
+        if _storage._splitBrainFiles != rhs_storage._splitBrainFiles {return false}
+        if _storage._statusUnreadable != rhs_storage._statusUnreadable {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6948,74 +7060,36 @@ nonisolated extension Specola_V1_GlusterVolumeView: SwiftProtobuf.Message, Swift
   public static let protoMessageName: String = _protobuf_package + ".GlusterVolumeView"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}bricks\0")
 
-  fileprivate class _StorageClass {
-    var _volume: Specola_V1_GlusterVolume? = nil
-    var _bricks: [Specola_V1_GlusterBrickView] = []
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _volume = source._volume
-      _bricks = source._bricks
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._volume) }()
-        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._bricks) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._volume) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.bricks) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._volume {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      if !_storage._bricks.isEmpty {
-        try visitor.visitRepeatedMessageField(value: _storage._bricks, fieldNumber: 2)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._volume {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.bricks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.bricks, fieldNumber: 2)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_GlusterVolumeView, rhs: Specola_V1_GlusterVolumeView) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._volume != rhs_storage._volume {return false}
-        if _storage._bricks != rhs_storage._bricks {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._volume != rhs._volume {return false}
+    if lhs.bricks != rhs.bricks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
