@@ -132,18 +132,26 @@ public actor StorageRunner {
         guard leftovers.isEmpty else {
             throw StorageActionError("brick process \(leftovers.map(String.init).joined(separator: ", ")) of \(action.brick) is still there \(settings.settleWithin) later, though gluster reports the brick offline; not restarting it over a live process — check it by hand")
         }
-        try await gluster.run(["volume", "start", action.volume, "force"])
+        // Right after a brick dies, glusterd may not have noticed yet and `start force` then does
+        // nothing; so it is given again (it is idempotent) until the brick is online or time is up.
         let onlineBy = ContinuousClock.now + settings.settleWithin
-        var online = try await gluster.brickStatus(action.volume, action.brick)
-        while online?.online != true && ContinuousClock.now < onlineBy {
-            try await Task.sleep(for: .milliseconds(300))
+        var online: GlusterXML.ProcessStatus?
+        var starts = 0
+        repeat {
+            try await gluster.run(["volume", "start", action.volume, "force"])
+            starts += 1
+            let checkBy = min(onlineBy, ContinuousClock.now + .seconds(5))
             online = try await gluster.brickStatus(action.volume, action.brick)
-        }
+            while online?.online != true && ContinuousClock.now < checkBy {
+                try await Task.sleep(for: .milliseconds(300))
+                online = try await gluster.brickStatus(action.volume, action.brick)
+            }
+        } while online?.online != true && ContinuousClock.now < onlineBy
         guard let status = online, status.online else {
-            throw StorageActionError("`volume start \(action.volume) force` succeeded but brick \(action.brick) is still offline; see the brick's log under /var/log/glusterfs/bricks")
+            throw StorageActionError("`volume start \(action.volume) force` (\(starts) times) succeeded but brick \(action.brick) is still offline after \(settings.settleWithin); see the brick's log under /var/log/glusterfs/bricks")
         }
         try await gluster.heal(action.volume, full: false)
-        return "brick restarted (pid \(status.pid)); heal started"
+        return "brick restarted (pid \(status.pid)\(starts > 1 ? ", after \(starts) starts" : "")); heal started"
     }
 
     /// `replace-brick ... commit force` onto a spare that exists here, then a full heal.

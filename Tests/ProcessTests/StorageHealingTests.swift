@@ -51,12 +51,10 @@ import Glibc
                 """)
             try cluster.startAgent("n\(peer)")
         }
-        var volume = Specola_V1_GlusterVolumeView()
-        try await waitUntil("every brick of gv0 online and hosted by n1...n3", timeout: .seconds(40), explain: {
-            "\(volume)\n\(await cluster.diagnosis())"
-        }) {
-            volume = try await Self.volume(cluster) ?? volume
-            return volume.bricks.map(\.node) == ["n1", "n2", "n3"] && volume.bricks.allSatisfy { $0.brick.online && $0.brick.pid > 0 }
+        var volume = try await waitUntilValue("every brick of gv0 online and hosted by n1...n3", timeout: .seconds(40)) {
+            try await Self.volume(cluster).flatMap { view in
+                view.bricks.map { $0.node } == ["n1", "n2", "n3"] && view.bricks.allSatisfy { $0.brick.online && $0.brick.pid > 0 } ? view : nil
+            }
         }
 
         // Files before the kill, then the kill -9 of n2's brick, then more files while it is down.
@@ -71,17 +69,15 @@ import Glibc
         #expect(written.count == 60)
 
         // Specola commits one restart, n2's agent carries it out, the heal drains.
-        var detail = Specola_V1_VolumeDetail()
-        try await waitUntil("a restart of n2's brick committed and succeeded", timeout: .seconds(40), explain: {
-            "\(detail)\n\(await cluster.diagnosis())"
-        }) {
-            detail = try await Self.detail(cluster)
-            return detail.actions.contains { $0.kind == .restartBrick && $0.state == .succeeded }
+        _ = try await waitUntilValue("a restart of n2's brick committed and succeeded", timeout: .seconds(40)) {
+            let detail = try await Self.detail(cluster)
+            return detail.actions.contains { $0.kind == .restartBrick && $0.state == .succeeded } ? detail : nil
         }
-        try await waitUntil("every brick online with nothing left to heal", timeout: .seconds(40), explain: { "\(volume)" }) {
-            volume = try await Self.volume(cluster) ?? volume
-            return volume.bricks.count == 3 && volume.bricks.allSatisfy {
-                $0.brick.online && $0.brick.hasHealPending && $0.brick.healPending == 0 && $0.brick.splitBrain == 0
+        volume = try await waitUntilValue("every brick online with nothing left to heal", timeout: .seconds(40)) {
+            try await Self.volume(cluster).flatMap { view in
+                view.bricks.count == 3 && view.bricks.allSatisfy {
+                    $0.brick.online && $0.brick.hasHealPending && $0.brick.healPending == 0 && $0.brick.splitBrain == 0
+                } ? view : nil
             }
         }
         let restarted = volume.bricks[1].brick
@@ -93,7 +89,7 @@ import Glibc
         #expect(onBrick == written, "the restarted brick holds every file: missing \(Set(written.keys).subtracting(onBrick.keys).sorted())")
 
         // Exactly once: one restart action, started once by n2's agent.
-        detail = try await Self.detail(cluster)
+        let detail = try await Self.detail(cluster)
         let restarts = detail.actions.filter { $0.kind == .restartBrick }
         let diagnosis = restarts.count == 1 ? "" : await cluster.diagnosis()
         #expect(restarts.count == 1, "\(detail.actions)\n\(diagnosis)")
