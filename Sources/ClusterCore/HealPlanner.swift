@@ -269,7 +269,7 @@ public struct HealPlanner: Sendable {
         let earlier = input.storage.ordered.filter { $0.kind == .resolveSplitBrain && $0.volume == volume.name }
         if earlier.contains(where: { $0.state == .pending }) { return nil }
         if let last = earlier.last, input.nowUnixMs - last.finishedAtUnixMs < policy.restartRetryAfterMs { return nil }
-        guard let runner = volume.bricks.first(where: { input.status[$0.node] == .ready && input.nodes[$0.node]?.status != "fenced" })?.node else {
+        guard let runner = Self.runner(for: volume, input) else {
             held.append("split-brain: no ready node hosts a brick of the volume")
             return nil
         }
@@ -285,6 +285,11 @@ public struct HealPlanner: Sendable {
         })
     }
 
+    /// A ready node hosting a brick of the volume, to run a volume-wide command; nil if none.
+    static func runner(for volume: StorageView.Volume, _ input: Input) -> String? {
+        volume.bricks.first { input.status[$0.node] == .ready && input.nodes[$0.node]?.status != "fenced" }?.node
+    }
+
     // MARK: - Operators
 
     /// `specola volume heal VOL [--full]` and `specola brick replace VOL OLD NEW [--force]`: checked
@@ -298,7 +303,7 @@ public struct HealPlanner: Sendable {
         }
         switch request.action {
         case "heal":
-            guard let runner = volume.bricks.first(where: { input.status[$0.node] == .ready && input.nodes[$0.node]?.status != "fenced" })?.node else {
+            guard let runner = Self.runner(for: volume, input) else {
                 return .failure(Refusal(code: .refused, description: "no ready node hosts a brick of \(volume.name); nothing can run the heal"))
             }
             return .success(.with {
