@@ -250,6 +250,10 @@ public struct HealPlanner: Sendable {
         if let (other, condition) = others.first(where: { !$0.1.isHealthy }) {
             return "another brick of replica set \(brick.brick.replicaSet), \(other.key), is unhealthy too (\(condition.summary))"
         }
+        // Entries listed to heal on this brick alone have no other up-to-date copy (as last reported).
+        if brick.brick.healPending > 0, !others.contains(where: { $0.0.brick.healPending > 0 }) {
+            return "it holds the only up-to-date copy of \(brick.brick.healPending) entries still to heal"
+        }
         return nil
     }
 

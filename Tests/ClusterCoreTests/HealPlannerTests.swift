@@ -125,6 +125,17 @@ import Testing
         #expect(action.forced && action.node == "n4" && action.requestedBy == "user/ops")
     }
 
+    @Test func aBrickHoldingTheOnlyCopyOfPendingHealsIsNotReplaced() {
+        var cluster = StorageFixture(nodes: 4, volumes: Self.gv0)
+        cluster.brick(StorageFixture.key("n2", "gv0")) { $0.healPending = 40 }
+        cluster.fence("n2", since: 0)
+        cluster.now = 100_000
+        var planner = HealPlanner(policy: StoragePolicy(spareBricks: ["n4": ["/spare/s1"]], replaceAfterMs: 0))
+        let plan = planner.onPass(cluster.input)
+        #expect(StorageFixture.proposals(plan).isEmpty)
+        #expect(plan.heldBack["gv0"]?.first?.contains("only up-to-date copy of 40 entries") == true, "\(plan.heldBack)")
+    }
+
     @Test func replacementsAreCappedAndTheHigherPriorityVolumeTakesTheSlot() {
         var cluster = StorageFixture(nodes: 4, volumes: ["archive": [["n1", "n2", "n3"]], "scratch": [["n1", "n2", "n3"]]])
         cluster.fence("n2", since: 0)
