@@ -124,7 +124,7 @@ let package = Package(
         .target(
             name: "SpecolaCLI",
             dependencies: [
-                "SpecolaProtocol", "SpecolaJobs",
+                "SpecolaProtocol", "SpecolaJobs", "SpecolaClusterCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + grpc,
             path: "Sources/CLI",

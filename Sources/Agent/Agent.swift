@@ -33,9 +33,12 @@ public struct Agent: Service {
             onEvent: { wakeLink.withLock { $0 }?() })
         let workloads = WorkloadRunner(
             outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
+        let storage: StorageRunner? = config.gluster.enabled
+            ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
+            : nil
         let requestFull: @Sendable () -> Void = { loop.fullRequested.store(true, ordering: .relaxed) }
         let instructions = InstructionExecutor(
-            outbox: outbox, runner: runner, workloads: workloads, logger: logger, onFullReportRequested: requestFull)
+            outbox: outbox, runner: runner, workloads: workloads, storage: storage, logger: logger, onFullReportRequested: requestFull)
         // A re-issued node certificate is used from the next connection on, without a restart.
         let reloader = try config.tls.makeReloader(logger: logger)
         let reloading = Task { try? await reloader.run() }
@@ -47,6 +50,7 @@ public struct Agent: Service {
         // Before the link can deliver new work: pick up tasks that outlived a previous agent process.
         await runner.resume()
         await workloads.resume()
+        await storage?.resume()
         let workloadWatch = Task { await workloads.run() }
         defer { workloadWatch.cancel() }
         let notifier = SystemdNotifier()
@@ -68,9 +72,10 @@ public struct Agent: Service {
                     while !Task.isCancelled {
                         let dueFull = ContinuousClock.now - lastFull >= .seconds(config.fullReportInterval)
                         let forceFull = loop.fullRequested.exchange(false, ordering: .relaxed) || dueFull
+                        // Stamped before collecting: the leader compares it with when a storage action ended.
+                        let collectedAt = Int64(Date().timeIntervalSince1970 * 1000)
                         if let (facts, full) = await collector.collect(forceFull: forceFull) {
                             do {
-                                let collectedAt = Int64(Date().timeIntervalSince1970 * 1000)
                                 // The commit waits for an fsync: on a thread of its own, not the pool's.
                                 let report = try await onDedicatedThread("specola-outbox") {
                                     try outbox.append(facts: facts, full: full, collectedAtUnixMs: collectedAt)

@@ -142,8 +142,10 @@ public struct GlusterConfig: Decodable, Sendable {
     public var brickHost = ""
     public var timeout: Double = 15
     public var healInfoInterval: Double = 30
+    /// The limit for one gluster call of a storage action (replace-brick and heal can be slow).
+    public var actionTimeout: Double = 120
     public init() {}
-    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, command, brickHost, timeout, healInfoInterval }
+    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, command, brickHost, timeout, healInfoInterval, actionTimeout }
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -156,6 +158,14 @@ public struct GlusterConfig: Decodable, Sendable {
         brickHost = try c.decodeIfPresent(String.self, forKey: .brickHost) ?? ""
         timeout = try c.decodePositiveSeconds(.timeout, default: 15)
         healInfoInterval = try c.decodePositiveSeconds(.healInfoInterval, default: 30)
+        actionTimeout = try c.decodePositiveSeconds(.actionTimeout, default: 120)
+    }
+
+    var actionSettings: StorageRunner.Settings {
+        var settings = StorageRunner.Settings()
+        settings.command = command
+        settings.timeout = .milliseconds(Int64(actionTimeout * 1000))
+        return settings
     }
 
     var settings: GlusterCollector.Settings {

@@ -9,14 +9,16 @@ public struct InstructionExecutor: Sendable {
     let outbox: Outbox
     let runner: TaskRunner
     let workloads: WorkloadRunner?
+    let storage: StorageRunner?
     let onFullReportRequested: @Sendable () -> Void
     let logger: Logger
 
-    public init(outbox: Outbox, runner: TaskRunner, workloads: WorkloadRunner? = nil, logger: Logger,
+    public init(outbox: Outbox, runner: TaskRunner, workloads: WorkloadRunner? = nil, storage: StorageRunner? = nil, logger: Logger,
                 onFullReportRequested: @escaping @Sendable () -> Void) {
         self.outbox = outbox
         self.runner = runner
         self.workloads = workloads
+        self.storage = storage
         self.logger = logger
         self.onFullReportRequested = onFullReportRequested
     }
@@ -26,6 +28,7 @@ public struct InstructionExecutor: Sendable {
         var payload: Data?
         if case .runTask(let run) = instruction.action { payload = try run.withEnvironmentRedacted.serializedData() }
         if case .startWorkload(let start) = instruction.action { payload = try start.serializedData() }
+        if case .storageAction(let action) = instruction.action { payload = try action.serializedData() }
         if let stored = try outbox.claimInstruction(id, payload: payload) {
             logger.info("instruction already executed; not running it again", metadata: ["instruction.id": "\(id)"])
             return stored
@@ -52,6 +55,22 @@ public struct InstructionExecutor: Sendable {
             result.message = "this agent runs no HA workloads"
         case .stopWorkload(let stop):
             result.message = await workloads?.stop(stop) ?? "this agent runs no HA workloads"
+        case .storageAction(let action):
+            // The runner closes the ledger entry, with the outcome report, when the action ends.
+            if let storage {
+                result.message = await storage.start(action)
+                return result
+            }
+            result.ok = false
+            result.message = "GlusterFS is turned off on this agent (gluster.enabled: false); the action was not run"
+            let event = Specola_V1_StorageActionEvent.with {
+                $0.actionID = id
+                $0.ok = false
+                $0.message = result.message
+                $0.atUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+            }
+            _ = try outbox.recordInstruction(result, reporting: [event], atUnixMs: event.atUnixMs)
+            return result
         case nil:
             result.ok = false
             result.message = "unknown instruction; this agent (\(SpecolaVersion.current)) may be older than the coordinator"

@@ -74,19 +74,21 @@ public final class Outbox: Sendable {
 
     private func store(_ fill: (inout Specola_V1_Report) -> Void) throws -> Specola_V1_Report {
         do {
-            return try queue.write { db in
-                let last = try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'seq'") ?? 0
-                var report = Specola_V1_Report.with { $0.seq = last + 1 }
-                fill(&report)
-                try db.execute(sql: "INSERT INTO report(seq, payload) VALUES (?, ?)",
-                               arguments: [report.seq, try report.serializedData()])
-                try db.execute(sql: "INSERT INTO counter(name, value) VALUES ('seq', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                               arguments: [report.seq])
-                return report
-            }
+            return try queue.write { db in try Self.insertReport(db, fill) }
         } catch {
             throw OutboxError(path: path, problem: "cannot store a report (\(error)); check free disk space")
         }
+    }
+
+    /// Stamps the next sequence number on a report and inserts it, inside the caller's transaction.
+    private static func insertReport(_ db: Database, _ fill: (inout Specola_V1_Report) -> Void) throws -> Specola_V1_Report {
+        let last = try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'seq'") ?? 0
+        var report = Specola_V1_Report.with { $0.seq = last + 1 }
+        fill(&report)
+        try db.execute(sql: "INSERT INTO report(seq, payload) VALUES (?, ?)", arguments: [report.seq, try report.serializedData()])
+        try db.execute(sql: "INSERT INTO counter(name, value) VALUES ('seq', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                       arguments: [report.seq])
+        return report
     }
 
     /// Reports not yet acknowledged with a sequence number above `seq`, oldest first.
@@ -144,6 +146,25 @@ public final class Outbox: Sendable {
         try queue.write { db in
             try db.execute(sql: "UPDATE instruction SET ok = ?, message = ?, finished = 1 WHERE id = ?",
                            arguments: [result.ok, result.message, result.instructionID])
+        }
+    }
+
+    /// Closes instruction `result.instructionID` and queues `events` in a report of their own, in one
+    /// transaction: a crash leaves either both or neither, so an outcome is never lost nor sent for
+    /// an instruction the ledger still counts as running.
+    public func recordInstruction(_ result: Specola_V1_InstructionResult, reporting events: [Specola_V1_StorageActionEvent],
+                                  atUnixMs: Int64) throws -> Specola_V1_Report {
+        do {
+            return try queue.write { db in
+                try db.execute(sql: "UPDATE instruction SET ok = ?, message = ?, finished = 1 WHERE id = ?",
+                               arguments: [result.ok, result.message, result.instructionID])
+                return try Self.insertReport(db) {
+                    $0.collectedAtUnixMs = atUnixMs
+                    $0.storageEvents = events
+                }
+            }
+        } catch {
+            throw OutboxError(path: path, problem: "cannot record instruction \(result.instructionID) (\(error)); check free disk space")
         }
     }
 

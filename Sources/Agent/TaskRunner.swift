@@ -112,7 +112,7 @@ public actor TaskRunner {
         }
         let containers = (try? await podman.managedAllocations()) ?? [:]
         var claimed: Set<String> = []
-        for (id, payload) in unfinished where !WorkloadRunner.owns(id) {
+        for (id, payload) in unfinished where !WorkloadRunner.owns(id) && !StorageRunner.owns(id) {
             guard let payload, let run = try? Specola_V1_RunTask(serializedBytes: payload) else { continue }
             claimed.insert(id)
             if run.driver == "podman", let state = containers[id] {

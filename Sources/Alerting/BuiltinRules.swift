@@ -17,7 +17,25 @@ public enum BuiltinRule {
     /// A certificate or CA the leader uses expires soon (or has expired).
     public static let certificateExpiring = "CertificateExpiring"
 
-    public static let all = [nodeDown, fencingStuck, sensorCritical, selCritical, jobFailed, workloadError, agentLost, certificateExpiring]
+    /// A GlusterFS brick process is not running (or its node is gone).
+    public static let brickDown = "BrickDown"
+    /// A brick has listed more entries to heal than the threshold for longer than the duration.
+    public static let healBacklog = "HealBacklog"
+    /// Files of a volume are in split-brain.
+    public static let splitBrain = "SplitBrain"
+    /// A replica set of a volume runs with fewer healthy bricks than it has.
+    public static let volumeDegraded = "VolumeDegraded"
+    /// A disk reports SMART failure or I/O errors, or a brick's filesystem went read-only.
+    public static let diskFailing = "DiskFailing"
+    /// A storage action (restart, replace, heal, split-brain resolution) failed.
+    public static let storageActionFailed = "StorageActionFailed"
+    /// Fencing does not power a node off because it holds the only up-to-date copy of data to heal.
+    public static let fencingHeldForStorage = "FencingHeldForStorage"
+
+    public static let all = [
+        nodeDown, fencingStuck, sensorCritical, selCritical, jobFailed, workloadError, agentLost, certificateExpiring, brickDown,
+        healBacklog, splitBrain, volumeDegraded, diskFailing, storageActionFailed, fencingHeldForStorage,
+    ]
 }
 
 /// A built-in alert with its identifying labels, so that the code that fires it and the
@@ -94,5 +112,57 @@ public struct BuiltinAlert: Sendable, Hashable {
         BuiltinAlert(
             rule: BuiltinRule.agentLost, labels: ["node": node], severity: .warning,
             summary: "agent on \(node) is not reporting", description: "last contact: \(lastContact)")
+    }
+
+    /// `node` hosts the brick, so a down node inhibits it.
+    public static func brickDown(volume: String, brick: String, node: String, reason: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.brickDown, labels: withNode(["volume": volume, "brick": brick], node), severity: .warning,
+            summary: "brick \(brick) of volume \(volume) is down", description: reason)
+    }
+
+    public static func healBacklog(volume: String, brick: String, node: String, entries: UInt64, forSeconds: Int64) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.healBacklog, labels: withNode(["volume": volume, "brick": brick], node), severity: .warning,
+            summary: "brick \(brick) of volume \(volume) has \(entries) entries to heal",
+            description: "over the threshold for \(forSeconds) s; check the self-heal daemons (`specola volume show \(volume)`)")
+    }
+
+    /// The description names each file (up to the first 50) and what happens to them.
+    public static func splitBrain(volume: String, count: UInt64, files: [String], policy: String) -> BuiltinAlert {
+        let shown = files.prefix(50).joined(separator: ", ")
+        let more = files.count > 50 ? " and \(files.count - 50) more" : ""
+        let action = policy == "manual"
+            ? "policy manual: nothing is changed; pick the good copy of each with `gluster volume heal \(volume) split-brain ...`"
+            : "policy \(policy): Specola resolves them"
+        return BuiltinAlert(
+            rule: BuiltinRule.splitBrain, labels: ["volume": volume], severity: .critical,
+            summary: "\(count) entries of volume \(volume) are in split-brain",
+            description: (files.isEmpty ? "files not listed yet" : "files: \(shown)\(more)") + "; " + action)
+    }
+
+    public static func volumeDegraded(volume: String, severity: AlertSeverity, reason: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.volumeDegraded, labels: ["volume": volume], severity: severity,
+            summary: "volume \(volume) runs with less redundancy than configured", description: reason)
+    }
+
+    public static func diskFailing(node: String, disk: String, reason: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.diskFailing, labels: ["node": node, "disk": disk], severity: .critical,
+            summary: "disk \(disk) on \(node) is failing", description: reason)
+    }
+
+    public static func storageActionFailed(action: String, volume: String, node: String, what: String, message: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.storageActionFailed, labels: withNode(["action": action, "volume": volume], node), severity: .warning,
+            summary: "\(what) failed (\(action))", description: message)
+    }
+
+    public static func fencingHeldForStorage(node: String, reason: String) -> BuiltinAlert {
+        BuiltinAlert(
+            rule: BuiltinRule.fencingHeldForStorage, labels: ["node": node], severity: .critical,
+            summary: "node \(node) is not powered off: it holds data no other brick has",
+            description: reason + "; bring the node back, or power it off by hand once the data is safe and run `specola node fence \(node) --force`")
     }
 }

@@ -66,12 +66,14 @@ public struct InhibitRule: Sendable, Hashable, Codable {
         self.equal = equal
     }
 
-    /// A down node mutes every other alert about the same node, except that fencing is stuck,
-    /// which an operator must still hear about.
+    /// A down node mutes every other alert about the same node (its bricks included), except that
+    /// fencing is stuck or held for storage, which an operator must still hear about.
     public static let nodeDownMutesItsAlerts = InhibitRule(
         sourceMatchers: [LabelMatcher("alertname", .equal, BuiltinRule.nodeDown)],
         targetMatchers: [
-            LabelMatcher("alertname", .notMatchesRegex, "\(BuiltinRule.nodeDown)|\(BuiltinRule.fencingStuck)"),
+            LabelMatcher(
+                "alertname", .notMatchesRegex,
+                "\(BuiltinRule.nodeDown)|\(BuiltinRule.fencingStuck)|\(BuiltinRule.fencingHeldForStorage)"),
             LabelMatcher("node", .notEqual, ""),
         ],
         equal: ["node"])

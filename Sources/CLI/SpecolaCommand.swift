@@ -8,7 +8,7 @@ public struct SpecolaCommand: AsyncParsableCommand {
         discussion: "Connection settings come from --addr/--cacert/--client-cert/--client-key or SPECOLA_ADDR, SPECOLA_CACERT, SPECOLA_CLIENT_CERT, SPECOLA_CLIENT_KEY.",
         version: "0.1.0-dev",
         subcommands: [
-            StatusCommand.self, NodesCommand.self, NodeCommand.self, VolumesCommand.self, KVCommand.self, MembersCommand.self,
+            StatusCommand.self, NodesCommand.self, NodeCommand.self, VolumesCommand.self, VolumeCommand.self, BrickCommand.self, KVCommand.self, MembersCommand.self,
             LeaderCommand.self, SnapshotCommand.self, JobCommand.self, JobsCommand.self, LogsCommand.self, VMCommand.self, PodCommand.self,
             AlertsCommand.self, AlertCommand.self, SilenceCommand.self, PKICommand.self, DevCommand.self,
         ])

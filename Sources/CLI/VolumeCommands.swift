@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SpecolaClusterCore
 import SpecolaProtocol
 
 /// `specola volumes`: GlusterFS volumes and their bricks, from the node facts the leader holds.
@@ -23,49 +24,9 @@ struct VolumesCommand: AsyncParsableCommand {
 
 /// The cluster's volumes assembled from every node's GlusterFS section.
 enum GlusterOverview {
-    /// Each volume as reported by a node that hosts one of its bricks (the first by name),
-    /// else by any node; each brick from the node that hosts it, else from that report.
+    /// Each volume once, each brick from the node hosting it (`StorageView`, shared with the heal planner).
     static func build(from nodes: [Specola_V1_Node]) -> Specola_V1_GlusterVolumeList {
-        var list = Specola_V1_GlusterVolumeList()
-        let sorted = nodes.sorted { $0.name < $1.name }
-        var reports: [String: [(node: String, volume: Specola_V1_GlusterVolume)]] = [:]
-        for node in sorted {
-            let gluster = node.facts.gluster
-            list.nodes.append(.with {
-                $0.name = node.name
-                $0.status = node.status
-                $0.reported = node.facts.hasGluster
-                $0.available = gluster.available
-                $0.reason = node.facts.hasGluster ? gluster.reason : "no GlusterFS report from this node's agent"
-                $0.errors = gluster.errors
-            })
-            guard gluster.available else { continue }
-            for volume in gluster.volumes { reports[volume.name, default: []].append((node.name, volume)) }
-        }
-        for name in reports.keys.sorted() {
-            let views = reports[name]!
-            let base = views.first { $0.volume.bricks.contains(where: \.local) } ?? views[0]
-            var view = Specola_V1_GlusterVolumeView()
-            view.volume = base.volume
-            view.volume.bricks = []
-            for brick in base.volume.bricks {
-                let host = views.first { report in
-                    report.volume.bricks.contains { $0.local && $0.host == brick.host && $0.path == brick.path }
-                }
-                var chosen = host?.volume.bricks.first { $0.host == brick.host && $0.path == brick.path } ?? brick
-                // The hosting node's view has the process and disk; heal counts of a brick are
-                // the same cluster-wide, so any report that has them will do.
-                if !chosen.hasHealPending, brick.hasHealPending {
-                    chosen.healPending = brick.healPending
-                    chosen.splitBrain = brick.splitBrain
-                    chosen.possiblyHealing = brick.possiblyHealing
-                    chosen.healTotal = brick.healTotal
-                }
-                view.bricks.append(.with { $0.node = host?.node ?? ""; $0.brick = chosen })
-            }
-            list.volumes.append(view)
-        }
-        return list
+        StorageView.volumeList(nodes)
     }
 
     static func render(_ list: Specola_V1_GlusterVolumeList) -> String {
@@ -123,5 +84,136 @@ enum GlusterOverview {
     ) -> String {
         let known = bricks.filter { $0[keyPath: has] }
         return known.isEmpty ? "?" : "\(known.map { $0[keyPath: value] }.max()!)"
+    }
+}
+
+/// `specola volume show|heal`.
+struct VolumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "volume", abstract: "Inspect a GlusterFS volume, or heal it.",
+        subcommands: [VolumeShowCommand.self, VolumeHealCommand.self])
+}
+
+/// `specola volume show VOL`: bricks, heal counts, split-brain files, and the heal planner's actions with their reasons.
+struct VolumeShowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Show a volume's bricks, heal backlog, split-brain files and its storage actions (pending and recent) with their reasons.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The volume's name, as `specola volumes` lists it.") var name: String
+
+    func run() async throws {
+        try await runReporting {
+            let (list, detail) = try await connection.withAPI { api in
+                (try await api.listNodes(.init()), try await api.getVolume(.with { $0.name = name }))
+            }
+            let overview = GlusterOverview.build(from: list.nodes)
+            guard let view = overview.volumes.first(where: { $0.volume.name == name }) else {
+                throw CLIError(VolumeShowCommand.unknown(name, known: overview.volumes.map(\.volume.name)), exitCode: 4)
+            }
+            if connection.json {
+                return print("{\"volume\":\(try view.jsonString(options: JSONOutput.options)),\"detail\":\(try detail.jsonString(options: JSONOutput.options))}")
+            }
+            print(Self.render(view, detail, nowUnixMs: Int64(Date().timeIntervalSince1970 * 1000)))
+        }
+    }
+
+    static func unknown(_ name: String, known: [String]) -> String {
+        "no volume named '\(name)'; `specola volumes` lists them (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"
+    }
+
+    static func render(_ view: Specola_V1_GlusterVolumeView, _ detail: Specola_V1_VolumeDetail, nowUnixMs: Int64) -> String {
+        var list = Specola_V1_GlusterVolumeList()
+        list.volumes = [view]
+        var out = GlusterOverview.render(list)
+        if !view.volume.splitBrainFiles.isEmpty {
+            out += "\nSplit-brain files\n" + view.volume.splitBrainFiles.map { "  \($0)\n" }.joined()
+        }
+        if !detail.heldBack.isEmpty {
+            out += "\nHeld back by the heal planner\n" + detail.heldBack.map { "  \($0)\n" }.joined()
+        }
+        guard !detail.actions.isEmpty else { return out + "\nNo storage actions.\n" }
+        var table = Table("ACTION", "KIND", "STATE", "NODE", "BRICK", "CREATED", "BY", "REASON", "OUTCOME")
+        for action in detail.actions {
+            let brick = action.newBrick.isEmpty ? action.brick : "\(action.brick) -> \(action.newBrick)"
+            table.add(
+                action.id, Self.kind(action), Self.state(action.state), action.node, brick.isEmpty ? "-" : brick,
+                Format.ago(action.createdAtUnixMs, now: nowUnixMs), action.requestedBy, action.reason,
+                action.message.isEmpty ? "-" : action.message)
+        }
+        return out + "\nStorage actions (newest first)\n" + table.rendered + "\n"
+    }
+
+    static func kind(_ action: Specola_V1_StorageAction) -> String {
+        switch action.kind {
+        case .restartBrick: return "restart-brick"
+        case .replaceBrick: return "replace-brick"
+        case .heal: return action.full ? "heal --full" : "heal"
+        case .resolveSplitBrain: return "split-brain \(action.splitBrainPolicy)"
+        case .unspecified, .UNRECOGNIZED: return "?"
+        }
+    }
+
+    static func state(_ state: Specola_V1_StorageActionState) -> String {
+        switch state {
+        case .pending: return "pending"
+        case .succeeded: return "succeeded"
+        case .failed: return "FAILED"
+        case .unspecified, .UNRECOGNIZED: return "?"
+        }
+    }
+}
+
+/// Commits an operator's storage action and prints it.
+enum StorageRequestCommand {
+    static func submit(_ request: Specola_V1_StorageRequest, connection: ConnectionOptions) async throws {
+        try await runReporting {
+            let action = try await connection.withAPI { try await $0.requestStorageAction(request) }
+            if connection.json { return try JSONOutput.print(action) }
+            print("\(action.id): \(StorageBook.describe(action)) committed; node \(action.node) carries it out. `specola volume show \(action.volume)` follows it.")
+        }
+    }
+}
+
+/// `specola volume heal VOL [--full]`.
+struct VolumeHealCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "heal", abstract: "Start a heal of a volume (`gluster volume heal`), run once by a node hosting one of its bricks.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The volume's name.") var name: String
+    @Flag(help: "Crawl the whole volume instead of the heal index.") var full = false
+
+    func run() async throws {
+        try await StorageRequestCommand.submit(.with { $0.volume = name; $0.action = "heal"; $0.full = full }, connection: connection)
+    }
+}
+
+/// `specola brick replace VOL OLD NEW [--force]`.
+struct BrickCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "brick", abstract: "Move a GlusterFS brick.", subcommands: [BrickReplaceCommand.self])
+}
+
+struct BrickReplaceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replace",
+        abstract: "Replace brick OLD of VOL by NEW (`replace-brick ... commit force`, then a full heal), run once by NEW's node.",
+        discussion: "OLD and NEW are HOST:PATH as `specola volumes` shows bricks. NEW's parent directory must exist on its node. Refused while another brick of OLD's replica set is unhealthy, or when NEW's node already holds a brick of that set, unless --force.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The volume's name.") var volume: String
+    @Argument(help: "The brick to replace, HOST:PATH.") var old: String
+    @Argument(help: "The new brick, HOST:PATH (an empty directory).") var new: String
+    @Flag(help: "Replace even when redundancy would drop further or NEW's node holds a brick of the same replica set.") var force = false
+
+    func run() async throws {
+        try await StorageRequestCommand.submit(.with {
+            $0.volume = volume
+            $0.action = "replace-brick"
+            $0.oldBrick = old
+            $0.newBrick = new
+            $0.force = force
+        }, connection: connection)
     }
 }

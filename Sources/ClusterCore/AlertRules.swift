@@ -46,6 +46,8 @@ public struct BuiltinRuleSettings: Sendable, Hashable {
     public var selMaxAgeMs: Int64 = 3_600_000
     /// CertificateExpiring fires this long before a certificate the leader uses expires.
     public var certificateWarnBeforeMs: Int64 = 30 * 86_400_000
+    /// Thresholds and policies of the GlusterFS rules.
+    public var storage = StorageAlertSettings()
 
     public init() {}
 }
@@ -106,6 +108,8 @@ public enum NodeMetric {
 public struct AlertRuleEvaluator: Sendable {
     public var settings: BuiltinRuleSettings
     public var thresholds: ThresholdEvaluator
+    /// Since when each brick's heal backlog has been over the threshold ("VOLUME|HOST:PATH"); leader memory.
+    var backlogSince: [String: Int64] = [:]
 
     public init(settings: BuiltinRuleSettings = BuiltinRuleSettings(), thresholdRules: [ThresholdRule] = []) {
         self.settings = settings
@@ -130,6 +134,7 @@ public struct AlertRuleEvaluator: Sendable {
         changes += sel(nodes, book, now: input.nowUnixMs)
         changes += jobs(input.state.jobs, book, now: input.nowUnixMs)
         changes += workloadErrors(input.state.workloads, book, now: input.nowUnixMs)
+        changes += storage(input, book)
         changes += forgottenNodes(input.state, book, now: input.nowUnixMs)
         changes += certificates(input.certificates, book, now: input.nowUnixMs)
         return changes

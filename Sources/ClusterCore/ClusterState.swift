@@ -17,6 +17,8 @@ public enum ApplyOutcome: Sendable, Equatable {
     case job(String)
     /// How many placements of a scheduling pass took effect.
     case placed(count: Int)
+    /// A storage action was committed under this id.
+    case storageAction(id: String)
     case done
     case rejected(reason: String)
 }
@@ -39,6 +41,7 @@ public struct ClusterState: Sendable {
     public private(set) var pendingNodes: [String: Specola_V1_PendingNode] = [:]
     /// The deny list (`specola pki revoke`), in the order entries were added.
     public private(set) var revoked: [Specola_V1_RevokedCertificate] = []
+    public private(set) var storage = StorageBook()
 
     public init() {}
 
@@ -52,6 +55,7 @@ public struct ClusterState: Sendable {
         alerts = try AlertBook(snapshotJSON: snapshot.alertBookJson)
         for pending in snapshot.pendingNodes { pendingNodes[pending.name] = pending }
         revoked = snapshot.revoked
+        storage = StorageBook(snapshot: snapshot)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -63,6 +67,7 @@ public struct ClusterState: Sendable {
             $0.members = members.values.sorted { $0.id < $1.id }
             jobs.write(into: &$0)
             workloads.write(into: &$0)
+            storage.write(into: &$0)
             $0.alertBookJson = alerts.snapshotJSON()
             $0.pendingNodes = pendingNodes.values.sorted { $0.name < $1.name }
             $0.revoked = revoked
@@ -165,6 +170,8 @@ public struct ClusterState: Sendable {
                 revoked.append(entry)
             }
             return .done
+        case .storage(let command):
+            return storage.apply(command, at: at, nodes: nodes)
         case .noop, nil:
             return .done
         }
@@ -239,6 +246,7 @@ public struct ClusterState: Sendable {
         let gap = node.lastAppliedSeq != 0 && report.seq != node.lastAppliedSeq + 1
         let hadBaseline = node.hasFacts && node.facts.hasCapacity
         merge(report.facts, into: &node, full: report.full)
+        if report.facts.hasGluster { node.glusterCollectedAtUnixMs = report.collectedAtUnixMs }
         for event in report.taskEvents {
             for output in jobs.apply(event, from: name, at: receivedAt) {
                 _ = write(key: output.key, value: Data(output.value.utf8))
@@ -246,6 +254,9 @@ public struct ClusterState: Sendable {
         }
         for event in report.workloadEvents {
             workloads.apply(event, from: name, at: receivedAt)
+        }
+        for event in report.storageEvents {
+            storage.apply(event, from: name, at: receivedAt)
         }
         node.lastAppliedSeq = report.seq
         node.reportsApplied += 1

@@ -99,4 +99,20 @@ extension Specola_V1_Command {
             }
         }
     }
+
+    /// Commits a new storage action (its id is given by the state).
+    public static func storage(add action: Specola_V1_StorageAction, atUnixMs: Int64) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.storage.add = action
+        }
+    }
+
+    /// Closes a pending action of a fenced node.
+    public static func storage(abandon id: String, reason: String, atUnixMs: Int64) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.storage.abandon = .with { $0.id = id; $0.reason = reason }
+        }
+    }
 }

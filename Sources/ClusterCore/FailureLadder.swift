@@ -53,10 +53,14 @@ public struct FailureLadder: Sendable {
         public var node: Specola_V1_Node
         /// Last contact this leader had with the node's agent (Unix ms); 0 if none.
         public var lastContactUnixMs: Int64
+        /// Why the node's bricks hold the only up-to-date copy of data still to heal, or nil
+        /// (`StorageView.soleHealSources`). Such a node is neither powered off nor drained.
+        public var soleHealSource: String?
 
-        public init(node: Specola_V1_Node, lastContactUnixMs: Int64) {
+        public init(node: Specola_V1_Node, lastContactUnixMs: Int64, soleHealSource: String? = nil) {
             self.node = node
             self.lastContactUnixMs = lastContactUnixMs
+            self.soleHealSource = soleHealSource
         }
     }
 
@@ -79,6 +83,8 @@ public struct FailureLadder: Sendable {
     private var stuckAlerted: Set<String> = []
     /// Nodes whose self-reported BMC disagreement was logged.
     private var bmcMismatchReported: Set<String> = []
+    /// Nodes not powered off because they hold the only copy of data to heal (FencingHeldForStorage fired).
+    private var heldForStorage: Set<String> = []
 
     public init(settings: Settings) {
         self.settings = settings
@@ -117,9 +123,14 @@ public struct FailureLadder: Sendable {
                 directives.append(.commit(node: node.name, status: status, reason: reason, requestedBy: ""))
                 continue
             }
+            directives += releaseStorageHold(view, committed: committed)
             switch committed {
             case .fencing:
-                directives += powerOffIfDue(node.name, now: now)
+                if let hold = storageHold(view) {
+                    directives += hold
+                } else {
+                    directives += powerOffIfDue(node.name, now: now)
+                }
                 if now - node.statusSinceUnixMs >= settings.policy.stuckAfterMs, reported.insert(node.name).inserted {
                     let problem = "fencing stuck for \((now - node.statusSinceUnixMs) / 1000) s: no proof the node runs nothing (BMC: \(attemptSummary(node.name))); its work stays put"
                     directives.append(.report(node: node.name, severity: .error, message: problem
@@ -137,9 +148,15 @@ public struct FailureLadder: Sendable {
             }
         }
         for view in views where !NodeHealth.Status(committed: view.node.status).isFencingOrFenced {
-            if let (action, reason) = settings.earlyWarning.step(for: view.node, nowUnixMs: now) {
-                directives.append(.takeOutOfService(node: view.node.name, drain: action == .drain, reason: reason))
+            guard let (action, reason) = settings.earlyWarning.step(for: view.node, nowUnixMs: now) else { continue }
+            if action == .drain, let source = view.soleHealSource {
+                // Draining leads to maintenance; this node's disks still hold data no other brick has.
+                if !view.node.cordoned {
+                    directives.append(.takeOutOfService(node: view.node.name, drain: false, reason: reason + "; cordoned, not drained: " + source))
+                }
+                continue
             }
+            directives.append(.takeOutOfService(node: view.node.name, drain: action == .drain, reason: reason))
         }
         return directives
     }
@@ -166,12 +183,17 @@ public struct FailureLadder: Sendable {
         }
     }
 
-    /// `specola node fence NAME [--force]`: the brake applies unless forced.
-    public func operatorFence(_ name: String, nodes: [Specola_V1_Node], by operatorName: String, force: Bool) -> Result<[HealthDirective], FenceRefusal> {
+    /// `specola node fence NAME [--force]`: the brake, and the storage hold (`soleHealSources`), apply unless forced.
+    public func operatorFence(_ name: String, nodes: [Specola_V1_Node], by operatorName: String, force: Bool,
+                              soleHealSources: [String: String] = [:]) -> Result<[HealthDirective], FenceRefusal> {
         guard let node = nodes.first(where: { $0.name == name }) else {
             return .failure(FenceRefusal(description: "no node named '\(name)'; `specola nodes` lists the known nodes"))
         }
         if NodeHealth.Status(committed: node.status).isFencingOrFenced { return .success([]) }
+        if let source = soleHealSources[name], !force {
+            return .failure(FenceRefusal(description:
+                "refused: \(source); fencing may power it off. Let the heal finish (`specola volumes`), or add --force"))
+        }
         let outOfService = nodes.filter { NodeHealth.Status(committed: $0.status).isFencingOrFenced }.count
         let limit = brakeLimit(nodeCount: nodes.count)
         if outOfService >= limit && !force {
@@ -193,6 +215,29 @@ public struct FailureLadder: Sendable {
         var directives: [HealthDirective] = bmc(of: name).map { [.powerOn(node: name, bmc: $0)] } ?? []
         directives.append(.commit(node: name, status: .recovered, reason: "unfenced by \(operatorName); waiting for its agent", requestedBy: ""))
         return .success(directives)
+    }
+
+    /// Directives that hold fencing's power-off back while the node holds the only up-to-date copy
+    /// of data still to heal, or nil when it may go ahead: no such data, the BMC already reports the
+    /// chassis off, or a power-off was already sent (it cannot be taken back).
+    private mutating func storageHold(_ view: NodeView) -> [HealthDirective]? {
+        let node = view.node
+        guard let source = view.soleHealSource, node.facts.bmc.power != .off, attempts[node.name] == nil, bmc(of: node.name) != nil else {
+            return nil
+        }
+        guard heldForStorage.insert(node.name).inserted else { return [] }
+        let problem = "fencing does not power \(node.name) off: \(source)"
+        return [
+            .report(node: node.name, severity: .error, message: problem + "; its self-fence lease still counts, and its workloads move once that proves them stopped"),
+            .raise(BuiltinAlert.fencingHeldForStorage(node: node.name, reason: problem)),
+        ]
+    }
+
+    /// The hold ends when the data is safe elsewhere or the node leaves fencing.
+    private mutating func releaseStorageHold(_ view: NodeView, committed: NodeHealth.Status) -> [HealthDirective] {
+        guard heldForStorage.contains(view.node.name), view.soleHealSource == nil || committed != .fencing else { return [] }
+        heldForStorage.remove(view.node.name)
+        return [.resolve(BuiltinAlert.fencingHeldForStorage(node: view.node.name, reason: ""))]
     }
 
     /// One power-off attempt at a time per node, retried after a pause when it failed.

@@ -18,6 +18,8 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     let logger: Logger
     /// Wakes the HA workload controller when an agent reports on a VM or pod.
     var onWorkloadEvents: @Sendable () -> Void = {}
+    /// Wakes the storage controller when an agent reports how a storage action ended.
+    var onStorageEvents: @Sendable () -> Void = {}
 
     /// Refuses an agent that speaks for a node other than the one its certificate names.
     private func nodeName(_ context: ServerContext, claimed: String?) throws -> String {
@@ -136,6 +138,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
                 }
                 if !report.taskEvents.isEmpty { controller.nudge() }
                 if !report.workloadEvents.isEmpty { onWorkloadEvents() }
+                if !report.storageEvents.isEmpty { onStorageEvents() }
             case let .duplicateReport(seq):
                 outgoing.yield(.with { $0.ack.ackedThroughSeq = seq })
             case let .rejected(reason):

@@ -11,6 +11,8 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
     let coordinatorName: String
     let health: HealthController
     let logger: Logger
+    /// Where operators' storage requests go; nil where no storage controller runs.
+    var storage: StorageController? = nil
 
     func status(request: Specola_V1_StatusRequest, context: ServerContext) async throws -> Specola_V1_StatusResponse {
         _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
@@ -90,6 +92,29 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
         }
         guard let updated = await replica.node(request.name) else { throw RPCError(code: .notFound, message: "node \(request.name) vanished") }
         return updated
+    }
+
+    /// `specola volume show VOL`: the volume's storage actions and why the planner leaves it alone.
+    func getVolume(request: Specola_V1_GetVolumeRequest, context: ServerContext) async throws -> Specola_V1_VolumeDetail {
+        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await serving { try await replica.requireLeader() }
+        guard let storage else { return .with { $0.name = request.name } }
+        return await storage.detail(request.name)
+    }
+
+    /// `specola volume heal VOL [--full]`, `specola brick replace VOL OLD NEW [--force]`.
+    func requestStorageAction(request: Specola_V1_StorageRequest, context: ServerContext) async throws -> Specola_V1_StorageAction {
+        let identity = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await serving { try await replica.requireLeader() }
+        guard let storage else { throw RPCError(code: .unavailable, message: "this coordinator runs no storage controller") }
+        do {
+            return try await serving { try await storage.operatorRequest(request, by: "\(identity)") }
+        } catch let refusal as HealPlanner.Refusal {
+            switch refusal.code {
+            case .unknownVolume, .unknownBrick: throw RPCError(code: .notFound, message: refusal.description)
+            case .refused: throw RPCError(code: .failedPrecondition, message: refusal.description)
+            }
+        }
     }
 
     /// `specola node accept NAME [--label k=v]`: a registered agent's node joins, with the operator's labels.

@@ -50,6 +50,7 @@ public struct Coordinator: Service {
             replica: replica, hub: hub, settings: .init(retention: config.jobs.duration), logger: logger)
         let workloadController = WorkloadController(replica: replica, hub: hub, logger: logger)
         let alertController = try makeAlertController(replica)
+        let storageController = StorageController(replica: replica, hub: hub, policy: config.storage, logger: logger)
         let health = HealthController(
             replica: replica,
             settings: .init(policy: config.healthPolicy, bmcAddresses: config.fencing.bmcAddresses,
@@ -59,6 +60,7 @@ public struct Coordinator: Service {
                 jobController.nudge()
                 workloadController.nudge()
                 alertController.nudge()
+                storageController.nudge()
             })
         let server = GRPCServer(
             transport: .http2NIOPosix(
@@ -71,10 +73,11 @@ public struct Coordinator: Service {
                                  selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
                                  autoAccept: config.nodes.autoAccept,
                                  hub: hub, controller: jobController, logger: logger,
-                                 onWorkloadEvents: { workloadController.nudge() }),
+                                 onWorkloadEvents: { workloadController.nudge() },
+                                 onStorageEvents: { storageController.nudge() }),
                 JobsService(replica: replica, controller: jobController, logger: logger),
                 WorkloadsService(replica: replica, controller: workloadController, policy: config.workloads, logger: logger),
-                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger),
+                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger, storage: storageController),
                 RaftPeerService(replica: replica, logger: logger),
                 KVService(replica: replica),
                 MembershipService(replica: replica, alerts: alertController, logger: logger),
@@ -126,6 +129,10 @@ public struct Coordinator: Service {
                 return false
             }
             group.addTask {
+                await storageController.run()
+                return false
+            }
+            group.addTask {
                 // Bounds the drain: a stream that never ends (an agent of a leader that had
                 // no one to hand off to) must not keep the process alive after SIGTERM.
                 do { try await gracefulShutdown() } catch { return false }
@@ -167,6 +174,7 @@ public struct Coordinator: Service {
     func makeAlertController(_ replica: Replica) throws -> AlertController {
         var settings = AlertController.Settings()
         settings.rules = config.alerting.rules
+        settings.rules.storage = StorageAlertSettings(config.storage)
         settings.thresholdRules = config.alerting.thresholdRules
         settings.routing = config.alerting.routing
         let receivers = try config.alerting.makeReceivers()

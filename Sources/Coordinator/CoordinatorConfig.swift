@@ -29,11 +29,13 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var nodes: NodeAdmission
     /// How long finished jobs stay.
     public var jobs: JobRetention
+    /// How GlusterFS is repaired: spare bricks, replacement limits, volume priorities and split-brain policies.
+    public var storage: StoragePolicy
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
-        case alerting, workloads, nodes, jobs
+        case alerting, workloads, nodes, jobs, storage
     }
 
     public init(from decoder: any Decoder) throws {
@@ -60,6 +62,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         workloads = try c.decodeIfPresent(WorkloadPolicy.self, forKey: .workloads) ?? WorkloadPolicy()
         nodes = try c.decodeIfPresent(NodeAdmission.self, forKey: .nodes) ?? NodeAdmission()
         jobs = try c.decodeIfPresent(JobRetention.self, forKey: .jobs) ?? JobRetention()
+        storage = try c.decodeIfPresent(StorageConfig.self, forKey: .storage)?.policy ?? StoragePolicy()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")
@@ -273,5 +276,63 @@ public struct WorkloadPolicy: Decodable, Sendable {
         if hostPathPrefixes.contains(where: { Mount.path(path, isUnder: $0) }) { return nil }
         let allowed = hostPathPrefixes.isEmpty ? "none" : hostPathPrefixes.joined(separator: ", ")
         return "host path '\(path)' is not under workloads.hostPathPrefixes of the coordinator's configuration (allowed now: \(allowed))"
+    }
+}
+
+/// `storage:` — the heal planner's policy. See packaging/coordinator.yaml.
+struct StorageConfig: Decodable {
+    var policy = StoragePolicy()
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case enabled, spareBricks, maxConcurrentReplacements, replaceAfter, restartRetryAfter, maxRestartAttempts, restartWindow
+        case healBacklogThreshold, healBacklogFor, volumes
+    }
+
+    init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        policy.enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        policy.spareBricks = try c.decodeIfPresent([String: [String]].self, forKey: .spareBricks) ?? [:]
+        for (node, paths) in policy.spareBricks {
+            for path in paths where !path.hasPrefix("/") || path.hasSuffix("/") || path.contains("//") {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .spareBricks, in: c, debugDescription: "'\(path)' for \(node) is not a brick path; write an absolute directory, e.g. /srv/spare1/brick")
+            }
+        }
+        policy.maxConcurrentReplacements = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentReplacements) ?? 1
+        guard policy.maxConcurrentReplacements >= 0 else {
+            throw DecodingError.dataCorruptedError(forKey: .maxConcurrentReplacements, in: c, debugDescription: "must be 0 (never replace) or more")
+        }
+        policy.replaceAfterMs = Int64(try c.decodePositiveSeconds(.replaceAfter, default: 300) * 1000)
+        policy.restartRetryAfterMs = Int64(try c.decodePositiveSeconds(.restartRetryAfter, default: 15) * 1000)
+        policy.maxRestartAttempts = try c.decodeIfPresent(Int.self, forKey: .maxRestartAttempts) ?? 3
+        policy.restartWindowMs = Int64(try c.decodePositiveSeconds(.restartWindow, default: 600) * 1000)
+        policy.healBacklogThreshold = try c.decodeIfPresent(UInt64.self, forKey: .healBacklogThreshold) ?? 1_000
+        policy.healBacklogForMs = Int64(try c.decodePositiveSeconds(.healBacklogFor, default: 600) * 1000)
+        policy.volumes = try (c.decodeIfPresent([String: VolumeEntry].self, forKey: .volumes) ?? [:]).mapValues(\.policy)
+    }
+
+    /// One entry of `storage.volumes`.
+    struct VolumeEntry: Decodable {
+        var policy = StoragePolicy.VolumePolicy()
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case priority, splitBrain, sourceBrick }
+
+        init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            policy.priority = try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0
+            let text = try c.decodeIfPresent(String.self, forKey: .splitBrain) ?? "manual"
+            guard let rule = StoragePolicy.SplitBrainPolicy(rawValue: text) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .splitBrain, in: c,
+                    debugDescription: "'\(text)' is not a split-brain policy; use one of \(StoragePolicy.SplitBrainPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            policy.splitBrain = rule
+            policy.sourceBrick = try c.decodeIfPresent(String.self, forKey: .sourceBrick) ?? ""
+            if rule == .sourceBrick && policy.sourceBrick.isEmpty {
+                throw DecodingError.keyNotFound(CodingKeys.sourceBrick, .init(codingPath: c.codingPath, debugDescription: "splitBrain source-brick needs sourceBrick: HOST:PATH"))
+            }
+        }
     }
 }

@@ -87,16 +87,21 @@ final class HealthController: Sendable {
     func pass(leaderSinceUnixMs: Int64) async {
         let now = WallClock.nowUnixMs()
         let (state, lastContact) = await replica.healthView()
-        let views = state.nodes.values.map { FailureLadder.NodeView(node: $0, lastContactUnixMs: lastContact[$0.name] ?? 0) }
+        let sources = StorageView.soleHealSources(state.nodes)
+        let views = state.nodes.values.map {
+            FailureLadder.NodeView(node: $0, lastContactUnixMs: lastContact[$0.name] ?? 0, soleHealSource: sources[$0.name])
+        }
         let directives = ladder.withLock { $0.onPass(views, leaderSinceUnixMs: leaderSinceUnixMs, nowUnixMs: now) }
         await execute(directives)
     }
 
     /// `specola node fence|unfence`: the ladder decides (the brake applies unless `force`).
     func operatorRequest(fence: Bool, node: String, by identity: String, force: Bool) async throws(FailureLadder.FenceRefusal) {
-        let nodes = Array(await replica.replicatedState.nodes.values)
+        let state = await replica.replicatedState
+        let nodes = Array(state.nodes.values)
+        let sources = StorageView.soleHealSources(state.nodes)
         let decision = ladder.withLock { ladder in
-            fence ? ladder.operatorFence(node, nodes: nodes, by: identity, force: force)
+            fence ? ladder.operatorFence(node, nodes: nodes, by: identity, force: force, soleHealSources: sources)
                 : ladder.operatorUnfence(node, nodes: nodes, by: identity)
         }
         await execute(try decision.get())

@@ -6,9 +6,9 @@ import SpecolaProtocol
 import Synchronization
 
 /// The leader's outgoing side of the agent streams. Level-triggered: each
-/// `dispatch` compares the allocations in the replicated state with what
-/// this connection was already sent, and sends RunTask or StopTask for the
-/// rest. A fresh connection (agent restart, new leader) gets everything again;
+/// `dispatch` compares the allocations, workloads and pending storage actions in
+/// the replicated state with what this connection was already sent, and sends
+/// the rest. A fresh connection (agent restart, new leader) gets everything again;
 /// the agent's instruction ledger makes the repeat harmless.
 final class InstructionHub: Sendable {
     private struct Connection {
@@ -60,7 +60,7 @@ final class InstructionHub: Sendable {
                 all[allocation.node]?.sent.insert(id)
                 due.append((.with { $0.instruction = instruction }, outgoing))
             }
-            for (node, instruction) in state.workloads.dueInstructions() {
+            for (node, instruction) in state.workloads.dueInstructions() + state.storage.dueInstructions() {
                 guard let outgoing = all[node]?.outgoing, all[node]?.sent.contains(instruction.id) == false else { continue }
                 all[node]?.sent.insert(instruction.id)
                 due.append((.with { $0.instruction = instruction }, outgoing))

@@ -7,6 +7,8 @@ struct BrickFilesystem: Equatable {
     var device: String
     var fsType: String
     var disks: [String]
+    /// Mounted read-only (an ext4 or XFS error often remounts it so).
+    var readOnly = false
 
     /// One line of `/proc/self/mountinfo`.
     struct MountInfoEntry: Equatable {
@@ -14,6 +16,8 @@ struct BrickFilesystem: Equatable {
         var mountPoint: String
         var fsType: String
         var source: String
+        /// The per-mount options ("rw,relatime"); "ro" first when read-only.
+        var options = ""
     }
 
     /// Parses mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPEROPTS".
@@ -24,7 +28,8 @@ struct BrickFilesystem: Equatable {
             guard let dash = fields.firstIndex(of: "-"), dash >= 6, dash + 2 < fields.count else { continue }
             entries.append(MountInfoEntry(
                 deviceNumber: String(fields[2]), mountPoint: StorageCollector.unescapeMountField(fields[4]),
-                fsType: String(fields[dash + 1]), source: StorageCollector.unescapeMountField(fields[dash + 2])))
+                fsType: String(fields[dash + 1]), source: StorageCollector.unescapeMountField(fields[dash + 2]),
+                options: String(fields[5])))
         }
         return entries
     }
@@ -44,7 +49,8 @@ struct BrickFilesystem: Equatable {
             let resolved = URL(fileURLWithPath: mount.source).resolvingSymlinksInPath().lastPathComponent
             disks = wholeDisks(ofName: resolved, sysRoot: sysRoot, depth: 0)
         }
-        return BrickFilesystem(mountPoint: mount.mountPoint, device: mount.source, fsType: mount.fsType, disks: disks)
+        return BrickFilesystem(mountPoint: mount.mountPoint, device: mount.source, fsType: mount.fsType, disks: disks,
+                               readOnly: mount.options.split(separator: ",").contains("ro"))
     }
 
     private static func contains(_ mountPoint: String, _ path: String) -> Bool {

@@ -148,6 +148,7 @@ public final class GlusterCollector: @unchecked Sendable {
             throw error
         } catch {
             errors.append("volume \(volume.name): status: \(error)")
+            volume.statusUnreadable = true
             return
         }
         for index in volume.bricks.indices {
@@ -208,6 +209,13 @@ public final class GlusterCollector: @unchecked Sendable {
                 errors.append("volume \(volume.name): heal summary has no counters for online brick \(brick.host):\(brick.path)")
             }
         }
+        // Which files, so a policy can resolve them or an alert can name them; read only when some exist.
+        guard volume.bricks.contains(where: { $0.splitBrain > 0 }) else { return }
+        do {
+            volume.splitBrainFiles = Array(try GlusterXML.splitBrainFiles(try run(["volume", "heal", volume.name, "info", "split-brain"])).prefix(100))
+        } catch {
+            errors.append("volume \(volume.name): split-brain files: \(error)")
+        }
     }
 
     /// The reported options' effective values. `volume get VOL all` is long, so it runs
@@ -235,6 +243,7 @@ public final class GlusterCollector: @unchecked Sendable {
             brick.fsType = filesystem.fsType
             brick.mountPoint = filesystem.mountPoint
             brick.disks = filesystem.disks
+            brick.readOnly = filesystem.readOnly
         }
         var stats = statvfs()
         if statvfs(brick.path, &stats) == 0 {

@@ -180,6 +180,22 @@ enum GlusterXML {
         return result
     }
 
+    /// The files `volume heal VOL info split-brain --xml` lists (paths, or `<gfid:...>` for
+    /// entries without a known path), each once, in the order of the first brick that lists it.
+    static func splitBrainFiles(_ data: Data) throws -> [String] {
+        let root = try document(data)
+        var files: [String] = []
+        var seen: Set<String> = []
+        for brick in root.all("healInfo/bricks/brick") {
+            for file in brick.elements(forName: "file") {
+                var name = (file.stringValue ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                if name.isEmpty, let gfid = file.attribute(forName: "gfid")?.stringValue { name = "<gfid:\(gfid)>" }
+                if !name.isEmpty, seen.insert(name).inserted { files.append(name) }
+            }
+        }
+        return files
+    }
+
     /// `volume get VOL all --xml` (or one option): option name to value, gluster's
     /// " (DEFAULT)" marker dropped.
     static func options(_ data: Data) throws -> [String: String] {

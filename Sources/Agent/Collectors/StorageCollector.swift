@@ -73,6 +73,10 @@ public final class StorageCollector: @unchecked Sendable {
                 disk.sectorsWritten = stats.sectorsWritten
                 disk.ioInProgress = stats.ioInProgress
             }
+            // SCSI and SATA disks count failed commands; the counter is hex ("0x1a").
+            if let text = read("\(blockDir)/\(name)/device/ioerr_cnt")?.trimmed {
+                disk.ioErrors = UInt64(text.hasPrefix("0x") ? String(text.dropFirst(2)) : text, radix: 16) ?? 0
+            }
             let smart = smartHealth(of: name)
             disk.smartStatus = smart.status
             disk.smartDetail = smart.detail

@@ -700,6 +700,32 @@ public enum Specola_V1_ClusterAPI: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetVolume" metadata.
+        public enum GetVolume: Sendable {
+            /// Request type for "GetVolume".
+            public typealias Input = SpecolaWire.Specola_V1_GetVolumeRequest
+            /// Response type for "GetVolume".
+            public typealias Output = SpecolaWire.Specola_V1_VolumeDetail
+            /// Descriptor for "GetVolume".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.ClusterAPI"),
+                method: "GetVolume",
+                type: .unary
+            )
+        }
+        /// Namespace for "RequestStorageAction" metadata.
+        public enum RequestStorageAction: Sendable {
+            /// Request type for "RequestStorageAction".
+            public typealias Input = SpecolaWire.Specola_V1_StorageRequest
+            /// Response type for "RequestStorageAction".
+            public typealias Output = SpecolaWire.Specola_V1_StorageAction
+            /// Descriptor for "RequestStorageAction".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.ClusterAPI"),
+                method: "RequestStorageAction",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "specola.v1.ClusterAPI" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Status.descriptor,
@@ -708,7 +734,9 @@ public enum Specola_V1_ClusterAPI: Sendable {
             Fence.descriptor,
             AcceptNode.descriptor,
             LabelNode.descriptor,
-            Revoke.descriptor
+            Revoke.descriptor,
+            GetVolume.descriptor,
+            RequestStorageAction.descriptor
         ]
     }
 }
@@ -852,6 +880,42 @@ extension Specola_V1_ClusterAPI {
             request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_RevokeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_RevokeResponse>
+
+        /// Handle the "GetVolume" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A volume's storage actions and what holds the heal planner back.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_GetVolumeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_VolumeDetail` messages.
+        func getVolume(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_GetVolumeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_VolumeDetail>
+
+        /// Handle the "RequestStorageAction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An operator's heal or brick replacement, checked by the heal planner and committed.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_StorageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_StorageAction` messages.
+        func requestStorageAction(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_StorageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_StorageAction>
     }
 
     /// Service protocol for the "specola.v1.ClusterAPI" service.
@@ -979,6 +1043,42 @@ extension Specola_V1_ClusterAPI {
             request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_RevokeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_RevokeResponse>
+
+        /// Handle the "GetVolume" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A volume's storage actions and what holds the heal planner back.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_GetVolumeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_VolumeDetail` message.
+        func getVolume(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_GetVolumeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_VolumeDetail>
+
+        /// Handle the "RequestStorageAction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An operator's heal or brick replacement, checked by the heal planner and committed.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_StorageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_StorageAction` message.
+        func requestStorageAction(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_StorageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_StorageAction>
     }
 
     /// Simple service protocol for the "specola.v1.ClusterAPI" service.
@@ -1104,6 +1204,42 @@ extension Specola_V1_ClusterAPI {
             request: SpecolaWire.Specola_V1_RevokeRequest,
             context: GRPCCore.ServerContext
         ) async throws -> SpecolaWire.Specola_V1_RevokeResponse
+
+        /// Handle the "GetVolume" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A volume's storage actions and what holds the heal planner back.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_GetVolumeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_VolumeDetail` to respond with.
+        func getVolume(
+            request: SpecolaWire.Specola_V1_GetVolumeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_VolumeDetail
+
+        /// Handle the "RequestStorageAction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An operator's heal or brick replacement, checked by the heal planner and committed.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_StorageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_StorageAction` to respond with.
+        func requestStorageAction(
+            request: SpecolaWire.Specola_V1_StorageRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_StorageAction
     }
 }
 
@@ -1188,6 +1324,28 @@ extension Specola_V1_ClusterAPI.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Specola_V1_ClusterAPI.Method.GetVolume.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_GetVolumeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_VolumeDetail>(),
+            handler: { request, context in
+                try await self.getVolume(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_ClusterAPI.Method.RequestStorageAction.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_StorageRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_StorageAction>(),
+            handler: { request, context in
+                try await self.requestStorageAction(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1265,6 +1423,28 @@ extension Specola_V1_ClusterAPI.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_RevokeResponse> {
         let response = try await self.revoke(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getVolume(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_GetVolumeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_VolumeDetail> {
+        let response = try await self.getVolume(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func requestStorageAction(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_StorageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_StorageAction> {
+        let response = try await self.requestStorageAction(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1359,6 +1539,32 @@ extension Specola_V1_ClusterAPI.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_RevokeResponse> {
         return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_RevokeResponse>(
             message: try await self.revoke(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getVolume(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_GetVolumeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_VolumeDetail> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_VolumeDetail>(
+            message: try await self.getVolume(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func requestStorageAction(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_StorageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_StorageAction> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_StorageAction>(
+            message: try await self.requestStorageAction(
                 request: request.message,
                 context: context
             ),
@@ -1527,6 +1733,52 @@ extension Specola_V1_ClusterAPI {
             deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_RevokeResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_RevokeResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetVolume" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A volume's storage actions and what holds the heal planner back.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_GetVolumeRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_GetVolumeRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_VolumeDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getVolume<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_GetVolumeRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_GetVolumeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_VolumeDetail>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_VolumeDetail>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RequestStorageAction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An operator's heal or brick replacement, checked by the heal planner and committed.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_StorageRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_StorageRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_StorageAction` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func requestStorageAction<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_StorageRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_StorageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_StorageAction>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_StorageAction>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1775,6 +2027,74 @@ extension Specola_V1_ClusterAPI {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetVolume" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A volume's storage actions and what holds the heal planner back.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_GetVolumeRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_GetVolumeRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_VolumeDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getVolume<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_GetVolumeRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_GetVolumeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_VolumeDetail>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_VolumeDetail>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_ClusterAPI.Method.GetVolume.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RequestStorageAction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An operator's heal or brick replacement, checked by the heal planner and committed.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_StorageRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_StorageRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_StorageAction` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func requestStorageAction<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_StorageRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_StorageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_StorageAction>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_StorageAction>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_ClusterAPI.Method.RequestStorageAction.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1967,6 +2287,64 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_RevokeRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_RevokeResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetVolume" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A volume's storage actions and what holds the heal planner back.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_GetVolumeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getVolume<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_GetVolumeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_VolumeDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getVolume(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_GetVolumeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_VolumeDetail>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RequestStorageAction" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > An operator's heal or brick replacement, checked by the heal planner and committed.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_StorageRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func requestStorageAction<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_StorageRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_StorageAction>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.requestStorageAction(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_StorageRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_StorageAction>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2189,6 +2567,72 @@ extension Specola_V1_ClusterAPI.ClientProtocol {
             metadata: metadata
         )
         return try await self.revoke(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetVolume" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A volume's storage actions and what holds the heal planner back.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getVolume<Result>(
+        _ message: SpecolaWire.Specola_V1_GetVolumeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_VolumeDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_GetVolumeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getVolume(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RequestStorageAction" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > An operator's heal or brick replacement, checked by the heal planner and committed.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func requestStorageAction<Result>(
+        _ message: SpecolaWire.Specola_V1_StorageRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_StorageAction>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_StorageRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.requestStorageAction(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -283,6 +283,105 @@ public nonisolated enum Specola_V1_GlusterUnavailableCause: SwiftProtobuf.Enum, 
 
 }
 
+public nonisolated enum Specola_V1_StorageActionKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// `volume start VOL force` once the brick's old process is gone, wait until the
+  /// brick is online, then `volume heal VOL`.
+  case restartBrick // = 1
+
+  /// `volume replace-brick VOL BRICK NEW_BRICK commit force`, then `volume heal VOL full`.
+  case replaceBrick // = 2
+
+  /// `volume heal VOL`, or `volume heal VOL full` when `full`.
+  case heal // = 3
+
+  /// `volume heal VOL split-brain POLICY FILE` for each of `files`.
+  case resolveSplitBrain // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .restartBrick
+    case 2: self = .replaceBrick
+    case 3: self = .heal
+    case 4: self = .resolveSplitBrain
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .restartBrick: return 1
+    case .replaceBrick: return 2
+    case .heal: return 3
+    case .resolveSplitBrain: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_StorageActionKind] = [
+    .unspecified,
+    .restartBrick,
+    .replaceBrick,
+    .heal,
+    .resolveSplitBrain,
+  ]
+
+}
+
+public nonisolated enum Specola_V1_StorageActionState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Committed; sent to its node until the node reports how it ended.
+  case pending // = 1
+  case succeeded // = 2
+  case failed // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .pending
+    case 2: self = .succeeded
+    case 3: self = .failed
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .pending: return 1
+    case .succeeded: return 2
+    case .failed: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_StorageActionState] = [
+    .unspecified,
+    .pending,
+    .succeeded,
+    .failed,
+  ]
+
+}
+
 public nonisolated struct Specola_V1_RegisterRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -469,6 +568,7 @@ public nonisolated struct Specola_V1_Report: Sendable {
 
   public var seq: UInt64 = 0
 
+  /// When the collection began (agent's clock): every fact is at least this fresh.
   public var collectedAtUnixMs: Int64 = 0
 
   /// Full reports carry every section; deltas carry only sections that
@@ -489,6 +589,9 @@ public nonisolated struct Specola_V1_Report: Sendable {
 
   /// What happened to the HA workloads (VMs, pods) this agent runs, in order.
   public var workloadEvents: [Specola_V1_WorkloadEvent] = []
+
+  /// How the storage actions this agent carried out ended, in order.
+  public var storageEvents: [Specola_V1_StorageActionEvent] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -580,6 +683,15 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     set {action = .stopWorkload(newValue)}
   }
 
+  /// Carry out one storage action (GlusterFS). Id: the action's id ("st/" + number).
+  public var storageAction: Specola_V1_StorageAction {
+    get {
+      if case .storageAction(let v)? = action {return v}
+      return Specola_V1_StorageAction()
+    }
+    set {action = .storageAction(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Action: Equatable, Sendable {
@@ -593,6 +705,8 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     case startWorkload(Specola_V1_StartWorkload)
     /// Stop one instance of an HA workload. Id: the start's id + "/stop".
     case stopWorkload(Specola_V1_StopWorkload)
+    /// Carry out one storage action (GlusterFS). Id: the action's id ("st/" + number).
+    case storageAction(Specola_V1_StorageAction)
 
   }
 
@@ -1148,6 +1262,9 @@ public nonisolated struct Specola_V1_Disk: Sendable {
 
   public var smartDetail: String = String()
 
+  /// I/O errors the kernel counted for the device (/sys/block/NAME/device/ioerr_cnt).
+  public var ioErrors: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1335,56 +1452,106 @@ public nonisolated struct Specola_V1_GlusterPeer: Sendable {
   public init() {}
 }
 
-public nonisolated struct Specola_V1_GlusterVolume: Sendable {
+public nonisolated struct Specola_V1_GlusterVolume: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
   /// "Replicate", "Distributed-Replicate", "Disperse", "Distribute", ...
-  public var type: String = String()
+  public var type: String {
+    get {_storage._type}
+    set {_uniqueStorage()._type = newValue}
+  }
 
   /// "Started", "Stopped" or "Created" (never started).
-  public var status: String = String()
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
 
-  public var brickCount: UInt32 = 0
+  public var brickCount: UInt32 {
+    get {_storage._brickCount}
+    set {_uniqueStorage()._brickCount = newValue}
+  }
 
-  public var distributeCount: UInt32 = 0
+  public var distributeCount: UInt32 {
+    get {_storage._distributeCount}
+    set {_uniqueStorage()._distributeCount = newValue}
+  }
 
-  public var replicaCount: UInt32 = 0
+  public var replicaCount: UInt32 {
+    get {_storage._replicaCount}
+    set {_uniqueStorage()._replicaCount = newValue}
+  }
 
-  public var arbiterCount: UInt32 = 0
+  public var arbiterCount: UInt32 {
+    get {_storage._arbiterCount}
+    set {_uniqueStorage()._arbiterCount = newValue}
+  }
 
-  public var disperseCount: UInt32 = 0
+  public var disperseCount: UInt32 {
+    get {_storage._disperseCount}
+    set {_uniqueStorage()._disperseCount = newValue}
+  }
 
-  public var redundancyCount: UInt32 = 0
+  public var redundancyCount: UInt32 {
+    get {_storage._redundancyCount}
+    set {_uniqueStorage()._redundancyCount = newValue}
+  }
 
   /// Effective values (defaults included) of the options that govern healing and
   /// quorum: cluster.quorum-type, cluster.server-quorum-type,
   /// cluster.favorite-child-policy, cluster.shd-max-threads, cluster.self-heal-daemon.
-  public var options: Dictionary<String,String> = [:]
+  public var options: Dictionary<String,String> {
+    get {_storage._options}
+    set {_uniqueStorage()._options = newValue}
+  }
 
   /// All bricks of the volume in gluster's order; `local` marks this node's.
-  public var bricks: [Specola_V1_GlusterBrick] = []
+  public var bricks: [Specola_V1_GlusterBrick] {
+    get {_storage._bricks}
+    set {_uniqueStorage()._bricks = newValue}
+  }
 
   /// This node's self-heal daemon for the volume (started volumes that heal only).
   public var selfHealDaemon: Specola_V1_GlusterSelfHealDaemon {
-    get {_selfHealDaemon ?? Specola_V1_GlusterSelfHealDaemon()}
-    set {_selfHealDaemon = newValue}
+    get {_storage._selfHealDaemon ?? Specola_V1_GlusterSelfHealDaemon()}
+    set {_uniqueStorage()._selfHealDaemon = newValue}
   }
   /// Returns true if `selfHealDaemon` has been explicitly set.
-  public var hasSelfHealDaemon: Bool {self._selfHealDaemon != nil}
+  public var hasSelfHealDaemon: Bool {_storage._selfHealDaemon != nil}
   /// Clears the value of `selfHealDaemon`. Subsequent reads from it will return its default value.
-  public mutating func clearSelfHealDaemon() {self._selfHealDaemon = nil}
+  public mutating func clearSelfHealDaemon() {_uniqueStorage()._selfHealDaemon = nil}
+
+  /// Files in split-brain (`volume heal VOL info split-brain`), paths or
+  /// <gfid:...>, read only while some brick counts split-brain entries; at most 100.
+  public var splitBrainFiles: [String] {
+    get {_storage._splitBrainFiles}
+    set {_uniqueStorage()._splitBrainFiles = newValue}
+  }
+
+  /// `volume status` could not be read this cycle (e.g. glusterd's cluster lock
+  /// was held): the bricks' online and pid are unknown, not false.
+  public var statusUnreadable: Bool {
+    get {_storage._statusUnreadable}
+    set {_uniqueStorage()._statusUnreadable = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _selfHealDaemon: Specola_V1_GlusterSelfHealDaemon? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Specola_V1_GlusterBrick: @unchecked Sendable {
@@ -1516,6 +1683,12 @@ public nonisolated struct Specola_V1_GlusterBrick: @unchecked Sendable {
   public var healStatus: String {
     get {_storage._healStatus}
     set {_uniqueStorage()._healStatus = newValue}
+  }
+
+  /// The filesystem under the brick is mounted read-only (local bricks only).
+  public var readOnly: Bool {
+    get {_storage._readOnly}
+    set {_uniqueStorage()._readOnly = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1840,6 +2013,13 @@ public nonisolated struct Specola_V1_Node: @unchecked Sendable {
   public var labelsByOperator: Bool {
     get {_storage._labelsByOperator}
     set {_uniqueStorage()._labelsByOperator = newValue}
+  }
+
+  /// When the agent began the collection whose GlusterFS section the node holds
+  /// (the agent's clock): facts about bricks are at least this fresh.
+  public var glusterCollectedAtUnixMs: Int64 {
+    get {_storage._glusterCollectedAtUnixMs}
+    set {_uniqueStorage()._glusterCollectedAtUnixMs = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2170,6 +2350,14 @@ public nonisolated struct Specola_V1_Command: Sendable {
     set {kind = .forgetJobs(newValue)}
   }
 
+  public var storage: Specola_V1_StorageCommand {
+    get {
+      if case .storage(let v)? = kind {return v}
+      return Specola_V1_StorageCommand()
+    }
+    set {kind = .storage(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -2192,6 +2380,7 @@ public nonisolated struct Specola_V1_Command: Sendable {
     case nodeLabels(Specola_V1_NodeLabelsCommand)
     case revokeCertificate(Specola_V1_RevokeCertificateCommand)
     case forgetJobs(Specola_V1_ForgetJobsCommand)
+    case storage(Specola_V1_StorageCommand)
 
   }
 
@@ -2725,47 +2914,109 @@ public nonisolated struct Specola_V1_Member: Sendable {
 }
 
 /// The whole replicated state, as written into Raft snapshots and by `specola snapshot save`.
-public nonisolated struct Specola_V1_ClusterSnapshot: Sendable {
+public nonisolated struct Specola_V1_ClusterSnapshot: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var nodes: [Specola_V1_Node] = []
+  public var nodes: [Specola_V1_Node] {
+    get {_storage._nodes}
+    set {_uniqueStorage()._nodes = newValue}
+  }
 
-  public var kv: [Specola_V1_KeyValue] = []
+  public var kv: [Specola_V1_KeyValue] {
+    get {_storage._kv}
+    set {_uniqueStorage()._kv = newValue}
+  }
 
-  public var kvRevision: UInt64 = 0
+  public var kvRevision: UInt64 {
+    get {_storage._kvRevision}
+    set {_uniqueStorage()._kvRevision = newValue}
+  }
 
-  public var members: [Specola_V1_Member] = []
+  public var members: [Specola_V1_Member] {
+    get {_storage._members}
+    set {_uniqueStorage()._members = newValue}
+  }
 
-  public var appliedIndex: UInt64 = 0
+  public var appliedIndex: UInt64 {
+    get {_storage._appliedIndex}
+    set {_uniqueStorage()._appliedIndex = newValue}
+  }
 
-  public var appliedTerm: UInt64 = 0
+  public var appliedTerm: UInt64 {
+    get {_storage._appliedTerm}
+    set {_uniqueStorage()._appliedTerm = newValue}
+  }
 
-  public var voters: [UInt64] = []
+  public var voters: [UInt64] {
+    get {_storage._voters}
+    set {_uniqueStorage()._voters = newValue}
+  }
 
-  public var learners: [UInt64] = []
+  public var learners: [UInt64] {
+    get {_storage._learners}
+    set {_uniqueStorage()._learners = newValue}
+  }
 
-  public var jobs: [Specola_V1_JobRecord] = []
+  public var jobs: [Specola_V1_JobRecord] {
+    get {_storage._jobs}
+    set {_uniqueStorage()._jobs = newValue}
+  }
 
-  public var allocations: [Specola_V1_Allocation] = []
+  public var allocations: [Specola_V1_Allocation] {
+    get {_storage._allocations}
+    set {_uniqueStorage()._allocations = newValue}
+  }
 
-  public var jobSequence: UInt64 = 0
+  public var jobSequence: UInt64 {
+    get {_storage._jobSequence}
+    set {_uniqueStorage()._jobSequence = newValue}
+  }
 
   /// SpecolaAlerting.AlertBook as JSON (sorted keys): alerts and silences.
-  public var alertBookJson: Data = Data()
+  public var alertBookJson: Data {
+    get {_storage._alertBookJson}
+    set {_uniqueStorage()._alertBookJson = newValue}
+  }
 
-  public var workloads: [Specola_V1_Workload] = []
+  public var workloads: [Specola_V1_Workload] {
+    get {_storage._workloads}
+    set {_uniqueStorage()._workloads = newValue}
+  }
 
-  public var workloadStrays: [Specola_V1_StrayWorkload] = []
+  public var workloadStrays: [Specola_V1_StrayWorkload] {
+    get {_storage._workloadStrays}
+    set {_uniqueStorage()._workloadStrays = newValue}
+  }
 
-  public var pendingNodes: [Specola_V1_PendingNode] = []
+  public var pendingNodes: [Specola_V1_PendingNode] {
+    get {_storage._pendingNodes}
+    set {_uniqueStorage()._pendingNodes = newValue}
+  }
 
-  public var revoked: [Specola_V1_RevokedCertificate] = []
+  public var revoked: [Specola_V1_RevokedCertificate] {
+    get {_storage._revoked}
+    set {_uniqueStorage()._revoked = newValue}
+  }
+
+  /// Storage actions, pending and recent (the oldest finished ones are dropped).
+  public var storageActions: [Specola_V1_StorageAction] {
+    get {_storage._storageActions}
+    set {_uniqueStorage()._storageActions = newValue}
+  }
+
+  /// The number of the last storage action id handed out.
+  public var storageSequence: UInt64 {
+    get {_storage._storageSequence}
+    set {_uniqueStorage()._storageSequence = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A submitted job as the replicated state keeps it.
@@ -3687,6 +3938,263 @@ public nonisolated struct Specola_V1_DeleteWorkloadResponse: Sendable {
   public init() {}
 }
 
+/// One storage action as the replicated state records it. The id is both the
+/// record's and the instruction's: the agent claims it in its ledger before it
+/// runs, so it runs at most once.
+public nonisolated struct Specola_V1_StorageAction: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "st/" + number, handed out when the action is committed.
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var kind: Specola_V1_StorageActionKind {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
+
+  public var volume: String {
+    get {_storage._volume}
+    set {_uniqueStorage()._volume = newValue}
+  }
+
+  /// The node whose agent carries it out.
+  public var node: String {
+    get {_storage._node}
+    set {_uniqueStorage()._node = newValue}
+  }
+
+  /// The brick it is about, "HOST:PATH"; empty for volume-wide heals.
+  public var brick: String {
+    get {_storage._brick}
+    set {_uniqueStorage()._brick = newValue}
+  }
+
+  /// Replace-brick: the spare brick, "HOST:PATH".
+  public var newBrick: String {
+    get {_storage._newBrick}
+    set {_uniqueStorage()._newBrick = newValue}
+  }
+
+  /// Restart: the brick's last known process, which must be gone first; 0 if unknown.
+  public var oldPid: Int32 {
+    get {_storage._oldPid}
+    set {_uniqueStorage()._oldPid = newValue}
+  }
+
+  /// Heal: a full crawl instead of the index.
+  public var full: Bool {
+    get {_storage._full}
+    set {_uniqueStorage()._full = newValue}
+  }
+
+  /// Split-brain: latest-mtime, bigger-file or source-brick; the files; and for
+  /// source-brick the brick ("HOST:PATH") whose copies win.
+  public var splitBrainPolicy: String {
+    get {_storage._splitBrainPolicy}
+    set {_uniqueStorage()._splitBrainPolicy = newValue}
+  }
+
+  public var files: [String] {
+    get {_storage._files}
+    set {_uniqueStorage()._files = newValue}
+  }
+
+  public var sourceBrick: String {
+    get {_storage._sourceBrick}
+    set {_uniqueStorage()._sourceBrick = newValue}
+  }
+
+  /// Why it was decided, for operators.
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
+
+  /// "controller" or the operator's identity.
+  public var requestedBy: String {
+    get {_storage._requestedBy}
+    set {_uniqueStorage()._requestedBy = newValue}
+  }
+
+  /// An operator forced it past the redundancy check.
+  public var forced: Bool {
+    get {_storage._forced}
+    set {_uniqueStorage()._forced = newValue}
+  }
+
+  public var state: Specola_V1_StorageActionState {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
+
+  /// How it ended, in the agent's words.
+  public var message: String {
+    get {_storage._message}
+    set {_uniqueStorage()._message = newValue}
+  }
+
+  public var createdAtUnixMs: Int64 {
+    get {_storage._createdAtUnixMs}
+    set {_uniqueStorage()._createdAtUnixMs = newValue}
+  }
+
+  public var finishedAtUnixMs: Int64 {
+    get {_storage._finishedAtUnixMs}
+    set {_uniqueStorage()._finishedAtUnixMs = newValue}
+  }
+
+  public var replicaSet: UInt32 {
+    get {_storage._replicaSet}
+    set {_uniqueStorage()._replicaSet = newValue}
+  }
+
+  /// When the agent finished it, by the agent's clock (compare with the node's
+  /// gluster_collected_at_unix_ms to know whether a report came after it).
+  public var agentFinishedAtUnixMs: Int64 {
+    get {_storage._agentFinishedAtUnixMs}
+    set {_uniqueStorage()._agentFinishedAtUnixMs = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Specola_V1_StorageCommand: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var op: Specola_V1_StorageCommand.OneOf_Op? = nil
+
+  /// Commit a new action; the state gives it its id. Refused while an
+  /// unfinished action is about the same brick (or, for heals, the same volume).
+  public var add: Specola_V1_StorageAction {
+    get {
+      if case .add(let v)? = op {return v}
+      return Specola_V1_StorageAction()
+    }
+    set {op = .add(newValue)}
+  }
+
+  /// Close a pending action whose node can no longer report (it was fenced).
+  public var abandon: Specola_V1_StorageActionAbandon {
+    get {
+      if case .abandon(let v)? = op {return v}
+      return Specola_V1_StorageActionAbandon()
+    }
+    set {op = .abandon(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Op: Equatable, Sendable {
+    /// Commit a new action; the state gives it its id. Refused while an
+    /// unfinished action is about the same brick (or, for heals, the same volume).
+    case add(Specola_V1_StorageAction)
+    /// Close a pending action whose node can no longer report (it was fenced).
+    case abandon(Specola_V1_StorageActionAbandon)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_StorageActionAbandon: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// How a storage action ended on the agent, sent through the outbox.
+public nonisolated struct Specola_V1_StorageActionEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actionID: String = String()
+
+  public var ok: Bool = false
+
+  public var message: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_GetVolumeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What the leader knows about one volume beyond the node facts.
+public nonisolated struct Specola_V1_VolumeDetail: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// Its storage actions, newest first.
+  public var actions: [Specola_V1_StorageAction] = []
+
+  /// Why the heal planner does not act on it now, one line each.
+  public var heldBack: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// `specola volume heal VOL [--full]` or `specola brick replace VOL OLD NEW [--force]`.
+public nonisolated struct Specola_V1_StorageRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var volume: String = String()
+
+  /// "heal" or "replace-brick".
+  public var action: String = String()
+
+  public var full: Bool = false
+
+  public var oldBrick: String = String()
+
+  public var newBrick: String = String()
+
+  public var force: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "specola.v1"
@@ -3709,6 +4217,14 @@ nonisolated extension Specola_V1_SensorState: SwiftProtobuf._ProtoNameProviding 
 
 nonisolated extension Specola_V1_GlusterUnavailableCause: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GLUSTER_UNAVAILABLE_CAUSE_NONE\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_NOT_INSTALLED\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_GLUSTERD_NOT_RUNNING\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_TIMED_OUT\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_CLI_FAILED\0")
+}
+
+nonisolated extension Specola_V1_StorageActionKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STORAGE_ACTION_KIND_UNSPECIFIED\0\u{1}STORAGE_ACTION_KIND_RESTART_BRICK\0\u{1}STORAGE_ACTION_KIND_REPLACE_BRICK\0\u{1}STORAGE_ACTION_KIND_HEAL\0\u{1}STORAGE_ACTION_KIND_RESOLVE_SPLIT_BRAIN\0")
+}
+
+nonisolated extension Specola_V1_StorageActionState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STORAGE_ACTION_STATE_UNSPECIFIED\0\u{1}STORAGE_ACTION_STATE_PENDING\0\u{1}STORAGE_ACTION_STATE_SUCCEEDED\0\u{1}STORAGE_ACTION_STATE_FAILED\0")
 }
 
 nonisolated extension Specola_V1_RegisterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -4065,7 +4581,7 @@ nonisolated extension Specola_V1_RequestFullReport: SwiftProtobuf.Message, Swift
 
 nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Report"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{3}collected_at_unix_ms\0\u{1}full\0\u{1}facts\0\u{3}task_events\0\u{4}\u{19}workload_events\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{3}collected_at_unix_ms\0\u{1}full\0\u{1}facts\0\u{3}task_events\0\u{4}\u{19}workload_events\0\u{3}storage_events\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4079,6 +4595,7 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
       case 4: try { try decoder.decodeSingularMessageField(value: &self._facts) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.taskEvents) }()
       case 30: try { try decoder.decodeRepeatedMessageField(value: &self.workloadEvents) }()
+      case 31: try { try decoder.decodeRepeatedMessageField(value: &self.storageEvents) }()
       default: break
       }
     }
@@ -4107,6 +4624,9 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.workloadEvents.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.workloadEvents, fieldNumber: 30)
     }
+    if !self.storageEvents.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.storageEvents, fieldNumber: 31)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4117,6 +4637,7 @@ nonisolated extension Specola_V1_Report: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs._facts != rhs._facts {return false}
     if lhs.taskEvents != rhs.taskEvents {return false}
     if lhs.workloadEvents != rhs.workloadEvents {return false}
+    if lhs.storageEvents != rhs.storageEvents {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4189,7 +4710,7 @@ nonisolated extension Specola_V1_TaskEvent: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Instruction"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}collect_now\0\u{3}run_task\0\u{3}stop_task\0\u{4}\u{6}start_workload\0\u{3}stop_workload\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}collect_now\0\u{3}run_task\0\u{3}stop_task\0\u{4}\u{6}start_workload\0\u{3}stop_workload\0\u{3}storage_action\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4263,6 +4784,19 @@ nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtob
           self.action = .stopWorkload(v)
         }
       }()
+      case 12: try {
+        var v: Specola_V1_StorageAction?
+        var hadOneofValue = false
+        if let current = self.action {
+          hadOneofValue = true
+          if case .storageAction(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.action = .storageAction(v)
+        }
+      }()
       default: break
       }
     }
@@ -4296,6 +4830,10 @@ nonisolated extension Specola_V1_Instruction: SwiftProtobuf.Message, SwiftProtob
     case .stopWorkload?: try {
       guard case .stopWorkload(let v)? = self.action else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .storageAction?: try {
+      guard case .storageAction(let v)? = self.action else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
     }()
     case nil: break
     }
@@ -5349,7 +5887,7 @@ nonisolated extension Specola_V1_StorageSection: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Disk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Disk"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}size_bytes\0\u{1}rotational\0\u{1}model\0\u{1}serial\0\u{3}reads_completed\0\u{3}writes_completed\0\u{3}sectors_read\0\u{3}sectors_written\0\u{3}io_in_progress\0\u{3}smart_status\0\u{3}smart_detail\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}size_bytes\0\u{1}rotational\0\u{1}model\0\u{1}serial\0\u{3}reads_completed\0\u{3}writes_completed\0\u{3}sectors_read\0\u{3}sectors_written\0\u{3}io_in_progress\0\u{3}smart_status\0\u{3}smart_detail\0\u{3}io_errors\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5369,6 +5907,7 @@ nonisolated extension Specola_V1_Disk: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 10: try { try decoder.decodeSingularUInt64Field(value: &self.ioInProgress) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.smartStatus) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.smartDetail) }()
+      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.ioErrors) }()
       default: break
       }
     }
@@ -5411,6 +5950,9 @@ nonisolated extension Specola_V1_Disk: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.smartDetail.isEmpty {
       try visitor.visitSingularStringField(value: self.smartDetail, fieldNumber: 12)
     }
+    if self.ioErrors != 0 {
+      try visitor.visitSingularUInt64Field(value: self.ioErrors, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5427,6 +5969,7 @@ nonisolated extension Specola_V1_Disk: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.ioInProgress != rhs.ioInProgress {return false}
     if lhs.smartStatus != rhs.smartStatus {return false}
     if lhs.smartDetail != rhs.smartDetail {return false}
+    if lhs.ioErrors != rhs.ioErrors {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5859,93 +6402,167 @@ nonisolated extension Specola_V1_GlusterPeer: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Specola_V1_GlusterVolume: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GlusterVolume"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}id\0\u{1}type\0\u{1}status\0\u{3}brick_count\0\u{3}distribute_count\0\u{3}replica_count\0\u{3}arbiter_count\0\u{3}disperse_count\0\u{3}redundancy_count\0\u{1}options\0\u{1}bricks\0\u{3}self_heal_daemon\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}id\0\u{1}type\0\u{1}status\0\u{3}brick_count\0\u{3}distribute_count\0\u{3}replica_count\0\u{3}arbiter_count\0\u{3}disperse_count\0\u{3}redundancy_count\0\u{1}options\0\u{1}bricks\0\u{3}self_heal_daemon\0\u{3}split_brain_files\0\u{3}status_unreadable\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _id: String = String()
+    var _type: String = String()
+    var _status: String = String()
+    var _brickCount: UInt32 = 0
+    var _distributeCount: UInt32 = 0
+    var _replicaCount: UInt32 = 0
+    var _arbiterCount: UInt32 = 0
+    var _disperseCount: UInt32 = 0
+    var _redundancyCount: UInt32 = 0
+    var _options: Dictionary<String,String> = [:]
+    var _bricks: [Specola_V1_GlusterBrick] = []
+    var _selfHealDaemon: Specola_V1_GlusterSelfHealDaemon? = nil
+    var _splitBrainFiles: [String] = []
+    var _statusUnreadable: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _id = source._id
+      _type = source._type
+      _status = source._status
+      _brickCount = source._brickCount
+      _distributeCount = source._distributeCount
+      _replicaCount = source._replicaCount
+      _arbiterCount = source._arbiterCount
+      _disperseCount = source._disperseCount
+      _redundancyCount = source._redundancyCount
+      _options = source._options
+      _bricks = source._bricks
+      _selfHealDaemon = source._selfHealDaemon
+      _splitBrainFiles = source._splitBrainFiles
+      _statusUnreadable = source._statusUnreadable
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.type) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.status) }()
-      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.brickCount) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.distributeCount) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.replicaCount) }()
-      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.arbiterCount) }()
-      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.disperseCount) }()
-      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.redundancyCount) }()
-      case 11: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.options) }()
-      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.bricks) }()
-      case 13: try { try decoder.decodeSingularMessageField(value: &self._selfHealDaemon) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._type) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._brickCount) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._distributeCount) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._replicaCount) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._arbiterCount) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._disperseCount) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._redundancyCount) }()
+        case 11: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._options) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._bricks) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._selfHealDaemon) }()
+        case 14: try { try decoder.decodeRepeatedStringField(value: &_storage._splitBrainFiles) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._statusUnreadable) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 2)
+      }
+      if !_storage._type.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._type, fieldNumber: 3)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 4)
+      }
+      if _storage._brickCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._brickCount, fieldNumber: 5)
+      }
+      if _storage._distributeCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._distributeCount, fieldNumber: 6)
+      }
+      if _storage._replicaCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._replicaCount, fieldNumber: 7)
+      }
+      if _storage._arbiterCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._arbiterCount, fieldNumber: 8)
+      }
+      if _storage._disperseCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._disperseCount, fieldNumber: 9)
+      }
+      if _storage._redundancyCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._redundancyCount, fieldNumber: 10)
+      }
+      if !_storage._options.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._options, fieldNumber: 11)
+      }
+      if !_storage._bricks.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._bricks, fieldNumber: 12)
+      }
+      try { if let v = _storage._selfHealDaemon {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      if !_storage._splitBrainFiles.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._splitBrainFiles, fieldNumber: 14)
+      }
+      if _storage._statusUnreadable != false {
+        try visitor.visitSingularBoolField(value: _storage._statusUnreadable, fieldNumber: 15)
+      }
     }
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 2)
-    }
-    if !self.type.isEmpty {
-      try visitor.visitSingularStringField(value: self.type, fieldNumber: 3)
-    }
-    if !self.status.isEmpty {
-      try visitor.visitSingularStringField(value: self.status, fieldNumber: 4)
-    }
-    if self.brickCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.brickCount, fieldNumber: 5)
-    }
-    if self.distributeCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.distributeCount, fieldNumber: 6)
-    }
-    if self.replicaCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.replicaCount, fieldNumber: 7)
-    }
-    if self.arbiterCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.arbiterCount, fieldNumber: 8)
-    }
-    if self.disperseCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.disperseCount, fieldNumber: 9)
-    }
-    if self.redundancyCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.redundancyCount, fieldNumber: 10)
-    }
-    if !self.options.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.options, fieldNumber: 11)
-    }
-    if !self.bricks.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.bricks, fieldNumber: 12)
-    }
-    try { if let v = self._selfHealDaemon {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_GlusterVolume, rhs: Specola_V1_GlusterVolume) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.id != rhs.id {return false}
-    if lhs.type != rhs.type {return false}
-    if lhs.status != rhs.status {return false}
-    if lhs.brickCount != rhs.brickCount {return false}
-    if lhs.distributeCount != rhs.distributeCount {return false}
-    if lhs.replicaCount != rhs.replicaCount {return false}
-    if lhs.arbiterCount != rhs.arbiterCount {return false}
-    if lhs.disperseCount != rhs.disperseCount {return false}
-    if lhs.redundancyCount != rhs.redundancyCount {return false}
-    if lhs.options != rhs.options {return false}
-    if lhs.bricks != rhs.bricks {return false}
-    if lhs._selfHealDaemon != rhs._selfHealDaemon {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._brickCount != rhs_storage._brickCount {return false}
+        if _storage._distributeCount != rhs_storage._distributeCount {return false}
+        if _storage._replicaCount != rhs_storage._replicaCount {return false}
+        if _storage._arbiterCount != rhs_storage._arbiterCount {return false}
+        if _storage._disperseCount != rhs_storage._disperseCount {return false}
+        if _storage._redundancyCount != rhs_storage._redundancyCount {return false}
+        if _storage._options != rhs_storage._options {return false}
+        if _storage._bricks != rhs_storage._bricks {return false}
+        if _storage._selfHealDaemon != rhs_storage._selfHealDaemon {return false}
+        if _storage._splitBrainFiles != rhs_storage._splitBrainFiles {return false}
+        if _storage._statusUnreadable != rhs_storage._statusUnreadable {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5953,7 +6570,7 @@ nonisolated extension Specola_V1_GlusterVolume: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Specola_V1_GlusterBrick: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GlusterBrick"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}path\0\u{3}peer_uuid\0\u{1}arbiter\0\u{3}replica_set\0\u{1}local\0\u{1}online\0\u{1}pid\0\u{1}port\0\u{3}size_bytes\0\u{3}free_bytes\0\u{1}device\0\u{3}fs_type\0\u{3}mount_point\0\u{1}disks\0\u{3}heal_pending\0\u{3}split_brain\0\u{3}possibly_healing\0\u{3}heal_total\0\u{3}heal_status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}path\0\u{3}peer_uuid\0\u{1}arbiter\0\u{3}replica_set\0\u{1}local\0\u{1}online\0\u{1}pid\0\u{1}port\0\u{3}size_bytes\0\u{3}free_bytes\0\u{1}device\0\u{3}fs_type\0\u{3}mount_point\0\u{1}disks\0\u{3}heal_pending\0\u{3}split_brain\0\u{3}possibly_healing\0\u{3}heal_total\0\u{3}heal_status\0\u{3}read_only\0")
 
   fileprivate class _StorageClass {
     var _host: String = String()
@@ -5976,6 +6593,7 @@ nonisolated extension Specola_V1_GlusterBrick: SwiftProtobuf.Message, SwiftProto
     var _possiblyHealing: UInt64? = nil
     var _healTotal: UInt64? = nil
     var _healStatus: String = String()
+    var _readOnly: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6006,6 +6624,7 @@ nonisolated extension Specola_V1_GlusterBrick: SwiftProtobuf.Message, SwiftProto
       _possiblyHealing = source._possiblyHealing
       _healTotal = source._healTotal
       _healStatus = source._healStatus
+      _readOnly = source._readOnly
     }
   }
 
@@ -6044,6 +6663,7 @@ nonisolated extension Specola_V1_GlusterBrick: SwiftProtobuf.Message, SwiftProto
         case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._possiblyHealing) }()
         case 19: try { try decoder.decodeSingularUInt64Field(value: &_storage._healTotal) }()
         case 20: try { try decoder.decodeSingularStringField(value: &_storage._healStatus) }()
+        case 21: try { try decoder.decodeSingularBoolField(value: &_storage._readOnly) }()
         default: break
         }
       }
@@ -6116,6 +6736,9 @@ nonisolated extension Specola_V1_GlusterBrick: SwiftProtobuf.Message, SwiftProto
       if !_storage._healStatus.isEmpty {
         try visitor.visitSingularStringField(value: _storage._healStatus, fieldNumber: 20)
       }
+      if _storage._readOnly != false {
+        try visitor.visitSingularBoolField(value: _storage._readOnly, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -6145,6 +6768,7 @@ nonisolated extension Specola_V1_GlusterBrick: SwiftProtobuf.Message, SwiftProto
         if _storage._possiblyHealing != rhs_storage._possiblyHealing {return false}
         if _storage._healTotal != rhs_storage._healTotal {return false}
         if _storage._healStatus != rhs_storage._healStatus {return false}
+        if _storage._readOnly != rhs_storage._readOnly {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -6644,7 +7268,7 @@ nonisolated extension Specola_V1_GetNodeRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Node"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0\u{3}fence_requested_by\0\u{4}\u{17}labels_by_operator\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0\u{3}fence_requested_by\0\u{3}gluster_collected_at_unix_ms\0\u{4}\u{16}labels_by_operator\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -6665,6 +7289,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _statusSinceUnixMs: Int64 = 0
     var _fenceRequestedBy: String = String()
     var _labelsByOperator: Bool = false
+    var _glusterCollectedAtUnixMs: Int64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6693,6 +7318,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _statusSinceUnixMs = source._statusSinceUnixMs
       _fenceRequestedBy = source._fenceRequestedBy
       _labelsByOperator = source._labelsByOperator
+      _glusterCollectedAtUnixMs = source._glusterCollectedAtUnixMs
     }
   }
 
@@ -6728,6 +7354,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._statusReason) }()
         case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._statusSinceUnixMs) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._fenceRequestedBy) }()
+        case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._glusterCollectedAtUnixMs) }()
         case 40: try { try decoder.decodeSingularBoolField(value: &_storage._labelsByOperator) }()
         default: break
         }
@@ -6792,6 +7419,9 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if !_storage._fenceRequestedBy.isEmpty {
         try visitor.visitSingularStringField(value: _storage._fenceRequestedBy, fieldNumber: 17)
       }
+      if _storage._glusterCollectedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._glusterCollectedAtUnixMs, fieldNumber: 18)
+      }
       if _storage._labelsByOperator != false {
         try visitor.visitSingularBoolField(value: _storage._labelsByOperator, fieldNumber: 40)
       }
@@ -6822,6 +7452,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._statusSinceUnixMs != rhs_storage._statusSinceUnixMs {return false}
         if _storage._fenceRequestedBy != rhs_storage._fenceRequestedBy {return false}
         if _storage._labelsByOperator != rhs_storage._labelsByOperator {return false}
+        if _storage._glusterCollectedAtUnixMs != rhs_storage._glusterCollectedAtUnixMs {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -7160,7 +7791,7 @@ nonisolated extension Specola_V1_RaftDeliverAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0\u{4}\u{a}accept_node\0\u{3}node_labels\0\u{3}revoke_certificate\0\u{3}forget_jobs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0\u{1}storage\0\u{4}\u{9}accept_node\0\u{3}node_labels\0\u{3}revoke_certificate\0\u{3}forget_jobs\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -7364,6 +7995,19 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .workload(v)
         }
       }()
+      case 31: try {
+        var v: Specola_V1_StorageCommand?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .storage(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .storage(v)
+        }
+      }()
       case 40: try {
         var v: Specola_V1_AcceptNodeCommand?
         var hadOneofValue = false
@@ -7489,6 +8133,10 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
     case .workload?: try {
       guard case .workload(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+    }()
+    case .storage?: try {
+      guard case .storage(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
     }()
     case .acceptNode?: try {
       guard case .acceptNode(let v)? = self.kind else { preconditionFailure() }
@@ -8614,104 +9262,184 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0")
+
+  fileprivate class _StorageClass {
+    var _nodes: [Specola_V1_Node] = []
+    var _kv: [Specola_V1_KeyValue] = []
+    var _kvRevision: UInt64 = 0
+    var _members: [Specola_V1_Member] = []
+    var _appliedIndex: UInt64 = 0
+    var _appliedTerm: UInt64 = 0
+    var _voters: [UInt64] = []
+    var _learners: [UInt64] = []
+    var _jobs: [Specola_V1_JobRecord] = []
+    var _allocations: [Specola_V1_Allocation] = []
+    var _jobSequence: UInt64 = 0
+    var _alertBookJson: Data = Data()
+    var _workloads: [Specola_V1_Workload] = []
+    var _workloadStrays: [Specola_V1_StrayWorkload] = []
+    var _pendingNodes: [Specola_V1_PendingNode] = []
+    var _revoked: [Specola_V1_RevokedCertificate] = []
+    var _storageActions: [Specola_V1_StorageAction] = []
+    var _storageSequence: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _nodes = source._nodes
+      _kv = source._kv
+      _kvRevision = source._kvRevision
+      _members = source._members
+      _appliedIndex = source._appliedIndex
+      _appliedTerm = source._appliedTerm
+      _voters = source._voters
+      _learners = source._learners
+      _jobs = source._jobs
+      _allocations = source._allocations
+      _jobSequence = source._jobSequence
+      _alertBookJson = source._alertBookJson
+      _workloads = source._workloads
+      _workloadStrays = source._workloadStrays
+      _pendingNodes = source._pendingNodes
+      _revoked = source._revoked
+      _storageActions = source._storageActions
+      _storageSequence = source._storageSequence
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
-      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.kv) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.kvRevision) }()
-      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.appliedIndex) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.appliedTerm) }()
-      case 7: try { try decoder.decodeRepeatedUInt64Field(value: &self.voters) }()
-      case 8: try { try decoder.decodeRepeatedUInt64Field(value: &self.learners) }()
-      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
-      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.allocations) }()
-      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.jobSequence) }()
-      case 20: try { try decoder.decodeSingularBytesField(value: &self.alertBookJson) }()
-      case 30: try { try decoder.decodeRepeatedMessageField(value: &self.workloads) }()
-      case 31: try { try decoder.decodeRepeatedMessageField(value: &self.workloadStrays) }()
-      case 40: try { try decoder.decodeRepeatedMessageField(value: &self.pendingNodes) }()
-      case 41: try { try decoder.decodeRepeatedMessageField(value: &self.revoked) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeRepeatedMessageField(value: &_storage._nodes) }()
+        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._kv) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._kvRevision) }()
+        case 4: try { try decoder.decodeRepeatedMessageField(value: &_storage._members) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._appliedIndex) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._appliedTerm) }()
+        case 7: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._voters) }()
+        case 8: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._learners) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._allocations) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._jobSequence) }()
+        case 20: try { try decoder.decodeSingularBytesField(value: &_storage._alertBookJson) }()
+        case 30: try { try decoder.decodeRepeatedMessageField(value: &_storage._workloads) }()
+        case 31: try { try decoder.decodeRepeatedMessageField(value: &_storage._workloadStrays) }()
+        case 40: try { try decoder.decodeRepeatedMessageField(value: &_storage._pendingNodes) }()
+        case 41: try { try decoder.decodeRepeatedMessageField(value: &_storage._revoked) }()
+        case 42: try { try decoder.decodeRepeatedMessageField(value: &_storage._storageActions) }()
+        case 43: try { try decoder.decodeSingularUInt64Field(value: &_storage._storageSequence) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.nodes.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 1)
-    }
-    if !self.kv.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.kv, fieldNumber: 2)
-    }
-    if self.kvRevision != 0 {
-      try visitor.visitSingularUInt64Field(value: self.kvRevision, fieldNumber: 3)
-    }
-    if !self.members.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 4)
-    }
-    if self.appliedIndex != 0 {
-      try visitor.visitSingularUInt64Field(value: self.appliedIndex, fieldNumber: 5)
-    }
-    if self.appliedTerm != 0 {
-      try visitor.visitSingularUInt64Field(value: self.appliedTerm, fieldNumber: 6)
-    }
-    if !self.voters.isEmpty {
-      try visitor.visitPackedUInt64Field(value: self.voters, fieldNumber: 7)
-    }
-    if !self.learners.isEmpty {
-      try visitor.visitPackedUInt64Field(value: self.learners, fieldNumber: 8)
-    }
-    if !self.jobs.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.jobs, fieldNumber: 9)
-    }
-    if !self.allocations.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.allocations, fieldNumber: 10)
-    }
-    if self.jobSequence != 0 {
-      try visitor.visitSingularUInt64Field(value: self.jobSequence, fieldNumber: 11)
-    }
-    if !self.alertBookJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.alertBookJson, fieldNumber: 20)
-    }
-    if !self.workloads.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.workloads, fieldNumber: 30)
-    }
-    if !self.workloadStrays.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.workloadStrays, fieldNumber: 31)
-    }
-    if !self.pendingNodes.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.pendingNodes, fieldNumber: 40)
-    }
-    if !self.revoked.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.revoked, fieldNumber: 41)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._nodes.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._nodes, fieldNumber: 1)
+      }
+      if !_storage._kv.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._kv, fieldNumber: 2)
+      }
+      if _storage._kvRevision != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._kvRevision, fieldNumber: 3)
+      }
+      if !_storage._members.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._members, fieldNumber: 4)
+      }
+      if _storage._appliedIndex != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._appliedIndex, fieldNumber: 5)
+      }
+      if _storage._appliedTerm != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._appliedTerm, fieldNumber: 6)
+      }
+      if !_storage._voters.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._voters, fieldNumber: 7)
+      }
+      if !_storage._learners.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._learners, fieldNumber: 8)
+      }
+      if !_storage._jobs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._jobs, fieldNumber: 9)
+      }
+      if !_storage._allocations.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._allocations, fieldNumber: 10)
+      }
+      if _storage._jobSequence != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._jobSequence, fieldNumber: 11)
+      }
+      if !_storage._alertBookJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._alertBookJson, fieldNumber: 20)
+      }
+      if !_storage._workloads.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._workloads, fieldNumber: 30)
+      }
+      if !_storage._workloadStrays.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._workloadStrays, fieldNumber: 31)
+      }
+      if !_storage._pendingNodes.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._pendingNodes, fieldNumber: 40)
+      }
+      if !_storage._revoked.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._revoked, fieldNumber: 41)
+      }
+      if !_storage._storageActions.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._storageActions, fieldNumber: 42)
+      }
+      if _storage._storageSequence != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._storageSequence, fieldNumber: 43)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_ClusterSnapshot, rhs: Specola_V1_ClusterSnapshot) -> Bool {
-    if lhs.nodes != rhs.nodes {return false}
-    if lhs.kv != rhs.kv {return false}
-    if lhs.kvRevision != rhs.kvRevision {return false}
-    if lhs.members != rhs.members {return false}
-    if lhs.appliedIndex != rhs.appliedIndex {return false}
-    if lhs.appliedTerm != rhs.appliedTerm {return false}
-    if lhs.voters != rhs.voters {return false}
-    if lhs.learners != rhs.learners {return false}
-    if lhs.jobs != rhs.jobs {return false}
-    if lhs.allocations != rhs.allocations {return false}
-    if lhs.jobSequence != rhs.jobSequence {return false}
-    if lhs.alertBookJson != rhs.alertBookJson {return false}
-    if lhs.workloads != rhs.workloads {return false}
-    if lhs.workloadStrays != rhs.workloadStrays {return false}
-    if lhs.pendingNodes != rhs.pendingNodes {return false}
-    if lhs.revoked != rhs.revoked {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._nodes != rhs_storage._nodes {return false}
+        if _storage._kv != rhs_storage._kv {return false}
+        if _storage._kvRevision != rhs_storage._kvRevision {return false}
+        if _storage._members != rhs_storage._members {return false}
+        if _storage._appliedIndex != rhs_storage._appliedIndex {return false}
+        if _storage._appliedTerm != rhs_storage._appliedTerm {return false}
+        if _storage._voters != rhs_storage._voters {return false}
+        if _storage._learners != rhs_storage._learners {return false}
+        if _storage._jobs != rhs_storage._jobs {return false}
+        if _storage._allocations != rhs_storage._allocations {return false}
+        if _storage._jobSequence != rhs_storage._jobSequence {return false}
+        if _storage._alertBookJson != rhs_storage._alertBookJson {return false}
+        if _storage._workloads != rhs_storage._workloads {return false}
+        if _storage._workloadStrays != rhs_storage._workloadStrays {return false}
+        if _storage._pendingNodes != rhs_storage._pendingNodes {return false}
+        if _storage._revoked != rhs_storage._revoked {return false}
+        if _storage._storageActions != rhs_storage._storageActions {return false}
+        if _storage._storageSequence != rhs_storage._storageSequence {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -10761,6 +11489,477 @@ nonisolated extension Specola_V1_DeleteWorkloadResponse: SwiftProtobuf.Message, 
   }
 
   public static func ==(lhs: Specola_V1_DeleteWorkloadResponse, rhs: Specola_V1_DeleteWorkloadResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StorageAction"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}volume\0\u{1}node\0\u{1}brick\0\u{3}new_brick\0\u{3}old_pid\0\u{1}full\0\u{3}split_brain_policy\0\u{1}files\0\u{3}source_brick\0\u{1}reason\0\u{3}requested_by\0\u{1}forced\0\u{1}state\0\u{1}message\0\u{3}created_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{3}replica_set\0\u{3}agent_finished_at_unix_ms\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _kind: Specola_V1_StorageActionKind = .unspecified
+    var _volume: String = String()
+    var _node: String = String()
+    var _brick: String = String()
+    var _newBrick: String = String()
+    var _oldPid: Int32 = 0
+    var _full: Bool = false
+    var _splitBrainPolicy: String = String()
+    var _files: [String] = []
+    var _sourceBrick: String = String()
+    var _reason: String = String()
+    var _requestedBy: String = String()
+    var _forced: Bool = false
+    var _state: Specola_V1_StorageActionState = .unspecified
+    var _message: String = String()
+    var _createdAtUnixMs: Int64 = 0
+    var _finishedAtUnixMs: Int64 = 0
+    var _replicaSet: UInt32 = 0
+    var _agentFinishedAtUnixMs: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _kind = source._kind
+      _volume = source._volume
+      _node = source._node
+      _brick = source._brick
+      _newBrick = source._newBrick
+      _oldPid = source._oldPid
+      _full = source._full
+      _splitBrainPolicy = source._splitBrainPolicy
+      _files = source._files
+      _sourceBrick = source._sourceBrick
+      _reason = source._reason
+      _requestedBy = source._requestedBy
+      _forced = source._forced
+      _state = source._state
+      _message = source._message
+      _createdAtUnixMs = source._createdAtUnixMs
+      _finishedAtUnixMs = source._finishedAtUnixMs
+      _replicaSet = source._replicaSet
+      _agentFinishedAtUnixMs = source._agentFinishedAtUnixMs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._kind) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._volume) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._node) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._brick) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._newBrick) }()
+        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._oldPid) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._full) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._splitBrainPolicy) }()
+        case 10: try { try decoder.decodeRepeatedStringField(value: &_storage._files) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._sourceBrick) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._requestedBy) }()
+        case 14: try { try decoder.decodeSingularBoolField(value: &_storage._forced) }()
+        case 15: try { try decoder.decodeSingularEnumField(value: &_storage._state) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._message) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._createdAtUnixMs) }()
+        case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._finishedAtUnixMs) }()
+        case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._replicaSet) }()
+        case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._agentFinishedAtUnixMs) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if _storage._kind != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._kind, fieldNumber: 2)
+      }
+      if !_storage._volume.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._volume, fieldNumber: 3)
+      }
+      if !_storage._node.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._node, fieldNumber: 4)
+      }
+      if !_storage._brick.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._brick, fieldNumber: 5)
+      }
+      if !_storage._newBrick.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._newBrick, fieldNumber: 6)
+      }
+      if _storage._oldPid != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._oldPid, fieldNumber: 7)
+      }
+      if _storage._full != false {
+        try visitor.visitSingularBoolField(value: _storage._full, fieldNumber: 8)
+      }
+      if !_storage._splitBrainPolicy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._splitBrainPolicy, fieldNumber: 9)
+      }
+      if !_storage._files.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._files, fieldNumber: 10)
+      }
+      if !_storage._sourceBrick.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._sourceBrick, fieldNumber: 11)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 12)
+      }
+      if !_storage._requestedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._requestedBy, fieldNumber: 13)
+      }
+      if _storage._forced != false {
+        try visitor.visitSingularBoolField(value: _storage._forced, fieldNumber: 14)
+      }
+      if _storage._state != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._state, fieldNumber: 15)
+      }
+      if !_storage._message.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._message, fieldNumber: 16)
+      }
+      if _storage._createdAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdAtUnixMs, fieldNumber: 17)
+      }
+      if _storage._finishedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._finishedAtUnixMs, fieldNumber: 18)
+      }
+      if _storage._replicaSet != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._replicaSet, fieldNumber: 19)
+      }
+      if _storage._agentFinishedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._agentFinishedAtUnixMs, fieldNumber: 20)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StorageAction, rhs: Specola_V1_StorageAction) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._volume != rhs_storage._volume {return false}
+        if _storage._node != rhs_storage._node {return false}
+        if _storage._brick != rhs_storage._brick {return false}
+        if _storage._newBrick != rhs_storage._newBrick {return false}
+        if _storage._oldPid != rhs_storage._oldPid {return false}
+        if _storage._full != rhs_storage._full {return false}
+        if _storage._splitBrainPolicy != rhs_storage._splitBrainPolicy {return false}
+        if _storage._files != rhs_storage._files {return false}
+        if _storage._sourceBrick != rhs_storage._sourceBrick {return false}
+        if _storage._reason != rhs_storage._reason {return false}
+        if _storage._requestedBy != rhs_storage._requestedBy {return false}
+        if _storage._forced != rhs_storage._forced {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._message != rhs_storage._message {return false}
+        if _storage._createdAtUnixMs != rhs_storage._createdAtUnixMs {return false}
+        if _storage._finishedAtUnixMs != rhs_storage._finishedAtUnixMs {return false}
+        if _storage._replicaSet != rhs_storage._replicaSet {return false}
+        if _storage._agentFinishedAtUnixMs != rhs_storage._agentFinishedAtUnixMs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StorageCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StorageCommand"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}add\0\u{1}abandon\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Specola_V1_StorageAction?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .add(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .add(v)
+        }
+      }()
+      case 2: try {
+        var v: Specola_V1_StorageActionAbandon?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .abandon(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .abandon(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.op {
+    case .add?: try {
+      guard case .add(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .abandon?: try {
+      guard case .abandon(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StorageCommand, rhs: Specola_V1_StorageCommand) -> Bool {
+    if lhs.op != rhs.op {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StorageActionAbandon: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StorageActionAbandon"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StorageActionAbandon, rhs: Specola_V1_StorageActionAbandon) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StorageActionEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StorageActionEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}action_id\0\u{1}ok\0\u{1}message\0\u{3}at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.actionID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.ok) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.actionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.actionID, fieldNumber: 1)
+    }
+    if self.ok != false {
+      try visitor.visitSingularBoolField(value: self.ok, fieldNumber: 2)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 3)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StorageActionEvent, rhs: Specola_V1_StorageActionEvent) -> Bool {
+    if lhs.actionID != rhs.actionID {return false}
+    if lhs.ok != rhs.ok {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_GetVolumeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetVolumeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_GetVolumeRequest, rhs: Specola_V1_GetVolumeRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_VolumeDetail: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VolumeDetail"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}actions\0\u{3}held_back\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.actions) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.heldBack) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.actions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.actions, fieldNumber: 2)
+    }
+    if !self.heldBack.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.heldBack, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_VolumeDetail, rhs: Specola_V1_VolumeDetail) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.actions != rhs.actions {return false}
+    if lhs.heldBack != rhs.heldBack {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StorageRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StorageRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}action\0\u{1}full\0\u{3}old_brick\0\u{3}new_brick\0\u{1}force\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.volume) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.full) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.oldBrick) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.newBrick) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.force) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.volume.isEmpty {
+      try visitor.visitSingularStringField(value: self.volume, fieldNumber: 1)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 2)
+    }
+    if self.full != false {
+      try visitor.visitSingularBoolField(value: self.full, fieldNumber: 3)
+    }
+    if !self.oldBrick.isEmpty {
+      try visitor.visitSingularStringField(value: self.oldBrick, fieldNumber: 4)
+    }
+    if !self.newBrick.isEmpty {
+      try visitor.visitSingularStringField(value: self.newBrick, fieldNumber: 5)
+    }
+    if self.force != false {
+      try visitor.visitSingularBoolField(value: self.force, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StorageRequest, rhs: Specola_V1_StorageRequest) -> Bool {
+    if lhs.volume != rhs.volume {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.full != rhs.full {return false}
+    if lhs.oldBrick != rhs.oldBrick {return false}
+    if lhs.newBrick != rhs.newBrick {return false}
+    if lhs.force != rhs.force {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,67 @@
+/// How the leader repairs GlusterFS (the `storage:` section of the coordinator config).
+public struct StoragePolicy: Sendable, Hashable {
+    /// How split-brain files of a volume are resolved.
+    public enum SplitBrainPolicy: String, Sendable, Hashable, CaseIterable {
+        /// The copy modified last wins.
+        case latestMtime = "latest-mtime"
+        /// The larger copy wins.
+        case biggerFile = "bigger-file"
+        /// The copy on the volume's `sourceBrick` wins.
+        case sourceBrick = "source-brick"
+        /// Nothing is changed; an alert names each file for an operator to decide.
+        case manual
+    }
+
+    /// One volume's place in the queue and its split-brain rule.
+    public struct VolumePolicy: Sendable, Hashable {
+        /// Higher first: repairs of a higher-priority volume take the replacement slots first.
+        public var priority: Int
+        public var splitBrain: SplitBrainPolicy
+        /// For `source-brick`: "HOST:PATH" of the brick whose copies win.
+        public var sourceBrick: String
+
+        public init(priority: Int = 0, splitBrain: SplitBrainPolicy = .manual, sourceBrick: String = "") {
+            self.priority = priority
+            self.splitBrain = splitBrain
+            self.sourceBrick = sourceBrick
+        }
+    }
+
+    /// False: the planner proposes nothing (alerts still fire).
+    public var enabled: Bool
+    /// Empty directories, by node, that may become bricks when a brick must move.
+    public var spareBricks: [String: [String]]
+    /// At most this many brick replacements run at once, cluster-wide (each costs a full heal).
+    public var maxConcurrentReplacements: Int
+    public var volumes: [String: VolumePolicy]
+    /// A disk that keeps failing, or a node that stays fenced, this long has its bricks replaced.
+    public var replaceAfterMs: Int64
+    /// After a restart ended, wait this long (a fresh report) before trying again.
+    public var restartRetryAfterMs: Int64
+    /// Restarts of one brick within `restartWindowMs`; after that the planner leaves it to an operator.
+    public var maxRestartAttempts: Int
+    public var restartWindowMs: Int64
+    /// HealBacklog fires when a brick lists more entries to heal than this for `healBacklogForMs`.
+    public var healBacklogThreshold: UInt64
+    public var healBacklogForMs: Int64
+
+    public init(
+        enabled: Bool = true, spareBricks: [String: [String]] = [:], maxConcurrentReplacements: Int = 1,
+        volumes: [String: VolumePolicy] = [:], replaceAfterMs: Int64 = 300_000, restartRetryAfterMs: Int64 = 15_000,
+        maxRestartAttempts: Int = 3, restartWindowMs: Int64 = 600_000, healBacklogThreshold: UInt64 = 1_000,
+        healBacklogForMs: Int64 = 600_000
+    ) {
+        self.enabled = enabled
+        self.spareBricks = spareBricks
+        self.maxConcurrentReplacements = maxConcurrentReplacements
+        self.volumes = volumes
+        self.replaceAfterMs = replaceAfterMs
+        self.restartRetryAfterMs = restartRetryAfterMs
+        self.maxRestartAttempts = maxRestartAttempts
+        self.restartWindowMs = restartWindowMs
+        self.healBacklogThreshold = healBacklogThreshold
+        self.healBacklogForMs = healBacklogForMs
+    }
+
+    public func volume(_ name: String) -> VolumePolicy { volumes[name] ?? VolumePolicy() }
+}
