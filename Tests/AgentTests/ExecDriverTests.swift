@@ -43,7 +43,9 @@ import CooperativePoolWatch
         #expect(outcome.stdout.hasSuffix("x\nthe-end\n"))
         #expect(outcome.stdout.utf8.count == TaskOutcome.outputLimit + "…".utf8.count)
         #expect(outcome.stderr.utf8.count == TaskOutcome.outputLimit + "…".utf8.count)
-        #expect(growth < 64 << 20, "peak RSS grew by \(growth >> 20) MiB while the task printed 2 GiB")
+        // The whole test process's peak: tests running beside this one add their own, so the bound
+        // only proves that the 2 GiB were never held (RollingTailTests bound the buffer itself).
+        #expect(growth < 1 << 30, "peak RSS grew by \(growth >> 20) MiB while the task printed 2 GiB")
     }
 
     @Test func aTimeoutKillsTheProcess() async throws {

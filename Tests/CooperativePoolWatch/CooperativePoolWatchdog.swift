@@ -155,9 +155,7 @@ public struct RunsOffThePool: SuiteTrait, TestTrait, TestScoping {
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         guard !test.isSuite else { return try await function() }
-        let executor = TestThreadsExecutor(threads: 2, niceness: niceness)
-        defer { executor.shutdown() }
-        try await withTaskExecutorPreference(executor) { try await function() }
+        try await withTaskExecutorPreference(TestThreadsExecutor.shared(niceness: niceness)) { try await function() }
     }
 }
 
@@ -170,6 +168,14 @@ extension Trait where Self == RunsOffThePool {
 
 /// A task executor with a few threads of its own; they end at `shutdown`.
 final class TestThreadsExecutor: TaskExecutor, @unchecked Sendable {
+    /// One executor per nice value for the whole run. Threads per test would start hundreds at
+    /// once (300 cases of a property test), and hundreds of runnable threads, even niced, leave
+    /// the cooperative pool's two threads too little CPU. CPU-bound tests share two threads, as
+    /// many as there are cores; tests that block (process waits, openssl) share six.
+    static func shared(niceness: Int32) -> TestThreadsExecutor { niceness == 0 ? blocking : cpuBound }
+    private static let blocking = TestThreadsExecutor(threads: 6, niceness: 0)
+    private static let cpuBound = TestThreadsExecutor(threads: 2, niceness: 10)
+
     private let lock = NSCondition()
     private var jobs: [UnownedJob] = []
     private var closed = false

@@ -209,21 +209,22 @@ func readToEnd(_ fd: Int32, keepingLast limit: Int?) -> Data {
 public struct RollingTail: Sendable {
     public let limit: Int
     private var buffer = Data()
-    /// Bytes dropped from the front so far.
-    public private(set) var dropped = 0
+    /// Bytes let go of the buffer so far (it holds up to twice `limit` between trims).
+    private var discarded = 0
+    /// Bytes before the kept tail: everything appended that `bytes` no longer shows.
+    public var dropped: Int { discarded + max(0, buffer.count - limit) }
 
     public init(limit: Int) { self.limit = max(limit, 0) }
 
     public mutating func append(_ bytes: some Collection<UInt8>) {
         if limit < Int.max / 2 && bytes.count >= limit {
-            dropped += buffer.count + bytes.count - limit
+            discarded += buffer.count + bytes.count - limit
             buffer = Data(bytes.suffix(limit))
             return
         }
         buffer.append(contentsOf: bytes)
         if limit < Int.max / 2 && buffer.count > 2 * limit {
-            let excess = buffer.count - limit
-            dropped += excess
+            discarded += buffer.count - limit
             buffer = Data(buffer.suffix(limit))
         }
     }
