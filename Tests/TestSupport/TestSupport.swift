@@ -172,12 +172,13 @@ public struct TestPKI: Sendable {
 
     public init(in dir: TempDir, name: String = "pki") throws {
         directory = dir.file(name)
-        _ = try PKI.initCA(directory: directory, commonName: "test-ca-\(name)", validityDays: 30)
+        // Longer than CertificateExpiring's 30-day warning, so a test cluster starts without alerts.
+        _ = try PKI.initCA(directory: directory, commonName: "test-ca-\(name)", validityDays: 400)
     }
 
     @discardableResult
     public func issue(_ role: Role, _ name: String, sans: [String] = []) throws -> TLSFiles {
-        let paths = try PKI.issue(directory: directory, role: role, name: name, sans: sans, validityDays: 10)
+        let paths = try PKI.issue(directory: directory, role: role, name: name, sans: sans, validityDays: 90)
         return TLSFiles(ca: directory + "/ca.pem", cert: paths.certPath, key: paths.keyPath)
     }
 }
