@@ -66,8 +66,8 @@ public struct PodmanDriver: Sendable {
         return outcome
     }
 
-    /// The usual path: one `podman start --attach` starts the container, streams
-    /// its output and exits with its exit code.
+    /// The usual path: one `podman start --attach` starts the container and exits with its
+    /// exit code; the output is then read from the container's log.
     private func startAttached(_ name: String, task: TaskSpec) async throws -> TaskOutcome {
         let limit = task.timeout ?? Self.noTimeout
         let result: (status: Int32, stdout: String, stderr: String)
@@ -86,6 +86,11 @@ public struct PodmanDriver: Sendable {
                                    message: "podman start failed: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
             exitCode = recorded ?? exitCode
+        }
+        // `start --attach` can miss the output of a container that ends before it attaches
+        // (seen: an `echo` task reported nothing); the container's log holds all of it.
+        if let logs = try? await podman(["logs", name], timeout: .seconds(30), keepingLast: TaskOutcome.retainedOutput), logs.status == 0 {
+            return Self.exited(exitCode, stdout: logs.stdout, stderr: logs.stderr)
         }
         return Self.exited(exitCode, stdout: result.stdout, stderr: result.stderr)
     }
