@@ -166,7 +166,7 @@ extension Trait where Self == RunsOffThePool {
     public static var cpuBoundOffThePool: Self { Self(niceness: 10) }
 }
 
-/// A task executor with a few threads of its own; they end at `shutdown`.
+/// A task executor with a few threads of its own, kept for the whole run.
 final class TestThreadsExecutor: TaskExecutor, @unchecked Sendable {
     /// One executor per nice value for the whole run. Threads per test would start hundreds at
     /// once (300 cases of a property test), and hundreds of runnable threads, even niced, leave
@@ -178,7 +178,6 @@ final class TestThreadsExecutor: TaskExecutor, @unchecked Sendable {
 
     private let lock = NSCondition()
     private var jobs: [UnownedJob] = []
-    private var closed = false
 
     init(threads: Int, niceness: Int32) {
         for index in 0..<threads {
@@ -208,18 +207,10 @@ final class TestThreadsExecutor: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// Lets the threads finish the jobs queued, then end.
-    func shutdown() {
-        lock.withLock {
-            closed = true
-            lock.broadcast()
-        }
-    }
-
     private func next() -> UnownedJob? {
         lock.withLock {
-            while jobs.isEmpty && !closed { lock.wait() }
-            return jobs.isEmpty ? nil : jobs.removeFirst()
+            while jobs.isEmpty { lock.wait() }
+            return jobs.removeFirst()
         }
     }
 }
