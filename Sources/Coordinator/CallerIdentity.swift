@@ -3,8 +3,19 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import SpecolaProtocol
 
-/// Who is calling, taken from the client certificate that mutual TLS validated.
+/// Who is calling: the principal a bearer-token interceptor verified for this call, or else
+/// the client certificate that mutual TLS validated.
 enum CallerIdentity {
+    /// Set around a call by the interceptor that verified its bearer token.
+    @TaskLocal static var tokenPrincipal: Principal?
+
+    /// The caller of this call, by token if one was verified, else by certificate.
+    static func principal(_ context: ServerContext) throws -> Principal {
+        if let principal = tokenPrincipal { return principal }
+        let identity = try of(context)
+        return Principal(kind: Principal.Kind(identity.role), name: identity.name)
+    }
+
     static func of(_ context: ServerContext) throws -> Identity {
         guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context,
             let certificate = posix.peerCertificate
@@ -27,5 +38,15 @@ enum CallerIdentity {
                            message: "\(identity) may not call this; it needs a \(allowed) certificate")
         }
         return identity
+    }
+}
+
+extension Principal.Kind {
+    init(_ role: Role) {
+        switch role {
+        case .user: self = .user
+        case .node: self = .node
+        case .coordinator: self = .coordinator
+        }
     }
 }
