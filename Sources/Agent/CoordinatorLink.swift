@@ -26,6 +26,11 @@ public final class CoordinatorLink: Sendable {
     private let results = Mutex<[Specola_V1_InstructionResult]>([])
     /// When a leader last answered, and the self-fence lease it announced.
     let lease = Mutex(SelfFenceLease())
+    /// When the lease was last written to the data directory.
+    private let leaseSaved = Mutex<ContinuousClock.Instant?>(nil)
+    /// Heartbeats carry their send time as an offset from this instant, set a day before its first
+    /// use so that every send time of this process lies after it.
+    private static let leaseEpoch = ContinuousClock.now - .seconds(86_400)
 
     public init(
         config: AgentConfig, outbox: Outbox, instructions: InstructionExecutor?, reloader: (any CertificateReloader)? = nil,
@@ -37,6 +42,18 @@ public final class CoordinatorLink: Sendable {
         self.instructions = instructions
         self.logger = logger
         self.onFullReportRequested = onFullReportRequested
+        _ = Self.leaseEpoch
+        restoreLease()
+    }
+
+    /// A restarted agent keeps counting from the previous process's last renewal, so work it
+    /// re-attached while no leader answers is still stopped when the coordinator expects.
+    private func restoreLease() {
+        guard let record = LeaseRecord.load(from: config.dataDir), let (renewedAt, length) = record.restored() else { return }
+        lease.withLock { $0.renew(at: renewedAt, length: length) }
+        logger.info("self-fence lease carried over from the previous agent process", metadata: [
+            "lease.renewed_s_ago": "\((ContinuousClock.now - renewedAt).components.seconds)", "lease.length_ms": "\(record.lengthMs)",
+        ])
     }
 
     /// Tells the sender that the outbox has a new report.
@@ -49,8 +66,37 @@ public final class CoordinatorLink: Sendable {
     /// How long no leader has answered, when the coordinator set a self-fence lease and it has run out.
     public var leaseExpiredFor: Duration? { lease.withLock { $0.expiredFor(at: .now) } }
 
-    private func renewLease(after: Duration? = nil) {
-        lease.withLock { $0.renew(at: .now, length: after) }
+    /// A leader answered something this agent sent at `sent`.
+    private func renewLease(sentAt sent: ContinuousClock.Instant, length: Duration? = nil) {
+        let current = lease.withLock { lease in
+            lease.renew(at: sent, length: length)
+            return lease.current
+        }
+        guard let current else { return }
+        // At most once a second: an older record only makes a restarted agent fence sooner.
+        let due = leaseSaved.withLock { saved in
+            guard length != nil || saved.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }
+            saved = .now
+            return true
+        }
+        guard due else { return }
+        do {
+            try LeaseRecord(renewedAt: current.renewedAt, length: current.length).save(to: config.dataDir)
+        } catch {
+            logger.warning("cannot record the self-fence lease in the data directory; an agent restarted while cut off would not stop re-attached work until a leader answers",
+                           metadata: ["dataDir": "\(config.dataDir)", "error": "\(error)"])
+        }
+    }
+
+    static func leaseToken(sentAt sent: ContinuousClock.Instant) -> UInt64 {
+        let offset = max(.zero, sent - leaseEpoch)
+        return UInt64(offset.components.seconds) * 1_000_000_000 + UInt64(offset.components.attoseconds / 1_000_000_000) + 1
+    }
+
+    /// When the heartbeat with this token was sent; nil for a token this process never issued.
+    static func sendInstant(ofLeaseToken token: UInt64, now: ContinuousClock.Instant = .now) -> ContinuousClock.Instant? {
+        guard token != 0, token <= leaseToken(sentAt: now) else { return nil }
+        return leaseEpoch + .nanoseconds(Int64(token - 1))
     }
 
     /// Runs until cancelled, reconnecting forever.
@@ -118,6 +164,7 @@ public final class CoordinatorLink: Sendable {
             config: .defaults { $0.connection.maxIdleTime = nil })
         try await withGRPCClient(transport: transport) { client in
             let link = Specola_V1_AgentLink.Client(wrapping: client)
+            let registerSent = ContinuousClock.now
             let registered = try await link.register(.with {
                 $0.nodeName = config.nodeName
                 $0.agentVersion = SpecolaVersion.current
@@ -135,7 +182,8 @@ public final class CoordinatorLink: Sendable {
             }
             try outbox.acknowledge(through: registered.lastAppliedSeq)
             acked.store(registered.lastAppliedSeq, ordering: .relaxed)
-            renewLease(after: .milliseconds(Int64(registered.selfFenceAfterMs)))
+            renewLease(sentAt: registerSent, length: .milliseconds(Int64(registered.selfFenceAfterMs)))
+            let echoesLeaseTokens = registered.echoesLeaseTokens
             connectedTo.withLock { $0 = endpoint }
             onConnected()
             logger.info("connected to coordinator", metadata: [
@@ -149,7 +197,7 @@ public final class CoordinatorLink: Sendable {
                 try await self.sendLoop(writer: writer, from: registered.lastAppliedSeq, heartbeat: heartbeat)
             } onResponse: { response in
                 for try await message in response.messages {
-                    try await self.handle(message)
+                    try await self.handle(message, echoesLeaseTokens: echoesLeaseTokens)
                 }
                 throw LinkError.closedByCoordinator
             }
@@ -187,10 +235,12 @@ public final class CoordinatorLink: Sendable {
             }
             if ContinuousClock.now - lastHeartbeat >= heartbeat * 0.9 {
                 let latest = sentThrough
+                let token = Self.leaseToken(sentAt: .now)
                 try await writer.write(.with {
                     $0.heartbeat = .with {
                         $0.sentAtUnixMs = UInt64(Date().timeIntervalSince1970 * 1000)
                         $0.latestSeq = latest
+                        $0.leaseToken = token
                     }
                 })
                 lastHeartbeat = .now
@@ -198,8 +248,14 @@ public final class CoordinatorLink: Sendable {
         }
     }
 
-    private func handle(_ message: Specola_V1_CoordinatorMessage) async throws {
-        renewLease()
+    /// `echoesLeaseTokens`: only answers to heartbeats renew the lease, from when each was sent; a
+    /// coordinator from before lease tokens renews it with every message, when it arrives.
+    private func handle(_ message: Specola_V1_CoordinatorMessage, echoesLeaseTokens: Bool) async throws {
+        if !echoesLeaseTokens {
+            renewLease(sentAt: .now)
+        } else if case .ack(let ack) = message.kind, let sent = Self.sendInstant(ofLeaseToken: ack.leaseToken) {
+            renewLease(sentAt: sent)
+        }
         switch message.kind {
         case .ack(let ack):
             try outbox.acknowledge(through: ack.ackedThroughSeq)

@@ -16,10 +16,18 @@ public struct SelfFenceLease: Sendable {
 
     public init() {}
 
-    /// A leader answered. `length`, when the answer carried one, replaces the lease (zero turns it off).
-    public mutating func renew(at now: ContinuousClock.Instant, length announced: Duration? = nil) {
-        lastContact = now
+    /// A leader answered a message sent at `sent` (the lease counts from the send, which is no later
+    /// than the coordinator's last contact). `length`, when the answer carried one, replaces the lease
+    /// (zero turns it off). An answer to an older message never moves the lease back.
+    public mutating func renew(at sent: ContinuousClock.Instant, length announced: Duration? = nil) {
+        if lastContact.map({ sent > $0 }) ?? true { lastContact = sent }
         if let announced { length = announced > .zero ? announced : nil }
+    }
+
+    /// When a leader last answered, and the lease length, once both are known.
+    public var current: (renewedAt: ContinuousClock.Instant, length: Duration)? {
+        guard let lastContact, let length else { return nil }
+        return (lastContact, length)
     }
 
     /// How long no leader has answered, once that is longer than the lease.

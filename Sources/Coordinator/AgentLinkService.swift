@@ -73,6 +73,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
             $0.lastAppliedSeq = lastApplied
             $0.heartbeatIntervalMs = heartbeatIntervalMs
             $0.selfFenceAfterMs = selfFenceAfterMs
+            $0.echoesLeaseTokens = true
         }
     }
 
@@ -146,12 +147,16 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
             default:
                 break
             }
-        case .heartbeat:
+        case .heartbeat(let heartbeat):
             // Leadership can move while the stream is open; send the agent to the new leader.
             try await serving { try await replica.requireLeader() }
-            // The answer renews the agent's self-fence lease even when it has nothing to report.
+            // The echoed token renews the agent's self-fence lease from when it sent this heartbeat,
+            // which is no later than the contact just noted.
             let applied = await replica.lastAppliedSeq(of: name)
-            outgoing.yield(.with { $0.ack.ackedThroughSeq = applied })
+            outgoing.yield(.with {
+                $0.ack.ackedThroughSeq = applied
+                $0.ack.leaseToken = heartbeat.leaseToken
+            })
         case .instructionResult(let result):
             let level: Logger.Level = result.ok ? .debug : .warning
             logger.log(level: level, "instruction result", metadata: [

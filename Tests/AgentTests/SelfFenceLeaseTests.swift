@@ -1,4 +1,5 @@
 import CooperativePoolWatch
+import Foundation
 import Testing
 @testable import SpecolaAgent
 
@@ -32,5 +33,39 @@ import Testing
         lease.renew(at: start + .seconds(1))
         #expect(lease.check(at: start + .milliseconds(2_500)) == nil, "renewed at 1 s, so it runs to 3 s")
         #expect(lease.check(at: start + .seconds(3)) == .fence(silence: .seconds(2)))
+    }
+
+    @Test func anAnswerToAnOlderHeartbeatNeverMovesTheLeaseBack() {
+        var lease = SelfFenceLease()
+        lease.renew(at: start + .seconds(2), length: .seconds(2))
+        lease.renew(at: start + .seconds(1))
+        #expect(lease.check(at: start + .milliseconds(3_999)) == nil)
+        #expect(lease.check(at: start + .seconds(4)) == .fence(silence: .seconds(2)), "counts from the newer send")
+    }
+
+    /// A heartbeat's token is its send time: the ack that echoes it renews from then, not from its arrival.
+    @Test func aLeaseTokenNamesTheHeartbeatsSendTime() throws {
+        let sent = ContinuousClock.now
+        let token = CoordinatorLink.leaseToken(sentAt: sent)
+        let decoded = try #require(CoordinatorLink.sendInstant(ofLeaseToken: token, now: sent + .seconds(5)))
+        #expect(abs((decoded - sent) / .nanoseconds(1)) <= 1)
+        #expect(CoordinatorLink.sendInstant(ofLeaseToken: 0) == nil)
+        #expect(CoordinatorLink.sendInstant(ofLeaseToken: UInt64.max) == nil, "a token from the future is never trusted")
+    }
+
+    @Test func theLeaseOnDiskCarriesItsAgeIntoTheNextProcess() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lease-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let now = ContinuousClock.now
+        try LeaseRecord(renewedAt: now - .seconds(7), length: .seconds(20), now: now).save(to: dir)
+        let loaded = try #require(LeaseRecord.load(from: dir))
+        let (renewedAt, length) = try #require(loaded.restored(now: now))
+        #expect(length == .seconds(20))
+        let error = (renewedAt - (now - .seconds(7))) / .milliseconds(1)
+        #expect(abs(error) < 50, "restored renewal is off by \(error) ms")
+        var otherBoot = loaded
+        otherBoot.kernelBootID = "another-boot"
+        #expect(otherBoot.restored() == nil, "nothing survives a reboot, so neither does the lease")
     }
 }

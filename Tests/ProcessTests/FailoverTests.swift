@@ -289,6 +289,45 @@ import Glibc
         }
     }
 
+    /// An agent killed and restarted while cut off re-attaches its task, and must still stop it when
+    /// the lease that the previous process held runs out: the coordinator counts from its last contact.
+    @Test func anAgentRestartedWhileCutOffStillStopsItsWorkInTime() async throws {
+        let aliases = ["node1": "127.0.0.55", "node2": "127.0.0.56"]
+        let (cluster, partitions) = try await Self.partitionableCluster(
+            aliases: aliases, addresses: ["node1": "127.0.1.29", "node2": "127.0.1.30"], fencing: """
+                fencing:
+                  selfFenceAfter: 3
+                  leaseMargin: 2
+                  maxFencedFraction: 0.5
+                """)
+        try await cluster.withCleanup(removingContainersOf: ["witness"], before: { partitions.removeAll() }) {
+            let ledger = try await Self.runWitnessOnNode1(cluster)
+            let firstRun = try #require(try await Self.task(cluster)?.allocationID)
+
+            try partitions.isolate("node1")
+            try await cluster.agents["node1"]!.stop(SIGKILL)
+            try cluster.startAgent("node1")
+            try await waitUntil("the restarted agent to re-attach the task", timeout: .seconds(20)) {
+                cluster.agents["node1"]!.log.contains("re-attaching to a task that outlived the agent")
+            }
+            try await waitUntil("the task to run on node2", timeout: .seconds(40), every: .milliseconds(100)) {
+                let task = try await Self.task(cluster)
+                return task?.state == "running" && task?.node == "node2" && task?.allocationID != firstRun
+            }
+            let log = cluster.agents["node1"]!.log
+            #expect(log.contains("self-fence lease carried over"), "the restarted agent did not pick up the lease")
+            #expect(log.contains("self-fencing"), "the restarted agent never stopped the task it re-attached")
+            // Both runs' lifetimes are on record once the new one has lived a while.
+            try await waitUntil("the new run to be alive for a second", timeout: .seconds(20)) {
+                guard let latest = try Self.runIntervals(ledger).last else { return false }
+                return latest.id != firstRun && latest.end - latest.start >= 1
+            }
+            try Self.expectNoOverlap(ledger)
+            partitions.heal("node1")
+            _ = try? await cluster.cli(["job", "cancel", "witness"])
+        }
+    }
+
     /// `scripts/bench-failover.sh`: median time from a node's death to all of its work (a job, an
     /// HA VM and an HA pod) running elsewhere, with BMC fencing and the thresholds it prints, over
     /// SPECOLA_BENCH_FAILOVER_ROUNDS rounds.

@@ -425,6 +425,10 @@ public nonisolated struct Specola_V1_RegisterResponse: Sendable {
   /// 0: no lease.
   public var selfFenceAfterMs: UInt32 = 0
 
+  /// This coordinator echoes each heartbeat's lease_token in the ack that answers it,
+  /// so the agent renews its lease from when it sent that heartbeat.
+  public var echoesLeaseTokens: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -532,6 +536,9 @@ public nonisolated struct Specola_V1_Heartbeat: Sendable {
   /// Highest report sequence number the agent has produced so far.
   public var latestSeq: UInt64 = 0
 
+  /// Opaque to the coordinator (the agent's send time): echoed in the answering ack.
+  public var leaseToken: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -543,6 +550,9 @@ public nonisolated struct Specola_V1_Ack: Sendable {
   // methods supported on all messages.
 
   public var ackedThroughSeq: UInt64 = 0
+
+  /// The lease_token of the heartbeat this ack answers; 0 for acks of reports.
+  public var leaseToken: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4279,7 +4289,7 @@ nonisolated extension Specola_V1_RegisterRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}coordinator_name\0\u{3}last_applied_seq\0\u{3}heartbeat_interval_ms\0\u{3}leader_hint\0\u{3}self_fence_after_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}coordinator_name\0\u{3}last_applied_seq\0\u{3}heartbeat_interval_ms\0\u{3}leader_hint\0\u{3}self_fence_after_ms\0\u{3}echoes_lease_tokens\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4292,6 +4302,7 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.heartbeatIntervalMs) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.leaderHint) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.selfFenceAfterMs) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.echoesLeaseTokens) }()
       default: break
       }
     }
@@ -4313,6 +4324,9 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
     if self.selfFenceAfterMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.selfFenceAfterMs, fieldNumber: 5)
     }
+    if self.echoesLeaseTokens != false {
+      try visitor.visitSingularBoolField(value: self.echoesLeaseTokens, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4322,6 +4336,7 @@ nonisolated extension Specola_V1_RegisterResponse: SwiftProtobuf.Message, SwiftP
     if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
     if lhs.leaderHint != rhs.leaderHint {return false}
     if lhs.selfFenceAfterMs != rhs.selfFenceAfterMs {return false}
+    if lhs.echoesLeaseTokens != rhs.echoesLeaseTokens {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4497,7 +4512,7 @@ nonisolated extension Specola_V1_CoordinatorMessage: SwiftProtobuf.Message, Swif
 
 nonisolated extension Specola_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Heartbeat"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sent_at_unix_ms\0\u{3}latest_seq\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sent_at_unix_ms\0\u{3}latest_seq\0\u{3}lease_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4507,6 +4522,7 @@ nonisolated extension Specola_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.sentAtUnixMs) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.latestSeq) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.leaseToken) }()
       default: break
       }
     }
@@ -4519,12 +4535,16 @@ nonisolated extension Specola_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
     if self.latestSeq != 0 {
       try visitor.visitSingularUInt64Field(value: self.latestSeq, fieldNumber: 2)
     }
+    if self.leaseToken != 0 {
+      try visitor.visitSingularUInt64Field(value: self.leaseToken, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_Heartbeat, rhs: Specola_V1_Heartbeat) -> Bool {
     if lhs.sentAtUnixMs != rhs.sentAtUnixMs {return false}
     if lhs.latestSeq != rhs.latestSeq {return false}
+    if lhs.leaseToken != rhs.leaseToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4532,7 +4552,7 @@ nonisolated extension Specola_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Specola_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Ack"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}acked_through_seq\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}acked_through_seq\0\u{3}lease_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4541,6 +4561,7 @@ nonisolated extension Specola_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._Mess
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.ackedThroughSeq) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.leaseToken) }()
       default: break
       }
     }
@@ -4550,11 +4571,15 @@ nonisolated extension Specola_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.ackedThroughSeq != 0 {
       try visitor.visitSingularUInt64Field(value: self.ackedThroughSeq, fieldNumber: 1)
     }
+    if self.leaseToken != 0 {
+      try visitor.visitSingularUInt64Field(value: self.leaseToken, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_Ack, rhs: Specola_V1_Ack) -> Bool {
     if lhs.ackedThroughSeq != rhs.ackedThroughSeq {return false}
+    if lhs.leaseToken != rhs.leaseToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
