@@ -139,19 +139,19 @@ let package = Package(
             name: "specola-coordinator", dependencies: ["SpecolaCoordinator"],
             path: "Sources/specola-coordinator", swiftSettings: settings),
         .testTarget(
-            name: "JobsTests", dependencies: ["CooperativePoolWatch", "SpecolaJobs", .product(name: "Yams", package: "Yams")],
+            name: "JobsTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaJobs", .product(name: "Yams", package: "Yams")],
             path: "Tests/JobsTests", swiftSettings: settings),
         .executableTarget(
             name: "specola-bench", dependencies: ["SpecolaProtocol"] + grpc, path: "Sources/Bench",
             exclude: ["etcd_kv.proto"], swiftSettings: settings),
         .testTarget(
-            name: "AlertingTests", dependencies: ["CooperativePoolWatch", "SpecolaAlerting", "SpecolaAlertDelivery", "TestSupport"], path: "Tests/AlertingTests",
+            name: "AlertingTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaAlerting", "SpecolaAlertDelivery", "TestSupport"], path: "Tests/AlertingTests",
             swiftSettings: settings),
         .executableTarget(
             name: "specola-bench-scheduler", dependencies: ["SpecolaCoordinator"], path: "Sources/BenchScheduler",
             swiftSettings: settings),
         .testTarget(
-            name: "ClusterCoreTests", dependencies: ["CooperativePoolWatch", "SpecolaClusterCore"], swiftSettings: settings),
+            name: "ClusterCoreTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaClusterCore"], swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["CooperativePoolWatch", "SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
             name: "ProtocolTests", dependencies: ["CooperativePoolWatch", "SpecolaProtocol"], swiftSettings: settings),
@@ -168,8 +168,9 @@ let package = Package(
             dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "SpecolaRaft", "TestSupport"] + grpc,
             swiftSettings: settings),
         .target(name: "CooperativePoolWatch", path: "Tests/CooperativePoolWatch", swiftSettings: settings),
+        .target(name: "SeededRandom", path: "Tests/SeededRandom", swiftSettings: settings),
         .target(
-            name: "TestSupport", dependencies: ["SpecolaProtocol", "SpecolaAgent", "SpecolaBMC"] + grpc, path: "Tests/TestSupport",
+            name: "TestSupport", dependencies: ["SeededRandom", "SpecolaProtocol", "SpecolaAgent", "SpecolaBMC"] + grpc, path: "Tests/TestSupport",
             swiftSettings: settings),
     ]
 )

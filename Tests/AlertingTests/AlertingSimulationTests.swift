@@ -4,18 +4,7 @@ import Testing
 @testable import SpecolaAlerting
 @testable import SpecolaAlertDelivery
 import CooperativePoolWatch
-
-/// A seeded generator, so a failing run can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import SeededRandom
 
 /// Random alert histories with leader changes and leaders that die between delivering and
 /// committing. Property: after a receiver drops repeated idempotency keys, no receiver is ever
@@ -54,7 +43,7 @@ struct SplitMix64: RandomNumberGenerator {
 
     @Test(arguments: 1...40)
     func noTransitionIsAnnouncedTwiceAndNoneIsLost(seed: Int) throws {
-        var random = SplitMix64(state: UInt64(seed))
+        var random = SeededRandom(seed: UInt64(seed))
         var book = AlertBook()
         var receivers = Receivers()
         let planner = NotificationPlanner(routing: Self.routing)

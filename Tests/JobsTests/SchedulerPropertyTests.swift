@@ -1,4 +1,5 @@
 import CooperativePoolWatch
+import SeededRandom
 import SpecolaJobs
 import Testing
 
@@ -8,7 +9,7 @@ private struct Scenario {
     var tasks: [TaskRequest]
 
     init(seed: UInt64) {
-        var random = SeededGenerator(seed: seed)
+        var random = SeededRandom(seed: seed)
         let gib: Int64 = 1 << 30
         let statuses: [NodeStatus] = [.ready, .ready, .ready, .ready, .suspect, .down]
         nodes = (0..<Int.random(in: 1...40, using: &random)).map { number in
@@ -90,7 +91,7 @@ func planningNeverBreaksItsPromises(seed: UInt64) {
     }
 
     // The plan depends on the snapshot's content, not on the order nodes are listed in.
-    var shuffler = SeededGenerator(seed: seed ^ 0xABCD)
+    var shuffler = SeededRandom(seed: seed ^ 0xABCD)
     let shuffled = Scheduler.plan(
         cluster: ClusterView(nodes: scenario.nodes.shuffled(using: &shuffler)), pending: scenario.tasks, usage: .none)
     #expect(shuffled == plan)

@@ -1,3 +1,4 @@
+@_exported import SeededRandom
 import Foundation
 import SpecolaProtocol
 #if canImport(Glibc)
