@@ -25,7 +25,7 @@ final class AlertController: Sendable {
         var pruneEveryMs: Int64 = 3_600_000
     }
 
-    let replica: Replica
+    let replica: any ClusterLog
     let settings: Settings
     private let planner: NotificationPlanner
     private let dispatcher: AlertDispatcher
@@ -60,7 +60,7 @@ final class AlertController: Sendable {
     /// Set before a planned leadership change: no new delivery starts here.
     private let settling = Mutex<Bool>(false)
 
-    init(replica: Replica, receivers: [any Receiver], settings: Settings = .init(),
+    init(replica: any ClusterLog, receivers: [any Receiver], settings: Settings = .init(),
          certificates: @escaping @Sendable () -> [CertificateExpiry] = { [] }, logger: Logger) {
         self.replica = replica
         self.certificates = certificates

@@ -49,7 +49,7 @@ struct IPMIPowerControl: NodePowerControl {
 /// and on through their BMCs, raises alerts, takes nodes out of service. Every decision is in
 /// `FailureLadder`; this only executes and reports back.
 final class HealthController: Sendable {
-    let replica: Replica
+    let replica: any ClusterLog
     private let ladder: Mutex<FailureLadder>
     private let power: (any NodePowerControl)?
     private let logger: Logger
@@ -59,7 +59,7 @@ final class HealthController: Sendable {
     /// Where FencingStuck goes.
     let alerts: AlertController?
 
-    init(replica: Replica, settings: FailureLadder.Settings, power: (any NodePowerControl)?, logger: Logger,
+    init(replica: any ClusterLog, settings: FailureLadder.Settings, power: (any NodePowerControl)?, logger: Logger,
          interval: Duration = .milliseconds(250), alerts: AlertController? = nil, onTransition: @escaping @Sendable () -> Void) {
         self.replica = replica
         var settings = settings

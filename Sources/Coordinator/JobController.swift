@@ -20,7 +20,7 @@ final class JobController: Sendable {
         var retention: Duration? = nil
     }
 
-    let replica: Replica
+    let replica: any ClusterLog
     let hub: InstructionHub
     let settings: Settings
     private let logger: Logger
@@ -28,7 +28,7 @@ final class JobController: Sendable {
     /// Why each pending task was not placed in the latest pass (leader-local soft state).
     private let waiting = Mutex<[String: PlacementFailure]>([:])
 
-    init(replica: Replica, hub: InstructionHub, settings: Settings = .init(), logger: Logger) {
+    init(replica: any ClusterLog, hub: InstructionHub, settings: Settings = .init(), logger: Logger) {
         self.replica = replica
         self.hub = hub
         self.settings = settings

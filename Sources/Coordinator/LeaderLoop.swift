@@ -20,7 +20,7 @@ final class LeaderLoop: Sendable {
     /// Runs until cancelled. `pass` gets the time this replica became leader (Unix ms);
     /// `stepDown` runs once when leadership is lost; `follower` on every wake-up while not leading.
     func run(
-        _ replica: Replica, pass: (_ leaderSinceUnixMs: Int64) async -> Void,
+        _ replica: any ClusterLog, pass: (_ leaderSinceUnixMs: Int64) async -> Void,
         stepDown: () -> Void = {}, follower: () -> Void = {}
     ) async {
         let ticker = Task { [wake, interval] in

@@ -9,7 +9,7 @@ import Synchronization
 /// each its id and refuses duplicates), and has the instruction hub send pending actions to
 /// their nodes. The agents carry them out once and report how they ended through their outbox.
 final class StorageController: Sendable {
-    let replica: Replica
+    let replica: any ClusterLog
     let hub: InstructionHub
     private let planner: Mutex<HealPlanner>
     private let logger: Logger
@@ -17,7 +17,7 @@ final class StorageController: Sendable {
     /// Why the planner leaves each volume alone now (leader-local, for `specola volume show`).
     private let heldBack = Mutex<[String: [String]]>([:])
 
-    init(replica: Replica, hub: InstructionHub, policy: StoragePolicy, logger: Logger, interval: Duration = .milliseconds(500)) {
+    init(replica: any ClusterLog, hub: InstructionHub, policy: StoragePolicy, logger: Logger, interval: Duration = .milliseconds(500)) {
         self.replica = replica
         self.hub = hub
         planner = Mutex(HealPlanner(policy: policy))

@@ -14,7 +14,7 @@ final class WorkloadController: Sendable {
         var interval: Duration = .milliseconds(500)
     }
 
-    let replica: Replica
+    let replica: any ClusterLog
     let hub: InstructionHub
     let settings: Settings
     private let logger: Logger
@@ -24,7 +24,7 @@ final class WorkloadController: Sendable {
     /// Called once for each workload the controller puts into `error`.
     private let onError: @Sendable (_ name: String, _ reason: String) -> Void
 
-    init(replica: Replica, hub: InstructionHub, settings: Settings = .init(), logger: Logger,
+    init(replica: any ClusterLog, hub: InstructionHub, settings: Settings = .init(), logger: Logger,
          onError: (@Sendable (_ name: String, _ reason: String) -> Void)? = nil) {
         self.replica = replica
         self.hub = hub

@@ -27,27 +27,14 @@ final class RecordingPowerControl: NodePowerControl {
     struct BMCFailure: Error, CustomStringConvertible { var description: String }
 }
 
-/// The health executor on a real single-voter replica (SQLite, no sockets; opening it fsyncs,
-/// so the tests run off the cooperative pool): it carries out
-/// what the ladder decides, and the operator's fence meets the brake.
-@Suite(.runsOffThePool, .watchesCooperativePool) struct HealthControllerTests {
+/// The health executor on an in-memory log: it carries out what the ladder decides, and the
+/// operator's fence meets the brake.
+@Suite(.watchesCooperativePool) struct HealthControllerTests {
     static let bmc = HostPort(host: "127.0.1.21", port: 9623)
 
     func withController(power: RecordingPowerControl, maxFencedFraction: Double = 0.5,
-                        _ body: (Replica, HealthController) async throws -> Void) async throws {
-        let dir = try TempDir()
-        defer { dir.remove() }
-        var settings = Replica.Settings(id: 1, name: "c1")
-        settings.tick = .milliseconds(5)
-        let logger = Logger(label: "test")
-        let replica = try Replica(
-            settings: settings, storage: RaftStorage(path: dir.file("raft.sqlite")),
-            peers: [.with { $0.id = 1; $0.name = "c1"; $0.address = "127.0.0.1:1" }], initialVoters: [1],
-            transport: PeerTransport(selfID: 1, tls: TLSFiles(ca: "", cert: "", key: ""), logger: logger),
-            thresholds: .init(), logger: logger)
-        let ticker = Task { await replica.runTicker() }
-        defer { ticker.cancel() }
-        try await waitUntil("a single voter to lead") { await replica.isLeader }
+                        _ body: (InMemoryClusterLog, HealthController) async throws -> Void) async throws {
+        let replica = InMemoryClusterLog()
         for name in ["n1", "n2"] {
             _ = try await replica.propose(.registerNode(name: name, address: "x", agentVersion: "v", labels: [:], autoAccept: true, atUnixMs: 1))
         }
@@ -55,11 +42,11 @@ final class RecordingPowerControl: NodePowerControl {
                                        maxFencedFraction: maxFencedFraction)
         let health = HealthController(
             replica: replica, settings: .init(policy: policy, bmcAddresses: ["n1": Self.bmc], bmcCredentials: true),
-            power: power, logger: logger, onTransition: {})
+            power: power, logger: Logger(label: "test"), onTransition: {})
         try await body(replica, health)
     }
 
-    func status(_ replica: Replica, _ node: String) async -> String {
+    func status(_ replica: InMemoryClusterLog, _ node: String) async -> String {
         NodeHealth.Status(committed: await replica.replicatedState.nodes[node]?.status ?? "?").rawValue
     }
 
