@@ -61,13 +61,26 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Protocol",
             exclude: ["specola_services.proto"],
             swiftSettings: settings),
+        // What the two daemons share and the CLI does not: SQLite files, config files, the command
+        // line, logging, systemd.
+        .target(
+            name: "SpecolaDaemon",
+            dependencies: [
+                "SpecolaProtocol", "SpecolaProcesses",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/Daemon", swiftSettings: settings),
+        // Running external programs and blocking work off the cooperative pool (Foundation only).
+        .target(name: "SpecolaProcesses", path: "Sources/Processes", swiftSettings: settings),
+        // For `specola dev` and the tests: the busybox image, free loopback ports.
+        .target(name: "SpecolaDevSupport", dependencies: ["SpecolaProcesses"], path: "Sources/DevSupport", swiftSettings: settings),
         // The wire messages alone (no gRPC, no NIO), so the pure cluster core can use them.
         .target(
             name: "SpecolaWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
@@ -100,7 +113,7 @@ let package = Package(
         .target(
             name: "SpecolaAgent",
             dependencies: [
-                "SpecolaProtocol", "SpecolaJobs", "SpecolaBMC", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
+                "SpecolaProtocol", "SpecolaDaemon", "SpecolaProcesses", "SpecolaJobs", "SpecolaBMC", "CIPMIMonitoring", "CFreeIPMI", "CLibvirt",
                 .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,8 +123,8 @@ let package = Package(
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol", "SpecolaRaft", "SpecolaJobs", "SpecolaBMC", "SpecolaAlerting", "SpecolaAlertDelivery",
-                "SpecolaClusterCore",
+                "SpecolaProtocol", "SpecolaDaemon", "SpecolaProcesses", "SpecolaDevSupport", "SpecolaRaft", "SpecolaJobs",
+                "SpecolaBMC", "SpecolaAlerting", "SpecolaAlertDelivery", "SpecolaClusterCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -124,7 +137,7 @@ let package = Package(
         .target(
             name: "SpecolaCLI",
             dependencies: [
-                "SpecolaProtocol", "SpecolaJobs", "SpecolaClusterCore",
+                "SpecolaProtocol", "SpecolaProcesses", "SpecolaDevSupport", "SpecolaJobs", "SpecolaClusterCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + grpc,
             path: "Sources/CLI",
@@ -154,7 +167,7 @@ let package = Package(
             name: "ClusterCoreTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaClusterCore"], swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["CooperativePoolWatch", "SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
-            name: "ProtocolTests", dependencies: ["CooperativePoolWatch", "SpecolaProtocol"], swiftSettings: settings),
+            name: "ProtocolTests", dependencies: ["CooperativePoolWatch", "SpecolaProtocol", "SpecolaDaemon", "SpecolaProcesses"], swiftSettings: settings),
         .testTarget(
             name: "AgentTests", dependencies: ["CooperativePoolWatch", "SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
@@ -170,7 +183,7 @@ let package = Package(
         .target(name: "CooperativePoolWatch", path: "Tests/CooperativePoolWatch", swiftSettings: settings),
         .target(name: "SeededRandom", path: "Tests/SeededRandom", swiftSettings: settings),
         .target(
-            name: "TestSupport", dependencies: ["SeededRandom", "SpecolaProtocol", "SpecolaAgent", "SpecolaBMC"] + grpc, path: "Tests/TestSupport",
+            name: "TestSupport", dependencies: ["SeededRandom", "SpecolaProtocol", "SpecolaDaemon", "SpecolaProcesses", "SpecolaDevSupport", "SpecolaAgent", "SpecolaBMC"] + grpc, path: "Tests/TestSupport",
             swiftSettings: settings),
     ]
 )

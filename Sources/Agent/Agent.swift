@@ -3,6 +3,8 @@ import Logging
 import ServiceLifecycle
 import SpecolaProtocol
 import Synchronization
+import SpecolaProcesses
+import SpecolaDaemon
 
 /// The node agent: collects facts on a timer, queues them in the outbox and
 /// keeps the coordinator link alive. SIGTERM stops collection, then drains

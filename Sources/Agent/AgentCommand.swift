@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpecolaProtocol
+import SpecolaDaemon
 
 /// Entry point of `specola-agent`: `specola-agent --config FILE`.
 public enum AgentCommand {

@@ -1,5 +1,6 @@
 import Foundation
 import SpecolaProtocol
+import SpecolaDaemon
 
 /// `/etc/specola/agent.yaml`. `packaging/agent.yaml` documents every field.
 public struct AgentConfig: Decodable, Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SpecolaProtocol
+import SpecolaDaemon
 
 /// The agent's durable queue of reports. A report gets its sequence number
 /// here and stays until the coordinator acknowledges it, so nothing is lost

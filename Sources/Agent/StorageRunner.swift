@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpecolaProtocol
+import SpecolaProcesses
 
 /// Carries out the storage actions the leader commits for this node (restart a brick, replace
 /// one, heal, resolve split-brain) through the gluster CLI, and reports how each ended.

@@ -1,6 +1,7 @@
 import Foundation
 import SpecolaJobs
 import SpecolaProtocol
+import SpecolaDaemon
 
 /// What tasks may do on this node: `tasks:` in agent.yaml. Every default is the
 /// locked-down one; an operator opens what the site's pipelines need.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpecolaProtocol
+import SpecolaProcesses
 
 /// Runs the allocations the coordinator places on this node and reports what
 /// happens to them through the outbox, so no event is lost while no leader

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpecolaProtocol
+import SpecolaProcesses
 
 /// Runs the HA workloads (VMs, pods) the coordinator starts on this node,
 /// watches them, and reports what happens through the outbox.

@@ -3,6 +3,8 @@ import Foundation
 import SpecolaProtocol
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
+import SpecolaDevSupport
 #endif
 
 /// `specola dev`: a complete local cluster in one command, like `nomad agent -dev`.

@@ -3,6 +3,7 @@ import Foundation
 import SpecolaAlertDelivery
 import SpecolaAlerting
 import SpecolaProtocol
+import SpecolaDaemon
 
 /// The `alerting:` section of the coordinator config: where notifications go, how they are
 /// grouped and paced, what mutes what, and the threshold rules added to the built-in ones.

@@ -7,6 +7,7 @@ import ServiceLifecycle
 import SpecolaProtocol
 import SpecolaRaft
 import NIOCertificateReloading
+import SpecolaDaemon
 
 /// One coordinator replica: Raft, the agent link, the CLI, KV and membership
 /// APIs on the gRPC port, and metrics on their own port. SIGTERM hands

@@ -2,6 +2,7 @@ import SpecolaClusterCore
 import Foundation
 import Logging
 import SpecolaProtocol
+import SpecolaDaemon
 
 /// Entry point of `specola-coordinator`: run a replica, or seed one from a snapshot.
 public enum CoordinatorCommand {

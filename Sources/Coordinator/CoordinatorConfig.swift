@@ -1,6 +1,7 @@
 import SpecolaClusterCore
 import SpecolaJobs
 import SpecolaProtocol
+import SpecolaDaemon
 
 /// `/etc/specola/coordinator.yaml`. `packaging/coordinator.yaml` documents every field.
 public struct CoordinatorConfig: Decodable, Sendable {

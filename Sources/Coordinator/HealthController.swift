@@ -5,6 +5,7 @@ import SpecolaBMC
 import SpecolaClusterCore
 import SpecolaProtocol
 import Synchronization
+import SpecolaProcesses
 
 /// Chassis power control of one node's BMC; `BMCPower` over IPMI in production.
 protocol NodePowerControl: Sendable {

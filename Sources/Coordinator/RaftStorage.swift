@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import SpecolaProtocol
 import SpecolaRaft
+import SpecolaDaemon
 
 /// The Raft log, hard state and latest snapshot of one replica, in SQLite
 /// with WAL and `synchronous=FULL`: `persist` returns only once the data is on disk.

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SpecolaProtocol
 import SpecolaRaft
+import SpecolaProcesses
 
 /// One coordinator replica: drives the pure Raft core (persist, send, apply),
 /// owns the replicated `ClusterState`, and answers proposals and

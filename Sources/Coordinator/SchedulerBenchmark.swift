@@ -6,6 +6,7 @@ import Logging
 import SpecolaJobs
 import SpecolaProtocol
 import SpecolaRaft
+import SpecolaDevSupport
 
 /// Scheduler throughput with the real commit path: three replicas in this
 /// process, each with its own SQLite log, talking Raft over gRPC with mutual

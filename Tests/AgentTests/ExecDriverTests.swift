@@ -8,6 +8,7 @@ import TestSupport
 import Testing
 @testable import SpecolaAgent
 import CooperativePoolWatch
+import SpecolaProcesses
 
 /// The exec driver runs real processes with rlimits and a timeout.
 @Suite(.runsOffThePool, .watchesCooperativePool) struct ExecDriverTests {

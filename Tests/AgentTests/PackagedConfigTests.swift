@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 @testable import SpecolaAgent
 import CooperativePoolWatch
+import SpecolaDaemon
 
 /// The example config in packaging/ must load, so it cannot drift from the code.
 @Suite(.watchesCooperativePool) struct PackagedAgentConfigTests {

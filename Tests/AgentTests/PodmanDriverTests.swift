@@ -6,6 +6,7 @@ import TestSupport
 import Testing
 @testable import SpecolaAgent
 import CooperativePoolWatch
+import SpecolaProcesses
 
 /// The podman driver against real podman with runc: containers exist only for their task.
 @Suite(.watchesCooperativePool) struct PodmanDriverTests {

@@ -6,6 +6,7 @@ import Testing
 
 @testable import SpecolaAgent
 import CooperativePoolWatch
+import SpecolaProcesses
 
 @Suite(.runsOffThePool, .watchesCooperativePool) struct VMCollectorTests {
     private static let fixtures = URL(fileURLWithPath: #filePath)

@@ -6,6 +6,7 @@ import Testing
 @testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
+import SpecolaDaemon
 
 /// A wrong `alerting:` section stops the coordinator at start-up with the file, line and field.
 @Suite(.watchesCooperativePool) struct AlertingConfigTests {

@@ -7,6 +7,7 @@ import Testing
 @testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
+import SpecolaDaemon
 
 /// The example config in packaging/ must load, so it cannot drift from the code.
 @Suite(.watchesCooperativePool) struct PackagedConfigTests {

@@ -6,6 +6,7 @@ import Testing
 import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 /// The README's run command: `specola dev` brings up a working cluster and

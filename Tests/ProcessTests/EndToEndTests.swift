@@ -5,6 +5,7 @@ import Testing
 import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 /// Real binaries on loopback: agents report over mutual TLS, the CLI shows it.

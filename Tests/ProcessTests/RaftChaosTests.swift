@@ -8,6 +8,7 @@ import Testing
 import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 /// Real coordinator replicas under faults: kill -9, SIGSTOP, iptables

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SpecolaProtocol
 import CooperativePoolWatch
+import SpecolaDaemon
 
 struct SampleConfig: Decodable {
     var name: String

@@ -4,6 +4,7 @@ import SpecolaProtocol
 import Testing
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 /// The watchdog that fails tests during which the cooperative pool stalled, checked on the

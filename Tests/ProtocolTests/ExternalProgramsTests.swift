@@ -4,6 +4,7 @@ import SpecolaProtocol
 import Testing
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 /// Every program that Specola or its tests start, the Debian package it comes from, and

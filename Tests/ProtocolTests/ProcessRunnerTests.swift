@@ -4,6 +4,7 @@ import Testing
 import CooperativePoolWatch
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 @Suite(.runsOffThePool, .watchesCooperativePool) struct ProcessRunnerTests {

@@ -2,6 +2,7 @@ import CooperativePoolWatch
 import Foundation
 import SpecolaProtocol
 import Testing
+import SpecolaProcesses
 
 /// A task's output is kept as a rolling tail: memory stays bounded whatever the task prints.
 @Suite(.watchesCooperativePool) struct RollingTailTests {

@@ -1,5 +1,6 @@
 import Foundation
 import SpecolaProtocol
+import SpecolaProcesses
 
 /// A real GlusterFS trusted pool for a test, made by the project's copy of the testbed's
 /// `pool.sh` (Tests/Fixtures/gluster): one glusterd per peer, each in its own network and

@@ -2,6 +2,7 @@ import Foundation
 import SpecolaProtocol
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 /// A libvirtd of the test's own, on a socket inside `workDir`, stopped by PID.

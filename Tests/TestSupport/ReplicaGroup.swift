@@ -5,6 +5,7 @@ import SpecolaProtocol
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 /// A Raft group of real `specola-coordinator` processes on loopback, with its

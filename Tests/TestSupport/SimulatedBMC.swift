@@ -6,6 +6,7 @@ import SpecolaProtocol
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
 #endif
 
 /// One ipmi_sim BMC (OpenIPMI) on its own 127.0.1.x address, started from the

@@ -2,6 +2,8 @@ import Foundation
 import SpecolaProtocol
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
+import SpecolaDevSupport
 #endif
 
 /// Real podman with the project's fixture configuration (runc, safe ulimits)

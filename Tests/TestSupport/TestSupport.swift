@@ -3,6 +3,8 @@ import Foundation
 import SpecolaProtocol
 #if canImport(Glibc)
 import Glibc
+import SpecolaProcesses
+import SpecolaDevSupport
 #endif
 
 /// A temporary directory removed by `remove()`.

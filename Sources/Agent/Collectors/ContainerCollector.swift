@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpecolaProtocol
+import SpecolaProcesses
 
 /// Reports podman containers and pods through the podman CLI's JSON output.
 ///

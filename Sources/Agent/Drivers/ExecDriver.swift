@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpecolaProtocol
+import SpecolaProcesses
 
 /// Runs a task as a plain process on the node, for tools installed on the
 /// host, where the node's configuration enables it (`tasks.exec`). The process

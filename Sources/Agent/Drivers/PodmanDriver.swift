@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpecolaProtocol
+import SpecolaProcesses
 
 /// Runs tasks as podman containers that exist only for the task: create with
 /// limits and Specola labels, start, wait, keep the exit code and output,

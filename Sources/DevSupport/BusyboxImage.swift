@@ -1,4 +1,5 @@
 import Foundation
+import SpecolaProcesses
 
 /// A tiny container image made from the host's static busybox, with every
 /// applet linked into /bin: enough for samples and tests, and no registry needed.

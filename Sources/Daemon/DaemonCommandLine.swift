@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import SpecolaProtocol
 
 /// The shared shape of `specola-agent` and `specola-coordinator`: `--config
 /// FILE`, `--version`, `--help`, a YAML config that exits 2 when invalid, and
