@@ -245,10 +245,10 @@ public actor TaskRunner {
         }
     }
 
-    static func driverSpec(_ run: Specola_V1_RunTask) -> TaskSpec {
-        var spec = TaskSpec(allocationID: run.allocationID, image: run.image, command: run.command)
+    static func driverSpec(_ run: Specola_V1_RunTask) -> TaskLaunch {
+        var spec = TaskLaunch(allocationID: run.allocationID, image: run.image, command: run.command)
         spec.environment = run.env
-        spec.mounts = run.mounts.map { TaskSpec.Mount(source: $0.source, target: $0.target, readOnly: $0.readOnly) }
+        spec.mounts = run.mounts.map { TaskLaunch.Mount(source: $0.source, target: $0.target, readOnly: $0.readOnly) }
         if run.cpuMillicores > 0 { spec.cpus = Double(run.cpuMillicores) / 1000 }
         if run.memoryBytes > 0 { spec.memoryBytes = UInt64(run.memoryBytes) }
         if run.timeoutSeconds > 0 { spec.timeout = .seconds(run.timeoutSeconds) }

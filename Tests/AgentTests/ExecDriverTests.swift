@@ -15,7 +15,7 @@ import SpecolaProcesses
     let driver = ExecDriver(nodeName: "exec-test-\(getpid())", policy: ExecPolicy(enabled: true), logger: Logger(label: "test.exec"))
 
     @Test func aProcessRunsWithItsEnvironmentAndExitCode() async throws {
-        var spec = TaskSpec(allocationID: "e1", image: "", command: ["/bin/sh", "-c", "echo item=$SPECOLA_ITEM alloc=$SPECOLA_ALLOCATION_ID; exit 4"])
+        var spec = TaskLaunch(allocationID: "e1", image: "", command: ["/bin/sh", "-c", "echo item=$SPECOLA_ITEM alloc=$SPECOLA_ALLOCATION_ID; exit 4"])
         spec.environment = ["SPECOLA_ITEM": "b"]
         let outcome = try await driver.run(spec)
         #expect(outcome.exitCode == 4)
@@ -34,7 +34,7 @@ import SpecolaProcesses
     @Test func aTaskThatPrintsOneGiBKeepsOnlyItsTail() async throws {
         let before = try Self.peakResidentBytes()
         // Niced: 2 GiB through four processes would otherwise take both cores from every other test.
-        let spec = TaskSpec(allocationID: "e-big", image: "", command: [
+        let spec = TaskLaunch(allocationID: "e-big", image: "", command: [
             "/usr/bin/nice", "-n", "19", "/bin/sh", "-c", "head -c 1073741824 /dev/zero | tr '\\0' x; echo; echo the-end; head -c 1073741824 /dev/zero | tr '\\0' y >&2",
         ])
         let outcome = try await driver.run(spec)
@@ -50,7 +50,7 @@ import SpecolaProcesses
     }
 
     @Test func aTimeoutKillsTheProcess() async throws {
-        var spec = TaskSpec(allocationID: "e2", image: "", command: ["/bin/sleep", "30"])
+        var spec = TaskLaunch(allocationID: "e2", image: "", command: ["/bin/sleep", "30"])
         spec.timeout = .seconds(1)
         let started = ContinuousClock.now
         let outcome = try await driver.run(spec)
@@ -60,7 +60,7 @@ import SpecolaProcesses
 
     @Test func theMemoryLimitApplies() async throws {
         // python3 cannot allocate 512 MiB inside a 256 MiB address space.
-        var spec = TaskSpec(allocationID: "e3", image: "", command: ["python3", "-c", "x = bytearray(512 * 1024 * 1024)"])
+        var spec = TaskLaunch(allocationID: "e3", image: "", command: ["python3", "-c", "x = bytearray(512 * 1024 * 1024)"])
         spec.memoryBytes = 256 * 1024 * 1024
         let outcome = try await driver.run(spec)
         #expect(outcome.exitCode != 0)
@@ -68,14 +68,14 @@ import SpecolaProcesses
     }
 
     @Test func aMissingProgramFailsToStart() async throws {
-        let outcome = try await driver.run(TaskSpec(allocationID: "e4", image: "", command: ["no-such-tool-here"]))
+        let outcome = try await driver.run(TaskLaunch(allocationID: "e4", image: "", command: ["no-such-tool-here"]))
         #expect(outcome.ending == .failedToStart)
         #expect(outcome.message.contains("not installed"))
     }
 
     @Test func aTimeoutKillsEverythingTheTaskStarted() async throws {
         // The background sleep holds stdout open: only a process-group kill ends the run in time.
-        var spec = TaskSpec(allocationID: "e5-\(getpid())", image: "", command: ["/bin/sh", "-c", "sleep 30 & sleep 30; wait"])
+        var spec = TaskLaunch(allocationID: "e5-\(getpid())", image: "", command: ["/bin/sh", "-c", "sleep 30 & sleep 30; wait"])
         spec.timeout = .seconds(1)
         let started = ContinuousClock.now
         let outcome = try await driver.run(spec)
@@ -106,19 +106,19 @@ import SpecolaProcesses
 
     @Test func anExecTaskIsRefusedWhereTheNodeDoesNotEnableExec() async throws {
         let disabled = ExecDriver(nodeName: "locked-node", logger: Logger(label: "test.exec"))
-        let outcome = try await disabled.run(TaskSpec(allocationID: "e6", image: "", command: ["/bin/true"]))
+        let outcome = try await disabled.run(TaskLaunch(allocationID: "e6", image: "", command: ["/bin/true"]))
         #expect(outcome.ending == .failedToStart)
         #expect(outcome.message == "exec tasks are disabled on node locked-node; set tasks.exec.enabled: true in its agent's configuration to allow them, or use driver: podman")
     }
 
     @Test func anExecTaskRunsAsTheUnprivilegedUserWithACleanEnvironment() async throws {
         let nobody = try #require(getpwnam("nobody")?.pointee)
-        let identity = try await driver.run(TaskSpec(allocationID: "e7", image: "", command: ["/bin/sh", "-c", "id -u; id -g; id -G; grep NoNewPrivs /proc/self/status"]))
+        let identity = try await driver.run(TaskLaunch(allocationID: "e7", image: "", command: ["/bin/sh", "-c", "id -u; id -g; id -G; grep NoNewPrivs /proc/self/status"]))
         #expect(identity.stdout == "\(nobody.pw_uid)\n\(nobody.pw_gid)\n\(nobody.pw_gid)\nNoNewPrivs:\t1\n", "\(identity)")
 
         setenv("SPECOLA_TEST_AGENT_ONLY", "the agent's own", 1)
         defer { unsetenv("SPECOLA_TEST_AGENT_ONLY") }
-        var spec = TaskSpec(allocationID: "e8", image: "", command: ["/usr/bin/env"])
+        var spec = TaskLaunch(allocationID: "e8", image: "", command: ["/usr/bin/env"])
         spec.environment = ["MODEL": "plummer"]
         let outcome = try await driver.run(spec)
         let variables = Dictionary(uniqueKeysWithValues: outcome.stdout.split(separator: "\n").map { line in

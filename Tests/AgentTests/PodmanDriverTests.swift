@@ -12,8 +12,8 @@ import SpecolaProcesses
 @Suite(.watchesCooperativePool) struct PodmanDriverTests {
     let driver = PodmanDriver(environment: TestPodman.environment, nodeName: "driver-test-\(UUID().uuidString.prefix(8))", logger: Logger(label: "test.driver"))
 
-    func task(_ script: String, _ edit: (inout TaskSpec) -> Void = { _ in }) -> TaskSpec {
-        var spec = TaskSpec(allocationID: "t-\(UUID().uuidString.prefix(8).lowercased())", image: TestPodman.image, command: ["/bin/sh", "-c", script])
+    func task(_ script: String, _ edit: (inout TaskLaunch) -> Void = { _ in }) -> TaskLaunch {
+        var spec = TaskLaunch(allocationID: "t-\(UUID().uuidString.prefix(8).lowercased())", image: TestPodman.image, command: ["/bin/sh", "-c", script])
         spec.pull = "never"
         edit(&spec)
         return spec
@@ -74,7 +74,7 @@ import SpecolaProcesses
 
     @Test func aMissingImageFailsToStartWithTheReason() async throws {
         try await TestPodman.ensureImage()  // the tests' store is emptied first, once per run
-        var spec = TaskSpec(allocationID: "t-missing-\(UUID().uuidString.prefix(6).lowercased())", image: "localhost/no-such-image:1", command: ["true"])
+        var spec = TaskLaunch(allocationID: "t-missing-\(UUID().uuidString.prefix(6).lowercased())", image: "localhost/no-such-image:1", command: ["true"])
         spec.pull = "never"
         let outcome = try await driver.run(spec)
         #expect(outcome.ending == .failedToStart)

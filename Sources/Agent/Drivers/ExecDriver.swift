@@ -30,7 +30,7 @@ public struct ExecDriver: Sendable {
     static let searchPath = "/usr/local/bin:/usr/bin:/bin"
 
     /// Runs the task to its end. `onSpawn` learns the process id, so a stop can signal it.
-    public func run(_ task: TaskSpec, onSpawn: (@Sendable (pid_t) -> Void)? = nil) async throws -> TaskOutcome {
+    public func run(_ task: TaskLaunch, onSpawn: (@Sendable (pid_t) -> Void)? = nil) async throws -> TaskOutcome {
         func refused(_ message: String) -> TaskOutcome {
             TaskOutcome(ending: .failedToStart, exitCode: -1, stdout: "", stderr: "", message: message)
         }

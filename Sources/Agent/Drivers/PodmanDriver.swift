@@ -39,7 +39,7 @@ public struct PodmanDriver: Sendable {
     /// at the end unless `keepContainer`: then the caller removes it once the
     /// outcome is stored, so a crash in between cannot lose the fact that it ran.
     /// `onStarted` runs once the container exists and is being started (or was found).
-    public func run(_ task: TaskSpec, keepContainer: Bool = false, onStarted: (@Sendable () -> Void)? = nil) async throws -> TaskOutcome {
+    public func run(_ task: TaskLaunch, keepContainer: Bool = false, onStarted: (@Sendable () -> Void)? = nil) async throws -> TaskOutcome {
         let name = Self.containerName(task.allocationID)
         let state = try await containerState(name)
         let outcome: TaskOutcome
@@ -69,7 +69,7 @@ public struct PodmanDriver: Sendable {
 
     /// The usual path: one `podman start --attach` starts the container and exits with its
     /// exit code; the output is then read from the container's log.
-    private func startAttached(_ name: String, task: TaskSpec) async throws -> TaskOutcome {
+    private func startAttached(_ name: String, task: TaskLaunch) async throws -> TaskOutcome {
         let limit = task.timeout ?? Self.noTimeout
         let result: (status: Int32, stdout: String, stderr: String)
         do {
@@ -97,7 +97,7 @@ public struct PodmanDriver: Sendable {
     }
 
     /// After an agent restart: the container runs (or ran) without us; wait for it and read its logs.
-    private func waitDetached(_ name: String, task: TaskSpec) async throws -> TaskOutcome {
+    private func waitDetached(_ name: String, task: TaskLaunch) async throws -> TaskOutcome {
         let waited = try? await podman(["wait", name], timeout: task.timeout ?? Self.noTimeout)
         if waited == nil { return await stopAfterTimeout(name, task: task) }
         let exitCode = try await inspectExitCode(name) ?? -1
@@ -105,7 +105,7 @@ public struct PodmanDriver: Sendable {
         return Self.exited(exitCode, stdout: logs?.stdout ?? "", stderr: logs?.stderr ?? "")
     }
 
-    private func stopAfterTimeout(_ name: String, task: TaskSpec) async -> TaskOutcome {
+    private func stopAfterTimeout(_ name: String, task: TaskLaunch) async -> TaskOutcome {
         _ = try? await podman(["stop", "--time", "5", name], timeout: .seconds(30))
         let logs = try? await podman(["logs", name], timeout: .seconds(30), keepingLast: TaskOutcome.retainedOutput)
         return TaskOutcome(ending: .timedOut, exitCode: 124, stdout: TaskOutcome.tail(logs?.stdout ?? ""),
@@ -138,7 +138,7 @@ public struct PodmanDriver: Sendable {
     }
 
     /// Creates the task's container; its environment goes in through files that exist only meanwhile.
-    func create(_ task: TaskSpec, name: String) async throws -> (status: Int32, stdout: String, stderr: String) {
+    func create(_ task: TaskLaunch, name: String) async throws -> (status: Int32, stdout: String, stderr: String) {
         let single = task.environment.filter { !Self.needsSecret($0.value) }
         let environmentFile = try PrivateFile(contents: single.keys.sorted().map { "\($0)=\(single[$0]!)\n" }.joined())
         defer { environmentFile.remove() }
@@ -155,7 +155,7 @@ public struct PodmanDriver: Sendable {
         return try await podman(createArguments(task, name: name, environmentFile: environmentFile.path), timeout: .seconds(60))
     }
 
-    func createArguments(_ task: TaskSpec, name: String, environmentFile: String) -> [String] {
+    func createArguments(_ task: TaskLaunch, name: String, environmentFile: String) -> [String] {
         var args = ["create", "--name", name,
                     "--label", "\(Self.managedLabel)=true", "--label", "\(Self.allocationLabel)=\(task.allocationID)",
                     "--label", "\(Self.nodeLabel)=\(nodeName)",
@@ -182,7 +182,7 @@ public struct PodmanDriver: Sendable {
 
     static func secretName(_ allocationID: String, _ key: String) -> String { "specola-\(allocationID)-\(key)" }
 
-    func removeSecrets(of task: TaskSpec) async {
+    func removeSecrets(of task: TaskLaunch) async {
         for (key, value) in task.environment where Self.needsSecret(value) {
             _ = try? await podman(["secret", "rm", Self.secretName(task.allocationID, key)], timeout: .seconds(30))
         }

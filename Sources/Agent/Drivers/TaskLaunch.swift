@@ -1,7 +1,7 @@
 import Foundation
 
 /// One task as the agent runs it: what to start, with which limits, for which allocation.
-public struct TaskSpec: Sendable, Equatable {
+public struct TaskLaunch: Sendable, Equatable {
     /// The allocation this run belongs to; also the instruction's idempotency key.
     public var allocationID: String
     public var image: String
