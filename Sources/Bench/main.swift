@@ -108,6 +108,7 @@ func setup(dir: String, hosts: [String], etcdMembers: Int) throws -> [HostPort] 
             metricsListen: \(address.host):\(try freePort(host: address.host))
             dataDir: \(dir)/data/\(name)
             logLevel: warning
+            access: {bootstrapAdmins: [bench]}
             tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-\(name).pem, key: \(pki)/coordinator-\(name)-key.pem}
             peers:
             \(peers.joined(separator: "\n"))

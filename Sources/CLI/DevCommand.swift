@@ -131,6 +131,7 @@ final class DevCluster: @unchecked Sendable {
                 metricsListen: \(address.host):9450
                 dataDir: \(root)/data/c\(index)
                 nodes: {autoAccept: true}
+                access: {bootstrapAdmins: [admin]}
                 tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-c\(index).pem, key: \(pki)/coordinator-c\(index)-key.pem}
                 peers:
                 \(peers)
