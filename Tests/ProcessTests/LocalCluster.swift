@@ -99,6 +99,14 @@ final class LocalCluster: @unchecked Sendable {
         try await run(BuiltProducts.path("specola"), arguments, environment: cliEnvironment)
     }
 
+    /// The CLI with another user's certificate.
+    func cli(as user: TLSFiles, _ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        var env = cliEnvironment
+        env["SPECOLA_CLIENT_CERT"] = user.cert
+        env["SPECOLA_CLIENT_KEY"] = user.key
+        return try await run(BuiltProducts.path("specola"), arguments, environment: env)
+    }
+
     func nodes() async throws -> [Specola_V1_Node] {
         let result = try await cli(["nodes", "--json"])
         guard result.status == 0 else { throw CLIFailed(result: result) }
