@@ -18,7 +18,7 @@ final class AuditRecorder: Sendable {
         var maxRecords = 100_000
         var refusalBurst = 20
         var interval: Duration = .milliseconds(200)
-        var maxBatch = 500
+        var maxBatch = 2_000
     }
 
     private struct State {
@@ -78,23 +78,26 @@ final class AuditRecorder: Sendable {
 
     func flush(replica: Replica, all: Bool = false) async {
         let now = WallClock.nowUnixMs()
-        let batch: [Specola_V1_AuditRecord] = state.withLock { state in
-            state.buffer.append(contentsOf: state.limiter.drain(now: now, all: all))
-            let batch = Array(state.buffer.prefix(settings.maxBatch))
-            state.buffer.removeFirst(batch.count)
-            return batch
-        }
-        guard !batch.isEmpty else { return }
-        guard await replica.isLeader else {
-            logger.debug("audit records kept in the journal only: this replica is not the leader", metadata: ["audit.records": "\(batch.count)"])
-            return
-        }
-        do {
-            _ = try await replica.propose(.audit(batch, dropBefore: now - settings.retentionMs, maxRecords: settings.maxRecords))
-        } catch {
-            logger.warning("audit records not committed; they are in this journal only", metadata: [
-                "audit.records": "\(batch.count)", "error": "\(error)",
-            ])
+        state.withLock { $0.buffer.append(contentsOf: $0.limiter.drain(now: now, all: all)) }
+        // Batches until the buffer is empty, so a burst of calls never outgrows the flushes.
+        while true {
+            let batch: [Specola_V1_AuditRecord] = state.withLock { state in
+                let batch = Array(state.buffer.prefix(settings.maxBatch))
+                state.buffer.removeFirst(batch.count)
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            guard await replica.isLeader else {
+                logger.debug("audit records kept in the journal only: this replica is not the leader", metadata: ["audit.records": "\(batch.count)"])
+                continue
+            }
+            do {
+                _ = try await replica.propose(.audit(batch, dropBefore: now - settings.retentionMs, maxRecords: settings.maxRecords))
+            } catch {
+                logger.warning("audit records not committed; they are in this journal only", metadata: [
+                    "audit.records": "\(batch.count)", "error": "\(error)",
+                ])
+            }
         }
     }
 }

@@ -75,4 +75,26 @@ import CooperativePoolWatch
         #expect(restored.jobs.usage(project: "astro", since: 0) == rows)
         #expect(state.jobs.usage(project: "radio", since: 0).isEmpty)
     }
+
+    @Test func fairShareWeightsAndQuotasComeFromTheProjectObjectsInTheState() throws {
+        var state = ClusterState()
+        _ = state.apply(.project("astro", at: 0, .create(.with { $0.weight = 3; $0.maxTasks = 1 })))
+        let yaml = """
+            apiVersion: specola/v1
+            kind: Job
+            metadata: {name: j, owner: bob, project: astro}
+            task: {name: t, driver: podman, image: localhost/x, resources: {cpu: 1, memory: 64MiB}, count: 3}
+            """
+        guard case .success(let spec) = JobSpecParser.parse(yaml, file: "j.yaml") else { Issue.record("spec"); return }
+        _ = state.apply(.with {
+            $0.proposedAtUnixMs = 0
+            $0.submitJob = .with { $0.jobID = "j"; $0.specJson = try! JobBook.jsonEncoder.encode(spec) }
+        })
+        let input = SchedulingInput(state: state, status: { _ in .ready }, nowUnixMs: 0)
+        #expect(input.usage.share(of: "astro") == 3)
+        #expect(input.usage.share(of: "radio") == 1, "a project without an object keeps the default share")
+        #expect(input.pending.count == 1, "one task at a time for astro")
+        #expect(input.quotaWaits.count == 2)
+        #expect(input.quotaWaits.values.allSatisfy { $0.contains("quota of 1 concurrent tasks") })
+    }
 }
