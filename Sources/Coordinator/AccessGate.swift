@@ -23,7 +23,7 @@ struct AccessGate: Sendable {
 
     func check(_ principal: Principal, _ verb: Verb, _ resource: Resource, request: (any SwiftProtobuf.Message)? = nil) async throws {
         // Machine parties never depend on replicated bindings.
-        let book = principal.kind == .user && policy.enforced ? await replica.accessBook : AccessBook()
+        let book = principal.kind == .user && policy.enforced ? replica.accessView.current : AccessBook()
         if case .deny(let message) = policy.authorize(principal, verb, resource, in: book) {
             throw refused(principal, verb, resource, message, request: request)
         }
@@ -37,7 +37,7 @@ struct AccessGate: Sendable {
     }
 
     func roles(of principal: Principal) async -> Set<AccessRole> {
-        policy.roles(of: principal, in: await replica.accessBook)
+        policy.roles(of: principal, in: replica.accessView.current)
     }
 
     /// Checks, runs `body`, and audits the call: allowed if it returned, failed if it threw.

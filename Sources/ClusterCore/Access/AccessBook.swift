@@ -23,6 +23,13 @@ public struct AccessBook: Sendable {
         snapshot.auditRecords = audit
     }
 
+    /// The same projects and bindings without the audit records (for a cheap copy).
+    public func withoutAudit() -> AccessBook {
+        var copy = self
+        copy.audit = []
+        return copy
+    }
+
     /// Why `name` cannot name a project, or nil.
     public static func nameProblem(_ name: String) -> String? {
         let allowed = name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95 }
