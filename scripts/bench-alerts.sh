@@ -124,6 +124,7 @@ heartbeatInterval: 0.25
 suspectAfter: 0.5
 downAfter: 1
 logLevel: warning
+access: {bootstrapAdmins: [bench]}
 alerting:
   receivers:
     - name: chat

@@ -9,7 +9,7 @@ import Glibc
 
 let usage = """
     usage: specola-bench SUBCOMMAND [--option value]...
-      setup    --dir D --hosts H1,H2,H3 [--etcd-members N]
+      setup    --dir D --hosts H1,H2,H3 [--etcd-members N] [--access on|off]
                                                    PKI + coordinator configs (+ certificates
                                                    pki/coordinator-etcd-mN.pem for 127.0.0.1); prints ENDPOINTS
       load     --system specola|etcd --endpoints E1,E2,E3 [--pki D] --clients N   (etcd: --pki = mTLS)
@@ -89,7 +89,7 @@ func freePort(host: String) throws -> Int {
 
 /// A CA, one user certificate, a coordinator certificate + config per host, and a
 /// certificate for each of `etcdMembers` etcd members on 127.0.0.1 (server and peer TLS).
-func setup(dir: String, hosts: [String], etcdMembers: Int) throws -> [HostPort] {
+func setup(dir: String, hosts: [String], etcdMembers: Int, access: Bool = true) throws -> [HostPort] {
     let pki = dir + "/pki"
     try PKI.initCA(directory: pki, validityDays: 2)
     try PKI.issue(directory: pki, role: .user, name: "bench", validityDays: 1)
@@ -108,6 +108,7 @@ func setup(dir: String, hosts: [String], etcdMembers: Int) throws -> [HostPort] 
             metricsListen: \(address.host):\(try freePort(host: address.host))
             dataDir: \(dir)/data/\(name)
             logLevel: warning
+            access: {bootstrapAdmins: [bench], enforce: \(access)}
             tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-\(name).pem, key: \(pki)/coordinator-\(name)-key.pem}
             peers:
             \(peers.joined(separator: "\n"))
@@ -125,7 +126,8 @@ func main() async throws {
     switch command {
     case "setup":
         let endpoints = try setup(dir: try options.string("dir"), hosts: try options.string("hosts").split(separator: ",").map(String.init),
-                                  etcdMembers: Int(try options.number("etcd-members", default: 3)))
+                                  etcdMembers: Int(try options.number("etcd-members", default: 3)),
+                                  access: options.values["access"] != "off")
         print("ENDPOINTS " + endpoints.map(\.description).joined(separator: ","))
     case "load":
         let clients = Int(try options.number("clients", default: 1))

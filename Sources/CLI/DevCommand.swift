@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GRPCCore
 import SpecolaProtocol
 #if canImport(Glibc)
 import Glibc
@@ -58,7 +59,9 @@ struct DevCommand: AsyncParsableCommand {
         fflush(nil)
         let ready = await cluster.waitUntilReported(timeout: readyTimeout)
         print(ready ? "# all \(agents) agents reported; try: specola nodes" : "# not every agent reported within \(Int(readyTimeout))s; see \(root)/logs")
-        if FileManager.default.fileExists(atPath: cluster.samplePipeline) {
+        if ready, FileManager.default.fileExists(atPath: cluster.samplePipeline) {
+            print(await cluster.runSampleAsMember())
+        } else if FileManager.default.fileExists(atPath: cluster.samplePipeline) {
             print("# sample pipeline (8-way fan-out, then fan-in): specola job run \(cluster.samplePipeline)")
         }
         fflush(nil)
@@ -115,6 +118,8 @@ final class DevCluster: @unchecked Sendable {
             _ = try PKI.initCA(directory: pki, commonName: PKI.defaultCAName, validityDays: PKI.defaultCADays)
         }
         _ = try PKI.issue(directory: pki, role: .user, name: "admin", sans: [], validityDays: 30)
+        // The sample project's member, who runs the sample pipeline.
+        _ = try PKI.issue(directory: pki, role: .user, name: Self.sampleMember, sans: [], validityDays: 30)
         let peers = (1...replicas).map { "  - {id: \($0), name: c\($0), address: \(coordinatorAddress($0))}" }.joined(separator: "\n")
         // The simulated BMCs all take admin/secret: the coordinator can fence through them.
         let bmcSimulated = resolveExecutable("ipmi_sim") != nil && Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh") != nil
@@ -133,6 +138,7 @@ final class DevCluster: @unchecked Sendable {
                 metricsListen: \(address.host):9450
                 dataDir: \(root)/data/c\(index)
                 nodes: {autoAccept: true}
+                access: {bootstrapAdmins: [admin]}
                 tls: {ca: \(pki)/ca.pem, cert: \(pki)/coordinator-c\(index).pem, key: \(pki)/coordinator-c\(index)-key.pem}
                 peers:
                 \(peers)
@@ -215,12 +221,50 @@ final class DevCluster: @unchecked Sendable {
         }
     }
 
-    func waitUntilReported(timeout: Double) async -> Bool {
+    static let sampleMember = "astronomer"
+    static let sampleProject = "survey"
+
+    func connection(as user: String) -> ConnectionOptions {
         var options = try! ConnectionOptions.parse([])
         options.addr = coordinator.description
         options.cacert = pki + "/ca.pem"
-        options.clientCert = pki + "/user-admin.pem"
-        options.clientKey = pki + "/user-admin-key.pem"
+        options.clientCert = pki + "/user-\(user).pem"
+        options.clientKey = pki + "/user-\(user)-key.pem"
+        return options
+    }
+
+    /// As the admin, creates the sample project with its member (once); as that member, submits
+    /// the sample pipeline. Returns what to tell the user.
+    func runSampleAsMember() async -> String {
+        let admin = connection(as: "admin")
+        let member = connection(as: Self.sampleMember)
+        let project = Specola_V1_Project.with {
+            $0.name = Self.sampleProject
+            $0.members = [Self.sampleMember]
+            $0.archiveMounts = [root + "/archive"]
+            $0.maxPriority = 60
+            $0.maxCpuMillicores = Int64(agents) * 64_000
+        }
+        do {
+            _ = try await admin.withAccess { try await $0.createProject(project) }
+        } catch let error as RPCError where error.code == .failedPrecondition {
+            // Created by an earlier run of `specola dev` in this directory.
+        } catch {
+            return "# the sample project could not be created: \(error)"
+        }
+        let yaml = (try? String(contentsOfFile: samplePipeline, encoding: .utf8)) ?? ""
+        let request = Specola_V1_SubmitJobRequest.with { $0.yaml = yaml; $0.fileName = samplePipeline }
+        let env = "SPECOLA_CLIENT_CERT=\(pki)/user-\(Self.sampleMember).pem SPECOLA_CLIENT_KEY=\(pki)/user-\(Self.sampleMember)-key.pem"
+        do {
+            let job = try await member.withJobs { try await $0.submit(request) }
+            return "# sample pipeline \(job.id) submitted as user/\(Self.sampleMember) (project \(Self.sampleProject)): specola job status \(job.id)\n# act as that member: \(env) specola ..."
+        } catch {
+            return "# the sample pipeline was not submitted as user/\(Self.sampleMember): \(error); run it yourself: \(env) specola job run \(samplePipeline)"
+        }
+    }
+
+    func waitUntilReported(timeout: Double) async -> Bool {
+        let options = connection(as: "admin")
         let deadline = Date().addingTimeInterval(timeout)
         let expected = agents
         while Date() < deadline {

@@ -10,7 +10,8 @@ public struct SpecolaCommand: AsyncParsableCommand {
         subcommands: [
             StatusCommand.self, NodesCommand.self, NodeCommand.self, VolumesCommand.self, VolumeCommand.self, BrickCommand.self, KVCommand.self, MembersCommand.self,
             LeaderCommand.self, SnapshotCommand.self, JobCommand.self, JobsCommand.self, LogsCommand.self, VMCommand.self, PodCommand.self,
-            AlertsCommand.self, AlertCommand.self, SilenceCommand.self, PKICommand.self, DevCommand.self,
+            AlertsCommand.self, AlertCommand.self, SilenceCommand.self, PKICommand.self, AccessCommand.self, ProjectCommand.self,
+            ProjectsCommand.self, AuditCommand.self, UsageCommand.self, DevCommand.self,
         ])
 
     public init() {}

@@ -42,6 +42,8 @@ public struct ClusterState: Sendable {
     /// The deny list (`specola pki revoke`), in the order entries were added.
     public private(set) var revoked: [Specola_V1_RevokedCertificate] = []
     public private(set) var storage = StorageBook()
+    /// Projects, role bindings and the audit log.
+    public private(set) var access = AccessBook()
 
     public init() {}
 
@@ -56,6 +58,7 @@ public struct ClusterState: Sendable {
         for pending in snapshot.pendingNodes { pendingNodes[pending.name] = pending }
         revoked = snapshot.revoked
         storage = StorageBook(snapshot: snapshot)
+        access = AccessBook(snapshot: snapshot)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -68,6 +71,7 @@ public struct ClusterState: Sendable {
             jobs.write(into: &$0)
             workloads.write(into: &$0)
             storage.write(into: &$0)
+            access.write(into: &$0)
             $0.alertBookJson = alerts.snapshotJSON()
             $0.pendingNodes = pendingNodes.values.sorted { $0.name < $1.name }
             $0.revoked = revoked
@@ -172,6 +176,12 @@ public struct ClusterState: Sendable {
             return .done
         case .storage(let command):
             return storage.apply(command, at: at, nodes: nodes)
+        case .project(let command):
+            return access.apply(command, at: at)
+        case .roleBinding(let command):
+            return access.apply(command, at: at)
+        case .audit(let command):
+            return access.apply(command)
         case .noop, nil:
             return .done
         }

@@ -35,6 +35,14 @@ public struct JobBook: Sendable {
     public private(set) var sequence: UInt64 = 0
     /// Jobs that still have work to place or run.
     public private(set) var activeJobIDs: Set<String> = []
+    /// Core- and memory-hours of ended allocations, by project, user and UTC day.
+    public private(set) var usage: [UsageKey: Specola_V1_UsageRecord] = [:]
+
+    public struct UsageKey: Hashable, Sendable {
+        public var project: String
+        public var user: String
+        public var day: Int64
+    }
 
     public static let jsonEncoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -63,6 +71,9 @@ public struct JobBook: Sendable {
             allocations[allocation.id] = allocation
             allocatedByNode[allocation.node, default: .zero] += allocation.resources
         }
+        for record in snapshot.usage {
+            usage[UsageKey(project: record.project, user: record.user, day: record.day)] = record
+        }
     }
 
     public func write(into snapshot: inout Specola_V1_ClusterSnapshot) {
@@ -82,6 +93,7 @@ public struct JobBook: Sendable {
             }
         }
         snapshot.allocations = allocations.values.sorted { $0.id < $1.id }
+        snapshot.usage = usage.values.sorted { ($0.day, $0.project, $0.user) < ($1.day, $1.project, $1.user) }
     }
 
     public static func instancesByID(_ spec: JobSpec) -> [String: TaskInstance] {
@@ -156,7 +168,7 @@ public struct JobBook: Sendable {
     /// Work whose node is gone goes back to pending; it did not fail.
     public mutating func requeue(_ command: Specola_V1_RequeueAllocationsCommand, at: Int64) -> ApplyOutcome {
         for id in command.allocationIds {
-            guard let allocation = release(id) else { continue }
+            guard let allocation = release(id, at: at) else { continue }
             jobs[allocation.jobID]?.run.apply(.lost(taskID: allocation.taskID, allocationID: id, atUnixMs: at))
             jobs[allocation.jobID]?.revision += 1
             finishIfDone(allocation.jobID, at: at)
@@ -206,7 +218,7 @@ public struct JobBook: Sendable {
             entry.revision += 1
             return entry.instances[allocation.taskID]
         }
-        release(id)
+        release(id, at: at)
         finishIfDone(allocation.jobID, at: at)
         guard event.kind == .exited, event.exitCode == 0, let instance = instance ?? nil else { return [] }
         return instance.task.outputs.compactMap { key in
@@ -239,10 +251,39 @@ public struct JobBook: Sendable {
     }
 
     @discardableResult
-    private mutating func release(_ allocationID: String) -> Specola_V1_Allocation? {
+    private mutating func release(_ allocationID: String, at: Int64) -> Specola_V1_Allocation? {
         guard let allocation = allocations.removeValue(forKey: allocationID) else { return nil }
+        account(allocation, endedAt: at)
         allocatedByNode[allocation.node, default: .zero] = allocatedByNode[allocation.node, default: .zero] - allocation.resources
         return allocation
+    }
+
+    static let dayMs: Int64 = 86_400_000
+
+    /// Adds an ended allocation's core- and memory-hours to its job's project and owner, on the day it ended.
+    private mutating func account(_ allocation: Specola_V1_Allocation, endedAt at: Int64) {
+        guard let metadata = jobs[allocation.jobID]?.spec.metadata, at > allocation.placedAtUnixMs else { return }
+        let hours = Double(at - allocation.placedAtUnixMs) / 3_600_000
+        let key = UsageKey(project: metadata.project, user: metadata.owner, day: at / Self.dayMs)
+        var record = usage[key] ?? .with { $0.project = key.project; $0.user = key.user; $0.day = key.day }
+        record.coreHours += Double(allocation.cpuMillicores) / 1000 * hours
+        record.memoryGibHours += Double(allocation.memoryBytes) / Double(1 << 30) * hours
+        record.tasks += 1
+        usage[key] = record
+    }
+
+    /// Usage since `since`, summed per project and user (optionally one project).
+    public func usage(project: String, since: Int64) -> [Specola_V1_UsageRecord] {
+        var sums: [String: Specola_V1_UsageRecord] = [:]
+        for record in usage.values where record.day >= since / Self.dayMs && (project.isEmpty || record.project == project) {
+            let id = record.project + "\u{0}" + record.user
+            var sum = sums[id] ?? .with { $0.project = record.project; $0.user = record.user }
+            sum.coreHours += record.coreHours
+            sum.memoryGibHours += record.memoryGibHours
+            sum.tasks += record.tasks
+            sums[id] = sum
+        }
+        return sums.values.sorted { ($0.project, $0.user) < ($1.project, $1.user) }
     }
 
     /// Removes jobs that finished before `cutoff` and hold no allocation any more; returns their ids.

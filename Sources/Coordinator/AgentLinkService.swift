@@ -25,7 +25,7 @@ struct AgentLinkService: Specola_V1_AgentLink.SimpleServiceProtocol {
     private func nodeName(_ context: ServerContext, claimed: String?) throws -> String {
         let identity: Identity
         do {
-            identity = try CallerIdentity.require(context, roles: [.node])
+            identity = try CallerIdentity.require(context, .agentLink)
         } catch {
             logger.warning("refused agent call", metadata: ["peer": "\(context.remotePeer)", "error": "\(error)"])
             throw error

@@ -17,9 +17,7 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
     /// How long `specola alert ack` mutes an alert when no `--for` is given.
     static let defaultAckMs: Int64 = 2 * 3_600_000
 
-    private func caller(_ context: ServerContext) throws -> Identity {
-        try CallerIdentity.require(context, roles: [.user, .coordinator])
-    }
+    let access: AccessGate
 
     private func book() async throws -> AlertBook {
         try await serving { try await replica.readBarrier() }
@@ -36,7 +34,7 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
     }
 
     func list(request: Specola_V1_ListAlertsRequest, context: ServerContext) async throws -> Specola_V1_ListAlertsResponse {
-        _ = try caller(context)
+        try await access.check(context, .clusterRead, .cluster)
         let book = try await book()
         let now = WallClock.nowUnixMs()
         return .with {
@@ -45,7 +43,12 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
     }
 
     func ack(request: Specola_V1_AckAlertRequest, context: ServerContext) async throws -> Specola_V1_AlertView {
-        let identity = try caller(context)
+        try await access.audited(context, .alertAck, Resource(kind: "alert", name: request.id), request: request) { identity in
+            try await ack(request, by: identity)
+        }
+    }
+
+    private func ack(_ request: Specola_V1_AckAlertRequest, by identity: Principal) async throws -> Specola_V1_AlertView {
         guard request.forMs >= 0 else { throw RPCError(code: .invalidArgument, message: "--for must be a positive duration") }
         let alert = try Self.alert(request.id, in: try await book())
         let now = WallClock.nowUnixMs()
@@ -59,7 +62,12 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
     }
 
     func addSilence(request: Specola_V1_AddSilenceRequest, context: ServerContext) async throws -> Specola_V1_SilenceView {
-        let identity = try caller(context)
+        try await access.audited(context, .silenceChange, Resource(kind: "silence", name: "new"), request: request) { identity in
+            try await addSilence(request, by: identity)
+        }
+    }
+
+    private func addSilence(_ request: Specola_V1_AddSilenceRequest, by identity: Principal) async throws -> Specola_V1_SilenceView {
         let matchers: [LabelMatcher]
         do {
             matchers = try request.matchers.map { text throws(AlertingError) in try LabelMatcher(parsing: text) }
@@ -80,7 +88,7 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
     }
 
     func listSilences(request: Specola_V1_ListSilencesRequest, context: ServerContext) async throws -> Specola_V1_ListSilencesResponse {
-        _ = try caller(context)
+        try await access.check(context, .clusterRead, .cluster)
         let book = try await book()
         let now = WallClock.nowUnixMs()
         let silences = book.silences.values
@@ -90,7 +98,12 @@ struct AlertsService: Specola_V1_Alerts.SimpleServiceProtocol {
     }
 
     func expireSilence(request: Specola_V1_ExpireSilenceRequest, context: ServerContext) async throws -> Specola_V1_SilenceView {
-        let identity = try caller(context)
+        try await access.audited(context, .silenceChange, Resource(kind: "silence", name: request.id), request: request) { identity in
+            try await expireSilence(request, by: identity)
+        }
+    }
+
+    private func expireSilence(_ request: Specola_V1_ExpireSilenceRequest, by identity: Principal) async throws -> Specola_V1_SilenceView {
         let book = try await book()
         let candidates = book.silences.values.filter { !request.id.isEmpty && $0.id.hasPrefix(request.id) }
         guard candidates.count == 1, let silence = candidates.first else {

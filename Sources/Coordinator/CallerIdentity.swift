@@ -30,14 +30,14 @@ enum CallerIdentity {
         return identity
     }
 
-    static func require(_ context: ServerContext, roles: Set<Role>) throws -> Identity {
-        let identity = try of(context)
-        guard roles.contains(identity.role) else {
-            let allowed = roles.map(\.rawValue).sorted().joined(separator: " or ")
-            throw RPCError(code: .permissionDenied,
-                           message: "\(identity) may not call this; it needs a \(allowed) certificate")
+    /// For the machine verbs (agent link, Raft), which never depend on replicated bindings: the
+    /// certificate's identity if `Authorization` allows `verb`, else permissionDenied.
+    static func require(_ context: ServerContext, _ verb: Verb) throws -> Identity {
+        let principal = try principal(context)
+        if case .deny(let message) = Authorization.authorize(principal, roles: [], verb, .cluster) {
+            throw RPCError(code: .permissionDenied, message: message)
         }
-        return identity
+        return try of(context)
     }
 }
 

@@ -13,9 +13,10 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
     let logger: Logger
     /// Where operators' storage requests go; nil where no storage controller runs.
     var storage: StorageController? = nil
+    let access: AccessGate
 
     func status(request: Specola_V1_StatusRequest, context: ServerContext) async throws -> Specola_V1_StatusResponse {
-        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await access.check(context, .clusterRead, .cluster)
         let nodes = await replica.allNodes()
         let leader = await replica.leaderHint
         let isLeader = await replica.isLeader
@@ -44,7 +45,7 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
 
 
     func listNodes(request: Specola_V1_ListNodesRequest, context: ServerContext) async throws -> Specola_V1_ListNodesResponse {
-        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await access.check(context, .clusterRead, .cluster)
         // Node facts live on the leader (liveness is leader-only soft state), so followers redirect.
         try await serving { try await replica.requireLeader() }
         let counts = await replica.allocationCounts()
@@ -61,7 +62,7 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
     }
 
     func getNode(request: Specola_V1_GetNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
-        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await access.check(context, .clusterRead, .cluster)
         // Node facts live on the leader (liveness is leader-only soft state), so followers redirect.
         try await serving { try await replica.requireLeader() }
         guard var node = await replica.node(request.name) else {
@@ -74,7 +75,12 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
     /// `specola node fence NAME [--force]` starts fencing now (the mass-failure brake applies unless
     /// forced); `unfence` powers a fenced node back on through its configured BMC and lets it rejoin.
     func fence(request: Specola_V1_FenceRequest, context: ServerContext) async throws -> Specola_V1_Node {
-        let identity = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await access.audited(context, .nodeFence, .node(request.name), request: request) { identity in
+            try await fence(request, by: identity)
+        }
+    }
+
+    private func fence(_ request: Specola_V1_FenceRequest, by identity: Principal) async throws -> Specola_V1_Node {
         try await serving { try await replica.requireLeader() }
         let fence: Bool
         switch request.action {
@@ -96,7 +102,7 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
 
     /// `specola volume show VOL`: the volume's storage actions and why the planner leaves it alone.
     func getVolume(request: Specola_V1_GetVolumeRequest, context: ServerContext) async throws -> Specola_V1_VolumeDetail {
-        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await access.check(context, .clusterRead, .cluster)
         try await serving { try await replica.requireLeader() }
         guard let storage else { return .with { $0.name = request.name } }
         return await storage.detail(request.name)
@@ -104,7 +110,12 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
 
     /// `specola volume heal VOL [--full]`, `specola brick replace VOL OLD NEW [--force]`.
     func requestStorageAction(request: Specola_V1_StorageRequest, context: ServerContext) async throws -> Specola_V1_StorageAction {
-        let identity = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await access.audited(context, .storageRepair, Resource(kind: "volume", name: request.volume), request: request) { identity in
+            try await requestStorageAction(request, by: identity)
+        }
+    }
+
+    private func requestStorageAction(_ request: Specola_V1_StorageRequest, by identity: Principal) async throws -> Specola_V1_StorageAction {
         try await serving { try await replica.requireLeader() }
         guard let storage else { throw RPCError(code: .unavailable, message: "this coordinator runs no storage controller") }
         do {
@@ -119,24 +130,26 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
 
     /// `specola node accept NAME [--label k=v]`: a registered agent's node joins, with the operator's labels.
     func acceptNode(request: Specola_V1_AcceptNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
-        let identity = try CallerIdentity.require(context, roles: [.user])
-        return try await changeNode(request.name, .acceptNode(name: request.name, labels: request.labels, by: "\(identity)"),
+        try await access.audited(context, .nodeAdmit, .node(request.name), request: request) { identity in
+        try await changeNode(request.name, .acceptNode(name: request.name, labels: request.labels, by: "\(identity)"),
                                     refusedAs: .failedPrecondition, logging: "node accepted", by: identity)
+        }
     }
 
     /// `specola node label NAME k=v k-`: from then on the node's labels are the operator's alone.
     func labelNode(request: Specola_V1_LabelNodeRequest, context: ServerContext) async throws -> Specola_V1_Node {
-        let identity = try CallerIdentity.require(context, roles: [.user])
+        try await access.audited(context, .nodeAdmit, .node(request.name), request: request) { identity in
         for key in Array(request.set.keys) + request.remove where key.isEmpty || key.utf8.count > 63 {
             throw RPCError(code: .invalidArgument, message: "label key '\(key)' must be 1 to 63 bytes")
         }
         return try await changeNode(request.name, .nodeLabels(name: request.name, set: request.set, remove: request.remove),
                                     refusedAs: .notFound, logging: "node labels changed", by: identity)
+        }
     }
 
     /// Commits an operator's change to one node on the leader and returns the node as it is now.
     private func changeNode(_ name: String, _ command: Specola_V1_Command, refusedAs code: RPCError.Code,
-                            logging event: Logger.Message, by identity: Identity) async throws -> Specola_V1_Node {
+                            logging event: Logger.Message, by identity: Principal) async throws -> Specola_V1_Node {
         try await serving { try await replica.requireLeader() }
         let outcome = try await serving { try await replica.propose(command) }
         if case .rejected(let reason) = outcome { throw RPCError(code: code, message: reason) }
@@ -147,10 +160,15 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
 
     /// `specola pki revoke SERIAL|ROLE/NAME`: every replica refuses the certificate from the moment it applies this.
     func revoke(request: Specola_V1_RevokeRequest, context: ServerContext) async throws -> Specola_V1_RevokeResponse {
-        let identity = try CallerIdentity.require(context, roles: [.user])
+        try await access.audited(context, .pkiRevoke, Resource(kind: "certificate", name: request.target), request: request) { identity in
+            try await revoke(request, by: identity)
+        }
+    }
+
+    private func revoke(_ request: Specola_V1_RevokeRequest, by identity: Principal) async throws -> Specola_V1_RevokeResponse {
         try await serving { try await replica.requireLeader() }
         let target = try RevocationTarget(parsing: request.target)
-        if case .identity(let revoked) = target, revoked == identity {
+        if case .identity(let revoked) = target, revoked.description == identity.description {
             throw RPCError(code: .invalidArgument, message: "\(identity) may not revoke its own identity; use another operator's certificate")
         }
         _ = try await serving {

@@ -63,6 +63,13 @@ public struct Coordinator: Service {
                 alertController.nudge()
                 storageController.nudge()
             })
+        let audit = AuditRecorder(settings: .init(
+            retentionMs: Int64(config.access.auditRetention * 1000), maxRecords: config.access.auditMaxRecords,
+            refusalBurst: config.access.refusalBurst), logger: logger)
+        let access = AccessGate(policy: config.access.policy, replica: replica, audit: audit)
+        if !config.access.policy.enforced {
+            logger.warning("access.enforce is false: every user call is allowed; use this only to measure the cost of authorization")
+        }
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
@@ -76,13 +83,15 @@ public struct Coordinator: Service {
                                  hub: hub, controller: jobController, logger: logger,
                                  onWorkloadEvents: { workloadController.nudge() },
                                  onStorageEvents: { storageController.nudge() }),
-                JobsService(replica: replica, controller: jobController, logger: logger),
-                WorkloadsService(replica: replica, controller: workloadController, policy: config.workloads, logger: logger),
-                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger, storage: storageController),
+                JobsService(replica: replica, controller: jobController, logger: logger, access: access),
+                WorkloadsService(replica: replica, controller: workloadController, policy: config.workloads, logger: logger, access: access),
+                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger, storage: storageController,
+                                  access: access),
                 RaftPeerService(replica: replica, logger: logger),
-                KVService(replica: replica),
-                MembershipService(replica: replica, alerts: alertController, logger: logger),
-                AlertsService(replica: replica, controller: alertController, logger: logger),
+                KVService(replica: replica, access: access),
+                MembershipService(replica: replica, alerts: alertController, logger: logger, access: access),
+                AlertsService(replica: replica, controller: alertController, logger: logger, access: access),
+                AccessService(replica: replica, access: access, logger: logger),
             ],
             interceptors: [RevocationInterceptor(denyList: replica.denyList)])
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger)
@@ -131,6 +140,10 @@ public struct Coordinator: Service {
             }
             group.addTask {
                 await storageController.run()
+                return false
+            }
+            group.addTask {
+                await audit.run(replica: replica)
                 return false
             }
             group.addTask {

@@ -32,11 +32,13 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var jobs: JobRetention
     /// How GlusterFS is repaired: spare bricks, replacement limits, volume priorities and split-brain policies.
     public var storage: StoragePolicy
+    /// Who may do what: bootstrap admins, token group mappings, audit retention.
+    public var access: AccessConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
-        case alerting, workloads, nodes, jobs, storage
+        case alerting, workloads, nodes, jobs, storage, access
     }
 
     public init(from decoder: any Decoder) throws {
@@ -64,6 +66,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         nodes = try c.decodeIfPresent(NodeAdmission.self, forKey: .nodes) ?? NodeAdmission()
         jobs = try c.decodeIfPresent(JobRetention.self, forKey: .jobs) ?? JobRetention()
         storage = try c.decodeIfPresent(StorageConfig.self, forKey: .storage)?.policy ?? StoragePolicy()
+        access = try c.decodeIfPresent(AccessConfig.self, forKey: .access) ?? AccessConfig()
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")

@@ -84,13 +84,15 @@ final class JobController: Sendable {
             downNodeWork[allocation.node, default: []].append(allocation.id)
         }
         let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)
+        let quotaWaits = input.quotaWaits.mapValues { PlacementFailure(.waiting, $0) }
         guard !input.pending.isEmpty else {
-            waiting.withLock { $0.removeAll() }
+            waiting.withLock { $0 = quotaWaits }
             return (nil, [:], downNodeWork)
         }
         let plan = Scheduler.plan(cluster: input.cluster, pending: input.pending, usage: input.usage)
         waiting.withLock { waiting in
             waiting = Dictionary(plan.unplaced.map { ($0.taskID, $0.reason) }, uniquingKeysWith: { first, _ in first })
+                .merging(quotaWaits) { placement, _ in placement }
         }
         return (plan, input.jobByTask, downNodeWork)
     }

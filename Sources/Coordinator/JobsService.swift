@@ -12,10 +12,11 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     let replica: Replica
     let controller: JobController
     let logger: Logger
+    let access: AccessGate
 
-    private func caller(_ context: ServerContext) throws -> Identity {
-        let identity = try CallerIdentity.require(context, roles: [.user, .coordinator])
-        return identity
+    /// The project a job id belongs to, for the authorization resource.
+    private func resource(ofJob id: String) async -> Resource {
+        .job(id, project: await replica.job(id)?.spec.metadata.project)
     }
 
     private func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
@@ -27,15 +28,31 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     }
 
     func submit(request: Specola_V1_SubmitJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
-        let identity = try caller(context)
+        let identity = try CallerIdentity.principal(context)
         try await serving { try await replica.requireLeader() }
         let file = request.fileName.isEmpty ? "job.yaml" : request.fileName
-        let spec: JobSpec
+        var spec: JobSpec
         switch JobSpecParser.parse(request.yaml, file: file) {
         case .success(let parsed): spec = parsed
         case .failure(let errors):
             throw RPCError(code: .invalidArgument, message: "\(errors.errors.count) problem(s); nothing was submitted\n\(errors)")
         }
+        let resource = Resource.job(spec.metadata.name, project: spec.metadata.project)
+        try await access.check(identity, .jobSubmit, resource, request: request)
+        // A job name held by another project's unfinished or finished job is not this caller's to replace.
+        if let existing = await replica.job(spec.metadata.name), existing.spec.metadata.project != spec.metadata.project {
+            try await access.check(identity, .jobSubmit, .job(existing.id, project: existing.spec.metadata.project), request: request)
+        }
+        switch JobAdmission.admit(spec, by: identity, roles: await access.roles(of: identity), projects: await replica.accessBook.projects) {
+        case .success(let admitted): spec = admitted
+        case .failure(let refusal): throw access.refused(identity, refusal.verb, resource, refusal.message, request: request)
+        }
+        return try await access.audited(identity, .jobSubmit, resource, request: request) { identity in
+            try await submit(spec, file: file, by: identity)
+        }
+    }
+
+    private func submit(_ spec: JobSpec, file: String, by identity: Principal) async throws -> Specola_V1_JobStatus {
         let (state, liveness) = await replica.schedulingState()
         if let impossible = Self.impossibleTasks(spec, state: state, status: liveness) {
             throw RPCError(code: .failedPrecondition, message: "nothing was submitted: \(impossible)")
@@ -76,7 +93,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     }
 
     func get(request: Specola_V1_GetJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
-        _ = try caller(context)
+        try await access.check(context, .jobRead, await resource(ofJob: request.id))
         if !request.stale { try await serving { try await replica.readBarrier() } }
         if request.waitMs > 0 {
             let deadline = ContinuousClock.now + .milliseconds(min(request.waitMs, 30_000))
@@ -88,7 +105,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     }
 
     func list(request: Specola_V1_ListJobsRequest, context: ServerContext) async throws -> Specola_V1_ListJobsResponse {
-        _ = try caller(context)
+        try await access.check(context, .jobRead, .cluster)
         if !request.stale { try await serving { try await replica.readBarrier() } }
         let state = await replica.replicatedState
         let entries = state.jobs.jobs.values
@@ -98,19 +115,20 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     }
 
     func cancel(request: Specola_V1_CancelJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
-        let identity = try caller(context)
-        guard await replica.job(request.id) != nil else { throw Self.noJob(request.id) }
-        _ = try await propose(.with {
-            $0.proposedAtUnixMs = WallClock.nowUnixMs()
-            $0.cancelJob = .with { $0.jobID = request.id; $0.requestedBy = identity.description }
-        })
-        logger.info("job cancelled", metadata: ["job.id": "\(request.id)", "requested.by": "\(identity)"])
-        controller.nudge()
-        return try await status(of: request.id)
+        try await access.audited(context, .jobCancel, await resource(ofJob: request.id), request: request) { identity in
+            guard await replica.job(request.id) != nil else { throw Self.noJob(request.id) }
+            _ = try await propose(.with {
+                $0.proposedAtUnixMs = WallClock.nowUnixMs()
+                $0.cancelJob = .with { $0.jobID = request.id; $0.requestedBy = identity.description }
+            })
+            logger.info("job cancelled", metadata: ["job.id": "\(request.id)", "requested.by": "\(identity)"])
+            controller.nudge()
+            return try await status(of: request.id)
+        }
     }
 
     func logs(request: Specola_V1_JobLogsRequest, context: ServerContext) async throws -> Specola_V1_JobLogsResponse {
-        _ = try caller(context)
+        try await access.check(context, .jobRead, await resource(ofJob: request.jobID))
         try await serving { try await replica.readBarrier() }
         guard let entry = await replica.job(request.jobID) else { throw Self.noJob(request.jobID) }
         // A step name selects all its instances; an instance id (with or without the job) selects one.
@@ -124,7 +142,12 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     }
 
     func setNodeScheduling(request: Specola_V1_SetNodeSchedulingRequest, context: ServerContext) async throws -> Specola_V1_Node {
-        let identity = try caller(context)
+        try await access.audited(context, .nodeSchedule, .node(request.name), request: request) { identity in
+            try await setNodeScheduling(request, by: identity)
+        }
+    }
+
+    private func setNodeScheduling(_ request: Specola_V1_SetNodeSchedulingRequest, by identity: Principal) async throws -> Specola_V1_Node {
         let flags: (cordoned: Bool, draining: Bool)
         switch request.action {
         case "cordon": flags = (true, false)
@@ -145,7 +168,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     }
 
     func plan(request: Specola_V1_SubmitJobRequest, context: ServerContext) async throws -> Specola_V1_JobPlanResponse {
-        _ = try caller(context)
+        try await access.check(context, .jobRead, .cluster)
         try await serving { try await replica.requireLeader() }
         let spec: JobSpec
         switch JobSpecParser.parse(request.yaml, file: request.fileName.isEmpty ? "job.yaml" : request.fileName) {

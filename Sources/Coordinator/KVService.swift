@@ -2,20 +2,31 @@ import SpecolaClusterCore
 import Foundation
 import GRPCCore
 import SpecolaProtocol
+import SwiftProtobuf
 
 /// The replicated key-value store. Writes go through Raft on the leader;
 /// reads are linearizable through ReadIndex unless the caller asks for `stale`.
 struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     let replica: Replica
+    let access: AccessGate
     static let maxKeyBytes = 1_024
     static let maxValueBytes = 1 << 20
 
-    /// Users and coordinators reach the whole store; a node only its own `nodes/NAME/` prefix.
-    private func authorize(_ context: ServerContext, key: String, listing: Bool = false) throws {
-        let caller = try CallerIdentity.require(context, roles: [.user, .coordinator, .node])
-        if caller.role == .node, let refusal = KVScope.refusal(node: caller.name, key: key, listing: listing) {
-            throw RPCError(code: .permissionDenied, message: refusal)
+    /// Viewers read the store, operators write it; a node reaches only its own `nodes/NAME/` prefix.
+    private func authorize(_ context: ServerContext, _ verb: Verb, key: String, listing: Bool = false) async throws -> Principal {
+        let caller = try await access.check(context, verb, .kv(key))
+        if caller.kind == .node, let refusal = KVScope.refusal(node: caller.name, key: key, listing: listing) {
+            throw access.refused(caller, verb, .kv(key), refusal, request: nil)
         }
+        return caller
+    }
+
+    /// A write: authorized, then audited unless a node writes its own prefix (agents' traffic is not an operator's act).
+    private func audited(_ context: ServerContext, key: String, request: any SwiftProtobuf.Message,
+                         _ body: () async throws -> Specola_V1_KvWriteResponse) async throws -> Specola_V1_KvWriteResponse {
+        let caller = try await authorize(context, .kvWrite, key: key)
+        if caller.kind == .node { return try await body() }
+        return try await access.audited(caller, .kvWrite, .kv(key), request: request) { _ in try await body() }
     }
 
     private func check(key: String, value: Data = Data()) throws {
@@ -43,24 +54,25 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     }
 
     func put(request: Specola_V1_KvPutRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
-        try authorize(context, key: request.key)
         try check(key: request.key, value: request.value)
-        return try await write(stamped { $0.kvPut = .with { $0.key = request.key; $0.value = request.value } })
+        return try await audited(context, key: request.key, request: request) {
+            try await write(stamped { $0.kvPut = .with { $0.key = request.key; $0.value = request.value } })
+        }
     }
 
     func delete(request: Specola_V1_KvDeleteRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
-        try authorize(context, key: request.key)
         try check(key: request.key)
-        return try await write(stamped { $0.kvDelete = .with { $0.key = request.key } })
+        return try await audited(context, key: request.key, request: request) {
+            try await write(stamped { $0.kvDelete = .with { $0.key = request.key } })
+        }
     }
 
     func compareAndSwap(request: Specola_V1_KvCasRequest, context: ServerContext) async throws -> Specola_V1_KvWriteResponse {
-        try authorize(context, key: request.key)
         try check(key: request.key, value: request.newValue)
         guard request.expect != nil else {
             throw RPCError(code: .invalidArgument, message: "compare-and-swap needs an expected value or an expected mod revision (0 = key absent)")
         }
-        return try await write(stamped {
+        return try await audited(context, key: request.key, request: request) { try await write(stamped {
             $0.kvCas = .with {
                 $0.key = request.key
                 $0.newValue = request.newValue
@@ -70,11 +82,11 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
                 case nil: break
                 }
             }
-        })
+        }) }
     }
 
     func get(request: Specola_V1_KvGetRequest, context: ServerContext) async throws -> Specola_V1_KvGetResponse {
-        try authorize(context, key: request.key)
+        _ = try await authorize(context, .kvRead, key: request.key)
         if !request.stale { try await serving { try await replica.readBarrier() } }
         let entry = await replica.kvGet(request.key)
         let revision = await replica.kvRevision
@@ -85,7 +97,7 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     }
 
     func list(request: Specola_V1_KvListRequest, context: ServerContext) async throws -> Specola_V1_KvListResponse {
-        try authorize(context, key: request.prefix, listing: true)
+        _ = try await authorize(context, .kvRead, key: request.prefix, listing: true)
         if !request.stale { try await serving { try await replica.readBarrier() } }
         let entries = await replica.kvList(prefix: request.prefix, limit: Int(request.limit))
         let revision = await replica.kvRevision

@@ -10,9 +10,10 @@ struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
     /// Settled before a requested leadership transfer, so no notification goes out twice.
     let alerts: AlertController
     let logger: Logger
+    let access: AccessGate
 
     func listMembers(request: Specola_V1_ListMembersRequest, context: ServerContext) async throws -> Specola_V1_ListMembersResponse {
-        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        try await access.check(context, .clusterRead, .cluster)
         return await describe()
     }
 
@@ -38,7 +39,12 @@ struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
     }
 
     func addMember(request: Specola_V1_AddMemberRequest, context: ServerContext) async throws -> Specola_V1_ListMembersResponse {
-        let caller = try CallerIdentity.require(context, roles: [.user])
+        try await access.audited(context, .membershipChange, Resource(kind: "replica", name: "\(request.member.id)"), request: request) { caller in
+            try await addMember(request, by: caller)
+        }
+    }
+
+    private func addMember(_ request: Specola_V1_AddMemberRequest, by caller: Principal) async throws -> Specola_V1_ListMembersResponse {
         let member = request.member
         guard member.id != 0, !member.name.isEmpty, HostPort(parsing: member.address) != nil else {
             throw RPCError(code: .invalidArgument, message: "a member needs a non-zero id, a name and an address HOST:PORT")
@@ -70,24 +76,28 @@ struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
     }
 
     func removeMember(request: Specola_V1_RemoveMemberRequest, context: ServerContext) async throws -> Specola_V1_ListMembersResponse {
-        let caller = try CallerIdentity.require(context, roles: [.user])
-        try await serving { try await replica.proposeMembership(.removeNode(request.id)) }
-        logger.info("replica removed", metadata: ["member.id": "\(request.id)", "by": "\(caller)"])
-        return await describe()
+        try await access.audited(context, .membershipChange, Resource(kind: "replica", name: "\(request.id)"), request: request) { caller in
+            try await serving { try await replica.proposeMembership(.removeNode(request.id)) }
+            logger.info("replica removed", metadata: ["member.id": "\(request.id)", "by": "\(caller)"])
+            return await describe()
+        }
     }
 
     func transferLeadership(request: Specola_V1_TransferLeadershipRequest, context: ServerContext) async throws -> Specola_V1_TransferLeadershipResponse {
-        _ = try CallerIdentity.require(context, roles: [.user, .coordinator])
+        let caller = try await access.check(context, .leadershipTransfer, .cluster, request: request)
         let target = request.toID == 0 ? nil : request.toID
         if await replica.isLeader { await alerts.settle(within: .seconds(3)) }
         defer { alerts.resumeAfterSettling() }
         let leader = try await serving { try await replica.transferLeadership(to: target) }
+        // Recorded after the transfer; the new leader commits it (or it stays in this journal).
+        access.audit.record(caller, .leadershipTransfer, .cluster, outcome: "allowed", detail: "to \(leader)", request: request)
         return .with { $0.leaderID = leader }
     }
 
     func saveSnapshot(request: Specola_V1_SaveSnapshotRequest, context: ServerContext) async throws -> Specola_V1_ClusterSnapshot {
-        _ = try CallerIdentity.require(context, roles: [.user])
-        try await serving { try await replica.readBarrier() }
-        return await replica.snapshotOfState
+        try await access.audited(context, .snapshotSave, .cluster, request: request) { _ in
+            try await serving { try await replica.readBarrier() }
+            return await replica.snapshotOfState
+        }
     }
 }

@@ -11,13 +11,13 @@ struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
     let logger: Logger
 
     func deliver(request: Specola_V1_RaftBatch, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
-        let caller = try CallerIdentity.require(context, roles: [.coordinator])
+        let caller = try CallerIdentity.require(context, .raftPeer)
         try await handle(request, caller: caller, context: context)
         return .init()
     }
 
     func pipe(request: RPCAsyncSequence<Specola_V1_RaftBatch, any Error>, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
-        let caller = try CallerIdentity.require(context, roles: [.coordinator])
+        let caller = try CallerIdentity.require(context, .raftPeer)
         for try await batch in request {
             try await handle(batch, caller: caller, context: context)
         }

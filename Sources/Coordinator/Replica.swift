@@ -61,6 +61,8 @@ public actor Replica {
     private var addressBook: [NodeID: Specola_V1_Member] = [:]
     /// The applied deny list, for the interceptor that checks every call.
     nonisolated let denyList = DenyList()
+    /// Projects and role bindings as applied, for authorizing calls without waiting on this actor.
+    nonisolated let accessView = AccessView()
     private(set) var state: ClusterState
     private var applied: Index
     private var appliedTerm: Term = 0
@@ -133,6 +135,7 @@ public actor Replica {
         addressBook = staticPeers.merging(state.members) { _, newer in newer }
         transport.update(addresses: addressBook)
         denyList.replace(with: state.revoked)
+        accessView.replace(with: state.access)
     }
 
     /// Rebuilds the address book (config peers, overridden by replicated members) and repoints the transport.
@@ -294,6 +297,10 @@ public actor Replica {
                 outcome = state.apply(command)
                 if case .setMember = command.kind { refreshAddressBook() }
                 if case .revokeCertificate = command.kind { denyList.replace(with: state.revoked) }
+                switch command.kind {
+                case .project, .roleBinding: accessView.replace(with: state.access)
+                default: break
+                }
             } catch {
                 // Only our own leaders write entries; an undecodable one is a bug, never skip silently.
                 logger.critical("undecodable command in the Raft log", metadata: ["raft.index": "\(entry.index)", "error": "\(error)"])
@@ -319,6 +326,7 @@ public actor Replica {
             appliedTerm = snapshot.meta.term
             refreshAddressBook()
             denyList.replace(with: state.revoked)
+            accessView.replace(with: state.access)
             logger.info("state restored from a leader snapshot", metadata: ["raft.index": "\(snapshot.meta.index)"])
         } catch {
             logger.critical("leader snapshot does not decode; this replica stops", metadata: ["error": "\(error)"])

@@ -12,10 +12,7 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
     let controller: WorkloadController
     let policy: WorkloadPolicy
     let logger: Logger
-
-    private func caller(_ context: ServerContext) throws -> Identity {
-        try CallerIdentity.require(context, roles: [.user, .coordinator])
-    }
+    let access: AccessGate
 
     private func propose(_ command: Specola_V1_Command) async throws {
         let outcome = try await serving { try await replica.propose(command) }
@@ -26,7 +23,12 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
     }
 
     func define(request: Specola_V1_DefineWorkloadRequest, context: ServerContext) async throws -> Specola_V1_Workload {
-        let identity = try caller(context)
+        try await access.audited(context, .workloadChange, Resource(kind: "workload", name: request.workload.name), request: request) { identity in
+            try await define(request, by: identity)
+        }
+    }
+
+    private func define(_ request: Specola_V1_DefineWorkloadRequest, by identity: Principal) async throws -> Specola_V1_Workload {
         try await serving { try await replica.requireLeader() }
         var workload = request.workload
         guard let kind = WorkloadKind(rawValue: workload.kind) else {
@@ -64,13 +66,13 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
     }
 
     func get(request: Specola_V1_GetWorkloadRequest, context: ServerContext) async throws -> Specola_V1_Workload {
-        _ = try caller(context)
+        try await access.check(context, .clusterRead, .cluster)
         try await serving { try await replica.readBarrier() }
         return try await current(request.name, kind: request.kind)
     }
 
     func list(request: Specola_V1_ListWorkloadsRequest, context: ServerContext) async throws -> Specola_V1_ListWorkloadsResponse {
-        _ = try caller(context)
+        try await access.check(context, .clusterRead, .cluster)
         try await serving { try await replica.readBarrier() }
         let state = await replica.replicatedState
         return .with {
@@ -82,7 +84,12 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
     }
 
     func setDesired(request: Specola_V1_SetWorkloadDesiredRequest, context: ServerContext) async throws -> Specola_V1_Workload {
-        let identity = try caller(context)
+        try await access.audited(context, .workloadChange, Resource(kind: "workload", name: request.name), request: request) { identity in
+            try await setDesired(request, by: identity)
+        }
+    }
+
+    private func setDesired(_ request: Specola_V1_SetWorkloadDesiredRequest, by identity: Principal) async throws -> Specola_V1_Workload {
         guard WorkloadDesired(rawValue: request.desired) != nil else {
             throw RPCError(code: .invalidArgument, message: "'\(request.desired)' is not a desired state; use started, stopped or disabled")
         }
@@ -96,7 +103,12 @@ struct WorkloadsService: Specola_V1_Workloads.SimpleServiceProtocol {
     }
 
     func delete(request: Specola_V1_DeleteWorkloadRequest, context: ServerContext) async throws -> Specola_V1_DeleteWorkloadResponse {
-        let identity = try caller(context)
+        try await access.audited(context, .workloadChange, Resource(kind: "workload", name: request.name), request: request) { identity in
+            try await delete(request, by: identity)
+        }
+    }
+
+    private func delete(_ request: Specola_V1_DeleteWorkloadRequest, by identity: Principal) async throws -> Specola_V1_DeleteWorkloadResponse {
         try await serving { try await replica.readBarrier() }
         _ = try await current(request.name, kind: request.kind)
         try await propose(.workload(request.name, at: WallClock.nowUnixMs(), by: identity.description, .delete(.init())))

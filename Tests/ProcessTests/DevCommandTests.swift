@@ -80,11 +80,28 @@ import SpecolaProcesses
             #expect(try await run(specola, ["kv", "del", "pipelines/m31/bias"], environment: env).status == 0)
             #expect(try await run(specola, ["kv", "get", "pipelines/m31/bias"], environment: env).status == 4)
 
+            // dev made an admin, a sample project with a member, and ran the sample pipeline as that member.
+            #expect(dev.log.contains("sample pipeline reduce-m31 submitted as user/astronomer (project survey)"), "\(dev.log)")
+            let projects = try await run(specola, ["projects"], environment: env)
+            #expect(projects.stdout.contains("survey") && projects.stdout.contains("astronomer"), "\(projects.stdout)")
+            let sampleStatus = try await run(specola, ["job", "status", "reduce-m31", "--json"], environment: env)
+            var lenient = JSONDecodingOptions()
+            lenient.ignoreUnknownFields = true
+            let sampleJob = try Specola_V1_JobStatus(jsonString: sampleStatus.stdout, options: lenient)
+            #expect(sampleJob.owner == "astronomer" && sampleJob.project == "survey" && sampleJob.submittedBy == "user/astronomer")
+
             // A pipeline spec is checked and dry-run placed on the live nodes; nothing is submitted.
-            let sample = BuiltProducts.repositoryRoot + "/Sources/Jobs/Samples/reduce-pipeline.yaml"
-            let plan = try await run(BuiltProducts.path("specola"), ["job", "plan", sample], environment: env)
+            let sampleText = try String(contentsOfFile: BuiltProducts.repositoryRoot + "/Sources/Jobs/Samples/reduce-pipeline.yaml", encoding: .utf8)
+            try dir.write("sample-copy.yaml", sampleText.replacingOccurrences(of: "name: reduce-m31", with: "name: reduce-m33"))
+            // The running sample holds the nodes' cores: cancel it and wait until they are free again.
+            #expect(try await run(specola, ["job", "cancel", "reduce-m31"], environment: env).status == 0)
+            var plan = (status: Int32(0), stdout: "", stderr: "")
+            try await waitUntil("the dry run to place the copy's first step on a node", timeout: .seconds(60), every: .milliseconds(500)) {
+                plan = try await run(BuiltProducts.path("specola"), ["job", "plan", dir.file("sample-copy.yaml")], environment: env)
+                return plan.stdout.contains("node1") || plan.stdout.contains("node2")
+            }
             #expect(plan.status == 0, "\(plan.stderr)")
-            #expect(plan.stdout.contains("reduce-m31/prepare") && (plan.stdout.contains("node1") || plan.stdout.contains("node2")))
+            #expect(plan.stdout.contains("reduce-m33/prepare"), "\(plan.stdout)")
             try dir.write("bad.yaml", "apiVersion: specola/v1\nkind: Job\nmetadata: {name: x, owner: a, project: p}\ntasks:\n  - name: t\n    driver: podman\n    image: i\n    resources: {memory: 4 gigs}\n")
             let bad = try await run(BuiltProducts.path("specola"), ["job", "validate", dir.file("bad.yaml")], environment: env)
             #expect(bad.status == 2)

@@ -23,7 +23,8 @@ final class LocalCluster: @unchecked Sendable {
     /// `workloadHostPaths`: HA pods may mount host directories under this cluster's temp dir (ledgers).
     /// `autoAccept`: nodes join without `specola node accept` (the coordinator's `nodes.autoAccept`).
     init(coordinatorHost: String = "127.0.0.11", aliases: [String] = [], suspectAfter: Double = 3, downAfter: Double = 10,
-         workloadHostPaths: Bool = false, autoAccept: Bool = true, extraConfig: String = "") throws {
+         workloadHostPaths: Bool = false, autoAccept: Bool = true, extraConfig: String = "",
+         access: String = "{bootstrapAdmins: [admin]}") throws {
         dir = try TempDir("specola-cluster")
         pki = try TestPKI(in: dir)
         coordinator = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
@@ -38,6 +39,7 @@ final class LocalCluster: @unchecked Sendable {
             suspectAfter: \(suspectAfter)
             downAfter: \(downAfter)
             nodes: {autoAccept: \(autoAccept)}
+            access: \(access)
             tls: {ca: \(pki.directory)/ca.pem, cert: \(pki.directory)/coordinator-c1.pem, key: \(pki.directory)/coordinator-c1-key.pem}
             \(workloadHostPaths ? "workloads: {hostPathPrefixes: [\(dir.path)]}" : "")
             \(extraConfig)
@@ -95,6 +97,14 @@ final class LocalCluster: @unchecked Sendable {
 
     func cli(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
         try await run(BuiltProducts.path("specola"), arguments, environment: cliEnvironment)
+    }
+
+    /// The CLI with another user's certificate.
+    func cli(as user: TLSFiles, _ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        var env = cliEnvironment
+        env["SPECOLA_CLIENT_CERT"] = user.cert
+        env["SPECOLA_CLIENT_KEY"] = user.key
+        return try await run(BuiltProducts.path("specola"), arguments, environment: env)
     }
 
     func nodes() async throws -> [Specola_V1_Node] {

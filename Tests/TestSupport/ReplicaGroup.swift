@@ -104,6 +104,7 @@ public final class ReplicaGroup: @unchecked Sendable {
             raft: {tickMs: \(tickMs), electionTicks: \(electionTicks)}
             heartbeatInterval: 0.5
             nodes: {autoAccept: true}
+            access: {bootstrapAdmins: [admin]}
             tls: {ca: \(me.tls.ca), cert: \(me.tls.cert), key: \(me.tls.key)}
             peers:
             \(peers)

@@ -9207,3 +9207,2268 @@ extension Specola_V1_Workloads.ClientProtocol {
         )
     }
 }
+
+// MARK: - specola.v1.Access
+
+/// Namespace containing generated types for the "specola.v1.Access" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Specola_V1_Access: Sendable {
+    /// Service descriptor for the "specola.v1.Access" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "WhoAmI" metadata.
+        public enum WhoAmI: Sendable {
+            /// Request type for "WhoAmI".
+            public typealias Input = SpecolaWire.Specola_V1_WhoAmIRequest
+            /// Response type for "WhoAmI".
+            public typealias Output = SpecolaWire.Specola_V1_WhoAmIResponse
+            /// Descriptor for "WhoAmI".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "WhoAmI",
+                type: .unary
+            )
+        }
+        /// Namespace for "Grant" metadata.
+        public enum Grant: Sendable {
+            /// Request type for "Grant".
+            public typealias Input = SpecolaWire.Specola_V1_RoleBindingRequest
+            /// Response type for "Grant".
+            public typealias Output = SpecolaWire.Specola_V1_ListRoleBindingsResponse
+            /// Descriptor for "Grant".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "Grant",
+                type: .unary
+            )
+        }
+        /// Namespace for "RevokeRole" metadata.
+        public enum RevokeRole: Sendable {
+            /// Request type for "RevokeRole".
+            public typealias Input = SpecolaWire.Specola_V1_RoleBindingRequest
+            /// Response type for "RevokeRole".
+            public typealias Output = SpecolaWire.Specola_V1_ListRoleBindingsResponse
+            /// Descriptor for "RevokeRole".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "RevokeRole",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListBindings" metadata.
+        public enum ListBindings: Sendable {
+            /// Request type for "ListBindings".
+            public typealias Input = SpecolaWire.Specola_V1_ListRoleBindingsRequest
+            /// Response type for "ListBindings".
+            public typealias Output = SpecolaWire.Specola_V1_ListRoleBindingsResponse
+            /// Descriptor for "ListBindings".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "ListBindings",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateProject" metadata.
+        public enum CreateProject: Sendable {
+            /// Request type for "CreateProject".
+            public typealias Input = SpecolaWire.Specola_V1_Project
+            /// Response type for "CreateProject".
+            public typealias Output = SpecolaWire.Specola_V1_Project
+            /// Descriptor for "CreateProject".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "CreateProject",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetProject" metadata.
+        public enum SetProject: Sendable {
+            /// Request type for "SetProject".
+            public typealias Input = SpecolaWire.Specola_V1_Project
+            /// Response type for "SetProject".
+            public typealias Output = SpecolaWire.Specola_V1_Project
+            /// Descriptor for "SetProject".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "SetProject",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetProject" metadata.
+        public enum GetProject: Sendable {
+            /// Request type for "GetProject".
+            public typealias Input = SpecolaWire.Specola_V1_GetProjectRequest
+            /// Response type for "GetProject".
+            public typealias Output = SpecolaWire.Specola_V1_Project
+            /// Descriptor for "GetProject".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "GetProject",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListProjects" metadata.
+        public enum ListProjects: Sendable {
+            /// Request type for "ListProjects".
+            public typealias Input = SpecolaWire.Specola_V1_ListProjectsRequest
+            /// Response type for "ListProjects".
+            public typealias Output = SpecolaWire.Specola_V1_ListProjectsResponse
+            /// Descriptor for "ListProjects".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "ListProjects",
+                type: .unary
+            )
+        }
+        /// Namespace for "ChangeProjectMembers" metadata.
+        public enum ChangeProjectMembers: Sendable {
+            /// Request type for "ChangeProjectMembers".
+            public typealias Input = SpecolaWire.Specola_V1_ProjectMembersRequest
+            /// Response type for "ChangeProjectMembers".
+            public typealias Output = SpecolaWire.Specola_V1_Project
+            /// Descriptor for "ChangeProjectMembers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "ChangeProjectMembers",
+                type: .unary
+            )
+        }
+        /// Namespace for "Audit" metadata.
+        public enum Audit: Sendable {
+            /// Request type for "Audit".
+            public typealias Input = SpecolaWire.Specola_V1_AuditQuery
+            /// Response type for "Audit".
+            public typealias Output = SpecolaWire.Specola_V1_AuditResponse
+            /// Descriptor for "Audit".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "Audit",
+                type: .unary
+            )
+        }
+        /// Namespace for "Usage" metadata.
+        public enum Usage: Sendable {
+            /// Request type for "Usage".
+            public typealias Input = SpecolaWire.Specola_V1_UsageQuery
+            /// Response type for "Usage".
+            public typealias Output = SpecolaWire.Specola_V1_UsageResponse
+            /// Descriptor for "Usage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access"),
+                method: "Usage",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "specola.v1.Access" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            WhoAmI.descriptor,
+            Grant.descriptor,
+            RevokeRole.descriptor,
+            ListBindings.descriptor,
+            CreateProject.descriptor,
+            SetProject.descriptor,
+            GetProject.descriptor,
+            ListProjects.descriptor,
+            ChangeProjectMembers.descriptor,
+            Audit.descriptor,
+            Usage.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "specola.v1.Access" service.
+    public static let specola_v1_Access = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Access")
+}
+
+// MARK: specola.v1.Access (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Access {
+    /// Streaming variant of the service protocol for the "specola.v1.Access" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
+    /// > Served by the leader (followers redirect).
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_WhoAmIRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_WhoAmIResponse` messages.
+        func whoAmI(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse>
+
+        /// Handle the "Grant" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_RoleBindingRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        func grant(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>
+
+        /// Handle the "RevokeRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_RoleBindingRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        func revokeRole(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>
+
+        /// Handle the "ListBindings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_ListRoleBindingsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        func listBindings(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>
+
+        /// Handle the "CreateProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_Project` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_Project` messages.
+        func createProject(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_Project>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Project>
+
+        /// Handle the "SetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_Project` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_Project` messages.
+        func setProject(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_Project>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Project>
+
+        /// Handle the "GetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_GetProjectRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_Project` messages.
+        func getProject(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_GetProjectRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Project>
+
+        /// Handle the "ListProjects" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_ListProjectsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_ListProjectsResponse` messages.
+        func listProjects(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_ListProjectsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_ListProjectsResponse>
+
+        /// Handle the "ChangeProjectMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_ProjectMembersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_Project` messages.
+        func changeProjectMembers(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Project>
+
+        /// Handle the "Audit" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_AuditQuery` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_AuditResponse` messages.
+        func audit(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_AuditQuery>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_AuditResponse>
+
+        /// Handle the "Usage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_UsageQuery` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_UsageResponse` messages.
+        func usage(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_UsageQuery>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_UsageResponse>
+    }
+
+    /// Service protocol for the "specola.v1.Access" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
+    /// > Served by the leader (followers redirect).
+    public protocol ServiceProtocol: Specola_V1_Access.StreamingServiceProtocol {
+        /// Handle the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_WhoAmIResponse` message.
+        func whoAmI(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse>
+
+        /// Handle the "Grant" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_ListRoleBindingsResponse` message.
+        func grant(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>
+
+        /// Handle the "RevokeRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_ListRoleBindingsResponse` message.
+        func revokeRole(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>
+
+        /// Handle the "ListBindings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ListRoleBindingsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_ListRoleBindingsResponse` message.
+        func listBindings(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>
+
+        /// Handle the "CreateProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_Project` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_Project` message.
+        func createProject(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_Project>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project>
+
+        /// Handle the "SetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_Project` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_Project` message.
+        func setProject(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_Project>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project>
+
+        /// Handle the "GetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_GetProjectRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_Project` message.
+        func getProject(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_GetProjectRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project>
+
+        /// Handle the "ListProjects" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ListProjectsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_ListProjectsResponse` message.
+        func listProjects(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_ListProjectsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListProjectsResponse>
+
+        /// Handle the "ChangeProjectMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ProjectMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_Project` message.
+        func changeProjectMembers(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project>
+
+        /// Handle the "Audit" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_AuditQuery` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_AuditResponse` message.
+        func audit(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_AuditQuery>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_AuditResponse>
+
+        /// Handle the "Usage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_UsageQuery` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_UsageResponse` message.
+        func usage(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_UsageQuery>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_UsageResponse>
+    }
+
+    /// Simple service protocol for the "specola.v1.Access" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
+    /// > Served by the leader (followers redirect).
+    public protocol SimpleServiceProtocol: Specola_V1_Access.ServiceProtocol {
+        /// Handle the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_WhoAmIResponse` to respond with.
+        func whoAmI(
+            request: SpecolaWire.Specola_V1_WhoAmIRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_WhoAmIResponse
+
+        /// Handle the "Grant" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_ListRoleBindingsResponse` to respond with.
+        func grant(
+            request: SpecolaWire.Specola_V1_RoleBindingRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_ListRoleBindingsResponse
+
+        /// Handle the "RevokeRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_ListRoleBindingsResponse` to respond with.
+        func revokeRole(
+            request: SpecolaWire.Specola_V1_RoleBindingRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_ListRoleBindingsResponse
+
+        /// Handle the "ListBindings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_ListRoleBindingsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_ListRoleBindingsResponse` to respond with.
+        func listBindings(
+            request: SpecolaWire.Specola_V1_ListRoleBindingsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_ListRoleBindingsResponse
+
+        /// Handle the "CreateProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_Project` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_Project` to respond with.
+        func createProject(
+            request: SpecolaWire.Specola_V1_Project,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_Project
+
+        /// Handle the "SetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_Project` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_Project` to respond with.
+        func setProject(
+            request: SpecolaWire.Specola_V1_Project,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_Project
+
+        /// Handle the "GetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_GetProjectRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_Project` to respond with.
+        func getProject(
+            request: SpecolaWire.Specola_V1_GetProjectRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_Project
+
+        /// Handle the "ListProjects" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_ListProjectsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_ListProjectsResponse` to respond with.
+        func listProjects(
+            request: SpecolaWire.Specola_V1_ListProjectsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_ListProjectsResponse
+
+        /// Handle the "ChangeProjectMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_ProjectMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_Project` to respond with.
+        func changeProjectMembers(
+            request: SpecolaWire.Specola_V1_ProjectMembersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_Project
+
+        /// Handle the "Audit" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_AuditQuery` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_AuditResponse` to respond with.
+        func audit(
+            request: SpecolaWire.Specola_V1_AuditQuery,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_AuditResponse
+
+        /// Handle the "Usage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_UsageQuery` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_UsageResponse` to respond with.
+        func usage(
+            request: SpecolaWire.Specola_V1_UsageQuery,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_UsageResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Access.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.WhoAmI.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_WhoAmIRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_WhoAmIResponse>(),
+            handler: { request, context in
+                try await self.whoAmI(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.Grant.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_RoleBindingRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(),
+            handler: { request, context in
+                try await self.grant(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.RevokeRole.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_RoleBindingRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(),
+            handler: { request, context in
+                try await self.revokeRole(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.ListBindings.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(),
+            handler: { request, context in
+                try await self.listBindings(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.CreateProject.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Project>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_Project>(),
+            handler: { request, context in
+                try await self.createProject(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.SetProject.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Project>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_Project>(),
+            handler: { request, context in
+                try await self.setProject(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.GetProject.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_GetProjectRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_Project>(),
+            handler: { request, context in
+                try await self.getProject(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.ListProjects.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_ListProjectsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_ListProjectsResponse>(),
+            handler: { request, context in
+                try await self.listProjects(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.ChangeProjectMembers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_ProjectMembersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_Project>(),
+            handler: { request, context in
+                try await self.changeProjectMembers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.Audit.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_AuditQuery>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_AuditResponse>(),
+            handler: { request, context in
+                try await self.audit(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Specola_V1_Access.Method.Usage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_UsageQuery>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_UsageResponse>(),
+            handler: { request, context in
+                try await self.usage(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Access.ServiceProtocol {
+    public func whoAmI(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse> {
+        let response = try await self.whoAmI(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func grant(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse> {
+        let response = try await self.grant(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func revokeRole(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse> {
+        let response = try await self.revokeRole(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listBindings(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse> {
+        let response = try await self.listBindings(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createProject(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_Project>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Project> {
+        let response = try await self.createProject(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setProject(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_Project>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Project> {
+        let response = try await self.setProject(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getProject(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_GetProjectRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Project> {
+        let response = try await self.getProject(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listProjects(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_ListProjectsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_ListProjectsResponse> {
+        let response = try await self.listProjects(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func changeProjectMembers(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_Project> {
+        let response = try await self.changeProjectMembers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func audit(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_AuditQuery>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_AuditResponse> {
+        let response = try await self.audit(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func usage(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_UsageQuery>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_UsageResponse> {
+        let response = try await self.usage(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Access.SimpleServiceProtocol {
+    public func whoAmI(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse>(
+            message: try await self.whoAmI(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func grant(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(
+            message: try await self.grant(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func revokeRole(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(
+            message: try await self.revokeRole(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listBindings(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(
+            message: try await self.listBindings(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createProject(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_Project>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project>(
+            message: try await self.createProject(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setProject(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_Project>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project>(
+            message: try await self.setProject(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getProject(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_GetProjectRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project>(
+            message: try await self.getProject(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listProjects(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_ListProjectsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListProjectsResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_ListProjectsResponse>(
+            message: try await self.listProjects(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func changeProjectMembers(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_Project>(
+            message: try await self.changeProjectMembers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func audit(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_AuditQuery>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_AuditResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_AuditResponse>(
+            message: try await self.audit(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func usage(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_UsageQuery>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_UsageResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_UsageResponse>(
+            message: try await self.usage(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: specola.v1.Access (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Access {
+    /// Generated client protocol for the "specola.v1.Access" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
+    /// > Served by the leader (followers redirect).
+    public protocol ClientProtocol: Sendable {
+        /// Call the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_WhoAmIRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_WhoAmIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func whoAmI<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_WhoAmIResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_WhoAmIResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Grant" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_RoleBindingRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func grant<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RevokeRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_RoleBindingRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func revokeRole<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListBindings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ListRoleBindingsRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_ListRoleBindingsRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listBindings<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_Project` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createProject<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_Project>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_Project>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Project>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_Project` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setProject<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_Project>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_Project>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Project>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_GetProjectRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_GetProjectRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getProject<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_GetProjectRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_GetProjectRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Project>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListProjects" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ListProjectsRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_ListProjectsRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_ListProjectsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listProjects<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ListProjectsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_ListProjectsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_ListProjectsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListProjectsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ChangeProjectMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ProjectMembersRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_ProjectMembersRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func changeProjectMembers<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Project>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Audit" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_AuditQuery` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_AuditQuery` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_AuditResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func audit<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_AuditQuery>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_AuditQuery>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_AuditResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_AuditResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Usage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_UsageQuery` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_UsageQuery` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_UsageResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func usage<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_UsageQuery>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_UsageQuery>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_UsageResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_UsageResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "specola.v1.Access" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
+    /// > Served by the leader (followers redirect).
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_WhoAmIRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_WhoAmIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func whoAmI<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_WhoAmIResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_WhoAmIResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.WhoAmI.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Grant" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_RoleBindingRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func grant<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.Grant.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RevokeRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_RoleBindingRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func revokeRole<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_RoleBindingRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.RevokeRole.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListBindings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ListRoleBindingsRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_ListRoleBindingsRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_ListRoleBindingsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listBindings<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.ListBindings.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_Project` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createProject<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_Project>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_Project>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Project>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.CreateProject.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_Project` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setProject<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_Project>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_Project>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Project>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.SetProject.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetProject" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_GetProjectRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_GetProjectRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getProject<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_GetProjectRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_GetProjectRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Project>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.GetProject.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListProjects" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ListProjectsRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_ListProjectsRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_ListProjectsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listProjects<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ListProjectsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_ListProjectsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_ListProjectsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListProjectsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.ListProjects.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ChangeProjectMembers" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_ProjectMembersRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_ProjectMembersRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_Project` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func changeProjectMembers<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_Project>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.ChangeProjectMembers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Audit" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_AuditQuery` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_AuditQuery` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_AuditResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func audit<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_AuditQuery>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_AuditQuery>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_AuditResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_AuditResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.Audit.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Usage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_UsageQuery` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_UsageQuery` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_UsageResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func usage<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_UsageQuery>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_UsageQuery>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_UsageResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_UsageResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Access.Method.Usage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Access.ClientProtocol {
+    /// Call the "WhoAmI" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func whoAmI<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_WhoAmIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.whoAmI(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_WhoAmIRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_WhoAmIResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Grant" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func grant<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.grant(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_RoleBindingRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeRole" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_RoleBindingRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeRole<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RoleBindingRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.revokeRole(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_RoleBindingRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListBindings" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_ListRoleBindingsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listBindings<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ListRoleBindingsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listBindings(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_ListRoleBindingsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_ListRoleBindingsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateProject" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_Project` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createProject<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_Project>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createProject(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_Project>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Project>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetProject" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_Project` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setProject<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_Project>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setProject(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_Project>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Project>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetProject" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_GetProjectRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getProject<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_GetProjectRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getProject(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_GetProjectRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Project>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListProjects" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_ListProjectsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listProjects<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ListProjectsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListProjectsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listProjects(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_ListProjectsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_ListProjectsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ChangeProjectMembers" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_ProjectMembersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeProjectMembers<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ProjectMembersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.changeProjectMembers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_ProjectMembersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_Project>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Audit" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_AuditQuery` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func audit<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_AuditQuery>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_AuditResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.audit(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_AuditQuery>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_AuditResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Usage" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_UsageQuery` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func usage<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_UsageQuery>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_UsageResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.usage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_UsageQuery>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_UsageResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Access.ClientProtocol {
+    /// Call the "WhoAmI" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func whoAmI<Result>(
+        _ message: SpecolaWire.Specola_V1_WhoAmIRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_WhoAmIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_WhoAmIRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.whoAmI(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Grant" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func grant<Result>(
+        _ message: SpecolaWire.Specola_V1_RoleBindingRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RoleBindingRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.grant(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeRole" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeRole<Result>(
+        _ message: SpecolaWire.Specola_V1_RoleBindingRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_RoleBindingRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.revokeRole(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListBindings" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listBindings<Result>(
+        _ message: SpecolaWire.Specola_V1_ListRoleBindingsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListRoleBindingsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ListRoleBindingsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listBindings(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateProject" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createProject<Result>(
+        _ message: SpecolaWire.Specola_V1_Project,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_Project>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createProject(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetProject" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setProject<Result>(
+        _ message: SpecolaWire.Specola_V1_Project,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_Project>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setProject(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetProject" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getProject<Result>(
+        _ message: SpecolaWire.Specola_V1_GetProjectRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_GetProjectRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getProject(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListProjects" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listProjects<Result>(
+        _ message: SpecolaWire.Specola_V1_ListProjectsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_ListProjectsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ListProjectsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listProjects(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ChangeProjectMembers" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeProjectMembers<Result>(
+        _ message: SpecolaWire.Specola_V1_ProjectMembersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_Project>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_ProjectMembersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.changeProjectMembers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Audit" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func audit<Result>(
+        _ message: SpecolaWire.Specola_V1_AuditQuery,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_AuditResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_AuditQuery>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.audit(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Usage" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func usage<Result>(
+        _ message: SpecolaWire.Specola_V1_UsageQuery,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_UsageResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_UsageQuery>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.usage(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
