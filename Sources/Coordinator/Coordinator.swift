@@ -6,6 +6,7 @@ import Logging
 import ServiceLifecycle
 import SpecolaProtocol
 import SpecolaRaft
+import SpecolaOIDC
 import NIOCertificateReloading
 
 /// One coordinator replica: Raft, the agent link, the CLI, KV and membership
@@ -62,10 +63,14 @@ public struct Coordinator: Service {
                 alertController.nudge()
                 storageController.nudge()
             })
+        let tokenVerifier = try config.oidc.map { try OIDCVerifier(settings: $0.settings, logger: logger) }
+        if let oidc = config.oidc?.settings {
+            logger.info("bearer tokens accepted", metadata: ["oidc.issuer": "\(oidc.issuer)", "oidc.audience": "\(oidc.audience)"])
+        }
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
-                transportSecurity: config.tls.serverSecurity(reloader: reloader),
+                transportSecurity: config.tls.serverSecurity(reloader: reloader, clientCertificateOptional: tokenVerifier != nil),
                 config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
             services: [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
@@ -82,8 +87,9 @@ public struct Coordinator: Service {
                 KVService(replica: replica),
                 MembershipService(replica: replica, alerts: alertController, logger: logger),
                 AlertsService(replica: replica, controller: alertController, logger: logger),
+                IdentityService(),
             ],
-            interceptors: [RevocationInterceptor(denyList: replica.denyList)])
+            interceptors: [BearerTokenInterceptor(verifier: tokenVerifier, logger: logger), RevocationInterceptor(denyList: replica.denyList)])
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger)
         let notifier = SystemdNotifier()
         let logger = self.logger

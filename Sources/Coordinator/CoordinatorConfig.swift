@@ -31,11 +31,14 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var jobs: JobRetention
     /// How GlusterFS is repaired: spare bricks, replacement limits, volume priorities and split-brain policies.
     public var storage: StoragePolicy
+    /// Sign-in with the site's OIDC provider; nil accepts client certificates only.
+    public var oidc: OIDCConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
         case alerting, workloads, nodes, jobs, storage
+        case oidc
     }
 
     public init(from decoder: any Decoder) throws {
@@ -63,6 +66,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         nodes = try c.decodeIfPresent(NodeAdmission.self, forKey: .nodes) ?? NodeAdmission()
         jobs = try c.decodeIfPresent(JobRetention.self, forKey: .jobs) ?? JobRetention()
         storage = try c.decodeIfPresent(StorageConfig.self, forKey: .storage)?.policy ?? StoragePolicy()
+        oidc = try c.decodeIfPresent(OIDCConfig.self, forKey: .oidc)
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")

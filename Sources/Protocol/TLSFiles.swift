@@ -65,14 +65,20 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
     /// Server side: a client certificate from a CA in the CA file is required. The file is read at
     /// every handshake (`ClientChainCheck`), so a CA bundle swapped in during a rotation takes
     /// effect at once; with `reloader`, so does a re-issued server certificate.
-    public func serverSecurity(reloader: (any CertificateReloader)? = nil) -> HTTP2ServerTransport.Posix.TransportSecurity {
+    ///
+    /// With `clientCertificateOptional` (a coordinator that accepts OIDC bearer tokens), a client
+    /// may connect without a certificate; one it presents is still checked the same way, and
+    /// `BearerTokenInterceptor` refuses every call that has neither a certificate nor a valid token.
+    public func serverSecurity(
+        reloader: (any CertificateReloader)? = nil, clientCertificateOptional: Bool = false
+    ) -> HTTP2ServerTransport.Posix.TransportSecurity {
         let check = ClientChainCheck(caPath: ca)
         return .mTLS(
             certificateChain: [.file(path: cert, format: .pem)],
             privateKey: .file(path: key, format: .pem)
         ) { config in
             config.trustRoots = .certificates([.file(path: ca, format: .pem)])
-            config.clientCertificateVerification = .noHostnameVerification
+            config.clientCertificateVerification = clientCertificateOptional ? .optionalVerification : .noHostnameVerification
             config.customVerificationCallback = check.callback()
             config.certificateReloader = reloader
         }
@@ -96,6 +102,21 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
             config.serverCertificateVerification = .fullVerification
             config.customVerificationCallback = check.callback(onRefusal: onRefusal)
             config.certificateReloader = reloader
+        }
+    }
+}
+
+extension TLSFiles {
+    /// Client side without a client certificate (a user signed in with a bearer token): the
+    /// server is checked exactly as with `clientSecurity`; only the CA file is read.
+    public static func serverAuthenticatedClientSecurity(
+        ca: String, serverHost: String, onRefusal: @escaping @Sendable (ServerRefusal) -> Void = { _ in }
+    ) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        let check = CoordinatorServerCheck(caPath: ca, serverHost: serverHost)
+        return .tls { config in
+            config.trustRoots = .certificates([.file(path: ca, format: .pem)])
+            config.serverCertificateVerification = .fullVerification
+            config.customVerificationCallback = check.callback(onRefusal: onRefusal)
         }
     }
 }

@@ -9207,3 +9207,323 @@ extension Specola_V1_Workloads.ClientProtocol {
         )
     }
 }
+
+// MARK: - specola.v1.Identity
+
+/// Namespace containing generated types for the "specola.v1.Identity" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Specola_V1_Identity: Sendable {
+    /// Service descriptor for the "specola.v1.Identity" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Identity")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "WhoAmI" metadata.
+        public enum WhoAmI: Sendable {
+            /// Request type for "WhoAmI".
+            public typealias Input = SpecolaWire.Specola_V1_WhoAmIRequest
+            /// Response type for "WhoAmI".
+            public typealias Output = SpecolaWire.Specola_V1_WhoAmIResponse
+            /// Descriptor for "WhoAmI".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Identity"),
+                method: "WhoAmI",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "specola.v1.Identity" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            WhoAmI.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "specola.v1.Identity" service.
+    public static let specola_v1_Identity = GRPCCore.ServiceDescriptor(fullyQualifiedService: "specola.v1.Identity")
+}
+
+// MARK: specola.v1.Identity (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Identity {
+    /// Streaming variant of the service protocol for the "specola.v1.Identity" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Who the caller is: a client certificate or a bearer token from the site's OIDC provider.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SpecolaWire.Specola_V1_WhoAmIRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SpecolaWire.Specola_V1_WhoAmIResponse` messages.
+        func whoAmI(
+            request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse>
+    }
+
+    /// Service protocol for the "specola.v1.Identity" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Who the caller is: a client certificate or a bearer token from the site's OIDC provider.
+    public protocol ServiceProtocol: Specola_V1_Identity.StreamingServiceProtocol {
+        /// Handle the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SpecolaWire.Specola_V1_WhoAmIResponse` message.
+        func whoAmI(
+            request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse>
+    }
+
+    /// Simple service protocol for the "specola.v1.Identity" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Who the caller is: a client certificate or a bearer token from the site's OIDC provider.
+    public protocol SimpleServiceProtocol: Specola_V1_Identity.ServiceProtocol {
+        /// Handle the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SpecolaWire.Specola_V1_WhoAmIResponse` to respond with.
+        func whoAmI(
+            request: SpecolaWire.Specola_V1_WhoAmIRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SpecolaWire.Specola_V1_WhoAmIResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Identity.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Specola_V1_Identity.Method.WhoAmI.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_WhoAmIRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_WhoAmIResponse>(),
+            handler: { request, context in
+                try await self.whoAmI(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Identity.ServiceProtocol {
+    public func whoAmI(
+        request: GRPCCore.StreamingServerRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse> {
+        let response = try await self.whoAmI(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Identity.SimpleServiceProtocol {
+    public func whoAmI(
+        request: GRPCCore.ServerRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse> {
+        return GRPCCore.ServerResponse<SpecolaWire.Specola_V1_WhoAmIResponse>(
+            message: try await self.whoAmI(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: specola.v1.Identity (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Identity {
+    /// Generated client protocol for the "specola.v1.Identity" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Who the caller is: a client certificate or a bearer token from the site's OIDC provider.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_WhoAmIRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_WhoAmIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func whoAmI<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_WhoAmIResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_WhoAmIResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "specola.v1.Identity" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Who the caller is: a client certificate or a bearer token from the site's OIDC provider.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "WhoAmI" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+        ///   - serializer: A serializer for `SpecolaWire.Specola_V1_WhoAmIRequest` messages.
+        ///   - deserializer: A deserializer for `SpecolaWire.Specola_V1_WhoAmIResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func whoAmI<Result>(
+            request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            serializer: some GRPCCore.MessageSerializer<SpecolaWire.Specola_V1_WhoAmIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SpecolaWire.Specola_V1_WhoAmIResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_WhoAmIResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Specola_V1_Identity.Method.WhoAmI.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Identity.ClientProtocol {
+    /// Call the "WhoAmI" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SpecolaWire.Specola_V1_WhoAmIRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func whoAmI<Result>(
+        request: GRPCCore.ClientRequest<SpecolaWire.Specola_V1_WhoAmIRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_WhoAmIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.whoAmI(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SpecolaWire.Specola_V1_WhoAmIRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SpecolaWire.Specola_V1_WhoAmIResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Specola_V1_Identity.ClientProtocol {
+    /// Call the "WhoAmI" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func whoAmI<Result>(
+        _ message: SpecolaWire.Specola_V1_WhoAmIRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SpecolaWire.Specola_V1_WhoAmIResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SpecolaWire.Specola_V1_WhoAmIRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.whoAmI(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
