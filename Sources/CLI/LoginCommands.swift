@@ -79,6 +79,7 @@ struct LoginCommand: AsyncParsableCommand {
                         token = try await client.deviceGrant(discovery: discovery) { uri, complete, code in
                             print("To sign in, open \(complete ?? uri)")
                             print("and enter the code \(code)")
+                            fflush(stdout)
                         }
                     } else {
                         token = try await Self.authorizationCode(client: client, discovery: discovery, port: redirectPort)
@@ -107,6 +108,7 @@ struct LoginCommand: AsyncParsableCommand {
         let url = try client.authorizationURL(discovery: discovery, redirectURI: redirectURI, challenge: challenge, state: state)
         print("Open this URL in a browser to sign in (waiting for the redirect to \(redirectURI)):")
         print(url)
+        fflush(stdout)
         let query = try await listener.waitForQuery(timeout: .seconds(300))
         guard query["state"] == state else {
             throw CLIError("the redirect carried the wrong state; someone else's sign-in reached this listener. Run `specola login` again", exitCode: 5)
@@ -211,7 +213,8 @@ private final class RedirectHandler: ChannelInboundHandler, @unchecked Sendable 
         headers.replaceOrAdd(name: "Cache-Control", value: "no-store")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: isCallback ? .ok : .notFound, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [context] _ in context.close(promise: nil) }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
         if isCallback {
             promise.succeed(Dictionary(items.map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { first, _ in first }))
         }

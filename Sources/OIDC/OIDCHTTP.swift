@@ -11,26 +11,25 @@ public struct OIDCReply: Sendable {
 
 /// HTTP to the OIDC provider: GET for discovery and keys, form POST for the token grants.
 /// TLS to an https provider is checked against the system roots, or only against `caFile`.
-public final class OIDCHTTP: Sendable {
+public struct OIDCHTTP: Sendable {
     static let bodyLimit = 1 << 20
-    let client: HTTPClient
+    /// Nil: the system's roots.
+    let tls: TLSConfiguration?
     let timeout: TimeAmount
 
     public init(caFile: String? = nil, timeout: Duration = .seconds(10)) throws {
-        var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile {
             guard FileManager.default.isReadableFile(atPath: caFile) else {
                 throw OIDCError(.configuration, "the OIDC provider's CA file \(caFile) cannot be read; check oidc.caFile")
             }
+            var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .file(caFile)
+            self.tls = tls
+        } else {
+            tls = nil
         }
-        var config = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
-        config.timeout = .init(connect: .seconds(Int64(timeout.components.seconds)), read: .seconds(Int64(timeout.components.seconds)))
-        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
-        self.timeout = .seconds(Int64(timeout.components.seconds))
+        self.timeout = .seconds(timeout.components.seconds)
     }
-
-    deinit { try? client.syncShutdown() }
 
     public func get(_ url: String) async throws -> OIDCReply {
         var request = HTTPClientRequest(url: url)
@@ -50,7 +49,9 @@ public final class OIDCHTTP: Sendable {
 
     func send(_ request: HTTPClientRequest, url: String) async throws -> OIDCReply {
         do {
-            let response = try await client.execute(request, timeout: timeout)
+            var request = request
+            request.tlsConfiguration = tls
+            let response = try await HTTPClient.shared.execute(request, timeout: timeout)
             let body = try await response.body.collect(upTo: Self.bodyLimit)
             return OIDCReply(status: Int(response.status.code), body: Data(body.readableBytesView))
         } catch let error as OIDCError {

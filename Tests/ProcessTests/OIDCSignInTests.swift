@@ -6,6 +6,9 @@ import SpecolaOIDC
 import SpecolaProtocol
 import TestSupport
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// LemonLDAP::NG 2.16 (Debian) as the tests' OIDC provider, started from Tests/Fixtures/oidc.
 /// Its demo users have password = username; dwho is in groups users and timelords.
@@ -15,6 +18,8 @@ final class LemonLDAP: @unchecked Sendable {
     let host: String
     let port: Int
     let state: String
+    /// The port of the CLI's authorization code redirect, registered with the provider.
+    let redirectPort = freePort(host: "127.0.0.1")
     private(set) var process: ChildProcess?
 
     var issuer: String { "http://\(host):\(port)" }
@@ -30,7 +35,7 @@ final class LemonLDAP: @unchecked Sendable {
         try await stop()
         let process = try ChildProcess(
             name: "lemonldap-\(host)-\(kid)", executable: "/bin/sh",
-            arguments: [Self.fixtures + "/start-lemonldap.sh", state, host, "\(port)", kid], logDirectory: state)
+            arguments: [Self.fixtures + "/start-lemonldap.sh", state, host, "\(port)", kid, "300", "\(redirectPort)"], logDirectory: state)
         self.process = process
         try await waitUntil("LemonLDAP::NG to serve its discovery document on \(issuer) (log: \(process.logPath))", timeout: .seconds(60)) {
             guard process.isRunning else { throw ProcessDied(log: process.log) }
@@ -179,6 +184,40 @@ final class LemonLDAP: @unchecked Sendable {
             #expect(!FileManager.default.fileExists(atPath: cluster.dir.file("token.json")))
             let after = try await run(BuiltProducts.path("specola"), ["whoami"], environment: env)
             #expect(after.stderr.contains("not signed in"))
+        } }
+    }
+
+    @Test func signInWithAuthorizationCodeAndPKCE() async throws {
+        let provider = LemonLDAP(host: "127.0.2.51", state: try TempDir("specola-oidc").path)
+        let cluster = try cluster(trusting: provider)
+        try await cluster.withCleanup { try await withProviders([provider]) {
+            try await provider.start(kid: "k1")
+            try await cluster.startCoordinator()
+            let env = tokenEnvironment(cluster)
+            // LemonLDAP 2.16 offers no device grant, so login prints the authorization URL and listens on 127.0.0.1.
+            let login = try ChildProcess(
+                name: "login", executable: BuiltProducts.path("specola"),
+                arguments: ["login", "--issuer", provider.issuer, "--redirect-port", "\(provider.redirectPort)"],
+                logDirectory: cluster.dir.path, environment: env)
+            defer { login.signal(SIGKILL) }
+            let url = try await waitUntilValue("specola login to print the authorization URL (log: \(login.logPath))") {
+                login.log.split(separator: "\n").first { $0.hasPrefix(provider.issuer + "/oauth2/authorize?") }.map(String.init)
+            }
+            #expect(url.contains("code_challenge_method=S256"))
+            // The browser: LemonLDAP's login form, then its redirect to the CLI's listener.
+            let browser = try await run("/bin/sh", ["-c", """
+                jar=$(mktemp); form=$(curl -sf -c "$jar" -b "$jar" "$AUTH_URL") || exit 1
+                url=$(printf '%s' "$form" | grep -o 'name="url" value="[^"]*"' | sed 's/.*value="//;s/"$//')
+                token=$(printf '%s' "$form" | grep -o 'name="token" value="[^"]*"' | sed 's/.*value="//;s/"$//')
+                curl -sf -o /dev/null -L -c "$jar" -b "$jar" -d user=dwho -d password=dwho --data-urlencode "url=$url" \\
+                    --data-urlencode "token=$token" "$AUTH_URL"; status=$?; rm -f "$jar"; exit $status
+                """], environment: ["AUTH_URL": url])
+            #expect(browser.status == 0, "\(browser.stderr)")
+            #expect(try await login.waitForExit() == 0, "\(login.log)")
+            #expect(login.log.contains("signed in at \(provider.issuer)"))
+            let whoami = try await run(BuiltProducts.path("specola"), ["whoami"], environment: env)
+            #expect(whoami.stdout.contains("user/dwho"), "\(whoami.stderr)")
+            #expect(whoami.stdout.contains("timelords"))
         } }
     }
 
