@@ -109,8 +109,10 @@ struct ConnectionOptions: ParsableArguments {
                     || error.message.hasPrefix("Could not establish a connection")
                 guard error.code == .unavailable, notExecuted else { throw CLIError.from(error, endpoint: endpoint) }
                 lastError = error
+                // The hint is the leader's cluster-plane address; a token client may follow it only
+                // if it was given (token listeners are on other ports), else it tries the next one given.
                 if let leader = error.metadata[stringValues: "specola-leader"].compactMap({ HostPort(parsing: $0) }).first,
-                   leader != endpoint {
+                   leader != endpoint, credential.isCertificate || given.contains(leader) {
                     endpoint = leader
                     untried.removeAll { $0 == leader }
                 } else if !untried.isEmpty {
@@ -140,6 +142,11 @@ enum Credential: Sendable {
     case certificate(TLSFiles)
     /// Server-authenticated TLS (the cluster CA checks the coordinator) and a bearer token.
     case token(ca: String, bearer: String)
+
+    var isCertificate: Bool {
+        if case .certificate = self { return true }
+        return false
+    }
 }
 
 /// Adds `authorization: Bearer TOKEN` to every call.

@@ -64,15 +64,7 @@ public struct Coordinator: Service {
                 storageController.nudge()
             })
         let tokenVerifier = try config.oidc.map { try OIDCVerifier(settings: $0.settings, logger: logger) }
-        if let oidc = config.oidc?.settings {
-            logger.info("bearer tokens accepted", metadata: ["oidc.issuer": "\(oidc.issuer)", "oidc.audience": "\(oidc.audience)"])
-        }
-        let server = GRPCServer(
-            transport: .http2NIOPosix(
-                address: .ipv4(host: config.listen.host, port: config.listen.port),
-                transportSecurity: config.tls.serverSecurity(reloader: reloader, clientCertificateOptional: tokenVerifier != nil),
-                config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
-            services: [
+        let services: [any RegistrableRPCService] = [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
                                  selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
@@ -88,8 +80,30 @@ public struct Coordinator: Service {
                 MembershipService(replica: replica, alerts: alertController, logger: logger),
                 AlertsService(replica: replica, controller: alertController, logger: logger),
                 IdentityService(),
-            ],
-            interceptors: [BearerTokenInterceptor(verifier: tokenVerifier, logger: logger), RevocationInterceptor(denyList: replica.denyList)])
+            ]
+        let interceptors: [any ServerInterceptor] = [
+            BearerTokenInterceptor(verifier: tokenVerifier, logger: logger), RevocationInterceptor(denyList: replica.denyList),
+        ]
+        let server = GRPCServer(
+            transport: .http2NIOPosix(
+                address: .ipv4(host: config.listen.host, port: config.listen.port),
+                transportSecurity: config.tls.serverSecurity(reloader: reloader),
+                config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
+            services: services, interceptors: interceptors)
+        // Users with a bearer token from the site's OIDC provider: TLS without client certificates,
+        // on a listener of its own, so the cluster plane's port keeps demanding certificates.
+        let tokenServer = config.oidc.map { oidc in
+            let address = oidc.listen ?? HostPort(host: config.listen.host, port: 7451)
+            logger.info("bearer tokens accepted", metadata: [
+                "oidc.issuer": "\(oidc.settings.issuer)", "oidc.audience": "\(oidc.settings.audience)", "oidc.listen": "\(address)",
+            ])
+            return GRPCServer(
+                transport: .http2NIOPosix(
+                    address: .ipv4(host: address.host, port: address.port),
+                    transportSecurity: config.tls.tokenServerSecurity(reloader: reloader),
+                    config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
+                services: services, interceptors: interceptors)
+        }
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger)
         let notifier = SystemdNotifier()
         let logger = self.logger
@@ -105,10 +119,17 @@ public struct Coordinator: Service {
                     Task {
                         if await replica.isLeader { await alertController.settle(within: .seconds(3)) }
                         await Self.handOffLeadership(replica, logger: logger)
+                        tokenServer?.beginGracefulShutdown()
                         server.beginGracefulShutdown()
                     }
                 }
                 return true
+            }
+            if let tokenServer {
+                group.addTask {
+                    try await tokenServer.serve()
+                    return false
+                }
             }
             group.addTask {
                 await replica.runTicker()

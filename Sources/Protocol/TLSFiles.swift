@@ -65,26 +65,29 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
     /// Server side: a client certificate from a CA in the CA file is required. The file is read at
     /// every handshake (`ClientChainCheck`), so a CA bundle swapped in during a rotation takes
     /// effect at once; with `reloader`, so does a re-issued server certificate.
-    ///
-    /// With `clientCertificateOptional` (a coordinator that accepts OIDC bearer tokens), a client
-    /// may connect without a certificate; one it presents is still checked the same way, and
-    /// `BearerTokenInterceptor` refuses every call that has neither a certificate nor a valid token.
-    public func serverSecurity(
-        reloader: (any CertificateReloader)? = nil, clientCertificateOptional: Bool = false
-    ) -> HTTP2ServerTransport.Posix.TransportSecurity {
+    public func serverSecurity(reloader: (any CertificateReloader)? = nil) -> HTTP2ServerTransport.Posix.TransportSecurity {
         let check = ClientChainCheck(caPath: ca)
         return .mTLS(
             certificateChain: [.file(path: cert, format: .pem)],
             privateKey: .file(path: key, format: .pem)
         ) { config in
             config.trustRoots = .certificates([.file(path: ca, format: .pem)])
-            config.clientCertificateVerification = clientCertificateOptional ? .optionalVerification : .noHostnameVerification
+            config.clientCertificateVerification = .noHostnameVerification
             config.customVerificationCallback = check.callback()
             config.certificateReloader = reloader
         }
     }
 
     public var serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity { serverSecurity() }
+
+    /// Server side of the bearer-token listener: server-authenticated TLS only; no client
+    /// certificate is asked for, so every call there must carry a token (`BearerTokenInterceptor`).
+    public func tokenServerSecurity(reloader: (any CertificateReloader)? = nil) -> HTTP2ServerTransport.Posix.TransportSecurity {
+        .tls(certificateChain: [.file(path: cert, format: .pem)], privateKey: .file(path: key, format: .pem)) { config in
+            config.clientCertificateVerification = .noVerification
+            config.certificateReloader = reloader
+        }
+    }
 
     /// Client side: the server must present a coordinator certificate from the cluster CA
     /// that names `serverHost` (see `CoordinatorServerCheck`); `onRefusal` hears why one was refused,

@@ -67,12 +67,15 @@ final class LemonLDAP: @unchecked Sendable {
 @Suite(.serialized, .processTest, .watchesCooperativePool) struct OIDCSignInTests {
     static let coordinatorHost = "127.0.2.50"
 
-    /// A coordinator trusting `provider` for audience specola-cluster, with 1 s skew and key refresh.
+    /// A coordinator trusting `provider` for audience specola-cluster, with 1 s skew and key refresh;
+    /// its bearer-token listener is on `tokenPort`.
     func cluster(trusting provider: LemonLDAP) throws -> LocalCluster {
         try LocalCluster(coordinatorHost: Self.coordinatorHost, extraConfig: """
-            oidc: {issuer: "\(provider.issuer)", audience: specola-cluster, clockSkew: 1, keyRefreshInterval: 1}
+            oidc: {listen: "\(tokenListener)", issuer: "\(provider.issuer)", audience: specola-cluster, clockSkew: 1, keyRefreshInterval: 1}
             """)
     }
+
+    let tokenListener = HostPort(host: OIDCSignInTests.coordinatorHost, port: freePort(host: OIDCSignInTests.coordinatorHost))
 
     /// Runs `body`, then stops the providers (by PID) and removes their state, whether `body` threw or not.
     func withProviders<T>(_ providers: [LemonLDAP], _ body: () async throws -> T) async throws -> T {
@@ -91,6 +94,7 @@ final class LemonLDAP: @unchecked Sendable {
         env["SPECOLA_CLIENT_CERT"] = ""
         env["SPECOLA_CLIENT_KEY"] = ""
         env["SPECOLA_TOKEN_FILE"] = cluster.dir.file("token.json")
+        env["SPECOLA_ADDR"] = tokenListener.description
         return env
     }
 
@@ -106,8 +110,8 @@ final class LemonLDAP: @unchecked Sendable {
     /// WhoAmI over server-authenticated TLS with `token` as the bearer, straight to the coordinator.
     func whoAmI(_ cluster: LocalCluster, token: String) async throws -> Specola_V1_WhoAmIResponse {
         let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: cluster.coordinator.host, port: cluster.coordinator.port),
-            transportSecurity: TLSFiles.serverAuthenticatedClientSecurity(ca: cluster.admin.ca, serverHost: cluster.coordinator.host))
+            target: .ipv4(address: tokenListener.host, port: tokenListener.port),
+            transportSecurity: TLSFiles.serverAuthenticatedClientSecurity(ca: cluster.admin.ca, serverHost: tokenListener.host))
         return try await withGRPCClient(transport: transport) { client in
             try await Specola_V1_Identity.Client(wrapping: client).whoAmI(.init(), metadata: ["authorization": "Bearer \(token)"])
         }
@@ -157,14 +161,15 @@ final class LemonLDAP: @unchecked Sendable {
             var both = env
             both["SPECOLA_CLIENT_CERT"] = cluster.admin.cert
             both["SPECOLA_CLIENT_KEY"] = cluster.admin.key
+            both["SPECOLA_ADDR"] = cluster.coordinator.description
             let byCertificate = try Specola_V1_WhoAmIResponse(jsonString: try await run(BuiltProducts.path("specola"), ["whoami", "--json"], environment: both).stdout)
             #expect(byCertificate.name == "admin")
             #expect(byCertificate.proof == "certificate")
 
-            // Without a token or a certificate the coordinator refuses the call itself (TLS no longer demands a certificate).
+            // On the token listener (TLS asks for no certificate) a call without a token is refused by the coordinator.
             let anonymous = try HTTP2ClientTransport.Posix(
-                target: .ipv4(address: cluster.coordinator.host, port: cluster.coordinator.port),
-                transportSecurity: TLSFiles.serverAuthenticatedClientSecurity(ca: cluster.admin.ca, serverHost: cluster.coordinator.host))
+                target: .ipv4(address: tokenListener.host, port: tokenListener.port),
+                transportSecurity: TLSFiles.serverAuthenticatedClientSecurity(ca: cluster.admin.ca, serverHost: tokenListener.host))
             do {
                 _ = try await withGRPCClient(transport: anonymous) { client in
                     try await Specola_V1_ClusterAPI.Client(wrapping: client).status(.init())
@@ -173,6 +178,19 @@ final class LemonLDAP: @unchecked Sendable {
             } catch let error as RPCError {
                 #expect(error.code == .unauthenticated)
                 #expect(error.message.contains("no client certificate and no bearer token"), "\(error.message)")
+            }
+
+            // The cluster plane's port still demands a certificate in the handshake, token or not.
+            let plane = try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: cluster.coordinator.host, port: cluster.coordinator.port),
+                transportSecurity: TLSFiles.serverAuthenticatedClientSecurity(ca: cluster.admin.ca, serverHost: cluster.coordinator.host))
+            do {
+                _ = try await withGRPCClient(transport: plane) { client in
+                    try await Specola_V1_Identity.Client(wrapping: client).whoAmI(.init(), metadata: ["authorization": "Bearer \(try TokenStore(path: cluster.dir.file("token.json")).load()!.accessToken)"])
+                }
+                Issue.record("the cluster plane's port must demand a client certificate")
+            } catch let error as RPCError {
+                #expect(String(describing: error.cause).contains("CERTIFICATE_REQUIRED"), "\(error)")
             }
 
             // The token never reaches the coordinator's log.

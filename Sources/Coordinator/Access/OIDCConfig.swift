@@ -6,16 +6,23 @@ import SpecolaProtocol
 /// client certificates only; with it, also bearer tokens the provider signed for `audience`.
 public struct OIDCConfig: Decodable, Sendable {
     public var settings: OIDCSettings
+    /// HOST:PORT of the bearer-token listener (server-authenticated TLS); nil: the main
+    /// listener's host, port 7451.
+    public var listen: HostPort?
 
-    public init(settings: OIDCSettings) { self.settings = settings }
+    public init(settings: OIDCSettings, listen: HostPort? = nil) {
+        self.settings = settings
+        self.listen = listen
+    }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case issuer, audience, usernameClaim, groupsClaim, caFile, clockSkew, keyRefreshInterval
+        case listen, issuer, audience, usernameClaim, groupsClaim, caFile, clockSkew, keyRefreshInterval
     }
 
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        listen = try c.decodeIfPresent(String.self, forKey: .listen) == nil ? nil : try c.decodeEndpoint(.listen, defaultPort: 7451)
         let issuer = try c.decode(String.self, forKey: .issuer)
         guard let url = URLComponents(string: issuer), let scheme = url.scheme, scheme == "https" || scheme == "http", url.host != nil else {
             throw DecodingError.dataCorruptedError(
