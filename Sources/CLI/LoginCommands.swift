@@ -79,7 +79,7 @@ struct LoginCommand: AsyncParsableCommand {
                         token = try await client.deviceGrant(discovery: discovery) { uri, complete, code in
                             print("To sign in, open \(complete ?? uri)")
                             print("and enter the code \(code)")
-                            fflush(stdout)
+                            fflush(nil)
                         }
                     } else {
                         token = try await Self.authorizationCode(client: client, discovery: discovery, port: redirectPort)
@@ -108,7 +108,7 @@ struct LoginCommand: AsyncParsableCommand {
         let url = try client.authorizationURL(discovery: discovery, redirectURI: redirectURI, challenge: challenge, state: state)
         print("Open this URL in a browser to sign in (waiting for the redirect to \(redirectURI)):")
         print(url)
-        fflush(stdout)
+        fflush(nil)
         let query = try await listener.waitForQuery(timeout: .seconds(300))
         guard query["state"] == state else {
             throw CLIError("the redirect carried the wrong state; someone else's sign-in reached this listener. Run `specola login` again", exitCode: 5)

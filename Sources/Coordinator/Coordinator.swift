@@ -63,7 +63,7 @@ public struct Coordinator: Service {
                 alertController.nudge()
                 storageController.nudge()
             })
-        let tokenVerifier = try config.oidc.map { try OIDCVerifier(settings: $0.settings, logger: logger) }
+        let tokenVerifier = try config.oidc.map { try OIDCVerifier(settings: $0.settings, logger: self.logger) }
         let services: [any RegistrableRPCService] = [
                 AgentLinkService(replica: replica, coordinatorName: config.name,
                                  heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
@@ -94,7 +94,7 @@ public struct Coordinator: Service {
         // on a listener of its own, so the cluster plane's port keeps demanding certificates.
         let tokenServer = config.oidc.map { oidc in
             let address = oidc.listen ?? HostPort(host: config.listen.host, port: 7451)
-            logger.info("bearer tokens accepted", metadata: [
+            self.logger.info("bearer tokens accepted", metadata: [
                 "oidc.issuer": "\(oidc.settings.issuer)", "oidc.audience": "\(oidc.settings.audience)", "oidc.listen": "\(address)",
             ])
             return GRPCServer(

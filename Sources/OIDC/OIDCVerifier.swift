@@ -42,6 +42,13 @@ public struct VerifiedToken: Sendable, Hashable {
     public var groups: [String]
     public var issuer: String
     public var expiresAt: Date
+
+    public init(username: String, groups: [String], issuer: String, expiresAt: Date) {
+        self.username = username
+        self.groups = groups
+        self.issuer = issuer
+        self.expiresAt = expiresAt
+    }
 }
 
 /// Checks a token the way the coordinator needs before a call runs.
