@@ -22,7 +22,9 @@ struct LoginCommand: AsyncParsableCommand {
             ~/.config/specola/token.json (mode 0600), and refreshed with its refresh token when it \
             expires. Commands send it as `authorization: Bearer` only when no client certificate is \
             configured: a certificate (--client-cert or SPECOLA_CLIENT_CERT) wins over a stored token. \
-            The cluster CA (--cacert or SPECOLA_CACERT) is still needed to check the coordinator.
+            The cluster CA (--cacert or SPECOLA_CACERT) is still needed to check the coordinator, and \
+            --addr/SPECOLA_ADDR must name the coordinators' token listeners (oidc.listen, port 7451 by \
+            default), not their certificate port.
             """)
 
     @Option(help: "The provider's issuer URL (env SPECOLA_OIDC_ISSUER).")

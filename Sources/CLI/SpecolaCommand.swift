@@ -8,7 +8,7 @@ public struct SpecolaCommand: AsyncParsableCommand {
         discussion: """
             Connection settings come from --addr/--cacert/--client-cert/--client-key or SPECOLA_ADDR, SPECOLA_CACERT, \
             SPECOLA_CLIENT_CERT, SPECOLA_CLIENT_KEY. Without a client certificate, the token of `specola login` is sent \
-            (a configured certificate wins over a stored token).
+            (a configured certificate wins over a stored token; point SPECOLA_ADDR at the coordinators' token listeners, oidc.listen).
             """,
         version: "0.1.0-dev",
         subcommands: [
