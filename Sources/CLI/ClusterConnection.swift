@@ -102,6 +102,9 @@ struct ConnectionOptions: ParsableArguments {
                 if let refusal = refused.withLock({ $0 }) {
                     throw CLIError("\(refusal); nothing was sent", exitCode: 5)
                 }
+                if !credential.isCertificate, String(describing: error.cause).contains("CERTIFICATE_REQUIRED") {
+                    throw CLIError("the coordinator at \(endpoint) demands a client certificate on this port; signed in with `specola login`, use its token listener instead (oidc.listen, port 7451 by default) in --addr/SPECOLA_ADDR", exitCode: 5)
+                }
                 // Another replica may get the request only when this one surely did not execute it:
                 // it was never connected to, or it said so. A connection that broke mid-request
                 // leaves the outcome unknown, and a write must not run twice.

@@ -193,6 +193,13 @@ final class LemonLDAP: @unchecked Sendable {
                 #expect(String(describing: error.cause).contains("CERTIFICATE_REQUIRED"), "\(error)")
             }
 
+            // The CLI says which port a token user needs.
+            var wrongPort = env
+            wrongPort["SPECOLA_ADDR"] = cluster.coordinator.description
+            let refusedPort = try await run(BuiltProducts.path("specola"), ["whoami"], environment: wrongPort)
+            #expect(refusedPort.status == 5)
+            #expect(refusedPort.stderr.contains("use its token listener"), "\(refusedPort.stderr)")
+
             // The token never reaches the coordinator's log.
             let token = try TokenStore(path: cluster.dir.file("token.json")).load()!.accessToken
             #expect(!cluster.coordinatorProcess!.log.contains(token))
