@@ -32,13 +32,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(
@@ -120,11 +122,24 @@ let package = Package(
             ] + grpc,
             path: "Sources/Agent",
             swiftSettings: settings),
+        // Sign-in with the site's OIDC provider: discovery, JWKS, token verification (coordinator)
+        // and the token grants (CLI).
+        .target(
+            name: "SpecolaOIDC",
+            dependencies: [
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/OIDC", swiftSettings: settings),
         .target(
             name: "SpecolaCoordinator",
             dependencies: [
-                "SpecolaProtocol", "SpecolaDaemon", "SpecolaProcesses", "SpecolaDevSupport", "SpecolaRaft", "SpecolaJobs",
-                "SpecolaBMC", "SpecolaAlerting", "SpecolaAlertDelivery", "SpecolaClusterCore",
+                "SpecolaProtocol", "SpecolaDaemon", "SpecolaProcesses", "SpecolaDevSupport", "SpecolaOIDC", "SpecolaRaft",
+                "SpecolaJobs", "SpecolaBMC", "SpecolaAlerting", "SpecolaAlertDelivery", "SpecolaClusterCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -137,8 +152,10 @@ let package = Package(
         .target(
             name: "SpecolaCLI",
             dependencies: [
-                "SpecolaProtocol", "SpecolaProcesses", "SpecolaDevSupport", "SpecolaJobs", "SpecolaClusterCore",
+                "SpecolaProtocol", "SpecolaProcesses", "SpecolaDevSupport", "SpecolaJobs", "SpecolaClusterCore", "SpecolaOIDC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ] + grpc,
             path: "Sources/CLI",
             swiftSettings: settings),
@@ -172,13 +189,14 @@ let package = Package(
             name: "AgentTests", dependencies: ["CooperativePoolWatch", "SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
             name: "CoordinatorTests", dependencies: [
-                "CooperativePoolWatch", "SpecolaCoordinator", "SpecolaClusterCore", "SpecolaJobs", "SpecolaAlerting",
+                "CooperativePoolWatch", "SpecolaCoordinator", "SpecolaOIDC",
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"), "SpecolaClusterCore", "SpecolaJobs", "SpecolaAlerting",
                 "SpecolaAlertDelivery", "TestSupport",
             ],
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",
-            dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "SpecolaRaft", "TestSupport"] + grpc,
+            dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "SpecolaRaft", "SpecolaOIDC", "TestSupport"] + grpc,
             swiftSettings: settings),
         .target(name: "CooperativePoolWatch", path: "Tests/CooperativePoolWatch", swiftSettings: settings),
         .target(name: "SeededRandom", path: "Tests/SeededRandom", swiftSettings: settings),

@@ -28,6 +28,9 @@ core=(
   curl python3                                     # test helpers
   python3-aiosmtpd                                 # SMTP server for the alert e-mail tests
   python3-jsonschema                               # job schema test
+  lemonldap-ng lemonldap-ng-fastcgi-server         # OIDC provider for the sign-in tests (Tests/Fixtures/oidc, plackup)
+  libgd-securityimage-perl libimage-magick-perl libstring-random-perl
+  libio-string-perl libcrypt-openssl-rsa-perl libcrypt-openssl-x509-perl libcrypt-openssl-bignum-perl
 )
 bench=(prometheus-node-exporter prometheus-ipmi-exporter)
 peers=(glusterfs-server glusterfs-client etcd-server etcd-client prometheus-alertmanager

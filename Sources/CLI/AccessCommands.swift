@@ -12,11 +12,11 @@ extension ConnectionOptions {
     }
 }
 
-/// `specola access grant|revoke|list|whoami`: roles of certificate users.
+/// `specola access grant|revoke|list`: roles of certificate users (`specola whoami` shows your own).
 struct AccessCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "access", abstract: "Who may do what: grant, revoke and list roles (admin, operator, viewer, member of a project).",
-        subcommands: [Grant.self, Revoke.self, List.self, WhoAmI.self])
+        subcommands: [Grant.self, Revoke.self, List.self])
 
     static func binding(_ user: String, _ role: String, _ project: String?) throws -> Specola_V1_RoleBinding {
         let name = user.hasPrefix("user/") ? String(user.dropFirst(5)) : user
@@ -84,19 +84,6 @@ struct AccessCommand: AsyncParsableCommand {
                 let response = try await connection.withAccess { try await $0.listBindings(.init()) }
                 if connection.json { return try JSONOutput.print(response) }
                 AccessCommand.show(response)
-            }
-        }
-    }
-
-    struct WhoAmI: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "whoami", abstract: "Who the coordinator takes you for, and your roles.")
-        @OptionGroup var connection: ConnectionOptions
-
-        func run() async throws {
-            try await runReporting {
-                let response = try await connection.withAccess { try await $0.whoAmI(.init()) }
-                if connection.json { return try JSONOutput.print(response) }
-                print("\(response.principal): \(response.roles.isEmpty ? "no role" : response.roles.joined(separator: ", "))")
             }
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import SpecolaOIDC
 import SpecolaProtocol
 import SwiftProtobuf
 import Synchronization
@@ -24,7 +25,9 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(help: "Print machine-readable JSON instead of tables.")
     var json = false
 
-    func resolved(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ([HostPort], TLSFiles) {
+    /// The addresses and the credential: a client certificate when one is configured (flag or
+    /// environment), else the token `specola login` stored (refreshed when it expired).
+    func resolved(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> ([HostPort], Credential) {
         let addressText = addr ?? environment["SPECOLA_ADDR"] ?? "127.0.0.1:7450"
         let endpoints = try addressText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }.map { text in
@@ -34,16 +37,27 @@ struct ConnectionOptions: ParsableArguments {
                 return endpoint
             }
         guard !endpoints.isEmpty else { throw CLIError("no coordinator address given; pass --addr HOST:PORT or set SPECOLA_ADDR") }
-        func pick(_ flag: String?, _ env: String, _ what: String) throws -> String {
+        func given(_ flag: String?, _ env: String) -> String? {
             if let value = flag ?? environment[env], !value.isEmpty { return value }
+            return nil
+        }
+        func pick(_ flag: String?, _ env: String, _ what: String) throws -> String {
+            if let value = given(flag, env) { return value }
             throw CLIError("no \(what) given; pass --\(what) or set \(env) (`specola dev` prints the export lines)")
         }
+        let ca = try pick(cacert, "SPECOLA_CACERT", "cacert")
+        if given(clientCert, "SPECOLA_CLIENT_CERT") == nil, let token = try await SignIn.current(environment: environment) {
+            return (endpoints, .token(ca: ca, bearer: token.accessToken))
+        }
+        if given(clientCert, "SPECOLA_CLIENT_CERT") == nil {
+            throw CLIError("no client certificate given and not signed in; run `specola login`, or pass --client-cert and --client-key (or set SPECOLA_CLIENT_CERT and SPECOLA_CLIENT_KEY; `specola dev` prints the export lines)")
+        }
         let tls = TLSFiles(
-            ca: try pick(cacert, "SPECOLA_CACERT", "cacert"),
+            ca: ca,
             cert: try pick(clientCert, "SPECOLA_CLIENT_CERT", "client-cert"),
             key: try pick(clientKey, "SPECOLA_CLIENT_KEY", "client-key"))
         try tls.validate()
-        return (endpoints, tls)
+        return (endpoints, .certificate(tls))
     }
 
     /// Runs `body` against the coordinator's API, turning transport errors into advice.
@@ -64,21 +78,32 @@ struct ConnectionOptions: ParsableArguments {
     func withClient<T: Sendable>(
         _ body: @escaping @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T
     ) async throws -> T {
-        let (given, tls) = try resolved()
+        let (given, credential) = try await resolved()
         var untried = given
         var endpoint = untried.removeFirst()
         var lastError: RPCError?
         for _ in 0..<(given.count + 2) {
             let refused = Mutex<ServerRefusal?>(nil)
-            let transport = try HTTP2ClientTransport.Posix(
-                target: Self.target(endpoint),
-                transportSecurity: tls.clientSecurity(serverHost: endpoint.host) { refusal in refused.withLock { $0 = refusal } })
+            let onRefusal: @Sendable (ServerRefusal) -> Void = { refusal in refused.withLock { $0 = refusal } }
+            let security: HTTP2ClientTransport.Posix.TransportSecurity
+            var interceptors: [any ClientInterceptor] = []
+            switch credential {
+            case .certificate(let tls):
+                security = tls.clientSecurity(serverHost: endpoint.host, onRefusal: onRefusal)
+            case .token(let ca, let bearer):
+                security = TLSFiles.serverAuthenticatedClientSecurity(ca: ca, serverHost: endpoint.host, onRefusal: onRefusal)
+                interceptors = [BearerTokenSender(token: bearer)]
+            }
+            let transport = try HTTP2ClientTransport.Posix(target: Self.target(endpoint), transportSecurity: security)
             do {
-                return try await withGRPCClient(transport: transport, handleClient: body)
+                return try await withGRPCClient(transport: transport, interceptors: interceptors, handleClient: body)
             } catch let error as RPCError {
                 // The handshake error only says "certificate verify failed"; say what was wrong with it.
                 if let refusal = refused.withLock({ $0 }) {
                     throw CLIError("\(refusal); nothing was sent", exitCode: 5)
+                }
+                if !credential.isCertificate, String(describing: error.cause).contains("CERTIFICATE_REQUIRED") {
+                    throw CLIError("the coordinator at \(endpoint) demands a client certificate on this port; signed in with `specola login`, use its token listener instead (oidc.listen, port 7451 by default) in --addr/SPECOLA_ADDR", exitCode: 5)
                 }
                 // Another replica may get the request only when this one surely did not execute it:
                 // it was never connected to, or it said so. A connection that broke mid-request
@@ -87,8 +112,10 @@ struct ConnectionOptions: ParsableArguments {
                     || error.message.hasPrefix("Could not establish a connection")
                 guard error.code == .unavailable, notExecuted else { throw CLIError.from(error, endpoint: endpoint) }
                 lastError = error
+                // The hint is the leader's cluster-plane address; a token client may follow it only
+                // if it was given (token listeners are on other ports), else it tries the next one given.
                 if let leader = error.metadata[stringValues: "specola-leader"].compactMap({ HostPort(parsing: $0) }).first,
-                   leader != endpoint {
+                   leader != endpoint, credential.isCertificate || given.contains(leader) {
                     endpoint = leader
                     untried.removeAll { $0 == leader }
                 } else if !untried.isEmpty {
@@ -109,6 +136,34 @@ struct ConnectionOptions: ParsableArguments {
             return .ipv4(host: endpoint.host, port: endpoint.port)
         }
         return .dns(host: endpoint.host, port: endpoint.port)
+    }
+}
+
+/// How the CLI proves who it is.
+enum Credential: Sendable {
+    /// Mutual TLS with a client certificate from the cluster CA.
+    case certificate(TLSFiles)
+    /// Server-authenticated TLS (the cluster CA checks the coordinator) and a bearer token.
+    case token(ca: String, bearer: String)
+
+    var isCertificate: Bool {
+        if case .certificate = self { return true }
+        return false
+    }
+}
+
+/// Adds `authorization: Bearer TOKEN` to every call.
+struct BearerTokenSender: ClientInterceptor {
+    let token: String
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingClientRequest<Input>,
+        context: ClientContext,
+        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+    ) async throws -> StreamingClientResponse<Output> {
+        var request = request
+        request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
+        return try await next(request, context)
     }
 }
 

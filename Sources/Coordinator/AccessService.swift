@@ -26,7 +26,15 @@ struct AccessService: Specola_V1_Access.SimpleServiceProtocol {
         let principal = try CallerIdentity.principal(context)
         let roles = await access.roles(of: principal)
         return .with {
-            $0.principal = principal.description
+            $0.kind = principal.kind.rawValue
+            $0.name = principal.name
+            $0.groups = principal.groups
+            switch principal.proof {
+            case .certificate: $0.proof = "certificate"
+            case .token(let issuer):
+                $0.proof = "token"
+                $0.issuer = issuer
+            }
             $0.roles = roles.sorted().map(\.description)
             $0.projects = roles.projects
         }

@@ -6,6 +6,7 @@ import Logging
 import ServiceLifecycle
 import SpecolaProtocol
 import SpecolaRaft
+import SpecolaOIDC
 import NIOCertificateReloading
 import SpecolaDaemon
 
@@ -70,30 +71,48 @@ public struct Coordinator: Service {
         if !config.access.policy.enforced {
             logger.warning("access.enforce is false: every user call is allowed; use this only to measure the cost of authorization")
         }
+        let tokenVerifier = try config.oidc.map { try OIDCVerifier(settings: $0.settings, logger: self.logger) }
+        let services: [any RegistrableRPCService] = [
+            AgentLinkService(replica: replica, coordinatorName: config.name,
+                             heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
+                             selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
+                             autoAccept: config.nodes.autoAccept,
+                             hub: hub, controller: jobController, logger: logger,
+                             onWorkloadEvents: { workloadController.nudge() },
+                             onStorageEvents: { storageController.nudge() }),
+            JobsService(replica: replica, controller: jobController, logger: logger, access: access),
+            WorkloadsService(replica: replica, controller: workloadController, policy: config.workloads, logger: logger, access: access),
+            ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger, storage: storageController,
+                              access: access),
+            RaftPeerService(replica: replica, logger: logger),
+            KVService(replica: replica, access: access),
+            MembershipService(replica: replica, alerts: alertController, logger: logger, access: access),
+            AlertsService(replica: replica, controller: alertController, logger: logger, access: access),
+            AccessService(replica: replica, access: access, logger: logger),
+        ]
+        let interceptors: [any ServerInterceptor] = [
+            BearerTokenInterceptor(verifier: tokenVerifier, logger: logger), RevocationInterceptor(denyList: replica.denyList),
+        ]
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
                 transportSecurity: config.tls.serverSecurity(reloader: reloader),
                 config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
-            services: [
-                AgentLinkService(replica: replica, coordinatorName: config.name,
-                                 heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
-                                 selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
-                                 autoAccept: config.nodes.autoAccept,
-                                 hub: hub, controller: jobController, logger: logger,
-                                 onWorkloadEvents: { workloadController.nudge() },
-                                 onStorageEvents: { storageController.nudge() }),
-                JobsService(replica: replica, controller: jobController, logger: logger, access: access),
-                WorkloadsService(replica: replica, controller: workloadController, policy: config.workloads, logger: logger, access: access),
-                ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger, storage: storageController,
-                                  access: access),
-                RaftPeerService(replica: replica, logger: logger),
-                KVService(replica: replica, access: access),
-                MembershipService(replica: replica, alerts: alertController, logger: logger, access: access),
-                AlertsService(replica: replica, controller: alertController, logger: logger, access: access),
-                AccessService(replica: replica, access: access, logger: logger),
-            ],
-            interceptors: [RevocationInterceptor(denyList: replica.denyList)])
+            services: services, interceptors: interceptors)
+        // Users with a bearer token from the site's OIDC provider: TLS without client certificates,
+        // on a listener of its own, so the cluster plane's port keeps demanding certificates.
+        let tokenServer = config.oidc.map { oidc in
+            let address = oidc.listen ?? HostPort(host: config.listen.host, port: 7451)
+            self.logger.info("bearer tokens accepted", metadata: [
+                "oidc.issuer": "\(oidc.settings.issuer)", "oidc.audience": "\(oidc.settings.audience)", "oidc.listen": "\(address)",
+            ])
+            return GRPCServer(
+                transport: .http2NIOPosix(
+                    address: .ipv4(host: address.host, port: address.port),
+                    transportSecurity: config.tls.tokenServerSecurity(reloader: reloader),
+                    config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
+                services: services, interceptors: interceptors)
+        }
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger)
         let notifier = SystemdNotifier()
         let logger = self.logger
@@ -109,10 +128,17 @@ public struct Coordinator: Service {
                     Task {
                         if await replica.isLeader { await alertController.settle(within: .seconds(3)) }
                         await Self.handOffLeadership(replica, logger: logger)
+                        tokenServer?.beginGracefulShutdown()
                         server.beginGracefulShutdown()
                     }
                 }
                 return true
+            }
+            if let tokenServer {
+                group.addTask {
+                    try await tokenServer.serve()
+                    return false
+                }
             }
             group.addTask {
                 await replica.runTicker()

@@ -34,11 +34,14 @@ public struct CoordinatorConfig: Decodable, Sendable {
     public var storage: StoragePolicy
     /// Who may do what: bootstrap admins, token group mappings, audit retention.
     public var access: AccessConfig
+    /// Sign-in with the site's OIDC provider; nil accepts client certificates only.
+    public var oidc: OIDCConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, id, listen, metricsListen, dataDir, tls, peers, join, raft, heartbeatInterval, suspectAfter, downAfter, fencing, earlyWarning,
             logLevel
         case alerting, workloads, nodes, jobs, storage, access
+        case oidc
     }
 
     public init(from decoder: any Decoder) throws {
@@ -67,6 +70,7 @@ public struct CoordinatorConfig: Decodable, Sendable {
         jobs = try c.decodeIfPresent(JobRetention.self, forKey: .jobs) ?? JobRetention()
         storage = try c.decodeIfPresent(StorageConfig.self, forKey: .storage)?.policy ?? StoragePolicy()
         access = try c.decodeIfPresent(AccessConfig.self, forKey: .access) ?? AccessConfig()
+        oidc = try c.decodeIfPresent(OIDCConfig.self, forKey: .oidc)
         if downAfter <= suspectAfter {
             throw DecodingError.dataCorruptedError(
                 forKey: .downAfter, in: c, debugDescription: "must be greater than suspectAfter (\(suspectAfter))")

@@ -80,6 +80,15 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
 
     public var serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity { serverSecurity() }
 
+    /// Server side of the bearer-token listener: server-authenticated TLS only; no client
+    /// certificate is asked for, so every call there must carry a token (`BearerTokenInterceptor`).
+    public func tokenServerSecurity(reloader: (any CertificateReloader)? = nil) -> HTTP2ServerTransport.Posix.TransportSecurity {
+        .tls(certificateChain: [.file(path: cert, format: .pem)], privateKey: .file(path: key, format: .pem)) { config in
+            config.clientCertificateVerification = .noVerification
+            config.certificateReloader = reloader
+        }
+    }
+
     /// Client side: the server must present a coordinator certificate from the cluster CA
     /// that names `serverHost` (see `CoordinatorServerCheck`); `onRefusal` hears why one was refused,
     /// because the handshake failure the caller sees does not say.
@@ -96,6 +105,21 @@ public struct TLSFiles: Sendable, Hashable, Decodable {
             config.serverCertificateVerification = .fullVerification
             config.customVerificationCallback = check.callback(onRefusal: onRefusal)
             config.certificateReloader = reloader
+        }
+    }
+}
+
+extension TLSFiles {
+    /// Client side without a client certificate (a user signed in with a bearer token): the
+    /// server is checked exactly as with `clientSecurity`; only the CA file is read.
+    public static func serverAuthenticatedClientSecurity(
+        ca: String, serverHost: String, onRefusal: @escaping @Sendable (ServerRefusal) -> Void = { _ in }
+    ) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        let check = CoordinatorServerCheck(caPath: ca, serverHost: serverHost)
+        return .tls { config in
+            config.trustRoots = .certificates([.file(path: ca, format: .pem)])
+            config.serverCertificateVerification = .fullVerification
+            config.customVerificationCallback = check.callback(onRefusal: onRefusal)
         }
     }
 }

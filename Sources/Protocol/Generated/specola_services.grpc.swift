@@ -9401,8 +9401,9 @@ extension Specola_V1_Access {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
-    /// > Served by the leader (followers redirect).
+    /// > Who the caller is (`specola whoami`: certificate or bearer token, any replica answers), roles,
+    /// > projects, the audit log and usage (`specola access|project|projects|audit|usage`; served by the
+    /// > leader, followers redirect).
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "WhoAmI" method.
         ///
@@ -9569,8 +9570,9 @@ extension Specola_V1_Access {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
-    /// > Served by the leader (followers redirect).
+    /// > Who the caller is (`specola whoami`: certificate or bearer token, any replica answers), roles,
+    /// > projects, the audit log and usage (`specola access|project|projects|audit|usage`; served by the
+    /// > leader, followers redirect).
     public protocol ServiceProtocol: Specola_V1_Access.StreamingServiceProtocol {
         /// Handle the "WhoAmI" method.
         ///
@@ -9735,8 +9737,9 @@ extension Specola_V1_Access {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
-    /// > Served by the leader (followers redirect).
+    /// > Who the caller is (`specola whoami`: certificate or bearer token, any replica answers), roles,
+    /// > projects, the audit log and usage (`specola access|project|projects|audit|usage`; served by the
+    /// > leader, followers redirect).
     public protocol SimpleServiceProtocol: Specola_V1_Access.ServiceProtocol {
         /// Handle the "WhoAmI" method.
         ///
@@ -10305,8 +10308,9 @@ extension Specola_V1_Access {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
-    /// > Served by the leader (followers redirect).
+    /// > Who the caller is (`specola whoami`: certificate or bearer token, any replica answers), roles,
+    /// > projects, the audit log and usage (`specola access|project|projects|audit|usage`; served by the
+    /// > leader, followers redirect).
     public protocol ClientProtocol: Sendable {
         /// Call the "WhoAmI" method.
         ///
@@ -10526,8 +10530,9 @@ extension Specola_V1_Access {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Roles, projects, the audit log and usage (`specola access|project|projects|audit|usage`).
-    /// > Served by the leader (followers redirect).
+    /// > Who the caller is (`specola whoami`: certificate or bearer token, any replica answers), roles,
+    /// > projects, the audit log and usage (`specola access|project|projects|audit|usage`; served by the
+    /// > leader, followers redirect).
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 

@@ -4551,12 +4551,26 @@ public nonisolated struct Specola_V1_WhoAmIRequest: Sendable {
   public init() {}
 }
 
+/// `specola whoami`: who the coordinator takes the caller to be, however it proved it, and what
+/// that allows.
 public nonisolated struct Specola_V1_WhoAmIResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var principal: String = String()
+  /// user, node or coordinator.
+  public var kind: String = String()
+
+  public var name: String = String()
+
+  /// From the token's configured groups claim; empty for a certificate.
+  public var groups: [String] = []
+
+  /// "certificate" or "token".
+  public var proof: String = String()
+
+  /// The provider that issued the token.
+  public var issuer: String = String()
 
   public var roles: [String] = []
 
@@ -13153,7 +13167,7 @@ nonisolated extension Specola_V1_WhoAmIRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Specola_V1_WhoAmIResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WhoAmIResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}principal\0\u{1}roles\0\u{1}projects\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}name\0\u{1}groups\0\u{1}proof\0\u{1}issuer\0\u{1}roles\0\u{1}projects\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -13161,29 +13175,49 @@ nonisolated extension Specola_V1_WhoAmIResponse: SwiftProtobuf.Message, SwiftPro
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.principal) }()
-      case 2: try { try decoder.decodeRepeatedStringField(value: &self.roles) }()
-      case 3: try { try decoder.decodeRepeatedStringField(value: &self.projects) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.groups) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.proof) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.issuer) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.roles) }()
+      case 7: try { try decoder.decodeRepeatedStringField(value: &self.projects) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.principal.isEmpty {
-      try visitor.visitSingularStringField(value: self.principal, fieldNumber: 1)
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if !self.groups.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.groups, fieldNumber: 3)
+    }
+    if !self.proof.isEmpty {
+      try visitor.visitSingularStringField(value: self.proof, fieldNumber: 4)
+    }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularStringField(value: self.issuer, fieldNumber: 5)
     }
     if !self.roles.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.roles, fieldNumber: 2)
+      try visitor.visitRepeatedStringField(value: self.roles, fieldNumber: 6)
     }
     if !self.projects.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.projects, fieldNumber: 3)
+      try visitor.visitRepeatedStringField(value: self.projects, fieldNumber: 7)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_WhoAmIResponse, rhs: Specola_V1_WhoAmIResponse) -> Bool {
-    if lhs.principal != rhs.principal {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.groups != rhs.groups {return false}
+    if lhs.proof != rhs.proof {return false}
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.roles != rhs.roles {return false}
     if lhs.projects != rhs.projects {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
