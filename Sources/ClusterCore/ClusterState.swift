@@ -42,6 +42,8 @@ public struct ClusterState: Sendable {
     /// The deny list (`specola pki revoke`), in the order entries were added.
     public private(set) var revoked: [Specola_V1_RevokedCertificate] = []
     public private(set) var storage = StorageBook()
+    /// Which proposals the log applied lately (see `ProposalLedger`).
+    public private(set) var proposals = ProposalLedger()
 
     public init() {}
 
@@ -56,6 +58,7 @@ public struct ClusterState: Sendable {
         for pending in snapshot.pendingNodes { pendingNodes[pending.name] = pending }
         revoked = snapshot.revoked
         storage = StorageBook(snapshot: snapshot)
+        proposals = ProposalLedger(snapshot: snapshot)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -71,7 +74,14 @@ public struct ClusterState: Sendable {
             $0.alertBookJson = alerts.snapshotJSON()
             $0.pendingNodes = pendingNodes.values.sorted { $0.name < $1.name }
             $0.revoked = revoked
+            proposals.write(into: &$0)
         }
+    }
+
+    /// Applies the command of the log entry at `index` and records its proposal id.
+    public mutating func apply(_ command: Specola_V1_Command, at index: UInt64) -> ApplyOutcome {
+        proposals.record(command.proposalID, index: index, at: command.proposedAtUnixMs)
+        return apply(command)
     }
 
     public mutating func apply(_ command: Specola_V1_Command) -> ApplyOutcome {

@@ -121,7 +121,19 @@ final class PeerSender: Sendable {
                                     while true {
                                         let batch = queue.takeBatch()
                                         if batch.isEmpty { break }
-                                        try await writer.write(.with { $0.fromID = selfID; $0.messages = batch.map { Data($0) } })
+                                        if batch.count == 1, batch[0].count > PeerQueue.batchBytes {
+                                            // A snapshot larger than a batch goes in pieces, in order on this stream.
+                                            let whole = batch[0]
+                                            for piece in PeerQueue.pieces(of: whole.count) {
+                                                try await writer.write(.with {
+                                                    $0.fromID = selfID
+                                                    $0.chunk = Data(whole[piece])
+                                                    $0.chunkTotal = UInt64(whole.count)
+                                                })
+                                            }
+                                        } else {
+                                            try await writer.write(.with { $0.fromID = selfID; $0.messages = batch.map { Data($0) } })
+                                        }
                                         if !queue.healthy.exchange(true, ordering: .relaxed) {
                                             logger.info("replica reachable again", metadata: ["peer.name": "\(peer.name)", "peer.address": "\(endpoint)"])
                                         }
@@ -155,6 +167,13 @@ final class PeerQueue: Sendable {
     static let batchBytes = 8 << 20
     /// Bytes queued for one peer before the oldest are dropped (Raft resends what matters).
     static let bytesLimit = 128 << 20
+    /// Size of the pieces a message larger than `batchBytes` travels in.
+    static let chunkBytes = 4 << 20
+
+    /// The byte ranges of the pieces a message of `count` bytes is sent in.
+    static func pieces(of count: Int, size: Int = chunkBytes) -> [Range<Int>] {
+        stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
+    }
 
     private let items = Mutex<(messages: [[UInt8]], bytes: Int)>(([], 0))
     /// Whether the last send worked, so a dead peer is logged once per outage.

@@ -2172,6 +2172,12 @@ public nonisolated struct Specola_V1_RaftBatch: Sendable {
 
   public var messages: [Data] = []
 
+  /// One piece of a single message too large for a batch (a snapshot): the pieces follow
+  /// each other on one Pipe stream, in order, until chunk_total bytes have arrived.
+  public var chunk: Data = Data()
+
+  public var chunkTotal: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2357,6 +2363,11 @@ public nonisolated struct Specola_V1_Command: Sendable {
     }
     set {kind = .storage(newValue)}
   }
+
+  /// 16 bytes the proposing replica draws for this command alone; the replicated state
+  /// records the ids it applied lately (ClusterSnapshot.applied_proposals), so a replica
+  /// that caught up from a snapshot still knows whether a client's write happened.
+  public var proposalID: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3012,11 +3023,41 @@ public nonisolated struct Specola_V1_ClusterSnapshot: @unchecked Sendable {
     set {_uniqueStorage()._storageSequence = newValue}
   }
 
+  /// Proposals applied lately, oldest first (bounded by count and by proposal time).
+  public var appliedProposals: [Specola_V1_AppliedProposal] {
+    get {_storage._appliedProposals}
+    set {_uniqueStorage()._appliedProposals = newValue}
+  }
+
+  /// Every proposal applied at or after this log index is in applied_proposals
+  /// (0: not recorded, as in snapshots from before the ledger existed).
+  public var appliedProposalsCompleteFrom: UInt64 {
+    get {_storage._appliedProposalsCompleteFrom}
+    set {_uniqueStorage()._appliedProposalsCompleteFrom = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One entry of the proposal ledger: which command id the log applied, where and when.
+public nonisolated struct Specola_V1_AppliedProposal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: Data = Data()
+
+  public var index: UInt64 = 0
+
+  public var proposedAtUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A submitted job as the replicated state keeps it.
@@ -7737,7 +7778,7 @@ nonisolated extension Specola_V1_GlusterNodeView: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RaftBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_id\0\u{1}messages\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_id\0\u{1}messages\0\u{2}:chunk\0\u{3}chunk_total\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -7747,6 +7788,8 @@ nonisolated extension Specola_V1_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.fromID) }()
       case 2: try { try decoder.decodeRepeatedBytesField(value: &self.messages) }()
+      case 60: try { try decoder.decodeSingularBytesField(value: &self.chunk) }()
+      case 61: try { try decoder.decodeSingularUInt64Field(value: &self.chunkTotal) }()
       default: break
       }
     }
@@ -7759,12 +7802,20 @@ nonisolated extension Specola_V1_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf
     if !self.messages.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.messages, fieldNumber: 2)
     }
+    if !self.chunk.isEmpty {
+      try visitor.visitSingularBytesField(value: self.chunk, fieldNumber: 60)
+    }
+    if self.chunkTotal != 0 {
+      try visitor.visitSingularUInt64Field(value: self.chunkTotal, fieldNumber: 61)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_RaftBatch, rhs: Specola_V1_RaftBatch) -> Bool {
     if lhs.fromID != rhs.fromID {return false}
     if lhs.messages != rhs.messages {return false}
+    if lhs.chunk != rhs.chunk {return false}
+    if lhs.chunkTotal != rhs.chunkTotal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -7791,7 +7842,7 @@ nonisolated extension Specola_V1_RaftDeliverAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0\u{1}storage\0\u{4}\u{9}accept_node\0\u{3}node_labels\0\u{3}revoke_certificate\0\u{3}forget_jobs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0\u{1}storage\0\u{4}\u{9}accept_node\0\u{3}node_labels\0\u{3}revoke_certificate\0\u{3}forget_jobs\0\u{4}\u{11}proposal_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -8060,6 +8111,7 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .forgetJobs(v)
         }
       }()
+      case 60: try { try decoder.decodeSingularBytesField(value: &self.proposalID) }()
       default: break
       }
     }
@@ -8156,12 +8208,16 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
     }()
     case nil: break
     }
+    if !self.proposalID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.proposalID, fieldNumber: 60)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_Command, rhs: Specola_V1_Command) -> Bool {
     if lhs.proposedAtUnixMs != rhs.proposedAtUnixMs {return false}
     if lhs.kind != rhs.kind {return false}
+    if lhs.proposalID != rhs.proposalID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -9262,7 +9318,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0\u{4}\u{11}applied_proposals\0\u{3}applied_proposals_complete_from\0")
 
   fileprivate class _StorageClass {
     var _nodes: [Specola_V1_Node] = []
@@ -9283,6 +9339,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     var _revoked: [Specola_V1_RevokedCertificate] = []
     var _storageActions: [Specola_V1_StorageAction] = []
     var _storageSequence: UInt64 = 0
+    var _appliedProposals: [Specola_V1_AppliedProposal] = []
+    var _appliedProposalsCompleteFrom: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -9311,6 +9369,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       _revoked = source._revoked
       _storageActions = source._storageActions
       _storageSequence = source._storageSequence
+      _appliedProposals = source._appliedProposals
+      _appliedProposalsCompleteFrom = source._appliedProposalsCompleteFrom
     }
   }
 
@@ -9347,6 +9407,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         case 41: try { try decoder.decodeRepeatedMessageField(value: &_storage._revoked) }()
         case 42: try { try decoder.decodeRepeatedMessageField(value: &_storage._storageActions) }()
         case 43: try { try decoder.decodeSingularUInt64Field(value: &_storage._storageSequence) }()
+        case 60: try { try decoder.decodeRepeatedMessageField(value: &_storage._appliedProposals) }()
+        case 61: try { try decoder.decodeSingularUInt64Field(value: &_storage._appliedProposalsCompleteFrom) }()
         default: break
         }
       }
@@ -9409,6 +9471,12 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       if _storage._storageSequence != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._storageSequence, fieldNumber: 43)
       }
+      if !_storage._appliedProposals.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._appliedProposals, fieldNumber: 60)
+      }
+      if _storage._appliedProposalsCompleteFrom != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._appliedProposalsCompleteFrom, fieldNumber: 61)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -9436,10 +9504,52 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         if _storage._revoked != rhs_storage._revoked {return false}
         if _storage._storageActions != rhs_storage._storageActions {return false}
         if _storage._storageSequence != rhs_storage._storageSequence {return false}
+        if _storage._appliedProposals != rhs_storage._appliedProposals {return false}
+        if _storage._appliedProposalsCompleteFrom != rhs_storage._appliedProposalsCompleteFrom {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AppliedProposal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AppliedProposal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}index\0\u{3}proposed_at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.index) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.proposedAtUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularBytesField(value: self.id, fieldNumber: 1)
+    }
+    if self.index != 0 {
+      try visitor.visitSingularUInt64Field(value: self.index, fieldNumber: 2)
+    }
+    if self.proposedAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.proposedAtUnixMs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AppliedProposal, rhs: Specola_V1_AppliedProposal) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.index != rhs.index {return false}
+    if lhs.proposedAtUnixMs != rhs.proposedAtUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,104 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SpecolaProtocol
+import TestSupport
+import Testing
+import CooperativePoolWatch
+
+/// Large writes against real replicas: bounded by bytes, refused one by one, and a snapshot
+/// larger than any gRPC message still reaches a follower that fell behind.
+@Suite(.serialized, .processTest, .watchesCooperativePool) struct FlowControlTests {
+    static let megabyte = Data((0..<(1 << 20) - 64).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+
+    static func put(_ pool: ClientPool, _ endpoint: HostPort, key: String, value: Data, timeout: Duration = .seconds(30))
+        async throws -> Specola_V1_KvWriteResponse {
+        try await pool.call(endpoint, timeout: timeout) { client, options in
+            try await Specola_V1_KV.Client(wrapping: client).put(.with { $0.key = key; $0.value = value }, options: options)
+        }
+    }
+
+    /// Sets `snapshotEvery` in every replica's config before the group starts.
+    static func compactEvery(_ entries: Int, _ group: ReplicaGroup) throws {
+        for id in group.ids {
+            let path = group.member(id).configPath
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            let raft = "raft: {tickMs: \(group.tickMs), electionTicks: \(group.electionTicks)"
+            #expect(text.contains(raft))
+            try text.replacingOccurrences(of: raft, with: raft + ", snapshotEvery: \(entries)")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// 160 concurrent 1 MiB puts on one connection: each is answered on its own (written, or
+    /// refused with RESOURCE_EXHAUSTED and not executed); the connection is never torn down.
+    @Test func aBurstOfLargeWritesIsAnsweredRequestByRequest() async throws {
+        try await ReplicaGroup.with(size: 3) { group in
+            let leader = try await group.waitForLeader()
+            let endpoint = group.member(leader).endpoint
+            let pool = ClientPool(tls: group.admin)
+            defer { pool.close() }
+            _ = try await Self.put(pool, endpoint, key: "burst/warmup", value: Data("x".utf8))
+
+            let all = await withTaskGroup(of: String.self) { tasks in
+                for n in 0..<160 {
+                    tasks.addTask {
+                        do {
+                            _ = try await Self.put(pool, endpoint, key: "burst/\(n)", value: Self.megabyte, timeout: .seconds(60))
+                            return "ok"
+                        } catch let error as RPCError {
+                            let notExecuted = error.metadata[stringValues: "specola-not-executed"].contains { _ in true }
+                            let hinted = error.metadata[stringValues: "grpc-retry-pushback-ms"].contains { _ in true }
+                            return error.code == .resourceExhausted && notExecuted && hinted
+                                ? "refused" : "\(error.code): \(error.message)"
+                        } catch {
+                            return "\(error)"
+                        }
+                    }
+                }
+                return await tasks.reduce(into: [String]()) { $0.append($1) }
+            }
+            let unexpected = all.filter { $0 != "ok" && $0 != "refused" }
+            print("160 concurrent 1 MiB puts: \(all.filter { $0 == "ok" }.count) written, \(all.filter { $0 == "refused" }.count) refused")
+            #expect(unexpected.isEmpty, "\(unexpected.count) puts failed otherwise, e.g. \(unexpected.prefix(3))")
+            #expect(all.contains("ok"))
+            // Small writes still go through at once.
+            let start = ContinuousClock.now
+            _ = try await Self.put(pool, endpoint, key: "burst/after", value: Data("y".utf8), timeout: .seconds(10))
+            #expect(ContinuousClock.now - start < .seconds(5))
+        }
+    }
+
+    /// A follower down while the leader compacts past 70 MiB of values catches up from a
+    /// snapshot larger than the 64 MiB a gRPC message may carry: it travels in pieces.
+    @Test func aSnapshotLargerThanAGRPCMessageReachesAFollowerThatFellBehind() async throws {
+        try await ReplicaGroup.with(size: 3, start: false) { group in
+            try Self.compactEvery(20, group)
+            try await group.startAll()
+            let leader = try await group.waitForLeader()
+            let lagging = group.ids.first { $0 != leader }!
+            try await group.kill(lagging)
+            let pool = ClientPool(tls: group.admin)
+            defer { pool.close() }
+            let endpoint = group.member(leader).endpoint
+            for n in 0..<70 {
+                var value = Self.megabyte
+                value.replaceSubrange(0..<8, with: withUnsafeBytes(of: UInt64(n).bigEndian, Array.init))
+                _ = try await Self.put(pool, endpoint, key: "big/\(n)", value: value)
+            }
+            let target = try await group.status(leader).appliedIndex
+            try await group.start(lagging)
+            try await waitUntil("the follower to install the leader's snapshot", timeout: .seconds(90)) {
+                (try? await group.status(lagging).appliedIndex) ?? 0 >= target
+            }
+            let stale = try await pool.call(group.member(lagging).endpoint, timeout: .seconds(10)) { client, options in
+                try await Specola_V1_KV.Client(wrapping: client).get(.with { $0.key = "big/69"; $0.stale = true }, options: options)
+            }
+            #expect(stale.found)
+            #expect(stale.kv.value.prefix(8) == Data(withUnsafeBytes(of: UInt64(69).bigEndian, Array.init)))
+            #expect(stale.kv.value.count == Self.megabyte.count)
+            let log = try String(contentsOfFile: group.process(lagging)!.logPath, encoding: .utf8)
+            #expect(log.contains("state restored from a leader snapshot"), "the follower caught up without a snapshot")
+        }
+    }
+}
