@@ -9,7 +9,7 @@ import CooperativePoolWatch
 /// Large writes against real replicas: bounded by bytes, refused one by one, and a snapshot
 /// larger than any gRPC message still reaches a follower that fell behind.
 @Suite(.serialized, .processTest, .watchesCooperativePool) struct FlowControlTests {
-    static let megabyte = Data((0..<(1 << 20) - 64).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+    static let megabyte = Data(repeating: 0x5A, count: (1 << 20) - 64)
 
     static func put(_ pool: ClientPool, _ endpoint: HostPort, key: String, value: Data, timeout: Duration = .seconds(30))
         async throws -> Specola_V1_KvWriteResponse {
