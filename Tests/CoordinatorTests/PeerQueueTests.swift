@@ -60,4 +60,15 @@ import Testing
         var huge = ChunkAssembler()
         #expect(throws: RPCError.self) { try huge.add(Data(count: 1), total: UInt64(ChunkAssembler.maxMessageBytes) + 1) }
     }
+
+    /// A heartbeat queued behind megabytes of appends goes out first.
+    @Test func controlMessagesOvertakeQueuedLogData() {
+        let queue = PeerQueue()
+        let append = [UInt8](repeating: 1, count: 1 << 20)
+        queue.enqueue([append, append])
+        queue.enqueue([[9]], urgent: true)
+        #expect(queue.takeBatch() == [[9]])
+        #expect(queue.takeBatch().count == 2)
+        #expect(queue.takeBatch().isEmpty)
+    }
 }
