@@ -140,7 +140,7 @@ import CooperativePoolWatch
 
 /// A leader deposed while its clients wait, then caught up from the new leader's snapshot:
 /// the snapshot's proposal ledger, not a guess, tells each client whether its write happened.
-@Suite(.watchesCooperativePool) struct DeposedLeaderTests {
+@Suite(.runsOffThePool, .watchesCooperativePool) struct DeposedLeaderTests {
     enum SnapshotKind: String, CaseIterable { case holdsTheWrite, replacedTheWrite, predatesTheLedger }
 
     @Test(arguments: SnapshotKind.allCases)
