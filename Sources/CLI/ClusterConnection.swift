@@ -82,7 +82,10 @@ struct ConnectionOptions: ParsableArguments {
         var untried = given
         var endpoint = untried.removeFirst()
         var lastError: RPCError?
-        for _ in 0..<(given.count + 2) {
+        var overloadRetries = 0
+        var attempt = 0
+        while attempt < given.count + 2 {
+            attempt += 1
             let refused = Mutex<ServerRefusal?>(nil)
             let onRefusal: @Sendable (ServerRefusal) -> Void = { refusal in refused.withLock { $0 = refusal } }
             let security: HTTP2ClientTransport.Posix.TransportSecurity
@@ -110,6 +113,14 @@ struct ConnectionOptions: ParsableArguments {
                 // leaves the outcome unknown, and a write must not run twice.
                 let notExecuted = error.metadata[stringValues: "specola-not-executed"].contains { _ in true }
                     || error.message.hasPrefix("Could not establish a connection")
+                // A leader refusing for now says how long to wait; it executed nothing.
+                if error.code == .resourceExhausted, notExecuted, overloadRetries < Self.maxOverloadRetries {
+                    overloadRetries += 1
+                    attempt -= 1
+                    let pushback = error.metadata[stringValues: "grpc-retry-pushback-ms"].compactMap { Int($0) }.first ?? 200
+                    try await Task.sleep(for: .milliseconds(min(max(pushback, 10), 5_000)))
+                    continue
+                }
                 guard error.code == .unavailable, notExecuted else { throw CLIError.from(error, endpoint: endpoint) }
                 lastError = error
                 // The hint is the leader's cluster-plane address; a token client may follow it only
@@ -128,6 +139,9 @@ struct ConnectionOptions: ParsableArguments {
         if let lastError { throw CLIError.from(lastError, endpoint: endpoint, tried: given) }
         throw CLIError("no leader answered; check `specola members` and the replicas' logs", exitCode: 3)
     }
+
+    /// Times a refusal for overload (RESOURCE_EXHAUSTED, not executed) is retried after its hint.
+    static let maxOverloadRetries = 5
 
     /// An IP address is dialled as is; a host name is resolved.
     static func target(_ endpoint: HostPort) -> any ResolvableTarget {

@@ -44,6 +44,8 @@ public struct ClusterState: Sendable {
     public private(set) var storage = StorageBook()
     /// Projects, role bindings and the audit log.
     public private(set) var access = AccessBook()
+    /// Which proposals the log applied lately (see `ProposalLedger`).
+    public private(set) var proposals = ProposalLedger()
 
     public init() {}
 
@@ -59,6 +61,7 @@ public struct ClusterState: Sendable {
         revoked = snapshot.revoked
         storage = StorageBook(snapshot: snapshot)
         access = AccessBook(snapshot: snapshot)
+        proposals = ProposalLedger(snapshot: snapshot)
     }
 
     /// The whole state, in a stable order so equal states serialize equally.
@@ -75,7 +78,14 @@ public struct ClusterState: Sendable {
             $0.alertBookJson = alerts.snapshotJSON()
             $0.pendingNodes = pendingNodes.values.sorted { $0.name < $1.name }
             $0.revoked = revoked
+            proposals.write(into: &$0)
         }
+    }
+
+    /// Applies the command of the log entry at `index` and records its proposal id.
+    public mutating func apply(_ command: Specola_V1_Command, at index: UInt64) -> ApplyOutcome {
+        proposals.record(command.proposalID, index: index, at: command.proposedAtUnixMs)
+        return apply(command)
     }
 
     public mutating func apply(_ command: Specola_V1_Command) -> ApplyOutcome {

@@ -16,6 +16,8 @@ import SpecolaDaemon
 public struct Coordinator: Service {
     public let config: CoordinatorConfig
     let logger: Logger
+    /// Concurrent calls one client connection may have open (HTTP/2 streams).
+    static let maxConcurrentStreams = 1_024
 
     public init(config: CoordinatorConfig, logger: Logger) {
         self.config = config
@@ -97,7 +99,13 @@ public struct Coordinator: Service {
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
                 transportSecurity: config.tls.serverSecurity(reloader: reloader),
-                config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
+                config: .defaults {
+                    $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024
+                    // Advertised, so clients queue calls beyond it. Left unset, NIO still enforces
+                    // 100 streams but tells no one, and the 101st concurrent call tore down the
+                    // whole connection (GOAWAY) instead of waiting for its turn.
+                    $0.http2.maxConcurrentStreams = Self.maxConcurrentStreams
+                }),
             services: services, interceptors: interceptors)
         // Users with a bearer token from the site's OIDC provider: TLS without client certificates,
         // on a listener of its own, so the cluster plane's port keeps demanding certificates.
@@ -110,7 +118,10 @@ public struct Coordinator: Service {
                 transport: .http2NIOPosix(
                     address: .ipv4(host: address.host, port: address.port),
                     transportSecurity: config.tls.tokenServerSecurity(reloader: reloader),
-                    config: .defaults { $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024 }),
+                    config: .defaults {
+                        $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024
+                        $0.http2.maxConcurrentStreams = Self.maxConcurrentStreams
+                    }),
                 services: services, interceptors: interceptors)
         }
         let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger)

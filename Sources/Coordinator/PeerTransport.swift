@@ -48,7 +48,11 @@ public final class PeerTransport: Sendable {
         let grouped = Dictionary(grouping: messages, by: \.to)
         senders.withLock { senders in
             for (to, batch) in grouped {
-                senders[to]?.enqueue(batch.map { $0.wireBytes() })
+                guard let sender = senders[to] else { continue }
+                let bulk = batch.filter(\.carriesLogData)
+                if !bulk.isEmpty { sender.enqueue(bulk.map { $0.wireBytes() }) }
+                let control = batch.filter { !$0.carriesLogData }
+                if !control.isEmpty { sender.enqueue(control.map { $0.wireBytes() }, urgent: true) }
             }
         }
     }
@@ -76,7 +80,7 @@ final class PeerSender: Sendable {
         }
     }
 
-    func enqueue(_ messages: [[UInt8]]) { queue.enqueue(messages) }
+    func enqueue(_ messages: [[UInt8]], urgent: Bool = false) { queue.enqueue(messages, urgent: urgent) }
 
     func stop() {
         task.cancel()
@@ -121,7 +125,19 @@ final class PeerSender: Sendable {
                                     while true {
                                         let batch = queue.takeBatch()
                                         if batch.isEmpty { break }
-                                        try await writer.write(.with { $0.fromID = selfID; $0.messages = batch.map { Data($0) } })
+                                        if batch.count == 1, batch[0].count > PeerQueue.batchBytes {
+                                            // A snapshot larger than a batch goes in pieces, in order on this stream.
+                                            let whole = batch[0]
+                                            for piece in PeerQueue.pieces(of: whole.count) {
+                                                try await writer.write(.with {
+                                                    $0.fromID = selfID
+                                                    $0.chunk = Data(whole[piece])
+                                                    $0.chunkTotal = UInt64(whole.count)
+                                                })
+                                            }
+                                        } else {
+                                            try await writer.write(.with { $0.fromID = selfID; $0.messages = batch.map { Data($0) } })
+                                        }
                                         if !queue.healthy.exchange(true, ordering: .relaxed) {
                                             logger.info("replica reachable again", metadata: ["peer.name": "\(peer.name)", "peer.address": "\(endpoint)"])
                                         }
@@ -155,8 +171,18 @@ final class PeerQueue: Sendable {
     static let batchBytes = 8 << 20
     /// Bytes queued for one peer before the oldest are dropped (Raft resends what matters).
     static let bytesLimit = 128 << 20
+    /// Size of the pieces a message larger than `batchBytes` travels in.
+    static let chunkBytes = 4 << 20
+
+    /// The byte ranges of the pieces a message of `count` bytes is sent in.
+    static func pieces(of count: Int, size: Int = chunkBytes) -> [Range<Int>] {
+        stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
+    }
 
     private let items = Mutex<(messages: [[UInt8]], bytes: Int)>(([], 0))
+    /// Small control messages (heartbeats, votes, answers): they go before queued log data, so
+    /// megabytes of appends never hold back the heartbeat that keeps followers from campaigning.
+    private let urgent = Mutex<[[UInt8]]>([])
     /// Whether the last send worked, so a dead peer is logged once per outage.
     let healthy = Atomic<Bool>(true)
     /// The current stream's continuation. A fresh stream per send attempt: an
@@ -176,7 +202,15 @@ final class PeerQueue: Sendable {
         return stream
     }
 
-    func enqueue(_ messages: [[UInt8]]) {
+    func enqueue(_ messages: [[UInt8]], urgent isUrgent: Bool = false) {
+        if isUrgent {
+            urgent.withLock { urgent in
+                urgent.append(contentsOf: messages)
+                if urgent.count > Self.limit { urgent.removeFirst(urgent.count - Self.limit) }
+            }
+            _ = wake.withLock { $0?.yield() }
+            return
+        }
         items.withLock { items in
             items.messages.append(contentsOf: messages)
             items.bytes += messages.reduce(0) { $0 + $1.count }
@@ -193,7 +227,13 @@ final class PeerQueue: Sendable {
 
     /// The oldest messages, at most `batchLimit` of them and `batchBytes` together (one at least).
     func takeBatch() -> [[UInt8]] {
-        items.withLock { items in
+        let control = urgent.withLock { urgent -> [[UInt8]] in
+            let batch = Array(urgent.prefix(Self.batchLimit))
+            urgent.removeFirst(batch.count)
+            return batch
+        }
+        if !control.isEmpty { return control }
+        return items.withLock { items in
             var count = 0
             var bytes = 0
             while count < items.messages.count && count < Self.batchLimit {
@@ -209,7 +249,10 @@ final class PeerQueue: Sendable {
         }
     }
 
-    func clear() { items.withLock { $0 = ([], 0) } }
+    func clear() {
+        items.withLock { $0 = ([], 0) }
+        urgent.withLock { $0.removeAll() }
+    }
 
     func finish() {
         finished.store(true, ordering: .relaxed)

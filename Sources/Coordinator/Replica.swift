@@ -28,12 +28,15 @@ public actor Replica {
 
     struct Proposal {
         var term: Term
+        /// The command's proposal id; empty for membership changes, which are matched by term.
+        var id: Data = Data()
         var startedAt: ContinuousClock.Instant
         var continuation: CheckedContinuation<ApplyOutcome, any Error>
     }
 
     /// A command waiting for room in the batch window, where it joins the others queued with it.
     struct QueuedProposal {
+        var id: Data
         var data: [UInt8]
         var startedAt: ContinuousClock.Instant
         var continuation: CheckedContinuation<ApplyOutcome, any Error>
@@ -76,6 +79,12 @@ public actor Replica {
     static let maxBatchesInFlight = 2
     /// A queue this long goes out even with the window full.
     static let maxBatch = 256
+    /// Most bytes of commands in one batch; the first always goes, however large.
+    static let maxBatchBytes = 4 << 20
+    /// Bytes of commands waiting for the window beyond which new ones are refused at once
+    /// (RESOURCE_EXHAUSTED, not executed), so a burst of large writes cannot outgrow memory.
+    static let maxQueuedBytes = 64 << 20
+    private var queuedBytes = 0
     /// The ReadIndex round under way, by context (at most one is started at a time).
     private var readRequests: [[UInt8]: ReadRound] = [:]
     /// Read barriers that arrived while a round was under way. They need a round that starts
@@ -88,6 +97,9 @@ public actor Replica {
     /// Starts at random in each process, so a ReadIndex context never repeats one sent before a
     /// restart (a late answer to that one would release a read too early).
     private var readCounter = UInt64.random(in: 0...(UInt64.max / 2))
+    /// Proposal ids are this process's random half followed by a counter: unique across restarts.
+    private let proposalNonce = UInt64.random(in: 0...UInt64.max)
+    private var proposalCounter: UInt64 = 0
     private var processScheduled = false
     /// The hard state last written to disk (its commit index may lag the real one).
     private var durableHardState: HardState
@@ -256,9 +268,20 @@ public actor Replica {
     /// message per follower and one fsync, however many clients wrote concurrently.
     private func proposeQueued() {
         guard !queuedProposals.isEmpty, mayProposeNow() else { return }
-        let queued = queuedProposals
-        queuedProposals.removeAll(keepingCapacity: true)
+        var count = 0
+        var bytes = 0
+        while count < queuedProposals.count && count < Self.maxBatch {
+            let size = queuedProposals[count].data.count
+            if count > 0 && bytes + size > Self.maxBatchBytes { break }
+            bytes += size
+            count += 1
+        }
+        let queued = Array(queuedProposals.prefix(count))
         let result = raft.propose(batch: queued.map(\.data))
+        // A leader holding too much uncommitted keeps the batch queued: a commit frees room.
+        if case .dropped(.tooMuchUncommitted) = result, raft.commitIndex < raft.lastIndex { return }
+        queuedProposals.removeFirst(count)
+        queuedBytes -= bytes
         guard case .accepted(let first, let term) = result else {
             let error = refusal(result)
             for proposal in queued { proposal.continuation.resume(throwing: error) }
@@ -268,7 +291,7 @@ public actor Replica {
             let index = first + Index(offset)
             // An older proposal at this index lost its entry to a new leader's log: it never commits.
             let displaced = proposals.updateValue(
-                Proposal(term: term, startedAt: proposal.startedAt, continuation: proposal.continuation), forKey: index)
+                Proposal(term: term, id: proposal.id, startedAt: proposal.startedAt, continuation: proposal.continuation), forKey: index)
             displaced?.continuation.resume(throwing: ReplicaError.superseded(index: index))
         }
         batchesInFlight.append(first + Index(queued.count) - 1)
@@ -280,7 +303,7 @@ public actor Replica {
         batchesInFlight.removeAll { $0 <= commit }
         // A replica that stopped leading lets the core refuse them, so clients go elsewhere.
         return batchesInFlight.count < Self.maxBatchesInFlight || queuedProposals.count >= Self.maxBatch
-            || raft.role != .leader
+            || queuedBytes >= Self.maxBatchBytes || raft.role != .leader
     }
 
     /// Whether `hardState` differs from what is on disk in more than the commit index.
@@ -291,10 +314,12 @@ public actor Replica {
 
     private func apply(_ entry: Entry) {
         var outcome = ApplyOutcome.done
+        var appliedID = Data()
         if entry.kind == .normal && !entry.data.isEmpty {
             do {
                 let command = try Specola_V1_Command(serializedBytes: entry.data)
-                outcome = state.apply(command)
+                appliedID = command.proposalID
+                outcome = state.apply(command, at: entry.index)
                 if case .setMember = command.kind { refreshAddressBook() }
                 if case .revokeCertificate = command.kind { denyList.replace(with: state.revoked) }
                 switch command.kind {
@@ -311,7 +336,9 @@ public actor Replica {
         appliedTerm = entry.term
         wakeProgressWaiters()
         if let proposal = proposals.removeValue(forKey: entry.index) {
-            if proposal.term == entry.term {
+            // Another command at this index means ours was replaced: ids are never proposed twice.
+            let ours = proposal.id.isEmpty ? proposal.term == entry.term : proposal.id == appliedID
+            if ours {
                 proposal.continuation.resume(returning: outcome)
             } else {
                 proposal.continuation.resume(throwing: ReplicaError.superseded(index: entry.index))
@@ -333,11 +360,23 @@ public actor Replica {
             stopped = true
             failEverything(ReplicaError.storageFailed("bad snapshot: \(error)"))
         }
-        // The snapshot may or may not hold these writes: only the leader's log knew, and it is gone.
+        // The entries of these writes are gone; the snapshot's proposal ledger says whether they happened.
         for (index, proposal) in proposals where index <= applied {
-            proposal.continuation.resume(throwing: ReplicaError.outcomeUnknown(
-                index: index, why: "this replica caught up from a leader's snapshot, which may or may not include it"))
             proposals.removeValue(forKey: index)
+            guard !proposal.id.isEmpty else {
+                proposal.continuation.resume(throwing: ReplicaError.outcomeUnknown(
+                    index: index, why: "this replica caught up from a leader's snapshot, which may or may not include it"))
+                continue
+            }
+            switch state.proposals.answer(for: proposal.id, proposedAt: index, appliedThrough: applied) {
+            case .applied(let at):
+                proposal.continuation.resume(throwing: ReplicaError.appliedResultUnknown(index: at))
+            case .notApplied:
+                proposal.continuation.resume(throwing: ReplicaError.superseded(index: index))
+            case .unknown:
+                proposal.continuation.resume(throwing: ReplicaError.outcomeUnknown(
+                    index: index, why: "this replica caught up from a leader's snapshot, whose ledger no longer reaches back to it"))
+            }
         }
     }
 
@@ -415,7 +454,9 @@ public actor Replica {
         let expired = queuedProposals.filter { $0.startedAt < limit }
         if !expired.isEmpty {
             queuedProposals.removeAll { $0.startedAt < limit }
-            for proposal in expired { proposal.continuation.resume(throwing: ReplicaError.timedOut) }
+            queuedBytes = queuedProposals.reduce(0) { $0 + $1.data.count }
+            // Never handed to the core: certainly not executed.
+            for proposal in expired { proposal.continuation.resume(throwing: ReplicaError.overloaded) }
         }
         for (context, round) in readRequests where round.startedAt < limit {
             round.fail(ReplicaError.timedOut)
@@ -431,6 +472,7 @@ public actor Replica {
         proposals.removeAll()
         for proposal in queuedProposals { proposal.continuation.resume(throwing: error) }
         queuedProposals.removeAll()
+        queuedBytes = 0
         for (_, round) in readRequests { round.fail(error) }
         readRequests.removeAll()
         for waiter in readsForNextRound { waiter.resume(throwing: error) }
@@ -449,13 +491,26 @@ public actor Replica {
         // Refuse at once what the batch would refuse, so followers redirect without a wait.
         guard raft.role == .leader else { throw ReplicaError.notLeader(leaderHint) }
         if raft.leadTransferee != nil { throw refusal(.dropped(.leadershipTransferInProgress)) }
+        var command = command
+        command.proposalID = nextProposalID()
+        let id = command.proposalID
         let data: [UInt8] = try command.serializedBytes()
+        // Refused on its own, before anything runs: the client retries in a moment.
+        if !queuedProposals.isEmpty && queuedBytes + data.count > Self.maxQueuedBytes { throw ReplicaError.overloaded }
         return try await withCheckedThrowingContinuation { continuation in
-            queuedProposals.append(QueuedProposal(data: data, startedAt: .now, continuation: continuation))
+            queuedProposals.append(QueuedProposal(id: id, data: data, startedAt: .now, continuation: continuation))
+            queuedBytes += data.count
             // With the window open, replicate now (no task hop); otherwise the pass that
             // handles the next commit sends this along with everything queued behind it.
             if mayProposeNow() { process() }
         }
+    }
+
+    private func nextProposalID() -> Data {
+        proposalCounter += 1
+        var id = withUnsafeBytes(of: proposalNonce.bigEndian, Array.init)
+        id += withUnsafeBytes(of: proposalCounter.bigEndian, Array.init)
+        return Data(id)
     }
 
     /// Proposes a membership change and returns once it is committed and applied here.
@@ -567,6 +622,8 @@ public actor Replica {
     }
 
     public var allMembers: [NodeID: Specola_V1_Member] { addressBook }
+    /// The ids of the proposals waiting for their entry, by log index (for tests).
+    var pendingProposalIDs: [Index: Data] { proposals.mapValues(\.id) }
 
     /// The leader as "name at address", for errors that send clients there.
     public var leaderHint: LeaderHint? {
@@ -623,6 +680,8 @@ public enum ReplicaError: Error, CustomStringConvertible {
     case superseded(index: Index)
     /// The write may or may not have been applied; a client must read before retrying it.
     case outcomeUnknown(index: Index, why: String)
+    /// The write was applied at `index`, but this replica caught up from a snapshot and never saw its result.
+    case appliedResultUnknown(index: Index)
     /// The leader holds as many uncommitted writes as it may; nothing was executed.
     case overloaded
     case timedOut
@@ -636,6 +695,8 @@ public enum ReplicaError: Error, CustomStringConvertible {
         case .notLeader(let hint?): return "this replica is not the leader; the leader is \(hint)"
         case .notLeader(nil): return "no leader is known yet (election in progress); retry shortly"
         case .superseded(let index): return "the write at index \(index) was replaced after a leader change; it did not happen — retry"
+        case .appliedResultUnknown(let index):
+            return "the write was applied (log index \(index)), but this replica caught up from a snapshot and does not know its result; read the state to see it — do not retry the write"
         case .outcomeUnknown(let index, let why): return "the outcome of the write at index \(index) is unknown (\(why)); read the state before retrying it"
         case .overloaded: return "the leader holds as many writes waiting for a quorum as it may; this one was not executed — retry in a moment"
         case .timedOut: return "the write or read did not complete in time (no quorum?); its outcome is unknown"

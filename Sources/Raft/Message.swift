@@ -44,6 +44,17 @@ public struct Message: Sendable, Equatable {
         case readIndexResponse(index: Index, context: [UInt8])
     }
 
+    /// Whether this is log replication (an append, empty or not, or a snapshot). A transport keeps
+    /// these in order among themselves (an empty append overtaking the entries before it would be
+    /// rejected and break the pipeline) but may send other messages ahead of them: heartbeats
+    /// carry only a commit index the follower already holds, so their order does not matter.
+    public var carriesLogData: Bool {
+        switch payload {
+        case .append, .installSnapshot: return true
+        default: return false
+        }
+    }
+
     /// Whether the driver may send this before persisting the Ready that carries it. Only a
     /// leader's messages about its own log qualify: its entries count toward a quorum only
     /// once `advance` reports them stored (Raft thesis §10.2.1). Everything else, votes and

@@ -23,9 +23,9 @@ struct Progress: Sendable, Equatable {
     var lastHeardTick = 0
     var isLearner: Bool
 
-    init(next: Index, maxInflight: Int, isLearner: Bool) {
+    init(next: Index, maxInflight: Int, maxInflightBytes: Int = .max, isLearner: Bool) {
         self.next = next
-        self.inflights = Inflights(capacity: maxInflight)
+        self.inflights = Inflights(capacity: maxInflight, maxBytes: maxInflightBytes)
         self.isLearner = isLearner
     }
 
@@ -71,13 +71,13 @@ struct Progress: Sendable, Equatable {
         inflights.reset()
     }
 
-    /// An append ending at `lastIndex` with `count` entries was sent.
-    mutating func sentAppend(lastIndex: Index, count: Int) {
+    /// An append ending at `lastIndex` with `count` entries of `bytes` data was sent.
+    mutating func sentAppend(lastIndex: Index, count: Int, bytes: Int = 0) {
         switch state {
         case .replicate:
             if count > 0 {
                 next = lastIndex + 1
-                inflights.add(lastIndex)
+                inflights.add(lastIndex, bytes: bytes)
             }
         case .probe:
             probeSent = true
@@ -133,11 +133,12 @@ struct ProgressTracker: Sendable {
     func voteResult() -> Quorum.VoteResult { quorum.voteResult(votes) }
 
     /// Resets every member's progress for a fresh leader whose log ends at `lastIndex`.
-    mutating func resetProgress(lastIndex: Index, maxInflight: Int) {
+    mutating func resetProgress(lastIndex: Index, maxInflight: Int, maxInflightBytes: Int = .max) {
         progress = [:]
         for id in config.members {
             progress[id] = Progress(
-                next: lastIndex + 1, maxInflight: maxInflight, isLearner: config.learners.contains(id))
+                next: lastIndex + 1, maxInflight: maxInflight, maxInflightBytes: maxInflightBytes,
+                isLearner: config.learners.contains(id))
         }
     }
 

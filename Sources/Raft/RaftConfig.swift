@@ -18,17 +18,22 @@ public struct RaftConfig: Sendable, Equatable {
     /// Most bytes of entry data a leader holds uncommitted before it refuses new proposals
     /// (`DropReason.tooMuchUncommitted`), so a burst of large writes cannot outgrow memory.
     public var maxUncommittedBytes: Int
+    /// Most bytes of entry data in append messages sent to one follower and not yet
+    /// acknowledged; an empty window always lets one message out, however large.
+    public var maxInflightBytes: Int
     /// Seed for the election-timeout jitter, so runs are reproducible.
     public var randomSeed: UInt64
 
     public init(
         id: NodeID, electionTick: Int = 10, heartbeatTick: Int = 1, preVote: Bool = true,
         checkQuorum: Bool = true, maxEntriesPerMessage: Int = 64, maxInflight: Int = 256,
-        randomSeed: UInt64 = 0, maxBytesPerMessage: Int = 1 << 20, maxUncommittedBytes: Int = 64 << 20
+        randomSeed: UInt64 = 0, maxBytesPerMessage: Int = 1 << 20, maxUncommittedBytes: Int = 64 << 20,
+        maxInflightBytes: Int = 32 << 20
     ) {
         precondition(id != 0, "NodeID 0 means nobody")
         precondition(electionTick > heartbeatTick && heartbeatTick > 0, "need electionTick > heartbeatTick > 0")
-        precondition(maxEntriesPerMessage > 0 && maxInflight > 0 && maxBytesPerMessage > 0 && maxUncommittedBytes > 0)
+        precondition(maxEntriesPerMessage > 0 && maxInflight > 0 && maxBytesPerMessage > 0 && maxUncommittedBytes > 0
+                     && maxInflightBytes > 0)
         self.id = id
         self.electionTick = electionTick
         self.heartbeatTick = heartbeatTick
@@ -38,6 +43,7 @@ public struct RaftConfig: Sendable, Equatable {
         self.maxInflight = maxInflight
         self.maxBytesPerMessage = maxBytesPerMessage
         self.maxUncommittedBytes = maxUncommittedBytes
+        self.maxInflightBytes = maxInflightBytes
         self.randomSeed = randomSeed
     }
 }

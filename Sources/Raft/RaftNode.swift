@@ -132,7 +132,7 @@ public struct RaftNode: Sendable {
         reset(term: term)
         role = .leader
         leader = id
-        tracker.resetProgress(lastIndex: log.lastIndex, maxInflight: config.maxInflight)
+        tracker.resetProgress(lastIndex: log.lastIndex, maxInflight: config.maxInflight, maxInflightBytes: config.maxInflightBytes)
         for peer in tracker.progress.keys {
             tracker.progress[peer]!.recentActive = true
             tracker.progress[peer]!.lastHeardTick = ticks
@@ -691,7 +691,8 @@ public struct RaftNode: Sendable {
         for node in members {
             if tracker.progress[node] == nil {
                 tracker.progress[node] = Progress(
-                    next: log.lastIndex + 1, maxInflight: config.maxInflight, isLearner: false)
+                    next: log.lastIndex + 1, maxInflight: config.maxInflight, maxInflightBytes: config.maxInflightBytes,
+                    isLearner: false)
                 tracker.progress[node]!.recentActive = true
                 tracker.progress[node]!.lastHeardTick = ticks
             }
@@ -737,7 +738,8 @@ public struct RaftNode: Sendable {
         }
         let entries = log.entries(from: pr.next, maxCount: config.maxEntriesPerMessage, maxBytes: config.maxBytesPerMessage)
         if entries.isEmpty && !sendIfEmpty { return false }
-        pr.sentAppend(lastIndex: entries.last?.index ?? prevIndex, count: entries.count)
+        pr.sentAppend(lastIndex: entries.last?.index ?? prevIndex, count: entries.count,
+                      bytes: entries.reduce(0) { $0 + $1.data.count })
         tracker.progress[peer] = pr
         send(to: peer, .append(prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, commit: log.committed))
         return !entries.isEmpty

@@ -1,4 +1,6 @@
 import CooperativePoolWatch
+import Foundation
+import GRPCCore
 import Testing
 @testable import SpecolaClusterCore
 @testable import SpecolaCoordinator
@@ -30,5 +32,43 @@ import Testing
         }
         #expect(kept.count * megabyte <= PeerQueue.bytesLimit)
         #expect(kept.last?.first == UInt8(truncatingIfNeeded: PeerQueue.bytesLimit / megabyte + 9), "the newest must be kept")
+    }
+
+    /// A message over the batch size (a large snapshot) travels in pieces and is whole again on arrival.
+    @Test(.cpuBoundOffThePool) func aMessageInPiecesIsJoinedExactlyOnce() throws {
+        var message = Data(count: (10 << 20) + 3)
+        for offset in stride(from: 0, to: message.count, by: 4_099) { message[offset] = UInt8(truncatingIfNeeded: offset / 4_099 + 1) }
+        let pieces = PeerQueue.pieces(of: message.count)
+        #expect(pieces.count == 3)
+        #expect(pieces.allSatisfy { $0.count <= PeerQueue.chunkBytes })
+        var assembler = ChunkAssembler()
+        var joined: [Data] = []
+        for piece in pieces {
+            if let whole = try assembler.add(message[piece], total: UInt64(message.count)) { joined.append(whole) }
+        }
+        #expect(joined == [message])
+        // The assembler is ready for the next message.
+        #expect(try assembler.add(Data([1, 2]), total: 2) == Data([1, 2]))
+    }
+
+    @Test func piecesThatDoNotAddUpAreRefused() throws {
+        var assembler = ChunkAssembler()
+        #expect(try assembler.add(Data(count: 10), total: 25) == nil)
+        #expect(throws: RPCError.self) { try assembler.add(Data(count: 10), total: 30) }
+        var overflow = ChunkAssembler()
+        #expect(throws: RPCError.self) { try overflow.add(Data(count: 10), total: 5) }
+        var huge = ChunkAssembler()
+        #expect(throws: RPCError.self) { try huge.add(Data(count: 1), total: UInt64(ChunkAssembler.maxMessageBytes) + 1) }
+    }
+
+    /// A heartbeat queued behind megabytes of appends goes out first.
+    @Test func controlMessagesOvertakeQueuedLogData() {
+        let queue = PeerQueue()
+        let append = [UInt8](repeating: 1, count: 1 << 20)
+        queue.enqueue([append, append])
+        queue.enqueue([[9]], urgent: true)
+        #expect(queue.takeBatch() == [[9]])
+        #expect(queue.takeBatch().count == 2)
+        #expect(queue.takeBatch().isEmpty)
     }
 }

@@ -137,3 +137,72 @@ import CooperativePoolWatch
         }
     }
 }
+
+/// A leader deposed while its clients wait, then caught up from the new leader's snapshot:
+/// the snapshot's proposal ledger, not a guess, tells each client whether its write happened.
+@Suite(.runsOffThePool, .watchesCooperativePool) struct DeposedLeaderTests {
+    enum SnapshotKind: String, CaseIterable { case holdsTheWrite, replacedTheWrite, predatesTheLedger }
+
+    @Test(arguments: SnapshotKind.allCases)
+    func aWaitingClientLearnsFromTheSnapshotWhetherItsWriteHappened(kind: SnapshotKind) async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        var settings = Replica.Settings(id: 1, name: "c1")
+        settings.tick = .milliseconds(5)
+        let logger = Logger(label: "test")
+        // Peers 2 and 3 have no address: nothing is sent; the test plays their part.
+        let replica = try Replica(
+            settings: settings, storage: RaftStorage(path: dir.file("raft.sqlite")),
+            peers: [.with { $0.id = 1; $0.name = "c1"; $0.address = "127.0.0.1:1" }], initialVoters: [1, 2, 3],
+            transport: PeerTransport(selfID: 1, tls: TLSFiles(ca: "", cert: "", key: ""), logger: logger),
+            thresholds: .init(), logger: logger)
+        await replica.receive([Message(from: 2, to: 1, term: 1, payload: .timeoutNow)])
+        await replica.receive([Message(from: 2, to: 1, term: 2, payload: .voteResponse(granted: true))])
+        #expect(await replica.isLeader)
+
+        let write = Task {
+            try await replica.propose(.with { $0.kvPut = .with { $0.key = "k"; $0.value = Data("v".utf8) } })
+        }
+        try await waitUntil("the write to wait for a quorum") { await !replica.pendingProposalIDs.isEmpty }
+        let (index, id) = try #require(await replica.pendingProposalIDs.first)
+
+        // Replica 2 led term 3, committed up to index + 1 and compacted its log into a snapshot.
+        var state = ClusterState()
+        switch kind {
+        case .holdsTheWrite:
+            _ = state.apply(.with { $0.proposalID = id; $0.kvPut = .with { $0.key = "k"; $0.value = Data("v".utf8) } }, at: index)
+        case .replacedTheWrite, .predatesTheLedger:
+            _ = state.apply(.with { $0.proposalID = Data("other".utf8); $0.kvPut = .with { $0.key = "x"; $0.value = Data("y".utf8) } }, at: index)
+        }
+        var image = state.snapshot()
+        image.appliedIndex = index + 1
+        image.appliedTerm = 3
+        if kind == .predatesTheLedger {
+            image.appliedProposals = []
+            image.appliedProposalsCompleteFrom = 0
+        }
+        let snapshot = Snapshot(meta: SnapshotMeta(index: index + 1, term: 3, config: ConfigState(voters: [1, 2, 3])),
+                                data: try image.serializedBytes())
+        await replica.receive([Message(from: 2, to: 1, term: 3, payload: .installSnapshot(snapshot))])
+        #expect(await replica.isLeader == false)
+        #expect(await replica.appliedIndex == index + 1)
+
+        do {
+            let outcome = try await write.value
+            Issue.record("the deposed leader's write was acknowledged: \(outcome)")
+        } catch let error as ReplicaError {
+            switch (kind, error) {
+            case (.holdsTheWrite, .appliedResultUnknown(let at)):
+                #expect(at == index)
+                #expect("\(error)".contains("do not retry"))
+            case (.replacedTheWrite, .superseded(let at)):
+                #expect(at == index)
+                #expect("\(error)".contains("did not happen"))
+            case (.predatesTheLedger, .outcomeUnknown(let at, _)):
+                #expect(at == index)
+            default:
+                Issue.record("\(kind): unexpected answer \(error)")
+            }
+        }
+    }
+}

@@ -63,6 +63,39 @@ import CooperativePoolWatch
         #expect(appends.contains { $0.count == 1 && $0[0].data.count == 500 }, "the 500-byte entry never went out")
     }
 
+    /// Appends a follower has not acknowledged hold at most `maxInflightBytes` of data (the
+    /// window always lets one out); once it answers, the rest follows.
+    @Test func unacknowledgedAppendsToAFollowerStayWithinTheInflightBytes() throws {
+        let sim = Simulation(voters: [1, 2, 3], seed: 42) {
+            $0.maxBytesPerMessage = 400
+            $0.maxInflightBytes = 1_000
+        }
+        let leader = try #require(try sim.electLeader())
+        try Self.write(sim, "settle")
+        let silent = sim.ids.first { $0 != leader }!
+        var unacknowledged: [Int] = []
+        sim.dropIf = { message in
+            if message.to == silent, case .append(_, _, let entries, _) = message.payload, !entries.isEmpty {
+                unacknowledged.append(entries.reduce(0) { $0 + $1.data.count })
+            }
+            return message.from == silent
+        }
+        for _ in 0..<6 {
+            guard case .accepted? = try sim.propose(at: leader, [UInt8](repeating: 1, count: 400)) else {
+                Issue.record("proposal refused")
+                return
+            }
+            try sim.deliverAll()
+        }
+        #expect(unacknowledged == [400, 400, 400], "appends to a silent follower: \(unacknowledged)")
+        sim.dropIf = nil
+        for _ in 0..<40 where sim.raft(silent).commitIndex < sim.raft(leader).commitIndex {
+            try sim.tickAll()
+            try sim.deliverAll()
+        }
+        #expect(sim.raft(silent).commitIndex == sim.raft(leader).commitIndex)
+    }
+
     /// A leader whose quorum does not answer takes proposals only up to `maxUncommittedBytes`,
     /// then refuses them (nothing appended) until what it holds commits.
     @Test func aLeaderRefusesProposalsBeyondItsUncommittedBytes() throws {

@@ -421,6 +421,9 @@ public struct KVClient: Sendable {
         switch error.code {
         case .aborted:
             return true  // superseded by another leader's entry, or dropped by Raft
+        case .resourceExhausted:
+            // The leader refused it for now (too much uncommitted), before executing anything.
+            return error.metadata[stringValues: "specola-not-executed"].contains { _ in true }
         case .unavailable:
             if error.metadata[stringValues: "specola-leader"].first(where: { _ in true }) != nil { return true }
             let neverSent = ["no leader is known", "not the leader", "transient failure", "isn't ready",

@@ -2182,6 +2182,12 @@ public nonisolated struct Specola_V1_RaftBatch: Sendable {
 
   public var messages: [Data] = []
 
+  /// One piece of a single message too large for a batch (a snapshot): the pieces follow
+  /// each other on one Pipe stream, in order, until chunk_total bytes have arrived.
+  public var chunk: Data = Data()
+
+  public var chunkTotal: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2392,6 +2398,11 @@ public nonisolated struct Specola_V1_Command: Sendable {
     }
     set {kind = .audit(newValue)}
   }
+
+  /// 16 bytes the proposing replica draws for this command alone; the replicated state
+  /// records the ids it applied lately (ClusterSnapshot.applied_proposals), so a replica
+  /// that caught up from a snapshot still knows whether a client's write happened.
+  public var proposalID: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3071,11 +3082,41 @@ public nonisolated struct Specola_V1_ClusterSnapshot: @unchecked Sendable {
     set {_uniqueStorage()._usage = newValue}
   }
 
+  /// Proposals applied lately, oldest first (bounded by count and by proposal time).
+  public var appliedProposals: [Specola_V1_AppliedProposal] {
+    get {_storage._appliedProposals}
+    set {_uniqueStorage()._appliedProposals = newValue}
+  }
+
+  /// Every proposal applied at or after this log index is in applied_proposals
+  /// (0: not recorded, as in snapshots from before the ledger existed).
+  public var appliedProposalsCompleteFrom: UInt64 {
+    get {_storage._appliedProposalsCompleteFrom}
+    set {_uniqueStorage()._appliedProposalsCompleteFrom = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One entry of the proposal ledger: which command id the log applied, where and when.
+public nonisolated struct Specola_V1_AppliedProposal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: Data = Data()
+
+  public var index: UInt64 = 0
+
+  public var proposedAtUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A submitted job as the replicated state keeps it.
@@ -8255,7 +8296,7 @@ nonisolated extension Specola_V1_GlusterNodeView: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RaftBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_id\0\u{1}messages\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_id\0\u{1}messages\0\u{2}:chunk\0\u{3}chunk_total\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -8265,6 +8306,8 @@ nonisolated extension Specola_V1_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.fromID) }()
       case 2: try { try decoder.decodeRepeatedBytesField(value: &self.messages) }()
+      case 60: try { try decoder.decodeSingularBytesField(value: &self.chunk) }()
+      case 61: try { try decoder.decodeSingularUInt64Field(value: &self.chunkTotal) }()
       default: break
       }
     }
@@ -8277,12 +8320,20 @@ nonisolated extension Specola_V1_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf
     if !self.messages.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.messages, fieldNumber: 2)
     }
+    if !self.chunk.isEmpty {
+      try visitor.visitSingularBytesField(value: self.chunk, fieldNumber: 60)
+    }
+    if self.chunkTotal != 0 {
+      try visitor.visitSingularUInt64Field(value: self.chunkTotal, fieldNumber: 61)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_RaftBatch, rhs: Specola_V1_RaftBatch) -> Bool {
     if lhs.fromID != rhs.fromID {return false}
     if lhs.messages != rhs.messages {return false}
+    if lhs.chunk != rhs.chunk {return false}
+    if lhs.chunkTotal != rhs.chunkTotal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -8309,7 +8360,7 @@ nonisolated extension Specola_V1_RaftDeliverAck: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0\u{1}storage\0\u{4}\u{9}accept_node\0\u{3}node_labels\0\u{3}revoke_certificate\0\u{3}forget_jobs\0\u{2}/project\0\u{3}role_binding\0\u{1}audit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}proposed_at_unix_ms\0\u{3}register_node\0\u{3}apply_report\0\u{3}kv_put\0\u{3}kv_delete\0\u{3}kv_cas\0\u{3}set_member\0\u{1}noop\0\u{3}submit_job\0\u{3}place_tasks\0\u{3}cancel_job\0\u{3}requeue_allocations\0\u{3}set_node_scheduling\0\u{4}\u{3}node_health\0\u{2}\u{4}alert\0\u{2}\u{a}workload\0\u{1}storage\0\u{4}\u{9}accept_node\0\u{3}node_labels\0\u{3}revoke_certificate\0\u{3}forget_jobs\0\u{4}\u{11}proposal_id\0\u{2}\u{1e}project\0\u{3}role_binding\0\u{1}audit\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -8578,6 +8629,7 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
           self.kind = .forgetJobs(v)
         }
       }()
+      case 60: try { try decoder.decodeSingularBytesField(value: &self.proposalID) }()
       case 90: try {
         var v: Specola_V1_ProjectCommand?
         var hadOneofValue = false
@@ -8711,6 +8763,12 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .forgetJobs(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
     }()
+    default: break
+    }
+    if !self.proposalID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.proposalID, fieldNumber: 60)
+    }
+    switch self.kind {
     case .project?: try {
       guard case .project(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
@@ -8723,7 +8781,7 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .audit(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 92)
     }()
-    case nil: break
+    default: break
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -8731,6 +8789,7 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
   public static func ==(lhs: Specola_V1_Command, rhs: Specola_V1_Command) -> Bool {
     if lhs.proposedAtUnixMs != rhs.proposedAtUnixMs {return false}
     if lhs.kind != rhs.kind {return false}
+    if lhs.proposalID != rhs.proposalID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -9831,7 +9890,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0\u{2}/projects\0\u{3}role_bindings\0\u{3}audit_records\0\u{1}usage\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0\u{4}\u{11}applied_proposals\0\u{3}applied_proposals_complete_from\0\u{2}\u{1d}projects\0\u{3}role_bindings\0\u{3}audit_records\0\u{1}usage\0")
 
   fileprivate class _StorageClass {
     var _nodes: [Specola_V1_Node] = []
@@ -9856,6 +9915,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     var _roleBindings: [Specola_V1_RoleBinding] = []
     var _auditRecords: [Specola_V1_AuditRecord] = []
     var _usage: [Specola_V1_UsageRecord] = []
+    var _appliedProposals: [Specola_V1_AppliedProposal] = []
+    var _appliedProposalsCompleteFrom: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -9888,6 +9949,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       _roleBindings = source._roleBindings
       _auditRecords = source._auditRecords
       _usage = source._usage
+      _appliedProposals = source._appliedProposals
+      _appliedProposalsCompleteFrom = source._appliedProposalsCompleteFrom
     }
   }
 
@@ -9924,6 +9987,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         case 41: try { try decoder.decodeRepeatedMessageField(value: &_storage._revoked) }()
         case 42: try { try decoder.decodeRepeatedMessageField(value: &_storage._storageActions) }()
         case 43: try { try decoder.decodeSingularUInt64Field(value: &_storage._storageSequence) }()
+        case 60: try { try decoder.decodeRepeatedMessageField(value: &_storage._appliedProposals) }()
+        case 61: try { try decoder.decodeSingularUInt64Field(value: &_storage._appliedProposalsCompleteFrom) }()
         case 90: try { try decoder.decodeRepeatedMessageField(value: &_storage._projects) }()
         case 91: try { try decoder.decodeRepeatedMessageField(value: &_storage._roleBindings) }()
         case 92: try { try decoder.decodeRepeatedMessageField(value: &_storage._auditRecords) }()
@@ -9990,6 +10055,12 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       if _storage._storageSequence != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._storageSequence, fieldNumber: 43)
       }
+      if !_storage._appliedProposals.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._appliedProposals, fieldNumber: 60)
+      }
+      if _storage._appliedProposalsCompleteFrom != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._appliedProposalsCompleteFrom, fieldNumber: 61)
+      }
       if !_storage._projects.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._projects, fieldNumber: 90)
       }
@@ -10033,10 +10104,52 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         if _storage._roleBindings != rhs_storage._roleBindings {return false}
         if _storage._auditRecords != rhs_storage._auditRecords {return false}
         if _storage._usage != rhs_storage._usage {return false}
+        if _storage._appliedProposals != rhs_storage._appliedProposals {return false}
+        if _storage._appliedProposalsCompleteFrom != rhs_storage._appliedProposalsCompleteFrom {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AppliedProposal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AppliedProposal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}index\0\u{3}proposed_at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.index) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.proposedAtUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularBytesField(value: self.id, fieldNumber: 1)
+    }
+    if self.index != 0 {
+      try visitor.visitSingularUInt64Field(value: self.index, fieldNumber: 2)
+    }
+    if self.proposedAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.proposedAtUnixMs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AppliedProposal, rhs: Specola_V1_AppliedProposal) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.index != rhs.index {return false}
+    if lhs.proposedAtUnixMs != rhs.proposedAtUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
