@@ -50,9 +50,13 @@ let package = Package(
         .systemLibrary(
             name: "CLibvirt", path: "Sources/CLibvirt",
             pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        // Power-loss testing: an SQLite VFS that keeps unsynced writes in memory (selected by tests only).
+        .target(
+            name: "CPowerLossVFS", path: "Sources/CPowerLossVFS",
+            linkerSettings: [.linkedLibrary("sqlite3")]),
         .target(
             name: "SpecolaProtocol",
-            dependencies: grpc + ["SpecolaWire",
+            dependencies: grpc + ["SpecolaWire", "CPowerLossVFS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -154,7 +158,9 @@ let package = Package(
             name: "ClusterCoreTests", dependencies: ["CooperativePoolWatch", "SpecolaClusterCore"], swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["CooperativePoolWatch", "SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
-            name: "ProtocolTests", dependencies: ["CooperativePoolWatch", "SpecolaProtocol"], swiftSettings: settings),
+            name: "ProtocolTests", dependencies: [
+                "CooperativePoolWatch", "SpecolaProtocol", "CPowerLossVFS", .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ], swiftSettings: settings),
         .testTarget(
             name: "AgentTests", dependencies: ["CooperativePoolWatch", "SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
