@@ -331,6 +331,11 @@ final class Simulation {
         let m = inFlight.remove(at: i).message
         guard connected(m.from, m.to), let node = nodes[m.to], node.raft != nil else { return true }
         note("deliver \(m.from)->\(m.to) t\(m.term) \(m.payload)")
+        // The leader sends a heartbeat's commit only up to what this node acknowledged; beyond its
+        // log, the node lost entries it had acknowledged (the core would stop the process, as etcd does).
+        if case .heartbeat(let commit, _) = m.payload, m.term >= node.raft!.term, commit > node.raft!.lastIndex {
+            throw SimFailure(description: "durability: node \(m.to) acknowledged entries through \(commit) but holds \(node.raft!.lastIndex)")
+        }
         node.raft!.step(m)
         try check()
         if rng.chance(readyProbability) { try processReady(m.to) }
