@@ -16,16 +16,18 @@ import Glibc
     /// With the real settings (`synchronous=FULL`), no acknowledged write is lost when a
     /// follower, then the leader, then every replica at once loses power.
     @Test func acknowledgedWritesSurvivePowerCuts() async throws {
-        let outcome = try await Self.runPowerCuts(synchronousOff: false)
+        let outcome = try await Self.runPowerCuts(synchronousOff: false, singleReplicaCuts: true)
         #expect(outcome.acknowledged >= 150)
         #expect(outcome.lost.isEmpty, "acknowledged writes lost or changed by power cuts: \(outcome.lost.prefix(10))")
         #expect(outcome.phantom.isEmpty, "writes refused before execution are present: \(outcome.phantom.prefix(10))")
     }
 
-    /// The same run with `synchronous=OFF` (SQLite never syncs) must lose acknowledged
-    /// writes: proof that the test above can fail, and that the VFS does cut the power.
+    /// With `synchronous=OFF` (SQLite never syncs) the group's power cut must lose
+    /// acknowledged writes: proof that the test above can fail, and that the VFS does cut
+    /// the power. (Single-replica cuts are left out here: a follower that lost its log
+    /// stops at the leader's next heartbeat, as etcd does, and the group loses its quorum.)
     @Test func withSynchronousOffPowerCutsLoseAcknowledgedWrites() async throws {
-        let outcome = try await Self.runPowerCuts(synchronousOff: true)
+        let outcome = try await Self.runPowerCuts(synchronousOff: true, singleReplicaCuts: false)
         #expect(outcome.acknowledged >= 150)
         #expect(!outcome.lost.isEmpty, "synchronous=OFF lost nothing: the power-loss VFS does not drop unsynced writes")
         print("synchronous=OFF: \(outcome.lost.count) of \(outcome.acknowledged) acknowledged writes lost, as expected")
@@ -39,7 +41,7 @@ import Glibc
 
     /// Writers put fresh keys throughout; the power is cut on one follower, then on the
     /// leader, then on the whole group; after the group is back, every key is read.
-    static func runPowerCuts(synchronousOff: Bool) async throws -> Outcome {
+    static func runPowerCuts(synchronousOff: Bool, singleReplicaCuts: Bool) async throws -> Outcome {
         var environment = ["SPECOLA_TEST_POWER_LOSS_VFS": "1"]
         if synchronousOff { environment["SPECOLA_TEST_SYNCHRONOUS_OFF"] = "1" }
         return try await ReplicaGroup.with(size: 3, environment: environment) { group in
@@ -54,21 +56,7 @@ import Glibc
             }
             try await waitUntil("60 acknowledged writes", timeout: .seconds(30)) { ledger.acknowledged >= 60 }
 
-            // One follower loses power and comes back.
-            let leader = try await group.waitForLeader()
-            let follower = group.ids.first { $0 != leader }!
-            try await group.kill(follower)
-            try await group.start(follower)
-            let afterFollower = ledger.acknowledged
-            try await waitUntil("writes after the follower's power cut", timeout: .seconds(30)) { ledger.acknowledged >= afterFollower + 40 }
-
-            // The leader loses power; the others go on.
-            let secondLeader = try await group.waitForLeader()
-            try await group.kill(secondLeader)
-            _ = try await group.waitForLeader(excluding: [secondLeader])
-            let afterLeader = ledger.acknowledged
-            try await waitUntil("writes after the leader's power cut", timeout: .seconds(30)) { ledger.acknowledged >= afterLeader + 40 }
-            try await group.start(secondLeader)
+            if singleReplicaCuts { try await Self.cutOneFollowerThenTheLeader(group, ledger) }
             try await waitUntil("150 acknowledged writes", timeout: .seconds(30)) { ledger.acknowledged >= 150 }
 
             // The whole group loses power at once, with writes in flight.
@@ -86,6 +74,24 @@ import Glibc
             print("power cuts (synchronous \(synchronousOff ? "OFF" : "FULL")): \(acked.count) acknowledged, \(outcome.lost.count) lost, \(stored.count) stored")
             return outcome
         }
+    }
+
+    /// One follower loses power and comes back; then the leader does, while the others go on.
+    static func cutOneFollowerThenTheLeader(_ group: ReplicaGroup, _ ledger: WriteLedger) async throws {
+        let leader = try await group.waitForLeader()
+        let follower = group.ids.first { $0 != leader }!
+        try await group.kill(follower)
+        try await group.start(follower)
+        let afterFollower = ledger.acknowledged
+        try await waitUntil("writes after the follower's power cut", timeout: .seconds(30)) { ledger.acknowledged >= afterFollower + 40 }
+
+        // The leader loses power; the others go on.
+        let secondLeader = try await group.waitForLeader()
+        try await group.kill(secondLeader)
+        _ = try await group.waitForLeader(excluding: [secondLeader])
+        let afterLeader = ledger.acknowledged
+        try await waitUntil("writes after the leader's power cut", timeout: .seconds(30)) { ledger.acknowledged >= afterLeader + 40 }
+        try await group.start(secondLeader)
     }
 }
 
