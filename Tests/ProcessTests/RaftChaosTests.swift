@@ -187,6 +187,8 @@ import Glibc
                 let leader = try await group.waitForLeader()
                 let status = try await group.status(leader)
                 #expect(status.commitIndex > 3 * snapshotEvery, "too few entries for snapshots every \(snapshotEvery)")
+                #expect(group.logTails(lines: 1_000_000).contains("state restored from a leader snapshot"),
+                        "no replica installed a leader's snapshot")
             }
         }
     }
