@@ -8,7 +8,7 @@ import Testing
 /// The SQLite store holds what the shared model (`PersistedState.persist` / `compact`, which
 /// the Raft simulation runs on) says it holds, after random sequences of writes and restarts.
 @Suite(.runsOffThePool, .watchesCooperativePool) struct RaftStorageModelTests {
-    @Test(arguments: [UInt64(1), 2, 3]) func theStoreMatchesTheSimulationsModel(seed: UInt64) throws {
+    @Test(arguments: [UInt64(1), 2, 3]) func theStoreMatchesTheSimulationsModel(seed: UInt64) async throws {
         let dir = try TempDir()
         defer { dir.remove() }
         var rng = SplitMix64Model(seed: seed)

@@ -7,7 +7,7 @@ import Testing
 /// The power-loss VFS's contract: a write reaches the disk only when SQLite syncs the
 /// file, so the files on disk are what a power cut would leave.
 @Suite(.runsOffThePool, .watchesCooperativePool) struct PowerLossVFSTests {
-    @Test func onlySyncedWritesReachTheDisk() throws {
+    @Test func onlySyncedWritesReachTheDisk() async throws {
         #expect(specola_power_loss_vfs_register(0) == SQLITE_OK)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("specola-vfs-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
