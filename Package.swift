@@ -52,6 +52,10 @@ let package = Package(
         .systemLibrary(
             name: "CLibvirt", path: "Sources/CLibvirt",
             pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        // Power-loss testing: an SQLite VFS that keeps unsynced writes in memory (selected by tests only).
+        .target(
+            name: "CPowerLossVFS", path: "Sources/CPowerLossVFS",
+            linkerSettings: [.linkedLibrary("sqlite3")]),
         .target(
             name: "SpecolaProtocol",
             dependencies: grpc + ["SpecolaWire",
@@ -72,7 +76,7 @@ let package = Package(
         .target(
             name: "SpecolaDaemon",
             dependencies: [
-                "SpecolaProtocol", "SpecolaProcesses",
+                "SpecolaProtocol", "SpecolaProcesses", "CPowerLossVFS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -184,7 +188,10 @@ let package = Package(
             name: "ClusterCoreTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaClusterCore"], swiftSettings: settings),
         .testTarget(name: "RaftTests", dependencies: ["CooperativePoolWatch", "SpecolaRaft"], path: "Tests/RaftTests", swiftSettings: settings),
         .testTarget(
-            name: "ProtocolTests", dependencies: ["CooperativePoolWatch", "SpecolaProtocol", "SpecolaDaemon", "SpecolaProcesses"], swiftSettings: settings),
+            name: "ProtocolTests", dependencies: [
+                "CooperativePoolWatch", "SpecolaProtocol", "SpecolaDaemon", "SpecolaProcesses", "CPowerLossVFS",
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ], swiftSettings: settings),
         .testTarget(
             name: "AgentTests", dependencies: ["CooperativePoolWatch", "SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(

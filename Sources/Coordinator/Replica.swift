@@ -76,9 +76,9 @@ public actor Replica {
     /// Batches replicated at once before new proposals wait for one to commit. Waiting
     /// is what groups concurrent clients: the next batch is everything that arrived
     /// during the previous round trip, so messages and fsyncs per write shrink with load.
-    static let maxBatchesInFlight = 2
+    static let maxBatchesInFlight = ProposalWindow.maxBatchesInFlight
     /// A queue this long goes out even with the window full.
-    static let maxBatch = 256
+    static let maxBatch = ProposalWindow.maxBatch
     /// Most bytes of commands in one batch; the first always goes, however large.
     static let maxBatchBytes = 4 << 20
     /// Bytes of commands waiting for the window beyond which new ones are refused at once
@@ -232,7 +232,7 @@ public actor Replica {
             if !early.isEmpty { transport.send(early) }
             // The commit index alone need not be durable (a restarted replica relearns it
             // from the leader), so a Ready that changes nothing else skips the fsync.
-            let mustWrite = !ready.entries.isEmpty || ready.snapshot != nil || changesTermOrVote(ready.hardState)
+            let mustWrite = PersistencePolicy.mustPersist(ready, durable: durableHardState)
             if mustWrite {
                 do {
                     // An unchanged hard state is already on disk (up to its commit index).
@@ -302,14 +302,9 @@ public actor Replica {
         let commit = raft.commitIndex
         batchesInFlight.removeAll { $0 <= commit }
         // A replica that stopped leading lets the core refuse them, so clients go elsewhere.
-        return batchesInFlight.count < Self.maxBatchesInFlight || queuedProposals.count >= Self.maxBatch
-            || queuedBytes >= Self.maxBatchBytes || raft.role != .leader
-    }
-
-    /// Whether `hardState` differs from what is on disk in more than the commit index.
-    private func changesTermOrVote(_ hardState: HardState?) -> Bool {
-        guard let hardState else { return false }
-        return hardState.term != durableHardState.term || hardState.vote != durableHardState.vote
+        return ProposalWindow.mayPropose(
+            batchesInFlight: batchesInFlight.count, queued: queuedProposals.count, isLeader: raft.role == .leader)
+            || queuedBytes >= Self.maxBatchBytes
     }
 
     private func apply(_ entry: Entry) {

@@ -17,40 +17,89 @@ import SpecolaProcesses
 
     // MARK: - a. chaos with a linearizability check
 
-    enum Fault: String, CaseIterable { case killLeader, killFollower, pauseLeader, isolateLeader }
+    enum Fault: String, CaseIterable {
+        case killLeader, killFollower, pauseLeader, isolateLeader, isolateFollower
+        /// The leader's messages to the others are dropped; theirs still reach it.
+        case leaderCannotSend
+        /// A fourth replica joins, catches up and is removed again, while the others take faults.
+        case membershipChange
+    }
+
+    /// What one chaos run does; short by default, `SPECOLA_CHAOS_SECONDS` stretches the workload.
+    struct ChaosPlan {
+        var faults = Fault.allCases
+        var workload = Duration.seconds(40)
+        var staleReads = false
+        var snapshotEvery: UInt64? = nil
+        /// A client that also writes 1 MiB values.
+        var largeValues = false
+        var keys = 4
+    }
 
     @Test func chaosKeepsEveryKeyLinearizable() async throws {
-        // SPECOLA_CHAOS_STALE_READS=1 makes clients read with `stale` from any replica: a check
-        // that the whole pipeline (history, checker) does catch non-linearizable reads.
-        let staleReads = ProcessInfo.processInfo.environment["SPECOLA_CHAOS_STALE_READS"] == "1"
-        let seed = ProcessInfo.processInfo.environment["SPECOLA_CHAOS_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...999_999)
+        // SPECOLA_CHAOS_STALE_READS=1 makes clients read with `stale` from any replica (see
+        // staleReadsAreCaughtByTheChecker, which runs that mode briefly in every test run).
+        try await Self.runChaos(ChaosPlan(staleReads: ProcessInfo.processInfo.environment["SPECOLA_CHAOS_STALE_READS"] == "1"))
+    }
+
+    /// The whole pipeline (clients, history, checker) does catch non-linearizable reads:
+    /// with reads served from any replica's own state, while one is cut off, it must find some.
+    @Test func staleReadsAreCaughtByTheChecker() async throws {
+        try await Self.runChaos(ChaosPlan(faults: [.isolateLeader, .isolateFollower], workload: .seconds(14), staleReads: true, keys: 2))
+    }
+
+    /// Snapshots every 100 entries (so lagging and restarted replicas install them) and
+    /// 1 MiB values in flight, under kill -9 and partitions.
+    @Test func chaosWithFrequentSnapshotsAndLargeValues() async throws {
+        try await Self.runChaos(ChaosPlan(
+            faults: [.killFollower, .isolateFollower, .killLeader], workload: .seconds(24), snapshotEvery: 100, largeValues: true))
+    }
+
+    static func runChaos(_ plan: ChaosPlan) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let staleReads = plan.staleReads
+        let seed = environment["SPECOLA_CHAOS_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...999_999)
         print("chaos seed: \(seed) (replay the fault schedule: SPECOLA_CHAOS_SEED=\(seed) swift test --skip-build --filter RaftChaos)")
-        try await ReplicaGroup.with(size: 3) { group in
+        let workload = environment["SPECOLA_CHAOS_SECONDS"].flatMap(Int64.init).map { Duration.seconds($0) } ?? plan.workload
+        try await ReplicaGroup.with(size: 3, snapshotEvery: plan.snapshotEvery) { group in
             var rng = SplitMix64(seed: seed)
-            let keys = (1...4).map { "chaos/\(seed)/k\($0)" }
+            let keys = (1...plan.keys).map { "chaos/\(seed)/k\($0)" }
             let history = History()
             let clients = 7
-            let workload = Duration.seconds(38)
-            let faultWindow = Duration.seconds(30)
             let started = ContinuousClock.now
-            let stopAt = started + workload
+            let stop = StopSignal()
             let kv = group.kvClient()
 
-            let workers = (0..<clients).map { client in
+            var workers = (0..<clients).map { client in
                 let clientSeed = rng.next()
                 return Task {
-                    await Self.chaosClient(client, kv: kv, keys: keys, history: history, until: stopAt, seed: clientSeed, staleReads: staleReads)
+                    await Self.chaosClient(client, kv: kv, keys: keys, history: history, stop: stop, seed: clientSeed, staleReads: staleReads)
                 }
             }
+            let largeAcknowledged = StopSignal.Counter()
+            if plan.largeValues {
+                let largeKV = group.kvClient(attemptTimeout: .seconds(5))
+                workers.append(Task {
+                    var n = 0
+                    while !stop.isSet {
+                        n += 1
+                        let value = String(repeating: ["a", "b", "c", "d"][n % 4], count: 1 << 20)
+                        if await largeKV.put("chaos/\(seed)/large\(n % 3)", value, deadline: .seconds(8)).value != nil {
+                            largeAcknowledged.add()
+                        }
+                    }
+                })
+            }
 
-            // Faults, each followed by a check that the group recovered.
-            var schedule = Fault.allCases.shuffled(using: &rng)
+            // Faults, each followed by a check that the group recovered. Every planned fault
+            // happens at least once; more follow until the workload's time is nearly up.
+            var schedule = plan.faults.shuffled(using: &rng)
             var recoveries: [(Fault, Duration)] = []
             try await Task.sleep(for: .seconds(2))
-            while ContinuousClock.now - started < faultWindow {
-                let fault = schedule.isEmpty ? Fault.allCases.randomElement(using: &rng)! : schedule.removeFirst()
+            while !schedule.isEmpty || ContinuousClock.now - started < workload - .seconds(8) {
+                let fault = schedule.isEmpty ? plan.faults.randomElement(using: &rng)! : schedule.removeFirst()
                 let leader = try await group.waitForLeader(timeout: .seconds(15))
-                let others = group.ids.filter { $0 != leader }
+                let others = group.founderIDs.filter { $0 != leader }
                 let at = ContinuousClock.now - started
                 switch fault {
                 case .killLeader:
@@ -70,15 +119,28 @@ import SpecolaProcesses
                     try group.isolate(leader)
                     try await Task.sleep(for: .milliseconds(Int64(rng.next() % 1000) + 2500))
                     group.heal()
+                case .isolateFollower:
+                    try group.isolate(others[Int(rng.next() % UInt64(others.count))])
+                    try await Task.sleep(for: .milliseconds(Int64(rng.next() % 1000) + 2500))
+                    group.heal()
+                case .leaderCannotSend:
+                    for other in others { try group.dropOneWay(from: leader, to: other) }
+                    try await Task.sleep(for: .milliseconds(Int64(rng.next() % 1000) + 2500))
+                    group.heal()
+                case .membershipChange:
+                    try await Self.addAndRemoveAFourthReplica(group)
                 }
                 let recovered = ContinuousClock.now
                 try await Self.waitForAWrite(kv, key: "chaos/\(seed)/probe", timeout: .seconds(15))
                 let took = ContinuousClock.now - recovered
                 recoveries.append((fault, took))
-                print("t=\(at) \(fault) on leader c\(leader): a write succeeded \(took) after the fault ended")
+                print("t=\(at) \(fault) (leader c\(leader)): a write succeeded \(took) after the fault ended")
                 try await Task.sleep(for: .milliseconds(Int64(rng.next() % 800) + 400))
             }
             #expect(group.activeRules == 0)
+            let remaining = workload - (ContinuousClock.now - started)
+            if remaining > .zero { try await Task.sleep(for: remaining) }
+            stop.set()
             for worker in workers { await worker.value }
 
             // After the faults: the group accepts writes, and a final read of every key joins the history.
@@ -116,19 +178,49 @@ import SpecolaProcesses
                 }
             }
             if staleReads { #expect(violations > 0, "stale reads went unnoticed") }
-            #expect(total > 500)
-            #expect(recoveries.count >= 4)
-            #expect(Set(recoveries.map(\.0)).count == Fault.allCases.count)
+            #expect(total > 100 * plan.keys)
+            #expect(Set(recoveries.map(\.0)) == Set(plan.faults))
+            if plan.largeValues {
+                print("1 MiB values acknowledged: \(largeAcknowledged.value)")
+                #expect(largeAcknowledged.value > 5)
+            }
+            if let snapshotEvery = plan.snapshotEvery {
+                let leader = try await group.waitForLeader()
+                let status = try await group.status(leader)
+                #expect(status.commitIndex > 3 * snapshotEvery, "too few entries for snapshots every \(snapshotEvery)")
+                #expect(group.logTails(lines: 1_000_000).contains("state restored from a leader snapshot"),
+                        "no replica installed a leader's snapshot")
+            }
         }
+    }
+
+    /// Starts replica 4 empty, adds it through the CLI, waits until it has caught up, removes it and stops it.
+    static func addAndRemoveAFourthReplica(_ group: ReplicaGroup) async throws {
+        let joiner: ReplicaGroup.Member
+        if group.ids.contains(4) { joiner = group.member(4) } else { joiner = try group.addMember(4) }
+        try group.wipeDataDir(4)
+        try group.writeConfig(4, join: true)
+        try await group.start(4)
+        let via = group.founderIDs.first { group.isRunning($0) }!
+        try await waitUntil("c4 to be added", timeout: .seconds(20), every: .milliseconds(200)) {
+            try await group.cli(["members", "add", "--id", "4", "--name", joiner.name, "--address", joiner.endpoint.description], via: via).status == 0
+        }
+        let leader = try await group.waitForLeader()
+        let commit = try await group.status(leader).commitIndex
+        try await waitUntil("c4 to catch up to \(commit)", timeout: .seconds(20)) { try await group.status(4).appliedIndex >= commit }
+        try await waitUntil("c4 to be removed", timeout: .seconds(20), every: .milliseconds(200)) {
+            try await group.cli(["members", "remove", "4"], via: via).status == 0
+        }
+        try await group.kill(4)
     }
 
     /// One client: gets, puts of unique values, and CAS from the last value it saw.
     static func chaosClient(_ client: Int, kv: KVClient, keys: [String], history: History,
-                            until stopAt: ContinuousClock.Instant, seed: UInt64, staleReads: Bool) async {
+                            stop: StopSignal, seed: UInt64, staleReads: Bool) async {
         var rng = SplitMix64(seed: seed)
         var lastSeen: [String: String] = [:]
         var counter = 0
-        while ContinuousClock.now < stopAt {
+        while !stop.isSet {
             let key = keys[Int(rng.next() % UInt64(keys.count))]
             let roll = rng.next() % 10
             let start = history.now()
@@ -600,6 +692,19 @@ final class History: Sendable {
     }
 
     var operations: [String: [RegisterOperation]] { byKey.withLock { $0 } }
+}
+
+/// Tells the chaos clients to finish.
+final class StopSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+
+    final class Counter: Sendable {
+        private let count = Atomic<Int>(0)
+        func add() { count.add(1, ordering: .relaxed) }
+        var value: Int { count.load(ordering: .relaxed) }
+    }
 }
 
 /// Outcomes of the crash-safety writers.

@@ -116,12 +116,15 @@ final class Simulation {
     var dropIf: ((Message) -> Bool)? = nil
     /// Whether `deliver` processes the receiver's Ready immediately (else it may pile up).
     var readyProbability = 1.0
+    /// Makes the driver send every message before persisting (a bug the invariants must catch).
+    var driverSendsBeforePersisting = false
     var trace: [String]? = nil
 
     // Invariant bookkeeping, global across crashes.
     var leaderOfTerm: [Term: NodeID] = [:]
     var committed: [Index: Entry] = [:]
-    /// The term of the first node seen committing each index: no later term's leader may lack it.
+    /// The term in which each index became committed (the committing leader's term): no leader
+    /// of a later term may lack it.
     var committedTerm: [Index: Term] = [:]
     var maxCommitted: Index = 0
     var appliedDigest: [Index: UInt64] = [:]
@@ -178,6 +181,14 @@ final class Simulation {
         return result
     }
 
+    /// Proposes several commands as one batch, as the production driver does.
+    func propose(at id: NodeID, batch: [[UInt8]]) throws -> ProposeResult? {
+        let result = withRaft(id) { $0.propose(batch: batch) }
+        note("propose \(batch.count) at \(id) -> \(String(describing: result))")
+        try check()
+        return result
+    }
+
     func read(at id: NodeID) throws -> [UInt8]? {
         let context = (0..<8).map { UInt8(truncatingIfNeeded: nextReadID >> ($0 * 8)) }
         nextReadID += 1
@@ -209,8 +220,7 @@ final class Simulation {
             throw SimFailure(description: "compaction at applied index \(index) refused: \(error)")
         }
         // The driver persists the snapshot it built, then may drop the entries it covers.
-        node.storage.snapshot = Snapshot(meta: node.raft!.snapshotMeta, data: node.machine.bytes)
-        node.storage.entries.removeAll { $0.index <= index }
+        node.storage.compact(to: Snapshot(meta: node.raft!.snapshotMeta, data: node.machine.bytes))
         note("compact \(id) through \(index)")
     }
 
@@ -220,31 +230,31 @@ final class Simulation {
     /// as the production driver does; it may crash between the early sends and the persist.
     func processReady(_ id: NodeID) throws {
         guard let node = nodes[id], let rd = node.raft?.ready() else { return }
-        for m in rd.messagesBeforePersist { send(m) }
+        // A broken driver (for tests of this simulation): everything goes out before the write.
+        let early = driverSendsBeforePersisting ? rd.messages : rd.messagesBeforePersist
+        for m in early { send(m) }
         if faults.crashBeforePersist > 0 && rng.chance(faults.crashBeforePersist) {
             crash(id)
             return
         }
-        if let snap = rd.snapshot {
-            node.storage.snapshot = snap
-            node.storage.entries = []
-        }
-        if let first = rd.entries.first {
+        // The production policy decides what reaches the disk (a commit-only change does not).
+        if PersistencePolicy.mustPersist(rd, durable: node.storage.hardState) {
             try checkNewEntries(node, rd.entries)
-            node.storage.entries.removeAll { $0.index >= first.index }
-            let expected = (node.storage.entries.last?.index ?? node.storage.snapshot?.meta.index ?? 0) + 1
-            guard first.index == expected else {
-                throw SimFailure(description: "node \(id) persisted entries at \(first.index), storage expects \(expected)")
+            if let first = rd.entries.first {
+                let kept = rd.snapshot.map { $0.meta.index } ?? node.storage.entries.last(where: { $0.index < first.index })?.index
+                    ?? node.storage.snapshot?.meta.index ?? 0
+                guard first.index == kept + 1 else {
+                    throw SimFailure(description: "node \(id) persisted entries at \(first.index), storage expects \(kept + 1)")
+                }
             }
-            node.storage.entries += rd.entries
-        }
-        if let hs = rd.hardState {
-            if hs.term < node.storage.hardState.term {
+            if let hs = rd.hardState, hs.term < node.storage.hardState.term {
                 throw SimFailure(description: "node \(id) persisted term going backwards")
             }
-            node.storage.hardState = hs
+            node.storage.persist(hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot)
         }
-        for m in rd.messagesAfterPersist { send(m) }
+        if !driverSendsBeforePersisting {
+            for m in rd.messagesAfterPersist { send(m) }
+        }
         if let snap = rd.snapshot {
             let image = StateMachine(bytes: snap.data)
             if snap.meta.index > 0, appliedDigest[snap.meta.index] != image.digest {
@@ -321,6 +331,11 @@ final class Simulation {
         let m = inFlight.remove(at: i).message
         guard connected(m.from, m.to), let node = nodes[m.to], node.raft != nil else { return true }
         note("deliver \(m.from)->\(m.to) t\(m.term) \(m.payload)")
+        // The leader sends a heartbeat's commit only up to what this node acknowledged; beyond its
+        // log, the node lost entries it had acknowledged (the core would stop the process, as etcd does).
+        if case .heartbeat(let commit, _) = m.payload, m.term >= node.raft!.term, commit > node.raft!.lastIndex {
+            throw SimFailure(description: "durability: node \(m.to) acknowledged entries through \(commit) but holds \(node.raft!.lastIndex)")
+        }
         node.raft!.step(m)
         try check()
         if rng.chance(readyProbability) { try processReady(m.to) }
@@ -381,7 +396,9 @@ final class Simulation {
 
     /// Checked after every event.
     func check() throws {
-        for id in ids {
+        // Leaders first: the leader that commits an index is its first observer, so the
+        // record holds its term, the commit term, not a follower's possibly later term.
+        for id in leaders + ids.filter({ nodes[$0]!.raft?.role != .leader }) {
             guard let node = nodes[id], let raft = node.raft else { continue }
             if raft.role == .leader {
                 if let other = leaderOfTerm[raft.term] {
@@ -415,10 +432,13 @@ final class Simulation {
                 }
             } else {
                 committed[i] = e
-                committedTerm[i] = raft.term
+                // Followers learn a commit from their current term's leader, so their term is
+                // an upper bound (a weaker check), used only if no leader observed it first.
+                let commitTerm = raft.term
+                committedTerm[i] = commitTerm
                 if i > maxCommitted { maxCommitted = i }
                 // Any leader of a later term must already hold this entry.
-                for l in leaders where self.raft(l).term > raft.term {
+                for l in leaders where self.raft(l).term > commitTerm {
                     let leader = self.raft(l)
                     if i > leader.snapshotMeta.index && leader.entry(at: i) != e {
                         throw SimFailure(description: "leader completeness: leader \(l) of term \(leader.term) lacks committed \(i)")

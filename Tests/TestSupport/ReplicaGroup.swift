@@ -38,6 +38,8 @@ public final class ReplicaGroup: @unchecked Sendable {
     public let subnet: Int
     public let tickMs: Int
     public let electionTicks: Int
+    /// `raft.snapshotEvery` in every config; nil keeps the coordinator's default.
+    public let snapshotEvery: UInt64?
     public let pool: ClientPool
     private let lock = NSLock()
     private var members: [UInt64: Member] = [:]
@@ -50,12 +52,14 @@ public final class ReplicaGroup: @unchecked Sendable {
     private var dataGeneration = 0
     /// Commands that replica processes are started through, by id (e.g. `nsenter` into a mount namespace).
     private var launchers: [UInt64: [String]] = [:]
+    private var processEnvironment: [String: String] = [:]
     public let ruleTag: String
 
     private static let nextSubnet = Atomic<Int>(0)
 
     /// Prepares (but does not start) a group of `size` founding replicas.
-    public init(size: Int, tickMs: Int = 30, electionTicks: Int = 10) throws {
+    public init(size: Int, tickMs: Int = 30, electionTicks: Int = 10, snapshotEvery: UInt64? = nil) throws {
+        self.snapshotEvery = snapshotEvery
         removeStaleIptablesRules(tagPrefix: "specola-raft-test-")
         subnet = 60 + Self.nextSubnet.wrappingAdd(1, ordering: .relaxed).oldValue % 150
         self.tickMs = tickMs
@@ -101,7 +105,7 @@ public final class ReplicaGroup: @unchecked Sendable {
             metricsListen: \(me.metrics)
             dataDir: \(me.dataDir)
             join: \(join)
-            raft: {tickMs: \(tickMs), electionTicks: \(electionTicks)}
+            raft: {tickMs: \(tickMs), electionTicks: \(electionTicks)\(snapshotEvery.map { ", snapshotEvery: \($0)" } ?? "")}
             heartbeatInterval: 0.5
             nodes: {autoAccept: true}
             access: {bootstrapAdmins: [admin]}
@@ -119,6 +123,12 @@ public final class ReplicaGroup: @unchecked Sendable {
         }
     }
 
+    /// Deletes replica `id`'s data dir (it must not run), so it starts empty.
+    public func wipeDataDir(_ id: UInt64) throws {
+        let path = member(id).dataDir
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+    }
+
     /// Points every founder at a fresh, empty data dir (for restore into a new group).
     public func useFreshDataDirs() throws {
         dataGeneration += 1
@@ -132,6 +142,9 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     /// Starts replica `id` through `launcher` from now on: `launcher + [setpriv ..., specola-coordinator ...]`.
     public func setLauncher(_ id: UInt64, _ launcher: [String]) { lock.withLock { launchers[id] = launcher } }
+
+    /// Extra environment for every replica started from now on (e.g. the power-loss VFS switch).
+    public func setEnvironment(_ environment: [String: String]) { lock.withLock { processEnvironment = environment } }
 
     public func process(_ id: UInt64) -> ChildProcess? { lock.withLock { processes[id] } }
     public func isRunning(_ id: UInt64) -> Bool { process(id)?.isRunning ?? false }
@@ -148,7 +161,8 @@ public final class ReplicaGroup: @unchecked Sendable {
             "/usr/bin/setpriv", "--regid=\(me.gid)", "--clear-groups", "--", BuiltProducts.path("specola-coordinator"), "--config", me.configPath,
         ]
         let process = try ChildProcess(
-            name: "\(me.name)-run\(incarnation)", executable: command[0], arguments: Array(command.dropFirst()), logDirectory: dir.path)
+            name: "\(me.name)-run\(incarnation)", executable: command[0], arguments: Array(command.dropFirst()), logDirectory: dir.path,
+            environment: lock.withLock { processEnvironment })
         lock.withLock {
             if let old = processes[id] { retiredLogs.append(old.logPath) }
             processes[id] = process
@@ -206,13 +220,17 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     /// Drops Raft (and any other) traffic between replicas `a` and `b`, both ways.
     public func partition(_ a: UInt64, _ b: UInt64) throws {
-        for (from, to) in [(a, b), (b, a)] {
-            let spec = ["OUTPUT", "-d", member(to).endpoint.host, "-m", "owner", "--gid-owner", "\(member(from).gid)",
-                        "-m", "comment", "--comment", ruleTag, "-j", "DROP"]
-            let result = try runBlocking(Self.iptables, ["-w", "-A"] + spec)
-            guard result.status == 0 else { throw IptablesFailed(arguments: spec, stderr: result.stderr) }
-            lock.withLock { rules.append(spec) }
-        }
+        try dropOneWay(from: a, to: b)
+        try dropOneWay(from: b, to: a)
+    }
+
+    /// Drops what replica `from` sends to replica `to`; the other direction still works.
+    public func dropOneWay(from: UInt64, to: UInt64) throws {
+        let spec = ["OUTPUT", "-d", member(to).endpoint.host, "-m", "owner", "--gid-owner", "\(member(from).gid)",
+                    "-m", "comment", "--comment", ruleTag, "-j", "DROP"]
+        let result = try runBlocking(Self.iptables, ["-w", "-A"] + spec)
+        guard result.status == 0 else { throw IptablesFailed(arguments: spec, stderr: result.stderr) }
+        lock.withLock { rules.append(spec) }
     }
 
     /// Cuts `id` off from every other replica (clients can still reach it).
@@ -307,9 +325,11 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     /// Runs `body` with a started group; cleans up whatever happens and prints the logs on failure.
     public static func with<T>(
-        size: Int, start: Bool = true, _ body: (ReplicaGroup) async throws -> T
+        size: Int, start: Bool = true, environment: [String: String] = [:], snapshotEvery: UInt64? = nil,
+        _ body: (ReplicaGroup) async throws -> T
     ) async throws -> T {
-        let group = try ReplicaGroup(size: size)
+        let group = try ReplicaGroup(size: size, snapshotEvery: snapshotEvery)
+        group.setEnvironment(environment)
         do {
             if start { try await group.startAll() }
             let result = try await body(group)
