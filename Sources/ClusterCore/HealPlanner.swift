@@ -266,7 +266,7 @@ public struct HealPlanner: Sendable {
         }
         guard let spare = spares.take(for: brick, in: volume) else {
             let refused = spares.unusable.isEmpty ? "" : " (refused earlier: \(spares.unusable.sorted().joined(separator: ", ")))"
-            held.append("brick \(brick.key): \(problem); no usable spare brick on a ready node outside its replica set\(refused) — add one to storage.spareBricks")
+            held.append("brick \(brick.key): \(problem); no spare brick on a ready node outside its replica set\(refused) — add one to storage.spareBricks")
             return nil
         }
         replacing += 1
