@@ -180,12 +180,16 @@ public actor StorageRunner {
     private func resolveSplitBrain(_ action: Specola_V1_StorageAction, _ gluster: GlusterCLI) async throws -> String {
         var resolved: [String] = []
         var failed: [String] = []
-        for file in action.files {
+        var seen: Set<String> = []
+        for file in action.files.map(Self.splitBrainArgument) where seen.insert(file).inserted {
             var args = ["volume", "heal", action.volume, "split-brain", action.splitBrainPolicy]
             if action.splitBrainPolicy == "source-brick" { args.append(action.sourceBrick) }
             args.append(file)
             do {
                 try await gluster.run(args)
+                resolved.append(file)
+            } catch let error as StorageActionError where error.description.contains("not in split-brain") {
+                // One brick lists the file by path, another by gfid: resolving one resolved both.
                 resolved.append(file)
             } catch {
                 failed.append("\(file): \(error)")
@@ -195,6 +199,12 @@ public actor StorageRunner {
             throw StorageActionError("\(resolved.count) of \(action.files.count) resolved by \(action.splitBrainPolicy); failed: \(failed.joined(separator: "; "))")
         }
         return "\(resolved.count) file(s) resolved by \(action.splitBrainPolicy): \(resolved.joined(separator: ", "))"
+    }
+
+    /// heal info lists entries it cannot name as "<gfid:UUID>"; the split-brain CLI takes "gfid:UUID".
+    static func splitBrainArgument(_ listed: String) -> String {
+        guard listed.hasPrefix("<gfid:"), listed.hasSuffix(">") else { return listed }
+        return String(listed.dropFirst().dropLast())
     }
 
     /// Why `path` cannot become a brick here, or nil: its parent must exist (the spare disk is

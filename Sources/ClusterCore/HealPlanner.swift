@@ -183,6 +183,10 @@ public struct HealPlanner: Sendable {
         let earlier = input.storage.ordered.filter { $0.kind == .setOption && $0.volume == volume.name }
         if earlier.contains(where: { $0.state == .pending }) { return nil }
         if let last = earlier.last, input.nowUnixMs - last.finishedAtUnixMs < policy.restartRetryAfterMs { return nil }
+        if let given = gaveUp(on: earlier, input: input) {
+            held.append("heal throttle: \(given)")
+            return nil
+        }
         guard let runner = Self.runner(for: volume, input) else {
             held.append("heal throttle: no ready node hosts a brick of the volume to set cluster.shd-max-threads")
             return nil
@@ -196,6 +200,14 @@ public struct HealPlanner: Sendable {
             $0.reason = "volume policy wants cluster.shd-max-threads \(wanted) (now \(current ?? "unknown"))"
             $0.requestedBy = WorkloadBook.controller
         })
+    }
+
+    /// Why the planner stops retrying a volume-wide action that keeps failing, or nil: at most
+    /// `maxRestartAttempts` failures within `restartWindowMs`, then an operator decides.
+    private func gaveUp(on earlier: [Specola_V1_StorageAction], input: Input) -> String? {
+        let failed = earlier.filter { $0.state == .failed && input.nowUnixMs - $0.createdAtUnixMs < policy.restartWindowMs }
+        guard failed.count >= policy.maxRestartAttempts, let last = failed.last else { return nil }
+        return "\(failed.count) attempts failed in \(policy.restartWindowMs / 60_000) min (last, \(last.id): \(last.message)); left to an operator"
     }
 
     /// The fewest healthy bricks in any replica set of the volume.
@@ -311,6 +323,10 @@ public struct HealPlanner: Sendable {
         let earlier = input.storage.ordered.filter { $0.kind == .resolveSplitBrain && $0.volume == volume.name }
         if earlier.contains(where: { $0.state == .pending }) { return nil }
         if let last = earlier.last, input.nowUnixMs - last.finishedAtUnixMs < policy.restartRetryAfterMs { return nil }
+        if let given = gaveUp(on: earlier, input: input) {
+            held.append("split-brain: \(given); the SplitBrain alert names the files")
+            return nil
+        }
         guard let runner = Self.runner(for: volume, input) else {
             held.append("split-brain: no ready node hosts a brick of the volume")
             return nil

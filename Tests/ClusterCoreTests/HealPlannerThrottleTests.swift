@@ -64,6 +64,22 @@ import Testing
         #expect(StorageFixture.proposals(untouched.onPass(cluster.input)).isEmpty, "0 leaves gluster's value")
     }
 
+    @Test func aSplitBrainResolutionThatKeepsFailingIsLeftToAnOperator() throws {
+        var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
+        cluster.brick(StorageFixture.key("n1", "gv0")) { $0.splitBrain = 1 }
+        cluster.volume("gv0") { $0.splitBrainFiles = ["/f"] }
+        var planner = HealPlanner(policy: StoragePolicy(volumes: ["gv0": .init(splitBrain: .latestMtime)], restartRetryAfterMs: 1_000, maxRestartAttempts: 2))
+        for attempt in 1...2 {
+            let ids = cluster.commit(planner.onPass(cluster.input))
+            #expect(ids.count == 1, "attempt \(attempt)")
+            cluster.finish(ids[0], ok: false, message: "No difference in mtime")
+            cluster.now += 2_000
+        }
+        let spent = planner.onPass(cluster.input)
+        #expect(StorageFixture.proposals(spent).isEmpty)
+        #expect(spent.heldBack["gv0"]?.contains { $0.contains("2 attempts failed") && $0.contains("No difference in mtime") } == true, "\(spent.heldBack)")
+    }
+
     @Test func anOperatorsPolicyOverridesTheConfigAndSurvivesASnapshot() throws {
         var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
         cluster.brick(StorageFixture.key("n1", "gv0")) { $0.splitBrain = 1 }

@@ -219,8 +219,14 @@ import Glibc
         // Each policy's winner, copied to both bricks.
         let winners = ["sbm": newer["sbm"]!, "sbb": bigger["sbb"]!, "sbs": newer["sbs"]!]
         for (volume, winner) in winners.sorted(by: { $0.key < $1.key }) {
-            _ = try await waitUntilValue("\(volume)'s split-brain resolved", timeout: .seconds(40)) {
-                try await detail(cluster, volume).actions.first { $0.kind == .resolveSplitBrain && $0.state == .succeeded }
+            do {
+                _ = try await waitUntilValue("\(volume)'s split-brain resolved", timeout: .seconds(40)) {
+                    try await detail(cluster, volume).actions.first { $0.kind == .resolveSplitBrain && $0.state == .succeeded }
+                }
+            } catch {
+                let actions = (try? await detail(cluster, volume).actions.map { "\($0.id) \($0.state) \($0.message)" }) ?? []
+                let ended = cluster.agents.values.flatMap { $0.log.split(separator: "\n").filter { $0.contains("storage action") } }.suffix(10)
+                throw SetupFailed(description: "\(error); \(volume)'s actions: \(actions); agents: \(ended.joined(separator: "\n"))")
             }
             for peer in 1...2 {
                 let copy = try await pool.exec(peer, "sha256sum", "\(pool.brickDirectory(peer))/\(volume)/f")
@@ -258,6 +264,12 @@ import Glibc
         try await killBrick(pool, volume: volume, peer: 1)
         try await writeUntilItSucceeds(pool, "head -c 8192 /dev/urandom > \(mount)/f")
         let bigger = String(try await pool.exec(2, "sha256sum", "\(pool.brickDirectory(2))/\(volume)/f").prefix(64))
+        // latest-mtime needs mtimes that differ: the second write comes two clock seconds later.
+        let firstMtime = try await pool.exec(2, "stat", "-c", "%Y", "\(pool.brickDirectory(2))/\(volume)/f")
+        let written = Int(firstMtime.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        try await waitUntil("the clock two seconds past the first write", timeout: .seconds(5)) {
+            Int(Date().timeIntervalSince1970) >= written + 2
+        }
         try await restartBricks(pool, volume: volume)
         try await killBrick(pool, volume: volume, peer: 2)
         try await writeUntilItSucceeds(pool, "head -c 100 /dev/urandom > \(mount)/f")
