@@ -252,7 +252,9 @@ import Glibc
         let bricks = (1...2).map { "\(pool.address($0)):\(pool.brickDirectory($0))/\(volume)" }
         try await pool.gluster(1, ["volume", "create", volume, "replica", "2"] + bricks + ["force"])
         for (option, value) in [("cluster.quorum-type", "none"), ("cluster.self-heal-daemon", "off"), ("cluster.data-self-heal", "off"),
-                                ("cluster.metadata-self-heal", "off"), ("cluster.entry-self-heal", "off")] {
+                                ("cluster.metadata-self-heal", "off"), ("cluster.entry-self-heal", "off"),
+                                // Backend mtimes, not the ctime feature's copies, for latest-mtime to compare.
+                                ("features.ctime", "off")] {
             try await pool.gluster(1, "volume", "set", volume, option, value)
         }
         try await pool.gluster(1, "volume", "start", volume)
