@@ -71,8 +71,12 @@ public actor StorageRunner {
 
     private func perform(_ action: Specola_V1_StorageAction) async {
         let outcome: (ok: Bool, message: String)
+        var spareUnusable = false
         do {
             outcome = (true, try await carryOut(action))
+        } catch let error as StorageActionError {
+            outcome = (false, error.description)
+            spareUnusable = error.spareUnusable
         } catch {
             outcome = (false, "\(error)")
         }
@@ -80,17 +84,18 @@ public actor StorageRunner {
         logger.log(level: level, "storage action ended", metadata: [
             "action.id": "\(action.id)", "ok": "\(outcome.ok)", "message": "\(outcome.message)",
         ])
-        finish(action.id, ok: outcome.ok, message: outcome.message)
+        finish(action.id, ok: outcome.ok, message: outcome.message, spareUnusable: spareUnusable)
         running.remove(action.id)
     }
 
-    private func finish(_ id: String, ok: Bool, message: String) {
+    private func finish(_ id: String, ok: Bool, message: String, spareUnusable: Bool = false) {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let event = Specola_V1_StorageActionEvent.with {
             $0.actionID = id
             $0.ok = ok
             $0.message = message
             $0.atUnixMs = now
+            $0.spareUnusable = spareUnusable
         }
         do {
             _ = try outbox.recordInstruction(.with { $0.instructionID = id; $0.ok = ok; $0.message = message }, reporting: [event], atUnixMs: now)
@@ -115,6 +120,9 @@ public actor StorageRunner {
             return action.full ? "full heal started" : "heal started"
         case .resolveSplitBrain:
             return try await resolveSplitBrain(action, gluster)
+        case .setOption:
+            try await gluster.run(["volume", "set", action.volume, action.optionName, action.optionValue])
+            return "\(action.optionName) set to \(action.optionValue)"
         case .unspecified, .UNRECOGNIZED:
             throw StorageActionError("unknown storage action; this agent (\(SpecolaVersion.current)) may be older than the coordinator")
         }
@@ -158,7 +166,7 @@ public actor StorageRunner {
     /// `replace-brick ... commit force` onto a spare that exists here, then a full heal.
     private func replace(_ action: Specola_V1_StorageAction, _ gluster: GlusterCLI) async throws -> String {
         guard let (_, path) = Self.split(action.newBrick) else { throw StorageActionError("'\(action.newBrick)' is not HOST:PATH") }
-        if let problem = Self.spareProblem(path) { throw StorageActionError(problem) }
+        if let problem = Self.spareProblem(path) { throw StorageActionError(problem, spareUnusable: true) }
         do {
             try await gluster.run(["volume", "replace-brick", action.volume, action.brick, action.newBrick, "commit", "force"])
         } catch {
@@ -173,12 +181,16 @@ public actor StorageRunner {
     private func resolveSplitBrain(_ action: Specola_V1_StorageAction, _ gluster: GlusterCLI) async throws -> String {
         var resolved: [String] = []
         var failed: [String] = []
-        for file in action.files {
+        var seen: Set<String> = []
+        for file in action.files.map(Self.splitBrainArgument) where seen.insert(file).inserted {
             var args = ["volume", "heal", action.volume, "split-brain", action.splitBrainPolicy]
             if action.splitBrainPolicy == "source-brick" { args.append(action.sourceBrick) }
             args.append(file)
             do {
                 try await gluster.run(args)
+                resolved.append(file)
+            } catch let error as StorageActionError where error.description.contains("not in split-brain") {
+                // One brick lists the file by path, another by gfid: resolving one resolved both.
                 resolved.append(file)
             } catch {
                 failed.append("\(file): \(error)")
@@ -188,6 +200,12 @@ public actor StorageRunner {
             throw StorageActionError("\(resolved.count) of \(action.files.count) resolved by \(action.splitBrainPolicy); failed: \(failed.joined(separator: "; "))")
         }
         return "\(resolved.count) file(s) resolved by \(action.splitBrainPolicy): \(resolved.joined(separator: ", "))"
+    }
+
+    /// heal info lists entries it cannot name as "<gfid:UUID>"; the split-brain CLI takes "gfid:UUID".
+    static func splitBrainArgument(_ listed: String) -> String {
+        guard listed.hasPrefix("<gfid:"), listed.hasSuffix(">") else { return listed }
+        return String(listed.dropFirst().dropLast())
     }
 
     /// Why `path` cannot become a brick here, or nil: its parent must exist (the spare disk is
@@ -231,7 +249,12 @@ public actor StorageRunner {
 /// Why a storage action failed, in words for operators.
 struct StorageActionError: Error, CustomStringConvertible {
     let description: String
-    init(_ description: String) { self.description = description }
+    /// A replacement's spare cannot become a brick (the planner then picks another).
+    var spareUnusable = false
+    init(_ description: String, spareUnusable: Bool = false) {
+        self.description = description
+        self.spareUnusable = spareUnusable
+    }
 }
 
 /// The gluster CLI for actions: `COMMAND --mode=script ARGS`, each call on a thread of its own with a time limit.

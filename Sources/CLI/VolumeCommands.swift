@@ -91,7 +91,7 @@ enum GlusterOverview {
 struct VolumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "volume", abstract: "Inspect a GlusterFS volume, or heal it.",
-        subcommands: [VolumeShowCommand.self, VolumeHealCommand.self])
+        subcommands: [VolumeShowCommand.self, VolumeHealCommand.self, VolumePolicyCommand.self])
 }
 
 /// `specola volume show VOL`: bricks, heal counts, split-brain files, and the heal planner's actions with their reasons.
@@ -126,6 +126,10 @@ struct VolumeShowCommand: AsyncParsableCommand {
         var list = Specola_V1_GlusterVolumeList()
         list.volumes = [view]
         var out = GlusterOverview.render(list)
+        if detail.hasPolicy {
+            out += "\nPolicy (" + (detail.policy.setBy == "config" ? "coordinator config" : "set by \(detail.policy.setBy)") + ")\n"
+            out += "  " + Self.policyLine(detail.policy) + "\n"
+        }
         if !view.volume.splitBrainFiles.isEmpty {
             out += "\nSplit-brain files\n" + view.volume.splitBrainFiles.map { "  \($0)\n" }.joined()
         }
@@ -144,12 +148,21 @@ struct VolumeShowCommand: AsyncParsableCommand {
         return out + "\nStorage actions (newest first)\n" + table.rendered + "\n"
     }
 
+    static func policyLine(_ policy: Specola_V1_VolumeStoragePolicy) -> String {
+        var line = "split-brain \(policy.splitBrain)"
+        if !policy.sourceBrick.isEmpty { line += " (source \(policy.sourceBrick))" }
+        line += ", priority \(policy.priority)"
+        line += policy.shdMaxThreads > 0 ? ", cluster.shd-max-threads \(policy.shdMaxThreads)" : ", cluster.shd-max-threads as gluster has it"
+        return line
+    }
+
     static func kind(_ action: Specola_V1_StorageAction) -> String {
         switch action.kind {
         case .restartBrick: return "restart-brick"
         case .replaceBrick: return "replace-brick"
         case .heal: return action.full ? "heal --full" : "heal"
         case .resolveSplitBrain: return "split-brain \(action.splitBrainPolicy)"
+        case .setOption: return "set \(action.optionName)=\(action.optionValue)"
         case .unspecified, .UNRECOGNIZED: return "?"
         }
     }
@@ -186,6 +199,52 @@ struct VolumeHealCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await StorageRequestCommand.submit(.with { $0.volume = name; $0.action = "heal"; $0.full = full }, connection: connection)
+    }
+}
+
+/// `specola volume policy VOL [--split-brain P] [--source-brick B] [--priority N] [--shd-max-threads N]`.
+struct VolumePolicyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy",
+        abstract: "Set how a volume is repaired: its split-brain rule, its priority in the heal queue, its heal throttle.",
+        discussion: "Committed to the replicated state; it overrides the coordinator config's storage.volumes entry. Options not given keep the value in force.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The volume's name.") var name: String
+    @Option(name: .customLong("split-brain"), help: "latest-mtime, bigger-file, source-brick or manual (an alert names each file).") var splitBrain: String?
+    @Option(name: .customLong("source-brick"), help: "For source-brick: the brick whose copies win, HOST:PATH.") var sourceBrick: String?
+    @Option(help: "Higher first: this volume's repairs take the replacement slots before lower ones.") var priority: Int32?
+    @Option(name: .customLong("shd-max-threads"), help: "cluster.shd-max-threads the planner keeps set (1-64); 0 leaves gluster's value.") var shdMaxThreads: UInt32?
+
+    func validate() throws {
+        if let splitBrain, StoragePolicy.SplitBrainPolicy(rawValue: splitBrain) == nil {
+            throw ValidationError("'\(splitBrain)' is not a split-brain policy; use one of \(StoragePolicy.SplitBrainPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if splitBrain == nil, sourceBrick == nil, priority == nil, shdMaxThreads == nil {
+            throw ValidationError("give at least one of --split-brain, --source-brick, --priority, --shd-max-threads")
+        }
+    }
+
+    func run() async throws {
+        try await runReporting {
+            let detail = try await connection.withAPI { api in
+                let current = try await api.getVolume(.with { $0.name = name })
+                var policy = current.policy
+                if let splitBrain { policy.splitBrain = splitBrain }
+                if let sourceBrick { policy.sourceBrick = sourceBrick }
+                if policy.splitBrain != StoragePolicy.SplitBrainPolicy.sourceBrick.rawValue && sourceBrick == nil { policy.sourceBrick = "" }
+                if let priority { policy.priority = priority }
+                if let shdMaxThreads { policy.shdMaxThreads = shdMaxThreads }
+                _ = try await api.requestStorageAction(.with {
+                    $0.volume = name
+                    $0.action = "policy"
+                    $0.policy = policy
+                })
+                return try await api.getVolume(.with { $0.name = name })
+            }
+            if connection.json { return try JSONOutput.print(detail.policy) }
+            print("\(name): \(VolumeShowCommand.policyLine(detail.policy)) (set by \(detail.policy.setBy))")
+        }
     }
 }
 

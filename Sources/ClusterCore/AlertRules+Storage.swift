@@ -48,7 +48,8 @@ extension AlertRuleEvaluator {
             let splitBrain = volume.bricks.compactMap { $0.brick.hasSplitBrain ? $0.brick.splitBrain : nil }.max() ?? 0
             if splitBrain > 0 {
                 wanted.append(.splitBrain(volume: volume.name, count: splitBrain, files: volume.splitBrainFiles,
-                                          policy: settings.splitBrainPolicies[volume.name] ?? StoragePolicy.SplitBrainPolicy.manual.rawValue))
+                                          policy: input.state.storage.volumePolicies[volume.name]?.splitBrain
+                                              ?? settings.splitBrainPolicies[volume.name] ?? StoragePolicy.SplitBrainPolicy.manual.rawValue))
             }
             var weak: [String] = []
             var worst = Int.max

@@ -115,4 +115,12 @@ extension Specola_V1_Command {
             $0.storage.abandon = .with { $0.id = id; $0.reason = reason }
         }
     }
+
+    /// Sets an operator's policy for one volume.
+    public static func storage(policy: Specola_V1_VolumeStoragePolicy, atUnixMs: Int64) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.storage.setPolicy = policy
+        }
+    }
 }

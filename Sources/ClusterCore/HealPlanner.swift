@@ -123,11 +123,11 @@ public struct HealPlanner: Sendable {
         failingSince = failingSince.filter { seenFailing.contains($0.key) }
         guard policy.enabled else { return plan }
 
-        var replacing = input.storage.pending.filter { $0.kind == .replaceBrick }.count
+        var replacing = Self.replacementsRunning(input.storage, volumes: volumes)
         var spares = SpareFinder(policy: policy, input: input, volumes: volumes)
         // Higher priority first, then the volume with the least redundancy left.
         let ordered = volumes.sorted { a, b in
-            let (pa, pb) = (policy.volume(a.name).priority, policy.volume(b.name).priority)
+            let (pa, pb) = (policy.volume(a.name, in: input.storage).priority, policy.volume(b.name, in: input.storage).priority)
             if pa != pb { return pa > pb }
             let (ra, rb) = (Self.leastHealthy(a, health[a.name]!), Self.leastHealthy(b, health[b.name]!))
             return ra != rb ? ra < rb : a.name < b.name
@@ -156,9 +156,58 @@ public struct HealPlanner: Sendable {
                 }
             }
             if let directive = resolveSplitBrain(volume, input: input, held: &held) { plan.directives.append(directive) }
+            if let directive = throttle(volume, input: input, held: &held) { plan.directives.append(directive) }
             if !held.isEmpty { plan.heldBack[volume.name] = held }
         }
         return plan
+    }
+
+    /// Replacements that still cost a heal: pending ones, and finished ones whose replica set
+    /// still lists entries to heal (the full heal onto the new brick runs after the action ends).
+    static func replacementsRunning(_ storage: StorageBook, volumes: [StorageView.Volume]) -> Int {
+        storage.ordered.filter { action in
+            guard action.kind == .replaceBrick else { return false }
+            if action.state == .pending { return true }
+            guard action.state == .succeeded, let volume = volumes.first(where: { $0.name == action.volume }),
+                  let new = volume.bricks.first(where: { $0.key == action.newBrick }) else { return false }
+            return volume.replicaSet(new.brick.replicaSet).contains { $0.brick.hasHealPending && $0.brick.healPending > 0 }
+        }.count
+    }
+
+    /// The heal throttle: keeps `cluster.shd-max-threads` at the volume policy's value.
+    private func throttle(_ volume: StorageView.Volume, input: Input, held: inout [String]) -> Directive? {
+        let wanted = policy.volume(volume.name, in: input.storage).shdMaxThreads
+        guard wanted > 0, volume.volume.replicaCount > 1 || volume.volume.disperseCount > 0 else { return nil }
+        let current = volume.volume.options["cluster.shd-max-threads"]
+        guard current != "\(wanted)" else { return nil }
+        let earlier = input.storage.ordered.filter { $0.kind == .setOption && $0.volume == volume.name }
+        if earlier.contains(where: { $0.state == .pending }) { return nil }
+        if let last = earlier.last, input.nowUnixMs - last.finishedAtUnixMs < policy.restartRetryAfterMs { return nil }
+        if let given = gaveUp(on: earlier, input: input) {
+            held.append("heal throttle: \(given)")
+            return nil
+        }
+        guard let runner = Self.runner(for: volume, input) else {
+            held.append("heal throttle: no ready node hosts a brick of the volume to set cluster.shd-max-threads")
+            return nil
+        }
+        return .propose(.with {
+            $0.kind = .setOption
+            $0.volume = volume.name
+            $0.node = runner
+            $0.optionName = "cluster.shd-max-threads"
+            $0.optionValue = "\(wanted)"
+            $0.reason = "volume policy wants cluster.shd-max-threads \(wanted) (now \(current ?? "unknown"))"
+            $0.requestedBy = WorkloadBook.controller
+        })
+    }
+
+    /// Why the planner stops retrying a volume-wide action that keeps failing, or nil: at most
+    /// `maxRestartAttempts` failures within `restartWindowMs`, then an operator decides.
+    private func gaveUp(on earlier: [Specola_V1_StorageAction], input: Input) -> String? {
+        let failed = earlier.filter { $0.state == .failed && input.nowUnixMs - $0.createdAtUnixMs < policy.restartWindowMs }
+        guard failed.count >= policy.maxRestartAttempts, let last = failed.last else { return nil }
+        return "\(failed.count) attempts failed in \(policy.restartWindowMs / 60_000) min (last, \(last.id): \(last.message)); left to an operator"
     }
 
     /// The fewest healthy bricks in any replica set of the volume.
@@ -228,7 +277,8 @@ public struct HealPlanner: Sendable {
             return nil
         }
         guard let spare = spares.take(for: brick, in: volume) else {
-            held.append("brick \(brick.key): \(problem); no spare brick on a ready node outside its replica set — add one to storage.spareBricks")
+            let refused = spares.unusable.isEmpty ? "" : " (refused earlier: \(spares.unusable.sorted().joined(separator: ", ")))"
+            held.append("brick \(brick.key): \(problem); no spare brick on a ready node outside its replica set\(refused) — add one to storage.spareBricks")
             return nil
         }
         replacing += 1
@@ -261,7 +311,7 @@ public struct HealPlanner: Sendable {
     private func resolveSplitBrain(_ volume: StorageView.Volume, input: Input, held: inout [String]) -> Directive? {
         let counted = volume.bricks.contains { $0.brick.hasSplitBrain && $0.brick.splitBrain > 0 }
         guard counted, !volume.splitBrainFiles.isEmpty else { return nil }
-        let rule = policy.volume(volume.name)
+        let rule = policy.volume(volume.name, in: input.storage)
         guard rule.splitBrain != .manual else {
             held.append("\(volume.splitBrainFiles.count) file(s) in split-brain wait for an operator (policy manual)")
             return nil
@@ -273,6 +323,10 @@ public struct HealPlanner: Sendable {
         let earlier = input.storage.ordered.filter { $0.kind == .resolveSplitBrain && $0.volume == volume.name }
         if earlier.contains(where: { $0.state == .pending }) { return nil }
         if let last = earlier.last, input.nowUnixMs - last.finishedAtUnixMs < policy.restartRetryAfterMs { return nil }
+        if let given = gaveUp(on: earlier, input: input) {
+            held.append("split-brain: \(given); the SplitBrain alert names the files")
+            return nil
+        }
         guard let runner = Self.runner(for: volume, input) else {
             held.append("split-brain: no ready node hosts a brick of the volume")
             return nil
@@ -323,6 +377,25 @@ public struct HealPlanner: Sendable {
         default:
             return .failure(Refusal(code: .refused, description: "unknown storage action '\(request.action)'; use heal or replace-brick"))
         }
+    }
+
+    /// `specola volume policy VOL ...`: the volume must exist and a source brick must be one of its bricks.
+    public func policyRequest(_ request: Specola_V1_StorageRequest, by identity: String, _ input: Input) -> Result<Specola_V1_VolumeStoragePolicy, Refusal> {
+        let volumes = StorageView.volumes(input.nodes)
+        guard let volume = volumes.first(where: { $0.name == request.volume }) else {
+            let known = volumes.map(\.name)
+            return .failure(Refusal(code: .unknownVolume, description:
+                "no volume named '\(request.volume)'; `specola volumes` lists them (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"))
+        }
+        var wanted = request.policy
+        wanted.volume = volume.name
+        wanted.setBy = identity
+        if !wanted.sourceBrick.isEmpty, !volume.bricks.contains(where: { $0.key == wanted.sourceBrick }) {
+            return .failure(Refusal(code: .unknownBrick, description:
+                "volume \(volume.name) has no brick '\(wanted.sourceBrick)'; its bricks: \(volume.bricks.map(\.key).joined(separator: ", "))"))
+        }
+        if let problem = StorageBook.policyProblem(wanted) { return .failure(Refusal(code: .refused, description: problem)) }
+        return .success(wanted)
     }
 
     private func replaceRequest(_ request: Specola_V1_StorageRequest, volume: StorageView.Volume, by identity: String, _ input: Input) -> Result<Specola_V1_StorageAction, Refusal> {
@@ -387,12 +460,16 @@ struct SpareFinder {
     let policy: StoragePolicy
     let input: HealPlanner.Input
     var taken: Set<String>
+    /// Spares an agent refused (missing or not empty): not picked again while the refusal is kept.
+    let unusable: Set<String>
 
     init(policy: StoragePolicy, input: HealPlanner.Input, volumes: [StorageView.Volume]) {
         self.policy = policy
         self.input = input
         taken = Set(volumes.flatMap { $0.bricks.map(\.key) })
         for action in input.storage.pending where !action.newBrick.isEmpty { taken.insert(action.newBrick) }
+        unusable = Set(input.storage.ordered.filter { $0.kind == .replaceBrick && $0.state == .failed && $0.spareUnusable }.map(\.newBrick))
+        taken.formUnion(unusable)
     }
 
     mutating func take(for brick: StorageView.Brick, in volume: StorageView.Volume) -> (node: String, brick: String)? {

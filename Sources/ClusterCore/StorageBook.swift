@@ -9,6 +9,8 @@ import SpecolaWire
 public struct StorageBook: Sendable {
     public private(set) var actions: [String: Specola_V1_StorageAction] = [:]
     public private(set) var sequence: UInt64 = 0
+    /// Operators' per-volume policies (`specola volume policy`), by volume; they override the config's.
+    public private(set) var volumePolicies: [String: Specola_V1_VolumeStoragePolicy] = [:]
 
     /// Finished actions kept for `specola volume show` and the planner's retry limits.
     public static let finishedKept = 200
@@ -20,11 +22,13 @@ public struct StorageBook: Sendable {
     public init(snapshot: Specola_V1_ClusterSnapshot) {
         for action in snapshot.storageActions { actions[action.id] = action }
         sequence = snapshot.storageSequence
+        for policy in snapshot.volumePolicies { volumePolicies[policy.volume] = policy }
     }
 
     public func write(into snapshot: inout Specola_V1_ClusterSnapshot) {
         snapshot.storageActions = ordered
         snapshot.storageSequence = sequence
+        snapshot.volumePolicies = volumePolicies.keys.sorted().map { volumePolicies[$0]! }
     }
 
     /// Every action, oldest first.
@@ -41,8 +45,8 @@ public struct StorageBook: Sendable {
         pending.first { existing in
             guard existing.volume == action.volume else { return false }
             switch (existing.kind, action.kind) {
-            case (.heal, .heal), (.resolveSplitBrain, .resolveSplitBrain): return true
-            case (.heal, _), (_, .heal), (.resolveSplitBrain, _), (_, .resolveSplitBrain): return false
+            case (.heal, .heal), (.resolveSplitBrain, .resolveSplitBrain), (.setOption, .setOption): return true
+            case (.heal, _), (_, .heal), (.resolveSplitBrain, _), (_, .resolveSplitBrain), (.setOption, _), (_, .setOption): return false
             default:
                 let touched: Set<String> = [existing.brick, existing.newBrick].filter { !$0.isEmpty }.reduce(into: []) { $0.insert($1) }
                 return touched.contains(action.brick) || (!action.newBrick.isEmpty && touched.contains(action.newBrick))
@@ -80,6 +84,11 @@ public struct StorageBook: Sendable {
             action.finishedAtUnixMs = at
             actions[action.id] = action
             return .done
+        case .setPolicy(var policy):
+            if let problem = Self.policyProblem(policy) { return .rejected(reason: problem) }
+            policy.setAtUnixMs = at
+            volumePolicies[policy.volume] = policy
+            return .done
         case nil:
             return .rejected(reason: "storage command without an operation")
         }
@@ -92,12 +101,26 @@ public struct StorageBook: Sendable {
         action.message = event.message
         action.finishedAtUnixMs = at
         action.agentFinishedAtUnixMs = event.atUnixMs
+        action.spareUnusable = event.spareUnusable
         actions[action.id] = action
     }
 
     /// Instructions for every pending action, by node.
     public func dueInstructions() -> [(node: String, instruction: Specola_V1_Instruction)] {
         pending.map { action in (action.node, .with { $0.id = action.id; $0.storageAction = action }) }
+    }
+
+    /// Why a volume policy cannot be committed, or nil.
+    public static func policyProblem(_ policy: Specola_V1_VolumeStoragePolicy) -> String? {
+        guard !policy.volume.isEmpty else { return "a volume policy needs the volume's name" }
+        guard let rule = StoragePolicy.SplitBrainPolicy(rawValue: policy.splitBrain) else {
+            return "'\(policy.splitBrain)' is not a split-brain policy; use one of \(StoragePolicy.SplitBrainPolicy.allCases.map(\.rawValue).joined(separator: ", "))"
+        }
+        if rule == .sourceBrick, policy.sourceBrick.isEmpty { return "split-brain policy source-brick needs the source brick (HOST:PATH)" }
+        guard policy.shdMaxThreads <= StoragePolicy.shdMaxThreadsLimit else {
+            return "cluster.shd-max-threads is at most \(StoragePolicy.shdMaxThreadsLimit) (gluster's limit); 0 leaves gluster's value"
+        }
+        return nil
     }
 
     private mutating func trim() {
@@ -113,6 +136,7 @@ public struct StorageBook: Sendable {
         case .replaceBrick: return "replacement of brick \(action.brick) by \(action.newBrick)"
         case .heal: return action.full ? "full heal of \(action.volume)" : "heal of \(action.volume)"
         case .resolveSplitBrain: return "split-brain resolution (\(action.splitBrainPolicy)) of \(action.files.count) file(s) in \(action.volume)"
+        case .setOption: return "\(action.optionName) = \(action.optionValue) on \(action.volume)"
         case .unspecified, .UNRECOGNIZED: return "storage action"
         }
     }

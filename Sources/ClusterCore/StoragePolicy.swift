@@ -1,3 +1,5 @@
+import SpecolaWire
+
 /// How the leader repairs GlusterFS (the `storage:` section of the coordinator config).
 public struct StoragePolicy: Sendable, Hashable {
     /// How split-brain files of a volume are resolved.
@@ -19,13 +21,39 @@ public struct StoragePolicy: Sendable, Hashable {
         public var splitBrain: SplitBrainPolicy
         /// For `source-brick`: "HOST:PATH" of the brick whose copies win.
         public var sourceBrick: String
+        /// The heal throttle the planner keeps set (`cluster.shd-max-threads`); 0 leaves gluster's value.
+        public var shdMaxThreads: Int
+        /// "config", or the operator who set it with `specola volume policy`.
+        public var setBy: String
 
-        public init(priority: Int = 0, splitBrain: SplitBrainPolicy = .manual, sourceBrick: String = "") {
+        public init(priority: Int = 0, splitBrain: SplitBrainPolicy = .manual, sourceBrick: String = "", shdMaxThreads: Int = 0, setBy: String = "config") {
             self.priority = priority
             self.splitBrain = splitBrain
             self.sourceBrick = sourceBrick
+            self.shdMaxThreads = shdMaxThreads
+            self.setBy = setBy
+        }
+
+        /// An operator's committed policy; an unknown split-brain rule reads as manual.
+        public init(_ proto: Specola_V1_VolumeStoragePolicy) {
+            self.init(priority: Int(proto.priority), splitBrain: SplitBrainPolicy(rawValue: proto.splitBrain) ?? .manual,
+                      sourceBrick: proto.sourceBrick, shdMaxThreads: Int(proto.shdMaxThreads), setBy: proto.setBy)
+        }
+
+        public func proto(volume: String) -> Specola_V1_VolumeStoragePolicy {
+            .with {
+                $0.volume = volume
+                $0.priority = Int32(clamping: priority)
+                $0.splitBrain = splitBrain.rawValue
+                $0.sourceBrick = sourceBrick
+                $0.shdMaxThreads = UInt32(clamping: shdMaxThreads)
+                $0.setBy = setBy
+            }
         }
     }
+
+    /// gluster accepts cluster.shd-max-threads from 1 to 64.
+    public static let shdMaxThreadsLimit: UInt32 = 64
 
     /// False: the planner proposes nothing (alerts still fire).
     public var enabled: Bool
@@ -64,4 +92,9 @@ public struct StoragePolicy: Sendable, Hashable {
     }
 
     public func volume(_ name: String) -> VolumePolicy { volumes[name] ?? VolumePolicy() }
+
+    /// The policy in force for a volume: the operator's committed one, else the config's.
+    public func volume(_ name: String, in book: StorageBook) -> VolumePolicy {
+        book.volumePolicies[name].map(VolumePolicy.init) ?? volume(name)
+    }
 }

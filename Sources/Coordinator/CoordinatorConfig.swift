@@ -324,7 +324,7 @@ struct StorageConfig: Decodable {
     struct VolumeEntry: Decodable {
         var policy = StoragePolicy.VolumePolicy()
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case priority, splitBrain, sourceBrick }
+        enum CodingKeys: String, CodingKey, CaseIterable { case priority, splitBrain, sourceBrick, shdMaxThreads }
 
         init(from decoder: any Decoder) throws {
             try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -340,6 +340,10 @@ struct StorageConfig: Decodable {
             policy.sourceBrick = try c.decodeIfPresent(String.self, forKey: .sourceBrick) ?? ""
             if rule == .sourceBrick && policy.sourceBrick.isEmpty {
                 throw DecodingError.keyNotFound(CodingKeys.sourceBrick, .init(codingPath: c.codingPath, debugDescription: "splitBrain source-brick needs sourceBrick: HOST:PATH"))
+            }
+            policy.shdMaxThreads = try c.decodeIfPresent(Int.self, forKey: .shdMaxThreads) ?? 0
+            guard (0...Int(StoragePolicy.shdMaxThreadsLimit)).contains(policy.shdMaxThreads) else {
+                throw DecodingError.dataCorruptedError(forKey: .shdMaxThreads, in: c, debugDescription: "cluster.shd-max-threads is 1 to 64; 0 leaves gluster's value")
             }
         }
     }

@@ -71,7 +71,47 @@ public enum MetricsRenderer {
                 out.sample("specola_node_containers", ["node": node.name, "state": state], Double(count))
             }
         }
+        renderGluster(nodes: nodes, into: &out)
         return out.text
+    }
+
+    /// Bricks and heals under the names gluster-prometheus (gluster/gluster-prometheus) uses,
+    /// so its Grafana dashboards work: each brick once, from the node hosting it.
+    static func renderGluster(nodes: [Specola_V1_Node], into out: inout MetricsText) {
+        let volumes = StorageView.volumes(nodes)
+        guard !volumes.isEmpty else { return }
+        out.family("gluster_volume_total_count", "Number of volumes.", "gauge")
+        out.sample("gluster_volume_total_count", [:], Double(volumes.count))
+        out.family("gluster_volume_started_count", "Number of started volumes.", "gauge")
+        out.sample("gluster_volume_started_count", [:], Double(volumes.filter { $0.volume.status == "Started" }.count))
+        out.family("gluster_brick_up", "1 when the brick process runs, 0 when not.", "gauge")
+        for volume in volumes {
+            for brick in volume.bricks where brick.statusKnown {
+                out.sample("gluster_brick_up", [
+                    "volume": volume.name, "hostname": brick.brick.host, "brick_path": brick.brick.path,
+                    "peer_id": brick.brick.peerUuid, "pid": "\(brick.brick.pid)",
+                ], brick.brick.online ? 1 : 0)
+            }
+        }
+        out.family("gluster_volume_heal_count", "Entries to heal listed on the brick (self-heal pending).", "gauge")
+        out.family("gluster_volume_split_brain_heal_count", "Entries in split-brain listed on the brick.", "gauge")
+        for volume in volumes {
+            for brick in volume.bricks {
+                let labels = ["volume": volume.name, "brick_path": brick.brick.path, "host": brick.brick.host]
+                if brick.brick.hasHealPending { out.sample("gluster_volume_heal_count", labels, Double(brick.brick.healPending)) }
+                if brick.brick.hasSplitBrain { out.sample("gluster_volume_split_brain_heal_count", labels, Double(brick.brick.splitBrain)) }
+            }
+        }
+        out.family("gluster_brick_capacity_bytes_total", "Total capacity of the brick's filesystem in bytes.", "gauge")
+        out.family("gluster_brick_capacity_free_bytes", "Free capacity of the brick's filesystem in bytes.", "gauge")
+        for volume in volumes {
+            for brick in volume.bricks where brick.brick.sizeBytes > 0 {
+                let labels = ["host": brick.brick.host, "brick_path": brick.brick.path, "volume": volume.name,
+                              "subvolume": "\(volume.name)-replicate-\(brick.brick.replicaSet)"]
+                out.sample("gluster_brick_capacity_bytes_total", labels, Double(brick.brick.sizeBytes))
+                out.sample("gluster_brick_capacity_free_bytes", labels, Double(brick.brick.freeBytes))
+            }
+        }
     }
 
     public static func renderRaft(isLeader: Bool, term: UInt64, commit: UInt64, applied: UInt64) -> String {

@@ -89,7 +89,9 @@ final class StorageController: Sendable {
     func operatorRequest(_ request: Specola_V1_StorageRequest, by identity: String) async throws -> Specola_V1_StorageAction {
         let now = WallClock.nowUnixMs()
         let (state, status) = await replica.schedulingState(nowUnixMs: now)
-        let decision = planner.withLock { $0.operatorRequest(request, by: identity, HealPlanner.Input(state: state, status: status, nowUnixMs: now)) }
+        let input = HealPlanner.Input(state: state, status: status, nowUnixMs: now)
+        if request.action == "policy" { return try await setPolicy(request, by: identity, input) }
+        let decision = planner.withLock { $0.operatorRequest(request, by: identity, input) }
         let action = try decision.get()
         switch try await replica.propose(.storage(add: action, atUnixMs: now)) {
         case .storageAction(let id):
@@ -103,13 +105,36 @@ final class StorageController: Sendable {
         }
     }
 
-    /// A volume's actions, newest first, and why the planner leaves it alone.
+    /// `specola volume policy`: committed, then in force from the next pass. Answered with an
+    /// action-shaped receipt (kind unspecified) naming the volume; `volume show` shows the policy.
+    private func setPolicy(_ request: Specola_V1_StorageRequest, by identity: String, _ input: HealPlanner.Input) async throws -> Specola_V1_StorageAction {
+        let policy = try planner.withLock { $0.policyRequest(request, by: identity, input) }.get()
+        switch try await replica.propose(.storage(policy: policy, atUnixMs: input.nowUnixMs)) {
+        case .rejected(let why):
+            throw HealPlanner.Refusal(code: .refused, description: why)
+        default:
+            logger.notice("storage policy set", metadata: [
+                "volume": "\(policy.volume)", "by": "\(identity)", "split_brain": "\(policy.splitBrain)", "priority": "\(policy.priority)",
+                "shd_max_threads": "\(policy.shdMaxThreads)",
+            ])
+            nudge()
+            return .with {
+                $0.volume = policy.volume
+                $0.requestedBy = identity
+                $0.reason = "policy: split-brain \(policy.splitBrain), priority \(policy.priority)"
+            }
+        }
+    }
+
+    /// A volume's actions, newest first, why the planner leaves it alone, and its policy.
     func detail(_ volume: String) async -> Specola_V1_VolumeDetail {
-        let actions = await replica.replicatedState.storage.ordered.filter { $0.volume == volume }
+        let storage = await replica.replicatedState.storage
+        let policy = planner.withLock { $0.policy }.volume(volume, in: storage).proto(volume: volume)
         return .with {
             $0.name = volume
-            $0.actions = actions.reversed()
+            $0.actions = storage.ordered.filter { $0.volume == volume }.reversed()
             $0.heldBack = heldBack.withLock { $0[volume] ?? [] }
+            $0.policy = policy
         }
     }
 }

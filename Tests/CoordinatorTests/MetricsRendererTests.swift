@@ -26,6 +26,30 @@ import CooperativePoolWatch
         #expect(text.contains(#"specola_node_up{node="n1"} 1"#))
     }
 
+    @Test func glusterMetricsUseGlusterPrometheusNames() {
+        let node = Specola_V1_Node.with {
+            $0.name = "n1"
+            $0.facts.gluster.available = true
+            $0.facts.gluster.volumes = [.with {
+                $0.name = "gv0"
+                $0.status = "Started"
+                $0.bricks = [
+                    .with { $0.host = "h1"; $0.path = "/b/gv0"; $0.local = true; $0.online = true; $0.pid = 42; $0.peerUuid = "u1"
+                            $0.healPending = 3; $0.splitBrain = 1; $0.sizeBytes = 1000; $0.freeBytes = 400 },
+                    .with { $0.host = "h2"; $0.path = "/b/gv0"; $0.online = false; $0.peerUuid = "u2"; $0.replicaSet = 0 },
+                ]
+            }]
+        }
+        let text = MetricsRenderer.render(nodes: [node])
+        #expect(text.contains(#"gluster_volume_total_count 1"#), "\(text)")
+        #expect(text.contains(#"gluster_brick_up{brick_path="/b/gv0",hostname="h1",peer_id="u1",pid="42",volume="gv0"} 1"#), "\(text)")
+        #expect(text.contains(#"gluster_brick_up{brick_path="/b/gv0",hostname="h2",peer_id="u2",pid="0",volume="gv0"} 0"#))
+        #expect(text.contains(#"gluster_volume_heal_count{brick_path="/b/gv0",host="h1",volume="gv0"} 3"#))
+        #expect(text.contains(#"gluster_volume_split_brain_heal_count{brick_path="/b/gv0",host="h1",volume="gv0"} 1"#))
+        #expect(text.contains(#"gluster_brick_capacity_free_bytes{brick_path="/b/gv0",host="h1",subvolume="gv0-replicate-0",volume="gv0"} 400"#))
+        #expect(!text.contains(#"gluster_volume_heal_count{brick_path="/b/gv0",host="h2""#), "unknown counts are left out")
+    }
+
     @Test func labelValuesAreEscaped() {
         let node = Specola_V1_Node.with { $0.name = "we\"ird\\" }
         #expect(MetricsRenderer.render(nodes: [node]).contains(#"node="we\"ird\\""#))

@@ -78,4 +78,17 @@ import CooperativePoolWatch
         #expect(json.contains("\"node\":\"n1\""), "\(json)")
         #expect(json.contains("\"healPending\":\"7\""), "\(json)")
     }
+
+    @Test func volumeShowNamesThePolicyAndWhoSetIt() {
+        let view = Specola_V1_GlusterVolumeView.with { $0.volume.name = "gv0"; $0.volume.status = "Started" }
+        var detail = Specola_V1_VolumeDetail.with {
+            $0.name = "gv0"
+            $0.policy = .with { $0.volume = "gv0"; $0.splitBrain = "source-brick"; $0.sourceBrick = "h1:/b"; $0.priority = 5; $0.shdMaxThreads = 4; $0.setBy = "user/ops" }
+        }
+        let text = VolumeShowCommand.render(view, detail, nowUnixMs: 0)
+        #expect(text.contains("Policy (set by user/ops)"), "\(text)")
+        #expect(text.contains("split-brain source-brick (source h1:/b), priority 5, cluster.shd-max-threads 4"), "\(text)")
+        detail.policy = .with { $0.splitBrain = "manual"; $0.setBy = "config" }
+        #expect(VolumeShowCommand.render(view, detail, nowUnixMs: 0).contains("Policy (coordinator config)"))
+    }
 }

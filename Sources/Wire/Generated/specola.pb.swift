@@ -299,6 +299,9 @@ public nonisolated enum Specola_V1_StorageActionKind: SwiftProtobuf.Enum, Swift.
 
   /// `volume heal VOL split-brain POLICY FILE` for each of `files`.
   case resolveSplitBrain // = 4
+
+  /// `volume set VOL OPTION_NAME OPTION_VALUE` (the heal throttle, cluster.shd-max-threads).
+  case setOption // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -312,6 +315,7 @@ public nonisolated enum Specola_V1_StorageActionKind: SwiftProtobuf.Enum, Swift.
     case 2: self = .replaceBrick
     case 3: self = .heal
     case 4: self = .resolveSplitBrain
+    case 5: self = .setOption
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -323,6 +327,7 @@ public nonisolated enum Specola_V1_StorageActionKind: SwiftProtobuf.Enum, Swift.
     case .replaceBrick: return 2
     case .heal: return 3
     case .resolveSplitBrain: return 4
+    case .setOption: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -334,6 +339,7 @@ public nonisolated enum Specola_V1_StorageActionKind: SwiftProtobuf.Enum, Swift.
     .replaceBrick,
     .heal,
     .resolveSplitBrain,
+    .setOption,
   ]
 
 }
@@ -3095,6 +3101,12 @@ public nonisolated struct Specola_V1_ClusterSnapshot: @unchecked Sendable {
     set {_uniqueStorage()._appliedProposalsCompleteFrom = newValue}
   }
 
+  /// Operators' per-volume storage policies.
+  public var volumePolicies: [Specola_V1_VolumeStoragePolicy] {
+    get {_storage._volumePolicies}
+    set {_uniqueStorage()._volumePolicies = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4160,6 +4172,24 @@ public nonisolated struct Specola_V1_StorageAction: @unchecked Sendable {
     set {_uniqueStorage()._agentFinishedAtUnixMs = newValue}
   }
 
+  /// Replace-brick failed because the spare cannot become a brick (missing, not
+  /// empty): the planner does not pick that spare again.
+  public var spareUnusable: Bool {
+    get {_storage._spareUnusable}
+    set {_uniqueStorage()._spareUnusable = newValue}
+  }
+
+  /// Set-option: the option and its value.
+  public var optionName: String {
+    get {_storage._optionName}
+    set {_uniqueStorage()._optionName = newValue}
+  }
+
+  public var optionValue: String {
+    get {_storage._optionValue}
+    set {_uniqueStorage()._optionValue = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4193,6 +4223,16 @@ public nonisolated struct Specola_V1_StorageCommand: Sendable {
     set {op = .abandon(newValue)}
   }
 
+  /// An operator's policy for one volume (`specola volume policy`); it
+  /// overrides the coordinator config's storage.volumes entry.
+  public var setPolicy: Specola_V1_VolumeStoragePolicy {
+    get {
+      if case .setPolicy(let v)? = op {return v}
+      return Specola_V1_VolumeStoragePolicy()
+    }
+    set {op = .setPolicy(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Op: Equatable, Sendable {
@@ -4201,8 +4241,42 @@ public nonisolated struct Specola_V1_StorageCommand: Sendable {
     case add(Specola_V1_StorageAction)
     /// Close a pending action whose node can no longer report (it was fenced).
     case abandon(Specola_V1_StorageActionAbandon)
+    /// An operator's policy for one volume (`specola volume policy`); it
+    /// overrides the coordinator config's storage.volumes entry.
+    case setPolicy(Specola_V1_VolumeStoragePolicy)
 
   }
+
+  public init() {}
+}
+
+/// How one volume is repaired: its place in the heal queue, its split-brain rule
+/// and its heal throttle.
+public nonisolated struct Specola_V1_VolumeStoragePolicy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var volume: String = String()
+
+  /// Higher first.
+  public var priority: Int32 = 0
+
+  /// latest-mtime, bigger-file, source-brick or manual.
+  public var splitBrain: String = String()
+
+  /// For source-brick: "HOST:PATH" of the brick whose copies win.
+  public var sourceBrick: String = String()
+
+  /// cluster.shd-max-threads the planner keeps set; 0 leaves gluster's value.
+  public var shdMaxThreads: UInt32 = 0
+
+  /// Who set it ("config" for the coordinator config) and when.
+  public var setBy: String = String()
+
+  public var setAtUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -4235,6 +4309,9 @@ public nonisolated struct Specola_V1_StorageActionEvent: Sendable {
 
   public var atUnixMs: Int64 = 0
 
+  /// Replace-brick: the spare cannot become a brick; nothing was changed.
+  public var spareUnusable: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4266,9 +4343,21 @@ public nonisolated struct Specola_V1_VolumeDetail: Sendable {
   /// Why the heal planner does not act on it now, one line each.
   public var heldBack: [String] = []
 
+  /// The policy in force (the operator's, else the coordinator config's).
+  public var policy: Specola_V1_VolumeStoragePolicy {
+    get {_policy ?? Specola_V1_VolumeStoragePolicy()}
+    set {_policy = newValue}
+  }
+  /// Returns true if `policy` has been explicitly set.
+  public var hasPolicy: Bool {self._policy != nil}
+  /// Clears the value of `policy`. Subsequent reads from it will return its default value.
+  public mutating func clearPolicy() {self._policy = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _policy: Specola_V1_VolumeStoragePolicy? = nil
 }
 
 /// `specola volume heal VOL [--full]` or `specola brick replace VOL OLD NEW [--force]`.
@@ -4279,7 +4368,7 @@ public nonisolated struct Specola_V1_StorageRequest: Sendable {
 
   public var volume: String = String()
 
-  /// "heal" or "replace-brick".
+  /// "heal", "replace-brick" or "policy".
   public var action: String = String()
 
   public var full: Bool = false
@@ -4290,9 +4379,21 @@ public nonisolated struct Specola_V1_StorageRequest: Sendable {
 
   public var force: Bool = false
 
+  /// "policy": the volume's new policy.
+  public var policy: Specola_V1_VolumeStoragePolicy {
+    get {_policy ?? Specola_V1_VolumeStoragePolicy()}
+    set {_policy = newValue}
+  }
+  /// Returns true if `policy` has been explicitly set.
+  public var hasPolicy: Bool {self._policy != nil}
+  /// Clears the value of `policy`. Subsequent reads from it will return its default value.
+  public mutating func clearPolicy() {self._policy = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _policy: Specola_V1_VolumeStoragePolicy? = nil
 }
 
 /// A project: who may submit under it, and within which limits. Zero or empty means "no limit"
@@ -4764,7 +4865,7 @@ nonisolated extension Specola_V1_GlusterUnavailableCause: SwiftProtobuf._ProtoNa
 }
 
 nonisolated extension Specola_V1_StorageActionKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STORAGE_ACTION_KIND_UNSPECIFIED\0\u{1}STORAGE_ACTION_KIND_RESTART_BRICK\0\u{1}STORAGE_ACTION_KIND_REPLACE_BRICK\0\u{1}STORAGE_ACTION_KIND_HEAL\0\u{1}STORAGE_ACTION_KIND_RESOLVE_SPLIT_BRAIN\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STORAGE_ACTION_KIND_UNSPECIFIED\0\u{1}STORAGE_ACTION_KIND_RESTART_BRICK\0\u{1}STORAGE_ACTION_KIND_REPLACE_BRICK\0\u{1}STORAGE_ACTION_KIND_HEAL\0\u{1}STORAGE_ACTION_KIND_RESOLVE_SPLIT_BRAIN\0\u{1}STORAGE_ACTION_KIND_SET_OPTION\0")
 }
 
 nonisolated extension Specola_V1_StorageActionState: SwiftProtobuf._ProtoNameProviding {
@@ -9890,7 +9991,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0\u{4}\u{11}applied_proposals\0\u{3}applied_proposals_complete_from\0\u{2}\u{1d}projects\0\u{3}role_bindings\0\u{3}audit_records\0\u{1}usage\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0\u{4}\u{11}applied_proposals\0\u{3}applied_proposals_complete_from\0\u{4}\u{16}volume_policies\0\u{2}\u{7}projects\0\u{3}role_bindings\0\u{3}audit_records\0\u{1}usage\0")
 
   fileprivate class _StorageClass {
     var _nodes: [Specola_V1_Node] = []
@@ -9917,6 +10018,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     var _usage: [Specola_V1_UsageRecord] = []
     var _appliedProposals: [Specola_V1_AppliedProposal] = []
     var _appliedProposalsCompleteFrom: UInt64 = 0
+    var _volumePolicies: [Specola_V1_VolumeStoragePolicy] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -9951,6 +10053,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       _usage = source._usage
       _appliedProposals = source._appliedProposals
       _appliedProposalsCompleteFrom = source._appliedProposalsCompleteFrom
+      _volumePolicies = source._volumePolicies
     }
   }
 
@@ -9989,6 +10092,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         case 43: try { try decoder.decodeSingularUInt64Field(value: &_storage._storageSequence) }()
         case 60: try { try decoder.decodeRepeatedMessageField(value: &_storage._appliedProposals) }()
         case 61: try { try decoder.decodeSingularUInt64Field(value: &_storage._appliedProposalsCompleteFrom) }()
+        case 83: try { try decoder.decodeRepeatedMessageField(value: &_storage._volumePolicies) }()
         case 90: try { try decoder.decodeRepeatedMessageField(value: &_storage._projects) }()
         case 91: try { try decoder.decodeRepeatedMessageField(value: &_storage._roleBindings) }()
         case 92: try { try decoder.decodeRepeatedMessageField(value: &_storage._auditRecords) }()
@@ -10061,6 +10165,9 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       if _storage._appliedProposalsCompleteFrom != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._appliedProposalsCompleteFrom, fieldNumber: 61)
       }
+      if !_storage._volumePolicies.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._volumePolicies, fieldNumber: 83)
+      }
       if !_storage._projects.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._projects, fieldNumber: 90)
       }
@@ -10106,6 +10213,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         if _storage._usage != rhs_storage._usage {return false}
         if _storage._appliedProposals != rhs_storage._appliedProposals {return false}
         if _storage._appliedProposalsCompleteFrom != rhs_storage._appliedProposalsCompleteFrom {return false}
+        if _storage._volumePolicies != rhs_storage._volumePolicies {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -12206,7 +12314,7 @@ nonisolated extension Specola_V1_DeleteWorkloadResponse: SwiftProtobuf.Message, 
 
 nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StorageAction"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}volume\0\u{1}node\0\u{1}brick\0\u{3}new_brick\0\u{3}old_pid\0\u{1}full\0\u{3}split_brain_policy\0\u{1}files\0\u{3}source_brick\0\u{1}reason\0\u{3}requested_by\0\u{1}forced\0\u{1}state\0\u{1}message\0\u{3}created_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{3}replica_set\0\u{3}agent_finished_at_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}volume\0\u{1}node\0\u{1}brick\0\u{3}new_brick\0\u{3}old_pid\0\u{1}full\0\u{3}split_brain_policy\0\u{1}files\0\u{3}source_brick\0\u{1}reason\0\u{3}requested_by\0\u{1}forced\0\u{1}state\0\u{1}message\0\u{3}created_at_unix_ms\0\u{3}finished_at_unix_ms\0\u{3}replica_set\0\u{3}agent_finished_at_unix_ms\0\u{4}=spare_unusable\0\u{4}\u{6}option_name\0\u{3}option_value\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -12229,6 +12337,9 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
     var _finishedAtUnixMs: Int64 = 0
     var _replicaSet: UInt32 = 0
     var _agentFinishedAtUnixMs: Int64 = 0
+    var _spareUnusable: Bool = false
+    var _optionName: String = String()
+    var _optionValue: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -12259,6 +12370,9 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
       _finishedAtUnixMs = source._finishedAtUnixMs
       _replicaSet = source._replicaSet
       _agentFinishedAtUnixMs = source._agentFinishedAtUnixMs
+      _spareUnusable = source._spareUnusable
+      _optionName = source._optionName
+      _optionValue = source._optionValue
     }
   }
 
@@ -12297,6 +12411,9 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
         case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._finishedAtUnixMs) }()
         case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._replicaSet) }()
         case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._agentFinishedAtUnixMs) }()
+        case 81: try { try decoder.decodeSingularBoolField(value: &_storage._spareUnusable) }()
+        case 87: try { try decoder.decodeSingularStringField(value: &_storage._optionName) }()
+        case 88: try { try decoder.decodeSingularStringField(value: &_storage._optionValue) }()
         default: break
         }
       }
@@ -12365,6 +12482,15 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
       if _storage._agentFinishedAtUnixMs != 0 {
         try visitor.visitSingularInt64Field(value: _storage._agentFinishedAtUnixMs, fieldNumber: 20)
       }
+      if _storage._spareUnusable != false {
+        try visitor.visitSingularBoolField(value: _storage._spareUnusable, fieldNumber: 81)
+      }
+      if !_storage._optionName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._optionName, fieldNumber: 87)
+      }
+      if !_storage._optionValue.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._optionValue, fieldNumber: 88)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -12394,6 +12520,9 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
         if _storage._finishedAtUnixMs != rhs_storage._finishedAtUnixMs {return false}
         if _storage._replicaSet != rhs_storage._replicaSet {return false}
         if _storage._agentFinishedAtUnixMs != rhs_storage._agentFinishedAtUnixMs {return false}
+        if _storage._spareUnusable != rhs_storage._spareUnusable {return false}
+        if _storage._optionName != rhs_storage._optionName {return false}
+        if _storage._optionValue != rhs_storage._optionValue {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -12405,7 +12534,7 @@ nonisolated extension Specola_V1_StorageAction: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Specola_V1_StorageCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StorageCommand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}add\0\u{1}abandon\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}add\0\u{1}abandon\0\u{4}P\u{1}set_policy\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -12439,6 +12568,19 @@ nonisolated extension Specola_V1_StorageCommand: SwiftProtobuf.Message, SwiftPro
           self.op = .abandon(v)
         }
       }()
+      case 82: try {
+        var v: Specola_V1_VolumeStoragePolicy?
+        var hadOneofValue = false
+        if let current = self.op {
+          hadOneofValue = true
+          if case .setPolicy(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.op = .setPolicy(v)
+        }
+      }()
       default: break
       }
     }
@@ -12458,6 +12600,10 @@ nonisolated extension Specola_V1_StorageCommand: SwiftProtobuf.Message, SwiftPro
       guard case .abandon(let v)? = self.op else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     }()
+    case .setPolicy?: try {
+      guard case .setPolicy(let v)? = self.op else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 82)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -12465,6 +12611,66 @@ nonisolated extension Specola_V1_StorageCommand: SwiftProtobuf.Message, SwiftPro
 
   public static func ==(lhs: Specola_V1_StorageCommand, rhs: Specola_V1_StorageCommand) -> Bool {
     if lhs.op != rhs.op {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_VolumeStoragePolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VolumeStoragePolicy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}priority\0\u{3}split_brain\0\u{3}source_brick\0\u{3}shd_max_threads\0\u{3}set_by\0\u{3}set_at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.volume) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.splitBrain) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.sourceBrick) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.shdMaxThreads) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.setBy) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.setAtUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.volume.isEmpty {
+      try visitor.visitSingularStringField(value: self.volume, fieldNumber: 1)
+    }
+    if self.priority != 0 {
+      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 2)
+    }
+    if !self.splitBrain.isEmpty {
+      try visitor.visitSingularStringField(value: self.splitBrain, fieldNumber: 3)
+    }
+    if !self.sourceBrick.isEmpty {
+      try visitor.visitSingularStringField(value: self.sourceBrick, fieldNumber: 4)
+    }
+    if self.shdMaxThreads != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shdMaxThreads, fieldNumber: 5)
+    }
+    if !self.setBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.setBy, fieldNumber: 6)
+    }
+    if self.setAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.setAtUnixMs, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_VolumeStoragePolicy, rhs: Specola_V1_VolumeStoragePolicy) -> Bool {
+    if lhs.volume != rhs.volume {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.splitBrain != rhs.splitBrain {return false}
+    if lhs.sourceBrick != rhs.sourceBrick {return false}
+    if lhs.shdMaxThreads != rhs.shdMaxThreads {return false}
+    if lhs.setBy != rhs.setBy {return false}
+    if lhs.setAtUnixMs != rhs.setAtUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -12507,7 +12713,7 @@ nonisolated extension Specola_V1_StorageActionAbandon: SwiftProtobuf.Message, Sw
 
 nonisolated extension Specola_V1_StorageActionEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StorageActionEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}action_id\0\u{1}ok\0\u{1}message\0\u{3}at_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}action_id\0\u{1}ok\0\u{1}message\0\u{3}at_unix_ms\0\u{4}L\u{1}spare_unusable\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -12519,6 +12725,7 @@ nonisolated extension Specola_V1_StorageActionEvent: SwiftProtobuf.Message, Swif
       case 2: try { try decoder.decodeSingularBoolField(value: &self.ok) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      case 80: try { try decoder.decodeSingularBoolField(value: &self.spareUnusable) }()
       default: break
       }
     }
@@ -12537,6 +12744,9 @@ nonisolated extension Specola_V1_StorageActionEvent: SwiftProtobuf.Message, Swif
     if self.atUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 4)
     }
+    if self.spareUnusable != false {
+      try visitor.visitSingularBoolField(value: self.spareUnusable, fieldNumber: 80)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -12545,6 +12755,7 @@ nonisolated extension Specola_V1_StorageActionEvent: SwiftProtobuf.Message, Swif
     if lhs.ok != rhs.ok {return false}
     if lhs.message != rhs.message {return false}
     if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.spareUnusable != rhs.spareUnusable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -12582,7 +12793,7 @@ nonisolated extension Specola_V1_GetVolumeRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Specola_V1_VolumeDetail: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VolumeDetail"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}actions\0\u{3}held_back\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}actions\0\u{3}held_back\0\u{2}Q\u{1}policy\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -12593,12 +12804,17 @@ nonisolated extension Specola_V1_VolumeDetail: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.actions) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.heldBack) }()
+      case 84: try { try decoder.decodeSingularMessageField(value: &self._policy) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
@@ -12608,6 +12824,9 @@ nonisolated extension Specola_V1_VolumeDetail: SwiftProtobuf.Message, SwiftProto
     if !self.heldBack.isEmpty {
       try visitor.visitRepeatedStringField(value: self.heldBack, fieldNumber: 3)
     }
+    try { if let v = self._policy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 84)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -12615,6 +12834,7 @@ nonisolated extension Specola_V1_VolumeDetail: SwiftProtobuf.Message, SwiftProto
     if lhs.name != rhs.name {return false}
     if lhs.actions != rhs.actions {return false}
     if lhs.heldBack != rhs.heldBack {return false}
+    if lhs._policy != rhs._policy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -12622,7 +12842,7 @@ nonisolated extension Specola_V1_VolumeDetail: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Specola_V1_StorageRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StorageRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}action\0\u{1}full\0\u{3}old_brick\0\u{3}new_brick\0\u{1}force\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}action\0\u{1}full\0\u{3}old_brick\0\u{3}new_brick\0\u{1}force\0\u{2}P\u{1}policy\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -12636,12 +12856,17 @@ nonisolated extension Specola_V1_StorageRequest: SwiftProtobuf.Message, SwiftPro
       case 4: try { try decoder.decodeSingularStringField(value: &self.oldBrick) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.newBrick) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.force) }()
+      case 86: try { try decoder.decodeSingularMessageField(value: &self._policy) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.volume.isEmpty {
       try visitor.visitSingularStringField(value: self.volume, fieldNumber: 1)
     }
@@ -12660,6 +12885,9 @@ nonisolated extension Specola_V1_StorageRequest: SwiftProtobuf.Message, SwiftPro
     if self.force != false {
       try visitor.visitSingularBoolField(value: self.force, fieldNumber: 6)
     }
+    try { if let v = self._policy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 86)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -12670,6 +12898,7 @@ nonisolated extension Specola_V1_StorageRequest: SwiftProtobuf.Message, SwiftPro
     if lhs.oldBrick != rhs.oldBrick {return false}
     if lhs.newBrick != rhs.newBrick {return false}
     if lhs.force != rhs.force {return false}
+    if lhs._policy != rhs._policy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
