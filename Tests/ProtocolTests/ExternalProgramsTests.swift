@@ -43,7 +43,7 @@ import SpecolaProcesses
         .init(name: "sh", package: "dash"), .init(name: "bash", package: "bash"),
         .init(name: "env", package: "coreutils"), .init(name: "sleep", package: "coreutils"),
         .init(name: "ls", package: "coreutils"), .init(name: "true", package: "coreutils"), .init(name: "nice", package: "coreutils"),
-        .init(name: "dd", package: "coreutils"), .init(name: "dpkg-query", package: "dpkg"),
+        .init(name: "dd", package: "coreutils"), .init(name: "rm", package: "coreutils"), .init(name: "dpkg-query", package: "dpkg"),
         .init(name: "setpriv", package: "util-linux"), .init(name: "prlimit", package: "util-linux"),
         .init(name: "unshare", package: "util-linux"), .init(name: "nsenter", package: "util-linux"),
         // Optional: the disk collector reads SMART only where smartctl is installed.
