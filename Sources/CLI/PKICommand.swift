@@ -54,7 +54,7 @@ extension PKICommand {
         @Option(help: "Directory holding the CA; the certificate and key are written there.")
         var dir: String
 
-        @Option(help: "Role: \(Role.allCases.map(\.rawValue).joined(separator: ", ")).")
+        @Option(help: "Role: \(CertificateRole.allCases.map(\.rawValue).joined(separator: ", ")).")
         var role: String
 
         @Option(help: "Name, e.g. the node's hostname ([a-z0-9][a-z0-9.-]{0,62}).")
@@ -67,9 +67,9 @@ extension PKICommand {
         var days: Int = PKI.defaultLeafDays
 
         func validate() throws {
-            guard Role(rawValue: role) != nil else {
+            guard CertificateRole(rawValue: role) != nil else {
                 throw ValidationError(
-                    "unknown role '\(role)'; use one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+                    "unknown role '\(role)'; use one of \(CertificateRole.allCases.map(\.rawValue).joined(separator: ", "))")
             }
         }
 
@@ -78,7 +78,7 @@ extension PKICommand {
 
         func run() throws {
             let paths = try PKI.issue(
-                directory: dir, role: Role(rawValue: role)!, name: name, sans: san, validityDays: days)
+                directory: dir, role: CertificateRole(rawValue: role)!, name: name, sans: san, validityDays: days)
             PKICommand.printPaths(paths, json: json)
         }
     }

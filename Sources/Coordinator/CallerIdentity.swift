@@ -42,7 +42,7 @@ enum CallerIdentity {
 }
 
 extension Principal.Kind {
-    init(_ role: Role) {
+    init(_ role: CertificateRole) {
         switch role {
         case .user: self = .user
         case .node: self = .node

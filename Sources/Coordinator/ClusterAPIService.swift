@@ -191,8 +191,8 @@ enum RevocationTarget {
     init(parsing text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         if let slash = trimmed.firstIndex(of: "/") {
-            guard let role = Role(rawValue: String(trimmed[..<slash])) else {
-                throw RPCError(code: .invalidArgument, message: "'\(text)' names no role; give ROLE/NAME with ROLE one of \(Role.allCases.map(\.rawValue).joined(separator: ", ")), or a certificate serial")
+            guard let role = CertificateRole(rawValue: String(trimmed[..<slash])) else {
+                throw RPCError(code: .invalidArgument, message: "'\(text)' names no role; give ROLE/NAME with ROLE one of \(CertificateRole.allCases.map(\.rawValue).joined(separator: ", ")), or a certificate serial")
             }
             let name = String(trimmed[trimmed.index(after: slash)...])
             do {

@@ -12,16 +12,16 @@ import Darwin
 #endif
 
 /// The kind of principal a Specola certificate speaks for.
-public enum Role: String, Sendable, CaseIterable {
+public enum CertificateRole: String, Sendable, CaseIterable {
     case node, coordinator, user
 }
 
 /// Who a certificate speaks for, written `role/name` (for example `node/a`).
 public struct Identity: Sendable, Hashable, CustomStringConvertible {
-    public var role: Role
+    public var role: CertificateRole
     public var name: String
 
-    public init(role: Role, name: String) {
+    public init(role: CertificateRole, name: String) {
         self.role = role
         self.name = name
     }
@@ -74,12 +74,12 @@ public enum PKI {
     // MARK: Paths
 
     /// Path of the certificate for `role/name` in `directory`.
-    public static func certPath(directory: String, role: Role, name: String) -> String {
+    public static func certPath(directory: String, role: CertificateRole, name: String) -> String {
         join(directory, "\(role.rawValue)-\(name).pem")
     }
 
     /// Path of the private key for `role/name` in `directory`.
-    public static func keyPath(directory: String, role: Role, name: String) -> String {
+    public static func keyPath(directory: String, role: CertificateRole, name: String) -> String {
         join(directory, "\(role.rawValue)-\(name)-key.pem")
     }
 
@@ -174,7 +174,7 @@ public enum PKI {
     /// (and its key) next to the CA. An existing certificate for the same identity is replaced.
     @discardableResult
     public static func issue(
-        directory: String, role: Role, name: String, sans: [String] = [],
+        directory: String, role: CertificateRole, name: String, sans: [String] = [],
         validityDays: Int = defaultLeafDays
     ) throws(PKIError) -> (certPath: String, keyPath: String) {
         try validate(name: name)
@@ -245,7 +245,7 @@ public enum PKI {
                 }
             }
         }
-        guard ou.count == 1, cn.count == 1, let role = Role(rawValue: ou[0]) else { return nil }
+        guard ou.count == 1, cn.count == 1, let role = CertificateRole(rawValue: ou[0]) else { return nil }
         let prefix = "\(role.rawValue)/"
         guard cn[0].hasPrefix(prefix) else { return nil }
         let name = String(cn[0].dropFirst(prefix.count))
@@ -261,7 +261,7 @@ public enum PKI {
 
     // MARK: Internals
 
-    static func subjectAlternativeNames(role: Role, name: String, sans: [String]) throws(PKIError)
+    static func subjectAlternativeNames(role: CertificateRole, name: String, sans: [String]) throws(PKIError)
         -> [GeneralName]
     {
         var result: [GeneralName] = []

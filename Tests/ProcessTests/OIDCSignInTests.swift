@@ -73,7 +73,7 @@ final class LemonLDAP: @unchecked Sendable {
     func cluster(trusting provider: LemonLDAP) throws -> LocalCluster {
         try LocalCluster(coordinatorHost: Self.coordinatorHost, extraConfig: """
             oidc: {listen: "\(tokenListener)", issuer: "\(provider.issuer)", audience: specola-cluster, clockSkew: 1, keyRefreshInterval: 1}
-            """)
+            """, access: "{bootstrapAdmins: [admin], groupRoles: {timelords: operator}}")
     }
 
     let tokenListener = HostPort(host: OIDCSignInTests.coordinatorHost, port: freePort(host: OIDCSignInTests.coordinatorHost))
@@ -157,6 +157,12 @@ final class LemonLDAP: @unchecked Sendable {
             #expect(Set(answer.groups) == ["users", "timelords"])
             #expect(answer.proof == "token")
             #expect(answer.issuer == provider.issuer)
+            // The token's group maps to a role (access.groupRoles), and authorization follows it.
+            #expect(answer.roles == ["operator"], "\(answer.roles)")
+            let adminOnly = try await run(BuiltProducts.path("specola"), ["project", "create", "survey"], environment: env)
+            #expect(adminOnly.status != 0)
+            #expect(adminOnly.stderr.contains("user/dwho may not") && adminOnly.stderr.contains("needs admin")
+                    && adminOnly.stderr.contains("holds operator"), "\(adminOnly.stderr)")
 
             // A configured client certificate wins over the stored token.
             var both = env

@@ -28,8 +28,8 @@ import CooperativePoolWatch
         #expect(try await verify(paths.certPath).get() == "coordinator/c1")
     }
 
-    @Test(arguments: [Role.node, .user])
-    func anotherRoleIsRefusedByName(role: Role) async throws {
+    @Test(arguments: [CertificateRole.node, .user])
+    func anotherRoleIsRefusedByName(role: CertificateRole) async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let paths = try PKI.issue(directory: dir, role: role, name: "x", sans: ["127.0.0.5"])
         let result = try await verify(paths.certPath)

@@ -34,8 +34,8 @@ private func mode(_ path: String) throws -> Int {
 }
 
 @Suite(.runsOffThePool, .watchesCooperativePool) struct PKITests {
-    @Test(arguments: Role.allCases)
-    func issuedLeafVerifiesWithOpenSSL(role: Role) throws {
+    @Test(arguments: CertificateRole.allCases)
+    func issuedLeafVerifiesWithOpenSSL(role: CertificateRole) throws {
         try withTempDir { dir in
             try PKI.initCA(directory: dir)
             let name = "host-1.rack2"

@@ -180,7 +180,7 @@ public struct TestPKI: Sendable {
     }
 
     @discardableResult
-    public func issue(_ role: Role, _ name: String, sans: [String] = []) throws -> TLSFiles {
+    public func issue(_ role: CertificateRole, _ name: String, sans: [String] = []) throws -> TLSFiles {
         let paths = try PKI.issue(directory: directory, role: role, name: name, sans: sans, validityDays: 90)
         return TLSFiles(ca: directory + "/ca.pem", cert: paths.certPath, key: paths.keyPath)
     }
