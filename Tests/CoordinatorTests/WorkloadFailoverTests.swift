@@ -39,7 +39,7 @@ import CooperativePoolWatch
     }
 
     /// An agent on the hub's stream: runs each instruction id once and reports through Raft.
-    static func agent(_ node: String, replica: Replica, hub: InstructionHub, world: World) -> Task<Void, Never> {
+    static func agent(_ node: String, replica: InMemoryClusterLog, hub: InstructionHub, world: World) -> Task<Void, Never> {
         let (stream, outgoing) = AsyncStream<Specola_V1_CoordinatorMessage>.makeStream()
         _ = hub.attach(node: node, outgoing: outgoing)
         let heartbeat = Task {
@@ -76,19 +76,8 @@ import CooperativePoolWatch
     }
 
     @Test func aFencedNodesVMAndPodRunElsewhereWithinSecondsAndNeverBefore() async throws {
-        let dir = try TempDir()
-        defer { dir.remove() }
-        var settings = Replica.Settings(id: 1, name: "c1")
-        settings.tick = .milliseconds(5)
         let logger = Logger(label: "test.failover")
-        let replica = try Replica(
-            settings: settings, storage: RaftStorage(path: dir.file("raft.sqlite")),
-            peers: [.with { $0.id = 1; $0.name = "c1"; $0.address = "127.0.0.1:1" }], initialVoters: [1],
-            transport: PeerTransport(selfID: 1, tls: TLSFiles(ca: "", cert: "", key: ""), logger: logger),
-            thresholds: .init(suspectAfterMs: 300, downAfterMs: 600), logger: logger)
-        let ticker = Task { await replica.runTicker() }
-        defer { ticker.cancel() }
-        try await waitUntil("a single voter to lead") { await replica.isLeader }
+        let replica = InMemoryClusterLog(thresholds: .init(suspectAfterMs: 300, downAfterMs: 600))
 
         // Two nodes with room, libvirt and podman.
         for command in WorkloadBookTests.cluster(["n1", "n2"]).snapshot().nodes.flatMap({ node in
