@@ -5,7 +5,7 @@ import SpecolaProtocol
 extension Replica: ClusterLog {
     /// The applied state (copy-on-write, so cheap) and this replica's contact with each node.
     public func leaderView(nowUnixMs: Int64) -> LeaderView {
-        LeaderView(state: state, contactUnixMs: lastContact, thresholds: thresholds, nowUnixMs: nowUnixMs)
+        LeaderView(state: state, contactUnixMs: contact.lastUnixMs, thresholds: thresholds, nowUnixMs: nowUnixMs)
     }
 
     /// Allocations placed on each node and not yet ended.

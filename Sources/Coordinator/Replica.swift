@@ -108,8 +108,8 @@ public actor Replica {
     private var progressWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     private var nextProgressWaiter: UInt64 = 0
 
-    // Soft state, leader only: liveness of agents. Never replicated.
-    private(set) var lastContact: [String: Int64] = [:]
+    /// Soft state, leader only: when each agent was last heard from.
+    private(set) var contact = NodeContact()
     public let thresholds: LivenessThresholds
     public nonisolated let startedAtUnixMs = WallClock.nowUnixMs()
 
@@ -419,9 +419,7 @@ public actor Replica {
         wakeProgressWaiters()
         batchesInFlight.removeAll()
         if soft.role == .leader {
-            // Grace period: a new leader has not heard from agents yet.
-            let now = WallClock.nowUnixMs()
-            for name in state.nodes.keys { lastContact[name] = now }
+            contact.becameLeader(nodes: state.nodes.keys, atUnixMs: WallClock.nowUnixMs())
             logger.info("became leader", metadata: ["raft.term": "\(raft.term)"])
         } else {
             logger.info("following", metadata: ["raft.term": "\(raft.term)", "raft.leader": "\(soft.leader.map(String.init) ?? "none")"])
@@ -634,7 +632,7 @@ public actor Replica {
     public var kvRevision: UInt64 { state.kvRevision }
 
     public func noteContact(_ name: String, atUnixMs: Int64 = WallClock.nowUnixMs()) {
-        lastContact[name] = max(lastContact[name] ?? 0, atUnixMs)
+        contact.heard(from: name, atUnixMs: atUnixMs)
     }
 
     public func node(_ name: String) -> Specola_V1_Node? {
@@ -653,51 +651,6 @@ public actor Replica {
     }
 
     private func withLiveness(_ stored: Specola_V1_Node) -> Specola_V1_Node {
-        var node = stored
-        let seen = max(lastContact[node.name] ?? 0, node.lastSeenUnixMs)
-        node.lastSeenUnixMs = seen
-        node.status = NodeHealth.displayed(committed: stored.status, live: thresholds.status(sinceLastContactMs: WallClock.nowUnixMs() - seen))
-        return node
-    }
-}
-
-/// Where the leader is, for redirecting clients.
-public struct LeaderHint: Sendable, CustomStringConvertible {
-    public var id: NodeID
-    public var name: String
-    public var address: String
-    public var description: String { "\(name) at \(address)" }
-}
-
-/// Why a replica could not serve a request.
-public enum ReplicaError: Error, CustomStringConvertible {
-    case notLeader(LeaderHint?)
-    case superseded(index: Index)
-    /// The write may or may not have been applied; a client must read before retrying it.
-    case outcomeUnknown(index: Index, why: String)
-    /// The write was applied at `index`, but this replica caught up from a snapshot and never saw its result.
-    case appliedResultUnknown(index: Index)
-    /// The leader holds as many uncommitted writes as it may; nothing was executed.
-    case overloaded
-    case timedOut
-    case dropped(String)
-    case storageFailed(String)
-    /// A replica that stopped after a storage failure refuses new requests before doing anything.
-    case stopped
-
-    public var description: String {
-        switch self {
-        case .notLeader(let hint?): return "this replica is not the leader; the leader is \(hint)"
-        case .notLeader(nil): return "no leader is known yet (election in progress); retry shortly"
-        case .superseded(let index): return "the write at index \(index) was replaced after a leader change; it did not happen — retry"
-        case .appliedResultUnknown(let index):
-            return "the write was applied (log index \(index)), but this replica caught up from a snapshot and does not know its result; read the state to see it — do not retry the write"
-        case .outcomeUnknown(let index, let why): return "the outcome of the write at index \(index) is unknown (\(why)); read the state before retrying it"
-        case .overloaded: return "the leader holds as many writes waiting for a quorum as it may; this one was not executed — retry in a moment"
-        case .timedOut: return "the write or read did not complete in time (no quorum?); its outcome is unknown"
-        case .dropped(let reason): return "the request was dropped (\(reason)); retry"
-        case .storageFailed(let problem): return "this replica cannot persist (\(problem)); use another replica"
-        case .stopped: return "this replica stopped after a storage failure (see its log) and executed nothing; use another replica"
-        }
+        contact.displayed(stored, thresholds: thresholds, nowUnixMs: WallClock.nowUnixMs())
     }
 }

@@ -130,3 +130,26 @@ import CooperativePoolWatch
         #expect(cordonOnly.step(for: node(psuEventAt: now / 1000), nowUnixMs: now) == nil)
     }
 }
+
+/// The leader's soft contact record: a new leader's grace period, and what operators see.
+@Suite(.watchesCooperativePool) struct NodeContactTests {
+    @Test func aNewLeaderCountsItsOwnStartAsContactWithEveryNode() {
+        var contact = NodeContact()
+        contact.heard(from: "n1", atUnixMs: 5_000)
+        contact.heard(from: "n1", atUnixMs: 4_000)
+        #expect(contact.lastUnixMs["n1"] == 5_000, "an older contact never moves it back")
+        contact.becameLeader(nodes: ["n1", "n2"], atUnixMs: 9_000)
+        #expect(contact.lastUnixMs == ["n1": 9_000, "n2": 9_000])
+    }
+
+    @Test func operatorsSeeTheLaterOfContactAndTheLastReport() {
+        var contact = NodeContact()
+        contact.heard(from: "n1", atUnixMs: 10_000)
+        let stored = Specola_V1_Node.with { $0.name = "n1"; $0.status = "ready"; $0.lastSeenUnixMs = 2_000 }
+        let thresholds = LivenessThresholds(suspectAfterMs: 3_000, downAfterMs: 10_000)
+        let shown = contact.displayed(stored, thresholds: thresholds, nowUnixMs: 14_000)
+        #expect(shown.lastSeenUnixMs == 10_000)
+        #expect(shown.status == "suspect")
+        #expect(NodeContact().displayed(stored, thresholds: thresholds, nowUnixMs: 14_000).status == "down")
+    }
+}
