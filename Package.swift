@@ -182,7 +182,7 @@ let package = Package(
             name: "AlertingTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaAlerting", "SpecolaAlertDelivery", "TestSupport"], path: "Tests/AlertingTests",
             swiftSettings: settings),
         .executableTarget(
-            name: "specola-bench-scheduler", dependencies: ["SpecolaCoordinator"], path: "Sources/BenchScheduler",
+            name: "specola-bench-scheduler", dependencies: ["SpecolaCoordinator", "SpecolaClusterCore", "SpecolaJobs", "SpecolaProtocol", "SpecolaRaft", "SpecolaDevSupport"] + grpc, path: "Sources/BenchScheduler",
             swiftSettings: settings),
         .testTarget(
             name: "ClusterCoreTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaClusterCore"], swiftSettings: settings),

@@ -10,7 +10,7 @@ import Synchronization
 /// the replicated state with what this connection was already sent, and sends
 /// the rest. A fresh connection (agent restart, new leader) gets everything again;
 /// the agent's instruction ledger makes the repeat harmless.
-final class InstructionHub: Sendable {
+package final class InstructionHub: Sendable {
     private struct Connection {
         let id: UInt64
         let outgoing: AsyncStream<Specola_V1_CoordinatorMessage>.Continuation
@@ -21,7 +21,7 @@ final class InstructionHub: Sendable {
     private let nextID = Atomic<UInt64>(1)
     private let logger: Logger
 
-    init(logger: Logger) {
+    package init(logger: Logger) {
         self.logger = logger
     }
 

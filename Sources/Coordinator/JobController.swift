@@ -10,8 +10,8 @@ import Synchronization
 /// placements through Raft in batches, requeues work of nodes that are down,
 /// and has the instruction hub send what agents have not been told yet.
 /// Passes run on a timer and whenever something nudges the loop.
-final class JobController: Sendable {
-    struct Settings: Sendable {
+package final class JobController: Sendable {
+    package struct Settings: Sendable {
         /// Longest time between two passes when nothing nudges.
         var interval: Duration = .milliseconds(500)
         /// Placements per Raft entry.
@@ -28,7 +28,7 @@ final class JobController: Sendable {
     /// Why each pending task was not placed in the latest pass (leader-local soft state).
     private let waiting = Mutex<[String: PlacementFailure]>([:])
 
-    init(replica: any ClusterLog, hub: InstructionHub, settings: Settings = .init(), logger: Logger) {
+    package init(replica: any ClusterLog, hub: InstructionHub, settings: Settings = .init(), logger: Logger) {
         self.replica = replica
         self.hub = hub
         self.settings = settings
@@ -47,7 +47,7 @@ final class JobController: Sendable {
 
     /// One pass; returns how long planning took (the rest is the Raft commit).
     @discardableResult
-    func pass() async -> Duration {
+    package func pass() async -> Duration {
         let now = WallClock.nowUnixMs()
         let clock = ContinuousClock()
         let planStart = clock.now

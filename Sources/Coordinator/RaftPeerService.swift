@@ -7,11 +7,16 @@ import SpecolaRaft
 
 /// Receives Raft traffic from the other replicas. Callers need a coordinator
 /// certificate; a frame that does not decode is refused and logged, never applied.
-struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
+package struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
     let replica: Replica
     let logger: Logger
 
-    func deliver(request: Specola_V1_RaftBatch, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
+    package init(replica: Replica, logger: Logger) {
+        self.replica = replica
+        self.logger = logger
+    }
+
+    package func deliver(request: Specola_V1_RaftBatch, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
         let caller = try CallerIdentity.require(context, .raftPeer)
         guard request.chunkTotal == 0 else {
             throw RPCError(code: .invalidArgument, message: "a message in pieces travels only on Pipe, whose stream keeps them in order")
@@ -20,7 +25,7 @@ struct RaftPeerService: Specola_V1_RaftPeer.SimpleServiceProtocol {
         return .init()
     }
 
-    func pipe(request: RPCAsyncSequence<Specola_V1_RaftBatch, any Error>, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
+    package func pipe(request: RPCAsyncSequence<Specola_V1_RaftBatch, any Error>, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
         let caller = try CallerIdentity.require(context, .raftPeer)
         var pieces = ChunkAssembler()
         for try await batch in request {

@@ -7,6 +7,7 @@ import SpecolaJobs
 import SpecolaProtocol
 import SpecolaRaft
 import SpecolaDevSupport
+import SpecolaCoordinator
 
 /// Scheduler throughput with the real commit path: three replicas in this
 /// process, each with its own SQLite log, talking Raft over gRPC with mutual
