@@ -65,6 +65,19 @@ import Glibc
         return names.split(separator: "\n").map(String.init)
     }
 
+    /// The agent reports a task's end first and removes its container right after, so a job can
+    /// read as finished a moment before its containers are gone.
+    static func expectContainersRemoved(of jobs: String..., sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        do {
+            try await waitUntil("the containers of \(jobs.joined(separator: ", ")) to be removed", timeout: .seconds(30)) {
+                for job in jobs where !(try await leftoverContainers(job: job)).isEmpty { return false }
+                return true
+            }
+        } catch {
+            Issue.record("containers left behind: \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
     @Test func pipelineRunsInOrderWithFanOutFanInAndStepOutputs() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.1", "r1"), ("node2", "127.0.1.2", "r2")])
         try await cluster.withCleanup(removingContainersOf: ["reduce-m31"]) {
@@ -97,7 +110,7 @@ import Glibc
             let listed = try await cluster.cli(["kv", "ls", "jobs/reduce-m31/outputs/calibrate/", "--json"])
             let outputs = try Specola_V1_KvListResponse(jsonString: listed.stdout, options: Self.lenient).kvs
             #expect(outputs.map { String(decoding: $0.value, as: UTF8.self) } == (1...8).map { "exp0\($0)-cal.fits" })
-            #expect(try await Self.leftoverContainers(job: "reduce-m31").isEmpty)
+            try await Self.expectContainersRemoved(of: "reduce-m31")
         }
     }
 
@@ -195,9 +208,7 @@ import Glibc
             #expect(slowJob.tasks.first?.message.contains("timeout") == true, "\(slowJob.tasks.first?.message ?? "")")
             let elapsed = slowJob.finishedAtUnixMs - slowJob.submittedAtUnixMs
             #expect(elapsed < 30_000, "a 2 s timeout took \(elapsed) ms to end the task")
-            for job in ["sweep", "flaky", "broken", "slow"] {
-                #expect(try await Self.leftoverContainers(job: job).isEmpty, "containers of \(job) left behind")
-            }
+            try await Self.expectContainersRemoved(of: "sweep", "flaky", "broken", "slow")
 
             // Bad YAML: file:line:column, exit 2, nothing submitted.
             let bad = try Self.spec(cluster, "bad.yaml", """
@@ -323,7 +334,7 @@ import Glibc
                 #expect(lines == ["start", "end"], "\(name) ran \(lines.filter { $0 == "start" }.count) times")
             }
             #expect(cluster.agents["node1"]?.log.contains("re-attaching to a task that outlived the agent") == true)
-            #expect(try await Self.leftoverContainers(job: "steady").isEmpty)
+            try await Self.expectContainersRemoved(of: "steady")
         }
     }
 
