@@ -10,7 +10,7 @@ import CooperativePoolWatch
         #expect(StorageRunner.splitBrainArgument("/dir/f") == "/dir/f")
     }
 
-    @Test(.runsOffThePool) func aSpareMustBeAnEmptyDirectoryUnderAnExistingParent() throws {
+    @Test(.runsOffThePool) func aSpareMustBeAnEmptyDirectoryUnderAnExistingParent() async throws {
         let dir = try TempDir("specola-spare")
         defer { dir.remove() }
         #expect(StorageRunner.spareProblem("\(dir.path)/missing/brick")?.contains("does not exist") == true)

@@ -42,7 +42,7 @@ import SeededRandom
     }
 
     @Test(arguments: 1...40)
-    func noTransitionIsAnnouncedTwiceAndNoneIsLost(seed: Int) throws {
+    func noTransitionIsAnnouncedTwiceAndNoneIsLost(seed: Int) async throws {
         var random = SeededRandom(seed: UInt64(seed))
         var book = AlertBook()
         var receivers = Receivers()

@@ -9,13 +9,15 @@ import Testing
 /// power, and leader changes that wipe the leader's soft state. Each node runs one workload; when
 /// the ladder commits a node `fenced`, its workload starts on a ready node.
 /// Property: no workload ever runs on two nodes at once, and the brake is never exceeded.
-@Suite(.cpuBoundOffThePool, .watchesCooperativePool) struct FailureLadderSimulationTests {
+/// The tests are `async` so that `.cpuBoundOffThePool` moves them off the pool (a synchronous test
+/// body runs on the pool whatever its traits say).
+@Suite(.serialized, .cpuBoundOffThePool, .watchesCooperativePool) struct FailureLadderSimulationTests {
     static let policy = NodeHealth.Policy(suspectAfterMs: 1_000, downAfterMs: 2_000, selfFenceAfterMs: 3_000, leaseMarginMs: 2_000,
                                           maxFencedFraction: 0.34, stuckAfterMs: 30_000)
 
     /// Agents come back within the lease margin (systemd's RestartSec 2 s against a 5 s margin in
     /// production), so a restarted agent still stops its work before the coordinator moves it.
-    @Test(arguments: 1...60) func noWorkloadRunsTwiceAndTheBrakeHolds(seed: Int) {
+    @Test(arguments: 1...60) func noWorkloadRunsTwiceAndTheBrakeHolds(seed: Int) async {
         var world = LadderWorld(seed: UInt64(seed), nodeCount: 6, policy: Self.policy, agentDowntimeMs: 200...1_900)
         world.run(forMs: 240_000)
         #expect(world.violations.isEmpty, "seed \(seed): \(world.violations.first ?? "")\n\(world.trace.suffix(25).joined(separator: "\n"))")
@@ -25,7 +27,7 @@ import Testing
     /// The limit of lease fencing: an agent that stays dead past the lease plus the margin while its
     /// BMC does not answer cannot stop its work, and the coordinator moves it anyway. Closing this
     /// needs something that outlives the agent (a node watchdog, as Proxmox arms one).
-    @Test func anAgentDeadPastTheMarginWithItsBMCDownLeavesItsWorkRunning() {
+    @Test func anAgentDeadPastTheMarginWithItsBMCDownLeavesItsWorkRunning() async {
         withKnownIssue("lease fencing assumes the agent restarts within the lease margin") {
             let safe = (1...60).allSatisfy { seed in
                 var world = LadderWorld(seed: UInt64(seed), nodeCount: 6, policy: Self.policy, agentDowntimeMs: 200...8_000)
@@ -38,7 +40,7 @@ import Testing
 
     /// The simulation must be able to fail: an agent that forgets its lease when it restarts (the
     /// bug fixed in the agent) runs its re-attached work on past the coordinator's count.
-    @Test func anAgentThatForgetsItsLeaseOnRestartIsCaught() {
+    @Test func anAgentThatForgetsItsLeaseOnRestartIsCaught() async {
         let caught = (1...60).contains { seed in
             var world = LadderWorld(seed: UInt64(seed), nodeCount: 6, policy: Self.policy, agentDowntimeMs: 200...1_900,
                                     agentsKeepTheirLease: false)
@@ -50,7 +52,7 @@ import Testing
 
     /// And a leader that counts the lease from the committed last-seen time instead of from its own
     /// election (ignoring heartbeats the previous leader answered) is caught too.
-    @Test func aLeaderThatCountsSilenceItDidNotWitnessIsCaught() {
+    @Test func aLeaderThatCountsSilenceItDidNotWitnessIsCaught() async {
         let caught = (1...60).contains { seed in
             var world = LadderWorld(seed: UInt64(seed), nodeCount: 6, policy: Self.policy, agentDowntimeMs: 200...1_900,
                                     leaderCountsFromElection: false)

@@ -13,7 +13,7 @@ import Testing
     static let nodeNames = (1...6).map { "n\($0)" }
 
     @Test(arguments: [1, 7, 42, 1234, 99_991] as [UInt64])
-    func randomFailuresNeverBreakTheRedundancyRules(seed: UInt64) {
+    func randomFailuresNeverBreakTheRedundancyRules(seed: UInt64) async {
         var random = SimulationRandom(seed: seed)
         var cluster = StorageFixture(nodes: 6, volumes: Self.volumes)
         let policy = StoragePolicy(

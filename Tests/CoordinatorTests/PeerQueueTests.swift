@@ -35,7 +35,7 @@ import Testing
     }
 
     /// A message over the batch size (a large snapshot) travels in pieces and is whole again on arrival.
-    @Test(.cpuBoundOffThePool) func aMessageInPiecesIsJoinedExactlyOnce() throws {
+    @Test(.cpuBoundOffThePool) func aMessageInPiecesIsJoinedExactlyOnce() async throws {
         var message = Data(count: (10 << 20) + 3)
         for offset in stride(from: 0, to: message.count, by: 4_099) { message[offset] = UInt8(truncatingIfNeeded: offset / 4_099 + 1) }
         let pieces = PeerQueue.pieces(of: message.count)

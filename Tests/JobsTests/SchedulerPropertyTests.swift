@@ -98,7 +98,7 @@ func planningNeverBreaksItsPromises(seed: UInt64) {
 }
 
 /// Guards the property test against vacuous scenarios: across seeds, every outcome must actually occur.
-@Test(.watchesCooperativePool, .cpuBoundOffThePool) func randomScenariosCoverEveryOutcome() {
+@Test(.watchesCooperativePool, .cpuBoundOffThePool) func randomScenariosCoverEveryOutcome() async {
     var placed = 0
     var waiting = 0
     var impossible = 0
