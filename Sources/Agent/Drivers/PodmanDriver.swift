@@ -207,8 +207,21 @@ public struct PodmanDriver: Sendable {
         return Int32(inspected.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// Retried with longer timeouts: on a loaded machine `podman rm` can take longer than 30 s, and a
+    /// container left behind would stay until the agent restarts.
     func remove(_ name: String) async {
-        _ = try? await podman(["rm", "--force", "--time", "5", name], timeout: .seconds(30))
+        var problem = ""
+        for timeout in [30, 60, 120] {
+            do {
+                let result = try await podman(["rm", "--force", "--ignore", "--time", "5", name], timeout: .seconds(timeout))
+                if result.status == 0 { return }
+                problem = result.stderr
+            } catch {
+                problem = "\(error)"
+            }
+        }
+        logger.error("cannot remove a finished task's container; remove it by hand with `podman rm --force NAME`",
+                     metadata: ["container": "\(name)", "error": "\(problem)"])
     }
 
     /// Removes an allocation's container, whatever its state.
