@@ -8,4 +8,5 @@ command -v swift >/dev/null || { echo "swift not found: install the Swift 6 tool
 scripts/install-deps.sh
 swift build --build-tests
 scripts/check-units.sh .build/debug
-swift test --skip-build "$@"
+# One test run at a time per machine: process tests bind fixed loopback addresses.
+flock /tmp/specola-process-tests.lock swift test --skip-build "$@"

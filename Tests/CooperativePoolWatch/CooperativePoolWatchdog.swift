@@ -12,6 +12,9 @@ import Glibc
 /// (each priority has a pool of its own) and notes how long the job waited for a thread.
 /// A wait longer than `limit` is a stall. A busy but unblocked pool starts such a job within
 /// milliseconds even with another process hogging a core, so seconds mean blocked threads.
+/// The first `startupGrace` of the run is not watched: swift-testing then queues a job for
+/// every test at once, and on a cold machine (binary paged in from disk) the probe waits
+/// seconds behind that queue with no thread blocked.
 public final class CooperativePoolWatchdog: @unchecked Sendable {
     public struct Stall: Sendable, CustomStringConvertible {
         public var start: ContinuousClock.Instant
@@ -23,10 +26,14 @@ public final class CooperativePoolWatchdog: @unchecked Sendable {
     }
 
     /// The one watchdog of a test process; its limit comes from SPECOLA_POOL_STALL_LIMIT_MS (default 2000).
+    /// SPECOLA_POOL_STALL_GRACE_S (default 30) sets its start-up grace.
     public static let shared = CooperativePoolWatchdog(
-        limit: .milliseconds(Int(ProcessInfo.processInfo.environment["SPECOLA_POOL_STALL_LIMIT_MS"] ?? "") ?? 2_000))
+        limit: .milliseconds(Int(ProcessInfo.processInfo.environment["SPECOLA_POOL_STALL_LIMIT_MS"] ?? "") ?? 2_000),
+        startupGrace: .seconds(Int(ProcessInfo.processInfo.environment["SPECOLA_POOL_STALL_GRACE_S"] ?? "") ?? 30))
 
     public let limit: Duration
+    /// Probes sent before this instant are not counted (the start-up queue of every test).
+    private let watchedFrom: ContinuousClock.Instant
     private let interval: Duration
     private let lock = NSLock()
     private var priorities: Set<UInt8> = []
@@ -35,8 +42,9 @@ public final class CooperativePoolWatchdog: @unchecked Sendable {
     private var recorded: [Stall] = []
     private var running = true
 
-    public init(limit: Duration, interval: Duration = .milliseconds(25)) {
+    public init(limit: Duration, startupGrace: Duration = .zero, interval: Duration = .milliseconds(25)) {
         self.limit = limit
+        self.watchedFrom = ContinuousClock.now + startupGrace
         self.interval = interval
         let pause = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         // The thread keeps the watchdog until `stop`.
@@ -59,7 +67,7 @@ public final class CooperativePoolWatchdog: @unchecked Sendable {
         lock.withLock {
             var found = recorded.filter { $0.start < window.upperBound && $0.start + $0.duration > window.lowerBound }
             let now = ContinuousClock.now
-            for (raw, sent) in outstanding where now - sent > limit && sent < window.upperBound {
+            for (raw, sent) in outstanding where now - sent > limit && sent < window.upperBound && sent >= watchedFrom {
                 found.append(Stall(start: sent, duration: now - sent, priority: TaskPriority(rawValue: raw)))
             }
             return found
@@ -74,7 +82,7 @@ public final class CooperativePoolWatchdog: @unchecked Sendable {
         guard let directory = dumpDirectory else { return }
         let now = ContinuousClock.now
         let fresh: [ContinuousClock.Instant] = lock.withLock {
-            let stalled = outstanding.values.filter { now - $0 > limit && !dumpedStallsSentAt.contains($0) }
+            let stalled = outstanding.values.filter { now - $0 > limit && $0 >= watchedFrom && !dumpedStallsSentAt.contains($0) }
             dumpedStallsSentAt.formUnion(stalled)
             return stalled
         }
@@ -109,7 +117,7 @@ public final class CooperativePoolWatchdog: @unchecked Sendable {
         let waited = ContinuousClock.now - sent
         lock.withLock {
             outstanding[raw] = nil
-            if waited > limit {
+            if waited > limit, sent >= watchedFrom {
                 recorded.append(Stall(start: sent, duration: waited, priority: TaskPriority(rawValue: raw)))
             }
         }

@@ -41,4 +41,13 @@ import SpecolaProcesses
         for wait in waits { await wait.value }
         #expect(watchdog.stalls(during: begin..<ContinuousClock.now).isEmpty)
     }
+
+    @Test func aStallDuringTheStartupGraceIsNotCounted() async throws {
+        let watchdog = CooperativePoolWatchdog(limit: .milliseconds(400), startupGrace: .seconds(5))
+        defer { watchdog.stop() }
+        watchdog.watch(.background)
+        let begin = ContinuousClock.now
+        await Self.blockBackgroundPool(milliseconds: 1_200)
+        #expect(watchdog.stalls(during: begin..<ContinuousClock.now).isEmpty)
+    }
 }
