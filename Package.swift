@@ -196,7 +196,7 @@ let package = Package(
             name: "AgentTests", dependencies: ["CooperativePoolWatch", "SpecolaAgent", "TestSupport"], swiftSettings: settings),
         .testTarget(
             name: "CoordinatorTests", dependencies: [
-                "CooperativePoolWatch", "SpecolaCoordinator", "SpecolaOIDC",
+                "CooperativePoolWatch", "SeededRandom", "SpecolaCoordinator", "SpecolaOIDC",
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"), "SpecolaClusterCore", "SpecolaJobs", "SpecolaAlerting",
                 "SpecolaAlertDelivery", "TestSupport",
             ],

@@ -1,5 +1,6 @@
 import CooperativePoolWatch
 import SpecolaWire
+import SeededRandom
 import Testing
 @testable import SpecolaClusterCore
 
@@ -14,7 +15,7 @@ import Testing
 
     @Test(arguments: [1, 7, 42, 1234, 99_991] as [UInt64])
     func randomFailuresNeverBreakTheRedundancyRules(seed: UInt64) async {
-        var random = SimulationRandom(seed: seed)
+        var random = SeededRandom(seed: seed)
         var cluster = StorageFixture(nodes: 6, volumes: Self.volumes)
         let policy = StoragePolicy(
             spareBricks: Dictionary(uniqueKeysWithValues: Self.nodeNames.map { ($0, ["/spare/a", "/spare/b"]) }),
@@ -62,7 +63,7 @@ import Testing
 
     /// One random event: a brick process dies, a disk fails or recovers, a node goes down,
     /// is fenced, or comes back.
-    static func disturb(_ cluster: inout StorageFixture, _ random: inout SimulationRandom) {
+    static func disturb(_ cluster: inout StorageFixture, _ random: inout SeededRandom) {
         let bricks = StorageView.volumes(cluster.nodes).flatMap(\.bricks)
         guard !bricks.isEmpty else { return }
         let brick = bricks[Int(random.next() % UInt64(bricks.count))]
@@ -113,18 +114,5 @@ import Testing
     static func split(_ key: String) -> (String, String) {
         let colon = key.firstIndex(of: ":")!
         return (String(key[..<colon]), String(key[key.index(after: colon)...]))
-    }
-}
-
-/// SplitMix64, so a run replays from its seed (ClusterCoreTests does not link TestSupport).
-struct SimulationRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -2,6 +2,7 @@ import CooperativePoolWatch
 import Foundation
 import SpecolaRaft
 import TestSupport
+import SeededRandom
 import Testing
 @testable import SpecolaCoordinator
 
@@ -11,7 +12,7 @@ import Testing
     @Test(arguments: [UInt64(1), 2, 3]) func theStoreMatchesTheSimulationsModel(seed: UInt64) async throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        var rng = SplitMix64Model(seed: seed)
+        var rng = SeededRandom(seed: seed)
         var storage = try RaftStorage(path: dir.file("raft.sqlite"))
         var model = PersistedState()
         var term: Term = 1
@@ -48,17 +49,5 @@ import Testing
             let loaded = try #require(try storage.load())
             #expect(loaded == model, "seed \(seed), step \(step)")
         }
-    }
-}
-
-private struct SplitMix64Model {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

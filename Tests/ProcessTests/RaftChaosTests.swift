@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import SpecolaProtocol
 import Synchronization
 import TestSupport
+import SpecolaRaft
 import Testing
 import CooperativePoolWatch
 #if canImport(Glibc)
@@ -753,18 +754,6 @@ final class WriteLedger: Sendable {
     }
 }
 
-/// A small seedable generator (SplitMix64), so a fault schedule can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension ClientPool {
     /// One RPC to one replica, nil on any error.
