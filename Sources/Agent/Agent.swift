@@ -18,29 +18,19 @@ public struct Agent: Service {
         self.logger = logger
     }
 
+    /// The agent's life, in the order a newcomer reads it: check the identity, open the outbox,
+    /// build the runners, resume work a previous process left running, connect, then collect
+    /// and report until SIGTERM, and finally drain the outbox.
     public func run() async throws {
-        let identity = try config.tls.validate()
-        guard identity.role == .node, identity.name == config.nodeName else {
-            throw TLSFileError(path: config.tls.cert,
-                               problem: "is for \(identity), but this agent is configured as node '\(config.nodeName)'; use the node/\(config.nodeName) certificate or fix nodeName")
-        }
+        try checkCertificateNamesThisNode()
         let outbox = try Outbox(path: config.dataDir + "/outbox.sqlite")
-        // SEL entries already queued are not reported again after a restart.
-        let selCursor = try outbox.counter("sel").map { UInt32(truncatingIfNeeded: $0) }
-        let collector = makeCollector(resumeSELAfter: selCursor)
         let loop = LoopState()
         let wakeLink = Mutex<(@Sendable () -> Void)?>(nil)
-        let runner = TaskRunner(
-            outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(nodeName: config.nodeName, policy: config.tasks.exec, logger: logger), logger: logger,
-            onEvent: { wakeLink.withLock { $0 }?() })
-        let workloads = WorkloadRunner(
-            outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
-        let storage: StorageRunner? = config.gluster.enabled
-            ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: { wakeLink.withLock { $0 }?() })
-            : nil
+        let runners = makeRunners(outbox: outbox, onEvent: { wakeLink.withLock { $0 }?() })
         let requestFull: @Sendable () -> Void = { loop.fullRequested.store(true, ordering: .relaxed) }
         let instructions = InstructionExecutor(
-            outbox: outbox, runner: runner, workloads: workloads, storage: storage, logger: logger, onFullReportRequested: requestFull)
+            outbox: outbox, runner: runners.tasks, workloads: runners.workloads, storage: runners.storage, logger: logger,
+            onFullReportRequested: requestFull)
         // A re-issued node certificate is used from the next connection on, without a restart.
         let reloader = try config.tls.makeReloader(logger: logger)
         let reloading = Task { try? await reloader.run() }
@@ -49,75 +39,31 @@ public struct Agent: Service {
             config: config, outbox: outbox, instructions: instructions, reloader: reloader, logger: logger,
             onFullReportRequested: requestFull)
         wakeLink.withLock { $0 = { link.nudge() } }
-        // Before the link can deliver new work: pick up tasks that outlived a previous agent process.
-        await runner.resume()
-        await workloads.resume()
-        await storage?.resume()
-        let workloadWatch = Task { await workloads.run() }
-        defer { workloadWatch.cancel() }
-        let notifier = SystemdNotifier()
-        let pending = try outbox.pendingCount()
-        let lastSeq = try outbox.lastSeq()
-        logger.info("agent starting", metadata: [
-            "node.name": "\(config.nodeName)", "coordinators": "\(config.coordinators.map(\.description))",
-            "outbox.pending": "\(pending)", "seq.last": "\(lastSeq)",
-        ])
 
+        // Before the link can deliver new work: pick up work that outlived a previous agent process.
+        await resumeClaimedWork(ledger: outbox, runners: runners.all, logger: logger)
+        let background = startRunnerLoops(runners)
+        defer { background.forEach { $0.cancel() } }
+        try logStart(outbox)
         let linkTask = Task { await link.run() }
         defer { linkTask.cancel() }
 
+        let notifier = SystemdNotifier()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await cancelWhenGracefulShutdown {
-                    var lastFull = ContinuousClock.now
-                    var announced = false
-                    while !Task.isCancelled {
-                        let dueFull = ContinuousClock.now - lastFull >= .seconds(config.fullReportInterval)
-                        let forceFull = loop.fullRequested.exchange(false, ordering: .relaxed) || dueFull
-                        // Stamped before collecting: the leader compares it with when a storage action ended.
-                        let collectedAt = Int64(Date().timeIntervalSince1970 * 1000)
-                        if let (facts, full) = await collector.collect(forceFull: forceFull) {
-                            do {
-                                // The commit waits for an fsync: on a thread of its own, not the pool's.
-                                let report = try await onDedicatedThread("specola-outbox") {
-                                    try outbox.append(facts: facts, full: full, collectedAtUnixMs: collectedAt)
-                                }
-                                if full { lastFull = .now }
-                                if let cursor = collector.selCursor, facts.hasSel {
-                                    try? outbox.setCounter("sel", UInt64(cursor))
-                                }
-                                logger.debug("report queued", metadata: ["seq": "\(report.seq)", "full": "\(full)"])
-                                link.nudge()
-                            } catch {
-                                // Keep the baseline honest: the next report must be full.
-                                collector.forgetBaseline()
-                                logger.error("cannot queue a report in the outbox; if the disk is full, free space in the agent's dataDir. The next report is a full one, so nothing is missed once it works",
-                                             metadata: ["outbox": "\(outbox.path)", "error": "\(error)"])
-                            }
-                        }
-                        loop.lastCycle.withLock { $0 = .now }
-                        if !announced {
-                            notifier.ready()
-                            announced = true
-                        }
-                        try await Task.sleep(for: .seconds(config.reportInterval))
-                    }
+                    try await collectAndReport(outbox: outbox, link: link, loop: loop, notifier: notifier)
                 }
             }
             group.addTask {
                 try await cancelWhenGracefulShutdown {
-                    try await selfFenceWatch(link: link, runner: runner, workloads: workloads)
+                    try await selfFenceWatch(link: link, runner: runners.tasks, workloads: runners.workloads)
                 }
             }
             if let interval = notifier.watchdogInterval {
                 group.addTask {
-                    // Ping only while the collection loop is alive, so a hung collector trips the watchdog.
                     try await cancelWhenGracefulShutdown {
-                        while !Task.isCancelled {
-                            let stale = loop.lastCycle.withLock { ContinuousClock.now - $0 } > .seconds(config.reportInterval * 3 + 30)
-                            if !stale { notifier.watchdog() }
-                            try await Task.sleep(for: interval)
-                        }
+                        try await pingWatchdogWhileCollecting(notifier: notifier, interval: interval, loop: loop)
                     }
                 }
             }
@@ -127,6 +73,113 @@ public struct Agent: Service {
         }
 
         notifier.stopping()
+        await drainOutbox(outbox, link: link)
+    }
+
+    /// The agent refuses to start with another node's certificate (or a user's).
+    func checkCertificateNamesThisNode() throws {
+        let identity = try config.tls.validate()
+        guard identity.role == .node, identity.name == config.nodeName else {
+            throw TLSFileError(path: config.tls.cert,
+                               problem: "is for \(identity), but this agent is configured as node '\(config.nodeName)'; use the node/\(config.nodeName) certificate or fix nodeName")
+        }
+    }
+
+    /// The runners of each family of work this node carries out; all share the outbox's ledger.
+    struct Runners {
+        let tasks: TaskRunner
+        let workloads: WorkloadRunner
+        let storage: StorageRunner?
+        var all: [any ClaimedWorkRunner] {
+            var all: [any ClaimedWorkRunner] = [tasks, workloads]
+            if let storage { all.append(storage) }
+            return all
+        }
+    }
+
+    func makeRunners(outbox: Outbox, onEvent: @escaping @Sendable () -> Void) -> Runners {
+        Runners(
+            tasks: TaskRunner(
+                outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(nodeName: config.nodeName, policy: config.tasks.exec, logger: logger),
+                logger: logger, onEvent: onEvent),
+            workloads: WorkloadRunner(outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: onEvent),
+            storage: config.gluster.enabled
+                ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: onEvent) : nil)
+    }
+
+    /// How often ended task containers whose removal failed are looked for again.
+    static let containerSweepInterval = Duration.seconds(120)
+
+    /// The workload watch, and the sweep of ended task containers when podman is on.
+    func startRunnerLoops(_ runners: Runners) -> [Task<Void, Never>] {
+        var loops = [Task { await runners.workloads.run() }]
+        if config.podman.enabled {
+            loops.append(Task { await runners.tasks.sweepPeriodically(every: Self.containerSweepInterval) })
+        }
+        return loops
+    }
+
+    func logStart(_ outbox: Outbox) throws {
+        let pending = try outbox.pendingCount()
+        let lastSeq = try outbox.lastSeq()
+        logger.info("agent starting", metadata: [
+            "node.name": "\(config.nodeName)", "coordinators": "\(config.coordinators.map(\.description))",
+            "outbox.pending": "\(pending)", "seq.last": "\(lastSeq)",
+        ])
+    }
+
+    /// Collects facts every `reportInterval`, queues them in the outbox and wakes the link; full
+    /// reports on a timer or when asked. Tells systemd it is ready after the first cycle.
+    func collectAndReport(outbox: Outbox, link: CoordinatorLink, loop: LoopState, notifier: SystemdNotifier) async throws {
+        // SEL entries already queued are not reported again after a restart.
+        let selCursor = try outbox.counter("sel").map { UInt32(truncatingIfNeeded: $0) }
+        let collector = makeCollector(resumeSELAfter: selCursor)
+        var lastFull = ContinuousClock.now
+        var announced = false
+        while !Task.isCancelled {
+            let dueFull = ContinuousClock.now - lastFull >= .seconds(config.fullReportInterval)
+            let forceFull = loop.fullRequested.exchange(false, ordering: .relaxed) || dueFull
+            // Stamped before collecting: the leader compares it with when a storage action ended.
+            let collectedAt = Int64(Date().timeIntervalSince1970 * 1000)
+            if let (facts, full) = await collector.collect(forceFull: forceFull) {
+                do {
+                    // The commit waits for an fsync: on a thread of its own, not the pool's.
+                    let report = try await onDedicatedThread("specola-outbox") {
+                        try outbox.append(facts: facts, full: full, collectedAtUnixMs: collectedAt)
+                    }
+                    if full { lastFull = .now }
+                    if let cursor = collector.selCursor, facts.hasSel {
+                        try? outbox.setCounter("sel", UInt64(cursor))
+                    }
+                    logger.debug("report queued", metadata: ["seq": "\(report.seq)", "full": "\(full)"])
+                    link.nudge()
+                } catch {
+                    // Keep the baseline honest: the next report must be full.
+                    collector.forgetBaseline()
+                    logger.error("cannot queue a report in the outbox; if the disk is full, free space in the agent's dataDir. The next report is a full one, so nothing is missed once it works",
+                                 metadata: ["outbox": "\(outbox.path)", "error": "\(error)"])
+                }
+            }
+            loop.lastCycle.withLock { $0 = .now }
+            if !announced {
+                notifier.ready()
+                announced = true
+            }
+            try await Task.sleep(for: .seconds(config.reportInterval))
+        }
+    }
+
+    /// Pings systemd's watchdog only while the collection loop is alive, so a hung collector trips it.
+    func pingWatchdogWhileCollecting(notifier: SystemdNotifier, interval: Duration, loop: LoopState) async throws {
+        while !Task.isCancelled {
+            let stale = loop.lastCycle.withLock { ContinuousClock.now - $0 } > .seconds(config.reportInterval * 3 + 30)
+            if !stale { notifier.watchdog() }
+            try await Task.sleep(for: interval)
+        }
+    }
+
+    /// After SIGTERM: sends what the outbox holds for up to `stopDrainTimeout`; the rest waits on disk.
+    func drainOutbox(_ outbox: Outbox, link: CoordinatorLink) async {
         let deadline = ContinuousClock.now + .milliseconds(Int64(config.stopDrainTimeout * 1000))
         var unsent = (try? outbox.pendingCount()) ?? 0
         while unsent > 0 && ContinuousClock.now < deadline {
@@ -146,7 +199,7 @@ public struct Agent: Service {
     func selfFenceWatch(link: CoordinatorLink, runner: TaskRunner, workloads: WorkloadRunner? = nil) async throws {
         while !Task.isCancelled {
             let now = ContinuousClock.now
-            let (step, next) = link.lease.withLock { lease in (lease.check(at: now), lease.nextCheck(after: now)) }
+            let (step, next) = link.lease.check(at: now)
             switch step {
             case .fence(let silence):
                 await runner.selfFence(reason: "no coordinator leader answered for \(silence)")

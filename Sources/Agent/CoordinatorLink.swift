@@ -24,10 +24,8 @@ public final class CoordinatorLink: Sendable {
     private let connectedTo = Mutex<HostPort?>(nil)
     /// Instruction results waiting for the sender.
     private let results = Mutex<[Specola_V1_InstructionResult]>([])
-    /// When a leader last answered, and the self-fence lease it announced.
-    let lease = Mutex(SelfFenceLease())
-    /// When the lease was last written to the data directory.
-    private let leaseSaved = Mutex<ContinuousClock.Instant?>(nil)
+    /// When a leader last answered, and the self-fence lease it announced; kept across agent restarts.
+    let lease: SelfFenceLeaseKeeper
     /// Heartbeats carry their send time as an offset from this instant, set a day before its first
     /// use so that every send time of this process lies after it.
     private static let leaseEpoch = ContinuousClock.now - .seconds(86_400)
@@ -43,17 +41,7 @@ public final class CoordinatorLink: Sendable {
         self.logger = logger
         self.onFullReportRequested = onFullReportRequested
         _ = Self.leaseEpoch
-        restoreLease()
-    }
-
-    /// A restarted agent keeps counting from the previous process's last renewal, so work it
-    /// re-attached while no leader answers is still stopped when the coordinator expects.
-    private func restoreLease() {
-        guard let record = LeaseRecord.load(from: config.dataDir), let (renewedAt, length) = record.restored() else { return }
-        lease.withLock { $0.renew(at: renewedAt, length: length) }
-        logger.info("self-fence lease carried over from the previous agent process", metadata: [
-            "lease.renewed_s_ago": "\((ContinuousClock.now - renewedAt).components.seconds)", "lease.length_ms": "\(record.lengthMs)",
-        ])
+        lease = SelfFenceLeaseKeeper(dataDir: config.dataDir, logger: logger)
     }
 
     /// Tells the sender that the outbox has a new report.
@@ -64,29 +52,7 @@ public final class CoordinatorLink: Sendable {
     public var isConnected: Bool { connectedTo.withLock { $0 != nil } }
 
     /// How long no leader has answered, when the coordinator set a self-fence lease and it has run out.
-    public var leaseExpiredFor: Duration? { lease.withLock { $0.expiredFor(at: .now) } }
-
-    /// A leader answered something this agent sent at `sent`.
-    private func renewLease(sentAt sent: ContinuousClock.Instant, length: Duration? = nil) {
-        let current = lease.withLock { lease in
-            lease.renew(at: sent, length: length)
-            return lease.current
-        }
-        guard let current else { return }
-        // At most once a second: an older record only makes a restarted agent fence sooner.
-        let due = leaseSaved.withLock { saved in
-            guard length != nil || saved.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }
-            saved = .now
-            return true
-        }
-        guard due else { return }
-        do {
-            try LeaseRecord(renewedAt: current.renewedAt, length: current.length).save(to: config.dataDir)
-        } catch {
-            logger.warning("cannot record the self-fence lease in the data directory; an agent restarted while cut off would not stop re-attached work until a leader answers",
-                           metadata: ["dataDir": "\(config.dataDir)", "error": "\(error)"])
-        }
-    }
+    public var leaseExpiredFor: Duration? { lease.expiredFor() }
 
     static func leaseToken(sentAt sent: ContinuousClock.Instant) -> UInt64 {
         let offset = max(.zero, sent - leaseEpoch)
@@ -182,7 +148,7 @@ public final class CoordinatorLink: Sendable {
             }
             try outbox.acknowledge(through: registered.lastAppliedSeq)
             acked.store(registered.lastAppliedSeq, ordering: .relaxed)
-            renewLease(sentAt: registerSent, length: .milliseconds(Int64(registered.selfFenceAfterMs)))
+            lease.renew(sentAt: registerSent, length: .milliseconds(Int64(registered.selfFenceAfterMs)))
             let echoesLeaseTokens = registered.echoesLeaseTokens
             connectedTo.withLock { $0 = endpoint }
             onConnected()
@@ -252,9 +218,9 @@ public final class CoordinatorLink: Sendable {
     /// coordinator from before lease tokens renews it with every message, when it arrives.
     private func handle(_ message: Specola_V1_CoordinatorMessage, echoesLeaseTokens: Bool) async throws {
         if !echoesLeaseTokens {
-            renewLease(sentAt: .now)
+            lease.renew(sentAt: .now)
         } else if case .ack(let ack) = message.kind, let sent = Self.sendInstant(ofLeaseToken: ack.leaseToken) {
-            renewLease(sentAt: sent)
+            lease.renew(sentAt: sent)
         }
         switch message.kind {
         case .ack(let ack):

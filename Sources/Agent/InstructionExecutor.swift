@@ -25,11 +25,8 @@ public struct InstructionExecutor: Sendable {
 
     public func execute(_ instruction: Specola_V1_Instruction) async throws -> Specola_V1_InstructionResult {
         let id = instruction.id
-        var payload: Data?
-        if case .runTask(let run) = instruction.action { payload = try run.withEnvironmentRedacted.serializedData() }
-        if case .startWorkload(let start) = instruction.action { payload = try start.serializedData() }
-        if case .storageAction(let action) = instruction.action { payload = try action.serializedData() }
-        if let stored = try outbox.claimInstruction(id, payload: payload) {
+        let work = try instruction.claimedWork()
+        if let stored = try outbox.claimInstruction(id, family: work?.family, payload: work?.payload) {
             logger.info("instruction already executed; not running it again", metadata: ["instruction.id": "\(id)"])
             return stored
         }

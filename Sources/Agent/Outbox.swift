@@ -6,7 +6,7 @@ import SpecolaDaemon
 /// The agent's durable queue of reports. A report gets its sequence number
 /// here and stays until the coordinator acknowledges it, so nothing is lost
 /// while no coordinator answers or when the agent restarts. The same file
-/// remembers which instruction IDs were executed, so each runs at most once.
+/// holds the agent's one instruction ledger (`InstructionLedger.swift`).
 public final class Outbox: Sendable {
     let queue: DatabaseQueue
     public let path: String
@@ -43,6 +43,18 @@ public final class Outbox: Sendable {
             try db.alter(table: "instruction") { t in
                 t.add(column: "finished", .boolean).notNull().defaults(to: true)
                 t.add(column: "payload", .blob)
+            }
+        }
+        // Which family of work a claimed entry is (task, workload, storage), so one resume path
+        // hands each entry to its runner. Entries of older agents are classified by their ids.
+        migrator.registerMigration("v3") { db in
+            try db.alter(table: "instruction") { t in t.add(column: "family", .text) }
+            try db.execute(sql: "UPDATE instruction SET family = ? WHERE payload IS NOT NULL OR finished = 0",
+                           arguments: [WorkFamily.task.rawValue])
+            for family in WorkFamily.allCases {
+                guard let prefix = family.instructionPrefix else { continue }
+                try db.execute(sql: "UPDATE instruction SET family = ? WHERE family IS NOT NULL AND substr(id, 1, ?) = ?",
+                               arguments: [family.rawValue, prefix.count, prefix])
             }
         }
         return migrator
@@ -82,7 +94,7 @@ public final class Outbox: Sendable {
     }
 
     /// Stamps the next sequence number on a report and inserts it, inside the caller's transaction.
-    private static func insertReport(_ db: Database, _ fill: (inout Specola_V1_Report) -> Void) throws -> Specola_V1_Report {
+    static func insertReport(_ db: Database, _ fill: (inout Specola_V1_Report) -> Void) throws -> Specola_V1_Report {
         let last = try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'seq'") ?? 0
         var report = Specola_V1_Report.with { $0.seq = last + 1 }
         fill(&report)
@@ -123,65 +135,6 @@ public final class Outbox: Sendable {
 
     public func lastSeq() throws -> UInt64 {
         try queue.read { db in try UInt64.fetchOne(db, sql: "SELECT value FROM counter WHERE name = 'seq'") ?? 0 }
-    }
-
-    /// Records that instruction `id` starts now, with what it runs. Returns the
-    /// stored result instead when it was claimed before, so the caller does not run it again.
-    public func claimInstruction(_ id: String, payload: Data? = nil) throws -> Specola_V1_InstructionResult? {
-        try queue.write { db in
-            if let row = try Row.fetchOne(db, sql: "SELECT ok, message FROM instruction WHERE id = ?", arguments: [id]) {
-                return Specola_V1_InstructionResult.with {
-                    $0.instructionID = id
-                    $0.ok = row["ok"]
-                    $0.message = row["message"]
-                    $0.duplicate = true
-                }
-            }
-            try db.execute(sql: "INSERT INTO instruction(id, ok, message, finished, payload) VALUES (?, 0, 'started', 0, ?)",
-                           arguments: [id, payload])
-            return nil
-        }
-    }
-
-    public func recordInstruction(_ result: Specola_V1_InstructionResult) throws {
-        try queue.write { db in
-            try db.execute(sql: "UPDATE instruction SET ok = ?, message = ?, finished = 1 WHERE id = ?",
-                           arguments: [result.ok, result.message, result.instructionID])
-        }
-    }
-
-    /// Closes instruction `result.instructionID` and queues `events` in a report of their own, in one
-    /// transaction: a crash leaves either both or neither, so an outcome is never lost nor sent for
-    /// an instruction the ledger still counts as running.
-    public func recordInstruction(_ result: Specola_V1_InstructionResult, reporting events: [Specola_V1_StorageActionEvent],
-                                  atUnixMs: Int64) throws -> Specola_V1_Report {
-        do {
-            return try queue.write { db in
-                try db.execute(sql: "UPDATE instruction SET ok = ?, message = ?, finished = 1 WHERE id = ?",
-                               arguments: [result.ok, result.message, result.instructionID])
-                return try Self.insertReport(db) {
-                    $0.collectedAtUnixMs = atUnixMs
-                    $0.storageEvents = events
-                }
-            }
-        } catch {
-            throw OutboxError(path: path, problem: "cannot record instruction \(result.instructionID) (\(error)); check free disk space")
-        }
-    }
-
-    /// Whether instruction `id` was claimed and has finished.
-    public func instructionFinished(_ id: String) throws -> Bool {
-        try queue.read { db in
-            try Bool.fetchOne(db, sql: "SELECT finished FROM instruction WHERE id = ?", arguments: [id]) ?? false
-        }
-    }
-
-    /// Instructions claimed but not finished (the agent stopped while they ran), with their payloads.
-    public func unfinishedInstructions() throws -> [(id: String, payload: Data?)] {
-        try queue.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, payload FROM instruction WHERE finished = 0 ORDER BY rowid")
-                .map { ($0["id"], $0["payload"]) }
-        }
     }
 }
 

@@ -10,7 +10,9 @@ import SpecolaProcesses
 /// executor); its outcome closes the ledger entry and queues the report in one transaction. An
 /// action that was running when the agent stopped is not run again after a restart: it is
 /// reported failed with an unknown outcome, and the leader decides afresh from new facts.
-public actor StorageRunner {
+public actor StorageRunner: ClaimedWorkRunner {
+    public nonisolated var family: WorkFamily { .storage }
+
     /// Its outbox commits (fsync) block this thread, not the cooperative pool; gluster runs on threads of its own.
     private let executor = DedicatedThreadExecutor(name: "storage")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -41,9 +43,6 @@ public actor StorageRunner {
         self.onEvent = onEvent
     }
 
-    /// Whether an instruction id is a storage action's.
-    public static func owns(_ instructionID: String) -> Bool { instructionID.hasPrefix("st/") }
-
     /// Starts an action whose id was just claimed; returns at once.
     public func start(_ action: Specola_V1_StorageAction) -> String {
         guard running.insert(action.id).inserted else { return "already running" }
@@ -56,15 +55,8 @@ public actor StorageRunner {
     }
 
     /// After an agent restart: actions that were running are closed as failed, never run again.
-    public func resume() {
-        let unfinished: [(id: String, payload: Data?)]
-        do {
-            unfinished = try outbox.unfinishedInstructions().filter { Self.owns($0.id) }
-        } catch {
-            logger.error("cannot read the instruction ledger; interrupted storage actions stay open", metadata: ["error": "\(error)"])
-            return
-        }
-        for (id, _) in unfinished {
+    public func resume(_ entries: [LedgerEntry]) {
+        for id in entries.map(\.id) {
             finish(id, ok: false, message: "the agent stopped while this action ran; its outcome is unknown and it is not run again (the leader decides from fresh facts)")
         }
     }

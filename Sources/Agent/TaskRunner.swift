@@ -10,7 +10,9 @@ import SpecolaProcesses
 /// its container is removed. After a restart, `resume` re-attaches to
 /// containers that are still there and reports the rest as lost, so nothing
 /// runs twice.
-public actor TaskRunner {
+public actor TaskRunner: ClaimedWorkRunner {
+    public nonisolated var family: WorkFamily { .task }
+
     /// Its outbox commits (fsync) and ledger writes block this thread, not the cooperative pool.
     private let executor = DedicatedThreadExecutor(name: "task-runner")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -29,6 +31,8 @@ public actor TaskRunner {
     /// Called after an event is queued, to wake the link's sender.
     let onEvent: @Sendable () -> Void
     private var running: [String: Running] = [:]
+    /// Containers without a ledger record, warned about once.
+    private var unknownContainers: Set<String> = []
 
     /// Output lines a task prints to hand a declared result to later steps.
     public static let outputMarker = "specola-output: "
@@ -103,19 +107,14 @@ public actor TaskRunner {
 
     /// After a restart: re-attach to allocations whose containers still exist,
     /// report those that vanished as lost, and remove containers of allocations that already ended.
-    public func resume() async {
-        let unfinished: [(id: String, payload: Data?)]
-        do {
-            unfinished = try outbox.unfinishedInstructions()
-        } catch {
-            logger.error("cannot read the instruction ledger; running tasks are not re-attached", metadata: ["error": "\(error)"])
-            return
-        }
+    public func resume(_ entries: [LedgerEntry]) async {
         let containers = (try? await podman.managedAllocations()) ?? [:]
-        var claimed: Set<String> = []
-        for (id, payload) in unfinished where !WorkloadRunner.owns(id) && !StorageRunner.owns(id) {
-            guard let payload, let run = try? Specola_V1_RunTask(serializedBytes: payload) else { continue }
-            claimed.insert(id)
+        for entry in entries {
+            guard let payload = entry.payload, let run = try? Specola_V1_RunTask(serializedBytes: payload) else {
+                closeUnreadable(entry.id)
+                continue
+            }
+            let id = entry.id
             if run.driver == "podman", let state = containers[id] {
                 logger.info("re-attaching to a task that outlived the agent", metadata: ["allocation.id": "\(id)", "container.state": "\(state)"])
                 running[id] = Running(driver: run.driver)
@@ -142,15 +141,58 @@ public actor TaskRunner {
                 try? outbox.recordInstruction(.with { $0.instructionID = id; $0.ok = false; $0.message = "lost in an agent restart" })
             }
         }
-        for id in containers.keys.sorted() where !claimed.contains(id) {
+        await sweepEndedContainers(listed: containers)
+    }
+
+    /// An entry whose task cannot be read back is closed, and reported lost so the coordinator decides.
+    private func closeUnreadable(_ id: String) {
+        logger.error("a task claimed before the agent restarted cannot be read back from the ledger; it is reported lost",
+                     metadata: ["allocation.id": "\(id)"])
+        report(.with { $0.allocationID = id; $0.kind = .lost; $0.message = "unreadable in the agent's ledger after a restart" })
+        try? outbox.recordInstruction(.with { $0.instructionID = id; $0.ok = false; $0.message = "unreadable after an agent restart" })
+    }
+
+    // MARK: - Sweeping ended containers
+
+    /// Removes the containers of this node's allocations that have ended (the ledger says so) and
+    /// no longer run here: a removal that failed when the task ended (a hogged podman) is retried.
+    /// A Specola container this agent has no record of is left alone. Returns the removed allocations.
+    @discardableResult
+    public func sweepEndedContainers() async -> [String] {
+        let containers: [String: String]
+        do {
+            containers = try await podman.managedAllocations()
+        } catch {
+            logger.debug("cannot list this node's task containers; the sweep tries again later", metadata: ["error": "\(error)"])
+            return []
+        }
+        return await sweepEndedContainers(listed: containers)
+    }
+
+    @discardableResult
+    private func sweepEndedContainers(listed containers: [String: String]) async -> [String] {
+        var removed: [String] = []
+        for id in containers.keys.sorted() where running[id] == nil {
             // Only what this agent's ledger says has ended: a container it has no record of is not its to remove.
             guard (try? outbox.instructionFinished(id)) == true else {
-                logger.warning("a Specola container this agent has no record of is left alone; remove it by hand if it is stale",
-                               metadata: ["allocation.id": "\(id)", "container": "\(PodmanDriver.containerName(id))"])
+                if unknownContainers.insert(id).inserted {
+                    logger.warning("a Specola container this agent has no record of is left alone; remove it by hand if it is stale",
+                                   metadata: ["allocation.id": "\(id)", "container": "\(PodmanDriver.containerName(id))"])
+                }
                 continue
             }
             logger.info("removing the container of an ended task", metadata: ["allocation.id": "\(id)"])
-            await podman.remove(allocationID: id)
+            if await podman.remove(allocationID: id) { removed.append(id) }
+        }
+        return removed
+    }
+
+    /// Sweeps every `interval` until cancelled.
+    public func sweepPeriodically(every interval: Duration) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            if Task.isCancelled { return }
+            await sweepEndedContainers()
         }
     }
 

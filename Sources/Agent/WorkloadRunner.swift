@@ -12,7 +12,9 @@ import SpecolaProcesses
 /// ended. After an agent restart, `resume` looks at every unfinished one: still
 /// running means adopted, gone means reported `exited`. Operations on one
 /// workload run one after another, so a stop never overtakes its start.
-public actor WorkloadRunner {
+public actor WorkloadRunner: ClaimedWorkRunner {
+    public nonisolated var family: WorkFamily { .workload }
+
     /// Its outbox commits (fsync) and ledger writes block this thread, not the cooperative pool.
     private let executor = DedicatedThreadExecutor(name: "workloads")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -37,12 +39,6 @@ public actor WorkloadRunner {
     private var instances: [String: Instance] = [:]
     /// The latest queued operation per workload name; the next one waits for it.
     private var chains: [String: Task<Void, Never>] = [:]
-
-    /// Instruction ids of workload starts and stops begin with this.
-    public static let idPrefix = "wl/"
-
-    /// Whether an instruction id belongs to a workload (the task runner leaves those alone).
-    public static func owns(_ instructionID: String) -> Bool { instructionID.hasPrefix(idPrefix) }
 
     /// `drivers` by kind ("vm", "pod"); a kind without a driver fails to start with the reason.
     public init(outbox: Outbox, drivers: [String: any WorkloadDriver], logger: Logger,
@@ -223,15 +219,10 @@ public actor WorkloadRunner {
     // MARK: - Restart of the agent
 
     /// After an agent restart: adopt instances that still run, report the rest as exited.
-    public func resume() async {
-        let unfinished: [(id: String, payload: Data?)]
-        do {
-            unfinished = try outbox.unfinishedInstructions().filter { Self.owns($0.id) }
-        } catch {
-            logger.error("cannot read the instruction ledger; running workloads are not re-attached", metadata: ["error": "\(error)"])
-            return
-        }
-        for (id, payload) in unfinished {
+    public func resume(_ entries: [LedgerEntry]) async {
+        for entry in entries {
+            let id = entry.id
+            let payload = entry.payload
             guard let payload, let start = try? Specola_V1_StartWorkload(serializedBytes: payload), !start.name.isEmpty else {
                 finish(id, ok: false, message: "unreadable after an agent restart")
                 continue

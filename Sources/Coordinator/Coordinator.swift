@@ -40,16 +40,48 @@ public struct Coordinator: Service {
         return (replica, transport)
     }
 
+    /// The replica's life, in the order a newcomer reads it: check the certificate, open the Raft
+    /// replica, build the controllers and the services, then serve until SIGTERM hands leadership off.
     public func run() async throws {
-        let identity = try config.tls.validate()
-        guard identity.role == .coordinator else {
-            throw TLSFileError(path: config.tls.cert, problem: "is for \(identity), but a coordinator needs a coordinator certificate")
-        }
+        try checkCertificateIsACoordinators()
         // Re-issued certificates and keys take effect for new connections without a restart.
         let reloader = try config.tls.makeReloader(logger: logger)
         let (replica, transport) = try makeReplica(reloader: reloader)
         defer { transport.stopAll() }
         let hub = InstructionHub(logger: logger)
+        let controllers = try makeControllers(replica: replica, hub: hub)
+        let (access, audit) = makeAccessGate(replica: replica)
+        let services = makeServices(replica: replica, hub: hub, controllers: controllers, access: access)
+        let interceptors: [any ServerInterceptor] = [
+            BearerTokenInterceptor(verifier: try config.oidc.map { try OIDCVerifier(settings: $0.settings, logger: self.logger) }, logger: logger),
+            RevocationInterceptor(denyList: replica.denyList),
+        ]
+        let servers = Servers(
+            grpc: makeServer(services: services, interceptors: interceptors, reloader: reloader),
+            bearerToken: makeBearerTokenServer(services: services, interceptors: interceptors, reloader: reloader),
+            metrics: MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger))
+        try await serveUntilStopped(
+            servers, replica: replica, controllers: controllers, audit: audit, reloader: reloader)
+    }
+
+    /// A coordinator serves only with a coordinator's certificate.
+    func checkCertificateIsACoordinators() throws {
+        let identity = try config.tls.validate()
+        guard identity.role == .coordinator else {
+            throw TLSFileError(path: config.tls.cert, problem: "is for \(identity), but a coordinator needs a coordinator certificate")
+        }
+    }
+
+    /// The loops that act on the replicated state: jobs, HA workloads, alerts, storage, node health.
+    struct Controllers: Sendable {
+        let jobs: JobController
+        let workloads: WorkloadController
+        let alerts: AlertController
+        let storage: StorageController
+        let health: HealthController
+    }
+
+    func makeControllers(replica: Replica, hub: InstructionHub) throws -> Controllers {
         let jobController = JobController(
             replica: replica, hub: hub, settings: .init(retention: config.jobs.duration), logger: logger)
         let workloadController = WorkloadController(replica: replica, hub: hub, logger: logger)
@@ -66,36 +98,56 @@ public struct Coordinator: Service {
                 alertController.nudge()
                 storageController.nudge()
             })
+        return Controllers(jobs: jobController, workloads: workloadController, alerts: alertController, storage: storageController,
+                           health: health)
+    }
+
+    /// Who may call what, and the audit trail of those calls.
+    func makeAccessGate(replica: Replica) -> (AccessGate, AuditRecorder) {
         let audit = AuditRecorder(settings: .init(
             retentionMs: Int64(config.access.auditRetention * 1000), maxRecords: config.access.auditMaxRecords,
             refusalBurst: config.access.refusalBurst), logger: logger)
-        let access = AccessGate(policy: config.access.policy, replica: replica, audit: audit)
         if !config.access.policy.enforced {
             logger.warning("access.enforce is false: every user call is allowed; use this only to measure the cost of authorization")
         }
-        let tokenVerifier = try config.oidc.map { try OIDCVerifier(settings: $0.settings, logger: self.logger) }
-        let services: [any RegistrableRPCService] = [
+        return (AccessGate(policy: config.access.policy, replica: replica, audit: audit), audit)
+    }
+
+    /// Every gRPC service: the agents' link, the CLI's APIs, and the Raft peers'.
+    func makeServices(replica: Replica, hub: InstructionHub, controllers: Controllers, access: AccessGate) -> [any RegistrableRPCService] {
+        let workloadController = controllers.workloads
+        let storageController = controllers.storage
+        return [
             AgentLinkService(replica: replica, coordinatorName: config.name,
                              heartbeatIntervalMs: UInt32(config.heartbeatInterval * 1000),
                              selfFenceAfterMs: UInt32(config.fencing.selfFenceAfter * 1000),
                              autoAccept: config.nodes.autoAccept,
-                             hub: hub, controller: jobController, logger: logger,
+                             hub: hub, controller: controllers.jobs, logger: logger,
                              onWorkloadEvents: { workloadController.nudge() },
                              onStorageEvents: { storageController.nudge() }),
-            JobsService(replica: replica, controller: jobController, logger: logger, access: access),
-            WorkloadsService(replica: replica, controller: workloadController, policy: config.workloads, logger: logger, access: access),
-            ClusterAPIService(replica: replica, coordinatorName: config.name, health: health, logger: logger, storage: storageController,
-                              access: access),
+            JobsService(replica: replica, controller: controllers.jobs, logger: logger, access: access),
+            WorkloadsService(replica: replica, controller: controllers.workloads, policy: config.workloads, logger: logger, access: access),
+            ClusterAPIService(replica: replica, coordinatorName: config.name, health: controllers.health, logger: logger,
+                              storage: controllers.storage, access: access),
             RaftPeerService(replica: replica, logger: logger),
             KVService(replica: replica, access: access),
-            MembershipService(replica: replica, alerts: alertController, logger: logger, access: access),
-            AlertsService(replica: replica, controller: alertController, logger: logger, access: access),
+            MembershipService(replica: replica, alerts: controllers.alerts, logger: logger, access: access),
+            AlertsService(replica: replica, controller: controllers.alerts, logger: logger, access: access),
             AccessService(replica: replica, access: access, logger: logger),
         ]
-        let interceptors: [any ServerInterceptor] = [
-            BearerTokenInterceptor(verifier: tokenVerifier, logger: logger), RevocationInterceptor(denyList: replica.denyList),
-        ]
-        let server = GRPCServer(
+    }
+
+    /// The listeners: the cluster plane's gRPC port, the optional bearer-token port, and metrics.
+    struct Servers: Sendable {
+        let grpc: GRPCServer<HTTP2ServerTransport.Posix>
+        let bearerToken: GRPCServer<HTTP2ServerTransport.Posix>?
+        let metrics: MetricsServer
+    }
+
+    /// The cluster plane's port: TLS with client certificates.
+    func makeServer(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor],
+                    reloader: TimedCertificateReloader) -> GRPCServer<HTTP2ServerTransport.Posix> {
+        GRPCServer(
             transport: .http2NIOPosix(
                 address: .ipv4(host: config.listen.host, port: config.listen.port),
                 transportSecurity: config.tls.serverSecurity(reloader: reloader),
@@ -107,9 +159,13 @@ public struct Coordinator: Service {
                     $0.http2.maxConcurrentStreams = Self.maxConcurrentStreams
                 }),
             services: services, interceptors: interceptors)
-        // Users with a bearer token from the site's OIDC provider: TLS without client certificates,
-        // on a listener of its own, so the cluster plane's port keeps demanding certificates.
-        let tokenServer = config.oidc.map { oidc in
+    }
+
+    /// Users with a bearer token from the site's OIDC provider: TLS without client certificates,
+    /// on a listener of its own, so the cluster plane's port keeps demanding certificates.
+    func makeBearerTokenServer(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor],
+                               reloader: TimedCertificateReloader) -> GRPCServer<HTTP2ServerTransport.Posix>? {
+        config.oidc.map { oidc in
             let address = oidc.listen ?? HostPort(host: config.listen.host, port: 7451)
             self.logger.info("bearer tokens accepted", metadata: [
                 "oidc.issuer": "\(oidc.settings.issuer)", "oidc.audience": "\(oidc.settings.audience)", "oidc.listen": "\(address)",
@@ -124,13 +180,20 @@ public struct Coordinator: Service {
                     }),
                 services: services, interceptors: interceptors)
         }
-        let metrics = MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger)
+    }
+
+    /// Runs every loop and server until SIGTERM. Each task says whether it is the gRPC server. Only
+    /// the server's end stops the replica: on SIGTERM the other tasks return at once, but Raft must
+    /// keep ticking and serving peers until leadership is handed off.
+    func serveUntilStopped(_ servers: Servers, replica: Replica, controllers: Controllers, audit: AuditRecorder,
+                           reloader: TimedCertificateReloader) async throws {
         let notifier = SystemdNotifier()
         let logger = self.logger
-
-        // Each task says whether it is the gRPC server. Only the server's end stops the
-        // replica: on SIGTERM the other tasks return at once, but Raft must keep
-        // ticking and serving peers until leadership is handed off.
+        let config = self.config
+        let server = servers.grpc
+        let tokenServer = servers.bearerToken
+        let metrics = servers.metrics
+        let alertController = controllers.alerts
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 try await withGracefulShutdownHandler {
@@ -159,25 +222,15 @@ public struct Coordinator: Service {
                 try? await reloader.run()
                 return false
             }
-            group.addTask {
-                await jobController.run()
-                return false
-            }
-            group.addTask {
-                await health.run()
-                return false
-            }
-            group.addTask {
-                await alertController.run()
-                return false
-            }
-            group.addTask {
-                await workloadController.run()
-                return false
-            }
-            group.addTask {
-                await storageController.run()
-                return false
+            let loops: [@Sendable () async -> Void] = [
+                { await controllers.jobs.run() }, { await controllers.health.run() }, { await controllers.alerts.run() },
+                { await controllers.workloads.run() }, { await controllers.storage.run() },
+            ]
+            for loop in loops {
+                group.addTask {
+                    await loop()
+                    return false
+                }
             }
             group.addTask {
                 await audit.run(replica: replica)

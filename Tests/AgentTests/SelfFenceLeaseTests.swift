@@ -1,5 +1,6 @@
 import CooperativePoolWatch
 import Foundation
+import Logging
 import Testing
 @testable import SpecolaAgent
 
@@ -68,5 +69,29 @@ import Testing
         var otherBoot = loaded
         otherBoot.kernelBootID = "another-boot"
         #expect(otherBoot.restored() == nil, "nothing survives a reboot, so neither does the lease")
+    }
+
+    /// The keeper the link renews and the watch checks: a new agent process over the same data
+    /// directory fences when the old one's lease runs out, not a whole lease later.
+    @Test func aRestartedAgentKeepsCountingFromTheLastRenewal() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keeper-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let logger = Logger(label: "test.lease")
+        let first = SelfFenceLeaseKeeper(dataDir: dir, logger: logger)
+        #expect(first.check(at: start).step == nil, "no lease announced yet")
+        first.renew(sentAt: start - .seconds(30), length: .seconds(20))
+        guard case .fence(let silence)? = first.check(at: start).step else {
+            Issue.record("30 s of silence on a 20 s lease must fence")
+            return
+        }
+        #expect(silence >= .seconds(30))
+        #expect(first.check(at: start).step == nil, "a fence is announced once")
+
+        let restarted = SelfFenceLeaseKeeper(dataDir: dir, logger: logger)
+        let expired = try #require(restarted.expiredFor(), "the restarted keeper carries the old renewal")
+        #expect(expired >= .seconds(29))
+        restarted.renew(sentAt: .now)
+        #expect(restarted.expiredFor() == nil)
     }
 }

@@ -113,7 +113,7 @@ import CooperativePoolWatch
         #expect(try await daemon.virsh("destroy", "lose").status == 0)
         let restarted = try Agent(dir: dir, drivers: ["vm": LibvirtWorkloadDriver(uri: daemon.uri, logger: Logger(label: "test.vm2"))])
         try agent.outbox.acknowledge(through: try agent.outbox.lastSeq())
-        await restarted.runner.resume()
+        await resumeClaimedWork(ledger: restarted.outbox, runners: [restarted.runner], logger: Logger(label: "test.resume"))
         #expect(try restarted.events().sorted() == ["keep/1 started", "lose/1 exited"])
         #expect(await restarted.runner.running == ["keep": 1])
         #expect(try await daemon.domainState("keep") == "running")

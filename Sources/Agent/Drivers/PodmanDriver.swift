@@ -209,23 +209,26 @@ public struct PodmanDriver: Sendable {
 
     /// Retried with longer timeouts: on a loaded machine `podman rm` can take longer than 30 s, and a
     /// container left behind would stay until the agent restarts.
-    func remove(_ name: String) async {
+    @discardableResult
+    func remove(_ name: String) async -> Bool {
         var problem = ""
         for timeout in [30, 60, 120] {
             do {
                 let result = try await podman(["rm", "--force", "--ignore", "--time", "5", name], timeout: .seconds(timeout))
-                if result.status == 0 { return }
+                if result.status == 0 { return true }
                 problem = result.stderr
             } catch {
                 problem = "\(error)"
             }
         }
-        logger.error("cannot remove a finished task's container; remove it by hand with `podman rm --force NAME`",
+        logger.error("cannot remove a finished task's container; the agent's sweep tries again, or remove it by hand with `podman rm --force NAME`",
                      metadata: ["container": "\(name)", "error": "\(problem)"])
+        return false
     }
 
-    /// Removes an allocation's container, whatever its state.
-    public func remove(allocationID: String) async {
+    /// Removes an allocation's container, whatever its state; false when podman could not.
+    @discardableResult
+    public func remove(allocationID: String) async -> Bool {
         await remove(Self.containerName(allocationID))
     }
 
