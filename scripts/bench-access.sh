@@ -87,7 +87,13 @@ on=$(echo "${results[on]}" | median)
 off=$(echo "${results[off]}" | median)
 ratio=$(awk -v a="$on" -v b="$off" 'BEGIN { printf "%.3f", a / b }')
 met=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.95) ? "met" : "NOT met" }')
-echo "RESULT access_on_ops_per_s=$on access_off_ops_per_s=$off ratio=$ratio clients=$clients build=$config"
+# The spread: each variant's slowest and fastest round, and the on/off ratio of each round's pair
+# (the machine may be shared; a wide spread says the median is the figure to trust, and how far).
+spread() { tr ' ' '\n' | grep . | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s..%s", lo, hi }'; }
+pair_ratios=$(paste -d' ' <(echo "${results[on]}" | tr ' ' '\n' | grep .) <(echo "${results[off]}" | tr ' ' '\n' | grep .) \
+  | awk '{ printf "%.3f ", $1 / $2 }')
+echo "SPREAD access_on=$(echo "${results[on]}" | spread) access_off=$(echo "${results[off]}" | spread) round_ratios=[${pair_ratios% }] median_round_ratio=$(echo "$pair_ratios" | median)"
+echo "RESULT access_on_ops_per_s=$on access_off_ops_per_s=$off ratio=$ratio clients=$clients rounds=$rounds build=$config"
 echo "target: authorization + audit cost at most 5% of calls per second at $clients clients: $met"
 [ "${BENCH_STRICT:-0}" = 1 ] && [ "$met" != met ] && exit 1
 exit 0

@@ -123,7 +123,7 @@ public enum SchedulerBenchmark {
             let outcome = try await leader.propose(.with {
                 $0.proposedAtUnixMs = WallClock.nowUnixMs()
                 $0.submitJob = .with {
-                    $0.jobID = spec.metadata.name
+                    $0.jobID = spec.metadata.jobID
                     $0.specJson = try! JobBook.jsonEncoder.encode(spec)
                     $0.submittedBy = "user/bench"
                 }

@@ -152,6 +152,14 @@ enum ProjectText {
     }
 }
 
+extension ProjectText {
+    /// A project as `--json` or as text.
+    static func show(_ project: Specola_V1_Project, _ connection: ConnectionOptions) throws {
+        if connection.json { return try JSONOutput.print(project) }
+        print(describe(project))
+    }
+}
+
 /// `specola project create|show|list|set|add-member|remove-member`.
 struct ProjectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -171,8 +179,7 @@ struct ProjectCommand: AsyncParsableCommand {
             let request = project
             try await runReporting {
                 let created = try await connection.withAccess { try await $0.createProject(request) }
-                if connection.json { return try JSONOutput.print(created) }
-                print(ProjectText.describe(created))
+                try ProjectText.show(created, connection)
             }
         }
     }
@@ -185,8 +192,7 @@ struct ProjectCommand: AsyncParsableCommand {
         func run() async throws {
             try await runReporting {
                 let project = try await connection.withAccess { try await $0.getProject(.with { $0.name = name }) }
-                if connection.json { return try JSONOutput.print(project) }
-                print(ProjectText.describe(project))
+                try ProjectText.show(project, connection)
             }
         }
     }
@@ -203,8 +209,7 @@ struct ProjectCommand: AsyncParsableCommand {
                 try limits.apply(to: &project)
                 let request = project
                 let changed = try await connection.withAccess { try await $0.setProject(request) }
-                if connection.json { return try JSONOutput.print(changed) }
-                print(ProjectText.describe(changed))
+                try ProjectText.show(changed, connection)
             }
         }
     }
@@ -216,12 +221,7 @@ struct ProjectCommand: AsyncParsableCommand {
         @Argument(help: "User names.") var users: [String]
 
         func run() async throws {
-            try await runReporting {
-                let request = Specola_V1_ProjectMembersRequest.with { $0.name = name; $0.members.add = users }
-                let project = try await connection.withAccess { try await $0.changeProjectMembers(request) }
-                if connection.json { return try JSONOutput.print(project) }
-                print("project \(project.name) members: \(project.members.joined(separator: ", "))")
-            }
+            try await ProjectCommand.changeMembers(connection, name) { $0.add = users }
         }
     }
 
@@ -232,12 +232,20 @@ struct ProjectCommand: AsyncParsableCommand {
         @Argument(help: "User names.") var users: [String]
 
         func run() async throws {
-            try await runReporting {
-                let request = Specola_V1_ProjectMembersRequest.with { $0.name = name; $0.members.remove = users }
-                let project = try await connection.withAccess { try await $0.changeProjectMembers(request) }
-                if connection.json { return try JSONOutput.print(project) }
-                print("project \(project.name) members: \(project.members.isEmpty ? "none" : project.members.joined(separator: ", "))")
-            }
+            try await ProjectCommand.changeMembers(connection, name) { $0.remove = users }
+        }
+    }
+
+    /// Sends one membership change of project `name` and prints the members after it.
+    static func changeMembers(_ connection: ConnectionOptions, _ name: String,
+                              _ change: (inout Specola_V1_ProjectMembers) -> Void) async throws {
+        try await runReporting {
+            var request = Specola_V1_ProjectMembersRequest.with { $0.name = name }
+            change(&request.members)
+            let sent = request
+            let project = try await connection.withAccess { try await $0.changeProjectMembers(sent) }
+            if connection.json { return try JSONOutput.print(project) }
+            print("project \(project.name) members: \(project.members.isEmpty ? "none" : project.members.joined(separator: ", "))")
         }
     }
 }

@@ -137,14 +137,27 @@ struct JobWatch {
     }
 }
 
+/// Which job a verb addresses: `PROJECT/NAME`, or NAME within `--project` (else within the
+/// caller's only project that has a job of that name).
+struct JobReference: ParsableArguments {
+    @Option(help: "The project of a job given by NAME alone.") var project: String?
+
+    /// `reference` (NAME, NAME/TASK, or already PROJECT/...) with `--project` in front when given.
+    func scoped(_ reference: String) -> String {
+        guard let project, !project.isEmpty else { return reference }
+        return project + "/" + reference
+    }
+}
+
 struct JobStatusCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a job and its tasks.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a job and its tasks (PROJECT/NAME, or NAME).")
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var job: JobReference
     @Argument var id: String
 
     func run() async throws {
         try await runReporting {
-            let request = Specola_V1_GetJobRequest.with { $0.id = id }
+            let request = Specola_V1_GetJobRequest.with { $0.id = job.scoped(id) }
             let status = try await connection.withJobs { try await $0.get(request) }
             if connection.json { return try JSONOutput.print(status) }
             print(Self.render(status))
@@ -170,13 +183,15 @@ struct JobStatusCommand: AsyncParsableCommand {
 }
 
 struct CancelJob: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a job: pending tasks never start, running ones are stopped.")
+    static let configuration = CommandConfiguration(
+        commandName: "cancel", abstract: "Cancel a job (PROJECT/NAME, or NAME): pending tasks never start, running ones are stopped.")
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var job: JobReference
     @Argument var id: String
 
     func run() async throws {
         try await runReporting {
-            let request = Specola_V1_CancelJobRequest.with { $0.id = id }
+            let request = Specola_V1_CancelJobRequest.with { $0.id = job.scoped(id) }
             let status = try await connection.withJobs { try await $0.cancel(request) }
             if connection.json { return try JSONOutput.print(status) }
             print("job \(status.id) is \(status.state)")
@@ -210,18 +225,16 @@ struct JobsCommand: AsyncParsableCommand {
 
 /// `specola logs JOB[/TASK]`: what tasks printed (the last 64 KiB of each stream).
 struct LogsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print the output of a job's tasks (JOB or JOB/TASK).")
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print the output of a job's tasks (JOB or JOB/TASK; JOB is PROJECT/NAME or NAME).")
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var job: JobReference
     @Argument(help: "JOB, or JOB/TASK where TASK may be a step name (all its instances) or an instance id.")
     var target: String
 
     func run() async throws {
         try await runReporting {
-            let parts = target.split(separator: "/", maxSplits: 1).map(String.init)
-            var request = Specola_V1_JobLogsRequest.with {
-                $0.jobID = parts[0]
-                $0.taskID = parts.count > 1 ? parts[1] : ""
-            }
+            // The coordinator tells PROJECT/NAME from NAME/TASK: it knows which jobs exist.
+            var request = Specola_V1_JobLogsRequest.with { $0.jobID = job.scoped(target) }
             // The coordinator answers in pages; the CLI prints them all.
             var logs = Specola_V1_JobLogsResponse()
             repeat {

@@ -55,6 +55,15 @@ public struct ClusterState: Sendable {
         kvRevision = snapshot.kvRevision
         for member in snapshot.members { members[member.id] = member }
         jobs = try JobBook(snapshot: snapshot)
+        // Outputs of jobs committed before ids were scoped per project move with their job.
+        for (old, scoped) in jobs.migratedJobIDs {
+            let prefix = "jobs/\(old)/outputs/"
+            for key in kv.keys where key.hasPrefix(prefix) {
+                guard var entry = kv.removeValue(forKey: key) else { continue }
+                entry.key = "jobs/\(scoped)/outputs/" + key.dropFirst(prefix.count)
+                kv[entry.key] = entry
+            }
+        }
         workloads = WorkloadBook(snapshot: snapshot)
         alerts = try AlertBook(snapshotJSON: snapshot.alertBookJson)
         for pending in snapshot.pendingNodes { pendingNodes[pending.name] = pending }

@@ -52,28 +52,58 @@ public struct JobBook: Sendable {
 
     public init() {}
 
+    /// Jobs loaded from a snapshot written before ids were scoped per project: old id → `PROJECT/NAME`.
+    /// Not replicated; `ClusterState` moves their KV outputs with it.
+    public private(set) var migratedJobIDs: [String: String] = [:]
+
     public init(snapshot: Specola_V1_ClusterSnapshot) throws {
         sequence = snapshot.jobSequence
         let decoder = JSONDecoder()
         for record in snapshot.jobs {
             let spec = try decoder.decode(JobSpec.self, from: record.specJson)
-            let run = try decoder.decode(JobRun.self, from: record.runJson)
+            var run = try decoder.decode(JobRun.self, from: record.runJson)
+            var id = record.id
+            var logs = record.logs
+            if !Self.isScoped(id) {
+                // Committed by a build whose job names were global: into its recorded project (or `default`).
+                let scoped = spec.metadata.jobID
+                run = run.renamed(to: scoped)
+                logs = Dictionary(logs.map { (JobRun.rename($0.key, from: id, to: scoped), $0.value) }, uniquingKeysWith: { a, _ in a })
+                migratedJobIDs[id] = scoped
+                id = scoped
+            }
             var entry = JobEntry(
-                id: record.id, spec: spec, run: run, instances: Self.instancesByID(spec), submitIndex: record.submitIndex,
+                id: id, spec: spec, run: run, instances: Self.instancesByID(spec, jobID: id), submitIndex: record.submitIndex,
                 submittedAtUnixMs: record.submittedAtUnixMs, submittedBy: record.submittedBy, sourceFile: record.sourceFile)
             entry.finishedAtUnixMs = record.finishedAtUnixMs
-            entry.logs = record.logs
+            entry.logs = logs
             entry.revision = record.revision
-            jobs[record.id] = entry
-            if !entry.isFinished { activeJobIDs.insert(record.id) }
+            jobs[id] = entry
+            if !entry.isFinished { activeJobIDs.insert(id) }
         }
-        for allocation in snapshot.allocations {
+        for var allocation in snapshot.allocations {
+            if let scoped = migratedJobIDs[allocation.jobID] {
+                allocation.taskID = JobRun.rename(allocation.taskID, from: allocation.jobID, to: scoped)
+                allocation.jobID = scoped
+            }
             allocations[allocation.id] = allocation
             allocatedByNode[allocation.node, default: .zero] += allocation.resources
         }
         for record in snapshot.usage {
             usage[UsageKey(project: record.project, user: record.user, day: record.day)] = record
         }
+    }
+
+    /// Whether `id` is `PROJECT/NAME` (job names and project names hold no slash).
+    public static func isScoped(_ id: String) -> Bool { id.contains("/") }
+
+    /// The job a command names: `PROJECT/NAME` as it is; a bare name (a command committed before ids
+    /// were scoped) is that name's latest unfinished job, else its latest job, else `default/NAME`.
+    public func scopedID(_ id: String) -> String {
+        guard !Self.isScoped(id) else { return id }
+        let named = jobs.values.filter { $0.spec.metadata.name == id }
+        let pick = named.max { ($0.isFinished ? 0 : 1, $0.submitIndex) < ($1.isFinished ? 0 : 1, $1.submitIndex) }
+        return pick?.id ?? JobMetadata.jobID(project: "", name: id)
     }
 
     public func write(into snapshot: inout Specola_V1_ClusterSnapshot) {
@@ -96,39 +126,44 @@ public struct JobBook: Sendable {
         snapshot.usage = usage.values.sorted { ($0.day, $0.project, $0.user) < ($1.day, $1.project, $1.user) }
     }
 
-    public static func instancesByID(_ spec: JobSpec) -> [String: TaskInstance] {
-        Dictionary(spec.instances().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    public static func instancesByID(_ spec: JobSpec, jobID: String) -> [String: TaskInstance] {
+        Dictionary(spec.instances(jobID: jobID).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     // MARK: - Commands
 
     public mutating func submit(_ command: Specola_V1_SubmitJobCommand, at: Int64) -> ApplyOutcome {
-        if let existing = jobs[command.jobID], !existing.isFinished {
-            return .rejected(reason: "job '\(command.jobID)' is still \(existing.run.state.rawValue); cancel it (specola job cancel \(command.jobID)) or give the new one another name")
-        }
         let spec: JobSpec
         do {
             spec = try JSONDecoder().decode(JobSpec.self, from: command.specJson)
         } catch {
             return .rejected(reason: "the submitted spec could not be decoded (\(error)); is the CLI older than the coordinator?")
         }
+        // A bare name was proposed by a build whose job names were global.
+        let id = Self.isScoped(command.jobID) ? command.jobID : spec.metadata.jobID
+        if let existing = jobs[id], !existing.isFinished {
+            return .rejected(reason: "job '\(id)' is still \(existing.run.state.rawValue); cancel it (specola job cancel \(id)) or give the new one another name")
+        }
         // A finished job of the same name is replaced; its allocations are long gone.
         sequence += 1
-        let instances = spec.instances()
-        jobs[command.jobID] = JobEntry(
-            id: command.jobID, spec: spec, run: JobRun(id: command.jobID, instances: instances),
+        let instances = spec.instances(jobID: id)
+        jobs[id] = JobEntry(
+            id: id, spec: spec, run: JobRun(id: id, instances: instances),
             instances: Dictionary(instances.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }),
             submitIndex: sequence, submittedAtUnixMs: at, submittedBy: command.submittedBy, sourceFile: command.sourceFile)
-        activeJobIDs.insert(command.jobID)
-        return .job(command.jobID)
+        activeJobIDs.insert(id)
+        return .job(id)
     }
 
     /// Applies a scheduling pass. Placements that no longer fit the state
     /// (task already placed, job cancelled, node unknown) are skipped.
     public mutating func place(_ command: Specola_V1_PlaceTasksCommand, at: Int64, nodeExists: (String) -> Bool) -> ApplyOutcome {
         var placed = 0
-        for placement in command.placements {
+        for var placement in command.placements {
             guard allocations[placement.allocationID] == nil, nodeExists(placement.node) else { continue }
+            let jobID = scopedID(placement.jobID)
+            placement.taskID = JobRun.rename(placement.taskID, from: placement.jobID, to: jobID)
+            placement.jobID = jobID
             let resources = updateJob(placement.jobID) { entry -> Resources? in
                 guard let instance = entry.instances[placement.taskID] else { return nil }
                 entry.run.apply(.placed(taskID: placement.taskID, node: placement.node, allocationID: placement.allocationID))
@@ -151,7 +186,8 @@ public struct JobBook: Sendable {
         return .placed(count: placed)
     }
 
-    public mutating func cancel(_ jobID: String, at: Int64) -> ApplyOutcome {
+    public mutating func cancel(_ id: String, at: Int64) -> ApplyOutcome {
+        let jobID = scopedID(id)
         let effects = updateJob(jobID) { entry -> [JobEffect] in
             guard !entry.isFinished else { return [] }
             entry.revision += 1

@@ -40,7 +40,7 @@ public struct SchedulingInput {
             guard let entry = book.jobs[id] else { continue }
             for task in entry.run.runnable(atUnixMs: nowUnixMs) {
                 guard let instance = entry.instances[task.id] else { continue }
-                runnable.append(TaskRequest(instance: instance, job: entry.spec, submitIndex: entry.submitIndex))
+                runnable.append(TaskRequest(instance: instance, job: entry.spec, jobID: entry.id, submitIndex: entry.submitIndex))
             }
         }
         var quota = ProjectQuotas(projects: projects, allocated: allocatedByProject, tasks: tasksByProject)

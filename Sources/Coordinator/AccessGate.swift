@@ -40,6 +40,11 @@ struct AccessGate: Sendable {
         policy.roles(of: principal, in: replica.accessView.current)
     }
 
+    /// The projects whose jobs `principal` sees in listings; nil: every project.
+    func readableProjects(of principal: Principal) -> Set<String>? {
+        policy.readableProjects(of: principal, in: replica.accessView.current)
+    }
+
     /// Checks, runs `body`, and audits the call: allowed if it returned, failed if it threw.
     func audited<T: Sendable>(_ context: ServerContext, _ verb: Verb, _ resource: Resource, request: (any SwiftProtobuf.Message)?,
                               _ body: (Principal) async throws -> T) async throws -> T {

@@ -14,9 +14,27 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     let logger: Logger
     let access: AccessGate
 
-    /// The project a job id belongs to, for the authorization resource.
-    private func resource(ofJob id: String) async -> Resource {
-        .job(id, project: await replica.job(id)?.spec.metadata.project)
+    /// The authorization resource of a job.
+    static func resource(of entry: JobEntry) -> Resource {
+        .job(entry.id, project: entry.spec.metadata.project)
+    }
+
+    /// The job `reference` names: `PROJECT/NAME`, or a bare NAME when only one project has a job
+    /// of that name, or only one of the caller's projects does.
+    private func lookup(_ reference: String, for caller: Principal) async throws -> JobEntry {
+        if JobBook.isScoped(reference) {
+            guard let entry = await replica.job(reference) else { throw Self.noJob(reference) }
+            return entry
+        }
+        let named = await replica.jobs(named: reference)
+        if named.count == 1 { return named[0] }
+        guard !named.isEmpty else { throw Self.noJob(reference) }
+        let mine = Set(await access.roles(of: caller).projects)
+        let own = named.filter { mine.contains($0.spec.metadata.project) }
+        if own.count == 1 { return own[0] }
+        let projects = (own.isEmpty ? named : own).map(\.spec.metadata.project).sorted()
+        throw RPCError(code: .invalidArgument, message:
+            "job name '\(reference)' is used in projects \(projects.joined(separator: ", ")); name one as PROJECT/\(reference) (or give --project PROJECT)")
     }
 
     private func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
@@ -37,12 +55,8 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         case .failure(let errors):
             throw RPCError(code: .invalidArgument, message: "\(errors.errors.count) problem(s); nothing was submitted\n\(errors)")
         }
-        let resource = Resource.job(spec.metadata.name, project: spec.metadata.project)
+        let resource = Resource.job(spec.metadata.jobID, project: spec.metadata.project)
         try await access.check(identity, .jobSubmit, resource, request: request)
-        // A job name held by another project's unfinished or finished job is not this caller's to replace.
-        if let existing = await replica.job(spec.metadata.name), existing.spec.metadata.project != spec.metadata.project {
-            try await access.check(identity, .jobSubmit, .job(existing.id, project: existing.spec.metadata.project), request: request)
-        }
         switch JobAdmission.admit(spec, by: identity, roles: await access.roles(of: identity), projects: await replica.accessBook.projects) {
         case .success(let admitted): spec = admitted
         case .failure(let refusal): throw access.refused(identity, refusal.verb, resource, refusal.message, request: request)
@@ -57,7 +71,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         if let impossible = Self.impossibleTasks(spec, state: state, status: liveness) {
             throw RPCError(code: .failedPrecondition, message: "nothing was submitted: \(impossible)")
         }
-        let id = spec.metadata.name
+        let id = spec.metadata.jobID
         _ = try await propose(.with {
             $0.proposedAtUnixMs = WallClock.nowUnixMs()
             $0.submitJob = .with {
@@ -68,7 +82,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
             }
         })
         logger.info("job submitted", metadata: [
-            "job.id": "\(id)", "job.tasks": "\(spec.instances().count)", "submitted.by": "\(identity)",
+            "job.id": "\(id)", "job.tasks": "\(spec.instances(jobID: id).count)", "submitted.by": "\(identity)",
         ])
         controller.nudge()
         return try await status(of: id)
@@ -93,52 +107,69 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     }
 
     func get(request: Specola_V1_GetJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
-        try await access.check(context, .jobRead, await resource(ofJob: request.id))
+        let caller = try CallerIdentity.principal(context)
         if !request.stale { try await serving { try await replica.readBarrier() } }
+        let entry = try await lookup(request.id, for: caller)
+        try await access.check(caller, .jobRead, Self.resource(of: entry), request: request)
+        let id = entry.id
         if request.waitMs > 0 {
             let deadline = ContinuousClock.now + .milliseconds(min(request.waitMs, 30_000))
-            while ContinuousClock.now < deadline, let entry = await replica.job(request.id), entry.revision <= request.afterRevision {
+            while ContinuousClock.now < deadline, !Task.isCancelled, let entry = await replica.job(id), entry.revision <= request.afterRevision {
                 await replica.waitForProgress(within: deadline - ContinuousClock.now)
             }
         }
-        return try await status(of: request.id)
+        return try await status(of: id)
     }
 
     func list(request: Specola_V1_ListJobsRequest, context: ServerContext) async throws -> Specola_V1_ListJobsResponse {
-        try await access.check(context, .jobRead, .cluster)
+        let caller = try await access.check(context, .jobRead, .cluster)
         if !request.stale { try await serving { try await replica.readBarrier() } }
         let state = await replica.replicatedState
+        let readable = access.readableProjects(of: caller)
         let entries = state.jobs.jobs.values
-            .filter { request.all || !$0.isFinished }
+            .filter { (request.all || !$0.isFinished) && readable.map { [project = $0.spec.metadata.project] in $0.contains(project) } ?? true }
             .sorted { $0.submitIndex < $1.submitIndex }
         return .with { $0.jobs = entries.map { status(of: $0, withTasks: false) } }
     }
 
     func cancel(request: Specola_V1_CancelJobRequest, context: ServerContext) async throws -> Specola_V1_JobStatus {
-        try await access.audited(context, .jobCancel, await resource(ofJob: request.id), request: request) { identity in
-            guard await replica.job(request.id) != nil else { throw Self.noJob(request.id) }
+        let caller = try CallerIdentity.principal(context)
+        let entry = try await lookup(request.id, for: caller)
+        return try await access.audited(context, .jobCancel, Self.resource(of: entry), request: request) { identity in
             _ = try await propose(.with {
                 $0.proposedAtUnixMs = WallClock.nowUnixMs()
-                $0.cancelJob = .with { $0.jobID = request.id; $0.requestedBy = identity.description }
+                $0.cancelJob = .with { $0.jobID = entry.id; $0.requestedBy = identity.description }
             })
-            logger.info("job cancelled", metadata: ["job.id": "\(request.id)", "requested.by": "\(identity)"])
+            logger.info("job cancelled", metadata: ["job.id": "\(entry.id)", "requested.by": "\(identity)"])
             controller.nudge()
-            return try await status(of: request.id)
+            return try await status(of: entry.id)
         }
     }
 
     func logs(request: Specola_V1_JobLogsRequest, context: ServerContext) async throws -> Specola_V1_JobLogsResponse {
-        try await access.check(context, .jobRead, await resource(ofJob: request.jobID))
+        let caller = try CallerIdentity.principal(context)
         try await serving { try await replica.readBarrier() }
-        guard let entry = await replica.job(request.jobID) else { throw Self.noJob(request.jobID) }
+        let (entry, taskID) = try await logsTarget(request, for: caller)
+        try await access.check(caller, .jobRead, Self.resource(of: entry), request: request)
         // A step name selects all its instances; an instance id (with or without the job) selects one.
-        let wanted = request.taskID.isEmpty ? entry.run.order : entry.run.order.filter { id in
-            id == request.taskID || id == "\(entry.id)/\(request.taskID)" || entry.instances[id]?.task.name == request.taskID
+        let wanted = taskID.isEmpty ? entry.run.order : entry.run.order.filter { id in
+            id == taskID || id == "\(entry.id)/\(taskID)" || entry.instances[id]?.task.name == taskID
         }
         guard !wanted.isEmpty else {
-            throw RPCError(code: .notFound, message: "job '\(entry.id)' has no task '\(request.taskID)'; `specola job status \(entry.id)` lists its tasks")
+            throw RPCError(code: .notFound, message: "job '\(entry.id)' has no task '\(taskID)'; `specola job status \(entry.id)` lists its tasks")
         }
         return try LogPage(request: request, total: wanted.count).response(tasks: wanted, logs: entry.logs)
+    }
+
+    /// The job and task a logs request names: `job_id` may be `PROJECT/NAME[/TASK]` or `NAME[/TASK]`
+    /// (the CLI sends what the user typed); an explicit `task_id` keeps `job_id` whole.
+    private func logsTarget(_ request: Specola_V1_JobLogsRequest, for caller: Principal) async throws -> (JobEntry, String) {
+        guard request.taskID.isEmpty else { return (try await lookup(request.jobID, for: caller), request.taskID) }
+        let parts = request.jobID.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if parts.count >= 2, let entry = await replica.job(parts[0] + "/" + parts[1]) {
+            return (entry, parts.dropFirst(2).joined(separator: "/"))
+        }
+        return (try await lookup(parts[0], for: caller), parts.dropFirst().joined(separator: "/"))
     }
 
     func setNodeScheduling(request: Specola_V1_SetNodeSchedulingRequest, context: ServerContext) async throws -> Specola_V1_Node {
@@ -182,7 +213,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
     /// Plans the spec's runnable instances behind everything already queued, and diffs against the running version.
     static func dryRun(_ spec: JobSpec, state: ClusterState, status: [String: NodeStatus]) -> Specola_V1_JobPlanResponse {
         let now = WallClock.nowUnixMs()
-        let id = spec.metadata.name
+        let id = spec.metadata.jobID
         let active = state.jobs.jobs[id].flatMap { $0.isFinished ? nil : $0 }
         let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)
         let running: [RunningTask] = active.map { entry in
@@ -193,8 +224,8 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
             }
         } ?? []
         let runningIDs = Set(running.map(\.instance.id))
-        let proposed = spec.instances()
-        let ownRequests = spec.initialRequests(submitIndex: state.jobs.sequence + 1).filter { !runningIDs.contains($0.id) }
+        let proposed = spec.instances(jobID: id)
+        let ownRequests = spec.initialRequests(submitIndex: state.jobs.sequence + 1, jobID: id).filter { !runningIDs.contains($0.id) }
         let others = input.pending.filter { $0.job != id }
         let plan = Scheduler.plan(cluster: input.cluster, pending: others + ownRequests, usage: input.usage)
         let diff = plan.diff(running: running, proposed: proposed)

@@ -17,6 +17,9 @@ extension Replica: ClusterLog {
 
     func job(_ id: String) -> JobEntry? { state.jobs.jobs[id] }
 
+    /// Every project's job called `name`.
+    func jobs(named name: String) -> [JobEntry] { state.jobs.jobs.values.filter { $0.spec.metadata.name == name } }
+
     /// For the heartbeat answer: no copy of the node's facts.
     func lastAppliedSeq(of node: String) -> UInt64 { state.nodes[node]?.lastAppliedSeq ?? 0 }
 }

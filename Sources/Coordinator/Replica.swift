@@ -396,12 +396,18 @@ public actor Replica {
     public func waitForProgress(within limit: Duration) async {
         let id = nextProgressWaiter
         nextProgressWaiter += 1
-        await withCheckedContinuation { continuation in
-            progressWaiters[id] = continuation
-            Task { [weak self] in
-                try? await Task.sleep(for: limit)
-                await self?.wakeProgressWaiter(id)
+        // A cancelled caller (e.g. a call cut when its token expired) stops waiting at once.
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                guard !Task.isCancelled else { return continuation.resume() }
+                progressWaiters[id] = continuation
+                Task { [weak self] in
+                    try? await Task.sleep(for: limit)
+                    await self?.wakeProgressWaiter(id)
+                }
             }
+        } onCancel: {
+            Task { [weak self] in await self?.wakeProgressWaiter(id) }
         }
     }
 

@@ -1,6 +1,6 @@
 /// Who a job belongs to and how urgent it is.
 public struct JobMetadata: Sendable, Hashable, Codable {
-    /// The job's name, unique per owner by convention; used in instance IDs.
+    /// The job's name, unique within its project.
     public var name: String
     /// The user who submitted it.
     public var owner: String
@@ -19,4 +19,14 @@ public struct JobMetadata: Sendable, Hashable, Codable {
 
     /// The priority of a job that names none.
     public static let defaultPriority = 50
+
+    /// Where a job without a project lives (jobs committed before ids were scoped per project).
+    public static let defaultProject = "default"
+
+    /// The job's id in the cluster, `PROJECT/NAME`: names are unique per project, not globally.
+    public var jobID: String { Self.jobID(project: project, name: name) }
+
+    public static func jobID(project: String, name: String) -> String {
+        "\(project.isEmpty ? defaultProject : project)/\(name)"
+    }
 }

@@ -60,6 +60,26 @@ public struct JobRun: Sendable, Hashable, Codable {
             uniquingKeysWith: { first, _ in first })
     }
 
+    /// The same run under the job id `newID`: task ids `OLD/TASK` become `NEW/TASK`
+    /// (for jobs committed before ids were scoped per project).
+    public func renamed(to newID: String) -> JobRun {
+        var run = self
+        run.id = newID
+        run.order = order.map { Self.rename($0, from: id, to: newID) }
+        run.tasks = Dictionary(tasks.values.map { task in
+            var task = task
+            task.id = Self.rename(task.id, from: id, to: newID)
+            task.waitsFor = task.waitsFor.map { Self.rename($0, from: id, to: newID) }
+            return (task.id, task)
+        }, uniquingKeysWith: { first, _ in first })
+        return run
+    }
+
+    /// `OLD/TASK` as `NEW/TASK`; anything else unchanged.
+    public static func rename(_ taskID: String, from oldID: String, to newID: String) -> String {
+        taskID.hasPrefix(oldID + "/") ? newID + taskID.dropFirst(oldID.count) : taskID
+    }
+
     /// Something that happened to one of the job's allocations or to the job.
     public enum Event: Sendable, Hashable {
         case placed(taskID: String, node: String, allocationID: String)

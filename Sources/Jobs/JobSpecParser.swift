@@ -116,7 +116,9 @@ private struct DocumentParser {
         let name = fields["name"].flatMap { reader.name($0, "metadata.name") }
         if fields["name"] == nil { reader.report(node, "metadata.name", "is required", .missingField) }
         let owner = reader.required(fields, "owner")
-        let project = reader.required(fields, "project")
+        // A name: the job's id is PROJECT/NAME.
+        let project = fields["project"].flatMap { reader.name($0, "metadata.project") }
+        if fields["project"] == nil { reader.report(fields.node, "metadata.project", "is required", .missingField) }
         var priority: Int? = JobMetadata.defaultPriority
         if let node = fields["priority"] { priority = reader.int(node, "metadata.priority", in: 0...100) }
         guard let name, let owner, let project, let priority else { return nil }

@@ -1,6 +1,6 @@
 /// One runnable instance of a task after count, array and foreach expansion: the unit the scheduler places.
 ///
-/// IDs are `JOB/TASK`, with `[i]` for a foreach item, `#k` for an array index and `.r` for a replica when
+/// IDs are `JOB/TASK` (in the cluster JOB is `PROJECT/NAME`), with `[i]` for a foreach item, `#k` for an array index and `.r` for a replica when
 /// count > 1, e.g. `reduce/calibrate[3]` or `sim/run#17.1`. They are stable across versions of a spec, which is
 /// what lets `specola job plan` diff a new version against what runs.
 public struct TaskInstance: Sendable, Hashable, Codable {
@@ -29,7 +29,9 @@ extension JobSpec {
     /// All instances of the job, in pipeline order. Fan-in: a step that depends on a foreach step waits for
     /// every instance of it; a foreach step that depends on another foreach step waits for all of them too
     /// (no item-wise zip yet).
-    public func instances() -> [TaskInstance] {
+    /// `jobID` prefixes the instance IDs (the cluster passes `PROJECT/NAME`); by default the job's name.
+    public func instances(jobID: String? = nil) -> [TaskInstance] {
+        let prefix = jobID ?? metadata.name
         let byName = Dictionary(tasks.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let graph = PipelineGraph(steps: tasks.map(\.name), depends: Dictionary(tasks.map { ($0.name, $0.depends) }, uniquingKeysWith: { a, _ in a }))
         var idsByStep: [String: [String]] = [:]
@@ -43,7 +45,7 @@ extension JobSpec {
             for (suffix, item) in items {
                 for index in indices {
                     for replica in 0..<task.count {
-                        var id = "\(metadata.name)/\(task.name)\(suffix)"
+                        var id = "\(prefix)/\(task.name)\(suffix)"
                         if let index { id += "#\(index)" }
                         if task.count > 1 { id += ".\(replica)" }
                         var env = task.env
@@ -60,7 +62,7 @@ extension JobSpec {
     }
 
     /// Scheduler requests for the instances that wait for nothing, i.e. what can be queued right away.
-    public func initialRequests(submitIndex: UInt64) -> [TaskRequest] {
-        instances().filter(\.waitsFor.isEmpty).map { TaskRequest(instance: $0, job: self, submitIndex: submitIndex) }
+    public func initialRequests(submitIndex: UInt64, jobID: String? = nil) -> [TaskRequest] {
+        instances(jobID: jobID).filter(\.waitsFor.isEmpty).map { TaskRequest(instance: $0, job: self, jobID: jobID, submitIndex: submitIndex) }
     }
 }

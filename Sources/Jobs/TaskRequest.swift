@@ -36,9 +36,10 @@ public struct TaskRequest: Sendable, Hashable {
     }
 
     /// The request for one instance of a validated job.
-    public init(instance: TaskInstance, job: JobSpec, submitIndex: UInt64) {
+    /// `jobID`: the job's id in the cluster (`PROJECT/NAME`); by default its name.
+    public init(instance: TaskInstance, job: JobSpec, jobID: String? = nil, submitIndex: UInt64) {
         self.init(
-            id: instance.id, job: job.metadata.name, project: job.metadata.project, priority: job.metadata.priority,
+            id: instance.id, job: jobID ?? job.metadata.name, project: job.metadata.project, priority: job.metadata.priority,
             submitIndex: submitIndex, resources: instance.task.resources, constraints: instance.task.constraints,
             affinities: instance.task.affinities, spread: job.spread)
     }

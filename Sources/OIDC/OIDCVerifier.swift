@@ -42,12 +42,16 @@ public struct VerifiedToken: Sendable, Hashable {
     public var groups: [String]
     public var issuer: String
     public var expiresAt: Date
+    /// When the verifier stops accepting it: `expiresAt` plus the allowed clock skew. A call the
+    /// token opened (a long poll, a stream) is cut then.
+    public var acceptedUntil: Date
 
-    public init(username: String, groups: [String], issuer: String, expiresAt: Date) {
+    public init(username: String, groups: [String], issuer: String, expiresAt: Date, acceptedUntil: Date? = nil) {
         self.username = username
         self.groups = groups
         self.issuer = issuer
         self.expiresAt = expiresAt
+        self.acceptedUntil = acceptedUntil ?? expiresAt
     }
 }
 
@@ -149,7 +153,7 @@ public actor OIDCVerifier: TokenVerifying {
         case let one as String: groups = one.split(whereSeparator: { $0 == "," || $0 == " " || $0 == ";" }).map(String.init)
         default: groups = []
         }
-        return VerifiedToken(username: username, groups: groups, issuer: issuer, expiresAt: expiresAt)
+        return VerifiedToken(username: username, groups: groups, issuer: issuer, expiresAt: expiresAt, acceptedUntil: expiresAt + skew)
     }
 
     /// The key set that knows `kid`, refetched when it does not (at most once per interval).

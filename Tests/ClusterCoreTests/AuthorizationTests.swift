@@ -44,8 +44,8 @@ import CooperativePoolWatch
         for verb in [Verb.clusterRead, .jobRead, .kvRead, .accessRead, .usageRead] {
             #expect(decide(alice, [.viewer], verb) == .allow, "\(verb)")
         }
-        let refusal = message(decide(alice, [.viewer], .jobSubmit, .job("j", project: "astro")))
-        #expect(refusal == "user/alice may not job.submit on job/j (project astro): it needs admin or member of astro; user/alice holds viewer")
+        let refusal = message(decide(alice, [.viewer], .jobSubmit, .job("astro/j", project: "astro")))
+        #expect(refusal == "user/alice may not job.submit on job/astro/j: it needs admin or member of astro; user/alice holds viewer")
         #expect(message(decide(alice, [.viewer], .kvWrite)).contains("it needs operator or admin"))
         #expect(message(decide(alice, [.viewer], .auditRead)).contains("it needs admin"))
     }
@@ -54,9 +54,24 @@ import CooperativePoolWatch
         let roles: Set<AccessRole> = [.member(project: "astro")]
         #expect(decide(alice, roles, .jobSubmit, .job("j", project: "astro")) == .allow)
         #expect(decide(alice, roles, .jobCancel, .job("j", project: "astro")) == .allow)
-        let refusal = message(decide(alice, roles, .jobCancel, .job("j", project: "radio")))
-        #expect(refusal == "user/alice may not job.cancel on job/j (project radio): it needs admin or member of radio; user/alice holds member of astro")
-        #expect(decide(alice, roles, .jobRead) == .allow, "a member reads")
+        let refusal = message(decide(alice, roles, .jobCancel, .job("radio/j", project: "radio")))
+        #expect(refusal == "user/alice may not job.cancel on job/radio/j: it needs admin or member of radio; user/alice holds member of astro")
+        #expect(decide(alice, roles, .jobRead) == .allow, "a member lists jobs (its projects' only)")
+    }
+
+    /// Jobs are read within projects: a member reads its own projects' jobs, the cluster-wide roles all.
+    @Test func aMemberReadsItsProjectsJobsAndViewersReadAll() {
+        let member: Set<AccessRole> = [.member(project: "astro")]
+        #expect(decide(alice, member, .jobRead, .job("astro/j", project: "astro")) == .allow)
+        #expect(message(decide(alice, member, .jobRead, .job("radio/j", project: "radio")))
+            == "user/alice may not job.read on job/radio/j: it needs viewer, operator, admin or member of radio; user/alice holds member of astro")
+        for role in [AccessRole.viewer, .operator, .admin] {
+            #expect(decide(alice, [role, .member(project: "astro")], .jobRead, .job("radio/j", project: "radio")) == .allow, "\(role)")
+            #expect(Authorization.readableProjects(alice, roles: [role]) == nil)
+        }
+        #expect(Authorization.readableProjects(alice, roles: member) == ["astro"])
+        #expect(Authorization.readableProjects(coordinator, roles: []) == nil)
+        #expect(message(decide(alice, [], .jobRead, .job("astro/j", project: "astro"))).contains("holds no role"))
     }
 
     @Test func exceptionalJobVerbsAreTheAdminsUnlessTheProjectAllowsThem() {

@@ -29,11 +29,11 @@ import CooperativePoolWatch
 
         for _ in 0..<10 {
             do {
-                try await gate.check(eve, .jobSubmit, .job("j", project: "astro"))
+                try await gate.check(eve, .jobSubmit, .job("astro/j", project: "astro"))
                 Issue.record("eve holds no role and must be refused")
             } catch let error as RPCError {
                 #expect(error.code == .permissionDenied)
-                #expect(error.message.hasPrefix("user/eve may not job.submit on job/j (project astro): it needs admin or member of astro"))
+                #expect(error.message.hasPrefix("user/eve may not job.submit on job/astro/j: it needs admin or member of astro"))
             }
         }
         let created = try await gate.audited(root, .accessChange, .project("radio"), request: Specola_V1_Project.with { $0.name = "radio" }) { _ in

@@ -175,21 +175,21 @@ import CooperativePoolWatch
             """, file: "broken.yaml").get()
         _ = state.apply(.with {
             $0.proposedAtUnixMs = t0 + 100
-            $0.submitJob = .with { $0.jobID = "broken"; $0.specJson = try! JobBook.jsonEncoder.encode(spec); $0.submittedBy = "user/astro" }
+            $0.submitJob = .with { $0.jobID = "theory/broken"; $0.specJson = try! JobBook.jsonEncoder.encode(spec); $0.submittedBy = "user/astro" }
         })
-        let task = try #require(state.jobs.jobs["broken"]?.run.order.first)
+        let task = try #require(state.jobs.jobs["theory/broken"]?.run.order.first)
         _ = state.apply(.with {
             $0.proposedAtUnixMs = t0 + 200
-            $0.placeTasks.placements = [.with { $0.jobID = "broken"; $0.taskID = task; $0.node = "n1"; $0.allocationID = "broken-1" }]
+            $0.placeTasks.placements = [.with { $0.jobID = "theory/broken"; $0.taskID = task; $0.node = "n1"; $0.allocationID = "broken-1" }]
         })
         AlertFixture.report(&state, node: "n1", seq: 2, at: t0 + 300, full: false) {
             $0.taskEvents = [.with { $0.allocationID = "broken-1"; $0.kind = .exited; $0.exitCode = 1; $0.message = "exited 1"; $0.atUnixMs = t0 + 300 }]
         }
-        #expect(state.jobs.jobs["broken"]?.run.state == .failed)
+        #expect(state.jobs.jobs["theory/broken"]?.run.state == .failed)
 
         var evaluator = AlertRuleEvaluator()
         pass(&evaluator, &state, ["n1": .ready], at: t0 + 1_000)
-        #expect(firing(state) == ["JobFailed job=broken node=n1 task=\(task)"])
+        #expect(firing(state) == ["JobFailed job=theory/broken node=n1 task=\(task)"])
         let failed = try #require(state.alerts.sortedAlerts.first)
         #expect(failed.description.contains("exit code 1"))
         #expect(pass(&evaluator, &state, ["n1": .ready], at: t0 + 2_000).isEmpty)

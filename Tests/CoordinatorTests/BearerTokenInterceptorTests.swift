@@ -20,6 +20,10 @@ import Testing
             switch token {
             case "token-dwho":
                 return VerifiedToken(username: "dwho", groups: ["users", "timelords"], issuer: "https://iam.example.org", expiresAt: .distantFuture)
+            case "token-short":
+                // Accepted for half a second from now, as a token near its expiry is.
+                return VerifiedToken(username: "dwho", groups: [], issuer: "https://iam.example.org", expiresAt: Date(),
+                                     acceptedUntil: Date().addingTimeInterval(0.5))
             case "token-expired":
                 throw OIDCError(.expired, "the token expired at 2026-01-01T00:00:00Z; run `specola login` again")
             default:
@@ -45,6 +49,34 @@ import Testing
                     }
                     return [:]
                 }
+            }
+        }
+    }
+
+    /// A stream that writes until the client or the server ends it (as a watch would), and a unary
+    /// call that waits 30 s before answering (as a long poll does).
+    struct EndlessProbe: RegistrableRPCService {
+        static let watch = MethodDescriptor(fullyQualifiedService: "specola.test.Probe", method: "WatchForever")
+        static let poll = MethodDescriptor(fullyQualifiedService: "specola.test.Probe", method: "LongPoll")
+
+        func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+            router.registerHandler(
+                forMethod: Self.watch, deserializer: ProtobufDeserializer<Specola_V1_WhoAmIRequest>(),
+                serializer: ProtobufSerializer<Specola_V1_WhoAmIResponse>()
+            ) { _, context in
+                StreamingServerResponse { writer in
+                    while true {
+                        try await writer.write(.with { $0.name = (try? CallerIdentity.principal(context).name) ?? "" })
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+            }
+            router.registerHandler(
+                forMethod: Self.poll, deserializer: ProtobufDeserializer<Specola_V1_WhoAmIRequest>(),
+                serializer: ProtobufSerializer<Specola_V1_WhoAmIResponse>()
+            ) { _, _ in
+                try await Task.sleep(for: .seconds(30))
+                return StreamingServerResponse(single: ServerResponse(message: Specola_V1_WhoAmIResponse()))
             }
         }
     }
@@ -75,8 +107,13 @@ import Testing
     }
 
     static func whoAmI(_ client: GRPCClient<InProcessTransport.Client>, metadata: Metadata) async throws -> Specola_V1_WhoAmIResponse {
+        try await call(client, UnaryProbe.method, metadata: metadata)
+    }
+
+    static func call(_ client: GRPCClient<InProcessTransport.Client>, _ method: MethodDescriptor,
+                     metadata: Metadata) async throws -> Specola_V1_WhoAmIResponse {
         try await client.unary(
-            request: ClientRequest(message: Specola_V1_WhoAmIRequest(), metadata: metadata), descriptor: UnaryProbe.method,
+            request: ClientRequest(message: Specola_V1_WhoAmIRequest(), metadata: metadata), descriptor: method,
             serializer: ProtobufSerializer<Specola_V1_WhoAmIRequest>(), deserializer: ProtobufDeserializer<Specola_V1_WhoAmIResponse>(),
             options: .defaults
         ) { try $0.message }
@@ -87,7 +124,7 @@ import Testing
     ) async throws -> T {
         let transport = InProcessTransport()
         let server = GRPCServer(
-            transport: transport.server, services: [UnaryProbe(), StreamingProbe()],
+            transport: transport.server, services: [UnaryProbe(), StreamingProbe(), EndlessProbe()],
             interceptors: [BearerTokenInterceptor(verifier: verifier, logger: Logger(label: "test"))])
         return try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await server.serve() }
@@ -124,6 +161,34 @@ import Testing
         #expect(names == ["dwho:users,timelords", "dwho:users,timelords"])
     }
 
+    /// A stream or long poll opened with a token ends with UNAUTHENTICATED when the token does.
+    @Test func callsOutlivingTheirTokenAreCutWhenItExpires() async throws {
+        let start = ContinuousClock.now
+        let (received, streamError) = try await withServer(verifier: KnownTokens()) { client in
+            try await client.serverStreaming(
+                request: ClientRequest(message: Specola_V1_WhoAmIRequest(), metadata: Self.bearer("token-short")),
+                descriptor: EndlessProbe.watch, serializer: ProtobufSerializer<Specola_V1_WhoAmIRequest>(),
+                deserializer: ProtobufDeserializer<Specola_V1_WhoAmIResponse>(), options: .defaults
+            ) { response in
+                var received = 0
+                do {
+                    for try await message in response.messages where message.name == "dwho" { received += 1 }
+                    return (received, nil as RPCError?)
+                } catch let error as RPCError {
+                    return (received, error)
+                }
+            }
+        }
+        #expect(received > 0, "the stream ran while the token was accepted")
+        #expect(streamError?.code == .unauthenticated && streamError?.message == "token expired, run specola login", "\(String(describing: streamError))")
+        #expect(ContinuousClock.now - start < .seconds(10))
+
+        let pollStart = ContinuousClock.now
+        await expectRefusal(verifier: KnownTokens(), method: EndlessProbe.poll, metadata: Self.bearer("token-short"), code: .unauthenticated,
+                            saying: "token expired, run specola login")
+        #expect(ContinuousClock.now - pollStart < .seconds(10), "cut at expiry, not after the 30 s poll")
+    }
+
     @Test func refusals() async throws {
         // Neither a certificate nor a token.
         await expectRefusal(verifier: KnownTokens(), metadata: [:], code: .unauthenticated, saying: "no client certificate and no bearer token")
@@ -134,10 +199,11 @@ import Testing
         await expectRefusal(verifier: nil, metadata: Self.bearer("token-dwho"), code: .unauthenticated, saying: "accepts no bearer tokens")
     }
 
-    func expectRefusal(verifier: (any TokenVerifying)?, metadata: Metadata, code: RPCError.Code, saying text: String) async {
+    func expectRefusal(verifier: (any TokenVerifying)?, method: MethodDescriptor = UnaryProbe.method, metadata: Metadata,
+                       code: RPCError.Code, saying text: String) async {
         do {
             let answer = try await withServer(verifier: verifier) { client in
-                try await Self.whoAmI(client, metadata: metadata)
+                try await Self.call(client, method, metadata: metadata)
             }
             Issue.record("expected a refusal, got \(answer)")
         } catch let error as RPCError {

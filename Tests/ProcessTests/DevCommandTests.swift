@@ -81,7 +81,7 @@ import SpecolaProcesses
             #expect(try await run(specola, ["kv", "get", "pipelines/m31/bias"], environment: env).status == 4)
 
             // dev made an admin, a sample project with a member, and ran the sample pipeline as that member.
-            #expect(dev.log.contains("sample pipeline reduce-m31 submitted as user/astronomer (project survey)"), "\(dev.log)")
+            #expect(dev.log.contains("sample pipeline survey/reduce-m31 submitted as user/astronomer (project survey)"), "\(dev.log)")
             let projects = try await run(specola, ["projects"], environment: env)
             #expect(projects.stdout.contains("survey") && projects.stdout.contains("astronomer"), "\(projects.stdout)")
             let sampleStatus = try await run(specola, ["job", "status", "reduce-m31", "--json"], environment: env)

@@ -61,7 +61,7 @@ import Glibc
 
     /// Containers of a job that are still on this machine (they must be removed when tasks end).
     static func leftoverContainers(job: String) async throws -> [String] {
-        let names = try await TestPodman.run(["ps", "-a", "--filter", "name=^specola-\(job)-", "--format", "{{.Names}}"])
+        let names = try await TestPodman.run(["ps", "-a", "--filter", "name=\(TestPodman.containerPattern(job: job))", "--format", "{{.Names}}"])
         return names.split(separator: "\n").map(String.init)
     }
 
@@ -107,7 +107,7 @@ import Glibc
             let stack = try await cluster.cli(["logs", "reduce-m31/stack"])
             #expect(stack.stdout.contains("stacking 8 calibrated exposures"), "\(stack.stdout)")
             for item in 1...8 { #expect(stack.stdout.contains("exp0\(item)-cal.fits")) }
-            let listed = try await cluster.cli(["kv", "ls", "jobs/reduce-m31/outputs/calibrate/", "--json"])
+            let listed = try await cluster.cli(["kv", "ls", "jobs/\(job.id)/outputs/calibrate/", "--json"])
             let outputs = try Specola_V1_KvListResponse(jsonString: listed.stdout, options: Self.lenient).kvs
             #expect(outputs.map { String(decoding: $0.value, as: UTF8.self) } == (1...8).map { "exp0\($0)-cal.fits" })
             try await Self.expectContainersRemoved(of: "reduce-m31")

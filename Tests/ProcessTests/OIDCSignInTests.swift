@@ -78,6 +78,18 @@ final class LemonLDAP: @unchecked Sendable {
 
     let tokenListener = HostPort(host: OIDCSignInTests.coordinatorHost, port: freePort(host: OIDCSignInTests.coordinatorHost))
 
+    /// A provider on 127.0.2.51 (signing key k1) and a coordinator trusting it, both started; stopped
+    /// and removed after `body`, whether it threw or not.
+    func withSignInCluster(_ body: (LemonLDAP, LocalCluster) async throws -> Void) async throws {
+        let provider = LemonLDAP(host: "127.0.2.51", state: try TempDir("specola-oidc").path)
+        let cluster = try cluster(trusting: provider)
+        try await cluster.withCleanup { try await withProviders([provider]) {
+            try await provider.start(kid: "k1")
+            try await cluster.startCoordinator()
+            try await body(provider, cluster)
+        } }
+    }
+
     /// Runs `body`, then stops the providers (by PID) and removes their state, whether `body` threw or not.
     func withProviders<T>(_ providers: [LemonLDAP], _ body: () async throws -> T) async throws -> T {
         let result: Result<T, any Error>
@@ -132,11 +144,7 @@ final class LemonLDAP: @unchecked Sendable {
     }
 
     @Test func signInShowsUserAndGroupsAndCertificatesWin() async throws {
-        let provider = LemonLDAP(host: "127.0.2.51", state: try TempDir("specola-oidc").path)
-        let cluster = try cluster(trusting: provider)
-        try await cluster.withCleanup { try await withProviders([provider]) {
-            try await provider.start(kid: "k1")
-            try await cluster.startCoordinator()
+        try await withSignInCluster { provider, cluster in
             let env = tokenEnvironment(cluster)
 
             let notSignedIn = try await run(BuiltProducts.path("specola"), ["whoami"], environment: env)
@@ -216,15 +224,11 @@ final class LemonLDAP: @unchecked Sendable {
             #expect(!FileManager.default.fileExists(atPath: cluster.dir.file("token.json")))
             let after = try await run(BuiltProducts.path("specola"), ["whoami"], environment: env)
             #expect(after.stderr.contains("not signed in"))
-        } }
+        }
     }
 
     @Test func signInWithAuthorizationCodeAndPKCE() async throws {
-        let provider = LemonLDAP(host: "127.0.2.51", state: try TempDir("specola-oidc").path)
-        let cluster = try cluster(trusting: provider)
-        try await cluster.withCleanup { try await withProviders([provider]) {
-            try await provider.start(kid: "k1")
-            try await cluster.startCoordinator()
+        try await withSignInCluster { provider, cluster in
             let env = tokenEnvironment(cluster)
             // LemonLDAP 2.16 offers no device grant, so login prints the authorization URL and listens on 127.0.0.1.
             let login = try ChildProcess(
@@ -250,15 +254,11 @@ final class LemonLDAP: @unchecked Sendable {
             let whoami = try await run(BuiltProducts.path("specola"), ["whoami"], environment: env)
             #expect(whoami.stdout.contains("user/dwho"), "\(whoami.stderr)")
             #expect(whoami.stdout.contains("timelords"))
-        } }
+        }
     }
 
     @Test func anExpiredTokenIsRefreshedByTheCLIAndRefusedByTheCoordinator() async throws {
-        let provider = LemonLDAP(host: "127.0.2.51", state: try TempDir("specola-oidc").path)
-        let cluster = try cluster(trusting: provider)
-        try await cluster.withCleanup { try await withProviders([provider]) {
-            try await provider.start(kid: "k1")
-            try await cluster.startCoordinator()
+        try await withSignInCluster { provider, cluster in
             // Client "short" issues 2-second tokens.
             let token = try await provider.token(user: "msmith", client: "short")
             let exp = try #require(StoredToken.expiry(ofJWT: token))
@@ -287,7 +287,50 @@ final class LemonLDAP: @unchecked Sendable {
             let stale = try await run(BuiltProducts.path("specola"), ["whoami"], environment: env)
             #expect(stale.status != 0)
             #expect(stale.stderr.contains("expired and cannot be refreshed; run `specola login`"), "\(stale.stderr)")
-        } }
+        }
+    }
+
+    /// A long poll opened with a token ends with UNAUTHENTICATED when the token expires (client
+    /// "short" issues 2-second tokens), not when the poll would have answered (30 s).
+    @Test func aLongPollIsCutWhenItsTokenExpires() async throws {
+        try await withSignInCluster { provider, cluster in
+            try cluster.writeAgentConfig("node1", address: "127.0.2.53", extra: "bmc: {mode: none}\nlibvirt: {uri: \"\"}\n" + TestPodman.agentConfig)
+            try cluster.startAgent("node1")
+            try await waitUntil("the agent to report", timeout: .seconds(60)) {
+                try await cluster.nodes().contains { $0.reportsApplied > 0 && $0.facts.hasCapacity }
+            }
+            // A finished job: nothing changes it any more, so a poll on it waits its whole time.
+            let file = try JobTests.spec(cluster, "quick.yaml", """
+                apiVersion: specola/v1
+                kind: Job
+                metadata: {name: quick, owner: admin, project: ops}
+                task: {name: t, driver: exec, command: /bin/true, resources: {cpu: 0.1, memory: 16MiB}}
+                """)
+            let submitted = try await cluster.cli(["job", "run", file])
+            #expect(submitted.status == 0, "\(submitted.stderr)")
+            let finished = try await JobTests.waitFinished(cluster, "ops/quick")
+
+            let token = try await provider.token(user: "dwho", client: "short")
+            let transport = try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: tokenListener.host, port: tokenListener.port),
+                transportSecurity: TLSFiles.serverAuthenticatedClientSecurity(ca: cluster.admin.ca, serverHost: tokenListener.host))
+            let start = ContinuousClock.now
+            do {
+                let answer = try await withGRPCClient(transport: transport) { client in
+                    try await Specola_V1_Jobs.Client(wrapping: client).get(.with {
+                        $0.id = "ops/quick"
+                        $0.waitMs = 30_000
+                        $0.afterRevision = finished.revision
+                    }, metadata: ["authorization": "Bearer \(token)"])
+                }
+                Issue.record("expected the poll to be cut, got revision \(answer.revision)")
+            } catch let error as RPCError {
+                #expect(error.code == .unauthenticated, "\(error)")
+                #expect(error.message == "token expired, run specola login", "\(error.message)")
+            }
+            // 2 s token plus the coordinator's 1 s skew; far from the poll's 30 s.
+            #expect(ContinuousClock.now - start < .seconds(15))
+        }
     }
 
     @Test func tokensFromAnotherIssuerForAnotherAudienceOrGarbageAreRefused() async throws {
@@ -322,11 +365,7 @@ final class LemonLDAP: @unchecked Sendable {
     }
 
     @Test func aRotatedKeyIsAcceptedWithoutRestartAndAnUnreachableProviderIsReported() async throws {
-        let provider = LemonLDAP(host: "127.0.2.51", state: try TempDir("specola-oidc").path)
-        let cluster = try cluster(trusting: provider)
-        try await cluster.withCleanup { try await withProviders([provider]) {
-            try await provider.start(kid: "k1")
-            try await cluster.startCoordinator()
+        try await withSignInCluster { provider, cluster in
             let first = try await provider.token(user: "dwho")
             #expect(try await whoAmI(cluster, token: first).name == "dwho")
             let unused = try await provider.token(user: "rtyler")
@@ -353,6 +392,6 @@ final class LemonLDAP: @unchecked Sendable {
                     return error.code == .unavailable && error.message.contains("cannot reach the OIDC provider at \(provider.issuer)")
                 }
             }
-        } }
+        }
     }
 }

@@ -70,21 +70,28 @@ public enum TestPodman {
     /// caught mid-stop when its agent was killed can lose its podman record while its conmon and
     /// process live on, so those are found by name in /proc and killed by pid as well.
     public static func removeContainers(job: String) async {
-        let listed = (try? await run(["ps", "-a", "--filter", "name=^specola-\(job)-", "--format", "{{.Names}}"])) ?? ""
+        let listed = (try? await run(["ps", "-a", "--filter", "name=\(containerPattern(job: job))", "--format", "{{.Names}}"])) ?? ""
         let names = listed.split(separator: "\n").map(String.init)
         if !names.isEmpty { _ = try? await run(["rm", "--force", "--time", "0"] + names) }
-        for monitor in processes(whereCommandLineContains: "-n specola-\(job)-") {
+        for monitor in conmons(of: job) {
             for child in children(of: monitor) { kill(child, SIGKILL) }
             kill(monitor, SIGKILL)
         }
     }
 
-    static func processes(whereCommandLineContains text: String) -> [pid_t] {
+    /// Task containers are `specola-ALLOCATION`, the allocation id being `PROJECT_NAME-` and 12 hex
+    /// digits; this matches those of job NAME in any project (or of an id without a project).
+    public static func containerPattern(job: String) -> String {
+        "^specola-([A-Za-z0-9-]+_)?\(job)-[0-9a-f]{12}$"
+    }
+
+    static func conmons(of job: String) -> [pid_t] {
+        guard let name = try? Regex("-n specola-([A-Za-z0-9-]+_)?\(job)-[0-9a-f]{12}") else { return [] }
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
         return pids.filter { pid in
             guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
             let commandLine = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
-            return commandLine.hasPrefix("/usr/bin/conmon") && commandLine.contains(text)
+            return commandLine.hasPrefix("/usr/bin/conmon") && commandLine.contains(name)
         }
     }
 

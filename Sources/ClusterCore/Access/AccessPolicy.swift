@@ -42,6 +42,11 @@ public struct AccessPolicy: Sendable, Equatable {
         return Authorization.authorize(principal, roles: roles(of: principal, in: book), verb, resource)
     }
 
+    /// The projects whose jobs `principal` sees in listings; nil: every project.
+    public func readableProjects(of principal: Principal, in book: AccessBook) -> Set<String>? {
+        enforced ? Authorization.readableProjects(principal, roles: roles(of: principal, in: book)) : nil
+    }
+
     /// The configuration as text lines, for `specola access list`.
     public var describedLines: [String] {
         bootstrapAdmins.sorted().map { "user \($0): admin (bootstrap, coordinator config)" }

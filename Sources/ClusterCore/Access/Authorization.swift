@@ -80,12 +80,14 @@ public struct Resource: Sendable, Hashable, CustomStringConvertible {
 
     public static let cluster = Resource(kind: "cluster", name: "*")
     public static func node(_ name: String) -> Resource { Resource(kind: "node", name: name) }
-    public static func job(_ name: String, project: String?) -> Resource { Resource(kind: "job", name: name, project: project) }
+    /// A job by its id `PROJECT/NAME`.
+    public static func job(_ id: String, project: String?) -> Resource { Resource(kind: "job", name: id, project: project) }
     public static func project(_ name: String) -> Resource { Resource(kind: "project", name: name, project: name) }
     public static func kv(_ key: String) -> Resource { Resource(kind: "kv", name: key) }
 
     public var description: String {
-        guard let project, kind != "project" else { return "\(kind)/\(name)" }
+        // A project and a job (`job/PROJECT/NAME`) name their project already.
+        guard let project, kind != "project", kind != "job" else { return "\(kind)/\(name)" }
         return "\(kind)/\(name) (project \(project))"
     }
 }
@@ -120,6 +122,12 @@ public enum AccessRole: Sendable, Hashable, Comparable, CustomStringConvertible 
     public var description: String {
         if case .member(let project) = self { return "member of \(project)" }
         return name
+    }
+
+    /// Viewer, operator or admin: reads every project's jobs.
+    public var isClusterWide: Bool {
+        if case .member = self { return false }
+        return true
     }
 
     /// Cluster-wide rank; a member ranks as a viewer outside its project.
@@ -157,6 +165,12 @@ public enum Authorization {
             return deny(principal, verb, resource, needs: verb == .agentLink ? "a node certificate" : "a coordinator certificate")
         }
         let rank = roles.map(\.rank).max() ?? -1
+        // Jobs are read within projects (like Nomad namespaces, unlike Slurm's default): a member
+        // reads its projects' jobs; viewers, operators and admins read all.
+        if verb == .jobRead, let project = resource.project {
+            if roles.contains(where: \.isClusterWide) || roles.contains(.member(project: project)) { return .allow }
+            return deny(principal, verb, resource, needs: "viewer, operator, admin or member of \(project)", holds: roles)
+        }
         if let least = verb.clusterRole {
             if rank >= least.rank && (least.rank > 0 || !roles.isEmpty) { return .allow }
             return deny(principal, verb, resource, needs: allowing(least), holds: roles)
@@ -166,6 +180,12 @@ public enum Authorization {
         if let project = resource.project, roles.contains(.member(project: project)) { return .allow }
         let needs = resource.project.map { "admin or member of \($0)" } ?? "admin, or member of the job's project"
         return deny(principal, verb, resource, needs: needs, holds: roles)
+    }
+
+    /// The projects whose jobs a user holding `roles` sees in listings; nil: every project.
+    public static func readableProjects(_ principal: Principal, roles: Set<AccessRole>) -> Set<String>? {
+        guard principal.kind == .user, !roles.contains(where: \.isClusterWide) else { return nil }
+        return Set(roles.projects)
     }
 
     private static func allowing(_ least: AccessRole) -> String {

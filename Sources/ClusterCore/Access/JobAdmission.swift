@@ -20,7 +20,7 @@ public enum JobAdmission {
         guard principal.kind == .user else { return .success(spec) }
         spec.metadata.owner = principal.name
         let projectName = spec.metadata.project
-        let resource = Resource.job(spec.metadata.name, project: projectName)
+        let resource = Resource.job(spec.metadata.jobID, project: projectName)
         if roles.contains(.admin) { return .success(spec) }
         guard roles.contains(.member(project: projectName)), let project = projects[projectName] else {
             let mine = roles.projects

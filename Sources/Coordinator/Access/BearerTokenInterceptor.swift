@@ -1,3 +1,4 @@
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
@@ -27,22 +28,28 @@ struct BearerTokenInterceptor: ServerInterceptor {
             }
             return try await next(request, context)
         }
-        let principal = try await principal(authorization: header, method: context.descriptor.fullyQualifiedMethod)
+        let (principal, acceptedUntil) = try await verified(authorization: header, method: context.descriptor.fullyQualifiedMethod)
+        // A call outliving its token (a long poll, a stream) ends when the token does.
+        let expiry = TokenExpiry(acceptedUntil: acceptedUntil)
         var response = try await withoutActuallyEscaping(next) { next in
-            try await CallerIdentity.$tokenPrincipal.withValue(principal) { try await next(request, context) }
+            try await expiry.cut {
+                try await CallerIdentity.$tokenPrincipal.withValue(principal) { try await next(request, context) }
+            }
         }
         // A server or bidirectional stream runs its handler in the producer, after this returns.
         if case .success(var contents) = response.accepted {
             let producer = contents.producer
             contents.producer = { writer in
-                try await CallerIdentity.$tokenPrincipal.withValue(principal) { try await producer(writer) }
+                try await expiry.cut {
+                    try await CallerIdentity.$tokenPrincipal.withValue(principal) { try await producer(writer) }
+                }
             }
             response.accepted = .success(contents)
         }
         return response
     }
 
-    func principal(authorization header: String, method: String) async throws -> Principal {
+    func verified(authorization header: String, method: String) async throws -> (principal: Principal, acceptedUntil: Date) {
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
             throw RPCError(code: .unauthenticated, message: "the authorization metadata is not `Bearer TOKEN`; sign in with `specola login`")
@@ -54,7 +61,7 @@ struct BearerTokenInterceptor: ServerInterceptor {
         }
         do {
             let token = try await verifier.verify(String(parts[1]))
-            return Principal(kind: .user, name: token.username, groups: token.groups, proof: .token(issuer: token.issuer))
+            return (Principal(kind: .user, name: token.username, groups: token.groups, proof: .token(issuer: token.issuer)), token.acceptedUntil)
         } catch {
             // The reason only: never the token or its claims beyond what the message names.
             logger.notice("bearer token refused", metadata: ["oidc.refusal": "\(error.kind.rawValue)", "rpc.method": "\(method)"])
@@ -66,5 +73,29 @@ struct BearerTokenInterceptor: ServerInterceptor {
     static func hasClientCertificate(_ context: ServerContext) -> Bool {
         guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context else { return false }
         return posix.peerCertificate != nil
+    }
+}
+
+/// Ends a token-authenticated call with UNAUTHENTICATED once its token is no longer accepted.
+struct TokenExpiry: Sendable {
+    let acceptedUntil: Date
+    static let message = "token expired, run specola login"
+
+    /// Runs `body`, cancelled and answered with UNAUTHENTICATED if it is still running at `acceptedUntil`.
+    func cut<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let remaining = acceptedUntil.timeIntervalSinceNow
+        guard remaining > 0 else { throw RPCError(code: .unauthenticated, message: Self.message) }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(Int64(remaining * 1000) + 1))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else {
+                throw RPCError(code: .unauthenticated, message: Self.message)
+            }
+            return result
+        }
     }
 }
