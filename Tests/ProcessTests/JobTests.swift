@@ -65,11 +65,12 @@ import Glibc
         return names.split(separator: "\n").map(String.init)
     }
 
-    /// The agent reports a task's end first and removes its container right after, so a job can
-    /// read as finished a moment before its containers are gone.
+
+    /// The agent reports a task's end first and removes its container right after (podman rm can
+    /// take tens of seconds on a loaded machine), so a job can read as finished before they are gone.
     static func expectContainersRemoved(of jobs: String..., sourceLocation: SourceLocation = #_sourceLocation) async throws {
         do {
-            try await waitUntil("the containers of \(jobs.joined(separator: ", ")) to be removed", timeout: .seconds(30)) {
+            try await waitUntil("the containers of \(jobs.joined(separator: ", ")) to be removed", timeout: .seconds(90)) {
                 for job in jobs where !(try await leftoverContainers(job: job)).isEmpty { return false }
                 return true
             }
