@@ -65,7 +65,6 @@ import Glibc
         return names.split(separator: "\n").map(String.init)
     }
 
-
     /// The agent reports a task's end first and removes its container right after (podman rm can
     /// take tens of seconds on a loaded machine), so a job can read as finished before they are gone.
     static func expectContainersRemoved(of jobs: String..., sourceLocation: SourceLocation = #_sourceLocation) async throws {
