@@ -247,7 +247,10 @@ public struct Agent: Service {
             ? GlusterCollector(settings: config.gluster.settings, logger: logger) : nil
         return FactsCollector(
             ipmi: ipmi, vms: vms, containers: containers, gluster: gluster,
-            storage: StorageCollector(logger: logger), capacity: CapacityCollector(labels: config.labels),
+            storage: StorageCollector(
+                logger: logger, smartctlPath: config.smart.command,
+                smartRecheckInterval: .milliseconds(Int64(config.smart.recheckInterval * 1000))),
+            capacity: CapacityCollector(labels: config.labels),
             logger: logger)
     }
 }

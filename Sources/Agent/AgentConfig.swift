@@ -20,11 +20,13 @@ public struct AgentConfig: Decodable, Sendable {
     /// What tasks may do here: container user and capabilities, host mounts, exec.
     public var tasks: TaskPolicy
     public var gluster: GlusterConfig
+    /// How the disk collector reads SMART health.
+    public var smart: SmartConfig
     public var logLevel: String
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case nodeName, coordinators, tls, dataDir, address, heartbeatInterval, reportInterval
-        case fullReportInterval, stopDrainTimeout, labels, bmc, libvirt, podman, tasks, gluster, logLevel
+        case fullReportInterval, stopDrainTimeout, labels, bmc, libvirt, podman, tasks, gluster, smart, logLevel
     }
 
     public init(from decoder: any Decoder) throws {
@@ -57,6 +59,7 @@ public struct AgentConfig: Decodable, Sendable {
         podman = try c.decodeIfPresent(PodmanConfig.self, forKey: .podman) ?? PodmanConfig()
         tasks = try c.decodeIfPresent(TaskPolicy.self, forKey: .tasks) ?? TaskPolicy()
         gluster = try c.decodeIfPresent(GlusterConfig.self, forKey: .gluster) ?? GlusterConfig()
+        smart = try c.decodeIfPresent(SmartConfig.self, forKey: .smart) ?? SmartConfig()
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? "info"
     }
 }
@@ -131,6 +134,25 @@ public struct PodmanConfig: Decodable, Sendable {
         path = try c.decodeIfPresent(String.self, forKey: .path) ?? "podman"
         containersConf = try c.decodeIfPresent(String.self, forKey: .containersConf) ?? ""
         storageConf = try c.decodeIfPresent(String.self, forKey: .storageConf) ?? ""
+    }
+}
+
+/// The smartctl the disk collector runs (`COMMAND --json -H /dev/DISK`), and how often a
+/// disk's "passed" or "failed" is checked again.
+public struct SmartConfig: Decodable, Sendable {
+    public var command = "smartctl"
+    public var recheckInterval: Double = 600
+    public init() {}
+    enum CodingKeys: String, CodingKey, CaseIterable { case command, recheckInterval }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        command = try c.decodeIfPresent(String.self, forKey: .command) ?? "smartctl"
+        if command.isEmpty {
+            throw DecodingError.dataCorruptedError(
+                forKey: .command, in: c, debugDescription: "give smartctl's path, e.g. smartctl or /usr/sbin/smartctl")
+        }
+        recheckInterval = try c.decodePositiveSeconds(.recheckInterval, default: 600)
     }
 }
 

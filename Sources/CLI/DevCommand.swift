@@ -59,6 +59,10 @@ struct DevCommand: AsyncParsableCommand {
         fflush(nil)
         let ready = await cluster.waitUntilReported(timeout: readyTimeout)
         print(ready ? "# all \(agents) agents reported; try: specola nodes" : "# not every agent reported within \(Int(readyTimeout))s; see \(root)/logs")
+        if cluster.storageStarted {
+            let nodes = (1...cluster.storage.peers).map { "node\($0)" }.joined(separator: ", ")
+            print("# storage: GlusterFS volume \(DevStorage.volume), replica \(cluster.storage.peers), bricks on \(nodes); try: specola volumes; specola volume show \(DevStorage.volume); specola volume heal \(DevStorage.volume)")
+        }
         if ready, FileManager.default.fileExists(atPath: cluster.samplePipeline) {
             print(await cluster.runSampleAsMember())
         } else if FileManager.default.fileExists(atPath: cluster.samplePipeline) {
@@ -74,14 +78,19 @@ final class DevCluster: @unchecked Sendable {
     let root: String
     let agents: Int
     let replicas: Int
+    let storage: DevStorage
     private let lock = NSLock()
     private var children: [(name: String, pid: pid_t)] = []
+    private var storageUp = false
 
     init(root: String, agents: Int, replicas: Int) {
         self.root = root
         self.agents = agents
         self.replicas = replicas
+        storage = DevStorage(root: root, agents: agents)
     }
+
+    var storageStarted: Bool { lock.withLock { storageUp } }
 
     func coordinatorAddress(_ index: Int) -> HostPort { HostPort(host: "127.0.0.\(10 + index)", port: 7450) }
     var coordinator: HostPort { coordinatorAddress(1) }
@@ -178,6 +187,7 @@ final class DevCluster: @unchecked Sendable {
                 labels: {rack: dev, index: "\(index)"}
                 tls: {ca: \(pki)/ca.pem, cert: \(pki)/node-\(name).pem, key: \(pki)/node-\(name)-key.pem}
                 \(bmc)
+                \(storage.agentConfigLine(index))
                 libvirt: {uri: "test:///default"}
                 podman: {containersConf: \(podmanConf)}
                 tasks: {mountPrefixes: [\(root)/archive], exec: {enabled: true, user: \(Self.execUser)}}
@@ -216,8 +226,24 @@ final class DevCluster: @unchecked Sendable {
         for index in 1...replicas {
             try spawn("coordinator-c\(index)", binDir + "/specola-coordinator", ["--config", root + "/config/c\(index).yaml"])
         }
+        startStorage()
         for index in 1...agents {
             try spawn("agent-node\(index)", binDir + "/specola-agent", ["--config", root + "/config/node\(index).yaml"])
+        }
+    }
+
+    /// The GlusterFS pool and volume, before the agents; without them the cluster still starts.
+    private func startStorage() {
+        if let reason = storage.unavailableReason {
+            print("# no GlusterFS storage: \(reason); the cluster runs without it")
+            return
+        }
+        do {
+            try storage.start()
+            lock.withLock { storageUp = true }
+        } catch {
+            storage.stop(removingBricks: false)
+            print("# GlusterFS storage did not start: \(error)\n#   the cluster runs without it; glusterd's logs: \(storage.directory)/p*/log")
         }
     }
 
@@ -304,6 +330,10 @@ final class DevCluster: @unchecked Sendable {
         for child in all {
             while Date() < deadline && Self.isAlive(child.pid) { usleep(50_000) }
             if Self.isAlive(child.pid) { kill(child.pid, SIGKILL) }
+        }
+        if lock.withLock({ storageUp }) {
+            storage.stop(removingBricks: true)
+            lock.withLock { storageUp = false }
         }
     }
 

@@ -320,6 +320,13 @@ public struct HealPlanner: Sendable {
             held.append("split-brain policy source-brick needs storage.volumes.\(volume.name).sourceBrick")
             return nil
         }
+        // gluster's latest-mtime and bigger-file compare only the copies it reaches (mtime: the
+        // ctime feature's copy when features.ctime is on, else the backend's). A copy out of sight
+        // may be the newest or biggest; resolving without it would make a stale copy the source.
+        if let unseen = volume.bricks.first(where: { !$0.statusKnown || !$0.brick.online || (!$0.node.isEmpty && input.status[$0.node] != .ready) }) {
+            held.append("split-brain waits: brick \(unseen.key) is offline or its node is not ready, and \(rule.splitBrain.rawValue) would compare only the copies in sight")
+            return nil
+        }
         let earlier = input.storage.ordered.filter { $0.kind == .resolveSplitBrain && $0.volume == volume.name }
         if earlier.contains(where: { $0.state == .pending }) { return nil }
         if let last = earlier.last, input.nowUnixMs - last.finishedAtUnixMs < policy.restartRetryAfterMs { return nil }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SpecolaProcesses
 import TestSupport
 import Testing
 
@@ -86,6 +87,55 @@ import CooperativePoolWatch
             logger: Logger(label: "test.storage"), procRoot: fake.proc, sysRoot: fake.sys, smartctlPath: smartctl
         ).collect()
         #expect(section.disks.map(\.smartStatus) == ["passed", "failed"])
+    }
+
+    /// The real smartctl (smartmontools) on this machine: its JSON is parsed. These virtio and
+    /// loop disks have no SMART, so each is "unavailable" with smartctl's own message naming it;
+    /// a disk that answers is "passed" or "failed".
+    @Test func realSmartctlJSONIsParsed() async throws {
+        let smartctl = try #require(which("smartctl"), "smartctl is not installed (apt-get install smartmontools)")
+        let disks = StorageCollector(logger: Logger(label: "test.storage"), smartctlPath: smartctl).collect().disks
+        #expect(!disks.isEmpty)
+        for disk in disks {
+            switch disk.smartStatus {
+            case "passed", "failed": #expect(disk.smartDetail.isEmpty)
+            case "unavailable": #expect(disk.smartDetail.contains("/dev/\(disk.name)"), "\(disk.name): \(disk.smartDetail)")
+            default: Issue.record("\(disk.name): status \(disk.smartStatus)")
+            }
+        }
+    }
+
+    /// The stand-in the process tests use (Tests/Fixtures/smart) prints the real smartctl's
+    /// envelope, and the collector reads its verdict per disk.
+    @Test func smartctlStandInSpeaksTheRealFormat() async throws {
+        let fake = try FakeHost()
+        defer { fake.remove() }
+        let standIn = "\(fake.root)/smartctl"
+        try FileManager.default.copyItem(atPath: Self.standIn, toPath: standIn)
+        try "/dev/vdb\n".write(toFile: "\(fake.root)/smart-failing", atomically: true, encoding: .utf8)
+        let section = StorageCollector(
+            logger: Logger(label: "test.storage"), procRoot: fake.proc, sysRoot: fake.sys, smartctlPath: standIn
+        ).collect()
+        #expect(section.disks.map(\.smartStatus) == ["passed", "failed"])
+
+        let smartctl = try #require(which("smartctl"), "smartctl is not installed (apt-get install smartmontools)")
+        let disk = try #require(StorageCollector(logger: Logger(label: "test.storage")).collect().disks.first).name
+        let real = try Self.json(smartctl, "/dev/\(disk)")
+        let imitated = try Self.json(standIn, "/dev/\(disk)")
+        #expect(real["json_format_version"] as? [Int] == imitated["json_format_version"] as? [Int])
+        let realTool = try #require(real["smartctl"] as? [String: Any])
+        let imitatedTool = try #require(imitated["smartctl"] as? [String: Any])
+        #expect(realTool["version"] as? [Int] == imitatedTool["version"] as? [Int])
+        #expect((realTool["argv"] as? [String])?.dropFirst() == (imitatedTool["argv"] as? [String])?.dropFirst())
+        #expect(realTool["exit_status"] is Int && imitatedTool["exit_status"] is Int)
+    }
+
+    static let standIn = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/smart/smartctl-standin.sh").path
+
+    static func json(_ smartctl: String, _ device: String) throws -> [String: Any] {
+        let output = try runProcessBlocking(smartctl, ["--json", "-H", device], timeout: .seconds(20)).stdout
+        return try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])
     }
 
     @Test func mountsAreUnescapedAndDeduplicated() {

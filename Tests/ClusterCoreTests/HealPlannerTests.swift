@@ -165,6 +165,29 @@ import Testing
         }
     }
 
+    /// latest-mtime and bigger-file compare the copies gluster reaches: with one out of sight (its
+    /// brick offline, its status unknown, or its node not ready) the newest copy may be that one,
+    /// so the planner waits instead of making a stale copy the source.
+    @Test func splitBrainWaitsWhileACopyIsOutOfSight() throws {
+        for rule in [StoragePolicy.SplitBrainPolicy.latestMtime, .biggerFile, .sourceBrick] {
+            var policy = StoragePolicy()
+            policy.volumes = ["gv0": .init(splitBrain: rule, sourceBrick: rule == .sourceBrick ? StorageFixture.key("n1", "gv0") : "")]
+            let offline: (inout StorageFixture) -> Void = { $0.brick(StorageFixture.key("n2", "gv0")) { $0.online = false } }
+            let notReady: (inout StorageFixture) -> Void = { $0.status["n3"] = .down }
+            for (name, hide) in [("offline brick", offline), ("node down", notReady)] {
+                var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
+                cluster.brick(StorageFixture.key("n1", "gv0")) { $0.splitBrain = 1 }
+                cluster.volume("gv0") { $0.splitBrainFiles = ["/a.txt"] }
+                hide(&cluster)
+                var planner = HealPlanner(policy: policy)
+                let plan = planner.onPass(cluster.input)
+                #expect(!StorageFixture.proposals(plan).contains { $0.kind == .resolveSplitBrain }, "\(rule) \(name): \(plan.directives)")
+                #expect(plan.heldBack["gv0"]?.contains { $0.contains("split-brain waits") && $0.contains("in sight") } == true,
+                        "\(rule) \(name): \(plan.heldBack)")
+            }
+        }
+    }
+
     @Test func manualSplitBrainChangesNothingAndItsAlertNamesEachFile() throws {
         var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
         cluster.brick(StorageFixture.key("n1", "gv0")) { $0.splitBrain = 2 }

@@ -58,6 +58,20 @@ import SpecolaProcesses
                     #expect(node.facts.bmc.sensors.contains { $0.name == "CPU Temp" })
                 }
             }
+            // Storage: a replica-2 GlusterFS volume, one brick per agent, each seen by its own agent.
+            #expect(dev.log.contains("# storage: GlusterFS volume devgv, replica 2"), "\(dev.log)")
+            let volume = try await waitUntilValue("devgv's two bricks online, one on each agent", timeout: .seconds(30)) {
+                let result = try await run(BuiltProducts.path("specola"), ["volumes", "--json"], environment: env)
+                guard result.status == 0 else { return nil as Specola_V1_GlusterVolumeView? }
+                let view = try Specola_V1_GlusterVolumeList(jsonString: result.stdout).volumes.first { $0.volume.name == "devgv" }
+                return view.flatMap { view in
+                    view.bricks.map(\.node) == ["node1", "node2"] && view.bricks.allSatisfy { $0.brick.online && $0.brick.pid > 0 } ? view : nil
+                }
+            }
+            #expect(volume.bricks.allSatisfy { $0.brick.path.hasPrefix(dir.file("cluster/gluster/")) }, "\(volume.bricks)")
+            let shown = try await run(BuiltProducts.path("specola"), ["volume", "show", "devgv"], environment: env)
+            #expect(shown.status == 0 && shown.stdout.contains("node1") && shown.stdout.contains("node2"), "\(shown)")
+
             let members = try await run(BuiltProducts.path("specola"), ["members"], environment: env)
             #expect(members.stdout.components(separatedBy: "voter").count - 1 == 3)
 
@@ -114,5 +128,9 @@ import SpecolaProcesses
         try await waitUntil("every process specola dev started to be gone", timeout: .seconds(10)) {
             Self.processes(mentioning: dir.file("cluster")).isEmpty
         }
+        // Ctrl-C also removed the volume: its namespaces and bricks are gone.
+        let namespaces = try await run("ip", ["netns", "list"], environment: [:]).stdout
+        #expect(!namespaces.split(separator: "\n").contains { $0.hasPrefix("sdev") }, "\(namespaces)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("cluster/gluster")))
     }
 }

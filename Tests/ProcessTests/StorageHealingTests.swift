@@ -14,23 +14,13 @@ import Glibc
 @Suite(.serialized, .processTest, .watchesCooperativePool) struct StorageHealingTests {
     @Test(.timeLimit(.minutes(3)))
     func aKilledBrickIsRestartedOnceAndHealedWithEveryChecksumIntact() async throws {
-        let dir = try TempDir("specola-heal")
-        let pool = GlusterPool(directory: dir.path, prefix: "shl", net: "10.77.203")
-        await pool.down()
-        let cluster = try LocalCluster(coordinatorHost: "127.0.5.11", suspectAfter: 2, downAfter: 6,
-                                       extraConfig: "storage: {restartRetryAfter: 5}")
-        let mount = dir.path + "/mnt"
-        do {
-            try await cluster.withCleanup(before: { pool.execIgnoringErrors(1, "umount", "-l", mount) }) {
-                try await Self.killBrickAndExpectRepair(pool, cluster, mount: mount)
+        try await GlusterFixture.withPool("specola-heal", prefix: "shl", net: "10.77.203", mounts: { ["\($0)/mnt"] }) { pool in
+            let cluster = try LocalCluster(coordinatorHost: "127.0.5.11", suspectAfter: 2, downAfter: 6,
+                                           extraConfig: "storage: {restartRetryAfter: 5}")
+            try await cluster.withCleanup(before: { pool.execIgnoringErrors(1, "umount", "-l", pool.directory + "/mnt") }) {
+                try await Self.killBrickAndExpectRepair(pool, cluster, mount: pool.directory + "/mnt")
             }
-        } catch {
-            await pool.down()
-            dir.remove()
-            throw error
         }
-        await pool.down()
-        dir.remove()
     }
 
     static func killBrickAndExpectRepair(_ pool: GlusterPool, _ cluster: LocalCluster, mount: String) async throws {
@@ -41,18 +31,9 @@ import Glibc
         try await pool.gluster(1, "volume", "start", "gv0")
 
         try await cluster.startCoordinator()
-        for peer in 1...3 {
-            let command = try pool.glusterCommand(peer).map { "\"\($0)\"" }.joined(separator: ", ")
-            try cluster.writeAgentConfig("n\(peer)", address: "127.0.5.\(peer)", extra: """
-                bmc: {mode: none}
-                libvirt: {uri: ""}
-                podman: {enabled: false}
-                gluster: {command: [\(command)], healInfoInterval: 1}
-                """)
-            try cluster.startAgent("n\(peer)")
-        }
+        try cluster.startGlusterAgents(pool, peers: 1...3, address: { "127.0.5.\($0)" })
         var volume = try await waitUntilValue("every brick of gv0 online and hosted by n1...n3", timeout: .seconds(40)) {
-            try await Self.volume(cluster).flatMap { view in
+            try await GlusterFixture.volume(cluster.glusterCLI, "gv0").flatMap { view in
                 view.bricks.map { $0.node } == ["n1", "n2", "n3"] && view.bricks.allSatisfy { $0.brick.online && $0.brick.pid > 0 } ? view : nil
             }
         }
@@ -65,16 +46,16 @@ import Glibc
         #expect(kill(killed, SIGKILL) == 0)
         try await waitUntil("brick process \(killed) gone") { !FileManager.default.fileExists(atPath: "/proc/\(killed)") }
         try await pool.exec(1, "sh", "-c", "for i in $(seq 1 30); do head -c $((4096 * i)) /dev/urandom > \(mount)/during$i; done")
-        let written = try await Self.checksums(pool, directory: mount)
+        let written = try await GlusterFixture.checksums(pool, directory: mount, matching: "[bd]*")
         #expect(written.count == 60)
 
         // Specola commits one restart, n2's agent carries it out, the heal drains.
         _ = try await waitUntilValue("a restart of n2's brick committed and succeeded", timeout: .seconds(40)) {
-            let detail = try await Self.detail(cluster)
+            let detail = try await GlusterFixture.detail(cluster.glusterCLI, "gv0")
             return detail.actions.contains { $0.kind == .restartBrick && $0.state == .succeeded } ? detail : nil
         }
         volume = try await waitUntilValue("every brick online with nothing left to heal", timeout: .seconds(40)) {
-            try await Self.volume(cluster).flatMap { view in
+            try await GlusterFixture.volume(cluster.glusterCLI, "gv0").flatMap { view in
                 // The pid comes from n2's own view, which can miss a cycle while glusterd's lock is held.
                 view.bricks.count == 3 && view.bricks[1].brick.pid > 0 && view.bricks.allSatisfy {
                     $0.brick.online && $0.brick.hasHealPending && $0.brick.healPending == 0 && $0.brick.splitBrain == 0
@@ -85,12 +66,12 @@ import Glibc
         #expect(restarted.pid != killed)
 
         // Every file reads back as written, through the mount and straight from the restarted brick.
-        #expect(try await Self.checksums(pool, directory: mount) == written)
-        let onBrick = try await Self.checksums(pool, directory: "\(pool.brickDirectory(2))/gv0")
+        #expect(try await GlusterFixture.checksums(pool, directory: mount, matching: "[bd]*") == written)
+        let onBrick = try await GlusterFixture.checksums(pool, directory: "\(pool.brickDirectory(2))/gv0", matching: "[bd]*")
         #expect(onBrick == written, "the restarted brick holds every file: missing \(Set(written.keys).subtracting(onBrick.keys).sorted())")
 
         // Exactly once: one restart action, started once by n2's agent.
-        let detail = try await Self.detail(cluster)
+        let detail = try await GlusterFixture.detail(cluster.glusterCLI, "gv0")
         let restarts = detail.actions.filter { $0.kind == .restartBrick }
         let diagnosis = restarts.count == 1 ? "" : await cluster.diagnosis()
         #expect(restarts.count == 1, "\(detail.actions)\n\(diagnosis)")
@@ -104,32 +85,5 @@ import Glibc
         let unknown = try await cluster.cli(["volume", "show", "nope"])
         #expect(unknown.status == 4 && unknown.stderr.contains("specola volumes"), "\(unknown)")
         #expect(ContinuousClock.now - started < .seconds(90), "took \(ContinuousClock.now - started)")
-    }
-
-    static func volume(_ cluster: LocalCluster) async throws -> Specola_V1_GlusterVolumeView? {
-        let result = try await cluster.cli(["volumes", "--json"])
-        guard result.status == 0 else { throw CLIFailed(result: result) }
-        return try Specola_V1_GlusterVolumeList(jsonString: result.stdout).volumes.first { $0.volume.name == "gv0" }
-    }
-
-    static func detail(_ cluster: LocalCluster) async throws -> Specola_V1_VolumeDetail {
-        let result = try await cluster.cli(["volume", "show", "gv0", "--json"])
-        guard result.status == 0 else { throw CLIFailed(result: result) }
-        // The output is {"volume": ..., "detail": ...}; the detail is the last member.
-        guard let range = result.stdout.range(of: ",\"detail\":") else { throw CLIFailed(result: result) }
-        let json = result.stdout[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines).dropLast()
-        return try Specola_V1_VolumeDetail(jsonString: String(json))
-    }
-
-    /// sha256 of every regular file directly in `directory`, read inside peer 1's namespaces (where the mount is).
-    static func checksums(_ pool: GlusterPool, directory: String) async throws -> [String: String] {
-        let output = try await pool.exec(1, "sh", "-c", "cd \(directory) && find . -maxdepth 1 -type f -name '[bd]*' | sort | xargs sha256sum")
-        var sums: [String: String] = [:]
-        for line in output.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count == 2 else { continue }
-            sums[String(fields[1].dropFirst(2))] = String(fields[0])
-        }
-        return sums
     }
 }
