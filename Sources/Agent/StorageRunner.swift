@@ -257,15 +257,21 @@ struct GlusterCLI: Sendable {
     /// or heal info of any agent takes it for a moment); the call is tried again.
     static let lockContention = ["Locking failed", "Another transaction is in progress", "locking failed"]
 
+    /// How long a call keeps being retried while other peers hold glusterd's lock (on a loaded
+    /// node the status queries of every agent can hold it for tens of seconds in all).
+    static let lockContentionPatience: Duration = .seconds(90)
+
     @discardableResult
     func run(_ args: [String], xml: Bool = false) async throws -> Data {
+        let giveUpAt = ContinuousClock.now + Self.lockContentionPatience
         var attempt = 0
         while true {
             do {
                 return try await runOnce(args, xml: xml)
-            } catch let error as StorageActionError where Self.lockContention.contains(where: error.description.contains) && attempt < 20 {
+            } catch let error as StorageActionError
+                where Self.lockContention.contains(where: error.description.contains) && ContinuousClock.now < giveUpAt {
                 attempt += 1
-                try await Task.sleep(for: .milliseconds(250 * min(attempt, 4)))
+                try await Task.sleep(for: .milliseconds(250 * min(attempt, 8)))
             }
         }
     }
