@@ -42,7 +42,7 @@ public actor StorageRunner {
     }
 
     /// Whether an instruction id is a storage action's.
-    public static func owns(_ instructionID: String) -> Bool { instructionID.hasPrefix("st/") }
+    public static func owns(_ instructionID: String) -> Bool { InstructionID.isStorageAction(instructionID) }
 
     /// Starts an action whose id was just claimed; returns at once.
     public func start(_ action: Specola_V1_StorageAction) -> String {

@@ -25,7 +25,7 @@ public actor WorkloadRunner {
         /// Its processes on this host, learned once it runs, for a self-fence by pid.
         var processes: [ProcessIdentity] = []
         var id: String { Self.instanceID(start.name, start.generation) }
-        static func instanceID(_ name: String, _ generation: UInt64) -> String { "wl/\(name)/\(generation)" }
+        static func instanceID(_ name: String, _ generation: UInt64) -> String { InstructionID.workloadInstance(name, generation) }
     }
 
     let outbox: Outbox
@@ -38,11 +38,8 @@ public actor WorkloadRunner {
     /// The latest queued operation per workload name; the next one waits for it.
     private var chains: [String: Task<Void, Never>] = [:]
 
-    /// Instruction ids of workload starts and stops begin with this.
-    public static let idPrefix = "wl/"
-
     /// Whether an instruction id belongs to a workload (the task runner leaves those alone).
-    public static func owns(_ instructionID: String) -> Bool { instructionID.hasPrefix(idPrefix) }
+    public static func owns(_ instructionID: String) -> Bool { InstructionID.isWorkload(instructionID) }
 
     /// `drivers` by kind ("vm", "pod"); a kind without a driver fails to start with the reason.
     public init(outbox: Outbox, drivers: [String: any WorkloadDriver], logger: Logger,

@@ -386,7 +386,7 @@ import SpecolaProcesses
             try await Task.sleep(for: .milliseconds(500))
         }
         let n1 = try #require(try await cluster.node("n1"))
-        #expect(n1.status != "fenced", "\(n1.status): \(n1.statusReason)")
+        #expect(n1.shownStatus != "fenced", "\(n1.shownStatus): \(n1.statusReason)")
     }
 
     /// Time to full redundancy (scripts/bench-heal.sh): a brick dies while 1,000 files (100 MiB)
