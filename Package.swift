@@ -114,7 +114,7 @@ let package = Package(
             ],
             path: "Sources/AlertDelivery", swiftSettings: settings),
         .target(
-            name: "SpecolaJobs", dependencies: [.product(name: "Yams", package: "Yams")], path: "Sources/Jobs",
+            name: "SpecolaJobs", dependencies: ["SpecolaWire", .product(name: "Yams", package: "Yams")], path: "Sources/Jobs",
             exclude: ["specola-job.schema.json", "Samples"], swiftSettings: settings),
         .target(
             name: "SpecolaAgent",
@@ -173,7 +173,7 @@ let package = Package(
             name: "specola-coordinator", dependencies: ["SpecolaCoordinator"],
             path: "Sources/specola-coordinator", swiftSettings: settings),
         .testTarget(
-            name: "JobsTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaJobs", .product(name: "Yams", package: "Yams")],
+            name: "JobsTests", dependencies: ["CooperativePoolWatch", "SeededRandom", "SpecolaJobs", "SpecolaWire", .product(name: "Yams", package: "Yams")],
             path: "Tests/JobsTests", swiftSettings: settings),
         .executableTarget(
             name: "specola-bench", dependencies: ["SpecolaProtocol"] + grpc, path: "Sources/Bench",

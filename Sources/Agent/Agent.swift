@@ -223,6 +223,7 @@ public struct Agent: Service {
 
     func makePodmanDriver() -> PodmanDriver {
         PodmanDriver(podmanPath: config.podman.path, environment: podmanEnvironment, nodeName: config.nodeName, policy: config.tasks,
+                     workingDirectory: config.dataDir + "/podman",
                      logger: logger)
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Logging
 import SpecolaProtocol
+import SpecolaWire
 
 /// The families of long-running work an agent carries out. Each has one runner; the ledger
 /// records which family a claimed entry belongs to, so a restarted agent hands it back to it.
@@ -13,13 +14,9 @@ public enum WorkFamily: String, Sendable, CaseIterable {
     /// Storage actions (`StorageAction`): gluster CLI work with an outcome.
     case storage
 
-    /// How the coordinator's instruction ids of this family begin; tasks use bare allocation ids.
-    var instructionPrefix: String? {
-        switch self {
-        case .task: nil
-        case .workload: "wl/"
-        case .storage: "st/"
-        }
+    /// The family of an instruction id, for entries of older agents that recorded none.
+    init(instructionID id: String) {
+        self = InstructionID.isWorkload(id) ? .workload : InstructionID.isStorageAction(id) ? .storage : .task
     }
 }
 

@@ -49,12 +49,10 @@ public final class Outbox: Sendable {
         // hands each entry to its runner. Entries of older agents are classified by their ids.
         migrator.registerMigration("v3") { db in
             try db.alter(table: "instruction") { t in t.add(column: "family", .text) }
-            try db.execute(sql: "UPDATE instruction SET family = ? WHERE payload IS NOT NULL OR finished = 0",
-                           arguments: [WorkFamily.task.rawValue])
-            for family in WorkFamily.allCases {
-                guard let prefix = family.instructionPrefix else { continue }
-                try db.execute(sql: "UPDATE instruction SET family = ? WHERE family IS NOT NULL AND substr(id, 1, ?) = ?",
-                               arguments: [family.rawValue, prefix.count, prefix])
+            let ids = try String.fetchAll(db, sql: "SELECT id FROM instruction WHERE payload IS NOT NULL OR finished = 0")
+            for id in ids {
+                try db.execute(sql: "UPDATE instruction SET family = ? WHERE id = ?",
+                               arguments: [WorkFamily(instructionID: id).rawValue, id])
             }
         }
         return migrator

@@ -27,7 +27,7 @@ public actor WorkloadRunner: ClaimedWorkRunner {
         /// Its processes on this host, learned once it runs, for a self-fence by pid.
         var processes: [ProcessIdentity] = []
         var id: String { Self.instanceID(start.name, start.generation) }
-        static func instanceID(_ name: String, _ generation: UInt64) -> String { "wl/\(name)/\(generation)" }
+        static func instanceID(_ name: String, _ generation: UInt64) -> String { InstructionID.workloadInstance(name, generation) }
     }
 
     let outbox: Outbox

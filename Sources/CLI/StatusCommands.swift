@@ -51,7 +51,7 @@ struct NodesCommand: AsyncParsableCommand {
                 let facts = node.facts
                 let critical = facts.bmc.sensors.filter { $0.state == .critical }.count
                 table.add(
-                    node.name, node.status, NodeShowCommand.scheduling(node), "\(node.allocations)",
+                    node.name, node.shownStatus, NodeShowCommand.scheduling(node), "\(node.allocations)",
                     Format.ago(node.lastSeenUnixMs, now: now),
                     "\(facts.capacity.cpuCores)", Format.bytes(facts.capacity.memoryBytes),
                     String(format: "%.2f", facts.capacity.load1),
@@ -82,7 +82,7 @@ enum NodeFenceCommand {
             let request = Specola_V1_FenceRequest.with { $0.name = name; $0.action = action; $0.force = force }
             let node = try await connection.withAPI { try await $0.fence(request) }
             if connection.json { return try JSONOutput.print(node) }
-            print("node \(node.name): \(node.status)\(node.statusReason.isEmpty ? "" : " (\(node.statusReason))")")
+            print("node \(node.name): \(node.shownStatus)\(node.statusReason.isEmpty ? "" : " (\(node.statusReason))")")
         }
     }
 
@@ -156,7 +156,7 @@ struct NodeShowCommand: AsyncParsableCommand {
     }
 
     static func scheduling(_ node: Specola_V1_Node) -> String {
-        node.draining ? "draining" : (node.cordoned ? "cordoned" : "schedulable")
+        NodeStatus.schedulingWord(cordoned: node.cordoned, draining: node.draining)
     }
 
     static func power(_ state: Specola_V1_PowerState) -> String {
@@ -180,7 +180,7 @@ struct NodeShowCommand: AsyncParsableCommand {
         let facts = node.facts
         var out = """
             Name          \(node.name)
-            Status        \(node.status)\(node.statusReason.isEmpty ? "" : ": \(node.statusReason)") (last seen \(Format.ago(node.lastSeenUnixMs, now: now))), \(scheduling(node)), \(node.allocations) allocation(s)
+            Status        \(node.shownStatus)\(node.statusReason.isEmpty ? "" : ": \(node.statusReason)") (last seen \(Format.ago(node.lastSeenUnixMs, now: now))), \(scheduling(node)), \(node.allocations) allocation(s)
             Address       \(node.address.isEmpty ? "-" : node.address)
             Agent         \(node.agentVersion)
             Reports       \(node.reportsApplied) applied, last seq \(node.lastAppliedSeq), \(node.seqGaps) gaps

@@ -37,7 +37,7 @@ public struct CertificateExpiry: Sendable, Hashable {
 /// Settings of the built-in rules (the `alerting:` section of the coordinator config).
 public struct BuiltinRuleSettings: Sendable, Hashable {
     /// Fire AgentLost once a node has been silent this long; nil turns the rule off.
-    /// NodeDown inhibits it, so it only speaks between "suspect" and "down".
+    /// NodeDown inhibits it, so it only speaks between suspect and down.
     public var agentLostAfterMs: Int64?
     /// SEL entries and job failures are events, not conditions: their alerts resolve this
     /// long after they fired, and the same event never fires again.

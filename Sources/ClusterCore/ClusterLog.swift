@@ -40,7 +40,7 @@ public struct LeaderView: Sendable {
         status.reserveCapacity(state.nodes.count)
         for node in state.nodes.values {
             status[node.name] = NodeHealth.schedulingStatus(
-                committed: node.status, live: thresholds.status(sinceLastContactMs: nowUnixMs - lastSeenUnixMs(node)))
+                committed: node.committed, live: thresholds.status(sinceLastContactMs: nowUnixMs - lastSeenUnixMs(node)))
         }
         return status
     }

@@ -50,7 +50,10 @@ public struct ClusterState: Sendable {
     public init() {}
 
     public init(snapshot: Specola_V1_ClusterSnapshot) throws {
-        for node in snapshot.nodes { nodes[node.name] = node }
+        for var node in snapshot.nodes {
+            node.upgradeLegacyStatus()
+            nodes[node.name] = node
+        }
         for entry in snapshot.kv { kv[entry.key] = entry }
         kvRevision = snapshot.kvRevision
         for member in snapshot.members { members[member.id] = member }
@@ -152,13 +155,13 @@ public struct ClusterState: Sendable {
             return .done
         case .nodeHealth(let health):
             guard var node = nodes[health.node] else { return .rejected(reason: "no node '\(health.node)'") }
-            node.status = health.status
+            node.committedStatus = health.status
             node.statusReason = health.reason
             node.statusSinceUnixMs = at
             // An operator's fence lasts until the node is back; an automatic step never clears it early.
             if !health.fenceRequestedBy.isEmpty {
                 node.fenceRequestedBy = health.fenceRequestedBy
-            } else if !NodeHealth.Status(committed: health.status).isFencingOrFenced {
+            } else if !health.status.isFencingOrFenced {
                 node.fenceRequestedBy = ""
             }
             nodes[health.node] = node

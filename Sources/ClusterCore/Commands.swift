@@ -76,13 +76,13 @@ extension Specola_V1_Command {
         }
     }
 
-    public static func nodeHealth(node: String, status: NodeHealth.Status, reason: String, requestedBy: String = "",
+    public static func nodeHealth(node: String, status: NodeStatus, reason: String, requestedBy: String = "",
                                   atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {
         .with {
             $0.proposedAtUnixMs = atUnixMs
             $0.nodeHealth = .with {
                 $0.node = node
-                $0.status = status.rawValue
+                $0.step = status
                 $0.reason = reason
                 $0.fenceRequestedBy = requestedBy
             }

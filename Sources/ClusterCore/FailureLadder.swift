@@ -4,7 +4,7 @@ import SpecolaWire
 /// What the health executor is told to do. The ladder decides; the executor only carries out.
 public enum HealthDirective: Sendable, Equatable {
     /// Propose this step for the node; report the outcome with `onCommitted`.
-    case commit(node: String, status: NodeHealth.Status, reason: String, requestedBy: String)
+    case commit(node: String, status: NodeStatus, reason: String, requestedBy: String)
     /// Power the node off through its BMC and read the state back; report with `onPowerOffResult`.
     case powerOff(node: String, bmc: HostPort)
     /// Power the node on through its BMC (unfence); failure only needs a log line.
@@ -106,12 +106,12 @@ public struct FailureLadder: Sendable {
         var directives: [HealthDirective] = []
         let views = views.sorted { $0.node.name < $1.node.name }
         let limit = brakeLimit(nodeCount: views.count)
-        var outOfService = views.filter { NodeHealth.Status(committed: $0.node.status).isFencingOrFenced }.count
+        var outOfService = views.filter { $0.node.committed.isFencingOrFenced }.count
         for view in views {
             let node = view.node
             directives += checkReportedBMC(node)
             let seen = max(view.lastContactUnixMs, node.lastSeenUnixMs)
-            let committed = NodeHealth.Status(committed: node.status)
+            let committed = node.committed
             let observation = NodeHealth.Observation(
                 committed: committed, silenceMs: now - seen, leaseSilenceMs: now - max(seen, leaderSinceUnixMs),
                 fencingAllowed: outOfService < limit,
@@ -147,7 +147,7 @@ public struct FailureLadder: Sendable {
                 break
             }
         }
-        for view in views where !NodeHealth.Status(committed: view.node.status).isFencingOrFenced {
+        for view in views where !view.node.committed.isFencingOrFenced {
             guard let (action, reason) = settings.earlyWarning.step(for: view.node, nowUnixMs: now) else { continue }
             if action == .drain, let source = view.soleHealSource {
                 // Draining leads to maintenance; this node's disks still hold data no other brick has.
@@ -162,7 +162,7 @@ public struct FailureLadder: Sendable {
     }
 
     /// A step was committed: attempts and reports of the old step end.
-    public mutating func onCommitted(node: String, status: NodeHealth.Status, nowUnixMs: Int64) -> [HealthDirective] {
+    public mutating func onCommitted(node: String, status: NodeStatus, nowUnixMs: Int64) -> [HealthDirective] {
         reported.remove(node)
         guard status != .fencing else { return [] }
         attempts.removeValue(forKey: node)
@@ -189,12 +189,12 @@ public struct FailureLadder: Sendable {
         guard let node = nodes.first(where: { $0.name == name }) else {
             return .failure(FenceRefusal(description: "no node named '\(name)'; `specola nodes` lists the known nodes"))
         }
-        if NodeHealth.Status(committed: node.status).isFencingOrFenced { return .success([]) }
+        if node.committed.isFencingOrFenced { return .success([]) }
         if let source = soleHealSources[name], !force {
             return .failure(FenceRefusal(description:
                 "refused: \(source); fencing may power it off. Let the heal finish (`specola volumes`), or add --force"))
         }
-        let outOfService = nodes.filter { NodeHealth.Status(committed: $0.status).isFencingOrFenced }.count
+        let outOfService = nodes.filter { $0.committed.isFencingOrFenced }.count
         let limit = brakeLimit(nodeCount: nodes.count)
         if outOfService >= limit && !force {
             return .failure(FenceRefusal(description:
@@ -208,9 +208,9 @@ public struct FailureLadder: Sendable {
         guard let node = nodes.first(where: { $0.name == name }) else {
             return .failure(FenceRefusal(description: "no node named '\(name)'; `specola nodes` lists the known nodes"))
         }
-        let committed = NodeHealth.Status(committed: node.status)
+        let committed = node.committed
         guard committed.isFencingOrFenced else {
-            return .failure(FenceRefusal(description: "node \(name) is \(committed.rawValue), not fencing or fenced"))
+            return .failure(FenceRefusal(description: "node \(name) is \(committed.word), not fencing or fenced"))
         }
         var directives: [HealthDirective] = bmc(of: name).map { [.powerOn(node: name, bmc: $0)] } ?? []
         directives.append(.commit(node: name, status: .recovered, reason: "unfenced by \(operatorName); waiting for its agent", requestedBy: ""))
@@ -234,7 +234,7 @@ public struct FailureLadder: Sendable {
     }
 
     /// The hold ends when the data is safe elsewhere or the node leaves fencing.
-    private mutating func releaseStorageHold(_ view: NodeView, committed: NodeHealth.Status) -> [HealthDirective] {
+    private mutating func releaseStorageHold(_ view: NodeView, committed: NodeStatus) -> [HealthDirective] {
         guard heldForStorage.contains(view.node.name), view.soleHealSource == nil || committed != .fencing else { return [] }
         heldForStorage.remove(view.node.name)
         return [.resolve(BuiltinAlert.fencingHeldForStorage(node: view.node.name, reason: ""))]
@@ -273,6 +273,3 @@ public struct FailureLadder: Sendable {
     }
 }
 
-extension NodeHealth.Status {
-    public var isFencingOrFenced: Bool { self == .fencing || self == .fenced }
-}

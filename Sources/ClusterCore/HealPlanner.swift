@@ -79,10 +79,10 @@ public struct HealPlanner: Sendable {
 
     public static func health(of brick: StorageView.Brick, nodes: [String: Specola_V1_Node], status: [String: NodeStatus]) -> BrickHealth {
         guard let node = nodes[brick.node] else { return .unknown }
-        if node.status == NodeHealth.Status.fenced.rawValue { return .lost("node \(node.name) is fenced (\(node.statusReason))") }
+        if node.committed == .fenced { return .lost("node \(node.name) is fenced (\(node.statusReason))") }
         if let problem = diskProblem(brick.brick, node: node) { return .diskFailing(problem) }
         let live = status[node.name] ?? .down
-        guard live == .ready else { return .unreachable("node \(node.name) is \(live.rawValue)") }
+        guard live == .ready else { return .unreachable("node \(node.name) is \(live.word)") }
         guard brick.statusKnown else { return .unknown }
         return brick.brick.online ? .healthy : .processDown
     }
@@ -352,7 +352,7 @@ public struct HealPlanner: Sendable {
 
     /// A ready node hosting a brick of the volume, to run a volume-wide command; nil if none.
     static func runner(for volume: StorageView.Volume, _ input: Input) -> String? {
-        volume.bricks.first { input.status[$0.node] == .ready && input.nodes[$0.node]?.status != "fenced" }?.node
+        volume.bricks.first { input.status[$0.node] == .ready && input.nodes[$0.node]?.committed != .fenced }?.node
     }
 
     // MARK: - Operators
@@ -418,7 +418,7 @@ public struct HealPlanner: Sendable {
             return .failure(Refusal(code: .refused, description: "no node reports GlusterFS host '\(host)'; `specola volumes` shows the nodes and their bricks"))
         }
         guard input.status[target] == .ready else {
-            return .failure(Refusal(code: .refused, description: "node \(target) (\(host)) is \(input.status[target]?.rawValue ?? "unknown"), not ready"))
+            return .failure(Refusal(code: .refused, description: "node \(target) (\(host)) is \(input.status[target]?.word ?? "unknown"), not ready"))
         }
         if volumes(input).contains(where: { $0.bricks.contains { $0.key == request.newBrick } }) {
             return .failure(Refusal(code: .refused, description: "\(request.newBrick) is already a brick"))
@@ -482,7 +482,7 @@ struct SpareFinder {
     mutating func take(for brick: StorageView.Brick, in volume: StorageView.Volume) -> (node: String, brick: String)? {
         let setNodes = Set(volume.replicaSet(brick.brick.replicaSet).map(\.node))
         for node in policy.spareBricks.keys.sorted() where !setNodes.contains(node) {
-            guard input.status[node] == .ready, let record = input.nodes[node], record.status != "fenced", !record.draining,
+            guard input.status[node] == .ready, let record = input.nodes[node], record.committed != .fenced, !record.draining,
                   let host = StorageView.glusterHost(of: node, in: input.nodes) else { continue }
             for path in policy.spareBricks[node]! {
                 let candidate = "\(host):\(path)"

@@ -1,3 +1,5 @@
+import SpecolaWire
+
 /// How long silence turns a node from ready to suspect to down.
 public struct LivenessThresholds: Sendable {
     public var suspectAfterMs: Int64
@@ -8,9 +10,8 @@ public struct LivenessThresholds: Sendable {
         self.downAfterMs = downAfterMs
     }
 
-    public enum Status: String, Sendable { case ready, suspect, down }
-
-    public func status(sinceLastContactMs silence: Int64) -> Status {
+    /// Ready, suspect or down.
+    public func status(sinceLastContactMs silence: Int64) -> NodeStatus {
         if silence >= downAfterMs { return .down }
         if silence >= suspectAfterMs { return .suspect }
         return .ready

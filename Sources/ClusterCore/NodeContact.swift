@@ -22,7 +22,9 @@ public struct NodeContact: Sendable {
         var node = stored
         let seen = max(lastUnixMs[node.name] ?? 0, node.lastSeenUnixMs)
         node.lastSeenUnixMs = seen
-        node.status = NodeHealth.displayed(committed: stored.status, live: thresholds.status(sinceLastContactMs: nowUnixMs - seen))
+        node.shownStatus = NodeHealth.displayed(committed: stored.committed, live: thresholds.status(sinceLastContactMs: nowUnixMs - seen)).word
+        // `status` above is what operators read; the JSON stays as it was before the enum.
+        node.committedStatus = .unspecified
         return node
     }
 }

@@ -1,15 +1,9 @@
-import SpecolaJobs
+import SpecolaWire
 
 /// The failure ladder: ready → suspect → down → fencing → fenced → recovered.
 /// Each step is a committed `NodeHealthCommand`; this decides the next step
 /// from what the leader observes. Pure, so every rule has a unit test.
 public enum NodeHealth {
-    public enum Status: String, Sendable, CaseIterable {
-        case ready, suspect, down, fencing, fenced, recovered
-
-        public init(committed: String) { self = Status(rawValue: committed) ?? .ready }
-    }
-
     public struct Policy: Sendable {
         public var suspectAfterMs: Int64
         public var downAfterMs: Int64
@@ -42,7 +36,7 @@ public enum NodeHealth {
 
     /// What the leader knows about one node in one pass.
     public struct Observation: Sendable {
-        public var committed: Status
+        public var committed: NodeStatus
         /// Time since the node's last sign of life.
         public var silenceMs: Int64
         /// The same, but never more than this leader's own time as leader: only silence
@@ -58,9 +52,9 @@ public enum NodeHealth {
         /// says, and the node stays fenced until it is unfenced.
         public var requested: Bool
 
-        public init(committed: Status, silenceMs: Int64, leaseSilenceMs: Int64? = nil, fencingAllowed: Bool = true,
+        public init(committed: NodeStatus, silenceMs: Int64, leaseSilenceMs: Int64? = nil, fencingAllowed: Bool = true,
                     bmcConfirmedOff: Bool = false, powerOffSent: Bool = false, requested: Bool = false) {
-            self.committed = committed
+            self.committed = committed.committed
             self.silenceMs = silenceMs
             self.leaseSilenceMs = leaseSilenceMs ?? silenceMs
             self.fencingAllowed = fencingAllowed
@@ -71,11 +65,11 @@ public enum NodeHealth {
     }
 
     /// The next committed step, if any, with the reason operators see.
-    public static func next(_ node: Observation, policy: Policy) -> (status: Status, reason: String)? {
+    public static func next(_ node: Observation, policy: Policy) -> (status: NodeStatus, reason: String)? {
         let seconds = String(format: "%.1f", Double(node.silenceMs) / 1000)
         let alive = node.silenceMs < policy.suspectAfterMs
         switch node.committed {
-        case .ready, .suspect, .down:
+        case .ready, .suspect, .down, .unspecified, .UNRECOGNIZED:
             if alive { return node.committed == .ready ? nil : (.ready, "heartbeats resumed") }
             if node.silenceMs < policy.downAfterMs {
                 return node.committed == .suspect ? nil : (.suspect, "no heartbeat for \(seconds) s")
@@ -102,25 +96,16 @@ public enum NodeHealth {
     }
 
     /// What the scheduler may assume: committed fencing states win, otherwise liveness.
-    public static func schedulingStatus(committed: String, live: LivenessThresholds.Status) -> NodeStatus {
-        switch Status(committed: committed) {
-        case .fencing: return .fencing
-        case .fenced: return .fenced
-        case .ready, .suspect, .down, .recovered:
-            switch live {
-            case .ready: return .ready
-            case .suspect: return .suspect
-            case .down: return .down
-            }
-        }
+    public static func schedulingStatus(committed: NodeStatus, live: NodeStatus) -> NodeStatus {
+        committed.committed.isFencingOrFenced ? committed : live
     }
 
     /// The status `specola nodes` shows: the committed step, with fresh liveness for the healthy steps.
-    public static func displayed(committed: String, live: LivenessThresholds.Status) -> String {
-        switch Status(committed: committed) {
+    public static func displayed(committed: NodeStatus, live: NodeStatus) -> NodeStatus {
+        switch committed.committed {
         case .fencing, .fenced: return committed
         case .recovered where live == .ready: return committed
-        default: return live.rawValue
+        default: return live
         }
     }
 }

@@ -14,8 +14,6 @@ public struct StorageBook: Sendable {
 
     /// Finished actions kept for `specola volume show` and the planner's retry limits.
     public static let finishedKept = 200
-    /// Instruction ids of storage actions begin with this.
-    public static let idPrefix = "st/"
 
     public init() {}
 
@@ -38,7 +36,7 @@ public struct StorageBook: Sendable {
 
     public var pending: [Specola_V1_StorageAction] { ordered.filter { $0.state == .pending } }
 
-    static func number(_ id: String) -> UInt64 { UInt64(id.dropFirst(idPrefix.count)) ?? 0 }
+    static func number(_ id: String) -> UInt64 { InstructionID.storageActionNumber(id) }
 
     /// The unfinished action that `action` would duplicate, if any.
     public func conflict(with action: Specola_V1_StorageAction) -> Specola_V1_StorageAction? {
@@ -66,7 +64,7 @@ public struct StorageBook: Sendable {
                 return .rejected(reason: "\(existing.id) (\(Self.describe(existing))) is still pending for volume \(action.volume)")
             }
             sequence += 1
-            action.id = Self.idPrefix + "\(sequence)"
+            action.id = InstructionID.storageAction(number: sequence).text
             action.state = .pending
             action.message = ""
             action.createdAtUnixMs = at

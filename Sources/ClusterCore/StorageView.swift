@@ -77,7 +77,7 @@ public enum StorageView {
             let gluster = node.facts.gluster
             list.nodes.append(.with {
                 $0.name = node.name
-                $0.status = node.status
+                $0.status = node.shownStatus
                 $0.reported = node.facts.hasGluster
                 $0.available = gluster.available
                 $0.reason = node.facts.hasGluster ? gluster.reason : "no GlusterFS report from this node's agent"

@@ -77,7 +77,7 @@ public struct WorkloadBook: Sendable {
     }
 
     public static func isFenced(_ node: String, in nodes: [String: Specola_V1_Node]) -> Bool {
-        nodes[node]?.status == NodeHealth.Status.fenced.rawValue
+        nodes[node]?.committed == .fenced
     }
 
     /// The cores and memory that HA workloads which may be running hold, by node; the job
@@ -94,13 +94,13 @@ public struct WorkloadBook: Sendable {
     /// its node was fenced starts the count afresh, so a VM is not put in error by the death of
     /// a second node months after the first.
     public static func relocationsSpent(_ workload: Specola_V1_Workload, nodes: [String: Specola_V1_Node]) -> UInt32 {
-        guard workload.startedAtUnixMs > 0, let node = nodes[workload.node], node.status == NodeHealth.Status.fenced.rawValue,
+        guard workload.startedAtUnixMs > 0, let node = nodes[workload.node], node.committed == .fenced,
               node.statusSinceUnixMs - workload.startedAtUnixMs >= stableRunMs else { return workload.relocations }
         return 0
     }
 
-    /// The id of the instruction that starts an instance; the stop's is this plus "/stop".
-    public static func instanceID(_ name: String, _ generation: UInt64) -> String { "wl/\(name)/\(generation)" }
+    /// The id of the instruction that starts an instance (see `InstructionID`).
+    public static func instanceID(_ name: String, _ generation: UInt64) -> String { InstructionID.workloadInstance(name, generation) }
 
     /// Workload names become pod names, domain names and instruction ids: keep them plain.
     public static func nameProblem(_ name: String) -> String? {
@@ -318,8 +318,8 @@ public struct WorkloadBook: Sendable {
     /// then each workload's. The hub sends each id once per connection; agents run each at most once.
     public func dueInstructions() -> [(node: String, instruction: Specola_V1_Instruction)] {
         var due: [(node: String, instruction: Specola_V1_Instruction)] = []
-        for (id, stray) in strays.sorted(by: { $0.key < $1.key }) {
-            due.append((stray.node, Self.stop(id: id, name: stray.name, kind: stray.kind, generation: stray.generation,
+        for (_, stray) in strays.sorted(by: { $0.key < $1.key }) {
+            due.append((stray.node, Self.stop(name: stray.name, kind: stray.kind, generation: stray.generation,
                                               reason: "not the current instance of \(stray.name)")))
         }
         for workload in workloads.values.sorted(by: { $0.name < $1.name }) {
@@ -336,7 +336,7 @@ public struct WorkloadBook: Sendable {
                     }
                 }))
             case .stopping:
-                due.append((workload.node, Self.stop(id: id, name: workload.name, kind: workload.kind,
+                due.append((workload.node, Self.stop(name: workload.name, kind: workload.kind,
                                                      generation: workload.generation, reason: "\(workload.kind) \(workload.desired)")))
             default:
                 break
@@ -345,9 +345,9 @@ public struct WorkloadBook: Sendable {
         return due
     }
 
-    private static func stop(id: String, name: String, kind: String, generation: UInt64, reason: String) -> Specola_V1_Instruction {
+    private static func stop(name: String, kind: String, generation: UInt64, reason: String) -> Specola_V1_Instruction {
         .with {
-            $0.id = id + "/stop"
+            $0.id = InstructionID.stopWorkload(name: name, generation: generation).text
             $0.stopWorkload = .with {
                 $0.name = name
                 $0.kind = kind

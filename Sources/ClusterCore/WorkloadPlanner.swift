@@ -30,7 +30,7 @@ public struct WorkloadPlanner {
     }
 
     /// Committed node statuses of the failure ladder that take no new work.
-    public static let unhealthy: Set<String> = Set([NodeHealth.Status.suspect, .down, .fencing, .fenced].map(\.rawValue))
+    public static let unhealthy: Set<NodeStatus> = [.suspect, .down, .fencing, .fenced]
 
     public static func plan(state: ClusterState, status: [String: NodeStatus]) -> Plan {
         var plan = Plan()
@@ -74,7 +74,7 @@ public struct WorkloadPlanner {
         case .starting, .running, .stopping:
             guard fenced else {
                 if status[workload.node] != .ready {
-                    plan.waiting[name] = "node \(workload.node) is \(status[workload.node]?.rawValue ?? "unknown"); waiting until it is fenced"
+                    plan.waiting[name] = "node \(workload.node) is \(status[workload.node]?.word ?? "unknown"); waiting until it is fenced"
                 } else if wanted, phase == .running, state.nodes[workload.node]?.draining == true {
                     if bestFit(workload, state: state, status: status, free: free, excluding: workload.node) != nil {
                         plan.decisions.append(.evacuate(name: name, generation: workload.generation, reason: "node \(workload.node) is draining"))
@@ -142,7 +142,7 @@ public struct WorkloadPlanner {
         _ node: String, for workload: Specola_V1_Workload, state: ClusterState, status: [String: NodeStatus],
         free: [String: Resources], restarting: Bool = false
     ) -> Bool {
-        guard let record = state.nodes[node], status[node] == .ready, !unhealthy.contains(record.status),
+        guard let record = state.nodes[node], status[node] == .ready, !unhealthy.contains(record.committed),
             !record.draining, restarting || !record.cordoned
         else { return false }
         switch WorkloadKind(rawValue: workload.kind) {

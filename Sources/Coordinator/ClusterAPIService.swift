@@ -28,9 +28,9 @@ struct ClusterAPIService: Specola_V1_ClusterAPI.SimpleServiceProtocol {
             $0.version = SpecolaVersion.current
             $0.role = isLeader ? "leader" : "follower"
             $0.nodesTotal = UInt32(nodes.count)
-            $0.nodesReady = UInt32(nodes.filter { $0.status == NodeStatus.ready.rawValue }.count)
-            $0.nodesSuspect = UInt32(nodes.filter { $0.status == NodeStatus.suspect.rawValue }.count)
-            $0.nodesDown = UInt32(nodes.filter { $0.status == NodeStatus.down.rawValue }.count)
+            $0.nodesReady = UInt32(nodes.filter { $0.shown == .ready }.count)
+            $0.nodesSuspect = UInt32(nodes.filter { $0.shown == .suspect }.count)
+            $0.nodesDown = UInt32(nodes.filter { $0.shown == .down }.count)
             $0.startedAtUnixMs = replica.startedAtUnixMs
             $0.sensorsCritical = UInt32(nodes.reduce(0) { total, node in
                 total + node.facts.bmc.sensors.filter { $0.state == .critical }.count

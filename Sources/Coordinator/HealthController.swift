@@ -137,17 +137,17 @@ final class HealthController: Sendable {
         }
     }
 
-    private func commit(_ node: String, _ status: NodeHealth.Status, _ reason: String, requestedBy: String) async {
+    private func commit(_ node: String, _ status: NodeStatus, _ reason: String, requestedBy: String) async {
         do {
             _ = try await replica.propose(.nodeHealth(node: node, status: status, reason: reason, requestedBy: requestedBy))
         } catch {
             logger.warning("node status change not committed; retried next pass", metadata: [
-                "node.name": "\(node)", "node.status": "\(status)", "error": "\(error)",
+                "node.name": "\(node)", "node.status": "\(status.word)", "error": "\(error)",
             ])
             return
         }
         let level: Logger.Level = [.down, .fencing, .fenced].contains(status) ? .warning : .info
-        logger.log(level: level, "node status changed", metadata: ["node.name": "\(node)", "node.status": "\(status)", "reason": "\(reason)"])
+        logger.log(level: level, "node status changed", metadata: ["node.name": "\(node)", "node.status": "\(status.word)", "reason": "\(reason)"])
         let followUp = ladder.withLock { $0.onCommitted(node: node, status: status, nowUnixMs: WallClock.nowUnixMs()) }
         await execute(followUp)
         onTransition()

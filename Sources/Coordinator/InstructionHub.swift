@@ -47,7 +47,7 @@ package final class InstructionHub: Sendable {
             var due: [(Specola_V1_CoordinatorMessage, AsyncStream<Specola_V1_CoordinatorMessage>.Continuation)] = []
             for allocation in state.jobs.allocations.values {
                 guard let outgoing = all[allocation.node]?.outgoing else { continue }
-                let id = allocation.stopping ? "stop/" + allocation.id : allocation.id
+                let id = (allocation.stopping ? InstructionID.stopTask(allocation: allocation.id) : .runTask(allocation: allocation.id)).text
                 guard all[allocation.node]?.sent.contains(id) == false else { continue }
                 var instruction = Specola_V1_Instruction.with { $0.id = id }
                 if allocation.stopping {

@@ -80,7 +80,7 @@ package final class JobController: Sendable {
         let (state, status) = await replica.schedulingState(nowUnixMs: now)
         // Fence before failover: only a node proven to run nothing gives its work up.
         var downNodeWork: [String: [String]] = [:]
-        for allocation in state.jobs.allocations.values where state.nodes[allocation.node]?.status == NodeHealth.Status.fenced.rawValue {
+        for allocation in state.jobs.allocations.values where state.nodes[allocation.node]?.committed == .fenced {
             downNodeWork[allocation.node, default: []].append(allocation.id)
         }
         let input = SchedulingInput(state: state, status: { status[$0] ?? .down }, nowUnixMs: now)

@@ -10,12 +10,12 @@ public enum MetricsRenderer {
         var out = MetricsText()
         out.family("specola_node_up", "1 when the node is ready, 0 when suspect or down.", "gauge")
         for node in nodes {
-            out.sample("specola_node_up", ["node": node.name], node.status == NodeStatus.ready.rawValue ? 1 : 0)
+            out.sample("specola_node_up", ["node": node.name], node.shown == .ready ? 1 : 0)
         }
         out.family("specola_node_status", "Node status as a state set.", "gauge")
         for node in nodes {
-            for status in [NodeStatus.ready, .suspect, .down].map(\.rawValue) {
-                out.sample("specola_node_status", ["node": node.name, "status": status], node.status == status ? 1 : 0)
+            for status in NodeStatus.liveness {
+                out.sample("specola_node_status", ["node": node.name, "status": status.word], node.shown == status ? 1 : 0)
             }
         }
         out.family("specola_node_reports_applied_total", "Reports applied from the node's agent.", "counter")

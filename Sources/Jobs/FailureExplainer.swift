@@ -1,3 +1,5 @@
+import SpecolaWire
+
 /// What a failure explanation depends on; equal keys get the same reason within one plan.
 struct FailureKey: Hashable {
     var resources: Resources
@@ -71,7 +73,7 @@ extension PlanningState {
         var counts: [String: Int] = [:]
         for number in numbers {
             let node = nodes[number]
-            let state = node.status != .ready ? node.status.rawValue : node.draining ? "draining" : "cordoned"
+            let state = node.status != .ready ? node.status.word : NodeStatus.schedulingWord(cordoned: true, draining: node.draining)
             counts[state, default: 0] += 1
         }
         return counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")

@@ -1,3 +1,5 @@
+import SpecolaWire
+
 /// One node as the scheduler sees it in a snapshot: health, flags, labels, capacity and what is already allocated.
 public struct NodeView: Sendable, Hashable {
     /// Unique node name; ties between equally good nodes go to the smaller name.

@@ -11,15 +11,23 @@ public enum ProcessRunnerError: Error, CustomStringConvertible {
     case notFound(String)
     case launchFailed(String, Int32)
     case timedOut(String, Duration)
+    case noWorkingDirectory(String, String)
 
     public var description: String {
         switch self {
         case .notFound(let name): return "\(name) not found"
         case .launchFailed(let path, let code): return "cannot start \(path): \(String(cString: strerror(code)))"
         case .timedOut(let path, let limit): return "\(path) did not finish within \(limit)"
+        case .noWorkingDirectory(let path, let directory):
+            return "cannot start \(path) in \(directory): this C library has no posix_spawn_file_actions_addchdir_np (glibc 2.29 or later has it)"
         }
     }
 }
+
+/// glibc's `posix_spawn_file_actions_addchdir_np` (2.29 and later), which the Glibc module does not import.
+private typealias SpawnAddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+private let spawnAddChdir: SpawnAddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np")
+    .map { unsafeBitCast($0, to: SpawnAddChdir.self) }
 
 /// Resolves `name` to an executable path: taken as is when it contains a slash,
 /// otherwise searched in `PATH` (from `environment`, else the process environment).
@@ -50,7 +58,7 @@ public func resolveExecutable(_ name: String, environment: [String: String] = [:
 /// The caller reaps the child with `waitpid`.
 public func spawnProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
-    stdout: Int32, stderr: Int32, ownProcessGroup: Bool = false, inheritEnvironment: Bool = true
+    stdout: Int32, stderr: Int32, ownProcessGroup: Bool = false, inheritEnvironment: Bool = true, workingDirectory: String? = nil
 ) throws -> pid_t {
     guard let executable = resolveExecutable(path, environment: environment) else {
         throw ProcessRunnerError.notFound(path)
@@ -72,6 +80,10 @@ public func spawnProcess(
     // Inherit nothing else: a descriptor leaked from another thread (say, a file being
     // written) would stay open in a long-lived child and make that file unexecutable (ETXTBSY).
     closeInheritedDescriptors(&actions)
+    if let workingDirectory {
+        guard let addChdir = spawnAddChdir else { throw ProcessRunnerError.noWorkingDirectory(path, workingDirectory) }
+        _ = addChdir(&actions, workingDirectory)
+    }
 
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
@@ -129,14 +141,14 @@ public func waitForExit(_ pid: pid_t) -> Int32 {
 public func runProcessBlocking(
     _ path: String, _ args: [String], environment: [String: String] = [:],
     timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, inheritEnvironment: Bool = true, keepingLast: Int? = nil,
-    onSpawn: (@Sendable (pid_t) -> Void)? = nil
+    workingDirectory: String? = nil, onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) throws -> (status: Int32, stdout: Data, stderr: Data) {
     let stdoutPipe = try makePipe()
     let stderrPipe = try makePipe()
     let pid: pid_t
     do {
         pid = try spawnProcess(path, args, environment: environment, stdout: stdoutPipe.write, stderr: stderrPipe.write,
-                               ownProcessGroup: ownProcessGroup, inheritEnvironment: inheritEnvironment)
+                               ownProcessGroup: ownProcessGroup, inheritEnvironment: inheritEnvironment, workingDirectory: workingDirectory)
     } catch {
         [stdoutPipe.read, stdoutPipe.write, stderrPipe.read, stderrPipe.write].forEach { close($0) }
         throw error
@@ -183,11 +195,12 @@ public func runProcessBlocking(
 public func runProcess(
     _ path: String, _ args: [String], environment: [String: String] = [:],
     timeout: Duration = .seconds(60), ownProcessGroup: Bool = false, inheritEnvironment: Bool = true, keepingLast: Int? = nil,
-    onSpawn: (@Sendable (pid_t) -> Void)? = nil
+    workingDirectory: String? = nil, onSpawn: (@Sendable (pid_t) -> Void)? = nil
 ) async throws -> (status: Int32, stdout: Data, stderr: Data) {
     try await onDedicatedThread("specola-process") {
-        try runProcessBlocking(path, args, environment: environment, timeout: timeout,
-                               ownProcessGroup: ownProcessGroup, inheritEnvironment: inheritEnvironment, keepingLast: keepingLast, onSpawn: onSpawn)
+        try runProcessBlocking(path, args, environment: environment, timeout: timeout, ownProcessGroup: ownProcessGroup,
+                               inheritEnvironment: inheritEnvironment, keepingLast: keepingLast, workingDirectory: workingDirectory,
+                               onSpawn: onSpawn)
     }
 }
 

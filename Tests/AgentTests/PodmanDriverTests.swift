@@ -52,8 +52,13 @@ import SpecolaProcesses
             $0.memoryBytes = 8 * 1024 * 1024
             $0.timeout = .seconds(60)
         }
+        let started = Date().addingTimeInterval(-1)
         let outcome = try await driver.run(spec)
         #expect(outcome.exitCode == 137, "outcome: \(outcome)")
+        // conmon marks the kill with an empty `oom` file in podman's working directory, never in ours.
+        let stray = FileManager.default.currentDirectoryPath + "/oom"
+        let written = (try? FileManager.default.attributesOfItem(atPath: stray))?[.modificationDate] as? Date
+        #expect(written.map { $0 < started } ?? true, "\(stray) was written by this run")
     }
 
     @Test func aRestartedAgentReattachesInsteadOfRunningTwice() async throws {

@@ -125,7 +125,7 @@ struct LadderWorld {
             placement[index] = nodes[index].name
             records[nodes[index].name] = .with {
                 $0.name = nodes[index].name
-                $0.status = NodeHealth.Status.ready.rawValue
+                $0.committedStatus = .ready
                 $0.statusSinceUnixMs = now
                 $0.lastSeenUnixMs = now
             }
@@ -269,7 +269,7 @@ struct LadderWorld {
             switch directive {
             case .commit(let name, let status, let reason, _):
                 note("commit \(name) \(status): \(reason)")
-                records[name]?.status = status.rawValue
+                records[name]?.committedStatus = status
                 records[name]?.statusSinceUnixMs = now
                 if status == .fenced { failOver(from: name) }
                 execute(ladder.onCommitted(node: name, status: status, nowUnixMs: now))
@@ -287,7 +287,7 @@ struct LadderWorld {
 
     mutating func failOver(from name: String) {
         fencedCount += 1
-        let ready = nodes.map(\.name).filter { records[$0]?.status == NodeHealth.Status.ready.rawValue && $0 != name }
+        let ready = nodes.map(\.name).filter { records[$0]?.committed == .ready && $0 != name }
         for (workload, host) in placement where host == name {
             guard let target = ready.randomElement(using: &random) else { continue }
             placement[workload] = target
@@ -303,7 +303,7 @@ struct LadderWorld {
         for (workload, names) in hosts where names.count > 1 {
             violations.append("at \(now) ms workload \(workload) runs on \(names.sorted().joined(separator: " and "))")
         }
-        let outOfService = records.values.filter { NodeHealth.Status(committed: $0.status).isFencingOrFenced }.count
+        let outOfService = records.values.filter { $0.committed.isFencingOrFenced }.count
         let limit = ladder.brakeLimit(nodeCount: nodes.count)
         if outOfService > limit {
             violations.append("at \(now) ms \(outOfService) nodes fencing or fenced, over the brake's \(limit)")

@@ -14,11 +14,11 @@ import Testing
         FailureLadder(settings: .init(policy: policy, bmcAddresses: bmcs, bmcCredentials: credentials))
     }
 
-    static func node(_ name: String, _ status: NodeHealth.Status = .ready, since: Int64 = 0, lastSeen: Int64 = 0,
+    static func node(_ name: String, _ status: NodeStatus = .ready, since: Int64 = 0, lastSeen: Int64 = 0,
                      reportedBMC: String = "", requestedBy: String = "") -> Specola_V1_Node {
         .with {
             $0.name = name
-            $0.status = status.rawValue
+            $0.committedStatus = status
             $0.statusSinceUnixMs = since
             $0.lastSeenUnixMs = lastSeen
             $0.fenceRequestedBy = requestedBy
@@ -30,8 +30,8 @@ import Testing
         nodes.map { FailureLadder.NodeView(node: $0, lastContactUnixMs: $0.lastSeenUnixMs) }
     }
 
-    static func commits(_ directives: [HealthDirective]) -> [String: NodeHealth.Status] {
-        var result: [String: NodeHealth.Status] = [:]
+    static func commits(_ directives: [HealthDirective]) -> [String: NodeStatus] {
+        var result: [String: NodeStatus] = [:]
         for case .commit(let node, let status, _, _) in directives { result[node] = status }
         return result
     }

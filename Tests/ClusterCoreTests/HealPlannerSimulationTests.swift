@@ -76,7 +76,7 @@ import Testing
         case 5 where cluster.status.values.filter({ $0 == .fenced }).isEmpty: cluster.fence(node, since: cluster.now)
         case 6, 7:
             cluster.status[node] = .ready
-            cluster.nodes[node]!.status = "ready"
+            cluster.nodes[node]!.committedStatus = .ready
         default: break
         }
     }

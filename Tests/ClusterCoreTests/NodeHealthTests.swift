@@ -7,8 +7,8 @@ import CooperativePoolWatch
 @Suite(.watchesCooperativePool) struct NodeHealthTests {
     let policy = NodeHealth.Policy(suspectAfterMs: 3_000, downAfterMs: 10_000, selfFenceAfterMs: 20_000, leaseMarginMs: 5_000)
 
-    func next(_ committed: NodeHealth.Status, silence: Int64, lease: Int64? = nil, allowed: Bool = true, off: Bool = false,
-              policy: NodeHealth.Policy? = nil) -> NodeHealth.Status? {
+    func next(_ committed: NodeStatus, silence: Int64, lease: Int64? = nil, allowed: Bool = true, off: Bool = false,
+              policy: NodeHealth.Policy? = nil) -> NodeStatus? {
         NodeHealth.next(
             .init(committed: committed, silenceMs: silence, leaseSilenceMs: lease, fencingAllowed: allowed, bmcConfirmedOff: off),
             policy: policy ?? self.policy)?.status
@@ -47,24 +47,24 @@ import CooperativePoolWatch
     @Test func anOperatorsFenceIsRememberedUntilTheNodeIsBack() {
         var state = ClusterState()
         _ = state.apply(.registerNode(name: "n1", address: "", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: 1))
-        func step(_ status: String, by operator: String = "") {
+        func step(_ status: NodeStatus, by operator: String = "") {
             _ = state.apply(.with {
                 $0.proposedAtUnixMs = 10
-                $0.nodeHealth = .with { $0.node = "n1"; $0.status = status; $0.reason = "test"; $0.fenceRequestedBy = `operator` }
+                $0.nodeHealth = .with { $0.node = "n1"; $0.step = status; $0.reason = "test"; $0.fenceRequestedBy = `operator` }
             })
         }
-        step("fencing", by: "user/admin")
+        step(.fencing, by: "user/admin")
         #expect(state.nodes["n1"]?.fenceRequestedBy == "user/admin")
-        step("fenced")
+        step(.fenced)
         #expect(state.nodes["n1"]?.fenceRequestedBy == "user/admin", "the automatic step keeps who asked")
-        step("ready")
+        step(.ready)
         #expect(state.nodes["n1"]?.fenceRequestedBy == "")
-        step("fencing")
+        step(.fencing)
         #expect(state.nodes["n1"]?.fenceRequestedBy == "", "an automatic fence has no requester")
     }
 
     @Test func anOperatorsFenceFinishesAndHoldsWhateverTheNodeSays() {
-        func requested(_ committed: NodeHealth.Status, off: Bool = false) -> NodeHealth.Status? {
+        func requested(_ committed: NodeStatus, off: Bool = false) -> NodeStatus? {
             NodeHealth.next(.init(committed: committed, silenceMs: 100, bmcConfirmedOff: off, requested: true), policy: policy)?.status
         }
         #expect(requested(.fencing) == nil, "a live node fenced by an operator does not go back to ready")
@@ -94,12 +94,13 @@ import CooperativePoolWatch
     }
 
     @Test func theSchedulerOnlyUsesNodesThatAreLiveAndNotFencing() {
-        #expect(NodeHealth.schedulingStatus(committed: "fenced", live: .ready) == .fenced)
-        #expect(NodeHealth.schedulingStatus(committed: "fencing", live: .ready) == .fencing)
-        #expect(NodeHealth.schedulingStatus(committed: "recovered", live: .ready) == .ready)
-        #expect(NodeHealth.schedulingStatus(committed: "", live: .suspect) == .suspect)
-        #expect(NodeHealth.displayed(committed: "fenced", live: .ready) == "fenced")
-        #expect(NodeHealth.displayed(committed: "down", live: .ready) == "ready")
+        #expect(NodeHealth.schedulingStatus(committed: .fenced, live: .ready) == .fenced)
+        #expect(NodeHealth.schedulingStatus(committed: .fencing, live: .ready) == .fencing)
+        #expect(NodeHealth.schedulingStatus(committed: .recovered, live: .ready) == .ready)
+        #expect(NodeHealth.schedulingStatus(committed: .unspecified, live: .suspect) == .suspect)
+        #expect(NodeHealth.displayed(committed: .fenced, live: .ready) == .fenced)
+        #expect(NodeHealth.displayed(committed: .down, live: .ready) == .ready)
+        #expect(NodeHealth.displayed(committed: .fenced, live: .ready).word == "fenced", "the word operators see")
     }
 }
 
@@ -145,11 +146,11 @@ import CooperativePoolWatch
     @Test func operatorsSeeTheLaterOfContactAndTheLastReport() {
         var contact = NodeContact()
         contact.heard(from: "n1", atUnixMs: 10_000)
-        let stored = Specola_V1_Node.with { $0.name = "n1"; $0.status = "ready"; $0.lastSeenUnixMs = 2_000 }
+        let stored = Specola_V1_Node.with { $0.name = "n1"; $0.committedStatus = .ready; $0.lastSeenUnixMs = 2_000 }
         let thresholds = LivenessThresholds(suspectAfterMs: 3_000, downAfterMs: 10_000)
         let shown = contact.displayed(stored, thresholds: thresholds, nowUnixMs: 14_000)
         #expect(shown.lastSeenUnixMs == 10_000)
-        #expect(shown.status == "suspect")
-        #expect(NodeContact().displayed(stored, thresholds: thresholds, nowUnixMs: 14_000).status == "down")
+        #expect(shown.shownStatus == "suspect")
+        #expect(NodeContact().displayed(stored, thresholds: thresholds, nowUnixMs: 14_000).shownStatus == "down")
     }
 }

@@ -17,7 +17,7 @@ struct StorageFixture {
         for name in names {
             var node = Specola_V1_Node.with {
                 $0.name = name
-                $0.status = "ready"
+                $0.committedStatus = .ready
                 $0.facts.gluster.available = true
                 $0.facts.gluster.localPeerUuid = "uuid-\(name)"
                 $0.facts.gluster.peers = names.map { peer in
@@ -81,7 +81,7 @@ struct StorageFixture {
     }
 
     mutating func fence(_ node: String, since: Int64) {
-        nodes[node]!.status = "fenced"
+        nodes[node]!.committedStatus = .fenced
         nodes[node]!.statusSinceUnixMs = since
         status[node] = .fenced
     }

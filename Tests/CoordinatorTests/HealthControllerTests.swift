@@ -46,8 +46,8 @@ final class RecordingPowerControl: NodePowerControl {
         try await body(replica, health)
     }
 
-    func status(_ replica: InMemoryClusterLog, _ node: String) async -> String {
-        NodeHealth.Status(committed: await replica.replicatedState.nodes[node]?.status ?? "?").rawValue
+    func status(_ replica: InMemoryClusterLog, _ node: String) async -> NodeStatus? {
+        await replica.replicatedState.nodes[node]?.committed
     }
 
     @Test func aSilentNodeIsPoweredOffAtItsConfiguredBMCAndFenced() async throws {
@@ -56,11 +56,11 @@ final class RecordingPowerControl: NodePowerControl {
             try await waitUntil("n1 to be fenced") {
                 await replica.noteContact("n2")
                 await health.pass(leaderSinceUnixMs: 0)
-                return await status(replica, "n1") == "fenced"
+                return await status(replica, "n1") == .fenced
             }
             #expect(power.calls.withLock { $0 } == ["off 127.0.1.21:9623"], "one power-off, at the configured address")
             #expect(await replica.replicatedState.nodes["n1"]?.statusReason == "BMC confirmed chassis power off")
-            #expect(await status(replica, "n2") == "ready")
+            #expect(await status(replica, "n2") == .ready)
         }
     }
 
@@ -73,7 +73,7 @@ final class RecordingPowerControl: NodePowerControl {
                 return !power.calls.withLock { $0 }.isEmpty
             }
             for _ in 0..<5 { await health.pass(leaderSinceUnixMs: 0) }
-            #expect(await status(replica, "n1") == "fencing", "no proof, no fenced")
+            #expect(await status(replica, "n1") == .fencing, "no proof, no fenced")
         }
     }
 
@@ -82,16 +82,16 @@ final class RecordingPowerControl: NodePowerControl {
             await replica.noteContact("n1")
             await replica.noteContact("n2")
             try await health.operatorRequest(fence: true, node: "n1", by: "admin", force: false)
-            #expect(await status(replica, "n1") == "fencing")
+            #expect(await status(replica, "n1") == .fencing)
             do {
                 try await health.operatorRequest(fence: true, node: "n2", by: "admin", force: false)
                 Issue.record("a second of two nodes was fenced past the brake")
             } catch {
                 #expect("\(error)".hasPrefix("refused: 1 of 2 nodes are already fencing or fenced"), "\(error)")
             }
-            #expect(await status(replica, "n2") == "ready")
+            #expect(await status(replica, "n2") == .ready)
             try await health.operatorRequest(fence: true, node: "n2", by: "admin", force: true)
-            #expect(await status(replica, "n2") == "fencing")
+            #expect(await status(replica, "n2") == .fencing)
             #expect(await replica.replicatedState.nodes["n2"]?.fenceRequestedBy == "admin")
         }
     }

@@ -8,7 +8,7 @@ import CooperativePoolWatch
     @Test func sensorMetricsUseIPMIExporterNames() {
         let node = Specola_V1_Node.with {
             $0.name = "n1"
-            $0.status = "ready"
+            $0.shownStatus = "ready"
             $0.facts.bmc.present = true
             $0.facts.bmc.power = .on
             $0.facts.bmc.sensors = [

@@ -41,10 +41,10 @@ import CooperativePoolWatch
         }))
     }
 
-    static func health(_ node: String, _ status: String) -> Specola_V1_Command {
+    static func health(_ node: String, _ status: NodeStatus) -> Specola_V1_Command {
         .with {
             $0.proposedAtUnixMs = 50
-            $0.nodeHealth = .with { $0.node = node; $0.status = status; $0.reason = "test" }
+            $0.nodeHealth = .with { $0.node = node; $0.step = status; $0.reason = "test" }
         }
     }
 
@@ -191,24 +191,24 @@ import CooperativePoolWatch
         _ = state.apply(Self.vm("db", home: "n1", relocations: 1))
         Self.pass(&state)
         _ = state.apply(event("n1", "db", 1, .started, at: 100))
-        _ = state.apply(Self.health("n1", "fenced"))
+        _ = state.apply(Self.health("n1", .fenced))
         Self.pass(&state)
         #expect(Self.workload(state, "db")?.node == "n2" && Self.workload(state, "db")?.relocations == 1)
-        _ = state.apply(Self.health("n1", "ready"))
+        _ = state.apply(Self.health("n1", .ready))
 
         // n2 dies soon after: the one relocation is spent.
         _ = state.apply(event("n2", "db", 2, .started, at: 200))
         var soon = state
         _ = soon.apply(.with {
             $0.proposedAtUnixMs = 200 + WorkloadBook.stableRunMs - 1
-            $0.nodeHealth = .with { $0.node = "n2"; $0.status = "fenced"; $0.reason = "test" }
+            $0.nodeHealth = .with { $0.node = "n2"; $0.step = .fenced; $0.reason = "test" }
         })
         guard case .fail? = Self.pass(&soon).first else { Issue.record("a second fence within the stable time is a failure"); return }
 
         // n2 dies after a long run: a fresh count, so it moves back to n1.
         _ = state.apply(.with {
             $0.proposedAtUnixMs = 200 + WorkloadBook.stableRunMs
-            $0.nodeHealth = .with { $0.node = "n2"; $0.status = "fenced"; $0.reason = "test" }
+            $0.nodeHealth = .with { $0.node = "n2"; $0.step = .fenced; $0.reason = "test" }
         })
         guard case .place(_, 3, "n1", "relocate", _)? = Self.pass(&state).first else { Issue.record("expected a relocation to n1"); return }
         #expect(Self.workload(state, "db")?.relocations == 1)
@@ -235,7 +235,7 @@ import CooperativePoolWatch
         let plan = WorkloadPlanner.plan(state: state, status: down)
         #expect(plan.decisions.isEmpty)
         #expect(plan.waiting["web"]?.contains("waiting until it is fenced") == true, "\(plan.waiting)")
-        _ = state.apply(Self.health("n1", "fencing"))
+        _ = state.apply(Self.health("n1", .fencing))
         #expect(WorkloadPlanner.plan(state: state, status: down).decisions.isEmpty)
         // A controller that tried anyway is refused by the state.
         let early = Self.command(.place(name: "web", generation: 2, node: "n2", reason: "relocate", message: ""), at: 300)
@@ -243,7 +243,7 @@ import CooperativePoolWatch
         #expect(why.contains("double start"))
 
         // Fenced: proven off, so it moves.
-        _ = state.apply(Self.health("n1", "fenced"))
+        _ = state.apply(Self.health("n1", .fenced))
         #expect(nodeIsFenced(state, "n1"))
         #expect(Self.pass(&state, status: down) == [.place(name: "web", generation: 2, node: "n2", reason: "relocate",
                                                            message: "node n1 was fenced; relocated from n1")])
@@ -252,7 +252,7 @@ import CooperativePoolWatch
         if case .rejected = state.apply(back) {} else { Issue.record("a fenced node takes no workload") }
 
         // n1 comes back with its old instance: it is a stray and gets a stop.
-        _ = state.apply(Self.health("n1", "ready"))
+        _ = state.apply(Self.health("n1", .ready))
         _ = state.apply(event("n1", "web", 1, .started))
         #expect(Self.workload(state, "web")?.node == "n2")
         let stops = state.workloads.dueInstructions().filter { $0.node == "n1" }
@@ -267,7 +267,7 @@ import CooperativePoolWatch
         Self.pass(&state)
         let node = Self.workload(state, "batch")!.node
         _ = state.apply(event(node, "batch", 1, .started))
-        _ = state.apply(Self.health(node, "fenced"))
+        _ = state.apply(Self.health(node, .fenced))
         guard case .fail(_, 1, let reason)? = Self.pass(&state).first else { Issue.record("expected error"); return }
         #expect(reason.contains("was fenced; relocation limit 0 reached"))
     }
@@ -284,7 +284,7 @@ import CooperativePoolWatch
             Issue.record("a workload that may run cannot be deleted")
         }
         // The node dies while stopping; once it is fenced nothing runs, and nothing is started.
-        _ = state.apply(Self.health("n1", "fenced"))
+        _ = state.apply(Self.health("n1", .fenced))
         #expect(Self.pass(&state) == [.release(name: "web", generation: 1, reason: "node n1 was fenced")])
         #expect(Self.workload(state, "web")?.phase == "stopped")
         #expect(state.apply(.workload("web", at: 302, by: "user/admin", .delete(.init()))) == .done)

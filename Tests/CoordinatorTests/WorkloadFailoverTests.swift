@@ -125,7 +125,7 @@ import CooperativePoolWatch
         // Fenced: powered off first, then committed.
         world.powerOff("n1")
         let fencedAt = ContinuousClock.now
-        _ = try await replica.propose(WorkloadBookTests.health("n1", "fenced"))
+        _ = try await replica.propose(WorkloadBookTests.health("n1", .fenced))
         try await waitUntil("web and api to run on n2", timeout: .seconds(10)) {
             let web = await workload("web"), api = await workload("api")
             return web?.phase == "running" && web?.node == "n2" && api?.phase == "running" && api?.node == "n2"

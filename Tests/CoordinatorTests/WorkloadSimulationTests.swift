@@ -85,14 +85,14 @@ import CooperativePoolWatch
         mutating func fence(_ node: String) {
             running[node] = [:]
             alive.remove(node)
-            _ = state.apply(WorkloadBookTests.health(node, "fenced"))
+            _ = state.apply(WorkloadBookTests.health(node, .fenced))
         }
 
         /// A node comes back: a fenced one empty, a merely unreachable one with what it ran.
         /// Its agent goes through its ledger: what still runs is reported started, what is gone exited.
         mutating func recover(_ node: String) {
             alive.insert(node)
-            _ = state.apply(WorkloadBookTests.health(node, "ready"))
+            _ = state.apply(WorkloadBookTests.health(node, .ready))
             for (name, generation) in ledger[node, default: [:]].sorted(by: { $0.key < $1.key }) {
                 if running[node]?[name] == generation {
                     report(node, name, generation, .started)
@@ -155,7 +155,7 @@ import CooperativePoolWatch
             world.fence(node)
             world.recover(node)
         }
-        for node in world.state.nodes.keys.sorted() where world.state.nodes[node]?.status == "fenced" { world.recover(node) }
+        for node in world.state.nodes.keys.sorted() where world.state.nodes[node]?.committed == .fenced { world.recover(node) }
         for node in world.state.nodes.keys.sorted() {
             _ = world.state.apply(.with { $0.setNodeScheduling = .with { $0.node = node } })
         }

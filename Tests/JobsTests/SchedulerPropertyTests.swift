@@ -1,3 +1,4 @@
+import SpecolaWire
 import CooperativePoolWatch
 import SeededRandom
 import SpecolaJobs

@@ -1,3 +1,4 @@
+import SpecolaWire
 import CooperativePoolWatch
 import SpecolaJobs
 import Testing

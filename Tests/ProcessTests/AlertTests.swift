@@ -128,7 +128,7 @@ struct AlertReceivers {
             try cluster.startAgent(name)
         }
         try await waitUntil("every agent to report", timeout: .seconds(60)) {
-            try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.status == "ready" }.count == agents.count
+            try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.shownStatus == "ready" }.count == agents.count
         }
         return cluster
     }
@@ -159,7 +159,7 @@ struct AlertReceivers {
         try await waitUntil("agent \(name) to report", timeout: .seconds(60)) {
             let nodes = try await group.cli(["nodes", "--json"], via: leader)
             return try Specola_V1_ListNodesResponse(jsonString: nodes.stdout, options: JobTests.lenient).nodes
-                .contains { $0.name == name && $0.status == "ready" && $0.reportsApplied > 0 }
+                .contains { $0.name == name && $0.shownStatus == "ready" && $0.reportsApplied > 0 }
         }
         return agent
     }

@@ -33,7 +33,7 @@ import SpecolaProcesses
                 try await cluster.nodes().filter { $0.reportsApplied > 0 && $0.facts.hasCapacity }.count == 2
             }
             let node1 = try #require(try await cluster.node("node1"))
-            #expect(node1.status == "ready")
+            #expect(node1.shownStatus == "ready")
             #expect(node1.facts.capacity.cpuCores > 0)
             #expect(node1.facts.capacity.labels["rack"] == "r1")
             #expect(!node1.facts.storage.disks.isEmpty)

@@ -86,7 +86,7 @@ import Glibc
             }
             try await waitUntil("both agents to report", timeout: .seconds(60), explain: cluster.diagnosis) {
                 try await cluster.nodes().filter {
-                    $0.reportsApplied > 0 && $0.status == "ready" && (libvirt[$0.name] == nil || $0.facts.vms.available)
+                    $0.reportsApplied > 0 && $0.shownStatus == "ready" && (libvirt[$0.name] == nil || $0.facts.vms.available)
                 }.count == addresses.count
             }
         } catch {
@@ -156,7 +156,7 @@ import Glibc
             }
             let failover = ContinuousClock.now - died
             let node1 = try #require(try await cluster.node("node1"))
-            #expect(node1.status == "fenced")
+            #expect(node1.shownStatus == "fenced")
             #expect(node1.statusReason.contains("BMC confirmed chassis power off"), "\(node1.statusReason)")
             #expect(try bmc.power().powerStatus() == .off)
             #expect(try await Self.task(cluster)?.relocations == 1)
@@ -198,7 +198,7 @@ import Glibc
             }
             let fenced = try await cluster.cli(["node", "fence", "node1"])
             #expect(fenced.status == 0, "\(fenced.stderr)")
-            try await waitUntil("node1 to be fenced", timeout: .seconds(20)) { try await cluster.node("node1")?.status == "fenced" }
+            try await waitUntil("node1 to be fenced", timeout: .seconds(20)) { try await cluster.node("node1")?.shownStatus == "fenced" }
             #expect(try bmc.power().powerStatus() == .off)
             let node = try #require(try await cluster.node("node1"))
             #expect(node.fenceRequestedBy == "user/admin" && node.statusReason.contains("BMC confirmed chassis power off"), "\(node)")
@@ -207,11 +207,11 @@ import Glibc
             try await waitUntil("node1's agent to be heard while fenced", timeout: .seconds(10)) {
                 try await cluster.node("node1")!.lastSeenUnixMs > heartbeats + 2_000
             }
-            #expect(try await cluster.node("node1")?.status == "fenced")
+            #expect(try await cluster.node("node1")?.shownStatus == "fenced")
 
             let unfenced = try await cluster.cli(["node", "unfence", "node1"])
             #expect(unfenced.status == 0, "\(unfenced.stderr)")
-            try await waitUntil("node1 to be ready again", timeout: .seconds(20)) { try await cluster.node("node1")?.status == "ready" }
+            try await waitUntil("node1 to be ready again", timeout: .seconds(20)) { try await cluster.node("node1")?.shownStatus == "ready" }
             #expect(try bmc.power().powerStatus() == .on)
             #expect(try await cluster.node("node1")?.fenceRequestedBy == "")
         }
@@ -241,7 +241,7 @@ import Glibc
                 return task?.state == "running" && task?.node == "node2"
             }
             let node1 = try #require(try await cluster.node("node1"))
-            #expect(node1.draining && node1.status == "ready", "drained while still healthy, not fenced")
+            #expect(node1.draining && node1.shownStatus == "ready", "drained while still healthy, not fenced")
             #expect(try await Self.task(cluster)?.failures == 0)
             #expect(cluster.coordinatorProcess?.log.contains("early warning: node taken out of service before it fails") == true)
             try Self.expectNoOverlap(ledger)
@@ -272,7 +272,7 @@ import Glibc
             try partitions.isolate("node1")
             let cut = ContinuousClock.now
             try await waitUntil("node1 to reach fencing", timeout: .seconds(20), every: .milliseconds(100)) {
-                try await cluster.node("node1")?.status == "fencing"
+                try await cluster.node("node1")?.shownStatus == "fencing"
             }
             try await waitUntil("the task to run on node2", timeout: .seconds(40), every: .milliseconds(100)) {
                 let task = try await Self.task(cluster)
@@ -281,7 +281,7 @@ import Glibc
             let waited = ContinuousClock.now - cut
             #expect(waited >= .seconds(5), "the work moved after \(waited), before the lease (3 s) plus margin (2 s) ran out")
             let node1 = try #require(try await cluster.node("node1"))
-            #expect(node1.status == "fenced" && node1.statusReason.contains("self-fence lease expired"), "\(node1.statusReason)")
+            #expect(node1.shownStatus == "fenced" && node1.statusReason.contains("self-fence lease expired"), "\(node1.statusReason)")
             #expect(cluster.coordinatorProcess?.log.contains("fencing through the BMC failed") == true)
             try Self.expectNoOverlap(ledger)
             partitions.heal("node1")
@@ -380,7 +380,7 @@ import Glibc
             try cluster.startAgent(name)
         }
         try await waitUntil("both agents to report their BMCs and libvirt", timeout: .seconds(60), explain: cluster.diagnosis) {
-            try await cluster.nodes().filter { $0.facts.bmc.present && $0.facts.vms.available && $0.status == "ready" }.count == 2
+            try await cluster.nodes().filter { $0.facts.bmc.present && $0.facts.vms.available && $0.shownStatus == "ready" }.count == 2
         }
         let ledger = try Self.makeLedger(cluster)
         try cluster.dir.write("vm.xml", HAFixtures.domainXML(vm, memoryMiB: 128))
@@ -434,7 +434,7 @@ import Glibc
             #expect(try await cluster.cli(["node", "unfence", victim]).status == 0)
             try cluster.startAgent(victim)
             try await waitUntil("round \(round): \(victim) to rejoin", timeout: .seconds(60)) {
-                try await cluster.node(victim)?.status == "ready"
+                try await cluster.node(victim)?.shownStatus == "ready"
             }
         }
         try Self.expectNoOverlap(ledger)
@@ -549,7 +549,7 @@ import Glibc
                 let result = try await cli(["nodes", "--json"])
                 guard result.status == 0 else { return false }
                 let nodes = try Specola_V1_ListNodesResponse(jsonString: result.stdout, options: JobTests.lenient).nodes
-                return nodes.count == 2 && nodes.allSatisfy { $0.status == "ready" && $0.facts.vms.available }
+                return nodes.count == 2 && nodes.allSatisfy { $0.shownStatus == "ready" && $0.facts.vms.available }
                     && nodes.contains { $0.facts.bmc.present }
             }
             let ledger = try group.dir.taskWritableDirectory("ledger")
@@ -573,7 +573,7 @@ import Glibc
             #expect(try await libvirt["node1"]!.virsh("destroy", vm).status == 0)
             try await TestPodman.run(["pod", "kill", pod])
             try await waitUntil("node1 to be down", timeout: .seconds(20), every: .milliseconds(50)) {
-                ["down", "fencing"].contains(try await node1()?.status ?? "")
+                ["down", "fencing"].contains(try await node1()?.shownStatus ?? "")
             }
             let leader = try await group.waitForLeader()
             try await group.kill(leader)
@@ -584,7 +584,7 @@ import Glibc
             }
             #expect(try await libvirt.hosts(of: vm) == ["node2"])
             let fenced = try #require(try await node1())
-            #expect(fenced.status == "fenced" && fenced.statusReason.contains("BMC confirmed chassis power off"), "\(fenced.status): \(fenced.statusReason)")
+            #expect(fenced.shownStatus == "fenced" && fenced.statusReason.contains("BMC confirmed chassis power off"), "\(fenced.shownStatus): \(fenced.statusReason)")
             #expect(try bmc.power().powerStatus() == .off)
             #expect(try await task()?.relocations == 1)
             try Self.expectNoOverlap(ledger)
@@ -752,16 +752,16 @@ import Glibc
                     return !now.values.contains(victim)
                 }
             } catch {
-                let nodes = try await cluster.nodes().map { "\($0.name): \($0.status) (\($0.statusReason))" }
+                let nodes = try await cluster.nodes().map { "\($0.name): \($0.shownStatus) (\($0.statusReason))" }
                 let logs = cluster.agents.sorted { $0.key < $1.key }.map { "--- \($0.key)\n\($0.value.log.suffix(2500))" }.joined(separator: "\n")
                 Issue.record("nodes: \(nodes)\n\(await describe())\n\(logs)\n--- coordinator\n\(cluster.coordinatorProcess?.log.suffix(3000) ?? "")")
                 throw error
             }
             let fenced = try #require(try await cluster.node(victim))
-            #expect(fenced.status == "fenced" && fenced.statusReason.contains("self-fence lease expired"), "\(fenced.status): \(fenced.statusReason)")
+            #expect(fenced.shownStatus == "fenced" && fenced.statusReason.contains("self-fence lease expired"), "\(fenced.shownStatus): \(fenced.statusReason)")
             partitions.heal(victim)
             try await waitUntil("round \(round): \(victim) to rejoin", timeout: .seconds(30), every: .milliseconds(100)) {
-                try await cluster.node(victim)?.status == "ready"
+                try await cluster.node(victim)?.shownStatus == "ready"
             }
             try Self.expectNoOverlap(ledger)
             try Self.expectNoOverlap(podLedger)

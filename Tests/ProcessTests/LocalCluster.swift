@@ -123,7 +123,7 @@ final class LocalCluster: @unchecked Sendable {
         var text = ""
         do {
             for node in try await nodes() {
-                text += "node \(node.name): status \(node.status) (\(node.statusReason)), reports applied \(node.reportsApplied), "
+                text += "node \(node.name): status \(node.shownStatus) (\(node.statusReason)), reports applied \(node.reportsApplied), "
                 text += "libvirt \(node.facts.vms.available ? "available" : "unavailable: \(node.facts.vms.reason)")\n"
             }
         } catch {

@@ -42,7 +42,7 @@ import CooperativePoolWatch
             #expect(accept.stdout.contains("node a1 accepted; labels: rack=r9"))
             try await waitUntil("a1 to connect and report", explain: { await cluster.diagnosis() }) {
                 guard let node = try await cluster.node("a1") else { return false }
-                return node.reportsApplied >= 2 && node.status == "ready"
+                return node.reportsApplied >= 2 && node.shownStatus == "ready"
             }
             // Reports keep declaring rack=declared; the operator's labels stand.
             #expect(try await cluster.node("a1")?.facts.capacity.labels == ["rack": "r9"])

@@ -362,7 +362,7 @@ import SpecolaProcesses
             try await Task.sleep(for: .milliseconds(500))
         }
         let n1 = try #require(try await cluster.node("n1"))
-        #expect(n1.status != "fenced", "\(n1.status): \(n1.statusReason)")
+        #expect(n1.shownStatus != "fenced", "\(n1.shownStatus): \(n1.statusReason)")
     }
 
     /// Three coordinator replicas; an operator's replace-brick reaches the spare's gluster (held

@@ -23,7 +23,7 @@ import CooperativePoolWatch
         func node(_ name: String, _ gluster: Specola_V1_GlusterSection?) -> Specola_V1_Node {
             .with { node in
                 node.name = name
-                node.status = "ready"
+                node.shownStatus = "ready"
                 if let gluster { node.facts.gluster = gluster }
             }
         }

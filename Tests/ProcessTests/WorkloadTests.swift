@@ -221,7 +221,7 @@ import Glibc
                 && task?.state == "running" && task?.node == "node2"
         }
         let node1 = try #require(try await cluster.node("node1"))
-        #expect(node1.status == "fenced", "\(node1.status): \(node1.statusReason)")
+        #expect(node1.shownStatus == "fenced", "\(node1.shownStatus): \(node1.statusReason)")
         #expect(node1.statusReason.contains("BMC confirmed chassis power off"), "\(node1.statusReason)")
         let poweredOff = try #require(Int64(try String(contentsOfFile: bmc.workdir.file("powered-off-at"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))

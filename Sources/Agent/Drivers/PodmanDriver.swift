@@ -23,9 +23,13 @@ public struct PodmanDriver: Sendable {
     let nodeName: String
     let policy: TaskPolicy
     let logger: Logger
+    /// Where podman runs. conmon writes an empty file named `oom` into its working directory when
+    /// a container is killed for memory, so podman must not run in the agent's (or a test's) own.
+    let workingDirectory: String
 
     public init(podmanPath: String = "podman", environment: [String: String] = [:], nodeName: String, policy: TaskPolicy = TaskPolicy(),
-                logger: Logger) {
+                workingDirectory: String = NSTemporaryDirectory() + "specola-podman-\(getuid())", logger: Logger) {
+        self.workingDirectory = workingDirectory
         self.podmanPath = podmanPath
         self.environment = environment
         self.nodeName = nodeName
@@ -238,7 +242,9 @@ public struct PodmanDriver: Sendable {
     }
 
     func podman(_ args: [String], timeout: Duration, keepingLast: Int? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let result = try await runProcess(podmanPath, args, environment: environment, timeout: timeout, keepingLast: keepingLast)
+        try? FileManager.default.createDirectory(atPath: workingDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let result = try await runProcess(podmanPath, args, environment: environment, timeout: timeout, keepingLast: keepingLast,
+                                          workingDirectory: workingDirectory)
         return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
     }
 }

@@ -283,6 +283,76 @@ public nonisolated enum Specola_V1_GlusterUnavailableCause: SwiftProtobuf.Enum, 
 
 }
 
+/// A node's place on the failure ladder: ready → suspect → down → fencing → fenced → recovered.
+/// The one node-status vocabulary; operators see the lower-case word (NodeStatus+Words.swift).
+public nonisolated enum Specola_V1_NodeStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// Nothing committed yet: the node counts as ready.
+  case unspecified // = 0
+
+  /// Heartbeating and healthy; only ready nodes receive new work.
+  case ready // = 1
+
+  /// Missed heartbeats; may come back, so new work waits rather than failing.
+  case suspect // = 2
+
+  /// Declared down; its work is being rescheduled.
+  case down // = 3
+
+  /// Being fenced (powered off or self-fenced).
+  case fencing // = 4
+
+  /// Proven to run nothing.
+  case fenced // = 5
+
+  /// Back after fencing; ready again once healthy.
+  case recovered // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .ready
+    case 2: self = .suspect
+    case 3: self = .down
+    case 4: self = .fencing
+    case 5: self = .fenced
+    case 6: self = .recovered
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .ready: return 1
+    case .suspect: return 2
+    case .down: return 3
+    case .fencing: return 4
+    case .fenced: return 5
+    case .recovered: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_NodeStatus] = [
+    .unspecified,
+    .ready,
+    .suspect,
+    .down,
+    .fencing,
+    .fenced,
+    .recovered,
+  ]
+
+}
+
 public nonisolated enum Specola_V1_StorageActionKind: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unspecified // = 0
@@ -672,7 +742,7 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     set {action = .runTask(newValue)}
   }
 
-  /// Stop a running allocation (cancel, drain). Id: "stop/" + allocation id.
+  /// Stop a running allocation (cancel, drain). Id: InstructionID.stopTask (InstructionID.swift).
   public var stopTask: Specola_V1_StopTask {
     get {
       if case .stopTask(let v)? = action {return v}
@@ -681,7 +751,7 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     set {action = .stopTask(newValue)}
   }
 
-  /// Start one instance of an HA workload. Id: "wl/" + name + "/" + generation.
+  /// Start one instance of an HA workload. Id: InstructionID.startWorkload.
   public var startWorkload: Specola_V1_StartWorkload {
     get {
       if case .startWorkload(let v)? = action {return v}
@@ -690,7 +760,7 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     set {action = .startWorkload(newValue)}
   }
 
-  /// Stop one instance of an HA workload. Id: the start's id + "/stop".
+  /// Stop one instance of an HA workload. Id: InstructionID.stopWorkload.
   public var stopWorkload: Specola_V1_StopWorkload {
     get {
       if case .stopWorkload(let v)? = action {return v}
@@ -699,7 +769,7 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     set {action = .stopWorkload(newValue)}
   }
 
-  /// Carry out one storage action (GlusterFS). Id: the action's id ("st/" + number).
+  /// Carry out one storage action (GlusterFS). Id: the action's id, InstructionID.storageAction.
   public var storageAction: Specola_V1_StorageAction {
     get {
       if case .storageAction(let v)? = action {return v}
@@ -715,13 +785,13 @@ public nonisolated struct Specola_V1_Instruction: Sendable {
     case collectNow(Specola_V1_CollectNow)
     /// Start one allocation of a job's task. The instruction id is the allocation id.
     case runTask(Specola_V1_RunTask)
-    /// Stop a running allocation (cancel, drain). Id: "stop/" + allocation id.
+    /// Stop a running allocation (cancel, drain). Id: InstructionID.stopTask (InstructionID.swift).
     case stopTask(Specola_V1_StopTask)
-    /// Start one instance of an HA workload. Id: "wl/" + name + "/" + generation.
+    /// Start one instance of an HA workload. Id: InstructionID.startWorkload.
     case startWorkload(Specola_V1_StartWorkload)
-    /// Stop one instance of an HA workload. Id: the start's id + "/stop".
+    /// Stop one instance of an HA workload. Id: InstructionID.stopWorkload.
     case stopWorkload(Specola_V1_StopWorkload)
-    /// Carry out one storage action (GlusterFS). Id: the action's id ("st/" + number).
+    /// Carry out one storage action (GlusterFS). Id: the action's id, InstructionID.storageAction.
     case storageAction(Specola_V1_StorageAction)
 
   }
@@ -1932,10 +2002,18 @@ public nonisolated struct Specola_V1_Node: @unchecked Sendable {
     set {_uniqueStorage()._name = newValue}
   }
 
-  /// "ready", "suspect" or "down".
-  public var status: String {
-    get {_storage._status}
-    set {_uniqueStorage()._status = newValue}
+  /// What `specola nodes` shows: the committed step, with fresh liveness for the healthy
+  /// steps (set in API views only). Replicas before NodeStatus kept the committed step
+  /// here as text; a restored snapshot moves it to `committed_status`.
+  public var shownStatus: String {
+    get {_storage._shownStatus}
+    set {_uniqueStorage()._shownStatus = newValue}
+  }
+
+  /// The committed step on the failure ladder (replicated state).
+  public var committedStatus: Specola_V1_NodeStatus {
+    get {_storage._committedStatus}
+    set {_uniqueStorage()._committedStatus = newValue}
   }
 
   public var registeredAtUnixMs: Int64 {
@@ -2451,7 +2529,10 @@ public nonisolated struct Specola_V1_NodeHealthCommand: Sendable {
 
   public var node: String = String()
 
-  public var status: String = String()
+  /// The step as text, written by replicas before NodeStatus; read only when `step` is unset.
+  public var legacyStatus: String = String()
+
+  public var step: Specola_V1_NodeStatus = .unspecified
 
   public var reason: String = String()
 
@@ -4058,7 +4139,7 @@ public nonisolated struct Specola_V1_StorageAction: @unchecked Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// "st/" + number, handed out when the action is committed.
+  /// InstructionID.storageAction, numbered when the action is committed.
   public var id: String {
     get {_storage._id}
     set {_uniqueStorage()._id = newValue}
@@ -4862,6 +4943,10 @@ nonisolated extension Specola_V1_SensorState: SwiftProtobuf._ProtoNameProviding 
 
 nonisolated extension Specola_V1_GlusterUnavailableCause: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GLUSTER_UNAVAILABLE_CAUSE_NONE\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_NOT_INSTALLED\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_GLUSTERD_NOT_RUNNING\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_TIMED_OUT\0\u{1}GLUSTER_UNAVAILABLE_CAUSE_CLI_FAILED\0")
+}
+
+nonisolated extension Specola_V1_NodeStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NODE_STATUS_UNSPECIFIED\0\u{1}NODE_STATUS_READY\0\u{1}NODE_STATUS_SUSPECT\0\u{1}NODE_STATUS_DOWN\0\u{1}NODE_STATUS_FENCING\0\u{1}NODE_STATUS_FENCED\0\u{1}NODE_STATUS_RECOVERED\0")
 }
 
 nonisolated extension Specola_V1_StorageActionKind: SwiftProtobuf._ProtoNameProviding {
@@ -7928,11 +8013,12 @@ nonisolated extension Specola_V1_GetNodeRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Node"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0\u{3}fence_requested_by\0\u{3}gluster_collected_at_unix_ms\0\u{4}\u{16}labels_by_operator\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{5}shown_status\0status\0\u{3}registered_at_unix_ms\0\u{3}last_seen_unix_ms\0\u{3}last_applied_seq\0\u{3}seq_gaps\0\u{3}reports_applied\0\u{1}address\0\u{3}agent_version\0\u{1}facts\0\u{3}recent_sel\0\u{1}cordoned\0\u{1}draining\0\u{1}allocations\0\u{3}status_reason\0\u{3}status_since_unix_ms\0\u{3}fence_requested_by\0\u{3}gluster_collected_at_unix_ms\0\u{4}\u{16}labels_by_operator\0\u{4}F\u{1}committed_status\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
-    var _status: String = String()
+    var _shownStatus: String = String()
+    var _committedStatus: Specola_V1_NodeStatus = .unspecified
     var _registeredAtUnixMs: Int64 = 0
     var _lastSeenUnixMs: Int64 = 0
     var _lastAppliedSeq: UInt64 = 0
@@ -7961,7 +8047,8 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
     init(copying source: _StorageClass) {
       _name = source._name
-      _status = source._status
+      _shownStatus = source._shownStatus
+      _committedStatus = source._committedStatus
       _registeredAtUnixMs = source._registeredAtUnixMs
       _lastSeenUnixMs = source._lastSeenUnixMs
       _lastAppliedSeq = source._lastAppliedSeq
@@ -7998,7 +8085,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
         // enabled. https://github.com/apple/swift-protobuf/issues/1034
         switch fieldNumber {
         case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
-        case 2: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._shownStatus) }()
         case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._registeredAtUnixMs) }()
         case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._lastSeenUnixMs) }()
         case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastAppliedSeq) }()
@@ -8016,6 +8103,7 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._fenceRequestedBy) }()
         case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._glusterCollectedAtUnixMs) }()
         case 40: try { try decoder.decodeSingularBoolField(value: &_storage._labelsByOperator) }()
+        case 110: try { try decoder.decodeSingularEnumField(value: &_storage._committedStatus) }()
         default: break
         }
       }
@@ -8031,8 +8119,8 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if !_storage._name.isEmpty {
         try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
       }
-      if !_storage._status.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 2)
+      if !_storage._shownStatus.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._shownStatus, fieldNumber: 2)
       }
       if _storage._registeredAtUnixMs != 0 {
         try visitor.visitSingularInt64Field(value: _storage._registeredAtUnixMs, fieldNumber: 3)
@@ -8085,6 +8173,9 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if _storage._labelsByOperator != false {
         try visitor.visitSingularBoolField(value: _storage._labelsByOperator, fieldNumber: 40)
       }
+      if _storage._committedStatus != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._committedStatus, fieldNumber: 110)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -8095,7 +8186,8 @@ nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._Mes
         let _storage = _args.0
         let rhs_storage = _args.1
         if _storage._name != rhs_storage._name {return false}
-        if _storage._status != rhs_storage._status {return false}
+        if _storage._shownStatus != rhs_storage._shownStatus {return false}
+        if _storage._committedStatus != rhs_storage._committedStatus {return false}
         if _storage._registeredAtUnixMs != rhs_storage._registeredAtUnixMs {return false}
         if _storage._lastSeenUnixMs != rhs_storage._lastSeenUnixMs {return false}
         if _storage._lastAppliedSeq != rhs_storage._lastAppliedSeq {return false}
@@ -8898,7 +8990,7 @@ nonisolated extension Specola_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeHealthCommand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}status\0\u{1}reason\0\u{3}fence_requested_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}legacy_status\0\u{1}reason\0\u{3}fence_requested_by\0\u{2}j\u{1}step\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -8907,9 +8999,10 @@ nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, Swift
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.node) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.legacyStatus) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.fenceRequestedBy) }()
+      case 110: try { try decoder.decodeSingularEnumField(value: &self.step) }()
       default: break
       }
     }
@@ -8919,8 +9012,8 @@ nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, Swift
     if !self.node.isEmpty {
       try visitor.visitSingularStringField(value: self.node, fieldNumber: 1)
     }
-    if !self.status.isEmpty {
-      try visitor.visitSingularStringField(value: self.status, fieldNumber: 2)
+    if !self.legacyStatus.isEmpty {
+      try visitor.visitSingularStringField(value: self.legacyStatus, fieldNumber: 2)
     }
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
@@ -8928,12 +9021,16 @@ nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, Swift
     if !self.fenceRequestedBy.isEmpty {
       try visitor.visitSingularStringField(value: self.fenceRequestedBy, fieldNumber: 4)
     }
+    if self.step != .unspecified {
+      try visitor.visitSingularEnumField(value: self.step, fieldNumber: 110)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_NodeHealthCommand, rhs: Specola_V1_NodeHealthCommand) -> Bool {
     if lhs.node != rhs.node {return false}
-    if lhs.status != rhs.status {return false}
+    if lhs.legacyStatus != rhs.legacyStatus {return false}
+    if lhs.step != rhs.step {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.fenceRequestedBy != rhs.fenceRequestedBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
