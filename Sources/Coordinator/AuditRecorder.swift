@@ -39,7 +39,15 @@ final class AuditRecorder: Sendable {
 
     static func hash(_ request: (any SwiftProtobuf.Message)?) -> String {
         guard let request, let bytes = try? request.serializedBytes() as [UInt8] else { return "" }
-        return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        // Lower-case hex by table: String(format:) per byte cost more than the hash on every audited write.
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(64)
+        for byte in SHA256.hash(data: bytes) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     func record(_ principal: Principal, _ verb: Verb, _ resource: Resource, outcome: String, detail: String,

@@ -65,24 +65,33 @@ public final class RaftStorage: Sendable {
     /// so every stored entry goes too (any that follow arrive in `entries`). Leaving those
     /// after the snapshot would restart the replica with entries that belong to no leader's log.
     public func persist(hardState: HardState?, entries: [Entry], snapshot: Snapshot?) throws {
+        try write { db in try Self.store(hardState: hardState, entries: entries, snapshot: snapshot, db) }
+    }
+
+    /// Persists several Readies' parts, in order, in one transaction: one fsync for all (group commit).
+    public func persist(_ writes: [(hardState: HardState?, entries: [Entry])]) throws {
         try write { db in
-            // Cached statements: this runs once per Ready, so compiling SQL each time shows up.
-            if let snapshot {
-                try Self.storeSnapshot(snapshot, db)
-                try db.cachedStatement(sql: "DELETE FROM raft_entry").execute()
+            for part in writes { try Self.store(hardState: part.hardState, entries: part.entries, snapshot: nil, db) }
+        }
+    }
+
+    private static func store(hardState: HardState?, entries: [Entry], snapshot: Snapshot?, _ db: Database) throws {
+        // Cached statements: this runs once per Ready, so compiling SQL each time shows up.
+        if let snapshot {
+            try storeSnapshot(snapshot, db)
+            try db.cachedStatement(sql: "DELETE FROM raft_entry").execute()
+        }
+        if let first = entries.first {
+            // A new entry at an index replaces that index and everything after it.
+            try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx >= ?").execute(arguments: [first.index])
+            let insert = try db.cachedStatement(sql: "INSERT INTO raft_entry(idx, term, entry) VALUES (?, ?, ?)")
+            for entry in entries {
+                try insert.execute(arguments: [entry.index, entry.term, Data(entry.wireBytes())])
             }
-            if let first = entries.first {
-                // A new entry at an index replaces that index and everything after it.
-                try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx >= ?").execute(arguments: [first.index])
-                let insert = try db.cachedStatement(sql: "INSERT INTO raft_entry(idx, term, entry) VALUES (?, ?, ?)")
-                for entry in entries {
-                    try insert.execute(arguments: [entry.index, entry.term, Data(entry.wireBytes())])
-                }
-            }
-            if let hardState {
-                try db.cachedStatement(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('hard', ?)")
-                    .execute(arguments: [Data(hardState.wireBytes())])
-            }
+        }
+        if let hardState {
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO raft_meta(name, value) VALUES ('hard', ?)")
+                .execute(arguments: [Data(hardState.wireBytes())])
         }
     }
 

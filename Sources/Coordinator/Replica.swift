@@ -31,6 +31,8 @@ public actor Replica {
         /// The command's proposal id; empty for membership changes, which are matched by term.
         var id: Data = Data()
         var startedAt: ContinuousClock.Instant
+        /// When the core took it (for `WritePhases`).
+        var proposedAt: ContinuousClock.Instant = .now
         var continuation: CheckedContinuation<ApplyOutcome, any Error>
     }
 
@@ -57,6 +59,9 @@ public actor Replica {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private var raft: RaftNode
     private let storage: RaftStorage
+    /// Writes the log on its own thread (group commit); this actor never waits for an fsync
+    /// except to install a leader's snapshot.
+    private let writer: RaftLogWriter
     private let transport: PeerTransport
     private let logger: Logger
     private let staticPeers: [NodeID: Specola_V1_Member]
@@ -107,6 +112,7 @@ public actor Replica {
     /// Callers of `waitForProgress`, resumed when an entry is applied or leadership changes.
     private var progressWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     private var nextProgressWaiter: UInt64 = 0
+    private var phases = WritePhases()
 
     /// Soft state, leader only: when each agent was last heard from.
     private(set) var contact = NodeContact()
@@ -118,6 +124,7 @@ public actor Replica {
         self.settings = settings
         executor = DedicatedThreadExecutor(name: "replica-\(settings.name)")
         self.storage = storage
+        writer = RaftLogWriter(storage: storage, name: settings.name) { [transport] messages in transport.send(messages) }
         self.transport = transport
         self.thresholds = thresholds
         self.logger = logger
@@ -148,7 +155,17 @@ public actor Replica {
         transport.update(addresses: addressBook)
         denyList.replace(with: state.revoked)
         accessView.replace(with: state.access)
+        let executor = self.executor
+        writer.report(
+            written: { [weak self] written in
+                Task(executorPreference: executor) { await self?.logWritten(written) }
+            },
+            failed: { [weak self] error in
+                Task(executorPreference: executor) { await self?.storageFailed(error) }
+            })
     }
+
+    deinit { writer.close() }
 
     /// Rebuilds the address book (config peers, overridden by replicated members) and repoints the transport.
     private func refreshAddressBook() {
@@ -172,6 +189,7 @@ public actor Replica {
             raft.tick()
             expireStaleRequests()
             process()
+            phases.reportIfDue(logger)
         }
     }
 
@@ -226,33 +244,45 @@ public actor Replica {
 
     private func handleReadies() {
         while !stopped, let ready = raft.ready() {
+            let readyAt = ContinuousClock.now
             // The core says which messages need nothing on disk: a leader replicates its new
             // entries while writing them itself (Raft thesis §10.2.1).
             let early = ready.messagesBeforePersist
-            if !early.isEmpty { transport.send(early) }
+            if !early.isEmpty { transport.send(early); phases.sent(early.count) }
             // The commit index alone need not be durable (a restarted replica relearns it
             // from the leader), so a Ready that changes nothing else skips the fsync.
             let mustWrite = PersistencePolicy.mustPersist(ready, durable: durableHardState)
-            if mustWrite {
+            let late = ready.messagesAfterPersist
+            var writing = false
+            if ready.snapshot != nil {
+                // A leader's snapshot replaces the whole log: written in line, after every write before it.
+                writer.waitUntilIdle()
                 do {
-                    // An unchanged hard state is already on disk (up to its commit index).
+                    let persistStart = ContinuousClock.now
                     try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+                    if phases.enabled { phases.persisted(entries: ready.entries.count, took: .now - persistStart) }
                     if let hardState = ready.hardState { durableHardState = hardState }
                 } catch {
-                    // Sending after a failed persist could break Raft's promises; stop participating.
-                    logger.critical("cannot persist the Raft log; this replica stops serving", metadata: ["error": "\(error)"])
-                    stopped = true
-                    failEverything(ReplicaError.storageFailed("\(error)"))
+                    storageFailed(error)
                     return
                 }
+                if !late.isEmpty { transport.send(late); phases.sent(late.count) }
+            } else if mustWrite {
+                // The writer stores it after everything handed in before, then sends `late`.
+                writer.submit(.init(hardState: ready.hardState, entries: ready.entries, messages: late))
+                if let hardState = ready.hardState { durableHardState = hardState }
+                writing = true
+                phases.sent(late.count)
+            } else if !late.isEmpty {
+                // Nothing to store, but these answers may promise what a queued write still carries.
+                if writer.isIdle { transport.send(late) } else { writer.submit(.init(messages: late)) }
+                phases.sent(late.count)
             }
-            let late = ready.messagesAfterPersist
-            if !late.isEmpty { transport.send(late) }
             if let snapshot = ready.snapshot, snapshot.meta.index > applied {
                 restore(from: snapshot)
             }
             for entry in ready.committedEntries where entry.index > applied {
-                apply(entry)
+                apply(entry, committedAt: readyAt)
             }
             for readState in ready.readStates {
                 if let round = readRequests.removeValue(forKey: readState.context) {
@@ -260,8 +290,25 @@ public actor Replica {
                 }
             }
             if let soft = ready.softState { leadershipChanged(soft) }
-            raft.advance(ready)
+            raft.advance(ready, writing: writing)
         }
+    }
+
+    /// The writer stored a group of Readies: the core learns it (a leader's own log now counts
+    /// toward a quorum) and this replica carries on with what that allows.
+    private func logWritten(_ written: RaftLogWriter.Written) {
+        guard !stopped else { return }
+        if phases.enabled { phases.persisted(entries: written.entries, took: written.took) }
+        if let index = written.lastIndex, let term = written.lastTerm { raft.persisted(through: index, term: term) }
+        process()
+    }
+
+    private func storageFailed(_ error: any Error) {
+        guard !stopped else { return }
+        // Sending after a failed persist could break Raft's promises; stop participating.
+        logger.critical("cannot persist the Raft log; this replica stops serving", metadata: ["error": "\(error)"])
+        stopped = true
+        failEverything(ReplicaError.storageFailed("\(error)"))
     }
 
     /// Hands every queued command to the core as one batch: one log append, one append
@@ -287,11 +334,13 @@ public actor Replica {
             for proposal in queued { proposal.continuation.resume(throwing: error) }
             return
         }
+        let proposedAt = ContinuousClock.now
         for (offset, proposal) in queued.enumerated() {
             let index = first + Index(offset)
             // An older proposal at this index lost its entry to a new leader's log: it never commits.
             let displaced = proposals.updateValue(
-                Proposal(term: term, id: proposal.id, startedAt: proposal.startedAt, continuation: proposal.continuation), forKey: index)
+                Proposal(term: term, id: proposal.id, startedAt: proposal.startedAt, proposedAt: proposedAt,
+                         continuation: proposal.continuation), forKey: index)
             displaced?.continuation.resume(throwing: ReplicaError.superseded(index: index))
         }
         batchesInFlight.append(first + Index(queued.count) - 1)
@@ -307,7 +356,7 @@ public actor Replica {
             || queuedBytes >= Self.maxBatchBytes
     }
 
-    private func apply(_ entry: Entry) {
+    private func apply(_ entry: Entry, committedAt: ContinuousClock.Instant) {
         var outcome = ApplyOutcome.done
         var appliedID = Data()
         if entry.kind == .normal && !entry.data.isEmpty {
@@ -334,6 +383,7 @@ public actor Replica {
             // Another command at this index means ours was replaced: ids are never proposed twice.
             let ours = proposal.id.isEmpty ? proposal.term == entry.term : proposal.id == appliedID
             if ours {
+                phases.answered(startedAt: proposal.startedAt, proposedAt: proposal.proposedAt, committedAt: committedAt, now: .now)
                 proposal.continuation.resume(returning: outcome)
             } else {
                 proposal.continuation.resume(throwing: ReplicaError.superseded(index: entry.index))
@@ -378,6 +428,9 @@ public actor Replica {
     private func compactIfDue() {
         let snapshotIndex = raft.snapshotMeta.index
         guard applied > snapshotIndex, applied - snapshotIndex >= settings.snapshotEvery else { return }
+        // Entries commit (and apply) once a majority stored them, which may be before this
+        // replica's own write finished; the snapshot waits for that write.
+        guard applied <= raft.persistedIndex else { return }
         var image = state.snapshot()
         image.appliedIndex = applied
         image.appliedTerm = appliedTerm
@@ -603,7 +656,7 @@ public actor Replica {
     // MARK: - Observation
 
     /// False from the moment a write failed: such a replica leads nothing, whatever its core's role.
-    public var isLeader: Bool { !stopped && raft.role == .leader }
+    public var isLeader: Bool { !stopped && !writer.hasFailed && raft.role == .leader }
     public var leaderID: NodeID? { stopped && raft.leader == settings.id ? nil : raft.leader }
     public var term: Term { raft.term }
     public var commitIndex: Index { raft.commitIndex }

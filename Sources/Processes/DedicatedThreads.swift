@@ -35,7 +35,9 @@ public func onDedicatedThread<T: Sendable>(
 /// A serial executor with one thread of its own. An actor whose jobs block (a Raft replica
 /// that fsyncs its log, an outbox that commits to SQLite) runs on one, so its waits hold
 /// only its own thread. The thread ends when the executor is released.
-public final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {
+/// It is also a task executor, so a task started from another thread (a storage thread's
+/// report) runs its nonisolated part on this thread rather than hopping through the pool.
+public final class DedicatedThreadExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
     private let jobs: JobQueue
 
     public init(name: String) {

@@ -19,7 +19,7 @@ struct RaftLog: Sendable {
         }
         self.snapshot = snapshot
         self.entries = entries
-        self.unstable = UnstableLog(offset: expected, snapshot: nil)
+        self.unstable = UnstableLog(offset: expected, handedOff: expected, snapshot: nil)
         let lastIndex = expected - 1
         precondition(committed <= lastIndex, "persisted commit \(committed) beyond last index \(lastIndex)")
         self.committed = max(committed, snapshot.meta.index)
@@ -68,8 +68,9 @@ struct RaftLog: Sendable {
         return Array(entries[start..<end])
     }
 
+    /// Entries not yet persisted nor handed off to be.
     var unstableEntries: [Entry] {
-        let start = max(unstable.offset, firstIndex)
+        let start = max(unstable.handedOff, firstIndex)
         guard start <= lastIndex else { return [] }
         return Array(entries[Int(start - firstIndex)...])
     }
@@ -134,7 +135,7 @@ struct RaftLog: Sendable {
         snapshot = snap
         entries = []
         committed = snap.meta.index
-        unstable = UnstableLog(offset: snap.meta.index + 1, snapshot: snap)
+        unstable = UnstableLog(offset: snap.meta.index + 1, handedOff: snap.meta.index + 1, snapshot: snap)
     }
 
     /// Drops the prefix through the snapshot's index, which the driver built itself.

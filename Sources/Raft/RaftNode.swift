@@ -751,6 +751,26 @@ public struct RaftNode: Sendable {
 
     // MARK: - Ready
 
+    /// Last index the driver has durably stored.
+    public var persistedIndex: Index { log.persistedIndex }
+
+    /// A background write the driver handed off with `advance(_:writing:)` is on disk, through
+    /// `index` written in `term`. A write of entries that a newer leader's have since replaced
+    /// (the term differs) proves nothing and is ignored: the replacing write follows it.
+    public mutating func persisted(through index: Index, term entryTerm: Term) {
+        guard index >= log.unstable.offset, log.term(at: index) == entryTerm, index < log.unstable.handedOff else { return }
+        log.unstable.stable(through: index)
+        countOwnPersistence()
+    }
+
+    /// Leader: our own log counts toward the quorum only once it is durable.
+    private mutating func countOwnPersistence() {
+        guard role == .leader, var me = tracker.progress[id] else { return }
+        _ = me.maybeUpdate(log.persistedIndex)
+        tracker.progress[id] = me
+        maybeCommit()
+    }
+
     /// Whether `ready()` would return something.
     public var hasReady: Bool { ready() != nil }
 
@@ -774,6 +794,15 @@ public struct RaftNode: Sendable {
 
     /// Records that the driver carried out `ready` (persisted, sent, applied).
     public mutating func advance(_ ready: Ready) {
+        advance(ready, writing: false)
+    }
+
+    /// Records that the driver carried out `ready`. With `writing`, its entries and hard state
+    /// are still on their way to disk (a storage thread writes them in the background, in order):
+    /// they are not handed out again, and they count toward a quorum only once the driver calls
+    /// `persisted(through:term:)`. A Ready with a snapshot must be written in line (`writing` false).
+    public mutating func advance(_ ready: Ready, writing: Bool) {
+        precondition(!writing || ready.snapshot == nil, "a snapshot from the leader is written in line")
         if let hs = ready.hardState { lastHardState = hs }
         if let ss = ready.softState { lastSoftState = ss }
         if let snapshot = ready.snapshot, log.unstable.snapshot == snapshot {
@@ -781,20 +810,17 @@ public struct RaftNode: Sendable {
             log.applied(to: snapshot.meta.index)
         }
         if let last = ready.entries.last, log.term(at: last.index) == last.term {
-            log.unstable.stable(through: last.index)
+            if writing {
+                log.unstable.handedOff(through: last.index)
+            } else {
+                log.unstable.stable(through: last.index)
+            }
         }
         if let last = ready.committedEntries.last { log.applied(to: last.index) }
         precondition(ready.messages.count <= outbox.count && ready.readStates.count <= readStates.count,
                      "advance called with a Ready this node did not produce")
         outbox.removeFirst(ready.messages.count)
         readStates.removeFirst(ready.readStates.count)
-        if role == .leader {
-            // Our own log counts toward the quorum only once it is durable.
-            if var me = tracker.progress[id] {
-                _ = me.maybeUpdate(log.persistedIndex)
-                tracker.progress[id] = me
-                maybeCommit()
-            }
-        }
+        countOwnPersistence()
     }
 }

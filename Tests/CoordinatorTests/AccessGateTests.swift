@@ -11,6 +11,13 @@ import CooperativePoolWatch
 /// The gate every RPC passes: it decides from the replica's applied projects and bindings, and
 /// its audit records reach the replicated log in batches, refusals rate-limited.
 @Suite(.watchesCooperativePool) struct AccessGateTests {
+    /// An audit record names the request by the lower-case hex SHA-256 of its bytes (checked against Python's hashlib).
+    @Test func theRequestHashIsTheHexSHA256OfItsBytes() {
+        let request = Specola_V1_KvPutRequest.with { $0.key = "k"; $0.value = Data("v".utf8) }
+        #expect(AuditRecorder.hash(request) == "9142c196566718047b5dc13612b8be144b2dad65bcc2f0b46a999813227c2652")
+        #expect(AuditRecorder.hash(nil) == "")
+    }
+
     @Test func refusalsAndAllowedCallsAreCommittedAndAFloodIsFolded() async throws {
         let dir = try TempDir()
         defer { dir.remove() }

@@ -70,6 +70,12 @@ final class SimNode {
     var machine = StateMachine()
     /// Highest commit index whose entries were checked against the global record.
     var checkedCommit: Index = 0
+    /// Background writes (`Simulation.backgroundWrites`) not yet on disk, oldest first, each
+    /// with the messages that leave once it is.
+    var pendingWrites: [(hardState: HardState?, entries: [Entry], messages: [Message])] = []
+
+    /// The hard state the driver last handed to storage: what the persistence policy compares with.
+    var submittedHardState: HardState { pendingWrites.last { $0.hardState != nil }?.hardState ?? storage.hardState }
 
     init(id: NodeID, config: RaftConfig, storage: PersistedState) {
         self.id = id
@@ -118,6 +124,11 @@ final class Simulation {
     var readyProbability = 1.0
     /// Makes the driver send every message before persisting (a bug the invariants must catch).
     var driverSendsBeforePersisting = false
+    /// The driver writes as production's storage thread does: a Ready's writes and the messages
+    /// that wait for them queue per node and land, in order and together, when `flushWrites`
+    /// runs (group commit); the core learns of them through `persisted(through:term:)`. A crash
+    /// loses what has not landed, as a power cut loses what was not synced.
+    var backgroundWrites = false
     var trace: [String]? = nil
 
     // Invariant bookkeeping, global across crashes.
@@ -202,6 +213,7 @@ final class Simulation {
     func crash(_ id: NodeID) {
         note("crash \(id)")
         nodes[id]!.raft = nil
+        nodes[id]!.pendingWrites = []
     }
 
     func restart(_ id: NodeID) throws {
@@ -213,7 +225,9 @@ final class Simulation {
     func compact(_ id: NodeID) throws {
         guard let node = nodes[id], let raft = node.raft else { return }
         let index = node.machine.index
-        guard index > raft.snapshotMeta.index else { return }
+        // Background writes: entries commit and apply once a majority stored them, perhaps before
+        // this node's own write landed; the snapshot waits for it, as the production driver's does.
+        guard index > raft.snapshotMeta.index, index <= raft.persistedIndex else { return }
         do {
             try node.raft!.compact(through: index, snapshotData: node.machine.bytes)
         } catch {
@@ -237,22 +251,24 @@ final class Simulation {
             crash(id)
             return
         }
+        if backgroundWrites && rd.snapshot != nil { try flushWrites(id) }
+        var writing = false
         // The production policy decides what reaches the disk (a commit-only change does not).
-        if PersistencePolicy.mustPersist(rd, durable: node.storage.hardState) {
-            try checkNewEntries(node, rd.entries)
-            if let first = rd.entries.first {
-                let kept = rd.snapshot.map { $0.meta.index } ?? node.storage.entries.last(where: { $0.index < first.index })?.index
-                    ?? node.storage.snapshot?.meta.index ?? 0
-                guard first.index == kept + 1 else {
-                    throw SimFailure(description: "node \(id) persisted entries at \(first.index), storage expects \(kept + 1)")
-                }
+        if PersistencePolicy.mustPersist(rd, durable: node.submittedHardState) {
+            if backgroundWrites && rd.snapshot == nil {
+                try checkNewEntries(node, rd.entries)
+                node.pendingWrites.append((rd.hardState, rd.entries, driverSendsBeforePersisting ? [] : rd.messagesAfterPersist))
+                writing = true
+            } else {
+                try checkNewEntries(node, rd.entries)
+                try store(node, hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot)
             }
-            if let hs = rd.hardState, hs.term < node.storage.hardState.term {
-                throw SimFailure(description: "node \(id) persisted term going backwards")
-            }
-            node.storage.persist(hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot)
+        } else if backgroundWrites && !node.pendingWrites.isEmpty && !driverSendsBeforePersisting {
+            // Nothing of its own to write, but its answers may promise what a queued write carries.
+            node.pendingWrites.append((nil, [], rd.messagesAfterPersist))
+            writing = true
         }
-        if !driverSendsBeforePersisting {
+        if !driverSendsBeforePersisting && !writing {
             for m in rd.messagesAfterPersist { send(m) }
         }
         if let snap = rd.snapshot {
@@ -285,8 +301,44 @@ final class Simulation {
             }
             readsServed += 1
         }
-        node.raft!.advance(rd)
+        node.raft!.advance(rd, writing: writing && rd.snapshot == nil)
         try check()
+    }
+
+    /// Writes what a Ready asks for to the node's durable storage, checking the driver's contract.
+    private func store(_ node: SimNode, hardState: HardState?, entries: [Entry], snapshot: Snapshot?) throws {
+        if let first = entries.first {
+            let kept = snapshot.map { $0.meta.index } ?? node.storage.entries.last(where: { $0.index < first.index })?.index
+                ?? node.storage.snapshot?.meta.index ?? 0
+            guard first.index == kept + 1 else {
+                throw SimFailure(description: "node \(node.id) persisted entries at \(first.index), storage expects \(kept + 1)")
+            }
+        }
+        if let hs = hardState, hs.term < node.storage.hardState.term {
+            throw SimFailure(description: "node \(node.id) persisted term going backwards")
+        }
+        node.storage.persist(hardState: hardState, entries: entries, snapshot: snapshot)
+    }
+
+    /// Background writes: everything queued on `id` lands (one group commit), then the messages
+    /// that waited for it leave and the core learns what is durable.
+    func flushWrites(_ id: NodeID) throws {
+        guard let node = nodes[id], node.raft != nil, !node.pendingWrites.isEmpty else { return }
+        let writes = node.pendingWrites
+        node.pendingWrites = []
+        for write in writes where write.hardState != nil || !write.entries.isEmpty {
+            try store(node, hardState: write.hardState, entries: write.entries, snapshot: nil)
+        }
+        note("flush \(id): \(writes.count) writes")
+        for write in writes { for m in write.messages { send(m) } }
+        if let last = writes.last(where: { !$0.entries.isEmpty })?.entries.last {
+            node.raft!.persisted(through: last.index, term: last.term)
+        }
+        try check()
+    }
+
+    func flushAllWrites() throws {
+        for id in ids { try flushWrites(id) }
     }
 
     func processAllReadies() throws {
@@ -295,8 +347,9 @@ final class Simulation {
         while progress && rounds < 50 {
             progress = false
             rounds += 1
-            for id in ids where nodes[id]!.raft?.ready() != nil {
+            for id in ids where nodes[id]!.raft?.ready() != nil || !nodes[id]!.pendingWrites.isEmpty {
                 try processReady(id)
+                try flushWrites(id)
                 progress = true
             }
         }
@@ -339,6 +392,7 @@ final class Simulation {
         node.raft!.step(m)
         try check()
         if rng.chance(readyProbability) { try processReady(m.to) }
+        if backgroundWrites, rng.chance(0.3) { try flushWrites(ids[rng.below(ids.count)]) }
         return true
     }
 
