@@ -90,7 +90,7 @@ let package = Package(
         // The wire messages alone (no gRPC, no NIO), so the pure cluster core can use them.
         .target(
             name: "SpecolaWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
-            path: "Sources/Wire", exclude: ["specola.proto"], swiftSettings: settings),
+            path: "Sources/Wire", exclude: ["agent.proto", "state.proto", "peer.proto", "api.proto"], swiftSettings: settings),
         // Every decision of the leader that needs no I/O: the replicated state and its books, the
         // failure ladder, the HA planner, alert rules, the scheduling input. No NIO, gRPC, GRDB or
         // Logging here; the compiler keeps it pure.

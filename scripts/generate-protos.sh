@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the committed Swift for the project's .proto files:
-#   Sources/Wire/specola.proto              -> Sources/Wire/Generated     (the messages: SwiftProtobuf, no gRPC)
+#   Sources/Wire/{agent,state,peer,api}.proto -> Sources/Wire/Generated   (the messages: SwiftProtobuf, no gRPC)
 #   Sources/Protocol/specola_services.proto -> Sources/Protocol/Generated (gRPC clients and servers, importing SpecolaWire)
 #   Sources/Bench/etcd_kv.proto    -> Sources/Bench/Generated   (etcd subset, client only)
 # Needs protoc (Debian: protobuf-compiler). Builds the two Swift plugins from
@@ -20,9 +20,13 @@ plugins=(--plugin=protoc-gen-swift="$bin/protoc-gen-swift" --plugin=protoc-gen-g
 
 mapping="$(mktemp)"
 trap 'rm -f "$mapping"' EXIT
-printf 'mapping { module_name: "SpecolaWire" proto_file_path: "specola.proto" }\n' >"$mapping"
+wire=(agent state peer api)
+for file in "${wire[@]}"; do
+  printf 'mapping { module_name: "SpecolaWire" proto_file_path: "%s.proto" }\n' "$file"
+done >"$mapping"
+mkdir -p Sources/Wire/Generated
 protoc "${plugins[@]}" --swift_opt=Visibility=Public --swift_out=Sources/Wire/Generated \
-  -I Sources/Wire Sources/Wire/specola.proto
+  -I Sources/Wire $(printf "Sources/Wire/%s.proto " "${wire[@]}")
 protoc "${plugins[@]}" \
   --grpc-swift-2_opt=Visibility=Public,ProtoPathModuleMappings="$mapping" --grpc-swift-2_out=Sources/Protocol/Generated \
   -I Sources/Wire -I Sources/Protocol Sources/Protocol/specola_services.proto

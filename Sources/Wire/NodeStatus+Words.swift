@@ -1,4 +1,4 @@
-/// `NodeStatus` (specola.proto) is the one node-status vocabulary. The words operators see
+/// `NodeStatus` (state.proto) is the one node-status vocabulary. The words operators see
 /// (`specola nodes`, `--json`, metrics, logs, refusals) come from here and nowhere else.
 public typealias NodeStatus = Specola_V1_NodeStatus
 

@@ -1,4 +1,4 @@
-/// Specola's gRPC services. The messages they carry are in specola.proto (module SpecolaWire);
+/// Specola's gRPC services. The messages they carry are in Sources/Wire/*.proto (module SpecolaWire);
 /// the services live here so that code which only needs the messages does not link gRPC.
 /// Rules: add methods only; never rename a service or a method (the path is the wire name).
 /// Regenerate the Swift with scripts/generate-protos.sh.
