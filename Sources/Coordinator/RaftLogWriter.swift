@@ -122,11 +122,12 @@ final class RaftLogWriter: @unchecked Sendable {
                     failed?(error)
                 }
             }
+            // Reported before the jobs count as finished, so `waitUntilIdle` also covers the report.
+            if let report, jobs.contains(where: \.writes) { written?(report) }
             condition.lock()
             pending -= jobs.count
             condition.broadcast()
             condition.unlock()
-            if let report, jobs.contains(where: \.writes) { written?(report) }
         }
     }
 }

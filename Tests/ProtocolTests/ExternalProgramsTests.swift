@@ -34,6 +34,9 @@ import SpecolaProcesses
         .init(name: "glusterd", package: "glusterfs-server"),
         .init(name: "mount.glusterfs", package: "glusterfs-client"),
         .init(name: "mount", package: "mount"), .init(name: "umount", package: "mount"),
+        // The disk-failure test puts a brick on an ext4 loop device.
+        .init(name: "losetup", package: "mount"), .init(name: "mkfs.ext4", package: "e2fsprogs"),
+        .init(name: "truncate", package: "coreutils"),
         // Partitions, namespaces, certificates, receivers, units.
         .init(name: "iptables", package: "iptables"), .init(name: "ip", package: "iproute2"),
         .init(name: "openssl", package: "openssl"), .init(name: "curl", package: "curl"),
