@@ -80,37 +80,39 @@ import Glibc
 
     @Test func pipelineRunsInOrderWithFanOutFanInAndStepOutputs() async throws {
         let cluster = try await Self.startCluster(agents: [("node1", "127.0.1.1", "r1"), ("node2", "127.0.1.2", "r2")])
-        try await cluster.withCleanup(removingContainersOf: ["reduce-m31"]) {
+        try await cluster.withCleanup(removingContainersOf: ["pipeline-m31"]) {
             let archive = cluster.dir.file("archive")
             try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
             let sample = try String(contentsOfFile: BuiltProducts.repositoryRoot + "/Sources/Jobs/Samples/reduce-pipeline.yaml", encoding: .utf8)
                 .replacingOccurrences(of: "localhost/specola-mini", with: "IMAGE")
                 .replacingOccurrences(of: "source: /srv/archive", with: "source: \(archive)")
+                // Its own name: DevCommandTests runs the same sample in the same podman store.
+                .replacingOccurrences(of: "name: reduce-m31", with: "name: pipeline-m31")
             let file = try Self.spec(cluster, "reduce.yaml", sample)
 
             let result = try await cluster.cli(["job", "run", file])
             #expect(result.status == 0, "job run: \(result.stdout)\n\(result.stderr)")
-            let job = try await Self.status(cluster, "reduce-m31")
+            let job = try await Self.status(cluster, "pipeline-m31")
             #expect(job.state == "succeeded")
             #expect(job.tasks.count == 10)
             #expect(job.tasks.allSatisfy { $0.state == "succeeded" && $0.exitCodeKnown && $0.exitCode == 0 })
             #expect(Set(job.tasks.map(\.node)) == ["node1", "node2"], "the fan-out used both nodes")
 
             // Each calibrate instance got prepare's output, so it ran after prepare succeeded.
-            let calibrate = try await cluster.cli(["logs", "reduce-m31/calibrate", "--json"])
+            let calibrate = try await cluster.cli(["logs", "pipeline-m31/calibrate", "--json"])
             let calibrateLogs = try Specola_V1_JobLogsResponse(jsonString: calibrate.stdout, options: Self.lenient)
             #expect(calibrateLogs.tasks.count == 8)
             for (index, task) in calibrateLogs.tasks.enumerated() {
                 #expect(task.stdout.contains("calibrating exp0\(index + 1) with bias-m31.fits"), "\(task.taskID): \(task.stdout)")
             }
             // The fan-in saw all eight outputs, so it ran after every calibrate instance succeeded.
-            let stack = try await cluster.cli(["logs", "reduce-m31/stack"])
+            let stack = try await cluster.cli(["logs", "pipeline-m31/stack"])
             #expect(stack.stdout.contains("stacking 8 calibrated exposures"), "\(stack.stdout)")
             for item in 1...8 { #expect(stack.stdout.contains("exp0\(item)-cal.fits")) }
             let listed = try await cluster.cli(["kv", "ls", "jobs/\(job.id)/outputs/calibrate/", "--json"])
             let outputs = try Specola_V1_KvListResponse(jsonString: listed.stdout, options: Self.lenient).kvs
             #expect(outputs.map { String(decoding: $0.value, as: UTF8.self) } == (1...8).map { "exp0\($0)-cal.fits" })
-            try await Self.expectContainersRemoved(of: "reduce-m31")
+            try await Self.expectContainersRemoved(of: "pipeline-m31")
         }
     }
 
