@@ -263,13 +263,18 @@ struct GlusterCLI: Sendable {
 
     @discardableResult
     func run(_ args: [String], xml: Bool = false) async throws -> Data {
+        try await retryingWhileLocked { try await runOnce(args, xml: xml) }
+    }
+
+    /// Runs `body` again while it fails on glusterd's lock: as a failed command, or (with
+    /// `--xml`, which exits 0) as the error inside the XML answer that `body` parses.
+    private func retryingWhileLocked<T>(_ body: () async throws -> T) async throws -> T {
         let giveUpAt = ContinuousClock.now + Self.lockContentionPatience
         var attempt = 0
         while true {
             do {
-                return try await runOnce(args, xml: xml)
-            } catch let error as StorageActionError
-                where Self.lockContention.contains(where: error.description.contains) && ContinuousClock.now < giveUpAt {
+                return try await body()
+            } catch where Self.lockContention.contains(where: "\(error)".contains) && ContinuousClock.now < giveUpAt {
                 attempt += 1
                 try await Task.sleep(for: .milliseconds(250 * min(attempt, 8)))
             }
@@ -311,12 +316,12 @@ struct GlusterCLI: Sendable {
 
     /// The brick's process as `volume status VOL --xml` reports it; nil when it is not listed.
     func brickStatus(_ volume: String, _ brick: String) async throws -> GlusterXML.ProcessStatus? {
-        try GlusterXML.status(try await run(["volume", "status", volume], xml: true)).bricks[brick]
+        try await retryingWhileLocked { try GlusterXML.status(try await runOnce(["volume", "status", volume], xml: true)).bricks[brick] }
     }
 
     /// Every brick of the volume, "HOST:PATH".
     func brickNames(_ volume: String) async throws -> [String] {
-        let info = try GlusterXML.volumes(try await run(["volume", "info", volume], xml: true))
+        let info = try await retryingWhileLocked { try GlusterXML.volumes(try await runOnce(["volume", "info", volume], xml: true)) }
         return info.volumes.first { $0.name == volume }?.bricks.map { "\($0.host):\($0.path)" } ?? []
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import TestSupport
 import Testing
 @testable import SpecolaAgent
@@ -18,5 +21,28 @@ import CooperativePoolWatch
         try FileManager.default.createDirectory(atPath: dir.file("full"), withIntermediateDirectories: true)
         try dir.write("full/data", "x")
         #expect(StorageRunner.spareProblem("\(dir.path)/full")?.contains("not an empty directory") == true)
+    }
+
+    /// glusterd's lock, held by another peer's query, answers `--xml` calls with exit 0 and the
+    /// refusal inside the XML (a cold run failed a brick restart on it); the call is tried again.
+    @Test(.runsOffThePool) func aQueryRefusedOnGlusterdsLockIsTriedAgain() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let healthy = BuiltProducts.repositoryRoot + "/Tests/Fixtures/gluster/status-gv0-healthy.xml"
+        try dir.write("gluster", """
+            #!/bin/sh
+            if [ ! -e \(dir.path)/refused ]; then
+              touch \(dir.path)/refused
+              echo '<?xml version="1.0"?><cliOutput><opRet>-1</opRet><opErrno>30800</opErrno><opErrstr>Another transaction is in progress for gv0. Please try again after some time.</opErrstr></cliOutput>'
+              exit 0
+            fi
+            cat \(healthy)
+            """)
+        chmod(dir.file("gluster"), 0o755)
+        var settings = StorageRunner.Settings()
+        settings.command = [dir.file("gluster")]
+        let status = try await GlusterCLI(settings: settings).brickStatus("gv0", "10.77.14.1:/tmp/h14cap/pool/p1/bricks/gv0")
+        #expect(FileManager.default.fileExists(atPath: dir.file("refused")), "the stand-in never refused")
+        #expect(status?.online == true)
     }
 }
