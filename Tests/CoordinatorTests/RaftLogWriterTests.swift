@@ -60,4 +60,38 @@ import Testing
         #expect(stored.entries.map(\.term) == [1, 2, 2])
         #expect(stored.hardState == HardState(term: 2, vote: 3))
     }
+
+    /// A write SQLite refuses (here: the connection made read-only, a real SQLITE_READONLY) stops
+    /// the writer for good: `failed` is told once, and neither that job's answers nor any later
+    /// job's leave, since they would promise what is not on disk.
+    @Test func afterAFailedWriteNothingIsSentOrWritten() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let storage = try RaftStorage(path: dir.file("raft.sqlite"))
+        let sent = Mutex<[Message]>([])
+        let writer = RaftLogWriter(storage: storage, name: "test") { messages in sent.withLock { $0 += messages } }
+        defer { writer.close() }
+        let failures = Mutex<[String]>([])
+        writer.report(written: { _ in }, failed: { error in failures.withLock { $0.append("\(error)") } })
+
+        writer.submit(.init(hardState: HardState(term: 1, vote: 2), entries: Self.log(1...2, term: 1), messages: [Self.answer(2)]))
+        writer.waitUntilIdle()
+        #expect(sent.withLock { $0 } == [Self.answer(2)])
+        #expect(!writer.hasFailed)
+
+        try storage.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA query_only = 1") }
+        writer.submit(.init(entries: Self.log(3...4, term: 1), messages: [Self.answer(4)]))
+        writer.waitUntilIdle()
+        writer.submit(.init(messages: [Self.answer(40)]))
+        writer.submit(.init(entries: Self.log(5...5, term: 1), messages: [Self.answer(5)]))
+        writer.waitUntilIdle()
+
+        #expect(writer.hasFailed)
+        #expect(sent.withLock { $0 } == [Self.answer(2)], "answers left after the log could not be written")
+        let failed = failures.withLock { $0 }
+        #expect(failed.count == 1, "failures reported: \(failed)")
+        #expect(failed.first?.contains("readonly") == true, "\(failed)")
+        let stored = try #require(try storage.load())
+        #expect(stored.entries.map(\.index) == [1, 2])
+    }
 }
