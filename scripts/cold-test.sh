@@ -13,7 +13,8 @@ n=${1:?usage: cold-test.sh N [hog]}; hog=${2:-}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 pkgs="openipmi freeipmi-tools ipmitool libipmimonitoring-dev libfreeipmi-dev libvirt-dev libvirt-clients libvirt-daemon
       podman runc catatonit busybox-static iptables python3-aiosmtpd python3-jsonschema conmon
-      glusterfs-server glusterfs-client smartmontools lemonldap-ng lemonldap-ng-fastcgi-server libio-string-perl"
+      glusterfs-server glusterfs-client smartmontools lemonldap-ng lemonldap-ng-fastcgi-server libio-string-perl
+      glewlwyd glewlwyd-common dbconfig-no-thanks"
 export DEBIAN_FRONTEND=noninteractive
 if command -v podman >/dev/null; then
   podman system reset --force >/dev/null 2>&1

@@ -33,6 +33,7 @@ core=(
   lemonldap-ng lemonldap-ng-fastcgi-server         # OIDC provider for the sign-in tests (Tests/Fixtures/oidc, plackup)
   libgd-securityimage-perl libimage-magick-perl libstring-random-perl
   libio-string-perl libcrypt-openssl-rsa-perl libcrypt-openssl-x509-perl libcrypt-openssl-bignum-perl
+  glewlwyd dbconfig-no-thanks sqlite3              # OIDC provider with the device grant (Tests/Fixtures/oidc/start-glewlwyd.sh)
 )
 bench=(prometheus-node-exporter prometheus-ipmi-exporter)
 peers=(glusterfs-server glusterfs-client etcd-server etcd-client prometheus-alertmanager
@@ -76,6 +77,8 @@ if [ ! -e "$policy" ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# glewlwyd's postinst would write /etc/glewlwyd and a database; the tests bring their own.
+echo "glewlwyd glewlwyd/config_type select No configuration" | debconf-set-selections
 echo "install-deps: installing ${missing[*]}"
 apt-get update -qq
 for pkg in "${missing[@]}"; do

@@ -12,7 +12,8 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     static let maxKeyBytes = 1_024
     static let maxValueBytes = 1 << 20
 
-    /// Viewers read the store, operators write it; a node reaches only its own `nodes/NAME/` prefix.
+    /// Viewers read the store, operators write it; a project's step outputs (`jobs/PROJECT/`) are read
+    /// and written by its members too, and by no other project's; a node reaches only its own `nodes/NAME/` prefix.
     private func authorize(_ context: ServerContext, _ verb: Verb, key: String, listing: Bool = false) async throws -> Principal {
         let caller = try await access.check(context, verb, .kv(key))
         if caller.kind == .node, let refusal = KVScope.refusal(node: caller.name, key: key, listing: listing) {
@@ -97,9 +98,11 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     }
 
     func list(request: Specola_V1_KvListRequest, context: ServerContext) async throws -> Specola_V1_KvListResponse {
-        _ = try await authorize(context, .kvRead, key: request.prefix, listing: true)
+        let caller = try await authorize(context, .kvRead, key: request.prefix, listing: true)
         if !request.stale { try await serving { try await replica.readBarrier() } }
-        let entries = await replica.kvList(prefix: request.prefix, limit: Int(request.limit))
+        // A member lists its own projects' step outputs only.
+        let readable = access.readableProjects(of: caller)
+        let entries = await replica.kvList(prefix: request.prefix, limit: Int(request.limit), readable: readable)
         let revision = await replica.kvRevision
         return .with {
             $0.kvs = entries

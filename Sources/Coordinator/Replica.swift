@@ -684,8 +684,10 @@ public actor Replica {
     }
 
     public func kvGet(_ key: String) -> Specola_V1_KeyValue? { state.kv[key] }
-    public func kvList(prefix: String, limit: Int) -> [Specola_V1_KeyValue] {
-        let matching = state.kv.values.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }
+    /// Keys under `prefix`, leaving out other projects' step outputs when `readable` names the caller's projects.
+    public func kvList(prefix: String, limit: Int, readable: Set<String>? = nil) -> [Specola_V1_KeyValue] {
+        let matching = state.kv.values.filter { $0.key.hasPrefix(prefix) && KVScope.isListed($0.key, readable: readable) }
+            .sorted { $0.key < $1.key }
         return limit > 0 ? Array(matching.prefix(limit)) : matching
     }
     public var kvRevision: UInt64 { state.kvRevision }

@@ -74,6 +74,36 @@ import CooperativePoolWatch
         #expect(message(decide(alice, [], .jobRead, .job("astro/j", project: "astro"))).contains("holds no role"))
     }
 
+    /// Step outputs live under `jobs/PROJECT/NAME/outputs/`: the project's members read and write
+    /// them, another project's members do neither; viewers read, operators write; other keys keep their roles.
+    @Test func aProjectsStepOutputsAreItsMembersAndNoOtherProjects() {
+        let key = JobBook.outputKey(job: "radio/reduce", step: "prepare", instance: "0", key: "bias")
+        #expect(Resource.kv(key).project == "radio")
+        let astro: Set<AccessRole> = [.member(project: "astro")]
+        #expect(message(decide(alice, astro, .kvRead, .kv(key)))
+            == "user/alice may not kv.read on kv/\(key) (project radio): it needs viewer, operator, admin or member of radio; user/alice holds member of astro")
+        #expect(message(decide(alice, astro, .kvWrite, .kv(key)))
+            == "user/alice may not kv.write on kv/\(key) (project radio): it needs operator, admin or member of radio; user/alice holds member of astro")
+        #expect(!decide(alice, astro, .kvRead, .kv(JobBook.outputPrefix(job: "radio/reduce", step: "prepare"))).isAllowed)
+        let radio: Set<AccessRole> = [.member(project: "radio")]
+        #expect(decide(alice, radio, .kvRead, .kv(key)) == .allow)
+        #expect(decide(alice, radio, .kvWrite, .kv(key)) == .allow)
+        #expect(decide(alice, [.viewer], .kvRead, .kv(key)) == .allow)
+        #expect(!decide(alice, [.viewer], .kvWrite, .kv(key)).isAllowed)
+        #expect(decide(alice, [.operator], .kvWrite, .kv(key)) == .allow)
+        // Outside `jobs/PROJECT/`: members read, only operators write, as before.
+        for other in ["config/site", "jobs/", "jobs/radio", "nodes/node1/x"] {
+            #expect(Resource.kv(other).project == nil, "\(other)")
+            #expect(decide(alice, astro, .kvRead, .kv(other)) == .allow, "\(other)")
+            #expect(message(decide(alice, astro, .kvWrite, .kv(other))).contains("it needs operator or admin"), "\(other)")
+        }
+        // A listing wider than one project shows a member its own projects' keys only.
+        #expect(KVScope.isListed(key, readable: ["radio"]))
+        #expect(!KVScope.isListed(key, readable: ["astro"]))
+        #expect(KVScope.isListed(key, readable: nil))
+        #expect(KVScope.isListed("config/site", readable: ["astro"]))
+    }
+
     @Test func exceptionalJobVerbsAreTheAdminsUnlessTheProjectAllowsThem() {
         let roles: Set<AccessRole> = [.member(project: "astro")]
         #expect(message(decide(alice, roles, .jobExec, .job("j", project: "astro"))).contains("it needs admin"))

@@ -171,4 +171,64 @@ import CooperativePoolWatch
             #expect(logged("user/bob", "job.cancel", "allowed", "job/astro/reduce"))
         }
     }
+
+    /// A project's step outputs (KV keys under `jobs/PROJECT/`) are its own: a member of another
+    /// project is refused on every KV route (get, ls, put, del, cas) and each refusal is audited; a
+    /// wider listing leaves them out; the owning member reads and writes them, a viewer reads them.
+    @Test func stepOutputsAreReadAndWrittenOnlyWithinTheirProject() async throws {
+        try await withTwoProjects(removingContainersOf: ["calib"]) { cluster, vera, bob, carol, _ in
+            let file = try JobTests.spec(cluster, "calib.yaml", """
+                apiVersion: specola/v1
+                kind: Pipeline
+                metadata: {name: calib, owner: x, project: astro}
+                steps:
+                  - name: prepare
+                    driver: podman
+                    image: IMAGE
+                    command: /bin/sh
+                    args: ["-c", "echo specola-output: bias=bias-astro.fits"]
+                    outputs: [bias]
+                    resources: {cpu: 0.1, memory: 32MiB}
+                """)
+            try ok(await cluster.cli(as: bob, ["job", "run", file]))
+            let key = "jobs/astro/calib/outputs/prepare/prepare/bias"
+            let prefix = "jobs/astro/calib/outputs/"
+
+            // The project's member reads its step output and may correct it; a viewer reads it.
+            let read = try await cluster.cli(as: bob, ["kv", "get", key])
+            try ok(read)
+            #expect(read.stdout == "bias-astro.fits\n", "\(read.stdout)")
+            try ok(await cluster.cli(as: bob, ["kv", "put", key, "bias-astro-v2.fits"]))
+            #expect(try await cluster.cli(as: vera, ["kv", "get", key]).stdout == "bias-astro-v2.fits\n")
+
+            // A member of another project: refused on every route, naming the project that owns the key.
+            let holds = "user/carol holds member of radio"
+            let onKey = "on kv/\(key) (project astro)"
+            expectRefused(try await cluster.cli(as: carol, ["kv", "get", key]),
+                          "user/carol may not kv.read \(onKey): it needs viewer, operator, admin or member of astro; \(holds)")
+            expectRefused(try await cluster.cli(as: carol, ["kv", "ls", prefix]),
+                          "user/carol may not kv.read on kv/\(prefix) (project astro): it needs viewer, operator, admin or member of astro; \(holds)")
+            let writeRefusal = "user/carol may not kv.write \(onKey): it needs operator, admin or member of astro; \(holds)"
+            expectRefused(try await cluster.cli(as: carol, ["kv", "put", key, "forged.fits"]), writeRefusal)
+            expectRefused(try await cluster.cli(as: carol, ["kv", "del", key]), writeRefusal)
+            expectRefused(try await cluster.cli(as: carol, ["kv", "cas", "--expect", "bias-astro-v2.fits", key, "forged.fits"]), writeRefusal)
+            // A listing wider than one project is allowed but leaves astro's outputs out.
+            let carolsList = try await cluster.cli(as: carol, ["kv", "ls", "jobs/"])
+            try ok(carolsList)
+            #expect(!carolsList.stdout.contains("jobs/astro/"), "\(carolsList.stdout)")
+            #expect(try await cluster.cli(as: bob, ["kv", "ls", "jobs/"]).stdout.contains(key))
+            #expect(try await cluster.cli(as: vera, ["kv", "get", key]).stdout == "bias-astro-v2.fits\n", "nothing carol sent changed it")
+
+            let records = try await auditRecords(cluster)
+            func logged(_ who: String, _ verb: String, _ outcome: String, _ resource: String) -> Bool {
+                records.contains { $0.principal == who && $0.verb == verb && $0.outcome == outcome && $0.resource == resource }
+            }
+            let resource = "kv/\(key) (project astro)"
+            #expect(logged("user/bob", "kv.write", "allowed", resource), "\(records)")
+            #expect(logged("user/carol", "kv.read", "refused", resource))
+            #expect(logged("user/carol", "kv.read", "refused", "kv/\(prefix) (project astro)"))
+            #expect(records.filter { $0.principal == "user/carol" && $0.verb == "kv.write" && $0.outcome == "refused" && $0.resource == resource }.count == 3,
+                    "put, del and cas each refused and audited")
+        }
+    }
 }

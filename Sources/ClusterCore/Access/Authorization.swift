@@ -83,7 +83,8 @@ public struct Resource: Sendable, Hashable, CustomStringConvertible {
     /// A job by its id `PROJECT/NAME`.
     public static func job(_ id: String, project: String?) -> Resource { Resource(kind: "job", name: id, project: project) }
     public static func project(_ name: String) -> Resource { Resource(kind: "project", name: name, project: name) }
-    public static func kv(_ key: String) -> Resource { Resource(kind: "kv", name: key) }
+    /// A KV key (or a listing's prefix); under `jobs/PROJECT/` it belongs to that project.
+    public static func kv(_ key: String) -> Resource { Resource(kind: "kv", name: key, project: KVScope.project(ofKey: key)) }
 
     public var description: String {
         // A project and a job (`job/PROJECT/NAME`) name their project already.
@@ -167,9 +168,15 @@ public enum Authorization {
         let rank = roles.map(\.rank).max() ?? -1
         // Jobs are read within projects (like Nomad namespaces, unlike Slurm's default): a member
         // reads its projects' jobs; viewers, operators and admins read all.
-        if verb == .jobRead, let project = resource.project {
+        // A project's step outputs (KV keys under `jobs/PROJECT/`) are read like its jobs.
+        if verb == .jobRead || verb == .kvRead, let project = resource.project {
             if roles.contains(where: \.isClusterWide) || roles.contains(.member(project: project)) { return .allow }
             return deny(principal, verb, resource, needs: "viewer, operator, admin or member of \(project)", holds: roles)
+        }
+        // ...and written by operators, admins and the project's own members.
+        if verb == .kvWrite, let project = resource.project {
+            if rank >= AccessRole.operator.rank || roles.contains(.member(project: project)) { return .allow }
+            return deny(principal, verb, resource, needs: "operator, admin or member of \(project)", holds: roles)
         }
         if let least = verb.clusterRole {
             if rank >= least.rank && (least.rank > 0 || !roles.isEmpty) { return .allow }
