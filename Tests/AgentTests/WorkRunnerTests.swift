@@ -125,8 +125,8 @@ import Testing
         node.tasks.end("a1", TaskOutcome(ending: .exited, exitCode: 0, stdout: "specola-output: N=3\n", stderr: "", message: "exited with 0"))
         try await node.waitForEvent("a1 exited")
         #expect(try node.outbox.pending(after: 0).flatMap(\.taskEvents).last?.outputs == ["N": "3"])
-        #expect(try node.outbox.instructionFinished("a1"))
-        #expect(await node.runner.runningAllocations.isEmpty)
+        try await waitUntil("the ledger to close a1") { try node.outbox.instructionFinished("a1") }
+        try await waitUntil("the runner to forget a1") { await node.runner.runningAllocations.isEmpty }
 
         #expect(try await node.startVM("web", 1).message == "starting")
         try await node.waitForEvent("web/1 started")
@@ -135,7 +135,7 @@ import Testing
         await node.runner.check()
         try await node.waitForEvent("web/1 exited")
         #expect(node.vms.calls == ["start web", "stop web immediately"], "what ended by itself is cleaned up")
-        #expect(try node.outbox.instructionFinished("wl/web/1"))
+        try await waitUntil("the ledger to close wl/web/1") { try node.outbox.instructionFinished("wl/web/1") }
         #expect(await node.runner.running.isEmpty)
     }
 
@@ -164,8 +164,8 @@ import Testing
         try await node.waitForEvent("db/2 stopped")
         #expect(node.tasks.calls == ["start a2", "stop a2 immediately"])
         #expect(node.vms.calls == ["start db", "stop db immediately"])
-        #expect(try node.outbox.instructionFinished("a2") && node.outbox.instructionFinished("wl/db/2"))
-        #expect(await node.runner.runningAllocations.isEmpty)
+        try await waitUntil("the ledger to close both") { try node.outbox.instructionFinished("a2") && node.outbox.instructionFinished("wl/db/2") }
+        try await waitUntil("the runner to forget a2") { await node.runner.runningAllocations.isEmpty }
         #expect(await node.runner.running.isEmpty)
         let messages = try node.outbox.pending(after: 0).flatMap { $0.taskEvents.map(\.message) + $0.workloadEvents.map(\.message) }
         #expect(messages.filter { $0 == "stopped: self-fence: test" }.count == 2, "\(messages)")
