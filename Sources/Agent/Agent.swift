@@ -29,7 +29,7 @@ public struct Agent: Service {
         let runners = makeRunners(outbox: outbox, onEvent: { wakeLink.withLock { $0 }?() })
         let requestFull: @Sendable () -> Void = { loop.fullRequested.store(true, ordering: .relaxed) }
         let instructions = InstructionExecutor(
-            outbox: outbox, runner: runners.tasks, workloads: runners.workloads, storage: runners.storage, logger: logger,
+            outbox: outbox, work: runners.work, storage: runners.storage, logger: logger,
             onFullReportRequested: requestFull)
         // A re-issued node certificate is used from the next connection on, without a restart.
         let reloader = try config.tls.makeReloader(logger: logger)
@@ -57,7 +57,7 @@ public struct Agent: Service {
             }
             group.addTask {
                 try await cancelWhenGracefulShutdown {
-                    try await selfFenceWatch(link: link, runner: runners.tasks, workloads: runners.workloads)
+                    try await selfFenceWatch(link: link, work: runners.work)
                 }
             }
             if let interval = notifier.watchdogInterval {
@@ -85,13 +85,13 @@ public struct Agent: Service {
         }
     }
 
-    /// The runners of each family of work this node carries out; all share the outbox's ledger.
+    /// The runners of the work this node carries out (tasks and HA workloads, storage actions);
+    /// both share the outbox's ledger.
     struct Runners {
-        let tasks: TaskRunner
-        let workloads: WorkloadRunner
+        let work: WorkRunner
         let storage: StorageRunner?
         var all: [any ClaimedWorkRunner] {
-            var all: [any ClaimedWorkRunner] = [tasks, workloads]
+            var all: [any ClaimedWorkRunner] = [work]
             if let storage { all.append(storage) }
             return all
         }
@@ -99,10 +99,7 @@ public struct Agent: Service {
 
     func makeRunners(outbox: Outbox, onEvent: @escaping @Sendable () -> Void) -> Runners {
         Runners(
-            tasks: TaskRunner(
-                outbox: outbox, podman: makePodmanDriver(), exec: ExecDriver(nodeName: config.nodeName, policy: config.tasks.exec, logger: logger),
-                logger: logger, onEvent: onEvent),
-            workloads: WorkloadRunner(outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: onEvent),
+            work: WorkRunner(outbox: outbox, drivers: makeWorkDrivers(), logger: logger, onEvent: onEvent),
             storage: config.gluster.enabled
                 ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: onEvent) : nil)
     }
@@ -112,9 +109,9 @@ public struct Agent: Service {
 
     /// The workload watch, and the sweep of ended task containers when podman is on.
     func startRunnerLoops(_ runners: Runners) -> [Task<Void, Never>] {
-        var loops = [Task { await runners.workloads.run() }]
+        var loops = [Task { await runners.work.run() }]
         if config.podman.enabled {
-            loops.append(Task { await runners.tasks.sweepPeriodically(every: Self.containerSweepInterval) })
+            loops.append(Task { await runners.work.sweepPeriodically(every: Self.containerSweepInterval) })
         }
         return loops
     }
@@ -196,14 +193,13 @@ public struct Agent: Service {
 
     /// Stops this node's work when no leader has answered for the coordinator's self-fence lease,
     /// so that the coordinator can move it elsewhere without it running twice.
-    func selfFenceWatch(link: CoordinatorLink, runner: TaskRunner, workloads: WorkloadRunner? = nil) async throws {
+    func selfFenceWatch(link: CoordinatorLink, work: WorkRunner) async throws {
         while !Task.isCancelled {
             let now = ContinuousClock.now
             let (step, next) = link.lease.check(at: now)
             switch step {
             case .fence(let silence):
-                await runner.selfFence(reason: "no coordinator leader answered for \(silence)")
-                await workloads?.stopAll(reason: "self-fence: no coordinator leader answered for \(silence)", immediately: true)
+                await work.stopAll(reason: "self-fence: no coordinator leader answered for \(silence)", immediately: true)
             case .resume:
                 logger.notice("a leader answers again; the self-fence is over and new work may arrive")
             case nil:
@@ -227,9 +223,13 @@ public struct Agent: Service {
                      logger: logger)
     }
 
-    /// VMs through the configured libvirt URI, pods through the configured podman.
-    func makeWorkloadDrivers() -> [String: any WorkloadDriver] {
-        var drivers: [String: any WorkloadDriver] = [:]
+    /// Tasks in podman containers and (where `tasks.exec` allows) as processes; HA VMs through the
+    /// configured libvirt URI, HA pods through the configured podman.
+    func makeWorkDrivers() -> [String: any WorkDriver] {
+        var drivers: [String: any WorkDriver] = [
+            "podman": makePodmanDriver(),
+            "exec": ExecDriver(nodeName: config.nodeName, policy: config.tasks.exec, logger: logger),
+        ]
         if !config.libvirt.uri.isEmpty { drivers["vm"] = LibvirtWorkloadDriver(uri: config.libvirt.uri, logger: logger) }
         if config.podman.enabled {
             drivers["pod"] = PodWorkloadDriver(podman: makePodmanDriver(), directory: config.dataDir + "/workloads")

@@ -7,17 +7,15 @@ import SpecolaProtocol
 /// result instead of a second run.
 public struct InstructionExecutor: Sendable {
     let outbox: Outbox
-    let runner: TaskRunner
-    let workloads: WorkloadRunner?
+    let runner: WorkRunner
     let storage: StorageRunner?
     let onFullReportRequested: @Sendable () -> Void
     let logger: Logger
 
-    public init(outbox: Outbox, runner: TaskRunner, workloads: WorkloadRunner? = nil, storage: StorageRunner? = nil, logger: Logger,
+    public init(outbox: Outbox, work: WorkRunner, storage: StorageRunner? = nil, logger: Logger,
                 onFullReportRequested: @escaping @Sendable () -> Void) {
         self.outbox = outbox
-        self.runner = runner
-        self.workloads = workloads
+        self.runner = work
         self.storage = storage
         self.logger = logger
         self.onFullReportRequested = onFullReportRequested
@@ -37,21 +35,18 @@ public struct InstructionExecutor: Sendable {
             result.message = "full report scheduled"
         case .runTask(let run):
             // The runner records the final result when the task ends.
-            await runner.start(run)
+            await runner.start(.task(run))
             result.message = "started"
             return result
         case .stopTask(let stop):
             result.message = await runner.stop(stop)
         case .startWorkload(let start):
             // The runner closes the ledger entry when the instance ends.
-            if let workloads {
-                result.message = await workloads.start(start)
-                return result
-            }
-            result.ok = false
-            result.message = "this agent runs no HA workloads"
+            await runner.start(.workload(start))
+            result.message = "starting"
+            return result
         case .stopWorkload(let stop):
-            result.message = await workloads?.stop(stop) ?? "this agent runs no HA workloads"
+            result.message = await runner.stop(stop)
         case .storageAction(let action):
             // The runner closes the ledger entry, with the outcome report, when the action ends.
             if let storage {

@@ -4,8 +4,9 @@ import Logging
 import SpecolaProtocol
 import SpecolaWire
 
-/// The families of long-running work an agent carries out. Each has one runner; the ledger
-/// records which family a claimed entry belongs to, so a restarted agent hands it back to it.
+/// The families of long-running work an agent carries out. Tasks and HA workloads share the
+/// `WorkRunner`, storage actions have the `StorageRunner`; the ledger records which family a claimed
+/// entry belongs to, so a restarted agent hands it back to its runner.
 public enum WorkFamily: String, Sendable, CaseIterable {
     /// Batch tasks (`RunTask`): podman containers or exec processes that run to their end.
     case task
@@ -29,9 +30,10 @@ public struct LedgerEntry: Sendable, Equatable {
     public var payload: Data?
 }
 
-/// A runner of one family of claimed work, as the agent's one resume path sees it.
+/// A runner of claimed work, as the agent's one resume path sees it.
 public protocol ClaimedWorkRunner: Actor {
-    nonisolated var family: WorkFamily { get }
+    /// The families whose ledger entries it takes.
+    nonisolated var families: [WorkFamily] { get }
     /// After an agent restart: re-attach to what still runs, report the rest, close their entries.
     func resume(_ entries: [LedgerEntry]) async
 }
@@ -135,7 +137,9 @@ public func resumeClaimedWork(ledger: Outbox, runners: [any ClaimedWorkRunner], 
         try? ledger.recordInstruction(.with { $0.instructionID = entry.id; $0.ok = false; $0.message = "interrupted by an agent restart" })
     }
     for runner in runners {
-        let entries = byFamily.removeValue(forKey: runner.family) ?? []
+        let families = Set(runner.families)
+        let entries = open.filter { $0.family.map(families.contains) ?? false }
+        for family in families { byFamily.removeValue(forKey: family) }
         if !entries.isEmpty { await runner.resume(entries) }
     }
     for (family, entries) in byFamily {

@@ -11,7 +11,7 @@ import SpecolaProcesses
 /// action that was running when the agent stopped is not run again after a restart: it is
 /// reported failed with an unknown outcome, and the leader decides afresh from new facts.
 public actor StorageRunner: ClaimedWorkRunner {
-    public nonisolated var family: WorkFamily { .storage }
+    public nonisolated var families: [WorkFamily] { [.storage] }
 
     /// Its outbox commits (fsync) block this thread, not the cooperative pool; gluster runs on threads of its own.
     private let executor = DedicatedThreadExecutor(name: "storage")

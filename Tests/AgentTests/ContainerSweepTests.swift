@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 @testable import SpecolaAgent
 
-/// The task runner's sweep of ended containers, against real podman: a container whose removal
+/// The work runner's sweep of ended task containers, against real podman: a container whose removal
 /// failed when its task ended goes at the next sweep; nothing still running or unknown is touched.
 @Suite(.runsOffThePool, .watchesCooperativePool) struct ContainerSweepTests {
     @Test func theSweepRemovesOnlyContainersOfEndedAllocations() async throws {
@@ -38,7 +38,8 @@ import Testing
         for id in [ended, neighbours] {
             try outbox.recordInstruction(.with { $0.instructionID = id; $0.ok = true; $0.message = "exited with 0" })
         }
-        let runner = TaskRunner(outbox: outbox, podman: podman, exec: ExecDriver(nodeName: node, logger: logger), logger: logger, onEvent: {})
+        let runner = WorkRunner(outbox: outbox, drivers: ["podman": podman, "exec": ExecDriver(nodeName: node, logger: logger)], logger: logger,
+                                onEvent: {})
 
         #expect(await runner.sweepEndedContainers() == [ended])
         #expect(Set(try await podman.managedAllocations().keys) == [running, unknown])

@@ -137,9 +137,9 @@ import SpecolaProcesses
         defer { dir.remove() }
         let logger = Logger(label: "test.ledger")
         let outbox = try Outbox(path: dir.file("outbox.sqlite"))
-        let runner = TaskRunner(outbox: outbox, podman: PodmanDriver(nodeName: driver.nodeName, logger: logger), exec: driver,
+        let runner = WorkRunner(outbox: outbox, drivers: ["podman": PodmanDriver(nodeName: driver.nodeName, logger: logger), "exec": driver],
                                 logger: logger, onEvent: {})
-        let executor = InstructionExecutor(outbox: outbox, runner: runner, logger: logger, onFullReportRequested: {})
+        let executor = InstructionExecutor(outbox: outbox, work: runner, logger: logger, onFullReportRequested: {})
         let id = "e9-\(getpid())"
         _ = try await executor.execute(.with {
             $0.id = id

@@ -18,6 +18,7 @@ import Testing
     actor Taker: ClaimedWorkRunner {
         nonisolated let family: WorkFamily
         var taken: [LedgerEntry] = []
+        nonisolated var families: [WorkFamily] { [family] }
         init(_ family: WorkFamily) { self.family = family }
         func resume(_ entries: [LedgerEntry]) { taken += entries }
     }

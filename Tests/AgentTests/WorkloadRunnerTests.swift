@@ -6,24 +6,21 @@ import Testing
 @testable import SpecolaAgent
 import CooperativePoolWatch
 
-/// HA workloads on one agent against real runtimes: a private libvirtd with the
+/// HA workloads on one agent's `WorkRunner` against real runtimes: a private libvirtd with the
 /// test driver for VMs, and real podman (runc) for pods. Instructions go
 /// through the `InstructionExecutor`, so each id runs at most once.
 @Suite(.watchesCooperativePool) struct WorkloadRunnerTests {
     /// An agent's instruction path and workload runner over a fresh outbox.
     struct Agent {
         let outbox: Outbox
-        let runner: WorkloadRunner
+        let runner: WorkRunner
         let executor: InstructionExecutor
 
-        init(dir: TempDir, drivers: [String: any WorkloadDriver]) throws {
+        init(dir: TempDir, drivers: [String: any WorkDriver]) throws {
             let logger = Logger(label: "test.workloads")
             outbox = try Outbox(path: dir.file("outbox.sqlite"))
-            runner = WorkloadRunner(outbox: outbox, drivers: drivers, logger: logger, checkInterval: .milliseconds(200), onEvent: {})
-            let tasks = TaskRunner(
-                outbox: outbox, podman: PodmanDriver(nodeName: "unused", logger: logger), exec: ExecDriver(nodeName: "unused", logger: logger),
-                logger: logger, onEvent: {})
-            executor = InstructionExecutor(outbox: outbox, runner: tasks, workloads: runner, logger: logger, onFullReportRequested: {})
+            runner = WorkRunner(outbox: outbox, drivers: drivers, logger: logger, checkInterval: .milliseconds(200), onEvent: {})
+            executor = InstructionExecutor(outbox: outbox, work: runner, logger: logger, onFullReportRequested: {})
         }
 
         /// Every workload event queued so far, as (name/generation, kind).

@@ -133,3 +133,46 @@ public struct ExecDriver: Sendable {
         }
     }
 }
+
+/// Tasks as plain processes, followed to their end. They cannot be re-attached after an agent
+/// restart (their output pipes died with the agent): survivors are killed and the task is lost.
+extension ExecDriver: WorkDriver {
+    public func start(_ work: DriverWork, adopting: Bool) async throws -> DriverStart {
+        guard case .task(let launch) = work else { throw DriverError("an HA workload cannot run as an exec task") }
+        return await Self.following { running in
+            try await run(launch) { pid in
+                // Taken at once, before the process can end and its pid be reused.
+                running(ProcessIdentity(pid: pid).map { [$0] } ?? [])
+            }
+        }
+    }
+
+    /// Signals the task's process group: SIGTERM, or SIGKILL `immediately`; `run` then returns.
+    public func stop(_ name: String, immediately: Bool, processes: [ProcessIdentity]) async throws {
+        for process in processes { process.signal(immediately ? SIGKILL : SIGTERM, group: true) }
+    }
+
+    public var processesLeadGroups: Bool { true }
+
+    public func observe(_ names: [String]) async throws -> [String: WorkObservation] {
+        Dictionary(uniqueKeysWithValues: names.map { ($0, survivors(of: $0).isEmpty ? WorkObservation.stopped("gone (no process left)") : .running) })
+    }
+
+    /// Nothing is adopted: whatever survives is killed first, since the task is reported lost and
+    /// the coordinator runs it again. What cannot be killed keeps its entry open.
+    public func survival(of names: [String]) async throws -> [String: Survival] {
+        var survival: [String: Survival] = [:]
+        for name in names {
+            guard let killed = await killSurvivors(of: name) else {
+                survival[name] = .stuck("processes of an exec task orphaned by an agent restart survive SIGKILL; the task is not reported lost, so it does not run twice. Kill them by hand (grep \(Self.allocationVariable)=\(name) /proc/*/environ), then restart the agent")
+                continue
+            }
+            if killed > 0 {
+                logger.warning("killed an exec task orphaned by an agent restart; it is reported lost and runs again",
+                               metadata: ["allocation.id": "\(name)", "processes": "\(killed)"])
+            }
+            survival[name] = .gone(killed > 0 ? "killed \(killed) orphaned processes" : "no process left")
+        }
+        return survival
+    }
+}

@@ -8,7 +8,7 @@ import SpecolaProtocol
 /// replicated state, so a node that reboots never brings it back by itself,
 /// which is what fencing relies on. Stopping is `virDomainDestroy` (power
 /// off), as for any HA manager that must be sure the VM is gone.
-public final class LibvirtWorkloadDriver: WorkloadDriver, @unchecked Sendable {
+public final class LibvirtWorkloadDriver: WatchedWorkloadDriver, @unchecked Sendable {
     private let logger: Logger
     /// Every libvirt call runs here, off the cooperative pool; it also serializes `connection`.
     private let queue = DispatchQueue(label: "specola.agent.libvirt-workloads")
@@ -36,9 +36,9 @@ public final class LibvirtWorkloadDriver: WorkloadDriver, @unchecked Sendable {
         }
     }
 
-    public func observe(_ names: [String]) async throws -> [String: WorkloadObservation] {
+    public func observe(_ names: [String]) async throws -> [String: WorkObservation] {
         try await onQueue { conn in
-            var seen: [String: WorkloadObservation] = [:]
+            var seen: [String: WorkObservation] = [:]
             for name in names {
                 guard let domain = try Self.lookup(conn, name) else {
                     seen[name] = .stopped("gone (no such domain)")

@@ -8,7 +8,7 @@ import SpecolaProtocol
 /// is the workload's name). A pod counts as up while any of its containers
 /// runs (Running or Degraded); restarting single containers inside it is the
 /// job of the pod's own restartPolicy.
-public struct PodWorkloadDriver: WorkloadDriver {
+public struct PodWorkloadDriver: WatchedWorkloadDriver {
     /// Annotations on the pod's containers: which node's agent and which instance started it.
     public static let nodeAnnotation = "org.specola.node"
     public static let instanceAnnotation = "org.specola.workload"
@@ -49,7 +49,7 @@ public struct PodWorkloadDriver: WorkloadDriver {
         }
     }
 
-    public func observe(_ names: [String]) async throws -> [String: WorkloadObservation] {
+    public func observe(_ names: [String]) async throws -> [String: WorkObservation] {
         let listed = try await podman.podman(["pod", "ps", "--format", "json"], timeout: .seconds(30))
         guard listed.status == 0 else { throw DriverError("podman pod ps failed: \(listed.stderr)") }
         var status: [String: String] = [:]
@@ -61,7 +61,7 @@ public struct PodWorkloadDriver: WorkloadDriver {
                 if let name = pod["Name"] as? String { status[name] = (pod["Status"] as? String ?? "unknown").lowercased() }
             }
         }
-        var seen: [String: WorkloadObservation] = [:]
+        var seen: [String: WorkObservation] = [:]
         for name in names {
             switch status[name] {
             case nil: seen[name] = .stopped("gone (no such pod)")

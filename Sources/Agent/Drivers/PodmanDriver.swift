@@ -273,3 +273,43 @@ public struct DriverError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
+
+/// Tasks in containers, followed to their end; the container is kept until the runner has stored
+/// the outcome, then removed (or swept later).
+extension PodmanDriver: WorkDriver {
+    public func start(_ work: DriverWork, adopting: Bool) async throws -> DriverStart {
+        guard case .task(let launch) = work else { throw DriverError("HA pods run through the pod driver, not as tasks") }
+        // Adopting re-attaches: `run` finds the container by its allocation's name.
+        return await Self.following { running in
+            try await run(launch, keepContainer: true) { running([]) }
+        }
+    }
+
+    public func stop(_ name: String, immediately: Bool, processes: [ProcessIdentity]) async throws {
+        await stop(allocationID: name, grace: immediately ? 0 : 10)
+    }
+
+    public func observe(_ names: [String]) async throws -> [String: WorkObservation] {
+        let listed = try await managedAllocations()
+        return Dictionary(uniqueKeysWithValues: names.map { name in
+            (name, listed[name].map { $0 == "running" ? WorkObservation.running : .stopped($0) } ?? .stopped("gone (no such container)"))
+        })
+    }
+
+    /// A container in any state is adopted: one that has exited still holds the task's outcome.
+    /// When podman cannot list them, none is taken to have survived.
+    public func survival(of names: [String]) async throws -> [String: Survival] {
+        let listed = (try? await managedAllocations()) ?? [:]
+        return Dictionary(uniqueKeysWithValues: names.map { ($0, listed[$0] == nil ? Survival.gone("no container") : .adoptable) })
+    }
+
+    /// The container's init: killing it kills everything in its pid namespace.
+    public func processes(of name: String) async -> [ProcessIdentity] {
+        guard let pid = await containerPID(allocationID: name), let process = ProcessIdentity(pid: pid) else { return [] }
+        return [process]
+    }
+
+    public func leftovers() async throws -> [String] { Array(try await managedAllocations().keys) }
+
+    public func removeLeftovers(of name: String) async -> Bool { await remove(allocationID: name) }
+}
