@@ -79,7 +79,7 @@ import Testing
         #expect(sent.withLock { $0 } == [Self.answer(2)])
         #expect(!writer.hasFailed)
 
-        try storage.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA query_only = 1") }
+        try await storage.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA query_only = 1") }
         writer.submit(.init(entries: Self.log(3...4, term: 1), messages: [Self.answer(4)]))
         writer.waitUntilIdle()
         writer.submit(.init(messages: [Self.answer(40)]))

@@ -39,7 +39,7 @@ import CooperativePoolWatch
         _ = try await replica.propose(put("before", "1"))
 
         // The disk refuses writes from now on (SQLITE_READONLY, as a remounted filesystem would).
-        try storage.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA query_only = 1") }
+        try await storage.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA query_only = 1") }
         do {
             let outcome = try await replica.propose(put("after", "2"))
             Issue.record("a write the log could not store was acknowledged: \(outcome)")
