@@ -42,6 +42,13 @@ enum LegacyJobScenario {
         ["n1", "n2"].map { .registerNode(name: $0, address: "", agentVersion: "t", labels: [:], autoAccept: true, atUnixMs: 1) }
     }
 
+    /// Both submissions in the current form (the fixtures hold them as JSON, with the same fields).
+    static func submissions() -> [Specola_V1_Command] {
+        [(pipeline, "user/alice"), (arrayJob, "user/bob")].map { spec, submitter in
+            .submitJob(spec, sourceFile: "\(spec.metadata.name).yaml", by: submitter, atUnixMs: 10)
+        }
+    }
+
     /// Everything after the submissions: both jobs placed, one step succeeded, one failed once.
     static func progress() -> [Specola_V1_Command] {
         func place(_ job: String, _ task: String, _ node: String, _ allocation: String) -> Specola_V1_Command {
