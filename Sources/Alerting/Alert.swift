@@ -24,6 +24,13 @@ public struct AlertAck: Sendable, Hashable, Codable {
     public var untilUnixMs: Int64
     /// The firing transition it covers; firing again after a resolve needs a new ack.
     public var transition: Int
+
+    public init(by: String, atUnixMs: Int64, untilUnixMs: Int64, transition: Int) {
+        self.by = by
+        self.atUnixMs = atUnixMs
+        self.untilUnixMs = untilUnixMs
+        self.transition = transition
+    }
 }
 
 /// The last notification one receiver got about one alert, committed so that a new leader
@@ -33,6 +40,11 @@ public struct ReceiverDelivery: Sendable, Hashable, Codable {
     public var transition: Int
     /// When it was delivered; repeat reminders count from here.
     public var atUnixMs: Int64
+
+    public init(transition: Int, atUnixMs: Int64) {
+        self.transition = transition
+        self.atUnixMs = atUnixMs
+    }
 }
 
 /// One alert, identified by its rule and labels, with its whole replicated lifecycle.
@@ -58,6 +70,25 @@ public struct Alert: Sendable, Hashable, Codable, Identifiable {
     public var ack: AlertAck?
     /// Receiver name → the last notification it got about this alert.
     public var deliveries: [String: ReceiverDelivery]
+
+    public init(
+        id: String, rule: String, labels: Labels, severity: AlertSeverity, summary: String, description: String,
+        status: AlertStatus, startsAtUnixMs: Int64, endsAtUnixMs: Int64? = nil, transition: Int, ack: AlertAck? = nil,
+        deliveries: [String: ReceiverDelivery]
+    ) {
+        self.id = id
+        self.rule = rule
+        self.labels = labels
+        self.severity = severity
+        self.summary = summary
+        self.description = description
+        self.status = status
+        self.startsAtUnixMs = startsAtUnixMs
+        self.endsAtUnixMs = endsAtUnixMs
+        self.transition = transition
+        self.ack = ack
+        self.deliveries = deliveries
+    }
 
     /// The fingerprint of the alert that `rule` raises with `labels`.
     public static func fingerprint(rule: String, labels: Labels) -> String {

@@ -40,6 +40,12 @@ public struct AlertBook: Sendable, Hashable, Codable {
 
     public init() {}
 
+    /// A book as a snapshot holds it.
+    public init(alerts: [String: Alert], silences: [String: Silence]) {
+        self.alerts = alerts
+        self.silences = silences
+    }
+
     @discardableResult
     public mutating func apply(_ change: AlertChange) -> AlertChangeOutcome {
         switch change {

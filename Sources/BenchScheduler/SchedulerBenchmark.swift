@@ -120,14 +120,7 @@ public enum SchedulerBenchmark {
             let spec = JobSpec(
                 kind: .job, metadata: JobMetadata(name: "bench\(job)", owner: "bench", project: "p\(job % 3)"),
                 spread: job % 5 == 0, tasks: [task])
-            let outcome = try await leader.propose(.with {
-                $0.proposedAtUnixMs = WallClock.nowUnixMs()
-                $0.submitJob = .with {
-                    $0.jobID = spec.metadata.jobID
-                    $0.specJson = try! JobBook.jsonEncoder.encode(spec)
-                    $0.submittedBy = "user/bench"
-                }
-            })
+            let outcome = try await leader.propose(.submitJob(spec, by: "user/bench"))
             guard case .job = outcome else { throw ReplicaError.dropped("submit refused: \(outcome)") }
         }
     }

@@ -68,7 +68,7 @@ public struct ClusterState: Sendable {
             }
         }
         workloads = WorkloadBook(snapshot: snapshot)
-        alerts = try AlertBook(snapshotJSON: snapshot.alertBookJson)
+        alerts = try snapshot.decodedAlertBook()
         for pending in snapshot.pendingNodes { pendingNodes[pending.name] = pending }
         revoked = snapshot.revoked
         storage = StorageBook(snapshot: snapshot)
@@ -87,7 +87,7 @@ public struct ClusterState: Sendable {
             workloads.write(into: &$0)
             storage.write(into: &$0)
             access.write(into: &$0)
-            $0.alertBookJson = alerts.snapshotJSON()
+            if !alerts.alerts.isEmpty || !alerts.silences.isEmpty { $0.alertBook = .init(alerts) }
             $0.pendingNodes = pendingNodes.values.sorted { $0.name < $1.name }
             $0.revoked = revoked
             proposals.write(into: &$0)

@@ -1,3 +1,4 @@
+import SpecolaJobs
 import SpecolaWire
 
 /// Commands the controllers propose, built in one place.
@@ -27,6 +28,27 @@ extension Specola_V1_Command {
                 $0.labels = labels
                 $0.acceptedBy = operatorIdentity
             }
+        }
+    }
+
+    /// Submits a validated spec under its `PROJECT/NAME` id.
+    public static func submitJob(_ spec: JobSpec, sourceFile: String = "", by submitter: String,
+                                 atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.submitJob = .with {
+                $0.jobID = spec.metadata.jobID
+                $0.spec = .init(spec)
+                $0.sourceFile = sourceFile
+                $0.submittedBy = submitter
+            }
+        }
+    }
+
+    public static func cancelJob(_ id: String, by requester: String, atUnixMs: Int64 = WallClock.nowUnixMs()) -> Self {
+        .with {
+            $0.proposedAtUnixMs = atUnixMs
+            $0.cancelJob = .with { $0.jobID = id; $0.requestedBy = requester }
         }
     }
 

@@ -44,12 +44,6 @@ public struct JobBook: Sendable {
         public var day: Int64
     }
 
-    public static let jsonEncoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }()
-
     public init() {}
 
     /// Jobs loaded from a snapshot written before ids were scoped per project: old id → `PROJECT/NAME`.
@@ -58,10 +52,10 @@ public struct JobBook: Sendable {
 
     public init(snapshot: Specola_V1_ClusterSnapshot) throws {
         sequence = snapshot.jobSequence
-        let decoder = JSONDecoder()
         for record in snapshot.jobs {
-            let spec = try decoder.decode(JobSpec.self, from: record.specJson)
-            var run = try decoder.decode(JobRun.self, from: record.runJson)
+            let decoded = try record.decodedSpecAndRun()
+            let spec = decoded.spec
+            var run = decoded.run
             var id = record.id
             var logs = record.logs
             if !Self.isScoped(id) {
@@ -111,8 +105,8 @@ public struct JobBook: Sendable {
         snapshot.jobs = jobs.values.sorted { $0.submitIndex < $1.submitIndex }.map { entry in
             .with {
                 $0.id = entry.id
-                $0.specJson = (try? Self.jsonEncoder.encode(entry.spec)) ?? Data()
-                $0.runJson = (try? Self.jsonEncoder.encode(entry.run)) ?? Data()
+                $0.spec = .init(entry.spec)
+                $0.run = .init(entry.run)
                 $0.submitIndex = entry.submitIndex
                 $0.submittedAtUnixMs = entry.submittedAtUnixMs
                 $0.submittedBy = entry.submittedBy
@@ -135,7 +129,7 @@ public struct JobBook: Sendable {
     public mutating func submit(_ command: Specola_V1_SubmitJobCommand, at: Int64) -> ApplyOutcome {
         let spec: JobSpec
         do {
-            spec = try JSONDecoder().decode(JobSpec.self, from: command.specJson)
+            spec = try command.decodedSpec()
         } catch {
             return .rejected(reason: "the submitted spec could not be decoded (\(error)); is the CLI older than the coordinator?")
         }

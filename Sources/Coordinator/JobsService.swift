@@ -72,15 +72,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
             throw RPCError(code: .failedPrecondition, message: "nothing was submitted: \(impossible)")
         }
         let id = spec.metadata.jobID
-        _ = try await propose(.with {
-            $0.proposedAtUnixMs = WallClock.nowUnixMs()
-            $0.submitJob = .with {
-                $0.jobID = id
-                $0.specJson = (try? JobBook.jsonEncoder.encode(spec)) ?? Data()
-                $0.sourceFile = file
-                $0.submittedBy = identity.description
-            }
-        })
+        _ = try await propose(.submitJob(spec, sourceFile: file, by: identity.description))
         logger.info("job submitted", metadata: [
             "job.id": "\(id)", "job.tasks": "\(spec.instances(jobID: id).count)", "submitted.by": "\(identity)",
         ])
@@ -136,10 +128,7 @@ struct JobsService: Specola_V1_Jobs.SimpleServiceProtocol {
         let caller = try CallerIdentity.principal(context)
         let entry = try await lookup(request.id, for: caller)
         return try await access.audited(context, .jobCancel, Self.resource(of: entry), request: request) { identity in
-            _ = try await propose(.with {
-                $0.proposedAtUnixMs = WallClock.nowUnixMs()
-                $0.cancelJob = .with { $0.jobID = entry.id; $0.requestedBy = identity.description }
-            })
+            _ = try await propose(.cancelJob(entry.id, by: identity.description))
             logger.info("job cancelled", metadata: ["job.id": "\(entry.id)", "requested.by": "\(identity)"])
             controller.nudge()
             return try await status(of: entry.id)

@@ -240,7 +240,7 @@ extension StorageFixture {
         var snapshot = Specola_V1_ClusterSnapshot()
         snapshot.nodes = nodes.values.sorted { $0.name < $1.name }
         storage.write(into: &snapshot)
-        snapshot.alertBookJson = alerts.snapshotJSON()
+        snapshot.alertBook = .init(alerts)
         return try! ClusterState(snapshot: snapshot)
     }
 

@@ -54,7 +54,7 @@ import CooperativePoolWatch
         guard case .success(let spec) = JobSpecParser.parse(yaml, file: "j.yaml") else { Issue.record("spec"); return }
         _ = state.apply(.with {
             $0.proposedAtUnixMs = 0
-            $0.submitJob = .with { $0.jobID = "astro/j"; $0.specJson = try! JobBook.jsonEncoder.encode(spec) }
+            $0.submitJob = .with { $0.jobID = "astro/j"; $0.spec = .init(spec) }
         })
         let taskID = try #require(state.jobs.jobs["astro/j"]?.run.order.first)
         _ = state.apply(.with {
@@ -88,7 +88,7 @@ import CooperativePoolWatch
         guard case .success(let spec) = JobSpecParser.parse(yaml, file: "j.yaml") else { Issue.record("spec"); return }
         _ = state.apply(.with {
             $0.proposedAtUnixMs = 0
-            $0.submitJob = .with { $0.jobID = "astro/j"; $0.specJson = try! JobBook.jsonEncoder.encode(spec) }
+            $0.submitJob = .with { $0.jobID = "astro/j"; $0.spec = .init(spec) }
         })
         let input = SchedulingInput(state: state, status: { _ in .ready }, nowUnixMs: 0)
         #expect(input.usage.share(of: "astro") == 3)

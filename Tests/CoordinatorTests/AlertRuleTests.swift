@@ -175,7 +175,7 @@ import CooperativePoolWatch
             """, file: "broken.yaml").get()
         _ = state.apply(.with {
             $0.proposedAtUnixMs = t0 + 100
-            $0.submitJob = .with { $0.jobID = "theory/broken"; $0.specJson = try! JobBook.jsonEncoder.encode(spec); $0.submittedBy = "user/astro" }
+            $0.submitJob = .with { $0.jobID = "theory/broken"; $0.spec = .init(spec); $0.submittedBy = "user/astro" }
         })
         let task = try #require(state.jobs.jobs["theory/broken"]?.run.order.first)
         _ = state.apply(.with {

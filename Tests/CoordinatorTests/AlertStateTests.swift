@@ -76,7 +76,7 @@ enum AlertFixture {
         var state = AlertFixture.registered("n1", "n2")
         for command in history() { _ = state.apply(command) }
         let image = state.snapshot()
-        #expect(!image.alertBookJson.isEmpty)
+        #expect(image.hasAlertBook && !image.alertBook.alerts.isEmpty)
         let restored = try ClusterState(snapshot: Specola_V1_ClusterSnapshot(serializedBytes: try image.serializedBytes() as [UInt8]))
         #expect(restored.alerts == state.alerts)
         #expect(try restored.snapshot().serializedBytes() as [UInt8] == image.serializedBytes() as [UInt8])
@@ -93,7 +93,7 @@ enum AlertFixture {
         var state = AlertFixture.registered("n1")
         _ = state.apply(.alert(down.fire(atUnixMs: t0), atUnixMs: t0))
         var image = state.snapshot()
-        image.alertBookJson = Data()
+        image.clearAlertBook()
         let restored = try ClusterState(snapshot: image)
         #expect(restored.alerts == AlertBook())
         #expect(restored.nodes["n1"] != nil)
@@ -111,7 +111,7 @@ enum AlertFixture {
         #expect(reason.contains("nope"))
         var garbage = Specola_V1_Command()
         garbage.proposedAtUnixMs = t0
-        garbage.alert.changeJson = Data("{not json".utf8)
+        garbage.alert.legacyChangeJson = Data("{not json".utf8)
         guard case .rejected = state.apply(garbage) else {
             Issue.record("an undecodable alert change must be rejected")
             return

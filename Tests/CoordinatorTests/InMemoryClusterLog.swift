@@ -26,6 +26,8 @@ actor InMemoryClusterLog: ClusterLog {
 
     var isLeader: Bool { leading }
 
+    func setLeading(_ leads: Bool) { leading = leads }
+
     func leaderView(nowUnixMs: Int64) -> LeaderView {
         LeaderView(state: state, contactUnixMs: contact, thresholds: thresholds, nowUnixMs: nowUnixMs)
     }

@@ -32,7 +32,7 @@ import CooperativePoolWatch
             $0.proposedAtUnixMs = 10
             $0.submitJob = .with {
                 $0.jobID = spec.metadata.jobID
-                $0.specJson = try! JobBook.jsonEncoder.encode(spec)
+                $0.spec = .init(spec)
             }
         }
     }
@@ -191,8 +191,8 @@ import CooperativePoolWatch
             // What the previous build stored: the bare name as id, task ids `NAME/TASK`.
             try .with {
                 $0.id = spec.metadata.name
-                $0.specJson = try JobBook.jsonEncoder.encode(spec)
-                $0.runJson = try JobBook.jsonEncoder.encode(JobRun(id: spec.metadata.name, instances: spec.instances()))
+                $0.legacySpecJson = try JSONEncoder().encode(spec)
+                $0.legacyRunJson = try JSONEncoder().encode(JobRun(id: spec.metadata.name, instances: spec.instances()))
                 $0.submitIndex = index
                 $0.logs = ["\(spec.metadata.name)/\(spec.tasks[0].name)": .with { $0.stdout = "hello" }]
             }

@@ -99,6 +99,282 @@ public nonisolated enum Specola_V1_NodeStatus: SwiftProtobuf.Enum, Swift.CaseIte
 
 }
 
+public nonisolated enum Specola_V1_AlertSeverity: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case info // = 1
+  case warning // = 2
+  case critical // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .info
+    case 2: self = .warning
+    case 3: self = .critical
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .info: return 1
+    case .warning: return 2
+    case .critical: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_AlertSeverity] = [
+    .unspecified,
+    .info,
+    .warning,
+    .critical,
+  ]
+
+}
+
+public nonisolated enum Specola_V1_AlertStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case firing // = 1
+  case resolved // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .firing
+    case 2: self = .resolved
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .firing: return 1
+    case .resolved: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_AlertStatus] = [
+    .unspecified,
+    .firing,
+    .resolved,
+  ]
+
+}
+
+public nonisolated enum Specola_V1_LabelMatchOperation: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// =
+  case equal // = 1
+
+  /// !=
+  case notEqual // = 2
+
+  /// =~ (the whole value matches the regular expression)
+  case matchesRegex // = 3
+
+  /// !~
+  case notMatchesRegex // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .equal
+    case 2: self = .notEqual
+    case 3: self = .matchesRegex
+    case 4: self = .notMatchesRegex
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .equal: return 1
+    case .notEqual: return 2
+    case .matchesRegex: return 3
+    case .notMatchesRegex: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_LabelMatchOperation] = [
+    .unspecified,
+    .equal,
+    .notEqual,
+    .matchesRegex,
+    .notMatchesRegex,
+  ]
+
+}
+
+public nonisolated enum Specola_V1_JobKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case job // = 1
+  case pipeline // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .job
+    case 2: self = .pipeline
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .job: return 1
+    case .pipeline: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_JobKind] = [
+    .unspecified,
+    .job,
+    .pipeline,
+  ]
+
+}
+
+public nonisolated enum Specola_V1_ConstraintOperator: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case equal // = 1
+  case notEqual // = 2
+  case `in` // = 3
+  case notIn // = 4
+  case exists // = 5
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .equal
+    case 2: self = .notEqual
+    case 3: self = .in
+    case 4: self = .notIn
+    case 5: self = .exists
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .equal: return 1
+    case .notEqual: return 2
+    case .in: return 3
+    case .notIn: return 4
+    case .exists: return 5
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_ConstraintOperator] = [
+    .unspecified,
+    .equal,
+    .notEqual,
+    .in,
+    .notIn,
+    .exists,
+  ]
+
+}
+
+public nonisolated enum Specola_V1_TaskRunState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case pending // = 1
+  case placed // = 2
+  case running // = 3
+  case succeeded // = 4
+  case failed // = 5
+  case cancelled // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .pending
+    case 2: self = .placed
+    case 3: self = .running
+    case 4: self = .succeeded
+    case 5: self = .failed
+    case 6: self = .cancelled
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .pending: return 1
+    case .placed: return 2
+    case .running: return 3
+    case .succeeded: return 4
+    case .failed: return 5
+    case .cancelled: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Specola_V1_TaskRunState] = [
+    .unspecified,
+    .pending,
+    .placed,
+    .running,
+    .succeeded,
+    .failed,
+    .cancelled,
+  ]
+
+}
+
 /// What the coordinator knows about one node.
 public nonisolated struct Specola_V1_Node: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -536,14 +812,369 @@ public nonisolated struct Specola_V1_NodeHealthCommand: Sendable {
 }
 
 /// One change to the replicated alert book (fire, resolve, ack, silence, notified,
-/// prune). It travels as the JSON of SpecolaAlerting.AlertChange, as job specs do,
-/// so apply never re-derives anything: time is inside the change.
+/// prune). Apply never re-derives anything: time is inside the change.
 public nonisolated struct Specola_V1_AlertCommand: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var changeJson: Data = Data()
+  /// The change as JSON, written by builds before AlertChange; read only when `change` is unset.
+  public var legacyChangeJson: Data = Data()
+
+  public var change: Specola_V1_AlertChange {
+    get {_change ?? Specola_V1_AlertChange()}
+    set {_change = newValue}
+  }
+  /// Returns true if `change` has been explicitly set.
+  public var hasChange: Bool {self._change != nil}
+  /// Clears the value of `change`. Subsequent reads from it will return its default value.
+  public mutating func clearChange() {self._change = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _change: Specola_V1_AlertChange? = nil
+}
+
+/// SpecolaAlerting.AlertChange (conversions: ClusterCore/ReplicatedForms/AlertChange+Wire.swift).
+public nonisolated struct Specola_V1_AlertChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Specola_V1_AlertChange.OneOf_Kind? = nil
+
+  public var fire: Specola_V1_AlertFire {
+    get {
+      if case .fire(let v)? = kind {return v}
+      return Specola_V1_AlertFire()
+    }
+    set {kind = .fire(newValue)}
+  }
+
+  public var resolve: Specola_V1_AlertResolve {
+    get {
+      if case .resolve(let v)? = kind {return v}
+      return Specola_V1_AlertResolve()
+    }
+    set {kind = .resolve(newValue)}
+  }
+
+  public var ack: Specola_V1_AlertAcknowledge {
+    get {
+      if case .ack(let v)? = kind {return v}
+      return Specola_V1_AlertAcknowledge()
+    }
+    set {kind = .ack(newValue)}
+  }
+
+  public var addSilence: Specola_V1_Silence {
+    get {
+      if case .addSilence(let v)? = kind {return v}
+      return Specola_V1_Silence()
+    }
+    set {kind = .addSilence(newValue)}
+  }
+
+  public var expireSilence: Specola_V1_SilenceExpiry {
+    get {
+      if case .expireSilence(let v)? = kind {return v}
+      return Specola_V1_SilenceExpiry()
+    }
+    set {kind = .expireSilence(newValue)}
+  }
+
+  public var markNotified: Specola_V1_AlertNotified {
+    get {
+      if case .markNotified(let v)? = kind {return v}
+      return Specola_V1_AlertNotified()
+    }
+    set {kind = .markNotified(newValue)}
+  }
+
+  public var prune: Specola_V1_AlertPrune {
+    get {
+      if case .prune(let v)? = kind {return v}
+      return Specola_V1_AlertPrune()
+    }
+    set {kind = .prune(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Kind: Equatable, Sendable {
+    case fire(Specola_V1_AlertFire)
+    case resolve(Specola_V1_AlertResolve)
+    case ack(Specola_V1_AlertAcknowledge)
+    case addSilence(Specola_V1_Silence)
+    case expireSilence(Specola_V1_SilenceExpiry)
+    case markNotified(Specola_V1_AlertNotified)
+    case prune(Specola_V1_AlertPrune)
+
+  }
+
+  public init() {}
+}
+
+/// A rule's condition holds.
+public nonisolated struct Specola_V1_AlertFire: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var rule: String = String()
+
+  public var labels: [Specola_V1_StringEntry] = []
+
+  public var severity: Specola_V1_AlertSeverity = .unspecified
+
+  public var summary: String = String()
+
+  public var description_p: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_AlertResolve: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var fingerprint: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// An operator acknowledged the current firing until `until_unix_ms`.
+public nonisolated struct Specola_V1_AlertAcknowledge: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var fingerprint: String = String()
+
+  public var untilUnixMs: Int64 = 0
+
+  public var by: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_SilenceExpiry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A receiver was told about transition `transition` of the alert.
+public nonisolated struct Specola_V1_AlertNotified: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var fingerprint: String = String()
+
+  public var transition: Int64 = 0
+
+  public var receiver: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Forgets resolved alerts that ended and silences that expired before `before_unix_ms`.
+public nonisolated struct Specola_V1_AlertPrune: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var beforeUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// SpecolaAlerting.AlertBook: every alert and every silence, each sorted by id
+/// (conversions: ClusterCore/ReplicatedForms/AlertBook+Wire.swift).
+public nonisolated struct Specola_V1_AlertBook: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var alerts: [Specola_V1_Alert] = []
+
+  public var silences: [Specola_V1_Silence] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One alert with its replicated lifecycle.
+public nonisolated struct Specola_V1_Alert: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The fingerprint of rule and labels.
+  public var id: String = String()
+
+  public var rule: String = String()
+
+  /// Sorted by key.
+  public var labels: [Specola_V1_StringEntry] = []
+
+  public var severity: Specola_V1_AlertSeverity = .unspecified
+
+  public var summary: String = String()
+
+  public var description_p: String = String()
+
+  public var status: Specola_V1_AlertStatus = .unspecified
+
+  public var startsAtUnixMs: Int64 = 0
+
+  /// Unset while firing.
+  public var endsAtUnixMs: Int64 {
+    get {_endsAtUnixMs ?? 0}
+    set {_endsAtUnixMs = newValue}
+  }
+  /// Returns true if `endsAtUnixMs` has been explicitly set.
+  public var hasEndsAtUnixMs: Bool {self._endsAtUnixMs != nil}
+  /// Clears the value of `endsAtUnixMs`. Subsequent reads from it will return its default value.
+  public mutating func clearEndsAtUnixMs() {self._endsAtUnixMs = nil}
+
+  /// 1 is the first firing, 2 its resolve, 3 a new firing, and so on.
+  public var transition: Int64 = 0
+
+  public var ack: Specola_V1_AlertAck {
+    get {_ack ?? Specola_V1_AlertAck()}
+    set {_ack = newValue}
+  }
+  /// Returns true if `ack` has been explicitly set.
+  public var hasAck: Bool {self._ack != nil}
+  /// Clears the value of `ack`. Subsequent reads from it will return its default value.
+  public mutating func clearAck() {self._ack = nil}
+
+  /// The last notification each receiver got about this alert, sorted by receiver.
+  public var deliveries: [Specola_V1_ReceiverDelivery] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _endsAtUnixMs: Int64? = nil
+  fileprivate var _ack: Specola_V1_AlertAck? = nil
+}
+
+public nonisolated struct Specola_V1_AlertAck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var by: String = String()
+
+  public var atUnixMs: Int64 = 0
+
+  public var untilUnixMs: Int64 = 0
+
+  /// The firing transition it covers.
+  public var transition: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ReceiverDelivery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var transition: Int64 = 0
+
+  public var atUnixMs: Int64 = 0
+
+  public var receiver: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One entry of a string map. The replicated state keeps maps as entries sorted by key (not
+/// protobuf maps, whose order follows the hash seed), so equal states serialize equally.
+public nonisolated struct Specola_V1_StringEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: String = String()
+
+  public var value: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_Silence: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var matchers: [Specola_V1_LabelMatcher] = []
+
+  public var startsAtUnixMs: Int64 = 0
+
+  public var endsAtUnixMs: Int64 = 0
+
+  public var createdBy: String = String()
+
+  public var comment: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_LabelMatcher: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var operation: Specola_V1_LabelMatchOperation = .unspecified
+
+  public var value: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -716,8 +1347,7 @@ public nonisolated struct Specola_V1_WorkloadRelease: Sendable {
   public init() {}
 }
 
-/// A validated job spec. The spec travels as the JSON of SpecolaJobs.JobSpec,
-/// so apply never parses YAML.
+/// A validated job spec, so apply never parses YAML.
 public nonisolated struct Specola_V1_SubmitJobCommand: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -725,15 +1355,458 @@ public nonisolated struct Specola_V1_SubmitJobCommand: Sendable {
 
   public var jobID: String = String()
 
-  public var specJson: Data = Data()
+  /// The spec as JSON, written by builds before JobSpec; read only when `spec` is unset.
+  public var legacySpecJson: Data = Data()
 
   public var sourceFile: String = String()
 
   public var submittedBy: String = String()
 
+  public var spec: Specola_V1_JobSpec {
+    get {_spec ?? Specola_V1_JobSpec()}
+    set {_spec = newValue}
+  }
+  /// Returns true if `spec` has been explicitly set.
+  public var hasSpec: Bool {self._spec != nil}
+  /// Clears the value of `spec`. Subsequent reads from it will return its default value.
+  public mutating func clearSpec() {self._spec = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _spec: Specola_V1_JobSpec? = nil
+}
+
+/// SpecolaJobs.JobSpec, a validated Job or Pipeline
+/// (conversions: ClusterCore/ReplicatedForms/JobSpec+Wire.swift).
+public nonisolated struct Specola_V1_JobSpec: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Specola_V1_JobKind = .unspecified
+
+  public var metadata: Specola_V1_JobMetadata {
+    get {_metadata ?? Specola_V1_JobMetadata()}
+    set {_metadata = newValue}
+  }
+  /// Returns true if `metadata` has been explicitly set.
+  public var hasMetadata: Bool {self._metadata != nil}
+  /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
+  public mutating func clearMetadata() {self._metadata = nil}
+
+  /// Spread instances over nodes instead of bin-packing them.
+  public var spread: Bool = false
+
+  /// In the order written.
+  public var tasks: [Specola_V1_JobTask] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _metadata: Specola_V1_JobMetadata? = nil
+}
+
+public nonisolated struct Specola_V1_JobMetadata: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var owner: String = String()
+
+  public var project: String = String()
+
+  public var priority: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One task of a job, or one step of a pipeline, before expansion (SpecolaJobs.TaskSpec).
+public nonisolated struct Specola_V1_JobTask: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  public var driver: OneOf_Driver? {
+    get {return _storage._driver}
+    set {_uniqueStorage()._driver = newValue}
+  }
+
+  public var podman: Specola_V1_PodmanDriver {
+    get {
+      if case .podman(let v)? = _storage._driver {return v}
+      return Specola_V1_PodmanDriver()
+    }
+    set {_uniqueStorage()._driver = .podman(newValue)}
+  }
+
+  public var exec: Specola_V1_ExecDriver {
+    get {
+      if case .exec(let v)? = _storage._driver {return v}
+      return Specola_V1_ExecDriver()
+    }
+    set {_uniqueStorage()._driver = .exec(newValue)}
+  }
+
+  public var resources: Specola_V1_TaskResources {
+    get {_storage._resources ?? Specola_V1_TaskResources()}
+    set {_uniqueStorage()._resources = newValue}
+  }
+  /// Returns true if `resources` has been explicitly set.
+  public var hasResources: Bool {_storage._resources != nil}
+  /// Clears the value of `resources`. Subsequent reads from it will return its default value.
+  public mutating func clearResources() {_uniqueStorage()._resources = nil}
+
+  public var constraints: [Specola_V1_LabelConstraint] {
+    get {_storage._constraints}
+    set {_uniqueStorage()._constraints = newValue}
+  }
+
+  public var affinities: [Specola_V1_LabelAffinity] {
+    get {_storage._affinities}
+    set {_uniqueStorage()._affinities = newValue}
+  }
+
+  public var count: Int64 {
+    get {_storage._count}
+    set {_uniqueStorage()._count = newValue}
+  }
+
+  /// Unset: not an array task.
+  public var array: Specola_V1_TaskArrayIndices {
+    get {_storage._array ?? Specola_V1_TaskArrayIndices()}
+    set {_uniqueStorage()._array = newValue}
+  }
+  /// Returns true if `array` has been explicitly set.
+  public var hasArray: Bool {_storage._array != nil}
+  /// Clears the value of `array`. Subsequent reads from it will return its default value.
+  public mutating func clearArray() {_uniqueStorage()._array = nil}
+
+  /// Sorted by key.
+  public var env: [Specola_V1_StringEntry] {
+    get {_storage._env}
+    set {_uniqueStorage()._env = newValue}
+  }
+
+  public var mounts: [Specola_V1_TaskMount] {
+    get {_storage._mounts}
+    set {_uniqueStorage()._mounts = newValue}
+  }
+
+  public var retries: Specola_V1_JobRetryPolicy {
+    get {_storage._retries ?? Specola_V1_JobRetryPolicy()}
+    set {_uniqueStorage()._retries = newValue}
+  }
+  /// Returns true if `retries` has been explicitly set.
+  public var hasRetries: Bool {_storage._retries != nil}
+  /// Clears the value of `retries`. Subsequent reads from it will return its default value.
+  public mutating func clearRetries() {_uniqueStorage()._retries = nil}
+
+  /// Unset: no limit.
+  public var timeoutSeconds: Int64 {
+    get {_storage._timeoutSeconds ?? 0}
+    set {_uniqueStorage()._timeoutSeconds = newValue}
+  }
+  /// Returns true if `timeoutSeconds` has been explicitly set.
+  public var hasTimeoutSeconds: Bool {_storage._timeoutSeconds != nil}
+  /// Clears the value of `timeoutSeconds`. Subsequent reads from it will return its default value.
+  public mutating func clearTimeoutSeconds() {_uniqueStorage()._timeoutSeconds = nil}
+
+  public var depends: [String] {
+    get {_storage._depends}
+    set {_uniqueStorage()._depends = newValue}
+  }
+
+  /// Unset: not a foreach step.
+  public var foreach: Specola_V1_ForeachItems {
+    get {_storage._foreach ?? Specola_V1_ForeachItems()}
+    set {_uniqueStorage()._foreach = newValue}
+  }
+  /// Returns true if `foreach` has been explicitly set.
+  public var hasForeach: Bool {_storage._foreach != nil}
+  /// Clears the value of `foreach`. Subsequent reads from it will return its default value.
+  public mutating func clearForeach() {_uniqueStorage()._foreach = nil}
+
+  public var outputs: [String] {
+    get {_storage._outputs}
+    set {_uniqueStorage()._outputs = newValue}
+  }
+
+  public var inputs: [Specola_V1_StepInput] {
+    get {_storage._inputs}
+    set {_uniqueStorage()._inputs = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Driver: Equatable, Sendable {
+    case podman(Specola_V1_PodmanDriver)
+    case exec(Specola_V1_ExecDriver)
+
+  }
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Specola_V1_PodmanDriver: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var image: String = String()
+
+  /// Unset: the image's entrypoint.
+  public var command: String {
+    get {_command ?? String()}
+    set {_command = newValue}
+  }
+  /// Returns true if `command` has been explicitly set.
+  public var hasCommand: Bool {self._command != nil}
+  /// Clears the value of `command`. Subsequent reads from it will return its default value.
+  public mutating func clearCommand() {self._command = nil}
+
+  public var args: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _command: String? = nil
+}
+
+public nonisolated struct Specola_V1_ExecDriver: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var command: String = String()
+
+  public var args: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_TaskResources: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cpuMillicores: Int64 = 0
+
+  public var memoryBytes: Int64 = 0
+
+  public var gpus: Int64 = 0
+
+  public var scratchBytes: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A requirement on a node label; as an affinity, a preference.
+public nonisolated struct Specola_V1_LabelConstraint: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var label: String = String()
+
+  public var op: Specola_V1_ConstraintOperator = .unspecified
+
+  public var values: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_LabelAffinity: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var constraint: Specola_V1_LabelConstraint {
+    get {_constraint ?? Specola_V1_LabelConstraint()}
+    set {_constraint = newValue}
+  }
+  /// Returns true if `constraint` has been explicitly set.
+  public var hasConstraint: Bool {self._constraint != nil}
+  /// Clears the value of `constraint`. Subsequent reads from it will return its default value.
+  public mutating func clearConstraint() {self._constraint = nil}
+
+  /// -100...100, never 0.
+  public var weight: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _constraint: Specola_V1_LabelConstraint? = nil
+}
+
+/// Inclusive.
+public nonisolated struct Specola_V1_TaskArrayIndices: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var first: Int64 = 0
+
+  public var last: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_ForeachItems: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var items: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_JobRetryPolicy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var attempts: Int64 = 0
+
+  public var backoffSeconds: Int64 = 0
+
+  public var maxBackoffSeconds: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// `steps.STEP.outputs.KEY` into the environment variable `variable`.
+public nonisolated struct Specola_V1_StepInput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var variable: String = String()
+
+  public var step: String = String()
+
+  public var key: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// SpecolaJobs.JobRun: a submitted job's lifecycle
+/// (conversions: ClusterCore/ReplicatedForms/JobRun+Wire.swift).
+public nonisolated struct Specola_V1_JobRun: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// Sorted by id.
+  public var tasks: [Specola_V1_TaskRun] = []
+
+  /// Task ids in submission order.
+  public var order: [String] = []
+
+  public var cancelled: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Specola_V1_TaskRun: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var waitsFor: [String] = []
+
+  public var retries: Specola_V1_JobRetryPolicy {
+    get {_retries ?? Specola_V1_JobRetryPolicy()}
+    set {_retries = newValue}
+  }
+  /// Returns true if `retries` has been explicitly set.
+  public var hasRetries: Bool {self._retries != nil}
+  /// Clears the value of `retries`. Subsequent reads from it will return its default value.
+  public mutating func clearRetries() {self._retries = nil}
+
+  public var state: Specola_V1_TaskRunState = .unspecified
+
+  /// Runs that ended in failure so far.
+  public var failures: Int64 = 0
+
+  public var relocations: Int64 = 0
+
+  public var node: String {
+    get {_node ?? String()}
+    set {_node = newValue}
+  }
+  /// Returns true if `node` has been explicitly set.
+  public var hasNode: Bool {self._node != nil}
+  /// Clears the value of `node`. Subsequent reads from it will return its default value.
+  public mutating func clearNode() {self._node = nil}
+
+  public var allocationID: String {
+    get {_allocationID ?? String()}
+    set {_allocationID = newValue}
+  }
+  /// Returns true if `allocationID` has been explicitly set.
+  public var hasAllocationID: Bool {self._allocationID != nil}
+  /// Clears the value of `allocationID`. Subsequent reads from it will return its default value.
+  public mutating func clearAllocationID() {self._allocationID = nil}
+
+  public var exitCode: Int32 {
+    get {_exitCode ?? 0}
+    set {_exitCode = newValue}
+  }
+  /// Returns true if `exitCode` has been explicitly set.
+  public var hasExitCode: Bool {self._exitCode != nil}
+  /// Clears the value of `exitCode`. Subsequent reads from it will return its default value.
+  public mutating func clearExitCode() {self._exitCode = nil}
+
+  public var message: String = String()
+
+  /// Earliest time a retry may be placed.
+  public var notBeforeUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _retries: Specola_V1_JobRetryPolicy? = nil
+  fileprivate var _node: String? = nil
+  fileprivate var _allocationID: String? = nil
+  fileprivate var _exitCode: Int32? = nil
 }
 
 /// One scheduling pass's decisions, committed together.
@@ -1102,11 +2175,21 @@ public nonisolated struct Specola_V1_ClusterSnapshot: @unchecked Sendable {
     set {_uniqueStorage()._jobSequence = newValue}
   }
 
-  /// SpecolaAlerting.AlertBook as JSON (sorted keys): alerts and silences.
-  public var alertBookJson: Data {
-    get {_storage._alertBookJson}
-    set {_uniqueStorage()._alertBookJson = newValue}
+  /// The alert book as JSON, written by builds before AlertBook; read only when `alert_book` is unset.
+  public var legacyAlertBookJson: Data {
+    get {_storage._legacyAlertBookJson}
+    set {_uniqueStorage()._legacyAlertBookJson = newValue}
   }
+
+  /// Alerts and silences.
+  public var alertBook: Specola_V1_AlertBook {
+    get {_storage._alertBook ?? Specola_V1_AlertBook()}
+    set {_uniqueStorage()._alertBook = newValue}
+  }
+  /// Returns true if `alertBook` has been explicitly set.
+  public var hasAlertBook: Bool {_storage._alertBook != nil}
+  /// Clears the value of `alertBook`. Subsequent reads from it will return its default value.
+  public mutating func clearAlertBook() {_uniqueStorage()._alertBook = nil}
 
   public var workloads: [Specola_V1_Workload] {
     get {_storage._workloads}
@@ -1204,36 +2287,87 @@ public nonisolated struct Specola_V1_AppliedProposal: Sendable {
 }
 
 /// A submitted job as the replicated state keeps it.
-public nonisolated struct Specola_V1_JobRecord: Sendable {
+public nonisolated struct Specola_V1_JobRecord: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  /// SpecolaJobs.JobSpec and SpecolaJobs.JobRun as JSON.
-  public var specJson: Data = Data()
+  /// Spec and run as JSON, written by builds before JobSpec and JobRun; read only when
+  /// `spec` (`run`) is unset.
+  public var legacySpecJson: Data {
+    get {_storage._legacySpecJson}
+    set {_uniqueStorage()._legacySpecJson = newValue}
+  }
 
-  public var runJson: Data = Data()
+  public var legacyRunJson: Data {
+    get {_storage._legacyRunJson}
+    set {_uniqueStorage()._legacyRunJson = newValue}
+  }
 
-  public var submitIndex: UInt64 = 0
+  public var spec: Specola_V1_JobSpec {
+    get {_storage._spec ?? Specola_V1_JobSpec()}
+    set {_uniqueStorage()._spec = newValue}
+  }
+  /// Returns true if `spec` has been explicitly set.
+  public var hasSpec: Bool {_storage._spec != nil}
+  /// Clears the value of `spec`. Subsequent reads from it will return its default value.
+  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
 
-  public var submittedAtUnixMs: Int64 = 0
+  public var run: Specola_V1_JobRun {
+    get {_storage._run ?? Specola_V1_JobRun()}
+    set {_uniqueStorage()._run = newValue}
+  }
+  /// Returns true if `run` has been explicitly set.
+  public var hasRun: Bool {_storage._run != nil}
+  /// Clears the value of `run`. Subsequent reads from it will return its default value.
+  public mutating func clearRun() {_uniqueStorage()._run = nil}
 
-  public var submittedBy: String = String()
+  public var submitIndex: UInt64 {
+    get {_storage._submitIndex}
+    set {_uniqueStorage()._submitIndex = newValue}
+  }
 
-  public var sourceFile: String = String()
+  public var submittedAtUnixMs: Int64 {
+    get {_storage._submittedAtUnixMs}
+    set {_uniqueStorage()._submittedAtUnixMs = newValue}
+  }
 
-  public var finishedAtUnixMs: Int64 = 0
+  public var submittedBy: String {
+    get {_storage._submittedBy}
+    set {_uniqueStorage()._submittedBy = newValue}
+  }
+
+  public var sourceFile: String {
+    get {_storage._sourceFile}
+    set {_uniqueStorage()._sourceFile = newValue}
+  }
+
+  public var finishedAtUnixMs: Int64 {
+    get {_storage._finishedAtUnixMs}
+    set {_uniqueStorage()._finishedAtUnixMs = newValue}
+  }
 
   /// Output of each task's latest attempt, by task id.
-  public var logs: Dictionary<String,Specola_V1_TaskLog> = [:]
+  public var logs: Dictionary<String,Specola_V1_TaskLog> {
+    get {_storage._logs}
+    set {_uniqueStorage()._logs = newValue}
+  }
 
-  public var revision: UInt64 = 0
+  public var revision: UInt64 {
+    get {_storage._revision}
+    set {_uniqueStorage()._revision = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Specola_V1_TaskLog: Sendable {
@@ -1655,6 +2789,30 @@ fileprivate nonisolated let _protobuf_package = "specola.v1"
 
 nonisolated extension Specola_V1_NodeStatus: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NODE_STATUS_UNSPECIFIED\0\u{1}NODE_STATUS_READY\0\u{1}NODE_STATUS_SUSPECT\0\u{1}NODE_STATUS_DOWN\0\u{1}NODE_STATUS_FENCING\0\u{1}NODE_STATUS_FENCED\0\u{1}NODE_STATUS_RECOVERED\0")
+}
+
+nonisolated extension Specola_V1_AlertSeverity: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ALERT_SEVERITY_UNSPECIFIED\0\u{1}ALERT_SEVERITY_INFO\0\u{1}ALERT_SEVERITY_WARNING\0\u{1}ALERT_SEVERITY_CRITICAL\0")
+}
+
+nonisolated extension Specola_V1_AlertStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ALERT_STATUS_UNSPECIFIED\0\u{1}ALERT_STATUS_FIRING\0\u{1}ALERT_STATUS_RESOLVED\0")
+}
+
+nonisolated extension Specola_V1_LabelMatchOperation: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LABEL_MATCH_OPERATION_UNSPECIFIED\0\u{1}LABEL_MATCH_OPERATION_EQUAL\0\u{1}LABEL_MATCH_OPERATION_NOT_EQUAL\0\u{1}LABEL_MATCH_OPERATION_MATCHES_REGEX\0\u{1}LABEL_MATCH_OPERATION_NOT_MATCHES_REGEX\0")
+}
+
+nonisolated extension Specola_V1_JobKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0JOB_KIND_UNSPECIFIED\0\u{1}JOB_KIND_JOB\0\u{1}JOB_KIND_PIPELINE\0")
+}
+
+nonisolated extension Specola_V1_ConstraintOperator: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONSTRAINT_OPERATOR_UNSPECIFIED\0\u{1}CONSTRAINT_OPERATOR_EQUAL\0\u{1}CONSTRAINT_OPERATOR_NOT_EQUAL\0\u{1}CONSTRAINT_OPERATOR_IN\0\u{1}CONSTRAINT_OPERATOR_NOT_IN\0\u{1}CONSTRAINT_OPERATOR_EXISTS\0")
+}
+
+nonisolated extension Specola_V1_TaskRunState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_RUN_STATE_UNSPECIFIED\0\u{1}TASK_RUN_STATE_PENDING\0\u{1}TASK_RUN_STATE_PLACED\0\u{1}TASK_RUN_STATE_RUNNING\0\u{1}TASK_RUN_STATE_SUCCEEDED\0\u{1}TASK_RUN_STATE_FAILED\0\u{1}TASK_RUN_STATE_CANCELLED\0")
 }
 
 nonisolated extension Specola_V1_Node: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -2454,7 +3612,7 @@ nonisolated extension Specola_V1_NodeHealthCommand: SwiftProtobuf.Message, Swift
 
 nonisolated extension Specola_V1_AlertCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AlertCommand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}change_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}legacy_change_json\0\u{2}k\u{9}change\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2462,21 +3620,766 @@ nonisolated extension Specola_V1_AlertCommand: SwiftProtobuf.Message, SwiftProto
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularBytesField(value: &self.changeJson) }()
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.legacyChangeJson) }()
+      case 620: try { try decoder.decodeSingularMessageField(value: &self._change) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.changeJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.changeJson, fieldNumber: 1)
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.legacyChangeJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.legacyChangeJson, fieldNumber: 1)
     }
+    try { if let v = self._change {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 620)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_AlertCommand, rhs: Specola_V1_AlertCommand) -> Bool {
-    if lhs.changeJson != rhs.changeJson {return false}
+    if lhs.legacyChangeJson != rhs.legacyChangeJson {return false}
+    if lhs._change != rhs._change {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fire\0\u{1}resolve\0\u{1}ack\0\u{3}add_silence\0\u{3}expire_silence\0\u{3}mark_notified\0\u{1}prune\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Specola_V1_AlertFire?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .fire(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .fire(v)
+        }
+      }()
+      case 2: try {
+        var v: Specola_V1_AlertResolve?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .resolve(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .resolve(v)
+        }
+      }()
+      case 3: try {
+        var v: Specola_V1_AlertAcknowledge?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .ack(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .ack(v)
+        }
+      }()
+      case 4: try {
+        var v: Specola_V1_Silence?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .addSilence(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .addSilence(v)
+        }
+      }()
+      case 5: try {
+        var v: Specola_V1_SilenceExpiry?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .expireSilence(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .expireSilence(v)
+        }
+      }()
+      case 6: try {
+        var v: Specola_V1_AlertNotified?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .markNotified(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .markNotified(v)
+        }
+      }()
+      case 7: try {
+        var v: Specola_V1_AlertPrune?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .prune(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .prune(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.kind {
+    case .fire?: try {
+      guard case .fire(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .resolve?: try {
+      guard case .resolve(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .ack?: try {
+      guard case .ack(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .addSilence?: try {
+      guard case .addSilence(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .expireSilence?: try {
+      guard case .expireSilence(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .markNotified?: try {
+      guard case .markNotified(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .prune?: try {
+      guard case .prune(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertChange, rhs: Specola_V1_AlertChange) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertFire: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertFire"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rule\0\u{1}labels\0\u{1}severity\0\u{1}summary\0\u{1}description\0\u{3}at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.rule) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.labels) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.severity) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.summary) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.rule.isEmpty {
+      try visitor.visitSingularStringField(value: self.rule, fieldNumber: 1)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.labels, fieldNumber: 2)
+    }
+    if self.severity != .unspecified {
+      try visitor.visitSingularEnumField(value: self.severity, fieldNumber: 3)
+    }
+    if !self.summary.isEmpty {
+      try visitor.visitSingularStringField(value: self.summary, fieldNumber: 4)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 5)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertFire, rhs: Specola_V1_AlertFire) -> Bool {
+    if lhs.rule != rhs.rule {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.severity != rhs.severity {return false}
+    if lhs.summary != rhs.summary {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertResolve: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertResolve"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fingerprint\0\u{3}at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.fingerprint) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.fingerprint.isEmpty {
+      try visitor.visitSingularStringField(value: self.fingerprint, fieldNumber: 1)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertResolve, rhs: Specola_V1_AlertResolve) -> Bool {
+    if lhs.fingerprint != rhs.fingerprint {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertAcknowledge: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertAcknowledge"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fingerprint\0\u{3}until_unix_ms\0\u{1}by\0\u{3}at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.fingerprint) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.untilUnixMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.fingerprint.isEmpty {
+      try visitor.visitSingularStringField(value: self.fingerprint, fieldNumber: 1)
+    }
+    if self.untilUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.untilUnixMs, fieldNumber: 2)
+    }
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 3)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertAcknowledge, rhs: Specola_V1_AlertAcknowledge) -> Bool {
+    if lhs.fingerprint != rhs.fingerprint {return false}
+    if lhs.untilUnixMs != rhs.untilUnixMs {return false}
+    if lhs.by != rhs.by {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_SilenceExpiry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SilenceExpiry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_SilenceExpiry, rhs: Specola_V1_SilenceExpiry) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertNotified: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertNotified"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fingerprint\0\u{1}transition\0\u{1}receiver\0\u{3}at_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.fingerprint) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.transition) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.receiver) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.fingerprint.isEmpty {
+      try visitor.visitSingularStringField(value: self.fingerprint, fieldNumber: 1)
+    }
+    if self.transition != 0 {
+      try visitor.visitSingularInt64Field(value: self.transition, fieldNumber: 2)
+    }
+    if !self.receiver.isEmpty {
+      try visitor.visitSingularStringField(value: self.receiver, fieldNumber: 3)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertNotified, rhs: Specola_V1_AlertNotified) -> Bool {
+    if lhs.fingerprint != rhs.fingerprint {return false}
+    if lhs.transition != rhs.transition {return false}
+    if lhs.receiver != rhs.receiver {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertPrune: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertPrune"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}before_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.beforeUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.beforeUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.beforeUnixMs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertPrune, rhs: Specola_V1_AlertPrune) -> Bool {
+    if lhs.beforeUnixMs != rhs.beforeUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertBook: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertBook"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}alerts\0\u{1}silences\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.alerts) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.silences) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.alerts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.alerts, fieldNumber: 1)
+    }
+    if !self.silences.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.silences, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertBook, rhs: Specola_V1_AlertBook) -> Bool {
+    if lhs.alerts != rhs.alerts {return false}
+    if lhs.silences != rhs.silences {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Alert"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}rule\0\u{1}labels\0\u{1}severity\0\u{1}summary\0\u{1}description\0\u{1}status\0\u{3}starts_at_unix_ms\0\u{3}ends_at_unix_ms\0\u{1}transition\0\u{1}ack\0\u{1}deliveries\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rule) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.labels) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.severity) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.summary) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.status) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.startsAtUnixMs) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self._endsAtUnixMs) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.transition) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._ack) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.deliveries) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.rule.isEmpty {
+      try visitor.visitSingularStringField(value: self.rule, fieldNumber: 2)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.labels, fieldNumber: 3)
+    }
+    if self.severity != .unspecified {
+      try visitor.visitSingularEnumField(value: self.severity, fieldNumber: 4)
+    }
+    if !self.summary.isEmpty {
+      try visitor.visitSingularStringField(value: self.summary, fieldNumber: 5)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 6)
+    }
+    if self.status != .unspecified {
+      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 7)
+    }
+    if self.startsAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startsAtUnixMs, fieldNumber: 8)
+    }
+    try { if let v = self._endsAtUnixMs {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 9)
+    } }()
+    if self.transition != 0 {
+      try visitor.visitSingularInt64Field(value: self.transition, fieldNumber: 10)
+    }
+    try { if let v = self._ack {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    if !self.deliveries.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.deliveries, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_Alert, rhs: Specola_V1_Alert) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.rule != rhs.rule {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.severity != rhs.severity {return false}
+    if lhs.summary != rhs.summary {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.startsAtUnixMs != rhs.startsAtUnixMs {return false}
+    if lhs._endsAtUnixMs != rhs._endsAtUnixMs {return false}
+    if lhs.transition != rhs.transition {return false}
+    if lhs._ack != rhs._ack {return false}
+    if lhs.deliveries != rhs.deliveries {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_AlertAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AlertAck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}by\0\u{3}at_unix_ms\0\u{3}until_unix_ms\0\u{1}transition\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.untilUnixMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.transition) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 1)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 2)
+    }
+    if self.untilUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.untilUnixMs, fieldNumber: 3)
+    }
+    if self.transition != 0 {
+      try visitor.visitSingularInt64Field(value: self.transition, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_AlertAck, rhs: Specola_V1_AlertAck) -> Bool {
+    if lhs.by != rhs.by {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.untilUnixMs != rhs.untilUnixMs {return false}
+    if lhs.transition != rhs.transition {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ReceiverDelivery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReceiverDelivery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}transition\0\u{3}at_unix_ms\0\u{1}receiver\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.transition) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.atUnixMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.receiver) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.transition != 0 {
+      try visitor.visitSingularInt64Field(value: self.transition, fieldNumber: 1)
+    }
+    if self.atUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atUnixMs, fieldNumber: 2)
+    }
+    if !self.receiver.isEmpty {
+      try visitor.visitSingularStringField(value: self.receiver, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ReceiverDelivery, rhs: Specola_V1_ReceiverDelivery) -> Bool {
+    if lhs.transition != rhs.transition {return false}
+    if lhs.atUnixMs != rhs.atUnixMs {return false}
+    if lhs.receiver != rhs.receiver {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StringEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StringEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StringEntry, rhs: Specola_V1_StringEntry) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_Silence: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Silence"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}matchers\0\u{3}starts_at_unix_ms\0\u{3}ends_at_unix_ms\0\u{3}created_by\0\u{1}comment\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.matchers) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.startsAtUnixMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.endsAtUnixMs) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.createdBy) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.comment) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.matchers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.matchers, fieldNumber: 2)
+    }
+    if self.startsAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startsAtUnixMs, fieldNumber: 3)
+    }
+    if self.endsAtUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.endsAtUnixMs, fieldNumber: 4)
+    }
+    if !self.createdBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.createdBy, fieldNumber: 5)
+    }
+    if !self.comment.isEmpty {
+      try visitor.visitSingularStringField(value: self.comment, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_Silence, rhs: Specola_V1_Silence) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.matchers != rhs.matchers {return false}
+    if lhs.startsAtUnixMs != rhs.startsAtUnixMs {return false}
+    if lhs.endsAtUnixMs != rhs.endsAtUnixMs {return false}
+    if lhs.createdBy != rhs.createdBy {return false}
+    if lhs.comment != rhs.comment {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_LabelMatcher: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LabelMatcher"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}operation\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.operation) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.operation != .unspecified {
+      try visitor.visitSingularEnumField(value: self.operation, fieldNumber: 2)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_LabelMatcher, rhs: Specola_V1_LabelMatcher) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.operation != rhs.operation {return false}
+    if lhs.value != rhs.value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2809,7 +4712,7 @@ nonisolated extension Specola_V1_WorkloadRelease: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_SubmitJobCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubmitJobCommand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}spec_json\0\u{3}source_file\0\u{3}submitted_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}legacy_spec_json\0\u{3}source_file\0\u{3}submitted_by\0\u{2}i\u{9}spec\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2818,20 +4721,25 @@ nonisolated extension Specola_V1_SubmitJobCommand: SwiftProtobuf.Message, SwiftP
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self.specJson) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.legacySpecJson) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.sourceFile) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.submittedBy) }()
+      case 621: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.jobID.isEmpty {
       try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
     }
-    if !self.specJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.specJson, fieldNumber: 2)
+    if !self.legacySpecJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.legacySpecJson, fieldNumber: 2)
     }
     if !self.sourceFile.isEmpty {
       try visitor.visitSingularStringField(value: self.sourceFile, fieldNumber: 3)
@@ -2839,14 +4747,790 @@ nonisolated extension Specola_V1_SubmitJobCommand: SwiftProtobuf.Message, SwiftP
     if !self.submittedBy.isEmpty {
       try visitor.visitSingularStringField(value: self.submittedBy, fieldNumber: 4)
     }
+    try { if let v = self._spec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 621)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_SubmitJobCommand, rhs: Specola_V1_SubmitJobCommand) -> Bool {
     if lhs.jobID != rhs.jobID {return false}
-    if lhs.specJson != rhs.specJson {return false}
+    if lhs.legacySpecJson != rhs.legacySpecJson {return false}
     if lhs.sourceFile != rhs.sourceFile {return false}
     if lhs.submittedBy != rhs.submittedBy {return false}
+    if lhs._spec != rhs._spec {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}metadata\0\u{1}spread\0\u{1}tasks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.spread) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    try { if let v = self._metadata {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.spread != false {
+      try visitor.visitSingularBoolField(value: self.spread, fieldNumber: 3)
+    }
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobSpec, rhs: Specola_V1_JobSpec) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs._metadata != rhs._metadata {return false}
+    if lhs.spread != rhs.spread {return false}
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobMetadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobMetadata"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}owner\0\u{1}project\0\u{1}priority\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.owner) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.project) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.priority) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.owner.isEmpty {
+      try visitor.visitSingularStringField(value: self.owner, fieldNumber: 2)
+    }
+    if !self.project.isEmpty {
+      try visitor.visitSingularStringField(value: self.project, fieldNumber: 3)
+    }
+    if self.priority != 0 {
+      try visitor.visitSingularInt64Field(value: self.priority, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobMetadata, rhs: Specola_V1_JobMetadata) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.owner != rhs.owner {return false}
+    if lhs.project != rhs.project {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobTask"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}podman\0\u{1}exec\0\u{1}resources\0\u{1}constraints\0\u{1}affinities\0\u{1}count\0\u{1}array\0\u{1}env\0\u{1}mounts\0\u{1}retries\0\u{3}timeout_seconds\0\u{1}depends\0\u{1}foreach\0\u{1}outputs\0\u{1}inputs\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _driver: Specola_V1_JobTask.OneOf_Driver?
+    var _resources: Specola_V1_TaskResources? = nil
+    var _constraints: [Specola_V1_LabelConstraint] = []
+    var _affinities: [Specola_V1_LabelAffinity] = []
+    var _count: Int64 = 0
+    var _array: Specola_V1_TaskArrayIndices? = nil
+    var _env: [Specola_V1_StringEntry] = []
+    var _mounts: [Specola_V1_TaskMount] = []
+    var _retries: Specola_V1_JobRetryPolicy? = nil
+    var _timeoutSeconds: Int64? = nil
+    var _depends: [String] = []
+    var _foreach: Specola_V1_ForeachItems? = nil
+    var _outputs: [String] = []
+    var _inputs: [Specola_V1_StepInput] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _driver = source._driver
+      _resources = source._resources
+      _constraints = source._constraints
+      _affinities = source._affinities
+      _count = source._count
+      _array = source._array
+      _env = source._env
+      _mounts = source._mounts
+      _retries = source._retries
+      _timeoutSeconds = source._timeoutSeconds
+      _depends = source._depends
+      _foreach = source._foreach
+      _outputs = source._outputs
+      _inputs = source._inputs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try {
+          var v: Specola_V1_PodmanDriver?
+          var hadOneofValue = false
+          if let current = _storage._driver {
+            hadOneofValue = true
+            if case .podman(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._driver = .podman(v)
+          }
+        }()
+        case 3: try {
+          var v: Specola_V1_ExecDriver?
+          var hadOneofValue = false
+          if let current = _storage._driver {
+            hadOneofValue = true
+            if case .exec(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._driver = .exec(v)
+          }
+        }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._resources) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._constraints) }()
+        case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._affinities) }()
+        case 7: try { try decoder.decodeSingularInt64Field(value: &_storage._count) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._array) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._env) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._mounts) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._retries) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._timeoutSeconds) }()
+        case 13: try { try decoder.decodeRepeatedStringField(value: &_storage._depends) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._foreach) }()
+        case 15: try { try decoder.decodeRepeatedStringField(value: &_storage._outputs) }()
+        case 16: try { try decoder.decodeRepeatedMessageField(value: &_storage._inputs) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      switch _storage._driver {
+      case .podman?: try {
+        guard case .podman(let v)? = _storage._driver else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      }()
+      case .exec?: try {
+        guard case .exec(let v)? = _storage._driver else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      }()
+      case nil: break
+      }
+      try { if let v = _storage._resources {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if !_storage._constraints.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._constraints, fieldNumber: 5)
+      }
+      if !_storage._affinities.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._affinities, fieldNumber: 6)
+      }
+      if _storage._count != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._count, fieldNumber: 7)
+      }
+      try { if let v = _storage._array {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      if !_storage._env.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._env, fieldNumber: 9)
+      }
+      if !_storage._mounts.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._mounts, fieldNumber: 10)
+      }
+      try { if let v = _storage._retries {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._timeoutSeconds {
+        try visitor.visitSingularInt64Field(value: v, fieldNumber: 12)
+      } }()
+      if !_storage._depends.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._depends, fieldNumber: 13)
+      }
+      try { if let v = _storage._foreach {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+      if !_storage._outputs.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._outputs, fieldNumber: 15)
+      }
+      if !_storage._inputs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._inputs, fieldNumber: 16)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobTask, rhs: Specola_V1_JobTask) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._driver != rhs_storage._driver {return false}
+        if _storage._resources != rhs_storage._resources {return false}
+        if _storage._constraints != rhs_storage._constraints {return false}
+        if _storage._affinities != rhs_storage._affinities {return false}
+        if _storage._count != rhs_storage._count {return false}
+        if _storage._array != rhs_storage._array {return false}
+        if _storage._env != rhs_storage._env {return false}
+        if _storage._mounts != rhs_storage._mounts {return false}
+        if _storage._retries != rhs_storage._retries {return false}
+        if _storage._timeoutSeconds != rhs_storage._timeoutSeconds {return false}
+        if _storage._depends != rhs_storage._depends {return false}
+        if _storage._foreach != rhs_storage._foreach {return false}
+        if _storage._outputs != rhs_storage._outputs {return false}
+        if _storage._inputs != rhs_storage._inputs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_PodmanDriver: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PodmanDriver"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}image\0\u{1}command\0\u{1}args\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.image) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self._command) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.args) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.image.isEmpty {
+      try visitor.visitSingularStringField(value: self.image, fieldNumber: 1)
+    }
+    try { if let v = self._command {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    } }()
+    if !self.args.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.args, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_PodmanDriver, rhs: Specola_V1_PodmanDriver) -> Bool {
+    if lhs.image != rhs.image {return false}
+    if lhs._command != rhs._command {return false}
+    if lhs.args != rhs.args {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ExecDriver: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecDriver"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}command\0\u{1}args\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.command) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.args) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.command.isEmpty {
+      try visitor.visitSingularStringField(value: self.command, fieldNumber: 1)
+    }
+    if !self.args.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.args, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ExecDriver, rhs: Specola_V1_ExecDriver) -> Bool {
+    if lhs.command != rhs.command {return false}
+    if lhs.args != rhs.args {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskResources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskResources"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cpu_millicores\0\u{3}memory_bytes\0\u{1}gpus\0\u{3}scratch_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.cpuMillicores) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.memoryBytes) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.gpus) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.scratchBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.cpuMillicores != 0 {
+      try visitor.visitSingularInt64Field(value: self.cpuMillicores, fieldNumber: 1)
+    }
+    if self.memoryBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.memoryBytes, fieldNumber: 2)
+    }
+    if self.gpus != 0 {
+      try visitor.visitSingularInt64Field(value: self.gpus, fieldNumber: 3)
+    }
+    if self.scratchBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.scratchBytes, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskResources, rhs: Specola_V1_TaskResources) -> Bool {
+    if lhs.cpuMillicores != rhs.cpuMillicores {return false}
+    if lhs.memoryBytes != rhs.memoryBytes {return false}
+    if lhs.gpus != rhs.gpus {return false}
+    if lhs.scratchBytes != rhs.scratchBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_LabelConstraint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LabelConstraint"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}label\0\u{1}op\0\u{1}values\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.label) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.op) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.values) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.label.isEmpty {
+      try visitor.visitSingularStringField(value: self.label, fieldNumber: 1)
+    }
+    if self.op != .unspecified {
+      try visitor.visitSingularEnumField(value: self.op, fieldNumber: 2)
+    }
+    if !self.values.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.values, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_LabelConstraint, rhs: Specola_V1_LabelConstraint) -> Bool {
+    if lhs.label != rhs.label {return false}
+    if lhs.op != rhs.op {return false}
+    if lhs.values != rhs.values {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_LabelAffinity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LabelAffinity"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}constraint\0\u{1}weight\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._constraint) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.weight) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._constraint {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.weight != 0 {
+      try visitor.visitSingularInt64Field(value: self.weight, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_LabelAffinity, rhs: Specola_V1_LabelAffinity) -> Bool {
+    if lhs._constraint != rhs._constraint {return false}
+    if lhs.weight != rhs.weight {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskArrayIndices: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskArrayIndices"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}first\0\u{1}last\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.first) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.last) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.first != 0 {
+      try visitor.visitSingularInt64Field(value: self.first, fieldNumber: 1)
+    }
+    if self.last != 0 {
+      try visitor.visitSingularInt64Field(value: self.last, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskArrayIndices, rhs: Specola_V1_TaskArrayIndices) -> Bool {
+    if lhs.first != rhs.first {return false}
+    if lhs.last != rhs.last {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_ForeachItems: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ForeachItems"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}items\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.items) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.items.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.items, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_ForeachItems, rhs: Specola_V1_ForeachItems) -> Bool {
+    if lhs.items != rhs.items {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobRetryPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobRetryPolicy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}attempts\0\u{3}backoff_seconds\0\u{3}max_backoff_seconds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.attempts) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.backoffSeconds) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.maxBackoffSeconds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.attempts != 0 {
+      try visitor.visitSingularInt64Field(value: self.attempts, fieldNumber: 1)
+    }
+    if self.backoffSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.backoffSeconds, fieldNumber: 2)
+    }
+    if self.maxBackoffSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.maxBackoffSeconds, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobRetryPolicy, rhs: Specola_V1_JobRetryPolicy) -> Bool {
+    if lhs.attempts != rhs.attempts {return false}
+    if lhs.backoffSeconds != rhs.backoffSeconds {return false}
+    if lhs.maxBackoffSeconds != rhs.maxBackoffSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_StepInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StepInput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}variable\0\u{1}step\0\u{1}key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.variable) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.step) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.variable.isEmpty {
+      try visitor.visitSingularStringField(value: self.variable, fieldNumber: 1)
+    }
+    if !self.step.isEmpty {
+      try visitor.visitSingularStringField(value: self.step, fieldNumber: 2)
+    }
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_StepInput, rhs: Specola_V1_StepInput) -> Bool {
+    if lhs.variable != rhs.variable {return false}
+    if lhs.step != rhs.step {return false}
+    if lhs.key != rhs.key {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_JobRun: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobRun"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tasks\0\u{1}order\0\u{1}cancelled\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.order) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.cancelled) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 2)
+    }
+    if !self.order.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.order, fieldNumber: 3)
+    }
+    if self.cancelled != false {
+      try visitor.visitSingularBoolField(value: self.cancelled, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_JobRun, rhs: Specola_V1_JobRun) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.order != rhs.order {return false}
+    if lhs.cancelled != rhs.cancelled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Specola_V1_TaskRun: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskRun"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}waits_for\0\u{1}retries\0\u{1}state\0\u{1}failures\0\u{1}relocations\0\u{1}node\0\u{3}allocation_id\0\u{3}exit_code\0\u{1}message\0\u{3}not_before_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.waitsFor) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._retries) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.failures) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.relocations) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self._node) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self._allocationID) }()
+      case 9: try { try decoder.decodeSingularInt32Field(value: &self._exitCode) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.notBeforeUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.waitsFor.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.waitsFor, fieldNumber: 2)
+    }
+    try { if let v = self._retries {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 4)
+    }
+    if self.failures != 0 {
+      try visitor.visitSingularInt64Field(value: self.failures, fieldNumber: 5)
+    }
+    if self.relocations != 0 {
+      try visitor.visitSingularInt64Field(value: self.relocations, fieldNumber: 6)
+    }
+    try { if let v = self._node {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._allocationID {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._exitCode {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 9)
+    } }()
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 10)
+    }
+    if self.notBeforeUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.notBeforeUnixMs, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Specola_V1_TaskRun, rhs: Specola_V1_TaskRun) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.waitsFor != rhs.waitsFor {return false}
+    if lhs._retries != rhs._retries {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.failures != rhs.failures {return false}
+    if lhs.relocations != rhs.relocations {return false}
+    if lhs._node != rhs._node {return false}
+    if lhs._allocationID != rhs._allocationID {return false}
+    if lhs._exitCode != rhs._exitCode {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.notBeforeUnixMs != rhs.notBeforeUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3502,7 +6186,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSnapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0\u{4}\u{11}applied_proposals\0\u{3}applied_proposals_complete_from\0\u{4}\u{16}volume_policies\0\u{2}\u{7}projects\0\u{3}role_bindings\0\u{3}audit_records\0\u{1}usage\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}kv\0\u{3}kv_revision\0\u{1}members\0\u{3}applied_index\0\u{3}applied_term\0\u{1}voters\0\u{1}learners\0\u{1}jobs\0\u{1}allocations\0\u{3}job_sequence\0\u{4}\u{9}legacy_alert_book_json\0\u{2}\u{a}workloads\0\u{3}workload_strays\0\u{4}\u{9}pending_nodes\0\u{1}revoked\0\u{3}storage_actions\0\u{3}storage_sequence\0\u{4}\u{11}applied_proposals\0\u{3}applied_proposals_complete_from\0\u{4}\u{16}volume_policies\0\u{2}\u{7}projects\0\u{3}role_bindings\0\u{3}audit_records\0\u{1}usage\0\u{4}Q\u{8}alert_book\0")
 
   fileprivate class _StorageClass {
     var _nodes: [Specola_V1_Node] = []
@@ -3516,7 +6200,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
     var _jobs: [Specola_V1_JobRecord] = []
     var _allocations: [Specola_V1_Allocation] = []
     var _jobSequence: UInt64 = 0
-    var _alertBookJson: Data = Data()
+    var _legacyAlertBookJson: Data = Data()
+    var _alertBook: Specola_V1_AlertBook? = nil
     var _workloads: [Specola_V1_Workload] = []
     var _workloadStrays: [Specola_V1_StrayWorkload] = []
     var _pendingNodes: [Specola_V1_PendingNode] = []
@@ -3551,7 +6236,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       _jobs = source._jobs
       _allocations = source._allocations
       _jobSequence = source._jobSequence
-      _alertBookJson = source._alertBookJson
+      _legacyAlertBookJson = source._legacyAlertBookJson
+      _alertBook = source._alertBook
       _workloads = source._workloads
       _workloadStrays = source._workloadStrays
       _pendingNodes = source._pendingNodes
@@ -3594,7 +6280,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
         case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._allocations) }()
         case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._jobSequence) }()
-        case 20: try { try decoder.decodeSingularBytesField(value: &_storage._alertBookJson) }()
+        case 20: try { try decoder.decodeSingularBytesField(value: &_storage._legacyAlertBookJson) }()
         case 30: try { try decoder.decodeRepeatedMessageField(value: &_storage._workloads) }()
         case 31: try { try decoder.decodeRepeatedMessageField(value: &_storage._workloadStrays) }()
         case 40: try { try decoder.decodeRepeatedMessageField(value: &_storage._pendingNodes) }()
@@ -3608,6 +6294,7 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         case 91: try { try decoder.decodeRepeatedMessageField(value: &_storage._roleBindings) }()
         case 92: try { try decoder.decodeRepeatedMessageField(value: &_storage._auditRecords) }()
         case 93: try { try decoder.decodeRepeatedMessageField(value: &_storage._usage) }()
+        case 622: try { try decoder.decodeSingularMessageField(value: &_storage._alertBook) }()
         default: break
         }
       }
@@ -3616,6 +6303,10 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
       if !_storage._nodes.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._nodes, fieldNumber: 1)
       }
@@ -3649,8 +6340,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       if _storage._jobSequence != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._jobSequence, fieldNumber: 11)
       }
-      if !_storage._alertBookJson.isEmpty {
-        try visitor.visitSingularBytesField(value: _storage._alertBookJson, fieldNumber: 20)
+      if !_storage._legacyAlertBookJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._legacyAlertBookJson, fieldNumber: 20)
       }
       if !_storage._workloads.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._workloads, fieldNumber: 30)
@@ -3691,6 +6382,9 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
       if !_storage._usage.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._usage, fieldNumber: 93)
       }
+      try { if let v = _storage._alertBook {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 622)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3711,7 +6405,8 @@ nonisolated extension Specola_V1_ClusterSnapshot: SwiftProtobuf.Message, SwiftPr
         if _storage._jobs != rhs_storage._jobs {return false}
         if _storage._allocations != rhs_storage._allocations {return false}
         if _storage._jobSequence != rhs_storage._jobSequence {return false}
-        if _storage._alertBookJson != rhs_storage._alertBookJson {return false}
+        if _storage._legacyAlertBookJson != rhs_storage._legacyAlertBookJson {return false}
+        if _storage._alertBook != rhs_storage._alertBook {return false}
         if _storage._workloads != rhs_storage._workloads {return false}
         if _storage._workloadStrays != rhs_storage._workloadStrays {return false}
         if _storage._pendingNodes != rhs_storage._pendingNodes {return false}
@@ -3776,74 +6471,146 @@ nonisolated extension Specola_V1_AppliedProposal: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Specola_V1_JobRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}spec_json\0\u{3}run_json\0\u{3}submit_index\0\u{3}submitted_at_unix_ms\0\u{3}submitted_by\0\u{3}source_file\0\u{3}finished_at_unix_ms\0\u{1}logs\0\u{1}revision\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}legacy_spec_json\0\u{3}legacy_run_json\0\u{3}submit_index\0\u{3}submitted_at_unix_ms\0\u{3}submitted_by\0\u{3}source_file\0\u{3}finished_at_unix_ms\0\u{1}logs\0\u{1}revision\0\u{2}e\u{9}spec\0\u{1}run\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _legacySpecJson: Data = Data()
+    var _legacyRunJson: Data = Data()
+    var _spec: Specola_V1_JobSpec? = nil
+    var _run: Specola_V1_JobRun? = nil
+    var _submitIndex: UInt64 = 0
+    var _submittedAtUnixMs: Int64 = 0
+    var _submittedBy: String = String()
+    var _sourceFile: String = String()
+    var _finishedAtUnixMs: Int64 = 0
+    var _logs: Dictionary<String,Specola_V1_TaskLog> = [:]
+    var _revision: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _legacySpecJson = source._legacySpecJson
+      _legacyRunJson = source._legacyRunJson
+      _spec = source._spec
+      _run = source._run
+      _submitIndex = source._submitIndex
+      _submittedAtUnixMs = source._submittedAtUnixMs
+      _submittedBy = source._submittedBy
+      _sourceFile = source._sourceFile
+      _finishedAtUnixMs = source._finishedAtUnixMs
+      _logs = source._logs
+      _revision = source._revision
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self.specJson) }()
-      case 3: try { try decoder.decodeSingularBytesField(value: &self.runJson) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.submitIndex) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.submittedAtUnixMs) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.submittedBy) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.sourceFile) }()
-      case 8: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMs) }()
-      case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Specola_V1_TaskLog>.self, value: &self.logs) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._legacySpecJson) }()
+        case 3: try { try decoder.decodeSingularBytesField(value: &_storage._legacyRunJson) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._submitIndex) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._submittedAtUnixMs) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._submittedBy) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._sourceFile) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._finishedAtUnixMs) }()
+        case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Specola_V1_TaskLog>.self, value: &_storage._logs) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._revision) }()
+        case 623: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
+        case 624: try { try decoder.decodeSingularMessageField(value: &_storage._run) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
-    }
-    if !self.specJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.specJson, fieldNumber: 2)
-    }
-    if !self.runJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.runJson, fieldNumber: 3)
-    }
-    if self.submitIndex != 0 {
-      try visitor.visitSingularUInt64Field(value: self.submitIndex, fieldNumber: 4)
-    }
-    if self.submittedAtUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.submittedAtUnixMs, fieldNumber: 5)
-    }
-    if !self.submittedBy.isEmpty {
-      try visitor.visitSingularStringField(value: self.submittedBy, fieldNumber: 6)
-    }
-    if !self.sourceFile.isEmpty {
-      try visitor.visitSingularStringField(value: self.sourceFile, fieldNumber: 7)
-    }
-    if self.finishedAtUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.finishedAtUnixMs, fieldNumber: 8)
-    }
-    if !self.logs.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Specola_V1_TaskLog>.self, value: self.logs, fieldNumber: 9)
-    }
-    if self.revision != 0 {
-      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 10)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._legacySpecJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._legacySpecJson, fieldNumber: 2)
+      }
+      if !_storage._legacyRunJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._legacyRunJson, fieldNumber: 3)
+      }
+      if _storage._submitIndex != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._submitIndex, fieldNumber: 4)
+      }
+      if _storage._submittedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._submittedAtUnixMs, fieldNumber: 5)
+      }
+      if !_storage._submittedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._submittedBy, fieldNumber: 6)
+      }
+      if !_storage._sourceFile.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._sourceFile, fieldNumber: 7)
+      }
+      if _storage._finishedAtUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._finishedAtUnixMs, fieldNumber: 8)
+      }
+      if !_storage._logs.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Specola_V1_TaskLog>.self, value: _storage._logs, fieldNumber: 9)
+      }
+      if _storage._revision != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._revision, fieldNumber: 10)
+      }
+      try { if let v = _storage._spec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 623)
+      } }()
+      try { if let v = _storage._run {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 624)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_JobRecord, rhs: Specola_V1_JobRecord) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.specJson != rhs.specJson {return false}
-    if lhs.runJson != rhs.runJson {return false}
-    if lhs.submitIndex != rhs.submitIndex {return false}
-    if lhs.submittedAtUnixMs != rhs.submittedAtUnixMs {return false}
-    if lhs.submittedBy != rhs.submittedBy {return false}
-    if lhs.sourceFile != rhs.sourceFile {return false}
-    if lhs.finishedAtUnixMs != rhs.finishedAtUnixMs {return false}
-    if lhs.logs != rhs.logs {return false}
-    if lhs.revision != rhs.revision {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._legacySpecJson != rhs_storage._legacySpecJson {return false}
+        if _storage._legacyRunJson != rhs_storage._legacyRunJson {return false}
+        if _storage._spec != rhs_storage._spec {return false}
+        if _storage._run != rhs_storage._run {return false}
+        if _storage._submitIndex != rhs_storage._submitIndex {return false}
+        if _storage._submittedAtUnixMs != rhs_storage._submittedAtUnixMs {return false}
+        if _storage._submittedBy != rhs_storage._submittedBy {return false}
+        if _storage._sourceFile != rhs_storage._sourceFile {return false}
+        if _storage._finishedAtUnixMs != rhs_storage._finishedAtUnixMs {return false}
+        if _storage._logs != rhs_storage._logs {return false}
+        if _storage._revision != rhs_storage._revision {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

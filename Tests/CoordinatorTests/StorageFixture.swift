@@ -1,0 +1,1 @@
+../ClusterCoreTests/StorageFixture.swift
