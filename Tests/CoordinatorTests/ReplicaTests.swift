@@ -26,36 +26,6 @@ import CooperativePoolWatch
         .with { $0.kvPut = .with { $0.key = key; $0.value = Data(value.utf8) } }
     }
 
-    /// Issue 11, item 3: once a log write fails, the replica leads nothing from that moment
-    /// (`isLeader` false, proposals refused), and the write in flight is not acknowledged.
-    @Test(.runsOffThePool) func aReplicaWhoseLogWriteFailsStopsLeadingAtOnce() async throws {
-        let dir = try TempDir()
-        defer { dir.remove() }
-        let storage = try RaftStorage(path: dir.file("raft.sqlite"))
-        let replica = try makeReplica(dir, storage: storage)
-        let ticker = Task { await replica.runTicker() }
-        defer { ticker.cancel() }
-        try await waitUntil("a single voter to lead") { await replica.isLeader }
-        _ = try await replica.propose(put("before", "1"))
-
-        // The disk refuses writes from now on (SQLITE_READONLY, as a remounted filesystem would).
-        try await storage.queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA query_only = 1") }
-        do {
-            let outcome = try await replica.propose(put("after", "2"))
-            Issue.record("a write the log could not store was acknowledged: \(outcome)")
-        } catch let error as ReplicaError {
-            switch error {
-            case .outcomeUnknown, .storageFailed: break
-            default: Issue.record("unexpected refusal: \(error)")
-            }
-        }
-        #expect(await !replica.isLeader)
-        await #expect(throws: ReplicaError.self) { _ = try await replica.propose(put("later", "3")) }
-        #expect(await replica.kvGet("after") == nil)
-        let stored = try storage.load()?.entries ?? []
-        #expect(!stored.contains { Data($0.data).range(of: Data("after".utf8)) != nil }, "the refused write reached the log")
-    }
-
     @Test(arguments: [20_000, 7] as [UInt64])
     func acknowledgedWritesSurviveARestart(snapshotEvery: UInt64) async throws {
         let dir = try TempDir()
