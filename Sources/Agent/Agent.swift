@@ -12,10 +12,13 @@ import SpecolaDaemon
 public struct Agent: Service {
     public let config: AgentConfig
     let logger: Logger
+    /// Shared by the collection loop and the storage runner, which asks it to re-read after an action.
+    let gluster: GlusterCollector?
 
     public init(config: AgentConfig, logger: Logger) {
         self.config = config
         self.logger = logger
+        gluster = config.gluster.enabled ? GlusterCollector(settings: config.gluster.settings, logger: logger) : nil
     }
 
     /// The agent's life, in the order a newcomer reads it: check the identity, open the outbox,
@@ -104,7 +107,8 @@ public struct Agent: Service {
                 logger: logger, onEvent: onEvent),
             workloads: WorkloadRunner(outbox: outbox, drivers: makeWorkloadDrivers(), logger: logger, onEvent: onEvent),
             storage: config.gluster.enabled
-                ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: onEvent) : nil)
+                ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: onEvent,
+                                onActionEnded: { [gluster] in gluster?.refresh() }) : nil)
     }
 
     /// How often ended task containers whose removal failed are looked for again.
@@ -244,8 +248,6 @@ public struct Agent: Service {
         let vms: VMCollector? = config.libvirt.uri.isEmpty ? nil : VMCollector(uri: config.libvirt.uri, logger: logger)
         let containers: ContainerCollector? = config.podman.enabled
             ? ContainerCollector(podmanPath: config.podman.path, environment: podmanEnvironment, logger: logger) : nil
-        let gluster: GlusterCollector? = config.gluster.enabled
-            ? GlusterCollector(settings: config.gluster.settings, logger: logger) : nil
         return FactsCollector(
             ipmi: ipmi, vms: vms, containers: containers, gluster: gluster,
             storage: StorageCollector(

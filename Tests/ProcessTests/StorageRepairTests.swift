@@ -503,10 +503,11 @@ import SpecolaProcesses
 
         // Specola repairs gs.
         try await cluster.startCoordinator()
-        // Heal counts at the production default (30 s): each count is a `heal info summary`, a glfsheal
-        // client that looks up every listed entry on every brick; three agents counting every second on
-        // this one machine cost more CPU than the writer (measured: about as much again as the copy).
-        try cluster.startGlusterAgents(pool, peers: 1...3, address: { "127.0.5.\(50 + $0)" }, healInfoInterval: 30)
+        // The agents at the production defaults: a report every 5 s, gluster's pool, volumes and brick
+        // processes read every 10 s (a dead brick of the node is seen in /proc at the next report),
+        // heal counts every 30 s (each a glfsheal client that looks up every listed entry on every brick).
+        try cluster.startGlusterAgents(pool, peers: 1...3, address: { "127.0.5.\(50 + $0)" },
+                                       reportInterval: 5, interval: 10, healInfoInterval: 30)
         try await waitUntil("gs bricks hosted by n1...n3", timeout: .seconds(40)) {
             try await GlusterFixture.volume(cluster.glusterCLI, "gs")?.bricks.map(\.node) == ["n1", "n2", "n3"]
         }
@@ -562,7 +563,7 @@ import SpecolaProcesses
         var steps = ["killed 0.0 s"]
         for action in restarts {
             steps.append("restart \(action.id) decided \(at(action.createdAtUnixMs))")
-            if action.agentFinishedAtUnixMs > 0 { steps.append("brick online and heal triggered \(at(action.agentFinishedAtUnixMs)) (\(action.state))") }
+            if action.agentFinishedAtUnixMs > 0 { steps.append("brick online and heal triggered \(at(action.agentFinishedAtUnixMs)) (\(action.state): \(action.message))") }
         }
         if restarts.isEmpty { steps.append("no restart committed") }
         steps.append("writer done \(seconds(writing)) s")
