@@ -169,8 +169,21 @@ public struct Agent: Service {
                 notifier.ready()
                 announced = true
             }
-            try await Task.sleep(for: .seconds(config.reportInterval))
+            try await sleepUntilNextReport()
         }
+    }
+
+    /// The report interval, cut short when GlusterFS needs reading at once (a brick of this node
+    /// died, or a storage action ended): checked every heartbeat interval, from /proc, without the CLI.
+    func sleepUntilNextReport() async throws {
+        let next = ContinuousClock.now + .seconds(config.reportInterval)
+        guard let gluster else { return try await Task.sleep(until: next) }
+        let step = Duration.seconds(min(config.heartbeatInterval, config.reportInterval))
+        while ContinuousClock.now + step < next {
+            try await Task.sleep(for: step)
+            if gluster.readIsDue() { return }
+        }
+        try await Task.sleep(until: next)
     }
 
     /// Pings systemd's watchdog only while the collection loop is alive, so a hung collector trips it.

@@ -102,7 +102,9 @@ import CooperativePoolWatch
         #expect(await collector.collect() == first)
         #expect(try callCount() == read, "a second report within the interval ran the CLI")
 
+        #expect(!collector.readIsDue())
         try FileManager.default.removeItem(atPath: proc + "/30453")
+        #expect(collector.readIsDue(), "the agent would not cut its report interval short for a dead brick")
         _ = await collector.collect()
         let afterDeath = try callCount()
         #expect(afterDeath > read, "the local brick's process is gone, yet the CLI was not read again")
@@ -116,6 +118,7 @@ import CooperativePoolWatch
         _ = await collector.collect()
         #expect(try callCount() == steady)
         collector.refresh()
+        #expect(collector.readIsDue())
         _ = await collector.collect()
         #expect(try callCount() > steady, "refresh() did not make the next collection read the CLI")
     }

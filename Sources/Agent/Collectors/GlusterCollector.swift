@@ -64,8 +64,8 @@ public final class GlusterCollector: @unchecked Sendable {
     private var lastErrors: [String] = []
     private var healCache: [String: (at: ContinuousClock.Instant, counts: [String: GlusterXML.HealCounts])] = [:]
     private var optionsCache: [String: (key: String, options: [String: String])] = [:]
+    // Under `lock`: the last read, and whether `refresh()` asked for the next collection to read the CLI.
     private var lastRead: (at: ContinuousClock.Instant, section: Specola_V1_GlusterSection)?
-    /// Set by `refresh()`: the next collection reads the CLI whatever its age.
     private var refreshRequested = false
 
     public init(settings: Settings = Settings(), logger: Logger) {
@@ -101,16 +101,26 @@ public final class GlusterCollector: @unchecked Sendable {
         lock.withLock { refreshRequested = true }
     }
 
+    /// Whether the next collection would read the CLI at once: a refresh was asked, or a brick
+    /// of this node died. Cheap (a few /proc reads), so the agent can ask it between reports.
+    public func readIsDue() -> Bool {
+        let (requested, last) = lock.withLock { (refreshRequested, lastRead) }
+        guard !requested, let last else { return true }
+        return !localBricksStillRun(last.section)
+    }
+
     /// One collection on the calling thread, which it blocks. Callers must not overlap.
     /// Within `interval` of the last read it returns that read, unless a refresh is due.
     func collectNow() -> Specola_V1_GlusterSection {
-        let requested = lock.withLock { defer { refreshRequested = false }; return refreshRequested }
-        if !requested, let last = lastRead, ContinuousClock.now - last.at < settings.interval,
-           localBricksStillRun(last.section) {
+        let (requested, last) = lock.withLock {
+            defer { refreshRequested = false }
+            return (refreshRequested, lastRead)
+        }
+        if !requested, let last, ContinuousClock.now - last.at < settings.interval, localBricksStillRun(last.section) {
             return last.section
         }
         let section = readNow()
-        lastRead = (ContinuousClock.now, section)
+        lock.withLock { lastRead = (ContinuousClock.now, section) }
         return section
     }
 
