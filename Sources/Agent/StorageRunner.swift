@@ -312,17 +312,16 @@ struct GlusterCLI: Sendable {
         return result.stdout
     }
 
-    /// `volume heal VOL [full]`. Right after a brick restart the first attempt can fail; it is retried for a few seconds.
+    /// `volume heal VOL [full]`. Right after a brick restart the first attempts can fail (the
+    /// self-heal daemon has not reconnected yet); it is retried every 300 ms for 5 s.
     func heal(_ volume: String, full: Bool) async throws {
-        var attempt = 0
+        let giveUpAt = ContinuousClock.now + .seconds(5)
         while true {
             do {
                 try await run(["volume", "heal", volume] + (full ? ["full"] : []))
                 return
-            } catch {
-                attempt += 1
-                if attempt >= 5 { throw error }
-                try await Task.sleep(for: .seconds(1))
+            } catch where ContinuousClock.now < giveUpAt {
+                try await Task.sleep(for: .milliseconds(300))
             }
         }
     }
