@@ -141,7 +141,13 @@ public actor StorageRunner: ClaimedWorkRunner {
             throw StorageActionError("brick process \(leftovers.map(String.init).joined(separator: ", ")) of \(action.brick) is still there \(settings.settleWithin) later, though gluster reports the brick offline; not restarting it over a live process — check it by hand")
         }
         // Right after a brick dies, glusterd may not have noticed yet and `start force` then does
-        // nothing; so it is given again (it is idempotent) until the brick is online or time is up.
+        // nothing: first wait (briefly) until glusterd reports the old process gone; and `start
+        // force` is given again (it is idempotent) every 2 s until the brick is online or time is up.
+        let noticedBy = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < noticedBy, let listed = try await gluster.brickStatus(action.volume, action.brick),
+              listed.online, listed.pid == action.oldPid {
+            try await Task.sleep(for: .milliseconds(200))
+        }
         let began = ContinuousClock.now
         let onlineBy = began + settings.settleWithin
         var online: GlusterXML.ProcessStatus?
@@ -149,7 +155,7 @@ public actor StorageRunner: ClaimedWorkRunner {
         repeat {
             try await gluster.run(["volume", "start", action.volume, "force"])
             starts += 1
-            let checkBy = min(onlineBy, ContinuousClock.now + .seconds(5))
+            let checkBy = min(onlineBy, ContinuousClock.now + .seconds(2))
             online = try await gluster.brickStatus(action.volume, action.brick)
             while online?.online != true && ContinuousClock.now < checkBy {
                 try await Task.sleep(for: .milliseconds(300))
