@@ -12,10 +12,13 @@ import SpecolaDaemon
 public struct Agent: Service {
     public let config: AgentConfig
     let logger: Logger
+    /// Shared by the collection loop and the storage runner, which asks it to re-read after an action.
+    let gluster: GlusterCollector?
 
     public init(config: AgentConfig, logger: Logger) {
         self.config = config
         self.logger = logger
+        gluster = config.gluster.enabled ? GlusterCollector(settings: config.gluster.settings, logger: logger) : nil
     }
 
     /// The agent's life, in the order a newcomer reads it: check the identity, open the outbox,
@@ -101,7 +104,8 @@ public struct Agent: Service {
         Runners(
             work: WorkRunner(outbox: outbox, drivers: makeWorkDrivers(), logger: logger, onEvent: onEvent),
             storage: config.gluster.enabled
-                ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: onEvent) : nil)
+                ? StorageRunner(outbox: outbox, settings: config.gluster.actionSettings, logger: logger, onEvent: onEvent,
+                                onActionEnded: { [gluster] in gluster?.refresh() }) : nil)
     }
 
     /// How often ended task containers whose removal failed are looked for again.
@@ -162,8 +166,21 @@ public struct Agent: Service {
                 notifier.ready()
                 announced = true
             }
-            try await Task.sleep(for: .seconds(config.reportInterval))
+            try await sleepUntilNextReport()
         }
+    }
+
+    /// The report interval, cut short when GlusterFS needs reading at once (a brick of this node
+    /// died, or a storage action ended): checked every heartbeat interval, from /proc, without the CLI.
+    func sleepUntilNextReport() async throws {
+        let next = ContinuousClock.now + .seconds(config.reportInterval)
+        guard let gluster else { return try await Task.sleep(until: next) }
+        let step = Duration.seconds(min(config.heartbeatInterval, config.reportInterval))
+        while ContinuousClock.now + step < next {
+            try await Task.sleep(for: step)
+            if gluster.readIsDue() { return }
+        }
+        try await Task.sleep(until: next)
     }
 
     /// Pings systemd's watchdog only while the collection loop is alive, so a hung collector trips it.
@@ -244,8 +261,6 @@ public struct Agent: Service {
         let vms: VMCollector? = config.libvirt.uri.isEmpty ? nil : VMCollector(uri: config.libvirt.uri, logger: logger)
         let containers: ContainerCollector? = config.podman.enabled
             ? ContainerCollector(podmanPath: config.podman.path, environment: podmanEnvironment, logger: logger) : nil
-        let gluster: GlusterCollector? = config.gluster.enabled
-            ? GlusterCollector(settings: config.gluster.settings, logger: logger) : nil
         return FactsCollector(
             ipmi: ipmi, vms: vms, containers: containers, gluster: gluster,
             storage: StorageCollector(

@@ -165,10 +165,13 @@ public struct GlusterConfig: Decodable, Sendable {
     public var brickHost = ""
     public var timeout: Double = 15
     public var healInfoInterval: Double = 30
+    /// How often pool, volumes and brick processes are read from the CLI; a brick of this
+    /// node that dies is seen at the next report regardless (its process is checked in /proc).
+    public var interval: Double = 10
     /// The limit for one gluster call of a storage action (replace-brick and heal can be slow).
     public var actionTimeout: Double = 120
     public init() {}
-    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, command, brickHost, timeout, healInfoInterval, actionTimeout }
+    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, command, brickHost, timeout, interval, healInfoInterval, actionTimeout }
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -180,6 +183,7 @@ public struct GlusterConfig: Decodable, Sendable {
         }
         brickHost = try c.decodeIfPresent(String.self, forKey: .brickHost) ?? ""
         timeout = try c.decodePositiveSeconds(.timeout, default: 15)
+        interval = try c.decodePositiveSeconds(.interval, default: 10)
         healInfoInterval = try c.decodePositiveSeconds(.healInfoInterval, default: 30)
         actionTimeout = try c.decodePositiveSeconds(.actionTimeout, default: 120)
     }
@@ -197,6 +201,7 @@ public struct GlusterConfig: Decodable, Sendable {
         settings.brickHost = brickHost
         settings.timeout = .milliseconds(Int64(timeout * 1000))
         settings.healInfoInterval = .milliseconds(Int64(healInfoInterval * 1000))
+        settings.interval = .milliseconds(Int64(interval * 1000))
         return settings
     }
 }

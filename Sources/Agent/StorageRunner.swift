@@ -34,13 +34,17 @@ public actor StorageRunner: ClaimedWorkRunner {
     let logger: Logger
     /// Called after an outcome is queued, to wake the link's sender.
     let onEvent: @Sendable () -> Void
+    /// Called when an action ends, before its outcome is stamped: the facts must be read again.
+    let onActionEnded: @Sendable () -> Void
     private var running: Set<String> = []
 
-    public init(outbox: Outbox, settings: Settings, logger: Logger, onEvent: @escaping @Sendable () -> Void) {
+    public init(outbox: Outbox, settings: Settings, logger: Logger, onEvent: @escaping @Sendable () -> Void,
+                onActionEnded: @escaping @Sendable () -> Void = {}) {
         self.outbox = outbox
         self.settings = settings
         self.logger = logger
         self.onEvent = onEvent
+        self.onActionEnded = onActionEnded
     }
 
     /// Starts an action whose id was just claimed; returns at once.
@@ -62,6 +66,7 @@ public actor StorageRunner: ClaimedWorkRunner {
     }
 
     private func perform(_ action: Specola_V1_StorageAction) async {
+        let began = ContinuousClock.now
         let outcome: (ok: Bool, message: String)
         var spareUnusable = false
         do {
@@ -75,7 +80,9 @@ public actor StorageRunner: ClaimedWorkRunner {
         let level: Logger.Level = outcome.ok ? .info : .warning
         logger.log(level: level, "storage action ended", metadata: [
             "action.id": "\(action.id)", "ok": "\(outcome.ok)", "message": "\(outcome.message)",
+            "took.s": "\(Self.seconds(ContinuousClock.now - began))",
         ])
+        onActionEnded()
         finish(action.id, ok: outcome.ok, message: outcome.message, spareUnusable: spareUnusable)
         running.remove(action.id)
     }
@@ -134,14 +141,21 @@ public actor StorageRunner: ClaimedWorkRunner {
             throw StorageActionError("brick process \(leftovers.map(String.init).joined(separator: ", ")) of \(action.brick) is still there \(settings.settleWithin) later, though gluster reports the brick offline; not restarting it over a live process — check it by hand")
         }
         // Right after a brick dies, glusterd may not have noticed yet and `start force` then does
-        // nothing; so it is given again (it is idempotent) until the brick is online or time is up.
-        let onlineBy = ContinuousClock.now + settings.settleWithin
+        // nothing: first wait (briefly) until glusterd reports the old process gone; and `start
+        // force` is given again (it is idempotent) every 2 s until the brick is online or time is up.
+        let noticedBy = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < noticedBy, let listed = try await gluster.brickStatus(action.volume, action.brick),
+              listed.online, listed.pid == action.oldPid {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let began = ContinuousClock.now
+        let onlineBy = began + settings.settleWithin
         var online: GlusterXML.ProcessStatus?
         var starts = 0
         repeat {
             try await gluster.run(["volume", "start", action.volume, "force"])
             starts += 1
-            let checkBy = min(onlineBy, ContinuousClock.now + .seconds(5))
+            let checkBy = min(onlineBy, ContinuousClock.now + .seconds(2))
             online = try await gluster.brickStatus(action.volume, action.brick)
             while online?.online != true && ContinuousClock.now < checkBy {
                 try await Task.sleep(for: .milliseconds(300))
@@ -151,8 +165,9 @@ public actor StorageRunner: ClaimedWorkRunner {
         guard let status = online, status.online else {
             throw StorageActionError("`volume start \(action.volume) force` (\(starts) times) succeeded but brick \(action.brick) is still offline after \(settings.settleWithin); see the brick's log under /var/log/glusterfs/bricks")
         }
+        let onlineAfter = ContinuousClock.now - began
         try await gluster.heal(action.volume, full: false)
-        return "brick restarted (pid \(status.pid)\(starts > 1 ? ", after \(starts) starts" : "")); heal started"
+        return "brick restarted (pid \(status.pid)\(starts > 1 ? ", after \(starts) starts" : ""), online \(Self.seconds(onlineAfter)) s after the first start; heal started \(Self.seconds(ContinuousClock.now - began - onlineAfter)) s later"
     }
 
     /// `replace-brick ... commit force` onto a spare that exists here, then a full heal.
@@ -231,6 +246,10 @@ public actor StorageRunner: ClaimedWorkRunner {
         return found.sorted()
     }
 
+    static func seconds(_ duration: Duration) -> String {
+        String(format: "%.1f", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    }
+
     static func split(_ brick: String) -> (host: String, path: String)? {
         guard let colon = brick.firstIndex(of: ":") else { return nil }
         let path = String(brick[brick.index(after: colon)...])
@@ -299,17 +318,16 @@ struct GlusterCLI: Sendable {
         return result.stdout
     }
 
-    /// `volume heal VOL [full]`. Right after a brick restart the first attempt can fail; it is retried for a few seconds.
+    /// `volume heal VOL [full]`. Right after a brick restart the first attempts can fail (the
+    /// self-heal daemon has not reconnected yet); it is retried every 300 ms for 5 s.
     func heal(_ volume: String, full: Bool) async throws {
-        var attempt = 0
+        let giveUpAt = ContinuousClock.now + .seconds(5)
         while true {
             do {
                 try await run(["volume", "heal", volume] + (full ? ["full"] : []))
                 return
-            } catch {
-                attempt += 1
-                if attempt >= 5 { throw error }
-                try await Task.sleep(for: .seconds(1))
+            } catch where ContinuousClock.now < giveUpAt {
+                try await Task.sleep(for: .milliseconds(300))
             }
         }
     }

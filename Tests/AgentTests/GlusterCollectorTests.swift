@@ -63,6 +63,65 @@ import CooperativePoolWatch
         let lines = try String(contentsOfFile: calls, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 1)
     }
+
+    /// Within `interval` the last read is reported again without the CLI; a local brick whose
+    /// process left /proc, or a `refresh()`, makes the next collection read it again.
+    @Test func theCLIIsReadOncePerIntervalUnlessALocalBrickDiedOrARefreshIsAsked() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let calls = dir.file("calls")
+        let xml = GlusterXMLTests.fixtures.path
+        let script = """
+            echo "$*" >> \(calls)
+            case "$2 $3" in
+              "pool list") cat \(xml)/pool-list.xml ;;
+              "volume info") cat \(xml)/volume-info.xml ;;
+              "volume status") cat \(xml)/status-gv0-healthy.xml ;;
+              "volume get") cat \(xml)/get-gv0-all.xml ;;
+              "volume heal") cat \(xml)/heal-healthy.xml ;;
+              *) exit 1 ;;
+            esac
+            """
+        // A /proc holding the process of 10.77.14.1's gv0 brick (pid 30453 in the status fixture).
+        let proc = dir.file("proc")
+        try FileManager.default.createDirectory(atPath: proc + "/30453", withIntermediateDirectories: true)
+        try "30453 (glusterfsd) S 1 30453".write(toFile: proc + "/30453/stat", atomically: true, encoding: .utf8)
+        var settings = GlusterCollector.Settings()
+        settings.command = ["sh", "-c", script, "gluster"]
+        settings.brickHost = "10.77.14.1"
+        settings.procRoot = proc
+        settings.interval = .seconds(600)
+        let collector = GlusterCollector(settings: settings, logger: Logger(label: "test.gluster"))
+        func callCount() throws -> Int { try String(contentsOfFile: calls, encoding: .utf8).split(separator: "\n").count }
+
+        let first = await collector.collect()
+        let brick = first.volumes.first { $0.name == "gv0" }?.bricks.first { $0.local }
+        #expect(brick?.online == true && brick?.pid == 30453, "\(first)")
+        let read = try callCount()
+        #expect(read > 0)
+        #expect(await collector.collect() == first)
+        #expect(try callCount() == read, "a second report within the interval ran the CLI")
+
+        #expect(!collector.readIsDue())
+        try FileManager.default.removeItem(atPath: proc + "/30453")
+        #expect(collector.readIsDue(), "the agent would not cut its report interval short for a dead brick")
+        _ = await collector.collect()
+        let afterDeath = try callCount()
+        #expect(afterDeath > read, "the local brick's process is gone, yet the CLI was not read again")
+
+        _ = await collector.collect()
+        #expect(try callCount() > afterDeath, "the brick is still missing from /proc, so each report reads again")
+        try FileManager.default.createDirectory(atPath: proc + "/30453", withIntermediateDirectories: true)
+        try "30453 (glusterfsd) S 1 30453".write(toFile: proc + "/30453/stat", atomically: true, encoding: .utf8)
+        _ = await collector.collect()
+        let steady = try callCount()
+        _ = await collector.collect()
+        #expect(try callCount() == steady)
+        collector.refresh()
+        #expect(collector.readIsDue())
+        _ = await collector.collect()
+        #expect(try callCount() > steady, "refresh() did not make the next collection read the CLI")
+    }
 }
 
 @Suite(.watchesCooperativePool) struct BrickFilesystemTests {

@@ -38,13 +38,16 @@ enum GlusterFixture {
     }
 
     /// The agent config lines for peer `peer`: its glusterd through `wrapper` (if any) and the pool's namespaces.
-    static func agentLines(_ pool: GlusterPool, peer: Int, wrapper: [String] = [], extra: String = "bmc: {mode: none}") throws -> String {
+    /// `interval` and `healInfoInterval` are short (1 s) so tests see gluster's state and heal counts at
+    /// once; the production defaults are 10 s and 30 s.
+    static func agentLines(_ pool: GlusterPool, peer: Int, wrapper: [String] = [], extra: String = "bmc: {mode: none}",
+                           interval: Double = 1, healInfoInterval: Double = 1) throws -> String {
         let command = (wrapper + (try pool.glusterCommand(peer))).map { "\"\($0)\"" }.joined(separator: ", ")
         return """
             \(extra)
             libvirt: {uri: ""}
             podman: {enabled: false}
-            gluster: {command: [\(command)], healInfoInterval: 1}
+            gluster: {command: [\(command)], interval: \(interval), healInfoInterval: \(healInfoInterval)}
             """
     }
 
@@ -113,10 +116,12 @@ enum GlusterFixture {
 extension LocalCluster {
     /// Agents n`peer` for each of `peers`, at `address(peer)`, each reaching its own peer's glusterd.
     func startGlusterAgents(_ pool: GlusterPool, peers: ClosedRange<Int>, address: (Int) -> String, wrapper: [String] = [],
-                            extra: (Int) -> String = { _ in "bmc: {mode: none}" }) throws {
+                            extra: (Int) -> String = { _ in "bmc: {mode: none}" }, reportInterval: Double = 1,
+                            interval: Double = 1, healInfoInterval: Double = 1) throws {
         for peer in peers {
-            try writeAgentConfig("n\(peer)", address: address(peer),
-                                 extra: try GlusterFixture.agentLines(pool, peer: peer, wrapper: wrapper, extra: extra(peer)))
+            try writeAgentConfig("n\(peer)", address: address(peer), reportInterval: reportInterval,
+                                 extra: try GlusterFixture.agentLines(pool, peer: peer, wrapper: wrapper, extra: extra(peer),
+                                                                      interval: interval, healInfoInterval: healInfoInterval))
             try startAgent("n\(peer)")
         }
     }

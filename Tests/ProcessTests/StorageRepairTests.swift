@@ -503,11 +503,17 @@ import SpecolaProcesses
 
         // Specola repairs gs.
         try await cluster.startCoordinator()
-        try cluster.startGlusterAgents(pool, peers: 1...3, address: { "127.0.5.\(50 + $0)" })
+        // The agents at the production defaults: a report every 5 s, gluster's pool, volumes and brick
+        // processes read every 10 s (a dead brick of the node is seen in /proc at the next report),
+        // heal counts every 30 s (each a glfsheal client that looks up every listed entry on every brick).
+        try cluster.startGlusterAgents(pool, peers: 1...3, address: { "127.0.5.\(50 + $0)" },
+                                       reportInterval: 5, interval: 10, healInfoInterval: 30)
         try await waitUntil("gs bricks hosted by n1...n3", timeout: .seconds(40)) {
             try await GlusterFixture.volume(cluster.glusterCLI, "gs")?.bricks.map(\.node) == ["n1", "n2", "n3"]
         }
+        let loadBefore = loadAverage()
         let killed = ContinuousClock.now
+        let killedUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
         try await killBrick(pool, volume: "gs", peer: 2)
         try await writeBenchFiles(pool, from: source, to: "\(dir)/mnt-gs/d")
         let writing = ContinuousClock.now - killed
@@ -515,12 +521,14 @@ import SpecolaProcesses
             try await pendingEntries(pool, volume: "gs") == 0
         }
         let specola = ContinuousClock.now - killed
+        let restarts = try await GlusterFixture.detail(cluster.glusterCLI, "gs").actions.filter { $0.kind == .restartBrick }
         await cluster.shutdown()
 
         // Gluster alone on ga: the brick stays down for as long; then an operator's `start force`.
         let aloneKilled = ContinuousClock.now
         try await killBrick(pool, volume: "ga", peer: 2)
         try await writeBenchFiles(pool, from: source, to: "\(dir)/mnt-ga/d")
+        let aloneWrite = ContinuousClock.now - aloneKilled
         let left = specola - (ContinuousClock.now - aloneKilled)
         if left > .zero { try await Task.sleep(for: left) }
         let stillPending = try await pendingEntries(pool, volume: "ga", requireConnected: false)
@@ -535,11 +543,36 @@ import SpecolaProcesses
 
         let target = .seconds(10) + rawCopy * 2
         print("BENCH heal: Specola, brick kill to full redundancy (\(benchFiles) files, 100 MiB copied in meanwhile): \(seconds(specola)) s: target 10 s + 2 x raw = \(seconds(target)) s: \(specola <= target ? "met" : "MISSED")")
-        print("BENCH heal:   of which the client's copy through the mount with the brick down: \(seconds(writing)) s; after the copy: \(seconds(specola - writing)) s")
-        print("BENCH heal: raw copy of the same 100 MiB between two directories: \(seconds(rawCopy)) s; the same copy into the healthy volume: \(seconds(healthyWrite)) s")
+        print("BENCH heal:   ratio to the target: \(ratio(specola, target)); to the raw copy: \(ratio(specola, rawCopy)); to the copy into the healthy volume: \(ratio(specola, healthyWrite))")
+        print("BENCH heal:   of which the client's copy through the mount (brick down, then restarted and healing): \(seconds(writing)) s; after the copy: \(seconds(specola - writing)) s")
+        print("BENCH heal:   timeline from the kill: \(timeline(restarts, killedUnixMs: killedUnixMs, writing: writing, total: specola))")
+        print("BENCH heal: raw copy of the same 100 MiB between two directories: \(seconds(rawCopy)) s; the same copy into the healthy volume: \(seconds(healthyWrite)) s; into the volume with the brick left down (gluster alone): \(seconds(aloneWrite)) s")
+        print("BENCH heal: machine load (1-min average) before the kill: \(loadBefore), at the end: \(loadAverage()) (2 cores; the copy through FUSE is CPU-bound, so any other load stretches every figure)")
         print("BENCH heal: gluster alone, brick left down \(seconds(specola)) s: \(stillPending.map(String.init) ?? "unknown") entries still pending (it never heals by itself)")
         print("BENCH heal: gluster after an operator's `volume start force` by hand: \(seconds(manual)) s from the command to zero entries (plus however long the operator takes to notice)")
         #expect(stillPending ?? 1 > 0, "the anchor must show gluster does not heal alone")
+    }
+
+    static func ratio(_ a: Duration, _ b: Duration) -> String {
+        b > .zero ? String(format: "%.2f", (a / b)) : "n/a"
+    }
+
+    /// Kill, each restart Specola decided, the brick back with its heal triggered, the writer done, nothing to heal.
+    static func timeline(_ restarts: [Specola_V1_StorageAction], killedUnixMs: Int64, writing: Duration, total: Duration) -> String {
+        func at(_ unixMs: Int64) -> String { String(format: "%.1f s", Double(unixMs - killedUnixMs) / 1000) }
+        var steps = ["killed 0.0 s"]
+        for action in restarts {
+            steps.append("restart \(action.id) decided \(at(action.createdAtUnixMs))")
+            if action.agentFinishedAtUnixMs > 0 { steps.append("brick online and heal triggered \(at(action.agentFinishedAtUnixMs)) (\(action.state): \(action.message))") }
+        }
+        if restarts.isEmpty { steps.append("no restart committed") }
+        steps.append("writer done \(seconds(writing)) s")
+        steps.append("nothing to heal \(seconds(total)) s")
+        return steps.joined(separator: ", ")
+    }
+
+    static func loadAverage() -> String {
+        (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "unknown"
     }
 
     static func seconds(_ duration: Duration) -> String {

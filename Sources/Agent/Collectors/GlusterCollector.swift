@@ -17,6 +17,12 @@ import SpecolaProcesses
 /// thread of its own with a time limit, because the CLI hangs while glusterd is wedged.
 /// Collections never overlap: a caller that arrives while one runs waits for its result.
 ///
+/// The CLI is read at most every `interval` (each call is a process, and `volume status` takes
+/// glusterd's cluster-wide lock, which a brick restart needs too); in between, the last section
+/// is reported again. Two things make it read at once: a brick of this node whose process is
+/// gone from /proc (a dead brick is seen within one report), and `refresh()` (a storage action
+/// ended here, so its outcome must be in the next report).
+///
 /// A node without gluster (no CLI, glusterd not answering) reports `available = false`
 /// with the reason, logged once per change. A volume that cannot be read is named in
 /// `errors` and the others are still reported.
@@ -33,6 +39,8 @@ public final class GlusterCollector: @unchecked Sendable {
         public var timeout: Duration = .seconds(15)
         /// Heal summaries crawl every brick's index, so they are refreshed at most this often.
         public var healInfoInterval: Duration = .seconds(30)
+        /// Pool, volumes and brick processes are read from the CLI at most this often.
+        public var interval: Duration = .seconds(10)
         public var procRoot = "/proc"
         public var sysRoot = "/sys"
 
@@ -56,6 +64,9 @@ public final class GlusterCollector: @unchecked Sendable {
     private var lastErrors: [String] = []
     private var healCache: [String: (at: ContinuousClock.Instant, counts: [String: GlusterXML.HealCounts])] = [:]
     private var optionsCache: [String: (key: String, options: [String: String])] = [:]
+    // Under `lock`: the last read, and whether `refresh()` asked for the next collection to read the CLI.
+    private var lastRead: (at: ContinuousClock.Instant, section: Specola_V1_GlusterSection)?
+    private var refreshRequested = false
 
     public init(settings: Settings = Settings(), logger: Logger) {
         self.settings = settings
@@ -85,8 +96,49 @@ public final class GlusterCollector: @unchecked Sendable {
         return section
     }
 
+    /// The next collection reads the CLI, however recent the last read.
+    public func refresh() {
+        lock.withLock { refreshRequested = true }
+    }
+
+    /// Whether the next collection would read the CLI at once: a refresh was asked, or a brick
+    /// of this node died. Cheap (a few /proc reads), so the agent can ask it between reports.
+    public func readIsDue() -> Bool {
+        let (requested, last) = lock.withLock { (refreshRequested, lastRead) }
+        guard !requested, let last else { return true }
+        return !localBricksStillRun(last.section)
+    }
+
     /// One collection on the calling thread, which it blocks. Callers must not overlap.
+    /// Within `interval` of the last read it returns that read, unless a refresh is due.
     func collectNow() -> Specola_V1_GlusterSection {
+        let (requested, last) = lock.withLock {
+            defer { refreshRequested = false }
+            return (refreshRequested, lastRead)
+        }
+        if !requested, let last, ContinuousClock.now - last.at < settings.interval, localBricksStillRun(last.section) {
+            return last.section
+        }
+        let section = readNow()
+        lock.withLock { lastRead = (ContinuousClock.now, section) }
+        return section
+    }
+
+    /// Whether every brick of this node that the last read saw online still has its process.
+    /// A bare /proc lookup, so a dead brick is noticed at every report without the CLI.
+    private func localBricksStillRun(_ section: Specola_V1_GlusterSection) -> Bool {
+        guard section.available else { return true }
+        for volume in section.volumes {
+            for brick in volume.bricks where brick.local && brick.online && brick.pid > 0 {
+                guard let stat = try? String(contentsOfFile: "\(settings.procRoot)/\(brick.pid)/stat", encoding: .utf8),
+                      let state = stat.split(separator: ")").last?.split(separator: " ").first,
+                      state != "Z", state != "X" else { return false }
+            }
+        }
+        return true
+    }
+
+    private func readNow() -> Specola_V1_GlusterSection {
         var section = Specola_V1_GlusterSection()
         do {
             try read(into: &section)

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Diagnostic for issue 14's heal benchmark (not a test): where the writer's time goes when a brick
+# of a replica-3 volume dies during a 1,000-file (100 MiB) copy through FUSE. Gluster alone, no
+# Specola; one variable per step: healthy copy; brick down (no restart); the same with the polling
+# three agents do at reportInterval 1 / healInfoInterval 1 (pool list, volume info, volume status,
+# heal info summary, each agent after the last); the brick restarted 3 s into the copy with a heal
+# triggered (Specola at its fastest). Prints wall time and the CPU every process of the run used
+# (cgroup v1 cpuacct), since on 2 shared cores the wall time mostly measures the other load.
+# usage (root, under the process-test lock): flock /tmp/specola-process-tests.lock scripts/heal-write-experiments.sh [DIR]
+set -uo pipefail
+POOL=$(cd "$(dirname "$0")/.." && pwd)/Tests/Fixtures/gluster/pool.sh
+export SPECOLA_GPOOL=hxa SPECOLA_GPOOL_NET=10.77.211
+D=$(realpath -m "${1:-/tmp/specola-heal-experiments}")
+N=1000; B=$((100*1024*1024/1000))
+g() { bash $POOL gluster $D "$@"; }
+x() { bash $POOL exec $D "$@"; }
+CG=/sys/fs/cgroup/cpuacct/specola-heal-exp; mkdir -p $CG; echo $$ > $CG/cgroup.procs
+now() { date +%s.%N; }
+el() { echo "$(now) - $1" | bc; }
+setup() {
+  bash $POOL down $D >/dev/null 2>&1; rm -rf $D; mkdir -p $D/mnt $D/data
+  for i in $(seq 1 $N); do head -c $B /dev/urandom > $D/data/f$i; done; sync
+  bash $POOL up $D 3
+  g 1 volume create v replica 3 10.77.211.1:$D/p1/bricks/v 10.77.211.2:$D/p2/bricks/v 10.77.211.3:$D/p3/bricks/v force >/dev/null
+  for o in "$@"; do g 1 volume set v ${o%%=*} ${o#*=} >/dev/null || echo "set $o failed"; done
+  g 1 volume start v >/dev/null
+  x 1 mount -t glusterfs 10.77.211.1:/v $D/mnt
+}
+brickpid() { g 1 volume status v 10.77.211.$1:$D/p$1/bricks/v --xml | sed -n 's:.*<pid>\([0-9]*\)</pid>.*:\1:p' | head -1; }
+killbrick() { local p=$(brickpid $1); kill -9 $p; while [ -e /proc/$p ]; do sleep 0.05; done; }
+pending() { g 1 volume heal v info | awk -F: '/Number of entries/{gsub(/ /,"",$2); if ($2 ~ /^[0-9]+$/) s+=$2; else bad=1; n++} END{ if (bad||n<3) print "x"; else print s}'; }
+startforce() { for t in $(seq 1 60); do g 1 volume start v force >/dev/null 2>&1; [ $(g 1 volume status v --xml | grep -c '<status>1</status>') -ge 4 ] && return; sleep 0.5; done; echo "restart failed"; }
+waitheal() { local s=$(now); for t in $(seq 1 1200); do [ "$(pending)" = 0 ] && { echo "heal-done $(el $s)"; return; }; sleep 0.25; done; echo "heal timeout"; }
+agentloop() { # one agent: a collection (never overlapping), then the report interval
+  while :; do local s=$(now); g $1 pool list --xml; g $1 volume info --xml; g $1 volume status v --xml; local h=$(now); timeout 15 bash $POOL gluster $D $1 volume heal v info summary --xml; echo "agent$1 collect $(el $s) heal-summary $(el $h)" >&2; sleep 1; done >/dev/null 2>>$D/agentload.log; }
+cliload() { agentloop 1 & agentloop 2 & agentloop 3 & wait; }
+stopload() { local d=$(for c in $(pgrep -P $1); do echo $c; pgrep -P $c; done); kill $1 $d 2>/dev/null; wait $1 2>/dev/null; }
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+copy() { # label
+  local cl=$(pgrep -f "glusterfs.*--volfile-id=/v.*$D/mnt" | head -1)
+  local c0=$(cpu $cl) s=$(now) t0=$(cat $CG/cpuacct.usage)
+  x 1 cp -r $D/data $D/mnt/$1
+  echo "RESULT $1: copy $(el $s) s, cpu all $(( ($(cat $CG/cpuacct.usage) - t0) / 10000000 )) cs, fuse client $(( $(cpu $cl) - c0 )) cs, load $(cut -d' ' -f1 /proc/loadavg)"
+}
+setup "$@"
+sleep 2
+copy healthy1
+killbrick 2; echo "killed brick 2"
+copy down1
+echo "pending after down1: $(g 1 volume heal v info summary | grep -i 'entries' | head -3 | tr '\n' ' ')"
+s=$(now); startforce; echo "start force took $(el $s)"; g 1 volume heal v >/dev/null 2>&1; waitheal
+copy healthy2
+cliload & L=$!; copy healthy-agentload; stopload $L; sleep 1
+killbrick 2; cliload & L=$!; copy down-agentload; stopload $L; sleep 1
+s=$(now); startforce; g 1 volume heal v >/dev/null 2>&1; waitheal
+# brick restarted 3 s into the copy, heal triggered at once (Specola at its fastest)
+killbrick 2; x 1 cp -r $D/data $D/mnt/dr & C=$!; s=$(now); sleep 3; startforce; g 1 volume heal v >/dev/null 2>&1; echo "restarted at $(el $s)"; wait $C; echo "RESULT down-restart3: copy $(el $s)"; waitheal
+copy healthy3
+tail -5 $D/agentload.log
+x 1 umount -l $D/mnt; bash $POOL down $D
+echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; rmdir $CG 2>/dev/null || true; rm -rf $D
