@@ -18,6 +18,8 @@
 #   BENCH_STRICT=1        exit 1 when a target is not met (compared with etcd over TLS)
 #   BENCH_SYNC_OFF=1      no fsync anywhere (Specola: SQLite synchronous=OFF; etcd: --unsafe-no-fsync
 #                         where its version has it): separates disk from CPU. Unsafe, measurement only
+#   BENCH_PEERS=grpc      Specola replicas exchange Raft traffic over gRPC instead of the direct
+#                         channel (raftAddress), to compare the two
 #   BENCH_PHASES=0        do not log Specola's write phases (SPECOLA_WRITE_PHASES, on by default:
 #                         a few clock reads per write); the replicas' sums are printed at the end
 #
@@ -192,7 +194,8 @@ measure() {
 
 # --- Specola -----------------------------------------------------------------
 say "Specola: 3 coordinator replicas on ${hosts[*]}"
-line=$("$bin/specola-bench" setup --dir "$work/specola" --hosts "$(IFS=,; echo "${hosts[*]}")") || die "setup failed"
+line=$("$bin/specola-bench" setup --dir "$work/specola" --hosts "$(IFS=,; echo "${hosts[*]}")" --peers "${BENCH_PEERS:-direct}") ||
+  die "setup failed"
 endpoints=${line#ENDPOINTS }
 IFS=, read -r -a specola_at <<<"$endpoints"
 pki=$work/specola/pki
@@ -302,7 +305,7 @@ row() {  # label, metric key
 echo
 echo "Raft write benchmark: Specola 3 replicas vs etcd $etcd_version 3 members, loopback, $(nproc) cores"
 echo "client: specola-bench (grpc-swift-2), ${value_bytes}-byte values, ${seconds} s per client count after 1 s warm-up"
-echo "specola: client and peer mTLS; etcd-plain: plaintext h2c client and peer; etcd-tls: client and peer mTLS (same CA, same client certificate)"
+echo "specola: client and peer mTLS (peers: ${BENCH_PEERS:-direct} channel); etcd-plain: plaintext h2c client and peer; etcd-tls: client and peer mTLS (same CA, same client certificate)"
 echo "ratios: specola/plain = against plaintext etcd, specola/tls = against etcd over TLS"
 echo
 header

@@ -9,7 +9,7 @@ import Glibc
 
 let usage = """
     usage: specola-bench SUBCOMMAND [--option value]...
-      setup    --dir D --hosts H1,H2,H3 [--etcd-members N] [--access on|off]
+      setup    --dir D --hosts H1,H2,H3 [--etcd-members N] [--access on|off] [--peers direct|grpc]
                                                    PKI + coordinator configs (+ certificates
                                                    pki/coordinator-etcd-mN.pem for 127.0.0.1); prints ENDPOINTS
       load     --system specola|etcd --endpoints E1,E2,E3 [--pki D] --clients N   (etcd: --pki = mTLS)
@@ -89,7 +89,8 @@ func freePort(host: String) throws -> Int {
 
 /// A CA, one user certificate, a coordinator certificate + config per host, and a
 /// certificate for each of `etcdMembers` etcd members on 127.0.0.1 (server and peer TLS).
-func setup(dir: String, hosts: [String], etcdMembers: Int, access: Bool = true) throws -> [HostPort] {
+/// `directPeers`: replicas exchange Raft traffic on the direct channel (`raftAddress`), else over gRPC.
+func setup(dir: String, hosts: [String], etcdMembers: Int, access: Bool = true, directPeers: Bool = true) throws -> [HostPort] {
     let pki = dir + "/pki"
     try PKI.initCA(directory: pki, validityDays: 2)
     try PKI.issue(directory: pki, role: .user, name: "bench", validityDays: 1)
@@ -97,7 +98,11 @@ func setup(dir: String, hosts: [String], etcdMembers: Int, access: Bool = true) 
         try PKI.issue(directory: pki, role: .coordinator, name: "etcd-m\(member)", sans: ["127.0.0.1"], validityDays: 1)
     }
     let listen = try hosts.map { HostPort(host: $0, port: try freePort(host: $0)) }
-    let peers = listen.enumerated().map { "  - {id: \($0.offset + 1), name: c\($0.offset + 1), address: \($0.element)}" }
+    let direct = try hosts.map { HostPort(host: $0, port: try freePort(host: $0)) }
+    let peers = listen.enumerated().map {
+        "  - {id: \($0.offset + 1), name: c\($0.offset + 1), address: \($0.element)"
+            + (directPeers ? ", raftAddress: \(direct[$0.offset])}" : "}")
+    }
     for (offset, address) in listen.enumerated() {
         let name = "c\(offset + 1)"
         try PKI.issue(directory: pki, role: .coordinator, name: name, sans: [address.host], validityDays: 1)
@@ -127,7 +132,7 @@ func main() async throws {
     case "setup":
         let endpoints = try setup(dir: try options.string("dir"), hosts: try options.string("hosts").split(separator: ",").map(String.init),
                                   etcdMembers: Int(try options.number("etcd-members", default: 3)),
-                                  access: options.values["access"] != "off")
+                                  access: options.values["access"] != "off", directPeers: options.values["peers"] != "grpc")
         print("ENDPOINTS " + endpoints.map(\.description).joined(separator: ","))
     case "load":
         let clients = Int(try options.number("clients", default: 1))

@@ -129,7 +129,9 @@ final class DevCluster: @unchecked Sendable {
         _ = try PKI.issue(directory: pki, role: .user, name: "admin", sans: [], validityDays: 30)
         // The sample project's member, who runs the sample pipeline.
         _ = try PKI.issue(directory: pki, role: .user, name: Self.sampleMember, sans: [], validityDays: 30)
-        let peers = (1...replicas).map { "  - {id: \($0), name: c\($0), address: \(coordinatorAddress($0))}" }.joined(separator: "\n")
+        let peers = (1...replicas).map {
+            "  - {id: \($0), name: c\($0), address: \(coordinatorAddress($0)), raftAddress: \(coordinatorAddress($0).host):7451}"
+        }.joined(separator: "\n")
         // The simulated BMCs all take admin/secret: the coordinator can fence through them.
         let bmcSimulated = resolveExecutable("ipmi_sim") != nil && Self.findFixture("Tests/Fixtures/ipmi/start-bmc.sh") != nil
         if bmcSimulated { try write("bmc/password", "secret\n") }

@@ -48,6 +48,8 @@ public struct Coordinator: Service {
         let reloader = try config.tls.makeReloader(logger: logger)
         let (replica, transport) = try makeReplica(reloader: reloader)
         defer { transport.stopAll() }
+        let directChannel = try await startDirectChannel(replica: replica, reloader: reloader)
+        defer { directChannel?.close() }
         let hub = InstructionHub(logger: logger)
         let controllers = try makeControllers(replica: replica, hub: hub)
         let (access, audit) = makeAccessGate(replica: replica)
@@ -62,6 +64,22 @@ public struct Coordinator: Service {
             metrics: MetricsServer(endpoint: config.metricsListen, replica: replica, tls: config.tls, logger: logger))
         try await serveUntilStopped(
             servers, replica: replica, controllers: controllers, audit: audit, reloader: reloader)
+    }
+
+    /// Listens for peers' direct Raft channels if this replica's member entry has a `raftAddress`.
+    func startDirectChannel(replica: Replica, reloader: (any CertificateReloader)?) async throws -> DirectPeerListener? {
+        let address = config.selfMember.raftAddress
+        guard !address.isEmpty, let endpoint = HostPort(parsing: address, defaultPort: 7451) else { return nil }
+        do {
+            let listener = try await DirectPeerListener.start(
+                endpoint: endpoint, tls: config.tls, reloader: reloader, denyList: replica.denyList, inbox: replica, logger: logger)
+            logger.info("direct Raft channel listening", metadata: ["raft.address": "\(endpoint)"])
+            return listener
+        } catch {
+            throw DirectChannelStartError(description:
+                "cannot listen for the direct Raft channel on \(endpoint) (raftAddress of \(config.name) in peers): \(error); "
+                    + "free that port or change raftAddress")
+        }
     }
 
     /// A coordinator serves only with a coordinator's certificate.

@@ -138,14 +138,16 @@ public struct JobRetention: Decodable, Sendable {
 /// One replica in `peers`.
 struct PeerEntry: Decodable {
     var member: Specola_V1_Member
-    enum CodingKeys: String, CodingKey, CaseIterable { case id, name, address }
+    enum CodingKeys: String, CodingKey, CaseIterable { case id, name, address, raftAddress }
     init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let id = try c.decode(UInt64.self, forKey: .id)
         let name = try c.decode(String.self, forKey: .name)
         let address = try c.decodeEndpoint(.address, defaultPort: 7450)
-        member = .with { $0.id = id; $0.name = name; $0.address = address.description }
+        // Optional: where this replica takes Raft traffic on the direct channel (without it, gRPC on `address`).
+        let raftAddress = try c.contains(.raftAddress) ? c.decodeEndpoint(.raftAddress, defaultPort: 7451).description : ""
+        member = .with { $0.id = id; $0.name = name; $0.address = address.description; $0.raftAddress = raftAddress }
     }
 }
 

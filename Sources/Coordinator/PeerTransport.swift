@@ -8,7 +8,8 @@ import SpecolaRaft
 import Synchronization
 import NIOCertificateReloading
 
-/// Carries Raft messages to the other replicas over gRPC with mutual TLS.
+/// Carries Raft messages to the other replicas over mutual TLS: on the direct channel
+/// (`DirectPeerLink`) to a peer with a `raftAddress` while it is connected, else over gRPC.
 /// One sender per peer keeps that peer's messages in order; when a peer is
 /// unreachable its messages are dropped (Raft retransmits), never queued forever.
 public final class PeerTransport: Sendable {
@@ -36,9 +37,11 @@ public final class PeerTransport: Sendable {
                     ])
                     continue
                 }
-                if let existing = senders[id], existing.endpoint == endpoint { continue }
+                let direct = member.raftAddress.isEmpty ? nil : HostPort(parsing: member.raftAddress, defaultPort: 7451)
+                if let existing = senders[id], existing.endpoint == endpoint, existing.direct?.endpoint == direct { continue }
                 senders[id]?.stop()
-                senders[id] = PeerSender(selfID: selfID, peer: member, endpoint: endpoint, tls: tls, reloader: reloader, logger: logger)
+                senders[id] = PeerSender(
+                    selfID: selfID, peer: member, endpoint: endpoint, direct: direct, tls: tls, reloader: reloader, logger: logger)
             }
         }
     }
@@ -47,13 +50,7 @@ public final class PeerTransport: Sendable {
         guard !messages.isEmpty else { return }
         let grouped = Dictionary(grouping: messages, by: \.to)
         senders.withLock { senders in
-            for (to, batch) in grouped {
-                guard let sender = senders[to] else { continue }
-                let bulk = batch.filter(\.carriesLogData)
-                if !bulk.isEmpty { sender.enqueue(bulk.map { $0.wireBytes() }) }
-                let control = batch.filter { !$0.carriesLogData }
-                if !control.isEmpty { sender.enqueue(control.map { $0.wireBytes() }, urgent: true) }
-            }
+            for (to, batch) in grouped { senders[to]?.send(batch) }
         }
     }
 
@@ -65,25 +62,45 @@ public final class PeerTransport: Sendable {
     }
 }
 
-/// Sends one peer's messages in order, in batches, over one gRPC connection.
+/// Sends one peer's messages in order: straight into the direct channel while it is up,
+/// else in batches over one gRPC connection.
 final class PeerSender: Sendable {
     let endpoint: HostPort
+    let direct: DirectPeerLink?
     private let queue = PeerQueue()
     private let task: Task<Void, Never>
 
-    init(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles, reloader: (any CertificateReloader)?,
-         logger: Logger) {
+    init(selfID: NodeID, peer: Specola_V1_Member, endpoint: HostPort, direct: HostPort? = nil, tls: TLSFiles,
+         reloader: (any CertificateReloader)?, logger: Logger) {
         self.endpoint = endpoint
+        self.direct = direct.map { DirectPeerLink(peer: peer, endpoint: $0, tls: tls, reloader: reloader, logger: logger) }
         let queue = self.queue
         task = Task {
             await Self.run(selfID: selfID, peer: peer, endpoint: endpoint, tls: tls, reloader: reloader, logger: logger, queue: queue)
         }
     }
 
+    func send(_ batch: [Message]) {
+        let encoded = batch.map { (message: $0, bytes: $0.wireBytes()) }
+        var rest = encoded
+        if let direct {
+            // A message larger than a frame (a snapshot) goes over gRPC, in pieces.
+            let small = encoded.filter { $0.bytes.count <= PeerQueue.batchBytes }
+            if !small.isEmpty, direct.send(small.map(\.bytes)) {
+                rest = encoded.filter { $0.bytes.count > PeerQueue.batchBytes }
+            }
+        }
+        let bulk = rest.filter { $0.message.carriesLogData }
+        if !bulk.isEmpty { enqueue(bulk.map(\.bytes)) }
+        let control = rest.filter { !$0.message.carriesLogData }
+        if !control.isEmpty { enqueue(control.map(\.bytes), urgent: true) }
+    }
+
     func enqueue(_ messages: [[UInt8]], urgent: Bool = false) { queue.enqueue(messages, urgent: urgent) }
 
     func stop() {
         task.cancel()
+        direct?.stop()
         queue.finish()
     }
 

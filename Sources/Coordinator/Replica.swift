@@ -8,7 +8,7 @@ import SpecolaProcesses
 /// One coordinator replica: drives the pure Raft core (persist, send, apply),
 /// owns the replicated `ClusterState`, and answers proposals and
 /// linearizable reads once they are committed and applied.
-public actor Replica {
+public actor Replica: DirectPeerInbox {
     /// Timing and identity of this replica.
     public struct Settings: Sendable {
         public var id: NodeID
@@ -151,7 +151,7 @@ public actor Replica {
             randomSeed: UInt64.random(in: 1...UInt64.max))
         config.maxEntriesPerMessage = 256
         raft = RaftNode(config: config, persisted: persisted)
-        addressBook = staticPeers.merging(state.members) { _, newer in newer }
+        addressBook = Self.addressBook(configured: staticPeers, replicated: state.members)
         transport.update(addresses: addressBook)
         denyList.replace(with: state.revoked)
         accessView.replace(with: state.access)
@@ -169,8 +169,19 @@ public actor Replica {
 
     /// Rebuilds the address book (config peers, overridden by replicated members) and repoints the transport.
     private func refreshAddressBook() {
-        addressBook = staticPeers.merging(state.members) { _, newer in newer }
+        addressBook = Self.addressBook(configured: staticPeers, replicated: state.members)
         transport.update(addresses: addressBook)
+    }
+
+    /// Replicated members override configured ones, except that a configured direct-channel
+    /// address stays for a member replicated without one (added before it had one).
+    static func addressBook(configured: [NodeID: Specola_V1_Member], replicated: [NodeID: Specola_V1_Member])
+        -> [NodeID: Specola_V1_Member] {
+        configured.merging(replicated) { configured, replicated in
+            var member = replicated
+            if member.raftAddress.isEmpty && member.name == configured.name { member.raftAddress = configured.raftAddress }
+            return member
+        }
     }
 
     // MARK: - Driving
@@ -204,6 +215,15 @@ public actor Replica {
             return "replica id \(sender) is \(member.name), not \(certificateName)"
         }
         receive(messages)
+        return nil
+    }
+
+    /// Steps a direct channel's batches as they arrive (each resumes this actor once: one hop).
+    func consume(_ batches: AsyncStream<DirectPeerBatch>, certifiedAs certificateName: String) async -> String? {
+        for await batch in batches {
+            batch.release()
+            if let reason = receive(batch.messages, from: batch.from, certifiedAs: certificateName) { return reason }
+        }
         return nil
     }
 

@@ -78,7 +78,7 @@ public struct CoordinatorServerCheck: Sendable {
     }
 
     /// The NIOSSL callback: runs `verify` off the event loop and reports a refusal to `onRefusal`.
-    func callback(onRefusal: @escaping @Sendable (ServerRefusal) -> Void)
+    public func callback(onRefusal: @escaping @Sendable (ServerRefusal) -> Void)
         -> @Sendable ([NIOSSLCertificate], EventLoopPromise<NIOSSLVerificationResultWithMetadata>) -> Void
     {
         { presented, promise in
@@ -118,7 +118,7 @@ public struct ClientChainCheck: Sendable {
         return Array(chain)
     }
 
-    func callback() -> @Sendable ([NIOSSLCertificate], EventLoopPromise<NIOSSLVerificationResultWithMetadata>) -> Void {
+    public func callback() -> @Sendable ([NIOSSLCertificate], EventLoopPromise<NIOSSLVerificationResultWithMetadata>) -> Void {
         { presented, promise in
             promise.completeWithTask {
                 guard let parsed = try? presented.map({ try Certificate(derEncoded: $0.toDERBytes()) }),

@@ -290,7 +290,7 @@ public enum PKI {
     }
 
     /// Raw address bytes if `s` is an IPv4 or IPv6 literal (brackets allowed for IPv6).
-    static func ipAddressBytes(_ s: String) -> [UInt8]? {
+    public static func ipAddressBytes(_ s: String) -> [UInt8]? {
         var v4 = in_addr()
         if inet_pton(AF_INET, s, &v4) == 1 {
             return withUnsafeBytes(of: &v4) { Array($0) }

@@ -82,27 +82,3 @@ import SpecolaProcesses
         try runProcessBlocking("virsh", ["-q", "-c", uri] + args, timeout: .seconds(20)).status
     }
 }
-
-/// Collects log messages of `RecordingLogHandler.lowestLevel` and above.
-final class RecordedLogs: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [String] = []
-    var messages: [String] { lock.withLock { stored } }
-    func append(_ message: String) { lock.withLock { stored.append(message) } }
-}
-
-struct RecordingLogHandler: LogHandler {
-    let records: RecordedLogs
-    var lowestLevel: Logger.Level = .warning
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        if event.level >= lowestLevel { records.append(event.message.description) }
-    }
-}

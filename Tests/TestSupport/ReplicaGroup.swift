@@ -24,12 +24,16 @@ public final class ReplicaGroup: @unchecked Sendable {
         public var id: UInt64
         public var name: String
         public var endpoint: HostPort
+        /// Where it takes the direct Raft channel (`raftAddress`).
+        public var raftEndpoint: HostPort
         public var metrics: HostPort
         public var gid: Int
         public var configPath: String
         public var dataDir: String
         public var tls: TLSFiles
-        public var peerLine: String { "{id: \(id), name: \(name), address: \(endpoint)}" }
+        public var peerLine: String { "{id: \(id), name: \(name), address: \(endpoint), raftAddress: \(raftEndpoint)}" }
+        /// As a replica that predates the direct channel writes it.
+        public var grpcOnlyPeerLine: String { "{id: \(id), name: \(name), address: \(endpoint)}" }
     }
 
     public let dir: TempDir
@@ -57,9 +61,15 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     private static let nextSubnet = Atomic<Int>(0)
 
+    /// Replicas configured as before the direct Raft channel: their configs name no `raftAddress`,
+    /// so they neither listen for it nor dial it; the others dial them there and fall back to gRPC.
+    public let grpcOnly: Set<UInt64>
+
     /// Prepares (but does not start) a group of `size` founding replicas.
-    public init(size: Int, tickMs: Int = 30, electionTicks: Int = 10, snapshotEvery: UInt64? = nil) throws {
+    public init(size: Int, tickMs: Int = 30, electionTicks: Int = 10, snapshotEvery: UInt64? = nil,
+                grpcOnly: Set<UInt64> = []) throws {
         self.snapshotEvery = snapshotEvery
+        self.grpcOnly = grpcOnly
         removeStaleIptablesRules(tagPrefix: "specola-raft-test-")
         subnet = 60 + Self.nextSubnet.wrappingAdd(1, ordering: .relaxed).oldValue % 150
         self.tickMs = tickMs
@@ -82,6 +92,7 @@ public final class ReplicaGroup: @unchecked Sendable {
         let tls = try pki.issue(.coordinator, name, sans: [host])
         let member = Member(
             id: id, name: name, endpoint: HostPort(host: host, port: freePort(host: host)),
+            raftEndpoint: HostPort(host: host, port: freePort(host: host)),
             metrics: HostPort(host: host, port: freePort(host: host)), gid: 40_000 + subnet * 100 + Int(id),
             configPath: dir.file("\(name).yaml"), dataDir: dir.file("data/\(name)"), tls: tls)
         lock.withLock { members[id] = member }
@@ -97,7 +108,8 @@ public final class ReplicaGroup: @unchecked Sendable {
     public func writeConfig(_ id: UInt64, join: Bool) throws {
         let me = member(id)
         let peerIDs = join ? founders + [id] : founders
-        let peers = peerIDs.map { "  - \(member($0).peerLine)" }.joined(separator: "\n")
+        let peers = peerIDs.map { "  - \(grpcOnly.contains(id) ? member($0).grpcOnlyPeerLine : member($0).peerLine)" }
+            .joined(separator: "\n")
         try dir.write("\(me.name).yaml", """
             name: \(me.name)
             id: \(id)

@@ -2109,6 +2109,10 @@ public nonisolated struct Specola_V1_Member: Sendable {
 
   public var address: String = String()
 
+  /// HOST:PORT of the replica's direct Raft channel (length-prefixed frames over mutual TLS);
+  /// empty: peers send it Raft traffic over gRPC on `address`.
+  public var raftAddress: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -6146,7 +6150,7 @@ nonisolated extension Specola_V1_NoopCommand: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Member"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}address\0\u{4}J\u{11}raft_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6157,6 +6161,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 1101: try { try decoder.decodeSingularStringField(value: &self.raftAddress) }()
       default: break
       }
     }
@@ -6172,6 +6177,9 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.address.isEmpty {
       try visitor.visitSingularStringField(value: self.address, fieldNumber: 3)
     }
+    if !self.raftAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.raftAddress, fieldNumber: 1101)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6179,6 +6187,7 @@ nonisolated extension Specola_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.id != rhs.id {return false}
     if lhs.name != rhs.name {return false}
     if lhs.address != rhs.address {return false}
+    if lhs.raftAddress != rhs.raftAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

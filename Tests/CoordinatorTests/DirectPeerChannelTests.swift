@@ -1,0 +1,220 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SpecolaProtocol
+import SpecolaRaft
+import TestSupport
+import Testing
+@testable import SpecolaClusterCore
+@testable import SpecolaCoordinator
+import CooperativePoolWatch
+
+/// The direct Raft channel on loopback with real certificates: what a peer sends arrives in
+/// order under its certified name; garbage, oversized frames, revoked certificates and a
+/// certificate that is not the claimed member end that connection only, with a log line.
+@Suite(.watchesCooperativePool) struct DirectPeerChannelTests {
+    /// Records what reaches the replica's side of the channel.
+    actor RecordingInbox: DirectPeerInbox {
+        var received: [(name: String, messages: [Message])] = []
+        func consume(_ batches: AsyncStream<DirectPeerBatch>, certifiedAs certificateName: String) async -> String? {
+            for await batch in batches {
+                batch.release()
+                received.append((certificateName, batch.messages))
+            }
+            return nil
+        }
+        var count: Int { received.reduce(0) { $0 + $1.messages.count } }
+    }
+
+    struct Fixture {
+        let dir: TempDir
+        let pki: TestPKI
+        let records = RecordedLogs()
+        var logger: Logger {
+            Logger(label: "test.direct") { [records] _ in RecordingLogHandler(records: records, withMetadata: true) }
+        }
+
+        init() throws {
+            dir = try TempDir()
+            pki = try TestPKI(in: dir)
+        }
+
+        func coordinator(_ name: String) throws -> TLSFiles { try pki.issue(.coordinator, name, sans: ["127.0.0.1"]) }
+
+        func listen(as name: String, inbox: any DirectPeerInbox, denyList: DenyList = DenyList()) async throws
+            -> (DirectPeerListener, HostPort) {
+            let listener = try await DirectPeerListener.start(
+                endpoint: HostPort(host: "127.0.0.1", port: 0), tls: try coordinator(name), reloader: nil, denyList: denyList,
+                inbox: inbox, logger: logger)
+            return (listener, HostPort(host: "127.0.0.1", port: listener.localAddress!.port!))
+        }
+
+        func link(as name: String, to endpoint: HostPort) throws -> DirectPeerLink {
+            DirectPeerLink(peer: .with { $0.id = 2; $0.name = "peer" }, endpoint: endpoint, tls: try coordinator(name),
+                           reloader: nil, logger: logger)
+        }
+
+        /// A TLS connection as `name` that writes `bytes` raw once the handshake is done.
+        func rawConnection(as name: String, to endpoint: HostPort, writing bytes: [UInt8]) async throws -> any Channel {
+            let context = try NIOSSLContext(configuration: try coordinator(name).peerChannelClientConfiguration())
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                    }
+                }
+                .connect(host: endpoint.host, port: endpoint.port).get()
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+            return channel
+        }
+
+        func logged(_ text: String) -> Bool { records.messages.contains { $0.contains(text) } }
+    }
+
+    static func heartbeat(from: NodeID, to: NodeID = 1, term: Term = 1) -> Message {
+        Message(from: from, to: to, term: term, payload: .heartbeat(commit: 0, context: []))
+    }
+
+    /// Waits until the connection is closed (by the other end), or fails.
+    static func waitClosed(_ channel: any Channel) async throws {
+        try await waitUntil("the listener to close the connection", timeout: .seconds(10)) { !channel.isActive }
+    }
+
+    @Test func framesRoundTripAndLargeBatchesSplit() throws {
+        let big = Message(from: 2, to: 1, term: 3, payload: .append(
+            prevIndex: 1, prevTerm: 1, entries: [Entry(term: 3, index: 2, data: [UInt8](repeating: 7, count: 3 << 20))], commit: 1))
+        let messages = [Self.heartbeat(from: 2), big, big, big, Self.heartbeat(from: 2)]
+        var buffer = PeerFrame.encode(messages.map { $0.wireBytes() })
+        var decoded: [Message] = []
+        var frames = 0
+        while let length = buffer.readInteger(as: UInt32.self) {
+            #expect(Int(length) <= PeerFrame.maxBytes)
+            decoded += try PeerFrame.decode(buffer.readSlice(length: Int(length))!)
+            frames += 1
+        }
+        #expect(decoded == messages)
+        #expect(frames > 1)
+        #expect(throws: PeerFrameError.self) { try PeerFrame.decode(ByteBuffer(bytes: [1, 0, 0, 0, 3, 1, 2, 3])) }
+        let mixed = PeerFrame.encode([Self.heartbeat(from: 2).wireBytes(), Self.heartbeat(from: 3).wireBytes()])
+        #expect(throws: PeerFrameError.self) { try PeerFrame.decode(mixed.getSlice(at: 4, length: mixed.readableBytes - 4)!) }
+    }
+
+    @Test(.runsOffThePool) func aPeerSendsInOrderUnderItsCertifiedName() async throws {
+        let fixture = try Fixture()
+        defer { fixture.dir.remove() }
+        let inbox = RecordingInbox()
+        let (listener, endpoint) = try await fixture.listen(as: "c1", inbox: inbox)
+        defer { listener.close() }
+        let link = try fixture.link(as: "c2", to: endpoint)
+        defer { link.stop() }
+        try await waitUntil("the link to connect") { link.isConnected }
+        let sent = (1...200).map { Self.heartbeat(from: 2, term: Term($0)) }
+        for batch in stride(from: 0, to: sent.count, by: 7).map({ Array(sent[$0..<min($0 + 7, sent.count)]) }) {
+            #expect(link.send(batch.map { $0.wireBytes() }))
+        }
+        try await waitUntil("every message to arrive") { await inbox.count == sent.count }
+        let received = await inbox.received
+        #expect(received.flatMap(\.messages) == sent)
+        #expect(received.allSatisfy { $0.name == "c2" })
+    }
+
+    @Test(.runsOffThePool) func aGarbageFrameClosesOnlyThatConnection() async throws {
+        let fixture = try Fixture()
+        defer { fixture.dir.remove() }
+        let inbox = RecordingInbox()
+        let (listener, endpoint) = try await fixture.listen(as: "c1", inbox: inbox)
+        defer { listener.close() }
+        let link = try fixture.link(as: "c2", to: endpoint)
+        defer { link.stop() }
+        try await waitUntil("the link to connect") { link.isConnected }
+        // A well-formed frame of a batch whose one message is noise.
+        let noise: [UInt8] = (0..<64).map { _ in UInt8.random(in: 0...255) }
+        let frame: [UInt8] = [0, 0, 0, 69, 1, 0, 0, 0, 64] + noise
+        let garbage = try await fixture.rawConnection(as: "c3", to: endpoint, writing: frame)
+        try await Self.waitClosed(garbage)
+        #expect(fixture.logged("refused a garbage Raft frame"), "\(fixture.records.messages)")
+        #expect(fixture.logged("cert.identity=coordinator/c3"), "\(fixture.records.messages)")
+        // The other peer's connection carries on.
+        #expect(link.send([Self.heartbeat(from: 2).wireBytes()]))
+        try await waitUntil("the other peer's message to arrive") { await inbox.count == 1 }
+        #expect(link.isConnected)
+    }
+
+    @Test(.runsOffThePool) func anOversizedFrameIsRefusedBeforeItIsBuffered() async throws {
+        let fixture = try Fixture()
+        defer { fixture.dir.remove() }
+        let inbox = RecordingInbox()
+        let (listener, endpoint) = try await fixture.listen(as: "c1", inbox: inbox)
+        defer { listener.close() }
+        let length = UInt32(PeerFrame.maxBytes + 1)
+        let header = withUnsafeBytes(of: length.bigEndian, Array.init) + [1]
+        let oversized = try await fixture.rawConnection(as: "c2", to: endpoint, writing: header)
+        try await Self.waitClosed(oversized)
+        #expect(fixture.logged("over the \(PeerFrame.maxBytes)-byte limit"), "\(fixture.records.messages)")
+        // The listener still takes new connections.
+        let link = try fixture.link(as: "c2", to: endpoint)
+        defer { link.stop() }
+        try await waitUntil("a new link to connect") { link.isConnected }
+        #expect(link.send([Self.heartbeat(from: 2).wireBytes()]))
+        try await waitUntil("its message to arrive") { await inbox.count == 1 }
+    }
+
+    @Test(.runsOffThePool) func revokedAndNonCoordinatorCertificatesAreRefused() async throws {
+        let fixture = try Fixture()
+        defer { fixture.dir.remove() }
+        let inbox = RecordingInbox()
+        let denyList = DenyList()
+        let (listener, endpoint) = try await fixture.listen(as: "c1", inbox: inbox, denyList: denyList)
+        defer { listener.close() }
+        // A user certificate from the same CA is not a replica.
+        let user = try fixture.pki.issue(.user, "mallory")
+        let context = try NIOSSLContext(configuration: try user.peerChannelClientConfiguration())
+        let userChannel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port).get()
+        try await Self.waitClosed(userChannel)
+        #expect(fixture.logged("refused a direct Raft connection"), "\(fixture.records.messages)")
+
+        // A connected replica whose certificate is revoked is cut at once; a new connection is refused.
+        let link = try fixture.link(as: "c2", to: endpoint)
+        defer { link.stop() }
+        try await waitUntil("the link to connect") { link.isConnected }
+        denyList.replace(with: [.with { $0.identity = "coordinator/c2"; $0.revokedBy = "user/admin"; $0.reason = "test" }])
+        try await waitUntil("the revoked peer to be cut") { fixture.logged("its certificate was revoked") }
+        try await waitUntil("a reconnect to be refused") {
+            fixture.records.messages.filter { $0.contains("refused a direct Raft connection") && $0.contains("was revoked") }.count >= 1
+        }
+        #expect(await inbox.count == 0)
+    }
+
+    @Test(.runsOffThePool) func theReplicaRefusesACertificateThatIsNotTheClaimedMember() async throws {
+        let fixture = try Fixture()
+        defer { fixture.dir.remove() }
+        var settings = Replica.Settings(id: 1, name: "c1")
+        settings.tick = .milliseconds(5)
+        let replica = try Replica(
+            settings: settings, storage: RaftStorage(path: fixture.dir.file("raft.sqlite")),
+            peers: [.with { $0.id = 1; $0.name = "c1"; $0.address = "127.0.0.1:1" },
+                    .with { $0.id = 2; $0.name = "c2"; $0.address = "127.0.0.1:2" }],
+            initialVoters: [1],
+            transport: PeerTransport(selfID: 1, tls: TLSFiles(ca: "", cert: "", key: ""), logger: fixture.logger),
+            thresholds: .init(), logger: fixture.logger)
+        let (listener, endpoint) = try await fixture.listen(as: "c1", inbox: replica)
+        defer { listener.close() }
+        // c3 holds a valid coordinator certificate but claims to be replica 2 (c2).
+        let link = try fixture.link(as: "c3", to: endpoint)
+        defer { link.stop() }
+        try await waitUntil("the link to connect") { link.isConnected }
+        #expect(link.send([Self.heartbeat(from: 2, term: 5).wireBytes()]))
+        try await waitUntil("the claim to be refused") { fixture.logged("replica id 2 is c2, not c3") }
+        #expect(fixture.logged("refused Raft traffic: the sender is not the member its certificate names"))
+        // Nothing was stepped: the replica did not adopt the claimed sender's term.
+        #expect(await replica.term < 5)
+    }
+}
