@@ -326,7 +326,7 @@ final class DirectPeerLink: Sendable {
             do {
                 let loop = MultiThreadedEventLoopGroup.singleton.next()
                 let handshake = loop.makePromise(of: Void.self)
-                let connected = try await ClientBootstrap(group: loop)
+                let bootstrap = ClientBootstrap(group: loop)
                     .connectTimeout(.seconds(1))
                     .channelOption(.socketOption(.tcp_nodelay), value: 1)
                     .channelInitializer { channel in
@@ -341,7 +341,13 @@ final class DirectPeerLink: Sendable {
                             try sync.addHandler(DirectPeerLinkGuard(handshake: handshake))
                         }
                     }
-                    .connect(host: endpoint.host, port: endpoint.port).get()
+                let connected: any Channel
+                do {
+                    connected = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+                } catch {
+                    handshake.fail(error)
+                    throw error
+                }
                 // A listener that never finishes the handshake must not hold this link forever.
                 let deadline = loop.scheduleTask(in: .seconds(5)) { handshake.fail(ChannelError.connectTimeout(.seconds(5))) }
                 defer { deadline.cancel() }

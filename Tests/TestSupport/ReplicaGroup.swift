@@ -63,7 +63,7 @@ public final class ReplicaGroup: @unchecked Sendable {
 
     /// Replicas configured as before the direct Raft channel: their configs name no `raftAddress`,
     /// so they neither listen for it nor dial it; the others dial them there and fall back to gRPC.
-    public let grpcOnly: Set<UInt64>
+    private var grpcOnly: Set<UInt64>
 
     /// Prepares (but does not start) a group of `size` founding replicas.
     public init(size: Int, tickMs: Int = 30, electionTicks: Int = 10, snapshotEvery: UInt64? = nil,
@@ -108,7 +108,8 @@ public final class ReplicaGroup: @unchecked Sendable {
     public func writeConfig(_ id: UInt64, join: Bool) throws {
         let me = member(id)
         let peerIDs = join ? founders + [id] : founders
-        let peers = peerIDs.map { "  - \(grpcOnly.contains(id) ? member($0).grpcOnlyPeerLine : member($0).peerLine)" }
+        let old = lock.withLock { grpcOnly.contains(id) }
+        let peers = peerIDs.map { "  - \(old ? member($0).grpcOnlyPeerLine : member($0).peerLine)" }
             .joined(separator: "\n")
         try dir.write("\(me.name).yaml", """
             name: \(me.name)
@@ -125,6 +126,13 @@ public final class ReplicaGroup: @unchecked Sendable {
             peers:
             \(peers)
             """)
+    }
+
+    /// Upgrades a founder configured without the direct Raft channel: its config names every
+    /// `raftAddress` from now on (it takes effect when it restarts).
+    public func useDirectChannel(_ id: UInt64) throws {
+        _ = lock.withLock { grpcOnly.remove(id) }
+        try writeConfig(id, join: false)
     }
 
     /// Adds `text` (YAML at the top level) to every replica's config, before they start.
