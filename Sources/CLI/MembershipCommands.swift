@@ -36,12 +36,14 @@ struct MembersCommand: AsyncParsableCommand {
         @Option(help: "Raft id, unique in the group.") var id: UInt64
         @Option(help: "Replica name (its certificate is coordinator/NAME).") var name: String
         @Option(help: "Its gRPC address HOST:PORT.") var address: String
+        @Option(help: "Its direct Raft channel HOST:PORT (the raftAddress in its config); without it, Raft traffic to it goes over gRPC.")
+        var raftAddress: String = ""
         @Flag(help: "Add as a non-voting learner.") var learner = false
 
         func run() async throws {
             try await runReporting {
                 let request = Specola_V1_AddMemberRequest.with {
-                    $0.member = .with { $0.id = id; $0.name = name; $0.address = address }
+                    $0.member = .with { $0.id = id; $0.name = name; $0.address = address; $0.raftAddress = raftAddress }
                     $0.learner = learner
                 }
                 let response = try await connection.withClient { try await Specola_V1_Membership.Client(wrapping: $0).addMember(request) }

@@ -31,11 +31,18 @@ final class DenyList: Sendable {
         return trimmed.isEmpty ? "0" : String(trimmed)
     }
 
-    static func serial(of certificate: Certificate) -> String {
-        normalized(serial: certificate.serialNumber.bytes.map { byte in
-            let digits = String(byte, radix: 16)
-            return digits.count == 1 ? "0" + digits : digits
-        }.joined())
+    /// `normalized(serial:)` of the certificate's serial, built in one buffer (every call asks it).
+    static func serial(of certificate: Certificate) -> String { serial(bytes: certificate.serialNumber.bytes) }
+
+    static func serial(bytes: some Collection<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            if !hex.isEmpty || byte >> 4 != 0 { hex.append(digits[Int(byte >> 4)]) }
+            if !hex.isEmpty || byte & 0xF != 0 { hex.append(digits[Int(byte & 0xF)]) }
+        }
+        return hex.isEmpty ? "0" : String(decoding: hex, as: UTF8.self)
     }
 
     private static func match(_ entries: [Specola_V1_RevokedCertificate], serial: String, identity: String)

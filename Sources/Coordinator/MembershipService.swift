@@ -49,6 +49,9 @@ struct MembershipService: Specola_V1_Membership.SimpleServiceProtocol {
         guard member.id != 0, !member.name.isEmpty, HostPort(parsing: member.address) != nil else {
             throw RPCError(code: .invalidArgument, message: "a member needs a non-zero id, a name and an address HOST:PORT")
         }
+        guard member.raftAddress.isEmpty || HostPort(parsing: member.raftAddress) != nil else {
+            throw RPCError(code: .invalidArgument, message: "raft address '\(member.raftAddress)' is not HOST:PORT")
+        }
         // The address must be known before the new replica is asked to vote or replicate.
         _ = try await serving {
             try await replica.propose(.with {

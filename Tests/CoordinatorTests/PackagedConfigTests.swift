@@ -22,6 +22,7 @@ import SpecolaDaemon
         let config = try ConfigFile.load(CoordinatorConfig.self, path: dir.file("coordinator.yaml"))
         #expect(config.name == "c1")
         #expect(config.peers.map(\.id) == [1, 2, 3])
+        #expect(config.selfMember.raftAddress == "10.0.0.11:7451", "the example turns on the direct Raft channel")
         #expect(config.raft.tickMs == 30)
         #expect(config.downAfter > config.suspectAfter)
         #expect(config.fencing.bmc?.password == "s3cret")

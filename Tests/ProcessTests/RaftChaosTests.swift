@@ -574,6 +574,24 @@ import SpecolaProcesses
             }
             #expect(group.isRunning(target))
 
+            // The same on the direct Raft channel, as the leader: a frame whose message is noise, and a
+            // frame announcing more than the limit. Each closes its own connection, with a log line.
+            let peer = group.member(leader).tls
+            let noise: [UInt8] = [0, 0, 0, 13, 1, 0, 0, 0, 8] + (0..<8).map { UInt8(($0 * 37 + 11) & 0xff) }
+            let tooLong: [UInt8] = [0x7f, 0xff, 0xff, 0xff, 1]
+            for (bytes, logged) in [(noise, "refused a garbage Raft frame"), (tooLong, "-byte limit")] {
+                let frame = try TempDir()
+                defer { frame.remove() }
+                FileManager.default.createFile(atPath: frame.file("frame"), contents: Data(bytes))
+                let sent = try await run("/bin/sh", ["-c",
+                    "openssl s_client -quiet -connect \(group.member(target).raftEndpoint) -CAfile \(peer.ca) -cert \(peer.cert) "
+                        + "-key \(peer.key) < \(frame.file("frame"))"])
+                try await waitUntil("\(group.member(target).name) to log '\(logged)' (s_client: \(sent.stderr))", timeout: .seconds(10)) {
+                    group.process(target)?.log.contains(logged) == true
+                }
+            }
+            #expect(group.isRunning(target))
+
             // A certificate from another CA named like ours, even one naming a real replica, gets no
             // further than TLS: the replica's own alert, not "nothing listening".
             let foreignDir = try TempDir()
