@@ -101,7 +101,8 @@ import CooperativePoolWatch
         #expect(throws: PeerFrameError.self) { try PeerFrame.decode(mixed.getSlice(at: 4, length: mixed.readableBytes - 4)!) }
     }
 
-    @Test(.runsOffThePool) func aPeerSendsInOrderUnderItsCertifiedName() async throws {
+    /// c1 listens with a recording inbox; c2's link to it is connected.
+    static func withConnectedLink(_ body: (Fixture, RecordingInbox, HostPort, DirectPeerLink) async throws -> Void) async throws {
         let fixture = try Fixture()
         defer { fixture.dir.remove() }
         let inbox = RecordingInbox()
@@ -110,36 +111,36 @@ import CooperativePoolWatch
         let link = try fixture.link(as: "c2", to: endpoint)
         defer { link.stop() }
         try await waitUntil("the link to connect") { link.isConnected }
-        let sent = (1...200).map { Self.heartbeat(from: 2, term: Term($0)) }
-        for batch in stride(from: 0, to: sent.count, by: 7).map({ Array(sent[$0..<min($0 + 7, sent.count)]) }) {
-            #expect(link.send(batch.map { $0.wireBytes() }))
+        try await body(fixture, inbox, endpoint, link)
+    }
+
+    @Test(.runsOffThePool) func aPeerSendsInOrderUnderItsCertifiedName() async throws {
+        try await Self.withConnectedLink { _, inbox, _, link in
+            let sent = (1...200).map { Self.heartbeat(from: 2, term: Term($0)) }
+            for batch in stride(from: 0, to: sent.count, by: 7).map({ Array(sent[$0..<min($0 + 7, sent.count)]) }) {
+                #expect(link.send(batch.map { $0.wireBytes() }))
+            }
+            try await waitUntil("every message to arrive") { await inbox.count == sent.count }
+            let received = await inbox.received
+            #expect(received.flatMap(\.messages) == sent)
+            #expect(received.allSatisfy { $0.name == "c2" })
         }
-        try await waitUntil("every message to arrive") { await inbox.count == sent.count }
-        let received = await inbox.received
-        #expect(received.flatMap(\.messages) == sent)
-        #expect(received.allSatisfy { $0.name == "c2" })
     }
 
     @Test(.runsOffThePool) func aGarbageFrameClosesOnlyThatConnection() async throws {
-        let fixture = try Fixture()
-        defer { fixture.dir.remove() }
-        let inbox = RecordingInbox()
-        let (listener, endpoint) = try await fixture.listen(as: "c1", inbox: inbox)
-        defer { listener.close() }
-        let link = try fixture.link(as: "c2", to: endpoint)
-        defer { link.stop() }
-        try await waitUntil("the link to connect") { link.isConnected }
-        // A well-formed frame of a batch whose one message is noise.
-        let noise: [UInt8] = (0..<64).map { _ in UInt8.random(in: 0...255) }
-        let frame: [UInt8] = [0, 0, 0, 69, 1, 0, 0, 0, 64] + noise
-        let garbage = try await fixture.rawConnection(as: "c3", to: endpoint, writing: frame)
-        try await Self.waitClosed(garbage)
-        #expect(fixture.logged("refused a garbage Raft frame"), "\(fixture.records.messages)")
-        #expect(fixture.logged("cert.identity=coordinator/c3"), "\(fixture.records.messages)")
-        // The other peer's connection carries on.
-        #expect(link.send([Self.heartbeat(from: 2).wireBytes()]))
-        try await waitUntil("the other peer's message to arrive") { await inbox.count == 1 }
-        #expect(link.isConnected)
+        try await Self.withConnectedLink { fixture, inbox, endpoint, link in
+            // A well-formed frame of a batch whose one message is noise.
+            let noise: [UInt8] = (0..<64).map { _ in UInt8.random(in: 0...255) }
+            let frame: [UInt8] = [0, 0, 0, 69, 1, 0, 0, 0, 64] + noise
+            let garbage = try await fixture.rawConnection(as: "c3", to: endpoint, writing: frame)
+            try await Self.waitClosed(garbage)
+            #expect(fixture.logged("refused a garbage Raft frame"), "\(fixture.records.messages)")
+            #expect(fixture.logged("cert.identity=coordinator/c3"), "\(fixture.records.messages)")
+            // The other peer's connection carries on.
+            #expect(link.send([Self.heartbeat(from: 2).wireBytes()]))
+            try await waitUntil("the other peer's message to arrive") { await inbox.count == 1 }
+            #expect(link.isConnected)
+        }
     }
 
     @Test(.runsOffThePool) func anOversizedFrameIsRefusedBeforeItIsBuffered() async throws {
