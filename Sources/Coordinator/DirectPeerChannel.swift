@@ -282,6 +282,8 @@ final class DirectPeerLink: Sendable {
 
     private let channel = Mutex<(any Channel)?>(nil)
     private let outstanding = Atomic<Int>(0)
+    /// Frames handed in and not yet given to the connection's event loop.
+    private let pending = Mutex<ByteBuffer?>(nil)
     private let task = Mutex<Task<Void, Never>?>(nil)
 
     init(peer: Specola_V1_Member, endpoint: HostPort, tls: TLSFiles, reloader: (any CertificateReloader)?, logger: Logger) {
@@ -295,11 +297,24 @@ final class DirectPeerLink: Sendable {
     /// those written before; false when not connected.
     func send(_ messages: [[UInt8]]) -> Bool {
         guard let channel = channel.withLock({ $0 }) else { return false }
-        let buffer = PeerFrame.encode(messages, allocator: channel.allocator)
-        let bytes = buffer.readableBytes
         guard outstanding.load(ordering: .relaxed) < Self.outstandingLimit else { return true }
-        outstanding.add(bytes, ordering: .relaxed)
-        channel.writeAndFlush(buffer).whenComplete { [self] _ in outstanding.subtract(bytes, ordering: .relaxed) }
+        let frames = PeerFrame.encode(messages, allocator: channel.allocator)
+        outstanding.add(frames.readableBytes, ordering: .relaxed)
+        // Sends that arrive before the event loop gets to the first one leave with it, in one write.
+        let first = pending.withLock { pending -> Bool in
+            guard pending != nil else {
+                pending = frames
+                return true
+            }
+            pending!.writeImmutableBuffer(frames)
+            return false
+        }
+        guard first else { return true }
+        channel.eventLoop.execute { [self] in
+            guard let buffer = pending.withLock({ pending in defer { pending = nil }; return pending }) else { return }
+            let bytes = buffer.readableBytes
+            channel.writeAndFlush(buffer).whenComplete { [self] _ in outstanding.subtract(bytes, ordering: .relaxed) }
+        }
         return true
     }
 
