@@ -62,6 +62,11 @@ enum GlusterOverview {
                 }
             }
             out += bricks.rendered + "\n"
+            for view in list.volumes where view.volume.replicaCount > 1 || view.volume.disperseCount > 0 {
+                out += view.healCountsFrom.isEmpty
+                    ? "Heal counts of \(view.volume.name): unknown (no agent's heal summary counted its bricks)\n"
+                    : "Heal counts of \(view.volume.name): from \(view.healCountsFrom)'s heal summary\n"
+            }
         }
         let silent = list.nodes.filter { !$0.available }
         if !silent.isEmpty {

@@ -300,6 +300,10 @@ public struct HealPlanner: Sendable {
         if let (other, condition) = others.first(where: { !$0.1.isHealthy }) {
             return "another brick of replica set \(brick.brick.replicaSet), \(other.key), is unhealthy too (\(condition.summary))"
         }
+        // An online brick that no heal summary counted may be the only up-to-date copy of some entries.
+        if brick.brick.online && !brick.brick.hasHealPending {
+            return "its heal count is unknown (no agent's heal summary counted it), so it may hold the only up-to-date copy of some entries"
+        }
         // Entries listed to heal on this brick alone have no other up-to-date copy (as last reported).
         if brick.brick.healPending > 0, !others.contains(where: { $0.0.brick.healPending > 0 }) {
             return "it holds the only up-to-date copy of \(brick.brick.healPending) entries still to heal"

@@ -16,6 +16,9 @@ public enum StorageView {
     public struct Volume: Sendable, Equatable {
         public var volume: Specola_V1_GlusterVolume
         public var bricks: [Brick]
+        /// The node whose agent's heal summary gave every brick's heal counts; "" when no report
+        /// had any (then every count is unknown).
+        public var healCountsFrom = ""
         public var name: String { volume.name }
 
         /// The bricks of one replica (or disperse) set.
@@ -36,7 +39,9 @@ public enum StorageView {
 
     public static func volumes(_ nodes: [Specola_V1_Node]) -> [Volume] {
         var reports: [String: [(node: String, volume: Specola_V1_GlusterVolume)]] = [:]
+        var collectedAt: [String: Int64] = [:]
         for node in nodes.sorted(by: { $0.name < $1.name }) where node.facts.gluster.available {
+            collectedAt[node.name] = node.glusterCollectedAtUnixMs
             for volume in node.facts.gluster.volumes { reports[volume.name, default: []].append((node.name, volume)) }
         }
         return reports.keys.sorted().map { name in
@@ -45,18 +50,28 @@ public enum StorageView {
             var volume = base.volume
             volume.bricks = []
             volume.splitBrainFiles = Array(Set(views.flatMap(\.volume.splitBrainFiles))).sorted()
+            // Heal counts are the same cluster-wide, so they all come from one agent's summary (one
+            // crawl, one moment): the report that counts the most bricks, then the latest, then by name.
+            let counted = { (report: (node: String, volume: Specola_V1_GlusterVolume)) in report.volume.bricks.filter(\.hasHealPending).count }
+            let counter = views.filter { counted($0) > 0 }.min { a, b in
+                if counted(a) != counted(b) { return counted(a) > counted(b) }
+                let (ta, tb) = (collectedAt[a.node] ?? 0, collectedAt[b.node] ?? 0)
+                return ta != tb ? ta > tb : a.node < b.node
+            }
             let bricks = base.volume.bricks.map { brick -> Brick in
                 let host = views.first { report in report.volume.bricks.contains { $0.local && key($0) == key(brick) } }
+                // The hosting node's view has the process and disk; the counts are the counter's.
                 var chosen = host?.volume.bricks.first { key($0) == key(brick) } ?? brick
-                // The hosting node's view has the process and disk; heal counts of a brick are
-                // the same cluster-wide, so any report that has them will do.
-                if !chosen.hasHealPending, let counted = views.lazy.compactMap({ report in
-                    report.volume.bricks.first { key($0) == key(brick) && $0.hasHealPending }
-                }).first {
-                    chosen.healPending = counted.healPending
-                    chosen.splitBrain = counted.splitBrain
-                    chosen.possiblyHealing = counted.possiblyHealing
-                    chosen.healTotal = counted.healTotal
+                chosen.clearHealPending()
+                chosen.clearSplitBrain()
+                chosen.clearPossiblyHealing()
+                chosen.clearHealTotal()
+                if let counts = counter?.volume.bricks.first(where: { key($0) == key(brick) }) {
+                    if counts.hasHealPending { chosen.healPending = counts.healPending }
+                    if counts.hasSplitBrain { chosen.splitBrain = counts.splitBrain }
+                    if counts.hasPossiblyHealing { chosen.possiblyHealing = counts.possiblyHealing }
+                    if counts.hasHealTotal { chosen.healTotal = counts.healTotal }
+                    chosen.healStatus = counts.healStatus
                 }
                 // Whether the brick runs is the same from every peer: take it from a view that could read it.
                 var known = true
@@ -66,7 +81,7 @@ public enum StorageView {
                 }
                 return Brick(node: host?.node ?? "", brick: chosen, statusKnown: known)
             }
-            return Volume(volume: volume, bricks: bricks)
+            return Volume(volume: volume, bricks: bricks, healCountsFrom: counter?.node ?? "")
         }
     }
 
@@ -88,6 +103,7 @@ public enum StorageView {
             .with { view in
                 view.volume = volume.volume
                 view.bricks = volume.bricks.map { brick in .with { $0.node = brick.node; $0.brick = brick.brick } }
+                view.healCountsFrom = volume.healCountsFrom
             }
         }
         return list

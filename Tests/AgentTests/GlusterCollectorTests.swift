@@ -124,6 +124,39 @@ import CooperativePoolWatch
     }
 }
 
+extension GlusterCollectorTests {
+    /// A heal summary crawls every brick of the volume, so only nodes holding one of its bricks run it.
+    @Test func onlyANodeHoldingABrickOfTheVolumeCountsItsHeals() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let xml = GlusterXMLTests.fixtures.path
+        func healSummaries(brickHost: String) async throws -> (runs: Int, counted: Bool) {
+            let calls = dir.file("calls-\(brickHost)")
+            var settings = GlusterCollector.Settings()
+            settings.command = ["sh", "-c", """
+                echo "$*" >> \(calls)
+                case "$2 $3" in
+                  "pool list") cat \(xml)/pool-list.xml ;;
+                  "volume info") cat \(xml)/volume-info.xml ;;
+                  "volume status") cat \(xml)/status-gv0-healthy.xml ;;
+                  "volume get") cat \(xml)/get-gv0-all.xml ;;
+                  "volume heal") cat \(xml)/heal-healthy.xml ;;
+                  *) exit 1 ;;
+                esac
+                """, "gluster"]
+            settings.brickHost = brickHost
+            let section = await GlusterCollector(settings: settings, logger: Logger(label: "test.gluster")).collect()
+            let runs = try String(contentsOfFile: calls, encoding: .utf8).split(separator: "\n").filter { $0.contains("heal") }.count
+            let gv0 = section.volumes.first { $0.name == "gv0" }
+            return (runs, gv0?.bricks.contains { $0.hasHealPending } ?? false)
+        }
+        let holder = try await healSummaries(brickHost: "10.77.14.1")
+        #expect(holder.runs > 0 && holder.counted, "the node with a gv0 brick did not count its heals")
+        let bystander = try await healSummaries(brickHost: "10.77.14.99")
+        #expect(bystander.runs == 0 && !bystander.counted, "a node without a brick ran \(bystander.runs) heal summaries")
+    }
+}
+
 @Suite(.watchesCooperativePool) struct BrickFilesystemTests {
     /// A /sys with a partitioned disk (sda, sda1), a device-mapper volume over two disks
     /// (dm-0 over sdb and sdc) and a loop device.

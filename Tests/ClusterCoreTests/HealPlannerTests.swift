@@ -136,6 +136,23 @@ import Testing
         #expect(plan.heldBack["gv0"]?.first?.contains("only up-to-date copy of 40 entries") == true, "\(plan.heldBack)")
     }
 
+    /// A failing brick still online whose heal count no summary gave may be the only good copy:
+    /// unknown is not zero. Once a summary counts it, the replacement goes ahead.
+    @Test func anOnlineBrickWithAnUnknownHealCountIsNotReplaced() throws {
+        var cluster = StorageFixture(nodes: 4, volumes: Self.gv0)
+        cluster.nodes["n2"]!.facts.storage.disks[0].smartStatus = "failed"
+        cluster.brick(StorageFixture.key("n2", "gv0")) { $0.clearHealPending() }
+        var planner = HealPlanner(policy: Self.policy)
+        _ = planner.onPass(cluster.input)
+        cluster.now += 60_000
+        let plan = planner.onPass(cluster.input)
+        #expect(StorageFixture.proposals(plan).isEmpty)
+        #expect(plan.heldBack["gv0"]?.first?.contains("heal count is unknown") == true, "\(plan.heldBack)")
+        cluster.brick(StorageFixture.key("n2", "gv0")) { $0.healPending = 0 }
+        let action = try #require(StorageFixture.proposals(planner.onPass(cluster.input)).first)
+        #expect(action.kind == .replaceBrick && action.brick == StorageFixture.key("n2", "gv0"))
+    }
+
     @Test func replacementsAreCappedAndTheHigherPriorityVolumeTakesTheSlot() {
         var cluster = StorageFixture(nodes: 4, volumes: ["archive": [["n1", "n2", "n3"]], "scratch": [["n1", "n2", "n3"]]])
         cluster.fence("n2", since: 0)

@@ -78,6 +78,42 @@ import Testing
         #expect(StorageView.soleHealSources(cluster.nodes).isEmpty, "two bricks hold the data")
     }
 
+    @Test func healCountsComeFromOneAgentsReportWhichTheViewNames() throws {
+        var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
+        // Each agent counted at another moment: n1 and n3 saw 40 entries on n1's brick, n2 already 0.
+        for node in ["n1", "n2", "n3"] {
+            for v in cluster.nodes[node]!.facts.gluster.volumes.indices {
+                for b in cluster.nodes[node]!.facts.gluster.volumes[v].bricks.indices {
+                    let onN1 = cluster.nodes[node]!.facts.gluster.volumes[v].bricks[b].host == "n1.lan"
+                    cluster.nodes[node]!.facts.gluster.volumes[v].bricks[b].healPending = onN1 && node != "n2" ? 40 : 0
+                }
+            }
+            cluster.nodes[node]!.glusterCollectedAtUnixMs = node == "n2" ? 2_000 : 1_000
+        }
+        var volume = try #require(StorageView.volumes(cluster.nodes).first)
+        #expect(volume.healCountsFrom == "n2", "the latest report counts every brick")
+        #expect(volume.bricks.map(\.brick.healPending) == [0, 0, 0], "no mix of reports: n1's own older count is not used")
+        #expect(StorageView.volumeList(Array(cluster.nodes.values)).volumes.first?.healCountsFrom == "n2")
+
+        // A report that counts more bricks wins over a later one that counts fewer.
+        for b in cluster.nodes["n2"]!.facts.gluster.volumes[0].bricks.indices where b > 0 {
+            cluster.nodes["n2"]!.facts.gluster.volumes[0].bricks[b].clearHealPending()
+        }
+        volume = try #require(StorageView.volumes(cluster.nodes).first)
+        #expect(volume.healCountsFrom == "n1" && volume.bricks[0].brick.healPending == 40)
+        #expect(volume.bricks[1].brick.hasHealPending && volume.bricks[2].brick.hasHealPending)
+
+        // No report counts anything: every count is unknown, and no node is named the sole source.
+        for node in ["n1", "n2", "n3"] {
+            for b in cluster.nodes[node]!.facts.gluster.volumes[0].bricks.indices {
+                cluster.nodes[node]!.facts.gluster.volumes[0].bricks[b].clearHealPending()
+            }
+        }
+        volume = try #require(StorageView.volumes(cluster.nodes).first)
+        #expect(volume.healCountsFrom.isEmpty && volume.bricks.allSatisfy { !$0.brick.hasHealPending })
+        #expect(StorageView.soleHealSources(cluster.nodes).isEmpty)
+    }
+
     @Test func fencingDoesNotPowerOffTheSoleHealSourceWhileItsBMCSaysOn() {
         let bmc = HostPort(host: "127.0.1.21", port: 9623)
         var ladder = FailureLadder(settings: .init(policy: FailureLadderTests.policy, bmcAddresses: ["n1": bmc], bmcCredentials: true))

@@ -180,7 +180,9 @@ public final class GlusterCollector: @unchecked Sendable {
             volume.options = effectiveOptions(of: volume, errors: &section.errors)
             if volume.status == "Started" {
                 try addStatus(to: &volume, localUUID: pool.localUUID, errors: &section.errors)
-                addHealCounts(to: &volume, errors: &section.errors)
+                // Only the nodes holding a brick count a volume's heals (each summary crawls every
+                // brick): a few reporters per volume rather than the whole pool.
+                if volume.bricks.contains(where: \.local) { addHealCounts(to: &volume, errors: &section.errors) }
             }
             for index in volume.bricks.indices where volume.bricks[index].local {
                 addFilesystem(to: &volume.bricks[index], mountInfo: mountInfo, volume: volume.name, errors: &section.errors)

@@ -225,6 +225,11 @@ public nonisolated struct Specola_V1_GlusterVolumeView: Sendable {
   /// In gluster's order, each from the node that hosts it when that node reports it.
   public var bricks: [Specola_V1_GlusterBrickView] = []
 
+  /// The node whose agent's heal summary gave every brick's heal counts (one
+  /// report for the whole volume); "" when no agent counted any: then the counts
+  /// are unknown.
+  public var healCountsFrom: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1791,7 +1796,7 @@ nonisolated extension Specola_V1_GlusterVolumeList: SwiftProtobuf.Message, Swift
 
 nonisolated extension Specola_V1_GlusterVolumeView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GlusterVolumeView"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}bricks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}bricks\0\u{4}y\u{15}heal_counts_from\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1801,6 +1806,7 @@ nonisolated extension Specola_V1_GlusterVolumeView: SwiftProtobuf.Message, Swift
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._volume) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.bricks) }()
+      case 1403: try { try decoder.decodeSingularStringField(value: &self.healCountsFrom) }()
       default: break
       }
     }
@@ -1817,12 +1823,16 @@ nonisolated extension Specola_V1_GlusterVolumeView: SwiftProtobuf.Message, Swift
     if !self.bricks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.bricks, fieldNumber: 2)
     }
+    if !self.healCountsFrom.isEmpty {
+      try visitor.visitSingularStringField(value: self.healCountsFrom, fieldNumber: 1403)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Specola_V1_GlusterVolumeView, rhs: Specola_V1_GlusterVolumeView) -> Bool {
     if lhs._volume != rhs._volume {return false}
     if lhs.bricks != rhs.bricks {return false}
+    if lhs.healCountsFrom != rhs.healCountsFrom {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
