@@ -117,6 +117,11 @@ final class DenyList: Sendable {
 struct RevocationInterceptor: ServerInterceptor {
     let denyList: DenyList
 
+    /// The calls that stay open (every other method in specola_services.proto is unary).
+    static let streamingMethods: Set<MethodDescriptor> = [
+        Specola_V1_AgentLink.Method.Connect.descriptor, Specola_V1_RaftPeer.Method.Pipe.descriptor,
+    ]
+
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
@@ -131,6 +136,16 @@ struct RevocationInterceptor: ServerInterceptor {
         let name = identity.description
         if let entry = denyList.entry(serial: serial, identity: name) {
             throw DenyList.refusal(entry, identity: name, serial: serial)
+        }
+        // A unary call's handler has run when `next` returns; checking again then withholds the
+        // answer of a call (a long poll) during which the certificate was revoked, without the two
+        // watching tasks per call that streams need.
+        guard Self.streamingMethods.contains(context.descriptor) else {
+            let response = try await next(request, context)
+            if let entry = denyList.entry(serial: serial, identity: name) {
+                throw DenyList.refusal(entry, identity: name, serial: serial)
+            }
+            return response
         }
         // A client-streaming handler consumes its requests inside `next`; a server or bidirectional
         // stream does so inside the producer. Both end when the certificate is revoked.

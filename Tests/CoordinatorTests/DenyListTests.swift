@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import Testing
 @testable import SpecolaCoordinator
 import CooperativePoolWatch
@@ -14,5 +15,23 @@ import CooperativePoolWatch
         }
         #expect(DenyList.serial(bytes: [0x00, 0x0a, 0xbc]) == "abc")
         #expect(DenyList.serial(bytes: [0x10]) == "10")
+    }
+    /// Unary calls are checked before and after their handler; only streams get a watch that cuts
+    /// them mid-call. A streaming RPC added to the proto without joining the set would stay open
+    /// after its certificate is revoked.
+    @Test func everyStreamingRPCIsWatchedForRevocation() throws {
+        let proto = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/Protocol/specola_services.proto")
+        var service = ""
+        var streaming: Set<String> = []
+        for line in try String(contentsOf: proto, encoding: .utf8).split(separator: "\n") {
+            let words = line.split(whereSeparator: { " ({;".contains($0) })
+            if words.first == "service", words.count > 1 { service = String(words[1]) }
+            if words.first == "rpc", words.count > 1, line.contains("stream ") {
+                streaming.insert("specola.v1.\(service)/\(words[1])")
+            }
+        }
+        #expect(!streaming.isEmpty)
+        #expect(Set(RevocationInterceptor.streamingMethods.map(\.fullyQualifiedMethod)) == streaming)
     }
 }
