@@ -70,24 +70,12 @@ import CooperativePoolWatch
         let dir = try TempDir()
         defer { dir.remove() }
         let calls = dir.file("calls")
-        let xml = GlusterXMLTests.fixtures.path
-        let script = """
-            echo "$*" >> \(calls)
-            case "$2 $3" in
-              "pool list") cat \(xml)/pool-list.xml ;;
-              "volume info") cat \(xml)/volume-info.xml ;;
-              "volume status") cat \(xml)/status-gv0-healthy.xml ;;
-              "volume get") cat \(xml)/get-gv0-all.xml ;;
-              "volume heal") cat \(xml)/heal-healthy.xml ;;
-              *) exit 1 ;;
-            esac
-            """
         // A /proc holding the process of 10.77.14.1's gv0 brick (pid 30453 in the status fixture).
         let proc = dir.file("proc")
         try FileManager.default.createDirectory(atPath: proc + "/30453", withIntermediateDirectories: true)
         try "30453 (glusterfsd) S 1 30453".write(toFile: proc + "/30453/stat", atomically: true, encoding: .utf8)
         var settings = GlusterCollector.Settings()
-        settings.command = ["sh", "-c", script, "gluster"]
+        settings.command = Self.healthyCLI(loggingCallsTo: calls)
         settings.brickHost = "10.77.14.1"
         settings.procRoot = proc
         settings.interval = .seconds(600)
@@ -125,25 +113,31 @@ import CooperativePoolWatch
 }
 
 extension GlusterCollectorTests {
+    /// A gluster CLI answering from the healthy gv0 fixtures, appending each call's arguments to `calls`.
+    static func healthyCLI(loggingCallsTo calls: String) -> [String] {
+        let xml = GlusterXMLTests.fixtures.path
+        let script = """
+            echo "$*" >> \(calls)
+            case "$2 $3" in
+              "pool list") cat \(xml)/pool-list.xml ;;
+              "volume info") cat \(xml)/volume-info.xml ;;
+              "volume status") cat \(xml)/status-gv0-healthy.xml ;;
+              "volume get") cat \(xml)/get-gv0-all.xml ;;
+              "volume heal") cat \(xml)/heal-healthy.xml ;;
+              *) exit 1 ;;
+            esac
+            """
+        return ["sh", "-c", script, "gluster"]
+    }
+
     /// A heal summary crawls every brick of the volume, so only nodes holding one of its bricks run it.
     @Test func onlyANodeHoldingABrickOfTheVolumeCountsItsHeals() async throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        let xml = GlusterXMLTests.fixtures.path
         func healSummaries(brickHost: String) async throws -> (runs: Int, counted: Bool) {
             let calls = dir.file("calls-\(brickHost)")
             var settings = GlusterCollector.Settings()
-            settings.command = ["sh", "-c", """
-                echo "$*" >> \(calls)
-                case "$2 $3" in
-                  "pool list") cat \(xml)/pool-list.xml ;;
-                  "volume info") cat \(xml)/volume-info.xml ;;
-                  "volume status") cat \(xml)/status-gv0-healthy.xml ;;
-                  "volume get") cat \(xml)/get-gv0-all.xml ;;
-                  "volume heal") cat \(xml)/heal-healthy.xml ;;
-                  *) exit 1 ;;
-                esac
-                """, "gluster"]
+            settings.command = Self.healthyCLI(loggingCallsTo: calls)
             settings.brickHost = brickHost
             let section = await GlusterCollector(settings: settings, logger: Logger(label: "test.gluster")).collect()
             let runs = try String(contentsOfFile: calls, encoding: .utf8).split(separator: "\n").filter { $0.contains("heal") }.count
