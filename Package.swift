@@ -207,7 +207,7 @@ let package = Package(
             swiftSettings: settings),
         .testTarget(
             name: "ProcessTests",
-            dependencies: ["CooperativePoolWatch", "SpecolaCLI", "SpecolaProtocol", "SpecolaRaft", "SpecolaOIDC", "TestSupport"] + grpc,
+            dependencies: ["CooperativePoolWatch", "SpecolaAgent", "SpecolaCLI", "SpecolaProtocol", "SpecolaRaft", "SpecolaOIDC", "TestSupport"] + grpc,
             swiftSettings: settings),
         .target(name: "CooperativePoolWatch", path: "Tests/CooperativePoolWatch", swiftSettings: settings),
         .target(name: "SeededRandom", path: "Tests/SeededRandom", swiftSettings: settings),

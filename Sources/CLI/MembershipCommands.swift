@@ -10,9 +10,10 @@ struct MembersCommand: AsyncParsableCommand {
 
     static func show(_ response: Specola_V1_ListMembersResponse, json: Bool) throws {
         if json { return try JSONOutput.print(response) }
-        var table = Table("ID", "NAME", "ADDRESS", "KIND", "LEADER")
+        var table = Table("ID", "NAME", "ADDRESS", "RAFT CHANNEL", "KIND", "LEADER")
         for status in response.members {
-            table.add("\(status.member.id)", status.member.name, status.member.address, status.kind, status.leader ? "*" : "")
+            let channel = status.member.raftAddress.isEmpty ? "gRPC (no raftAddress)" : status.member.raftAddress
+            table.add("\(status.member.id)", status.member.name, status.member.address, channel, status.kind, status.leader ? "*" : "")
         }
         print(table.rendered)
         print("term \(response.term), commit index \(response.commitIndex)")

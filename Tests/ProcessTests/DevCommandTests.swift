@@ -74,6 +74,7 @@ import SpecolaProcesses
 
             let members = try await run(BuiltProducts.path("specola"), ["members"], environment: env)
             #expect(members.stdout.components(separatedBy: "voter").count - 1 == 3)
+            #expect(members.stdout.components(separatedBy: ":7451").count - 1 == 3, "each replica's direct Raft channel is listed: \(members.stdout)")
 
             // The KV store through the CLI, also via another replica's address: the CLI follows the leader.
             let specola = BuiltProducts.path("specola")

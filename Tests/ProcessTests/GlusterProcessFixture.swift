@@ -1,4 +1,5 @@
 import Foundation
+@testable import SpecolaAgent
 import SpecolaProtocol
 import SwiftProtobuf
 import TestSupport
@@ -90,6 +91,18 @@ enum GlusterFixture {
             let name = String(part[..<end.lowerBound])
             return name.contains(":/") ? name : nil
         }
+    }
+
+    /// Gluster carried out exactly one `replace-brick` (hold-replace.sh's log); any other call was
+    /// refused on glusterd's lock, which the agent retries, so it replaced nothing.
+    static func expectOneReplaceBrick(in pool: GlusterPool, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let calls = try String(contentsOfFile: "\(pool.directory)/replace.log", encoding: .utf8).split(separator: "\n")
+        let ran = calls.filter { $0.hasPrefix("ok: ") }
+        #expect(ran.count == 1, "replace-brick ran \(ran.count) times: \(calls)", sourceLocation: sourceLocation)
+        let otherRefusals = calls.filter { call in
+            !call.hasPrefix("ok: ") && !GlusterCLI.lockContention.contains { call.contains($0) }
+        }
+        #expect(otherRefusals.isEmpty, "replace-brick was refused other than on glusterd's lock: \(otherRefusals)", sourceLocation: sourceLocation)
     }
 
     /// How often an agent's log says it started storage action `id`.

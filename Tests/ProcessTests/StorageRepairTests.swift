@@ -149,8 +149,7 @@ import SpecolaProcesses
         }
 
         // Exactly once: gluster ran one replace-brick; each action was started at most once.
-        let ran = try String(contentsOfFile: "\(pool.directory)/replace.log", encoding: .utf8).split(separator: "\n")
-        #expect(ran.count == 1, "replace-brick ran \(ran.count) times: \(ran)")
+        try GlusterFixture.expectOneReplaceBrick(in: pool)
         let actions = try await GlusterFixture.detail(cli, "gv0").actions.filter { $0.kind == .replaceBrick }
         #expect(actions.filter { $0.state == .succeeded }.count == 1, "\(actions)")
         let log = cluster.agents["n4"]!.log
@@ -445,8 +444,7 @@ import SpecolaProcesses
         #expect(done.finishedAtUnixMs > 0)
         let expected = [bricks[0], spare, bricks[2]]
         #expect(try await GlusterFixture.brickNames(pool) == expected)
-        let ran = try String(contentsOfFile: "\(pool.directory)/replace.log", encoding: .utf8).split(separator: "\n")
-        #expect(ran.count == 1, "replace-brick ran \(ran.count) times: \(ran)")
+        try GlusterFixture.expectOneReplaceBrick(in: pool)
         #expect(GlusterFixture.starts(of: held.id, in: agents["n4"]!.log) == 1)
         let replaces = try await GlusterFixture.detail(cli, "gv0").actions.filter { $0.kind == .replaceBrick }
         #expect(replaces.map(\.id) == [held.id], "one replace action: \(replaces)")
