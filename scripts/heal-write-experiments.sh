@@ -37,6 +37,14 @@
 # lists ~2,000 (two per file), so most files written after the restart still need healing: the
 # FUSE client reconnects only at its next 3 s portmap retry (6.0 s after the kill when the brick
 # came back 3.5 s in, per the mount log), and the self-heal daemon then heals ~20 entries/s here.
+# Later, on a quiet machine (load < 2), with the brick left down for the whole copy and then
+# `start force` (about 2,000 entries): defaults 80-82 s to zero, and the two source bricks each
+# burned ~43 s of CPU, which perf showed in io-threads' mutexes (heal requests come at least
+# priority and wait behind the queue); performance.enable-least-priority off: 29 s and ~11 s of CPU
+# per source brick; plus cluster.shd-max-threads 4: 32 s (now CPU-bound on 2 cores);
+# performance.iot-pass-through on: 24 s (not adopted: the bricks' epoll threads would do disk I/O).
+# In quick mode with enable-least-priority off: 986 entries after a 16 s copy, 30.8 s to zero.
+# Specola now keeps enable-least-priority off (volume policy healPriority, default normal).
 # usage (root, under the process-test lock):
 #   flock /tmp/specola-process-tests.lock scripts/heal-write-experiments.sh [DIR [NAME=VALUE ...]]
 set -uo pipefail

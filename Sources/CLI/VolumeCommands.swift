@@ -158,6 +158,7 @@ struct VolumeShowCommand: AsyncParsableCommand {
         if !policy.sourceBrick.isEmpty { line += " (source \(policy.sourceBrick))" }
         line += ", priority \(policy.priority)"
         line += policy.shdMaxThreads > 0 ? ", cluster.shd-max-threads \(policy.shdMaxThreads)" : ", cluster.shd-max-threads as gluster has it"
+        line += ", heals at \(policy.healPriority.isEmpty ? StoragePolicy.HealPriority.normal.rawValue : policy.healPriority) priority"
         return line
     }
 
@@ -207,11 +208,11 @@ struct VolumeHealCommand: AsyncParsableCommand {
     }
 }
 
-/// `specola volume policy VOL [--split-brain P] [--source-brick B] [--priority N] [--shd-max-threads N]`.
+/// `specola volume policy VOL [--split-brain P] [--source-brick B] [--priority N] [--shd-max-threads N] [--heal-priority P]`.
 struct VolumePolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
-        abstract: "Set how a volume is repaired: its split-brain rule, its priority in the heal queue, its heal throttle.",
+        abstract: "Set how a volume is repaired: its split-brain rule, its priority in the heal queue, its heal throttle and heal priority.",
         discussion: "Committed to the replicated state; it overrides the coordinator config's storage.volumes entry. Options not given keep the value in force.")
 
     @OptionGroup var connection: ConnectionOptions
@@ -220,13 +221,17 @@ struct VolumePolicyCommand: AsyncParsableCommand {
     @Option(name: .customLong("source-brick"), help: "For source-brick: the brick whose copies win, HOST:PATH.") var sourceBrick: String?
     @Option(help: "Higher first: this volume's repairs take the replacement slots before lower ones.") var priority: Int32?
     @Option(name: .customLong("shd-max-threads"), help: "cluster.shd-max-threads the planner keeps set (1-64); 0 leaves gluster's value.") var shdMaxThreads: UInt32?
+    @Option(name: .customLong("heal-priority"), help: "normal (heals are served like client I/O; the default) or least (gluster's default: heals yield to clients).") var healPriority: String?
 
     func validate() throws {
         if let splitBrain, StoragePolicy.SplitBrainPolicy(rawValue: splitBrain) == nil {
             throw ValidationError("'\(splitBrain)' is not a split-brain policy; use one of \(StoragePolicy.SplitBrainPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        if splitBrain == nil, sourceBrick == nil, priority == nil, shdMaxThreads == nil {
-            throw ValidationError("give at least one of --split-brain, --source-brick, --priority, --shd-max-threads")
+        if let healPriority, StoragePolicy.HealPriority(rawValue: healPriority) == nil {
+            throw ValidationError("'\(healPriority)' is not a heal priority; use one of \(StoragePolicy.HealPriority.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if splitBrain == nil, sourceBrick == nil, priority == nil, shdMaxThreads == nil, healPriority == nil {
+            throw ValidationError("give at least one of --split-brain, --source-brick, --priority, --shd-max-threads, --heal-priority")
         }
     }
 
@@ -240,6 +245,7 @@ struct VolumePolicyCommand: AsyncParsableCommand {
                 if policy.splitBrain != StoragePolicy.SplitBrainPolicy.sourceBrick.rawValue && sourceBrick == nil { policy.sourceBrick = "" }
                 if let priority { policy.priority = priority }
                 if let shdMaxThreads { policy.shdMaxThreads = shdMaxThreads }
+                if let healPriority { policy.healPriority = healPriority }
                 _ = try await api.requestStorageAction(.with {
                     $0.volume = name
                     $0.action = "policy"

@@ -174,12 +174,31 @@ public struct HealPlanner: Sendable {
         }.count
     }
 
-    /// The heal throttle: keeps `cluster.shd-max-threads` at the volume policy's value.
+    /// The volume options the policy keeps set for healing, as (option, value): the heal
+    /// throttle (`cluster.shd-max-threads`, when the policy names one) and the heal priority.
+    static func healOptions(_ policy: StoragePolicy.VolumePolicy) -> [(name: String, value: String)] {
+        var options = [(name: "performance.enable-least-priority", value: policy.healPriority.leastPriorityOption)]
+        if policy.shdMaxThreads > 0 { options.insert((name: "cluster.shd-max-threads", value: "\(policy.shdMaxThreads)"), at: 0) }
+        return options
+    }
+
+    /// Whether gluster's reported value of an option means `wanted` (it spells booleans several ways).
+    static func optionHolds(_ current: String, _ wanted: String) -> Bool {
+        let on: Set = ["on", "yes", "true", "enable", "1"], off: Set = ["off", "no", "false", "disable", "0"]
+        let (c, w) = (current.lowercased(), wanted.lowercased())
+        return c == w || (on.contains(c) && on.contains(w)) || (off.contains(c) && off.contains(w))
+    }
+
+    /// Keeps the volume's heal options at the policy's values, one `volume set` at a time. An
+    /// option whose value the agents do not report (an older agent) is left alone.
     private func throttle(_ volume: StorageView.Volume, input: Input, held: inout [String]) -> Directive? {
-        let wanted = policy.volume(volume.name, in: input.storage).shdMaxThreads
-        guard wanted > 0, volume.volume.replicaCount > 1 || volume.volume.disperseCount > 0 else { return nil }
-        let current = volume.volume.options["cluster.shd-max-threads"]
-        guard current != "\(wanted)" else { return nil }
+        guard volume.volume.replicaCount > 1 || volume.volume.disperseCount > 0 else { return nil }
+        let wanted = Self.healOptions(policy.volume(volume.name, in: input.storage)).first { option in
+            guard let current = volume.volume.options[option.name] else { return false }
+            return !Self.optionHolds(current, option.value)
+        }
+        guard let wanted else { return nil }
+        let current = volume.volume.options[wanted.name]
         let earlier = input.storage.ordered.filter { $0.kind == .setOption && $0.volume == volume.name }
         if earlier.contains(where: { $0.state == .pending }) { return nil }
         if let last = earlier.last, input.nowUnixMs - last.finishedAtUnixMs < policy.restartRetryAfterMs { return nil }
@@ -188,16 +207,16 @@ public struct HealPlanner: Sendable {
             return nil
         }
         guard let runner = Self.runner(for: volume, input) else {
-            held.append("heal throttle: no ready node hosts a brick of the volume to set cluster.shd-max-threads")
+            held.append("heal throttle: no ready node hosts a brick of the volume to set \(wanted.name)")
             return nil
         }
         return .propose(.with {
             $0.kind = .setOption
             $0.volume = volume.name
             $0.node = runner
-            $0.optionName = "cluster.shd-max-threads"
-            $0.optionValue = "\(wanted)"
-            $0.reason = "volume policy wants cluster.shd-max-threads \(wanted) (now \(current ?? "unknown"))"
+            $0.optionName = wanted.name
+            $0.optionValue = wanted.value
+            $0.reason = "volume policy wants \(wanted.name) \(wanted.value) (now \(current ?? "unknown"))"
             $0.requestedBy = WorkloadBook.controller
         })
     }

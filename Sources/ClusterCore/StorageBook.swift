@@ -115,6 +115,9 @@ public struct StorageBook: Sendable {
             return "'\(policy.splitBrain)' is not a split-brain policy; use one of \(StoragePolicy.SplitBrainPolicy.allCases.map(\.rawValue).joined(separator: ", "))"
         }
         if rule == .sourceBrick, policy.sourceBrick.isEmpty { return "split-brain policy source-brick needs the source brick (HOST:PATH)" }
+        guard StoragePolicy.HealPriority(committed: policy.healPriority) != nil else {
+            return "'\(policy.healPriority)' is not a heal priority; use one of \(StoragePolicy.HealPriority.allCases.map(\.rawValue).joined(separator: ", "))"
+        }
         guard policy.shdMaxThreads <= StoragePolicy.shdMaxThreadsLimit else {
             return "cluster.shd-max-threads is at most \(StoragePolicy.shdMaxThreadsLimit) (gluster's limit); 0 leaves gluster's value"
         }

@@ -326,7 +326,7 @@ struct StorageConfig: Decodable {
     struct VolumeEntry: Decodable {
         var policy = StoragePolicy.VolumePolicy()
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case priority, splitBrain, sourceBrick, shdMaxThreads }
+        enum CodingKeys: String, CodingKey, CaseIterable { case priority, splitBrain, sourceBrick, shdMaxThreads, healPriority }
 
         init(from decoder: any Decoder) throws {
             try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -347,6 +347,13 @@ struct StorageConfig: Decodable {
             guard (0...Int(StoragePolicy.shdMaxThreadsLimit)).contains(policy.shdMaxThreads) else {
                 throw DecodingError.dataCorruptedError(forKey: .shdMaxThreads, in: c, debugDescription: "cluster.shd-max-threads is 1 to 64; 0 leaves gluster's value")
             }
+            let priority = try c.decodeIfPresent(String.self, forKey: .healPriority) ?? StoragePolicy.HealPriority.normal.rawValue
+            guard let healPriority = StoragePolicy.HealPriority(rawValue: priority) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .healPriority, in: c,
+                    debugDescription: "'\(priority)' is not a heal priority; use one of \(StoragePolicy.HealPriority.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            policy.healPriority = healPriority
         }
     }
 }

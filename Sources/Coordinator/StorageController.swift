@@ -115,7 +115,7 @@ final class StorageController: Sendable {
         default:
             logger.notice("storage policy set", metadata: [
                 "volume": "\(policy.volume)", "by": "\(identity)", "split_brain": "\(policy.splitBrain)", "priority": "\(policy.priority)",
-                "shd_max_threads": "\(policy.shdMaxThreads)",
+                "shd_max_threads": "\(policy.shdMaxThreads)", "heal_priority": "\(policy.healPriority)",
             ])
             nudge()
             return .with {

@@ -64,6 +64,26 @@ import Testing
         #expect(StorageFixture.proposals(untouched.onPass(cluster.input)).isEmpty, "0 leaves gluster's value")
     }
 
+    @Test func healsAreServedAtNormalPriorityUnlessThePolicySaysLeast() throws {
+        var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
+        var planner = HealPlanner(policy: StoragePolicy())
+        #expect(StorageFixture.proposals(planner.onPass(cluster.input)).isEmpty, "an agent that does not report the option: left alone")
+        cluster.volume("gv0") { $0.options["performance.enable-least-priority"] = "on" }
+        let action = try #require(StorageFixture.proposals(planner.onPass(cluster.input)).first)
+        #expect(action.kind == .setOption && action.optionName == "performance.enable-least-priority" && action.optionValue == "off")
+        #expect(action.reason.contains("(now on)"), "\(action.reason)")
+        cluster.volume("gv0") { $0.options["performance.enable-least-priority"] = "false" }
+        #expect(StorageFixture.proposals(planner.onPass(cluster.input)).isEmpty, "gluster's spelling of off")
+        var yielding = HealPlanner(policy: StoragePolicy(volumes: ["gv0": .init(healPriority: .least)]))
+        let back = try #require(StorageFixture.proposals(yielding.onPass(cluster.input)).first)
+        #expect(back.optionName == "performance.enable-least-priority" && back.optionValue == "on")
+    }
+
+    @Test func aPolicyCommittedWithoutAHealPriorityHealsAtNormalPriority() {
+        #expect(StoragePolicy.VolumePolicy(Specola_V1_VolumeStoragePolicy.with { $0.splitBrain = "manual" }).healPriority == .normal)
+        #expect(StoragePolicy.VolumePolicy(Specola_V1_VolumeStoragePolicy.with { $0.healPriority = "least" }).healPriority == .least)
+    }
+
     @Test func aSplitBrainResolutionThatKeepsFailingIsLeftToAnOperator() throws {
         var cluster = StorageFixture(nodes: 3, volumes: Self.gv0)
         cluster.brick(StorageFixture.key("n1", "gv0")) { $0.splitBrain = 1 }
@@ -119,6 +139,7 @@ import Testing
         #expect(refusal("gv0") { $0.splitBrain = "source-brick" }?.description.contains("needs the source brick") == true)
         #expect(refusal("gv0") { $0.splitBrain = "coin-toss" }?.description.contains("latest-mtime") == true)
         #expect(refusal("gv0") { $0.shdMaxThreads = 65 }?.description.contains("at most 64") == true)
-        #expect(refusal("gv0") { $0.splitBrain = "latest-mtime"; $0.shdMaxThreads = 8 } == nil)
+        #expect(refusal("gv0") { $0.healPriority = "urgent" }?.description.contains("normal, least") == true)
+        #expect(refusal("gv0") { $0.splitBrain = "latest-mtime"; $0.shdMaxThreads = 8; $0.healPriority = "least" } == nil)
     }
 }

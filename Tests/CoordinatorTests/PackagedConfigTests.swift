@@ -52,6 +52,24 @@ import SpecolaDaemon
         }
     }
 
+    @Test func aVolumesHealPriorityIsReadAndAnUnknownOneIsAClearError() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let base = "name: c1\nlisten: 127.0.0.1:7450\ntls: {ca: a, cert: b, key: c}\n"
+        try dir.write("coordinator.yaml", base + "storage:\n  volumes: {archive: {priority: 10}, scratch: {healPriority: least}}\n")
+        let config = try ConfigFile.load(CoordinatorConfig.self, path: dir.file("coordinator.yaml"))
+        #expect(config.storage.volume("archive").healPriority == .normal, "the default: heals at normal priority")
+        #expect(config.storage.volume("scratch").healPriority == .least)
+        try dir.write("coordinator.yaml", base + "storage:\n  volumes: {scratch: {healPriority: low}}\n")
+        do {
+            _ = try ConfigFile.load(CoordinatorConfig.self, path: dir.file("coordinator.yaml"))
+            Issue.record("healPriority: low was accepted")
+        } catch {
+            #expect("\(error)".contains("coordinator.yaml:5:"), "\(error)")
+            #expect("\(error)".contains("'low' is not a heal priority; use one of normal, least"), "\(error)")
+        }
+    }
+
     /// The commented alerting example (lines starting with "#: ") must load too, with its
     /// password file in place.
     @Test func exampleAlertingSectionLoads() throws {

@@ -78,12 +78,24 @@ import CooperativePoolWatch
             }
             let unexpected = all.filter { !Self.answers.contains($0) }
             print("160 concurrent 1 MiB puts:", Dictionary(grouping: all, by: { $0 }).mapValues(\.count).sorted { $0.key < $1.key })
-            #expect(unexpected.isEmpty, "\(unexpected.count) puts failed otherwise, e.g. \(unexpected.prefix(3))")
+            for id in group.ids {
+                #expect(group.process(id)?.isRunning == true, "replica c\(id) exited during the burst")
+            }
+            #expect(unexpected.isEmpty, "\(unexpected.count) puts failed otherwise, e.g. \(unexpected.prefix(3)); the replicas' last warnings:\n\(Self.lastWarnings(group))")
             #expect(all.contains("ok"))
             // Small writes still go through at once.
             let after = await kv.put("burst/after", "y", deadline: .seconds(10))
             #expect(after.value != nil, "\(after)")
         }
+    }
+
+    /// Each replica's last warning, error and critical log lines, for a failure message.
+    static func lastWarnings(_ group: ReplicaGroup) -> String {
+        group.ids.map { id in
+            let log = group.process(id)?.log ?? ""
+            let lines = log.split(separator: "\n").filter { $0.contains("warning") || $0.contains("error") || $0.contains("critical") || $0.contains("Fatal") }
+            return "c\(id):\n" + lines.suffix(15).joined(separator: "\n")
+        }.joined(separator: "\n")
     }
 
     /// A follower down while the leader compacts past 70 MiB of values catches up from a

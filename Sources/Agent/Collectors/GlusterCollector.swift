@@ -50,7 +50,7 @@ public final class GlusterCollector: @unchecked Sendable {
     /// The options of a volume that healing and quorum depend on, reported with their effective values.
     public static let reportedOptions = [
         "cluster.quorum-type", "cluster.server-quorum-type", "cluster.favorite-child-policy",
-        "cluster.shd-max-threads", "cluster.self-heal-daemon",
+        "cluster.shd-max-threads", "cluster.self-heal-daemon", "performance.enable-least-priority",
     ]
 
     private let settings: Settings

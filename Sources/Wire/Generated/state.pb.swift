@@ -2527,6 +2527,11 @@ public nonisolated struct Specola_V1_VolumeStoragePolicy: Sendable {
 
   public var setAtUnixMs: Int64 = 0
 
+  /// At which priority the bricks serve the self-heal daemon: "normal" (the
+  /// default; "" reads as normal) or "least" (gluster's default, heals yield to
+  /// clients). Kept set through performance.enable-least-priority.
+  public var healPriority: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -6891,7 +6896,7 @@ nonisolated extension Specola_V1_StorageCommand: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Specola_V1_VolumeStoragePolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VolumeStoragePolicy"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}priority\0\u{3}split_brain\0\u{3}source_brick\0\u{3}shd_max_threads\0\u{3}set_by\0\u{3}set_at_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}volume\0\u{1}priority\0\u{3}split_brain\0\u{3}source_brick\0\u{3}shd_max_threads\0\u{3}set_by\0\u{3}set_at_unix_ms\0\u{3}heal_priority\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6906,6 +6911,7 @@ nonisolated extension Specola_V1_VolumeStoragePolicy: SwiftProtobuf.Message, Swi
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.shdMaxThreads) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.setBy) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.setAtUnixMs) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.healPriority) }()
       default: break
       }
     }
@@ -6933,6 +6939,9 @@ nonisolated extension Specola_V1_VolumeStoragePolicy: SwiftProtobuf.Message, Swi
     if self.setAtUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.setAtUnixMs, fieldNumber: 7)
     }
+    if !self.healPriority.isEmpty {
+      try visitor.visitSingularStringField(value: self.healPriority, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6944,6 +6953,7 @@ nonisolated extension Specola_V1_VolumeStoragePolicy: SwiftProtobuf.Message, Swi
     if lhs.shdMaxThreads != rhs.shdMaxThreads {return false}
     if lhs.setBy != rhs.setBy {return false}
     if lhs.setAtUnixMs != rhs.setAtUnixMs {return false}
+    if lhs.healPriority != rhs.healPriority {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
