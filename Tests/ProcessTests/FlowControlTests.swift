@@ -78,15 +78,39 @@ import CooperativePoolWatch
             }
             let unexpected = all.filter { !Self.answers.contains($0) }
             print("160 concurrent 1 MiB puts:", Dictionary(grouping: all, by: { $0 }).mapValues(\.count).sorted { $0.key < $1.key })
-            for id in group.ids {
-                #expect(group.process(id)?.isRunning == true, "replica c\(id) exited during the burst")
+            var libraryAssertion = false
+            for id in group.ids where group.process(id)?.isRunning != true {
+                let log = group.process(id)?.log ?? ""
+                if log.contains(Self.http2DebugAssertion) {
+                    // Seen about once in 20 runs on 2 cores with one of them hogged; a release build has no
+                    // such assertion. The calls that replica was serving end with "Stream unexpectedly closed".
+                    libraryAssertion = true
+                    withKnownIssue("swift-nio-http2 1.46.0 asserts in debug builds when a DATA frame is flushed while control frames wait on an unwritable connection") {
+                        Issue.record("replica c\(id) stopped on swift-nio-http2's debug assertion:\n\(Self.crashReport(log))")
+                    }
+                } else {
+                    Issue.record("replica c\(id) exited during the burst:\n\(Self.crashReport(log))")
+                }
             }
-            #expect(unexpected.isEmpty, "\(unexpected.count) puts failed otherwise, e.g. \(unexpected.prefix(3)); the replicas' last warnings:\n\(Self.lastWarnings(group))")
+            let unexplained = libraryAssertion ? unexpected.filter { $0 != "unavailable: Stream unexpectedly closed." } : unexpected
+            #expect(unexplained.isEmpty, "\(unexplained.count) puts failed otherwise, e.g. \(unexplained.prefix(3)); the replicas' last warnings:\n\(Self.lastWarnings(group))")
             #expect(all.contains("ok"))
             // Small writes still go through at once.
             let after = await kv.put("burst/after", "y", deadline: .seconds(10))
             #expect(after.value != nil, "\(after)")
         }
+    }
+
+    /// swift-nio-http2's `assert` in ControlFrameBuffer.processOutboundFrame (compiled out of release builds).
+    static let http2DebugAssertion = "NIOHTTP2/ControlFrameBuffer.swift:59: Assertion failed: Received flush data frames while buffering control frames"
+
+    /// The runtime's report of a crash in a replica's log (from "Fatal error" or "Program crashed"
+    /// on, 60 lines), or the log's last 40 lines.
+    static func crashReport(_ log: String) -> String {
+        let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let start = lines.firstIndex(where: { $0.contains("Fatal error") || $0.contains("Program crashed") || $0.contains("Assertion failed") || $0.contains("Precondition failed") })
+        else { return lines.suffix(40).joined(separator: "\n") }
+        return lines[max(0, start - 5)...].prefix(65).joined(separator: "\n")
     }
 
     /// Each replica's last warning, error and critical log lines, for a failure message.
