@@ -9,7 +9,9 @@
 # Volume options to try go after DIR as NAME=VALUE (set after create, before start). With
 # HEAL_EXP_MODE=quick only two steps run (a few minutes): the healthy copy, and the brick killed
 # as the copy starts and restarted 3 s in; it prints the copy time and the time from the kill to
-# zero entries to heal (the heal benchmark's measure), and the options' values in force.
+# zero entries to heal (the heal benchmark's measure), and the options' values in force. With
+# HEAL_EXP_MODE=rate: the healthy copy, then brick 2 down for a whole copy, then `start force` and
+# a heal, timed to zero entries, with the CPU each gluster process spent healing.
 # HEAL_EXP_DIR_FIRST=1 makes the copy's target directory before the kill (the benchmark makes
 # it during the copy, while the brick is down).
 # Measured with HEAL_EXP_MODE=quick on glusterfs 10.3 (Debian 12), 2 shared cores, load 5-13:
@@ -37,8 +39,7 @@
 # lists ~2,000 (two per file), so most files written after the restart still need healing: the
 # FUSE client reconnects only at its next 3 s portmap retry (6.0 s after the kill when the brick
 # came back 3.5 s in, per the mount log), and the self-heal daemon then heals ~20 entries/s here.
-# Later, on a quiet machine (load < 2), with the brick left down for the whole copy and then
-# `start force` (about 2,000 entries): defaults 80-82 s to zero, and the two source bricks each
+# Later, on a quiet machine (load < 2), HEAL_EXP_MODE=rate (about 2,000 entries to heal): defaults 80-82 s to zero, and the two source bricks each
 # burned ~43 s of CPU, which perf showed in io-threads' mutexes (heal requests come at least
 # priority and wait behind the queue); performance.enable-least-priority off: 29 s and ~11 s of CPU
 # per source brick; plus cluster.shd-max-threads 4: 32 s (now CPU-bound on 2 cores);
@@ -92,6 +93,17 @@ if [ "$MODE" = quick ]; then
   [ "${HEAL_EXP_DIR_FIRST:-0}" = 1 ] && { x 1 mkdir $D/mnt/dr; echo "target directory made before the kill"; }
   killbrick 2; k=$(now); x 1 cp -rT $D/data $D/mnt/dr & C=$!; sleep 3; startforce; g 1 volume heal v >/dev/null 2>&1; echo "restarted at $(el $k)"
   wait $C; echo "RESULT restart3: copy $(el $k) s, then $(pending) entries to heal"; w=$(waitheal $k); echo "RESULT restart3: kill to zero pending ${w#heal-done } s"
+  x 1 umount -l $D/mnt; bash $POOL down $D
+  echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; rmdir $CG 2>/dev/null || true; rm -rf $D
+  exit 0
+fi
+if [ "$MODE" = rate ]; then # gluster's heal rate alone: brick 2 down for the whole copy, then start force + heal
+  killbrick 2; x 1 cp -r $D/data $D/mnt/dr
+  t0=$(cat $CG/cpuacct.usage); declare -A c0
+  for p in $(pgrep -f "glusterfs.*$D|glusterfsd.*$D"); do c0[$p]=$(cpu $p); done
+  s=$(now); startforce; g 1 volume heal v >/dev/null 2>&1; w=$(waitheal $s)
+  echo "RESULT rate: start force to zero pending ${w#heal-done } s, cpu all $(( ($(cat $CG/cpuacct.usage) - t0) / 10000000 )) cs"
+  for p in "${!c0[@]}"; do [ -e /proc/$p ] && echo "  $(( $(cpu $p) - ${c0[$p]} )) cs $(tr '\0' ' ' < /proc/$p/cmdline | grep -o -- '--volfile-id [^ ]*' | head -1)"; done | sort -rn
   x 1 umount -l $D/mnt; bash $POOL down $D
   echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; rmdir $CG 2>/dev/null || true; rm -rf $D
   exit 0
