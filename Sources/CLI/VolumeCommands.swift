@@ -158,7 +158,7 @@ struct VolumeShowCommand: AsyncParsableCommand {
         if !policy.sourceBrick.isEmpty { line += " (source \(policy.sourceBrick))" }
         line += ", priority \(policy.priority)"
         line += policy.shdMaxThreads > 0 ? ", cluster.shd-max-threads \(policy.shdMaxThreads)" : ", cluster.shd-max-threads as gluster has it"
-        line += ", heals at \(policy.healPriority.isEmpty ? StoragePolicy.HealPriority.normal.rawValue : policy.healPriority) priority"
+        line += ", heals at \((StoragePolicy.HealPriority(committed: policy.healPriority) ?? .normal).rawValue) priority"
         return line
     }
 
@@ -228,7 +228,7 @@ struct VolumePolicyCommand: AsyncParsableCommand {
             throw ValidationError("'\(splitBrain)' is not a split-brain policy; use one of \(StoragePolicy.SplitBrainPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if let healPriority, StoragePolicy.HealPriority(rawValue: healPriority) == nil {
-            throw ValidationError("'\(healPriority)' is not a heal priority; use one of \(StoragePolicy.HealPriority.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(StoragePolicy.HealPriority.unknown(healPriority))
         }
         if splitBrain == nil, sourceBrick == nil, priority == nil, shdMaxThreads == nil, healPriority == nil {
             throw ValidationError("give at least one of --split-brain, --source-brick, --priority, --shd-max-threads, --heal-priority")

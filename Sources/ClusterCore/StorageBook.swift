@@ -116,7 +116,7 @@ public struct StorageBook: Sendable {
         }
         if rule == .sourceBrick, policy.sourceBrick.isEmpty { return "split-brain policy source-brick needs the source brick (HOST:PATH)" }
         guard StoragePolicy.HealPriority(committed: policy.healPriority) != nil else {
-            return "'\(policy.healPriority)' is not a heal priority; use one of \(StoragePolicy.HealPriority.allCases.map(\.rawValue).joined(separator: ", "))"
+            return StoragePolicy.HealPriority.unknown(policy.healPriority)
         }
         guard policy.shdMaxThreads <= StoragePolicy.shdMaxThreadsLimit else {
             return "cluster.shd-max-threads is at most \(StoragePolicy.shdMaxThreadsLimit) (gluster's limit); 0 leaves gluster's value"

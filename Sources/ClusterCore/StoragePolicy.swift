@@ -31,6 +31,11 @@ public struct StoragePolicy: Sendable, Hashable {
         public init?(committed text: String) {
             if text.isEmpty { self = .normal } else { self.init(rawValue: text) }
         }
+
+        /// The refusal for a word that names no heal priority.
+        public static func unknown(_ text: String) -> String {
+            "'\(text)' is not a heal priority; use one of \(allCases.map(\.rawValue).joined(separator: ", "))"
+        }
     }
 
     /// One volume's place in the queue and its split-brain rule.

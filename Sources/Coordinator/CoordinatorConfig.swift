@@ -349,9 +349,7 @@ struct StorageConfig: Decodable {
             }
             let priority = try c.decodeIfPresent(String.self, forKey: .healPriority) ?? StoragePolicy.HealPriority.normal.rawValue
             guard let healPriority = StoragePolicy.HealPriority(rawValue: priority) else {
-                throw DecodingError.dataCorruptedError(
-                    forKey: .healPriority, in: c,
-                    debugDescription: "'\(priority)' is not a heal priority; use one of \(StoragePolicy.HealPriority.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw DecodingError.dataCorruptedError(forKey: .healPriority, in: c, debugDescription: StoragePolicy.HealPriority.unknown(priority))
             }
             policy.healPriority = healPriority
         }
