@@ -21,7 +21,7 @@ core=(
   libipmimonitoring-dev libfreeipmi-dev            # IPMI collector and fencing (C libraries)
   libvirt-dev libvirt-clients libvirt-daemon       # VM collector; libvirtd for state-change tests
   podman runc catatonit busybox-static             # container collector/executor (catatonit: pause image for kube play), test images
-  glusterfs-server glusterfs-client mount          # GlusterFS collector tests: a real pool (pool.sh), FUSE mounts
+  glusterfs-server glusterfs-client mount catatonit # GlusterFS tests: a real pool (pool.sh, each glusterd under catatonit), FUSE mounts
   e2fsprogs                                        # mkfs.ext4: the disk-failure test's brick on a loop device
   smartmontools                                    # smartctl: SMART health of disks (and the collector test of its real JSON)
   libxml2                                          # FoundationXML (the agent parses gluster's --xml output)

@@ -171,17 +171,21 @@ public struct Agent: Service {
     }
 
     /// The report interval, cut short when GlusterFS needs reading at once (a brick of this node
-    /// died, or a storage action ended): checked every heartbeat interval, from /proc, without the CLI.
+    /// died, or a storage action ended): checked every `brickWatchInterval`, from /proc, without the CLI.
     func sleepUntilNextReport() async throws {
         let next = ContinuousClock.now + .seconds(config.reportInterval)
         guard let gluster else { return try await Task.sleep(until: next) }
-        let step = Duration.seconds(min(config.heartbeatInterval, config.reportInterval))
+        let step = min(Self.brickWatchInterval, .seconds(config.reportInterval))
         while ContinuousClock.now + step < next {
             try await Task.sleep(for: step)
             if gluster.readIsDue() { return }
         }
         try await Task.sleep(until: next)
     }
+
+    /// How often a node's brick processes are looked up in /proc (a few file reads): every second
+    /// a dead brick goes unnoticed is a second of writes that its restarted brick must heal.
+    static let brickWatchInterval = Duration.milliseconds(250)
 
     /// Pings systemd's watchdog only while the collection loop is alive, so a hung collector trips it.
     func pingWatchdogWhileCollecting(notifier: SystemdNotifier, interval: Duration, loop: LoopState) async throws {

@@ -38,3 +38,14 @@ public struct ProcessIdentity: Sendable, Hashable {
         return UInt64(fields[19])
     }
 }
+
+extension ProcessIdentity {
+    /// Whether `pid` is a running process under `procRoot`. A zombie (dead, not yet reaped by
+    /// its parent) is not: a killed brick stays one until init reaps it.
+    static func isRunning(_ pid: pid_t, procRoot: String = "/proc") -> Bool {
+        guard pid > 0, let stat = try? String(contentsOfFile: "\(procRoot)/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")"),
+              let state = stat[stat.index(after: close)...].split(separator: " ").first else { return false }
+        return state != "Z" && state != "X"
+    }
+}

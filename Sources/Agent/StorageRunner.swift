@@ -234,10 +234,11 @@ public actor StorageRunner: ClaimedWorkRunner {
     /// Processes of this host serving the brick at `path` (glusterfsd with `--brick-name PATH`), and `oldPID` while it lives.
     private func brickProcesses(path: String, oldPID: Int32) -> [Int32] {
         var found: Set<Int32> = []
-        if oldPID > 0, FileManager.default.fileExists(atPath: "\(settings.procRoot)/\(oldPID)") { found.insert(oldPID) }
+        if ProcessIdentity.isRunning(oldPID, procRoot: settings.procRoot) { found.insert(oldPID) }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: settings.procRoot)) ?? []
         for entry in entries {
-            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "\(settings.procRoot)/\(entry)/cmdline") else { continue }
+            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "\(settings.procRoot)/\(entry)/cmdline"),
+                  ProcessIdentity.isRunning(pid, procRoot: settings.procRoot) else { continue }
             let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             guard let program = args.first, program.hasSuffix("glusterfsd"),
                   let flag = args.firstIndex(of: "--brick-name"), flag + 1 < args.count, args[flag + 1] == path else { continue }

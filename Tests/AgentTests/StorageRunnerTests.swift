@@ -8,6 +8,24 @@ import Testing
 import CooperativePoolWatch
 
 @Suite(.watchesCooperativePool) struct StorageRunnerTests {
+    /// A killed brick is a zombie until its parent reaps it; it must count as gone at once, or the
+    /// restart waits for the reaper and the brick's writes go unreplicated meanwhile.
+    @Test func aZombieIsNotARunningProcess() async throws {
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
+        defer { argv.forEach { free($0) } }
+        #expect(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, environ) == 0)
+        defer { var status: Int32 = 0; _ = waitpid(pid, &status, 0) }
+        #expect(ProcessIdentity.isRunning(pid))
+        kill(pid, SIGKILL)
+        try await waitUntil("pid \(pid) to be a zombie", timeout: .seconds(10), every: .milliseconds(10)) {
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+        }
+        #expect(!ProcessIdentity.isRunning(pid), "a zombie still has /proc/\(pid) but is dead")
+        #expect(!ProcessIdentity.isRunning(0) && !ProcessIdentity.isRunning(-1))
+    }
+
     @Test func aGfidEntryIsNamedTheWayTheSplitBrainCLITakesIt() {
         #expect(StorageRunner.splitBrainArgument("<gfid:6e082a9b-702d-4334-b544-442bc26af6ff>") == "gfid:6e082a9b-702d-4334-b544-442bc26af6ff")
         #expect(StorageRunner.splitBrainArgument("/dir/f") == "/dir/f")

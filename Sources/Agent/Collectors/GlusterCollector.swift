@@ -130,9 +130,7 @@ public final class GlusterCollector: @unchecked Sendable {
         guard section.available else { return true }
         for volume in section.volumes {
             for brick in volume.bricks where brick.local && brick.online && brick.pid > 0 {
-                guard let stat = try? String(contentsOfFile: "\(settings.procRoot)/\(brick.pid)/stat", encoding: .utf8),
-                      let state = stat.split(separator: ")").last?.split(separator: " ").first,
-                      state != "Z", state != "X" else { return false }
+                guard ProcessIdentity.isRunning(brick.pid, procRoot: settings.procRoot) else { return false }
             }
         }
         return true

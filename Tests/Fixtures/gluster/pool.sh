@@ -1,7 +1,10 @@
 #!/bin/bash
 # The project's copy of testbeds/gluster/pool.sh, used by the GlusterFS tests. Changed from
 # the testbed's: `down` finds the pool's processes by namespace (`ip netns pids`), so it also
-# ends the bricks of a peer whose glusterd was killed, and clears namespaces a killed run left.
+# ends the bricks of a peer whose glusterd was killed, and clears namespaces a killed run left;
+# and each glusterd runs under catatonit, a child subreaper, so a killed brick is reaped at once
+# as systemd reaps it in production (this sandbox's PID 1 reaps orphans only about every 2 s, and
+# until then glusterd counts the zombie as a running brick and `volume start force` does nothing).
 #
 # A real GlusterFS trusted pool on one machine: N peers, each glusterd in its own network namespace
 # (address 10.77.0.<i>, reachable only from inside the pool's namespaces, never from the host) and
@@ -53,7 +56,7 @@ mount --bind $D/p$i/log /var/log/glusterfs
 exec glusterd -N -f $D/p$i/glusterd.vol -p $D/p$i/glusterd.pid --log-file=$D/p$i/log/glusterd.log
 SH
     chmod +x "$D/p$i/start.sh"
-    ip netns exec $P$i unshare -m --propagation private "$D/p$i/start.sh" >"$D/p$i/out.log" 2>&1 &
+    ip netns exec $P$i unshare -m --propagation private catatonit -- "$D/p$i/start.sh" >"$D/p$i/out.log" 2>&1 &
   done
   for i in $(seq 1 "$n"); do
     for t in $(seq 1 50); do [ -s "$D/p$i/glusterd.pid" ] && nsenter -t "$(pid_of $i)" -m -n gluster --mode=script peer status >/dev/null 2>&1 && break; sleep 0.2; done
