@@ -13,7 +13,8 @@
 # HEAL_EXP_MODE=rate: the healthy copy, then brick 2 down for a whole copy, then `start force` and
 # a heal, timed to zero entries, with the CPU each gluster process spent healing.
 # HEAL_EXP_DIR_FIRST=1 makes the copy's target directory before the kill (the benchmark makes
-# it during the copy, while the brick is down).
+# it during the copy, while the brick is down). HEAL_EXP_RESTART_AFTER=S (quick mode, default 3):
+# seconds from the kill to the `start force`.
 # Measured with HEAL_EXP_MODE=quick on glusterfs 10.3 (Debian 12), 2 shared cores, load 5-13:
 # seconds from the kill to zero entries to heal (copy time in brackets), one run per line.
 #   defaults (3 runs)                        48.2 (47.9)  94.4 (9.5)  58.4 (34.6)
@@ -91,7 +92,7 @@ if [ "$MODE" = quick ]; then
   g 1 volume get v all | grep -E '^(cluster\.(data|metadata|entry)-self-heal |cluster\.granular-entry-heal|cluster\.shd-|cluster\.data-self-heal-algorithm|cluster\.self-heal-window-size|cluster\.locking-scheme|cluster\.eager-lock|cluster\.background-self-heal-count|cluster\.heal-wait-queue-length|performance\.client-io-threads|cluster\.full-lock|cluster\.ensure-durability)' | awk '{printf "%s=%s ", $1, $2} END {print ""}' | sed 's/^/OPTIONS /'
   # HEAL_EXP_DIR_FIRST=1: the copy's target directory exists on every brick before the kill
   [ "${HEAL_EXP_DIR_FIRST:-0}" = 1 ] && { x 1 mkdir $D/mnt/dr; echo "target directory made before the kill"; }
-  killbrick 2; k=$(now); x 1 cp -rT $D/data $D/mnt/dr & C=$!; sleep 3; startforce; g 1 volume heal v >/dev/null 2>&1; echo "restarted at $(el $k)"
+  killbrick 2; k=$(now); x 1 cp -rT $D/data $D/mnt/dr & C=$!; sleep ${HEAL_EXP_RESTART_AFTER:-3}; startforce; g 1 volume heal v >/dev/null 2>&1; echo "restarted at $(el $k)"
   wait $C; echo "RESULT restart3: copy $(el $k) s, then $(pending) entries to heal"; w=$(waitheal $k); echo "RESULT restart3: kill to zero pending ${w#heal-done } s"
   x 1 umount -l $D/mnt; bash $POOL down $D
   echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs; rmdir $CG 2>/dev/null || true; rm -rf $D
