@@ -17,9 +17,7 @@ enum CallerIdentity {
     }
 
     static func of(_ context: ServerContext) throws -> Identity {
-        guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context,
-            let certificate = posix.peerCertificate
-        else {
+        guard let certificate = ConnectionCertificates.of(context) else {
             throw RPCError(code: .unauthenticated,
                            message: "no client certificate; connect with a certificate from this cluster's CA (specola pki issue)")
         }

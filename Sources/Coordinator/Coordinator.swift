@@ -157,26 +157,23 @@ public struct Coordinator: Service {
 
     /// The listeners: the cluster plane's gRPC port, the optional bearer-token port, and metrics.
     struct Servers: Sendable {
-        let grpc: GRPCServer<HTTP2ServerTransport.Posix>
+        let grpc: GRPCServer<HTTP2ServerTransport.Custom<CertifiedListener>>
         let bearerToken: GRPCServer<HTTP2ServerTransport.Posix>?
         let metrics: MetricsServer
     }
 
     /// The cluster plane's port: TLS with client certificates.
     func makeServer(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor],
-                    reloader: TimedCertificateReloader) -> GRPCServer<HTTP2ServerTransport.Posix> {
-        GRPCServer(
-            transport: .http2NIOPosix(
-                address: .ipv4(host: config.listen.host, port: config.listen.port),
-                transportSecurity: config.tls.serverSecurity(reloader: reloader),
-                config: .defaults {
-                    $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024
-                    // Advertised, so clients queue calls beyond it. Left unset, NIO still enforces
-                    // 100 streams but tells no one, and the 101st concurrent call tore down the
-                    // whole connection (GOAWAY) instead of waiting for its turn.
-                    $0.http2.maxConcurrentStreams = Self.maxConcurrentStreams
-                }),
-            services: services, interceptors: interceptors)
+                    reloader: TimedCertificateReloader) -> GRPCServer<HTTP2ServerTransport.Custom<CertifiedListener>> {
+        var settings = HTTP2ServerTransport.Custom<CertifiedListener>.Config.defaults
+        settings.rpc.maxRequestPayloadSize = 64 * 1024 * 1024
+        // Advertised, so clients queue calls beyond it. Left unset, NIO still enforces 100 streams
+        // but tells no one, and the 101st concurrent call tore down the whole connection (GOAWAY)
+        // instead of waiting for its turn.
+        settings.http2.maxConcurrentStreams = Self.maxConcurrentStreams
+        let listener = CertifiedListener(host: config.listen.host, port: config.listen.port, tls: config.tls, reloader: reloader)
+        return GRPCServer(transport: HTTP2ServerTransport.Custom(listenerFactory: listener, config: settings),
+                          services: services, interceptors: interceptors)
     }
 
     /// Users with a bearer token from the site's OIDC provider: TLS without client certificates,
@@ -270,7 +267,7 @@ public struct Coordinator: Service {
                 return false
             }
             group.addTask {
-                guard let address = try await server.listeningAddress else { return false }
+                guard let address = await server.transport.listeningAddress else { return false }
                 logger.info("coordinator ready", metadata: [
                     "coordinator.name": "\(config.name)", "raft.id": "\(config.id)", "grpc.address": "\(address)",
                     "raft.peers": "\(config.peers.map(\.name))",

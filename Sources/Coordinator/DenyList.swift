@@ -127,8 +127,7 @@ struct RevocationInterceptor: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context,
-            let certificate = posix.peerCertificate, let identity = PKI.identity(of: certificate)
+        guard let certificate = ConnectionCertificates.of(context), let identity = PKI.identity(of: certificate)
         else {
             return try await next(request, context)
         }

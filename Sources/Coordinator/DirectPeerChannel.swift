@@ -132,7 +132,7 @@ final class DirectPeerListener: Sendable {
 
     static func start(endpoint: HostPort, tls: TLSFiles, reloader: (any CertificateReloader)?, denyList: DenyList,
                       inbox: any DirectPeerInbox, logger: Logger) async throws -> DirectPeerListener {
-        let context = try NIOSSLContext(configuration: tls.peerChannelServerConfiguration(reloader: reloader))
+        let context = try NIOSSLContext(configuration: tls.mutualTLSServerConfiguration(reloader: reloader))
         let check = ClientChainCheck(caPath: tls.ca)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

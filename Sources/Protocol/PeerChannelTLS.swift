@@ -2,10 +2,10 @@ import NIOCertificateReloading
 import NIOSSL
 
 extension TLSFiles {
-    /// Server side of the direct Raft channel: the same mutual TLS as the gRPC port (a client
-    /// certificate chaining to the CA file, read at every handshake; see `serverSecurity`).
-    /// Who the client is, is checked per connection by the channel itself.
-    public func peerChannelServerConfiguration(reloader: (any CertificateReloader)? = nil) throws -> TLSConfiguration {
+    /// Server side of mutual TLS on the cluster plane's port and the direct Raft channel: a client
+    /// certificate chaining to the CA file (which each listener also checks at every handshake).
+    /// Who the client is, is read per connection by the listener.
+    public func mutualTLSServerConfiguration(reloader: (any CertificateReloader)? = nil) throws -> TLSConfiguration {
         var config = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))

@@ -71,8 +71,7 @@ struct BearerTokenInterceptor: ServerInterceptor {
     }
 
     static func hasClientCertificate(_ context: ServerContext) -> Bool {
-        guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context else { return false }
-        return posix.peerCertificate != nil
+        ConnectionCertificates.of(context) != nil
     }
 }
 

@@ -1,0 +1,61 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SpecolaProtocol
+import Synchronization
+import TestSupport
+import Testing
+@testable import SpecolaCoordinator
+import CooperativePoolWatch
+
+/// The cluster plane's listener over real TLS on loopback: each call sees the certificate of its
+/// own connection (read once at the handshake), and a closed connection leaves nothing behind.
+@Suite(.serialized, .watchesCooperativePool) struct CertifiedListenerTests {
+    /// Answers Deliver with nothing and records whose certificate each call came with.
+    final class WhoCalls: Specola_V1_RaftPeer.SimpleServiceProtocol {
+        let callers = Mutex<[String]>([])
+        func deliver(request: Specola_V1_RaftBatch, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
+            let name = ConnectionCertificates.of(context).flatMap { PKI.identity(of: $0) }.map(\.description) ?? "none"
+            callers.withLock { $0.append(name) }
+            return Specola_V1_RaftDeliverAck()
+        }
+        func pipe(request: RPCAsyncSequence<Specola_V1_RaftBatch, any Error>, context: ServerContext) async throws
+            -> Specola_V1_RaftDeliverAck { Specola_V1_RaftDeliverAck() }
+    }
+
+    @Test func eachCallSeesItsOwnConnectionsCertificateAndClosedConnectionsAreForgotten() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let pki = try TestPKI(in: dir)
+        let host = "127.0.0.1"
+        let service = WhoCalls()
+        let transport = HTTP2ServerTransport.Custom(
+            listenerFactory: CertifiedListener(host: host, port: 0, tls: try pki.issue(.coordinator, "c1", sans: [host]), reloader: nil),
+            config: .defaults)
+        let server = GRPCServer(transport: transport, services: [service])
+        let openBefore = ConnectionCertificates.openCount
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            defer { server.beginGracefulShutdown() }
+            guard let port = await transport.listeningAddress?.ipv4?.port else {
+                Issue.record("the listener did not bind")
+                return
+            }
+            for (role, name) in [(CertificateRole.user, "alice"), (.node, "n1"), (.user, "alice")] {
+                let tls = try pki.issue(role, name)
+                let client = try HTTP2ClientTransport.Posix(
+                    target: .ipv4(address: host, port: port), transportSecurity: tls.clientSecurity(serverHost: host))
+                try await withGRPCClient(transport: client) { client in
+                    let peer = Specola_V1_RaftPeer.Client(wrapping: client)
+                    for _ in 0..<3 { _ = try await peer.deliver(Specola_V1_RaftBatch()) }
+                    #expect(ConnectionCertificates.openCount == openBefore + 1, "one open connection, one certificate")
+                }
+            }
+            #expect(service.callers.withLock { $0 } == Array(repeating: "user/alice", count: 3) + Array(repeating: "node/n1", count: 3)
+                + Array(repeating: "user/alice", count: 3))
+            try await waitUntil("closed connections to leave no certificate behind", timeout: .seconds(10), every: .milliseconds(20)) {
+                ConnectionCertificates.openCount == openBefore
+            }
+        }
+    }
+}
