@@ -65,7 +65,8 @@ import CooperativePoolWatch
     }
 
     /// Within `interval` the last read is reported again without the CLI; a local brick whose
-    /// process left /proc, or a `refresh()`, makes the next collection read it again.
+    /// process left /proc is reported offline at once, without waiting for the CLI, and the
+    /// collection after that reads it again, as after a `refresh()`.
     @Test func theCLIIsReadOncePerIntervalUnlessALocalBrickDiedOrARefreshIsAsked() async throws {
         let dir = try TempDir()
         defer { dir.remove() }
@@ -93,12 +94,18 @@ import CooperativePoolWatch
         #expect(!collector.readIsDue())
         try FileManager.default.removeItem(atPath: proc + "/30453")
         #expect(collector.readIsDue(), "the agent would not cut its report interval short for a dead brick")
+        let atDeath = await collector.collect()
+        let dead = atDeath.volumes.first { $0.name == "gv0" }?.bricks.first { $0.local }
+        #expect(dead?.online == false && dead?.pid == 30453, "the dead brick must be reported offline at once: \(atDeath)")
+        #expect(try callCount() == read, "the first report of a dead brick waits for no CLI")
+        #expect(collector.readIsDue(), "gluster's view of the dead brick must follow at once")
         _ = await collector.collect()
         let afterDeath = try callCount()
         #expect(afterDeath > read, "the local brick's process is gone, yet the CLI was not read again")
 
         _ = await collector.collect()
-        #expect(try callCount() > afterDeath, "the brick is still missing from /proc, so each report reads again")
+        #expect(try callCount() == afterDeath,
+                "gluster says a brick runs whose pid /proc does not show (another pid namespace): /proc must not overrule it")
         try FileManager.default.createDirectory(atPath: proc + "/30453", withIntermediateDirectories: true)
         try "30453 (glusterfsd) S 1 30453".write(toFile: proc + "/30453/stat", atomically: true, encoding: .utf8)
         _ = await collector.collect()

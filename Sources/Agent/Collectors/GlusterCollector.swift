@@ -64,8 +64,9 @@ public final class GlusterCollector: @unchecked Sendable {
     private var lastErrors: [String] = []
     private var healCache: [String: (at: ContinuousClock.Instant, counts: [String: GlusterXML.HealCounts])] = [:]
     private var optionsCache: [String: (key: String, options: [String: String])] = [:]
-    // Under `lock`: the last read, and whether `refresh()` asked for the next collection to read the CLI.
-    private var lastRead: (at: ContinuousClock.Instant, section: Specola_V1_GlusterSection)?
+    // Under `lock`: the last read, with the pids of this node's bricks it saw online and running
+    // in /proc, and whether `refresh()` asked for the next collection to read the CLI.
+    private var lastRead: (at: ContinuousClock.Instant, section: Specola_V1_GlusterSection, watched: Set<Int32>)?
     private var refreshRequested = false
 
     public init(settings: Settings = Settings(), logger: Logger) {
@@ -106,7 +107,7 @@ public final class GlusterCollector: @unchecked Sendable {
     public func readIsDue() -> Bool {
         let (requested, last) = lock.withLock { (refreshRequested, lastRead) }
         guard !requested, let last else { return true }
-        return !localBricksStillRun(last.section)
+        return !died(last.watched).isEmpty
     }
 
     /// One collection on the calling thread, which it blocks. Callers must not overlap.
@@ -116,24 +117,46 @@ public final class GlusterCollector: @unchecked Sendable {
             defer { refreshRequested = false }
             return (refreshRequested, lastRead)
         }
-        if !requested, let last, ContinuousClock.now - last.at < settings.interval, localBricksStillRun(last.section) {
-            return last.section
+        if !requested, let last, ContinuousClock.now - last.at < settings.interval {
+            let dead = died(last.watched)
+            if dead.isEmpty { return last.section }
+            // A brick of this node died: report it now, from /proc, for its restart waits on this
+            // report; gluster's own view follows at once, in the next collection.
+            let section = Self.showingOffline(dead, in: last.section)
+            lock.withLock {
+                lastRead = (last.at, section, last.watched.subtracting(dead))
+                refreshRequested = true
+            }
+            return section
         }
         let section = readNow()
-        lock.withLock { lastRead = (ContinuousClock.now, section) }
+        let watched = Self.localBrickPIDs(section).filter { ProcessIdentity.isRunning($0, procRoot: settings.procRoot) }
+        lock.withLock { lastRead = (ContinuousClock.now, section, watched) }
         return section
     }
 
-    /// Whether every brick of this node that the last read saw online still has its process.
-    /// A bare /proc lookup, so a dead brick is noticed at every report without the CLI.
-    private func localBricksStillRun(_ section: Specola_V1_GlusterSection) -> Bool {
-        guard section.available else { return true }
-        for volume in section.volumes {
-            for brick in volume.bricks where brick.local && brick.online && brick.pid > 0 {
-                guard ProcessIdentity.isRunning(brick.pid, procRoot: settings.procRoot) else { return false }
+    /// Which of the watched brick processes are gone: a bare /proc lookup, so a dead brick is
+    /// noticed between reports without the CLI. Only pids seen running are watched, so a brick
+    /// whose pid /proc cannot show (gluster in another pid namespace) is left to the CLI.
+    private func died(_ watched: Set<Int32>) -> Set<Int32> {
+        watched.filter { !ProcessIdentity.isRunning($0, procRoot: settings.procRoot) }
+    }
+
+    static func localBrickPIDs(_ section: Specola_V1_GlusterSection) -> Set<Int32> {
+        guard section.available else { return [] }
+        return Set(section.volumes.flatMap { $0.bricks.filter { $0.local && $0.online && $0.pid > 0 }.map(\.pid) })
+    }
+
+    /// `section` with the local bricks of these dead pids shown offline (each pid kept, so a
+    /// restart can wait for that process to be reaped).
+    static func showingOffline(_ dead: Set<Int32>, in section: Specola_V1_GlusterSection) -> Specola_V1_GlusterSection {
+        var section = section
+        for v in section.volumes.indices {
+            for b in section.volumes[v].bricks.indices where section.volumes[v].bricks[b].local && dead.contains(section.volumes[v].bricks[b].pid) {
+                section.volumes[v].bricks[b].online = false
             }
         }
-        return true
+        return section
     }
 
     private func readNow() -> Specola_V1_GlusterSection {
