@@ -12,7 +12,9 @@ import Glibc
 /// one agent per peer on the host's loopback, each reaching its peer's glusterd through the
 /// pool's namespaces as its gluster command, and a real coordinator.
 @Suite(.serialized, .processTest, .watchesCooperativePool) struct StorageHealingTests {
-    @Test(.timeLimit(.minutes(3)))
+    // The limit also counts the wait for a process-test slot (swift-testing applies it around
+    // the scope of traits), so it is a hang guard only; the test times its own work inside.
+    @Test(.timeLimit(.minutes(10)))
     func aKilledBrickIsRestartedOnceAndHealedWithEveryChecksumIntact() async throws {
         try await GlusterFixture.withPool("specola-heal", prefix: "shl", net: "10.77.203", mounts: { ["\($0)/mnt"] }) { pool in
             let cluster = try LocalCluster(coordinatorHost: "127.0.5.11", suspectAfter: 2, downAfter: 6,

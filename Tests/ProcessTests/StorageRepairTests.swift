@@ -16,7 +16,9 @@ import SpecolaProcesses
 /// smartctl stand-in (Tests/Fixtures/smart) that prints the real smartctl's JSON; the
 /// collector's parsing of the real smartctl is checked in StorageCollectorTests.
 @Suite(.serialized, .processTest, .watchesCooperativePool) struct StorageRepairTests {
-    @Test(.timeLimit(.minutes(4)))
+    // The limit also counts the wait for a process-test slot (swift-testing applies it around
+    // the scope of traits), so it is a hang guard only.
+    @Test(.timeLimit(.minutes(10)))
     func aFailingDiskMovesOntoASpareOnceAcrossAgentAndCoordinatorKills() async throws {
         // Set before the pool starts: peer 2's bricks on a loop device, unmounted and detached afterwards.
         let loop = LoopDisk()
@@ -160,7 +162,9 @@ import SpecolaProcesses
         #expect(shown.stdout.contains("replace-brick") && shown.stdout.contains(spare), "\(shown)")
     }
 
-    @Test(.timeLimit(.minutes(4)))
+    // The limit also counts the wait for a process-test slot (swift-testing applies it around
+    // the scope of traits), so it is a hang guard only.
+    @Test(.timeLimit(.minutes(10)))
     func splitBrainIsResolvedByEachVolumesPolicyAndManualOnlyAlerts() async throws {
         try await GlusterFixture.withPool("specola-split", prefix: "ssb", net: "10.77.205",
                                           mounts: { dir in Self.splitVolumes.map { "\(dir)/mnt-\($0)" } }) { pool in
@@ -307,7 +311,9 @@ import SpecolaProcesses
 
     /// n1's brick holds the only up-to-date copy (n2's brick is down, repair turned off so it
     /// stays so); n1 goes silent; its BMC answers, yet fencing does not power it off and says why.
-    @Test(.timeLimit(.minutes(3)))
+    // The limit also counts the wait for a process-test slot (swift-testing applies it around
+    // the scope of traits), so it is a hang guard only.
+    @Test(.timeLimit(.minutes(10)))
     func aSilentNodeHoldingTheOnlyGoodCopyIsNotPoweredOff() async throws {
         try #require(SimulatedBMC.isInstalled, "ipmi_sim is not installed (apt-get install openipmi)")
         let bmc = try await SimulatedBMC.start(address: "127.0.5.41")
@@ -367,7 +373,9 @@ import SpecolaProcesses
     /// Three coordinator replicas; an operator's replace-brick reaches the spare's gluster (held
     /// there), and the leader is killed -9. The next leader hands the action out again; the agent's
     /// ledger knows it, gluster runs replace-brick once, and the outcome is committed by the new leader.
-    @Test(.timeLimit(.minutes(4)))
+    // The limit also counts the wait for a process-test slot (swift-testing applies it around
+    // the scope of traits), so it is a hang guard only.
+    @Test(.timeLimit(.minutes(10)))
     func aReplaceBrickInFlightWhenTheLeaderDiesHappensOnceUnderTheNextLeader() async throws {
         try await GlusterFixture.withPool("specola-handoff", prefix: "sho", net: "10.77.208") { pool in
             try await ReplicaGroup.with(size: 3, start: false) { group in
