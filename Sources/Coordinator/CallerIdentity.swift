@@ -17,11 +17,11 @@ enum CallerIdentity {
     }
 
     static func of(_ context: ServerContext) throws -> Identity {
-        guard let certificate = ConnectionCertificates.of(context) else {
+        guard let presented = ConnectionCertificates.of(context) else {
             throw RPCError(code: .unauthenticated,
                            message: "no client certificate; connect with a certificate from this cluster's CA (specola pki issue)")
         }
-        guard let identity = PKI.identity(of: certificate) else {
+        guard let identity = presented.identity else {
             throw RPCError(code: .permissionDenied,
                            message: "client certificate carries no Specola identity; issue one with `specola pki issue`")
         }

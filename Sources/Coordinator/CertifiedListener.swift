@@ -9,25 +9,49 @@ import SpecolaProtocol
 import Synchronization
 import X509
 
+/// A client certificate as checked at a TLS handshake, parsed once: the Specola identity it
+/// names (nil if none) and its serial number as the deny list writes it.
+struct PresentedCertificate: Sendable {
+    let certificate: Certificate
+    let identity: Identity?
+    let serial: String
+
+    init(_ certificate: Certificate) {
+        self.certificate = certificate
+        identity = PKI.identity(of: certificate)
+        serial = DenyList.serial(of: certificate)
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// The certificate the peer presented in this connection's completed TLS handshake, if any.
+    func presentedCertificate() -> PresentedCertificate? {
+        guard let presented = (try? nioSSL_peerCertificate()) ?? nil,
+            let certificate = try? Certificate(derEncoded: presented.toDERBytes())
+        else { return nil }
+        return PresentedCertificate(certificate)
+    }
+}
+
 /// The client certificate of each open connection to the cluster plane's port, parsed once when
 /// its TLS handshake completes. grpc's Posix transport fetched and parsed it again for every call,
 /// with two hops to the connection's event loop: about 8% of a leader's CPU at 64 clients.
 /// Calls find theirs by the connection's two addresses, which identify it among open ones.
 enum ConnectionCertificates {
-    private static let open = Mutex<[String: Certificate]>([:])
+    private static let open = Mutex<[String: PresentedCertificate]>([:])
 
     /// The certificate the caller of this call presented, or nil (a bearer-token call, or none).
-    static func of(_ context: ServerContext) -> Certificate? {
-        if let certificate = open.withLock({ $0[key(local: context.localPeer, remote: context.remotePeer)] }) {
-            return certificate
+    static func of(_ context: ServerContext) -> PresentedCertificate? {
+        if let presented = open.withLock({ $0[key(local: context.localPeer, remote: context.remotePeer)] }) {
+            return presented
         }
         // A server on grpc's own transport (tests build one) carries it in the context.
-        return (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate
+        return (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate.map(PresentedCertificate.init)
     }
 
-    static func record(_ certificate: Certificate, for channel: any Channel) {
+    static func record(_ presented: PresentedCertificate, for channel: any Channel) {
         guard let key = key(channel) else { return }
-        open.withLock { $0[key] = certificate }
+        open.withLock { $0[key] = presented }
         channel.closeFuture.whenComplete { _ in _ = open.withLock { $0.removeValue(forKey: key) } }
     }
 
@@ -50,21 +74,21 @@ enum ConnectionCertificates {
     static var openCount: Int { open.withLock { $0.count } }
 }
 
-/// Records a connection's client certificate in `ConnectionCertificates` once its handshake completes.
+/// Records a connection's client certificate in `ConnectionCertificates` once its handshake
+/// completes, then leaves the pipeline.
 final class ClientCertificateRecorder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .handshakeCompleted = event as? TLSUserEvent,
-            let presented = (try? context.pipeline.syncOperations.nioSSL_peerCertificate()) ?? nil,
-            let certificate = try? Certificate(derEncoded: presented.toDERBytes())
-        {
-            ConnectionCertificates.record(certificate, for: context.channel)
+        guard case .handshakeCompleted = event as? TLSUserEvent else {
+            return context.fireUserInboundEventTriggered(event)
+        }
+        let sync = context.pipeline.syncOperations
+        if let presented = sync.presentedCertificate() {
+            ConnectionCertificates.record(presented, for: context.channel)
         }
         context.fireUserInboundEventTriggered(event)
-        if case .handshakeCompleted = event as? TLSUserEvent {
-            context.pipeline.syncOperations.removeHandler(self, promise: nil)
-        }
+        sync.removeHandler(self, promise: nil)
     }
 }
 

@@ -127,11 +127,10 @@ struct RevocationInterceptor: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        guard let certificate = ConnectionCertificates.of(context), let identity = PKI.identity(of: certificate)
-        else {
+        guard let presented = ConnectionCertificates.of(context), let identity = presented.identity else {
             return try await next(request, context)
         }
-        let serial = DenyList.serial(of: certificate)
+        let serial = presented.serial
         let name = identity.description
         if let entry = denyList.entry(serial: serial, identity: name) {
             throw DenyList.refusal(entry, identity: name, serial: serial)

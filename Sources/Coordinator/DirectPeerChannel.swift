@@ -190,10 +190,7 @@ final class DirectPeerReceiver: ChannelInboundHandler {
     }
 
     private func admit(_ context: ChannelHandlerContext) {
-        let sync = context.pipeline.syncOperations
-        guard let presented = (try? sync.nioSSL_peerCertificate()) ?? nil,
-            let certificate = try? Certificate(derEncoded: presented.toDERBytes()),
-            let identity = PKI.identity(of: certificate)
+        guard let presented = context.pipeline.syncOperations.presentedCertificate(), let identity = presented.identity
         else {
             return refuse(context, "refused a direct Raft connection", "its client certificate carries no Specola identity")
         }
@@ -202,7 +199,7 @@ final class DirectPeerReceiver: ChannelInboundHandler {
         if case .deny(let why) = Authorization.authorize(principal, roles: [], .raftPeer, .cluster) {
             return refuse(context, "refused a direct Raft connection", why)
         }
-        let serial = DenyList.serial(of: certificate)
+        let serial = presented.serial
         let name = identity.description
         if let entry = denyList.entry(serial: serial, identity: name) {
             return refuse(context, "refused a direct Raft connection", "\(DenyList.refusal(entry, identity: name, serial: serial).message)")

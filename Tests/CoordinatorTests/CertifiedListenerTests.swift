@@ -15,7 +15,7 @@ import CooperativePoolWatch
     final class WhoCalls: Specola_V1_RaftPeer.SimpleServiceProtocol {
         let callers = Mutex<[String]>([])
         func deliver(request: Specola_V1_RaftBatch, context: ServerContext) async throws -> Specola_V1_RaftDeliverAck {
-            let name = ConnectionCertificates.of(context).flatMap { PKI.identity(of: $0) }.map(\.description) ?? "none"
+            let name = ConnectionCertificates.of(context)?.identity.map(\.description) ?? "none"
             callers.withLock { $0.append(name) }
             return Specola_V1_RaftDeliverAck()
         }
