@@ -78,14 +78,11 @@ public actor Replica: DirectPeerInbox {
     private var queuedProposals: [QueuedProposal] = []
     /// Last index of each proposal batch replicated but not yet committed, oldest first.
     private var batchesInFlight: [Index] = []
-    /// Batches replicated at once before new proposals wait for one to commit. Waiting
-    /// is what groups concurrent clients: the next batch is everything that arrived
-    /// during the previous round trip, so messages and fsyncs per write shrink with load.
+    /// `ProposalWindow`'s limits: a batch leaves once this replica's own log write is done, so
+    /// messages and fsyncs per write shrink with load.
     static let maxBatchesInFlight = ProposalWindow.maxBatchesInFlight
-    /// A queue this long goes out even with the window full.
     static let maxBatch = ProposalWindow.maxBatch
-    /// Most bytes of commands in one batch; the first always goes, however large.
-    static let maxBatchBytes = 4 << 20
+    static let maxBatchBytes = ProposalWindow.maxBatchBytes
     /// Bytes of commands waiting for the window beyond which new ones are refused at once
     /// (RESOURCE_EXHAUSTED, not executed), so a burst of large writes cannot outgrow memory.
     static let maxQueuedBytes = 64 << 20
@@ -372,8 +369,8 @@ public actor Replica: DirectPeerInbox {
         batchesInFlight.removeAll { $0 <= commit }
         // A replica that stopped leading lets the core refuse them, so clients go elsewhere.
         return ProposalWindow.mayPropose(
-            batchesInFlight: batchesInFlight.count, queued: queuedProposals.count, isLeader: raft.role == .leader)
-            || queuedBytes >= Self.maxBatchBytes
+            ownLogSynced: raft.persistedIndex >= raft.lastIndex, batchesInFlight: batchesInFlight.count,
+            queued: queuedProposals.count, queuedBytes: queuedBytes, isLeader: raft.role == .leader)
     }
 
     private func apply(_ entry: Entry, committedAt: ContinuousClock.Instant) {
@@ -557,7 +554,7 @@ public actor Replica: DirectPeerInbox {
     // MARK: - Client side
 
     /// Proposes a command and returns its outcome once it is committed and applied here.
-    /// Commands proposed while `maxBatchesInFlight` batches await commit go out together in the next.
+    /// Commands proposed while this replica's own log write is under way go out together in the next batch.
     public func propose(_ command: Specola_V1_Command) async throws -> ApplyOutcome {
         guard !stopped else { throw ReplicaError.stopped }
         // Refuse at once what the batch would refuse, so followers redirect without a wait.
@@ -572,8 +569,8 @@ public actor Replica: DirectPeerInbox {
         return try await withCheckedThrowingContinuation { continuation in
             queuedProposals.append(QueuedProposal(id: id, data: data, startedAt: .now, continuation: continuation))
             queuedBytes += data.count
-            // With the window open, replicate now (no task hop); otherwise the pass that
-            // handles the next commit sends this along with everything queued behind it.
+            // With the window open, replicate now (no task hop); otherwise the pass after the
+            // log write under way (or the next commit) sends this with everything queued behind it.
             if mayProposeNow() { process() }
         }
     }

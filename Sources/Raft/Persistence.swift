@@ -12,18 +12,26 @@ public enum PersistencePolicy {
     }
 }
 
-/// How many proposals a leader's driver hands to the core at once, and how many such
-/// batches may await commit before new proposals wait for the next batch.
+/// When a leader's driver hands queued commands to the core: as soon as its own log holds
+/// everything proposed before (the last fsync finished), so whatever queued during one fsync
+/// goes as the next batch (group commit, as etcd's Ready loop does). A full batch, by count
+/// or bytes, goes at once; at most `maxBatchesInFlight` batches await commit.
 public enum ProposalWindow {
-    /// Commands per batch (one log append, one fsync) when the window is full.
+    /// Commands per batch (one log append, one fsync) beyond which the batch goes at once.
     public static let maxBatch = 256
-    /// Batches proposed but not yet committed before the driver holds new commands back.
-    public static let maxBatchesInFlight = 2
+    /// Bytes of commands per batch beyond which it goes at once; the first always goes, however large.
+    public static let maxBatchBytes = 4 << 20
+    /// Batches proposed but not yet committed before new commands wait for a commit.
+    public static let maxBatchesInFlight = 8
 
-    /// Whether `queued` waiting commands should go to the core now rather than wait for a
-    /// batch to commit. A replica that stopped leading lets the core refuse them at once.
-    public static func mayPropose(batchesInFlight: Int, queued: Int, isLeader: Bool) -> Bool {
-        batchesInFlight < maxBatchesInFlight || queued >= maxBatch || !isLeader
+    /// Whether queued commands should go to the core now rather than wait for the leader's own
+    /// write or a commit. A replica that stopped leading lets the core refuse them at once.
+    /// Measured against the previous rule (two batches awaiting commit, fsync ignored), 64
+    /// clients, five interleaved pairs: 4 of 5 faster, +7% writes/s and -4% CPU per write.
+    public static func mayPropose(ownLogSynced: Bool, batchesInFlight: Int, queued: Int, queuedBytes: Int,
+                                  isLeader: Bool) -> Bool {
+        !isLeader || queued >= maxBatch || queuedBytes >= maxBatchBytes
+            || (ownLogSynced && batchesInFlight < maxBatchesInFlight)
     }
 }
 

@@ -112,4 +112,31 @@ import CooperativePoolWatch
         #expect(ready.committedEntries.map(\.index).contains(index))
         #expect(ready.entries.isEmpty)
     }
+
+    /// The driver's batching rule on a real core: commands wait while the leader's own write of
+    /// the last batch is under way and go once it is on disk; a full batch goes at once.
+    @Test func queuedCommandsWaitForTheLeadersOwnWriteThenGoAsOneBatch() throws {
+        var group = Group()
+        try #require(group.nodes[1]!.role == .leader)
+        func mayPropose(queued: Int, bytes: Int = 10, inFlight: Int = 1) -> Bool {
+            let leader = group.nodes[1]!
+            return ProposalWindow.mayPropose(ownLogSynced: leader.persistedIndex >= leader.lastIndex, batchesInFlight: inFlight,
+                                             queued: queued, queuedBytes: bytes, isLeader: leader.role == .leader)
+        }
+        #expect(mayPropose(queued: 1), "nothing is being written: a command goes at once")
+        guard case .accepted(let index, let term) = group.nodes[1]!.propose(batch: [[1], [2]]) else {
+            Issue.record("the leader refused a batch")
+            return
+        }
+        let handedOff = group.leaderHandsOff()
+        try #require(handedOff != nil)
+        #expect(!mayPropose(queued: 3), "commands queue while the leader's write is under way")
+        #expect(mayPropose(queued: ProposalWindow.maxBatch), "a full batch goes at once")
+        #expect(mayPropose(queued: 1, bytes: ProposalWindow.maxBatchBytes), "a batch full of bytes goes at once")
+        group.nodes[1]!.persisted(through: index + 1, term: term)
+        #expect(mayPropose(queued: 3), "the write is on disk: what queued goes as the next batch")
+        #expect(!mayPropose(queued: 3, inFlight: ProposalWindow.maxBatchesInFlight), "the window of batches awaiting commit is full")
+        #expect(ProposalWindow.mayPropose(ownLogSynced: false, batchesInFlight: 99, queued: 1, queuedBytes: 1, isLeader: false),
+                "a replica that stopped leading hands commands to the core, which refuses them at once")
+    }
 }
