@@ -657,6 +657,8 @@ public struct RaftNode: Sendable {
             // Followers learn the new commit index with the next append or heartbeat: an
             // append of its own would cost each follower a message and an answer per commit,
             // and nothing waits for it (the leader acknowledges clients on its own commit).
+            // Measured (bench-raft, two interleaved pairs): sending it at once cost 8-16% more
+            // CPU per write at 1 client and gave no steady gain at 64 clients.
             broadcastAppend(sendIfEmpty: false)
             if log.term(at: log.committed) == term && !deferredReads.isEmpty {
                 let reads = deferredReads
