@@ -58,6 +58,16 @@ N=1000; B=$((100*1024*1024/1000))
 g() { bash $POOL gluster $D "$@"; }
 x() { bash $POOL exec $D "$@"; }
 CG=/sys/fs/cgroup/cpuacct/specola-heal-exp; mkdir -p $CG; echo $$ > $CG/cgroup.procs
+# Killed or failed midway (a `timeout`, Ctrl-C): the pool, its mounts and the cgroup still go.
+teardown() {
+  trap - EXIT
+  for c in $(pgrep -P $$); do kill $c 2>/dev/null; done
+  [ -e $D/peers ] && bash $POOL down $D >/dev/null 2>&1
+  echo $$ > /sys/fs/cgroup/cpuacct/cgroup.procs 2>/dev/null
+  for t in $(seq 1 50); do [ -s $CG/cgroup.procs ] || break; sleep 0.1; done  # children still exiting
+  rmdir $CG 2>/dev/null; rm -rf $D
+}
+trap teardown EXIT; trap 'exit 143' TERM INT
 now() { date +%s.%N; }
 el() { echo "$(now) - $1" | bc; }
 setup() {
