@@ -9,15 +9,13 @@ import SpecolaProtocol
 import Synchronization
 import X509
 
-/// A client certificate as checked at a TLS handshake, parsed once: the Specola identity it
-/// names (nil if none) and its serial number as the deny list writes it.
+/// What a client certificate checked at a TLS handshake says, read once: the Specola identity
+/// it names (nil if none) and its serial number as the deny list writes it.
 struct PresentedCertificate: Sendable {
-    let certificate: Certificate
     let identity: Identity?
     let serial: String
 
     init(_ certificate: Certificate) {
-        self.certificate = certificate
         identity = PKI.identity(of: certificate)
         serial = DenyList.serial(of: certificate)
     }

@@ -76,13 +76,9 @@ public actor Replica: DirectPeerInbox {
     private var appliedTerm: Term = 0
     private var proposals: [Index: Proposal] = [:]
     private var queuedProposals: [QueuedProposal] = []
-    /// Last index of each proposal batch replicated but not yet committed, oldest first.
+    /// Last index of each proposal batch replicated but not yet committed, oldest first
+    /// (`ProposalWindow` decides when the next batch goes).
     private var batchesInFlight: [Index] = []
-    /// `ProposalWindow`'s limits: a batch leaves once this replica's own log write is done, so
-    /// messages and fsyncs per write shrink with load.
-    static let maxBatchesInFlight = ProposalWindow.maxBatchesInFlight
-    static let maxBatch = ProposalWindow.maxBatch
-    static let maxBatchBytes = ProposalWindow.maxBatchBytes
     /// Bytes of commands waiting for the window beyond which new ones are refused at once
     /// (RESOURCE_EXHAUSTED, not executed), so a burst of large writes cannot outgrow memory.
     static let maxQueuedBytes = 64 << 20
@@ -334,9 +330,9 @@ public actor Replica: DirectPeerInbox {
         guard !queuedProposals.isEmpty, mayProposeNow() else { return }
         var count = 0
         var bytes = 0
-        while count < queuedProposals.count && count < Self.maxBatch {
+        while count < queuedProposals.count && count < ProposalWindow.maxBatch {
             let size = queuedProposals[count].data.count
-            if count > 0 && bytes + size > Self.maxBatchBytes { break }
+            if count > 0 && bytes + size > ProposalWindow.maxBatchBytes { break }
             bytes += size
             count += 1
         }
@@ -369,7 +365,7 @@ public actor Replica: DirectPeerInbox {
         batchesInFlight.removeAll { $0 <= commit }
         // A replica that stopped leading lets the core refuse them, so clients go elsewhere.
         return ProposalWindow.mayPropose(
-            ownLogSynced: raft.persistedIndex >= raft.lastIndex, batchesInFlight: batchesInFlight.count,
+            ownLogSynced: raft.ownLogIsDurable, batchesInFlight: batchesInFlight.count,
             queued: queuedProposals.count, queuedBytes: queuedBytes, isLeader: raft.role == .leader)
     }
 

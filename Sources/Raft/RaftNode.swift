@@ -755,6 +755,8 @@ public struct RaftNode: Sendable {
 
     /// Last index the driver has durably stored.
     public var persistedIndex: Index { log.persistedIndex }
+    /// Whether every entry of this replica's log is durably stored (no write of it under way).
+    public var ownLogIsDurable: Bool { log.persistedIndex >= log.lastIndex }
 
     /// A background write the driver handed off with `advance(_:writing:)` is on disk, through
     /// `index` written in `term`. A write of entries that a newer leader's have since replaced

@@ -120,7 +120,7 @@ import CooperativePoolWatch
         try #require(group.nodes[1]!.role == .leader)
         func mayPropose(queued: Int, bytes: Int = 10, inFlight: Int = 1) -> Bool {
             let leader = group.nodes[1]!
-            return ProposalWindow.mayPropose(ownLogSynced: leader.persistedIndex >= leader.lastIndex, batchesInFlight: inFlight,
+            return ProposalWindow.mayPropose(ownLogSynced: leader.ownLogIsDurable, batchesInFlight: inFlight,
                                              queued: queued, queuedBytes: bytes, isLeader: leader.role == .leader)
         }
         #expect(mayPropose(queued: 1), "nothing is being written: a command goes at once")

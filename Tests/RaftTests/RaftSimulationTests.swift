@@ -97,7 +97,7 @@ enum RandomRun {
                     batchesInFlight.removeAll { $0 <= commit }
                     let raft = sim.raft(leader)
                     if ProposalWindow.mayPropose(
-                        ownLogSynced: raft.persistedIndex >= raft.lastIndex, batchesInFlight: batchesInFlight.count,
+                        ownLogSynced: raft.ownLogIsDurable, batchesInFlight: batchesInFlight.count,
                         queued: queued.count, queuedBytes: queued.reduce(0) { $0 + $1.count }, isLeader: true) {
                         if case .accepted(let first, _)? = try sim.propose(at: leader, batch: queued) {
                             batchesInFlight.append(first + Index(queued.count) - 1)
