@@ -140,10 +140,12 @@ final class DirectPeerListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    let gate = DirectPeerReadGate()
+                    try sync.addHandler(DirectPeerReadLimiter(gate: gate))
                     try sync.addHandler(NIOSSLServerHandler(
                         context: context, configuration: .init(), customVerificationCallbackWithMetadata: check.callback()))
                     try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
-                    try sync.addHandler(DirectPeerReceiver(denyList: denyList, inbox: inbox, logger: logger))
+                    try sync.addHandler(DirectPeerReceiver(gate: gate, denyList: denyList, inbox: inbox, logger: logger))
                 }
             }
             .bind(host: endpoint.host, port: endpoint.port).get()
@@ -158,19 +160,16 @@ final class DirectPeerListener: Sendable {
 final class DirectPeerReceiver: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
-    /// Bytes handed to the replica and not yet taken beyond which the connection stops reading.
-    static let pauseBytes = 32 << 20
-    static let resumeBytes = 8 << 20
-
+    private let gate: DirectPeerReadGate
     private let denyList: DenyList
     private let inbox: any DirectPeerInbox
     private let logger: Logger
     private var identity: Identity?
     private var inboxFeed: AsyncStream<DirectPeerBatch>.Continuation?
     private var watchers: [Task<Void, Never>] = []
-    private let gate = ReadGate()
 
-    init(denyList: DenyList, inbox: any DirectPeerInbox, logger: Logger) {
+    init(gate: DirectPeerReadGate, denyList: DenyList, inbox: any DirectPeerInbox, logger: Logger) {
+        self.gate = gate
         self.denyList = denyList
         self.inbox = inbox
         self.logger = logger
@@ -206,6 +205,7 @@ final class DirectPeerReceiver: ChannelInboundHandler {
         }
         let (batches, feed) = AsyncStream<DirectPeerBatch>.makeStream()
         inboxFeed = feed
+        gate.admitted(context.channel)
         let channel = context.channel
         let (inbox, logger, denyList) = (self.inbox, self.logger, self.denyList)
         let remote = "\(context.remoteAddress.map { "\($0)" } ?? "?")"
@@ -237,18 +237,8 @@ final class DirectPeerReceiver: ChannelInboundHandler {
         } catch {
             return refuse(context, "refused a garbage Raft frame; closing that replica's direct connection", "\(error)")
         }
-        let bytes = payload.readableBytes
-        if gate.queued.add(bytes, ordering: .relaxed).newValue > Self.pauseBytes,
-            !gate.paused.exchange(true, ordering: .relaxed) {
-            _ = context.channel.setOption(.autoRead, value: false)
-        }
-        let (channel, gate) = (context.channel, self.gate)
-        feed.yield(DirectPeerBatch(messages: messages, from: messages[0].from) {
-            if gate.queued.subtract(bytes, ordering: .relaxed).newValue < Self.resumeBytes,
-                gate.paused.exchange(false, ordering: .relaxed) {
-                _ = channel.setOption(.autoRead, value: true)
-            }
-        })
+        feed.yield(DirectPeerBatch(messages: messages, from: messages[0].from, release: gate.handToReplica(
+            bytes: payload.readableBytes, context.channel)))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -424,10 +414,87 @@ final class DirectPeerLinkGuard: ChannelInboundHandler {
     }
 }
 
-/// A connection's count of bytes handed to the replica and not yet taken, and whether reading is paused.
-final class ReadGate: Sendable {
-    let queued = Atomic<Int>(0)
-    let paused = Atomic<Bool>(false)
+/// Whether a direct connection reads from its socket. It stops while its sender, not yet
+/// admitted, has sent more than a handshake needs (TLS keeps every byte that arrives while the
+/// client certificate is being checked), and while the replica has more than `pauseBytes`
+/// handed to it and not yet taken. Used on the connection's event loop only.
+final class DirectPeerReadGate {
+    static let bytesBeforeAdmission = 256 << 10
+    static let pauseBytes = 32 << 20
+    static let resumeBytes = 8 << 20
+
+    /// Bytes handed to the replica and not yet taken; the replica subtracts from any thread.
+    private let untaken = UntakenBytes()
+    private var bytesReceived = 0
+    private var isAdmitted = false
+    private var replicaIsBehind = false
+    private(set) var paused = false
+
+    func received(bytes: Int, _ channel: any Channel) {
+        guard !isAdmitted else { return }
+        bytesReceived += bytes
+        update(channel)
+    }
+
+    func admitted(_ channel: any Channel) {
+        isAdmitted = true
+        update(channel)
+    }
+
+    /// Counts a batch handed to the replica; returns what the replica calls once it took it.
+    func handToReplica(bytes: Int, _ channel: any Channel) -> @Sendable () -> Void {
+        if untaken.count.add(bytes, ordering: .relaxed).newValue > Self.pauseBytes, !replicaIsBehind {
+            replicaIsBehind = true
+            update(channel)
+        }
+        let (untaken, gate) = (self.untaken, NIOLoopBound(self, eventLoop: channel.eventLoop))
+        return {
+            guard untaken.count.subtract(bytes, ordering: .relaxed).newValue < Self.resumeBytes else { return }
+            // Decided on the event loop, as the pause is: decided here, it could land after a newer pause.
+            channel.eventLoop.execute { gate.value.resumeIfTaken(channel) }
+        }
+    }
+
+    private func resumeIfTaken(_ channel: any Channel) {
+        guard replicaIsBehind, untaken.count.load(ordering: .relaxed) < Self.resumeBytes else { return }
+        replicaIsBehind = false
+        update(channel)
+    }
+
+    private func update(_ channel: any Channel) {
+        let pause = replicaIsBehind || (!isAdmitted && bytesReceived > Self.bytesBeforeAdmission)
+        guard pause != paused else { return }
+        paused = pause
+        _ = channel.setOption(.autoRead, value: !pause)
+    }
+}
+
+/// A direct connection's bytes handed to the replica and not yet taken.
+final class UntakenBytes: Sendable {
+    let count = Atomic<Int>(0)
+}
+
+/// First in a direct connection's pipeline, under TLS: counts the bytes a sender sends before it
+/// is admitted, and holds back the reads TLS asks for itself while the gate is paused.
+final class DirectPeerReadLimiter: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = Any
+
+    private let gate: DirectPeerReadGate
+
+    init(gate: DirectPeerReadGate) { self.gate = gate }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        gate.received(bytes: unwrapInboundIn(data).readableBytes, context.channel)
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // Turning autoRead back on reads again by itself.
+        guard !gate.paused else { return }
+        context.read()
+    }
 }
 
 /// The direct channel's listener could not start (the replica does not start either).

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -160,6 +161,66 @@ import CooperativePoolWatch
         try await waitUntil("a new link to connect") { link.isConnected }
         #expect(link.send([Self.heartbeat(from: 2).wireBytes()]))
         try await waitUntil("its message to arrive") { await inbox.count == 1 }
+    }
+
+    /// Keeps every batch untaken until `takeAll`, as a replica that has fallen behind does.
+    actor HoldingInbox: DirectPeerInbox {
+        private var held: [DirectPeerBatch] = []
+        private var holding = true
+        private(set) var arrived = 0
+        func consume(_ batches: AsyncStream<DirectPeerBatch>, certifiedAs certificateName: String) async -> String? {
+            for await batch in batches {
+                arrived += 1
+                if holding { held.append(batch) } else { batch.release() }
+            }
+            return nil
+        }
+        func takeAll() {
+            holding = false
+            for batch in held { batch.release() }
+            held.removeAll()
+        }
+    }
+
+    /// A peer sends 80 MiB while the replica takes nothing: the connection stops reading once
+    /// `pauseBytes` wait untaken (the rest stays in the sender's and the kernel's buffers), and
+    /// reads the rest once the replica takes them.
+    @Test(.runsOffThePool) func aConnectionStopsReadingWhileTheReplicaTakesNothing() async throws {
+        let fixture = try Fixture()
+        defer { fixture.dir.remove() }
+        let inbox = HoldingInbox()
+        let (listener, endpoint) = try await fixture.listen(as: "c1", inbox: inbox)
+        defer { listener.close() }
+        let frameCount = 40
+        let entry = Entry(term: 1, index: 1, data: [UInt8](repeating: 5, count: (2 << 20) - 64))
+        let frame = PeerFrame.encode([Message(from: 2, to: 1, term: 1, payload: .append(
+            prevIndex: 0, prevTerm: 0, entries: [entry], commit: 0)).wireBytes()])
+        let framesBeforePause = DirectPeerReadGate.pauseBytes / (frame.readableBytes - 4) + 1
+        let sender = try await fixture.rawConnection(as: "c2", to: endpoint, writing: [])
+        defer { sender.close(promise: nil) }
+        var stream = sender.allocator.buffer(capacity: frame.readableBytes * frameCount)
+        for _ in 0..<frameCount { stream.writeImmutableBuffer(frame) }
+        let written = sender.eventLoop.makePromise(of: Void.self)
+        sender.writeAndFlush(stream, promise: written)
+        let sent = NIOLockedValueBox(false)
+        written.futureResult.whenSuccess { sent.withLockedValue { $0 = true } }
+
+        try await waitUntil("the listener to read up to its pause limit") { await inbox.arrived >= framesBeforePause }
+        // Paused: for a second, at most the frame being decoded when it paused arrives, and the
+        // sender's write cannot finish (its 80 MiB do not fit in the kernel's buffers).
+        let watchEnd = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < watchEnd {
+            let arrived = await inbox.arrived
+            #expect(arrived <= framesBeforePause + 1, "read on past the pause: \(arrived) of \(frameCount) frames")
+            if arrived > framesBeforePause + 1 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(!sent.withLockedValue { $0 }, "the whole stream was read while the replica took nothing")
+
+        await inbox.takeAll()
+        try await waitUntil("every frame to arrive once the replica takes them") { await inbox.arrived == frameCount }
+        try await waitUntil("the sender's write to finish") { sent.withLockedValue { $0 } }
+        #expect(sender.isActive)
     }
 
     @Test(.runsOffThePool) func revokedAndNonCoordinatorCertificatesAreRefused() async throws {
