@@ -38,7 +38,8 @@
 #   - context switches of the 3 replicas per write (voluntary + involuntary, summed over
 #     their threads from /proc/PID/task/*/status);
 #   - Specola stale gets at the largest client count: the RPC path without Raft,
-#     the ceiling for writes through this client stack, a diagnostic.
+#     the ceiling for writes through this client stack, and the replicas' CPU per get
+#     (the floor under CPU per write), a diagnostic.
 # Targets (issue 11), each printed as a ratio against etcd over TLS (the like-for-like
 # comparison, which decides) and against plaintext etcd: replica CPU per write at 64
 # clients <= etcd's; median latency at 1 client <= etcd's; writes/s at 64 clients
@@ -160,10 +161,14 @@ measure() {
   if [ "$system" = specola ]; then
     # Diagnostic: stale gets skip Raft, so this is the ceiling the RPC stack alone allows.
     n=${clients##* }
+    local cpu_before; cpu_before=$(cpu_ticks "${members[@]}")
     line=$(gen load --system specola --endpoints "$endpoints" --pki "$pki" --leader "$(leader_now)" \
       --clients "$n" --seconds "$seconds" --op stale-get) || die "specola stale gets at $n clients failed"
     say "specola $n clients, stale gets: $line"
-    result[specola,ceiling]="$(echo "$line" | field throughput) stale gets/s at $n clients"
+    # The replicas' CPU per call on the RPC path alone (no Raft, no disk): the floor under a write's.
+    local cpu_per_get; cpu_per_get=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
+      -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
+    result[specola,ceiling]="$(echo "$line" | field throughput) stale gets/s at $n clients, replica CPU $cpu_per_get us per get"
   fi
   result[$label,rss]=$(rss_mib "${members[@]}")
   for round in $(seq 1 "$rounds"); do
