@@ -37,9 +37,9 @@
 #   - CPU time of the 3 replicas per write (utime+stime from /proc);
 #   - context switches of the 3 replicas per write (voluntary + involuntary, summed over
 #     their threads from /proc/PID/task/*/status);
-#   - Specola stale gets at the largest client count: the RPC path without Raft,
-#     the ceiling for writes through this client stack, and the replicas' CPU per get
-#     (the floor under CPU per write), a diagnostic.
+#   - Specola stale gets at the smallest and largest client counts: the RPC path without
+#     Raft or disk, with its rate, median latency and the replicas' CPU per get, a
+#     diagnostic (the ceiling on writes/s, the floors under latency and CPU per write).
 # Targets (issue 11), each printed as a ratio against etcd over TLS (the like-for-like
 # comparison, which decides) and against plaintext etcd: replica CPU per write at 64
 # clients <= etcd's; median latency at 1 client <= etcd's; writes/s at 64 clients
@@ -159,16 +159,21 @@ measure() {
       -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.1f", (ops > 0 ? c / ops : 0) }')
   done
   if [ "$system" = specola ]; then
-    # Diagnostic: stale gets skip Raft, so this is the ceiling the RPC stack alone allows.
-    n=${clients##* }
-    local cpu_before; cpu_before=$(cpu_ticks "${members[@]}")
-    line=$(gen load --system specola --endpoints "$endpoints" --pki "$pki" --leader "$(leader_now)" \
-      --clients "$n" --seconds "$seconds" --op stale-get) || die "specola stale gets at $n clients failed"
-    say "specola $n clients, stale gets: $line"
-    # The replicas' CPU per call on the RPC path alone (no Raft, no disk): the floor under a write's.
-    local cpu_per_get; cpu_per_get=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
-      -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
-    result[specola,ceiling]="$(echo "$line" | field throughput) stale gets/s at $n clients, replica CPU $cpu_per_get us per get"
+    # Diagnostic: stale gets skip Raft and the disk, so they show what the RPC stack alone costs:
+    # the ceiling on writes/s, the floor under CPU per write (largest client count) and under
+    # 1-client latency (smallest).
+    local cpu_before cpu_per_get
+    result[specola,ceiling]=""
+    for n in $(printf '%s\n' $clients | sort -g | sed -n '1p;$p' | uniq); do
+      cpu_before=$(cpu_ticks "${members[@]}")
+      line=$(gen load --system specola --endpoints "$endpoints" --pki "$pki" --leader "$(leader_now)" \
+        --clients "$n" --seconds "$seconds" --op stale-get) || die "specola stale gets at $n clients failed"
+      say "specola $n clients, stale gets: $line"
+      cpu_per_get=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
+        -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
+      result[specola,ceiling]+="
+    $n clients: $(echo "$line" | field throughput) gets/s, median $(echo "$line" | field p50_ms) ms, replica CPU $cpu_per_get us per get"
+    done
   fi
   result[$label,rss]=$(rss_mib "${members[@]}")
   for round in $(seq 1 "$rounds"); do
@@ -324,7 +329,7 @@ for n in $clients; do
 done
 row "leader kill -9 -> write, median ms" gap
 row "replica VmRSS MiB (max of 3)" rss
-echo "  Specola without Raft (stale gets, same client stack): ${result[specola,ceiling]}"
+echo "  Specola without Raft or disk (stale gets, same client stack):${result[specola,ceiling]}"
 echo -n "  kill rounds, ms:"; for c in "${columns[@]}"; do echo -n " $c${result[$c,gaps]};"; done; echo
 echo "  1-min load average at start -> end of each phase (2 cores; other work on the machine skews all):"
 echo -n " "; for c in "${columns[@]}"; do echo -n " $c ${result[$c,load]};"; done; echo
