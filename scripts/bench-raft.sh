@@ -39,7 +39,9 @@
 #     their threads from /proc/PID/task/*/status);
 #   - Specola stale gets at the smallest and largest client counts: the RPC path without
 #     Raft or disk, with its rate, median latency and the replicas' CPU per get, a
-#     diagnostic (the ceiling on writes/s, the floors under latency and CPU per write).
+#     diagnostic (the ceiling on writes/s, the floors under latency and CPU per write);
+#     the same against a bare grpc-swift server that answers at once (`specola-bench
+#     serve-bare`), which splits the RPC stack's own cost from what Specola adds.
 # Targets (issue 11), each printed as a ratio against etcd over TLS (the like-for-like
 # comparison, which decides) and against plaintext etcd: replica CPU per write at 64
 # clients <= etcd's; median latency at 1 client <= etcd's; writes/s at 64 clients
@@ -231,6 +233,32 @@ for m in "${members[@]}"; do stop_member "$m"; done
 phases_report=$(grep -H "write phases: " "$work"/logs/c?.log 2>/dev/null |
   sed 's|^.*/\(c[0-9]\)\.log:.*write phases: |\1 |' | sort -t= -k2 -rn | head -n 12 || true)
 
+# --- the RPC stack alone -----------------------------------------------------
+# Specola's KV API answered at once by a bare grpc-swift server (specola-bench serve-bare) over
+# the same mTLS: what the RPC stack costs with nothing of Specola behind it, beside the
+# coordinators' stale gets above.
+bare_report=""
+"$bin/specola-bench" serve-bare --pki "$pki" --name c1 --host "${hosts[0]}" >"$work/logs/bare.log" 2>&1 &
+pid_of[bare]=$!
+deadline=$((SECONDS + 30))
+until grep -q '^LISTENING ' "$work/logs/bare.log"; do
+  alive "${pid_of[bare]}" && [ $SECONDS -lt $deadline ] || die "the bare server did not start: $(cat "$work/logs/bare.log")"
+  sleep 0.1
+done
+bare_at=$(sed -n 's/^LISTENING //p' "$work/logs/bare.log")
+members=(bare)
+for n in $(printf '%s\n' $clients | sort -g | sed -n '1p;$p' | uniq); do
+  cpu_before=$(cpu_ticks bare)
+  line=$(gen load --system specola --endpoints "$bare_at" --pki "$pki" --leader "$bare_at" \
+    --clients "$n" --seconds "$seconds" --op stale-get) || die "stale gets from the bare server at $n clients failed"
+  say "bare grpc-swift server $n clients, stale gets: $line"
+  cpu_per_get=$(awk -v t="$(( $(cpu_ticks bare) - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
+    -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
+  bare_report+="
+    $n clients: $(echo "$line" | field throughput) gets/s, median $(echo "$line" | field p50_ms) ms, server CPU $cpu_per_get us per get"
+done
+stop_member bare
+
 # --- etcd --------------------------------------------------------------------
 etcd_version=$(etcd --version | awk '/etcd Version/ { print $3 }')
 endpoints=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
@@ -330,6 +358,7 @@ done
 row "leader kill -9 -> write, median ms" gap
 row "replica VmRSS MiB (max of 3)" rss
 echo "  Specola without Raft or disk (stale gets, same client stack):${result[specola,ceiling]}"
+echo "  a bare grpc-swift server with nothing behind it (stale gets, same TLS and client stack):$bare_report"
 echo -n "  kill rounds, ms:"; for c in "${columns[@]}"; do echo -n " $c${result[$c,gaps]};"; done; echo
 echo "  1-min load average at start -> end of each phase (2 cores; other work on the machine skews all):"
 echo -n " "; for c in "${columns[@]}"; do echo -n " $c ${result[$c,load]};"; done; echo

@@ -18,6 +18,8 @@ let usage = """
       failover --system specola|etcd --endpoints ... [--pki D] --leader E --pid PID
                [--writers N] [--timeout-ms T]       kill -9 the leader, print the gap
       caughtup --endpoints ... --pki D --endpoint E Specola: wait until E has caught up
+      serve-bare --pki D --name cN --host H        Specola's KV API answered at once (no Raft, no
+                                                   disk) as coordinator cN on H; prints LISTENING H:PORT
     """
 
 struct Options {
@@ -164,6 +166,10 @@ func main() async throws {
         guard let endpoint = HostPort(parsing: try options.string("endpoint")) else { throw BenchError("--endpoint HOST:PORT") }
         try await options.pool().with { try await Runs.caughtUp(pool: $0, endpoint: endpoint, limit: .seconds(30)) }
         print("RESULT caught_up=\(endpoint)")
+    case "serve-bare":
+        let pki = try options.string("pki"), name = try options.string("name")
+        try await serveBare(host: try options.string("host"), tls: TLSFiles(
+            ca: "\(pki)/ca.pem", cert: "\(pki)/coordinator-\(name).pem", key: "\(pki)/coordinator-\(name)-key.pem"))
     default:
         throw BenchError("unknown subcommand '\(command)'\n\(usage)")
     }
