@@ -134,6 +134,9 @@ cpu_ticks() {  # utime + stime summed over the given members
   for name in "$@"; do total=$((total + $(awk '{ print $14 + $15 }' "/proc/${pid_of[$name]}/stat"))); done
   echo "$total"
 }
+us_per_op() {  # $1 CPU ticks, $2 operations: microseconds of CPU per operation
+  awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v ops="$2" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }'
+}
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 declare -A result=()   # "system,metric" -> value
@@ -155,8 +158,7 @@ measure() {
     result[$label,p99_$n]=$(echo "$line" | field p99_ms)
     result[$label,err$n]=$(echo "$line" | field errors)
     # CPU of the 3 replicas per successful write (warm-up included), microseconds
-    result[$label,cpu$n]=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
-      -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
+    result[$label,cpu$n]=$(us_per_op "$(( $(cpu_ticks "${members[@]}") - cpu_before ))" "$(echo "$line" | field ops)")
     result[$label,ctx$n]=$(awk -v c="$(( $(ctx_switches "${members[@]}") - ctx_before ))" \
       -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.1f", (ops > 0 ? c / ops : 0) }')
   done
@@ -171,8 +173,7 @@ measure() {
       line=$(gen load --system specola --endpoints "$endpoints" --pki "$pki" --leader "$(leader_now)" \
         --clients "$n" --seconds "$seconds" --op stale-get) || die "specola stale gets at $n clients failed"
       say "specola $n clients, stale gets: $line"
-      cpu_per_get=$(awk -v t="$(( $(cpu_ticks "${members[@]}") - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
-        -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
+      cpu_per_get=$(us_per_op "$(( $(cpu_ticks "${members[@]}") - cpu_before ))" "$(echo "$line" | field ops)")
       result[specola,ceiling]+="
     $n clients: $(echo "$line" | field throughput) gets/s, median $(echo "$line" | field p50_ms) ms, replica CPU $cpu_per_get us per get"
     done
@@ -252,8 +253,7 @@ for n in $(printf '%s\n' $clients | sort -g | sed -n '1p;$p' | uniq); do
   line=$(gen load --system specola --endpoints "$bare_at" --pki "$pki" --leader "$bare_at" \
     --clients "$n" --seconds "$seconds" --op stale-get) || die "stale gets from the bare server at $n clients failed"
   say "bare grpc-swift server $n clients, stale gets: $line"
-  cpu_per_get=$(awk -v t="$(( $(cpu_ticks bare) - cpu_before ))" -v hz="$(getconf CLK_TCK)" \
-    -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }')
+  cpu_per_get=$(us_per_op "$(( $(cpu_ticks bare) - cpu_before ))" "$(echo "$line" | field ops)")
   bare_report+="
     $n clients: $(echo "$line" | field throughput) gets/s, median $(echo "$line" | field p50_ms) ms, server CPU $cpu_per_get us per get"
 done
