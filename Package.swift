@@ -202,7 +202,7 @@ let package = Package(
             name: "CoordinatorTests", dependencies: [
                 "CooperativePoolWatch", "SeededRandom", "SpecolaCoordinator", "SpecolaOIDC",
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"), "SpecolaClusterCore", "SpecolaJobs", "SpecolaAlerting",
-                "SpecolaAlertDelivery", "TestSupport",
+                "SpecolaAlertDelivery", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: settings),
         .testTarget(

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import NIOSSL
 import SpecolaProtocol
@@ -180,6 +181,55 @@ import CooperativePoolWatch
             for batch in held { batch.release() }
             held.removeAll()
         }
+    }
+
+    /// Counts the reads that get past the gate to the socket.
+    final class ReadCounter: ChannelOutboundHandler {
+        typealias OutboundIn = Any
+        var reads = 0
+        func read(context: ChannelHandlerContext) {
+            reads += 1
+            context.read()
+        }
+    }
+
+    /// The gate's rules, step by step on an embedded channel: a sender not yet admitted is held
+    /// past 256 KiB; a replica behind by over 32 MiB pauses reading until it is under 8 MiB; a
+    /// resume decided before a newer hand-off does not undo the pause; no read passes while paused.
+    @Test func theReadGatePausesAnUnadmittedFloodAndAReplicaThatFallsBehind() throws {
+        let channel = EmbeddedChannel()
+        let gate = DirectPeerReadGate()
+        let counter = ReadCounter()
+        try channel.pipeline.syncOperations.addHandler(counter)
+        try channel.pipeline.syncOperations.addHandler(DirectPeerReadLimiter(gate: gate))
+        try channel.writeInbound(ByteBuffer(repeating: 0, count: 200 << 10))
+        #expect(!gate.paused)
+        try channel.writeInbound(ByteBuffer(repeating: 0, count: 100 << 10))
+        #expect(gate.paused, "more than 256 KiB before admission")
+        channel.read()
+        #expect(counter.reads == 0, "a read passed while paused")
+        gate.admitted(channel)
+        #expect(!gate.paused)
+        channel.read()
+        #expect(counter.reads == 1)
+
+        let frame = 2 << 20
+        var releases = (0..<16).map { _ in gate.handToReplica(bytes: frame, channel) }
+        #expect(!gate.paused, "exactly 32 MiB untaken")
+        releases.append(gate.handToReplica(bytes: frame, channel))
+        #expect(gate.paused, "34 MiB untaken")
+        for release in releases[0..<13] { release() }
+        channel.embeddedEventLoop.run()
+        #expect(gate.paused, "8 MiB untaken is not yet under the resume mark")
+        releases[13]()
+        // A resume is now decided, but before the event loop runs it the replica is handed 28 MiB more.
+        let more = (0..<14).map { _ in gate.handToReplica(bytes: frame, channel) }
+        channel.embeddedEventLoop.run()
+        #expect(gate.paused, "a resume decided before a newer hand-off lifted the pause")
+        for release in releases[14...] + more { release() }
+        channel.embeddedEventLoop.run()
+        #expect(!gate.paused)
+        _ = try channel.finish()
     }
 
     /// A peer sends 80 MiB while the replica takes nothing: the connection stops reading once
