@@ -325,8 +325,11 @@ public final class ReplicaGroup: @unchecked Sendable {
         let paths = lock.withLock { retiredLogs + processes.values.map(\.logPath) + others.map(\.logPath) }.sorted()
         return paths.map { path in
             let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
-            return "--- \(path)\n\(tail)"
+            let all = text.split(separator: "\n", omittingEmptySubsequences: false)
+            // A crash report's registers and images fill any tail: its first lines say what failed.
+            let crash = all.firstIndex { $0.contains("Fatal error") || $0.contains("Program crashed") }
+                .map { "\n(crash report, first lines)\n" + all[$0...].prefix(25).joined(separator: "\n") + "\n(last lines)" } ?? ""
+            return "--- \(path)\(crash)\n\(all.suffix(lines).joined(separator: "\n"))"
         }.joined(separator: "\n")
     }
 
