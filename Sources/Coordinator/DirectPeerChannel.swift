@@ -205,7 +205,7 @@ final class DirectPeerReceiver: ChannelInboundHandler {
         }
         let (batches, feed) = AsyncStream<DirectPeerBatch>.makeStream()
         inboxFeed = feed
-        gate.admitted(context.channel)
+        gate.admitted()
         let channel = context.channel
         let (inbox, logger, denyList) = (self.inbox, self.logger, self.denyList)
         let remote = "\(context.remoteAddress.map { "\($0)" } ?? "?")"
@@ -238,7 +238,7 @@ final class DirectPeerReceiver: ChannelInboundHandler {
             return refuse(context, "refused a garbage Raft frame; closing that replica's direct connection", "\(error)")
         }
         feed.yield(DirectPeerBatch(messages: messages, from: messages[0].from, release: gate.handToReplica(
-            bytes: payload.readableBytes, context.channel)))
+            bytes: payload.readableBytes, on: context.eventLoop)))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -429,43 +429,45 @@ final class DirectPeerReadGate {
     private var isAdmitted = false
     private var replicaIsBehind = false
     private(set) var paused = false
+    /// Called when the gate opens again (`DirectPeerReadLimiter` lets a held-back read through).
+    var onOpen: (() -> Void)?
 
-    func received(bytes: Int, _ channel: any Channel) {
+    func received(bytes: Int) {
         guard !isAdmitted else { return }
         bytesReceived += bytes
-        update(channel)
+        update()
     }
 
-    func admitted(_ channel: any Channel) {
+    func admitted() {
         isAdmitted = true
-        update(channel)
+        update()
     }
 
     /// Counts a batch handed to the replica; returns what the replica calls once it took it.
-    func handToReplica(bytes: Int, _ channel: any Channel) -> @Sendable () -> Void {
+    func handToReplica(bytes: Int, on eventLoop: any EventLoop) -> @Sendable () -> Void {
         if untaken.count.add(bytes, ordering: .relaxed).newValue > Self.pauseBytes, !replicaIsBehind {
             replicaIsBehind = true
-            update(channel)
+            update()
         }
-        let (untaken, gate) = (self.untaken, NIOLoopBound(self, eventLoop: channel.eventLoop))
+        let (untaken, gate) = (self.untaken, NIOLoopBound(self, eventLoop: eventLoop))
         return {
             guard untaken.count.subtract(bytes, ordering: .relaxed).newValue < Self.resumeBytes else { return }
             // Decided on the event loop, as the pause is: decided here, it could land after a newer pause.
-            channel.eventLoop.execute { gate.value.resumeIfTaken(channel) }
+            eventLoop.execute { gate.value.resumeIfTaken() }
         }
     }
 
-    private func resumeIfTaken(_ channel: any Channel) {
+    private func resumeIfTaken() {
         guard replicaIsBehind, untaken.count.load(ordering: .relaxed) < Self.resumeBytes else { return }
         replicaIsBehind = false
-        update(channel)
+        update()
     }
 
-    private func update(_ channel: any Channel) {
+    private func update() {
         let pause = replicaIsBehind || (!isAdmitted && bytesReceived > Self.bytesBeforeAdmission)
         guard pause != paused else { return }
         paused = pause
-        _ = channel.setOption(.autoRead, value: !pause)
+        if !pause { onOpen?() }
     }
 }
 
@@ -475,25 +477,39 @@ final class UntakenBytes: Sendable {
 }
 
 /// First in a direct connection's pipeline, under TLS: counts the bytes a sender sends before it
-/// is admitted, and holds back the reads TLS asks for itself while the gate is paused.
+/// is admitted, and holds back every read (the event loop's and the ones TLS asks for itself)
+/// while the gate is closed, letting one through when it opens. The channel keeps `autoRead`.
 final class DirectPeerReadLimiter: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = Any
 
     private let gate: DirectPeerReadGate
+    private var readHeldBack = false
 
     init(gate: DirectPeerReadGate) { self.gate = gate }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        gate.onOpen = { [unowned self, unowned context] in
+            guard readHeldBack else { return }
+            readHeldBack = false
+            context.read()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { gate.onOpen = nil }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        gate.received(bytes: unwrapInboundIn(data).readableBytes, context.channel)
+        gate.received(bytes: unwrapInboundIn(data).readableBytes)
         context.fireChannelRead(data)
     }
 
     func read(context: ChannelHandlerContext) {
-        // Turning autoRead back on reads again by itself.
-        guard !gate.paused else { return }
-        context.read()
+        if gate.paused {
+            readHeldBack = true
+        } else {
+            context.read()
+        }
     }
 }
 

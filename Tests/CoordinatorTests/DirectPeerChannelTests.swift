@@ -194,9 +194,10 @@ import CooperativePoolWatch
     }
 
     /// The gate's rules, step by step on an embedded channel: a sender not yet admitted is held
-    /// past 256 KiB; a replica behind by over 32 MiB pauses reading until it is under 8 MiB; a
-    /// resume decided before a newer hand-off does not undo the pause; no read passes while paused.
-    @Test func theReadGatePausesAnUnadmittedFloodAndAReplicaThatFallsBehind() throws {
+    /// past 256 KiB; a replica behind by over 32 MiB holds reads until it is under 8 MiB; a resume
+    /// decided before a newer hand-off does not undo the pause; no read reaches the socket while
+    /// the gate is closed, and the one held back goes when it opens.
+    @Test func theReadGateHoldsAnUnadmittedFloodAndAReplicaThatFallsBehind() throws {
         let channel = EmbeddedChannel()
         let gate = DirectPeerReadGate()
         let counter = ReadCounter()
@@ -207,28 +208,34 @@ import CooperativePoolWatch
         try channel.writeInbound(ByteBuffer(repeating: 0, count: 100 << 10))
         #expect(gate.paused, "more than 256 KiB before admission")
         channel.read()
-        #expect(counter.reads == 0, "a read passed while paused")
-        gate.admitted(channel)
-        #expect(!gate.paused)
         channel.read()
-        #expect(counter.reads == 1)
+        #expect(counter.reads == 0, "a read passed while paused")
+        gate.admitted()
+        #expect(!gate.paused)
+        #expect(counter.reads == 1, "the held-back read goes once, when the gate opens")
+        channel.read()
+        #expect(counter.reads == 2)
 
         let frame = 2 << 20
-        var releases = (0..<16).map { _ in gate.handToReplica(bytes: frame, channel) }
+        let loop = channel.embeddedEventLoop
+        var releases = (0..<16).map { _ in gate.handToReplica(bytes: frame, on: loop) }
         #expect(!gate.paused, "exactly 32 MiB untaken")
-        releases.append(gate.handToReplica(bytes: frame, channel))
+        releases.append(gate.handToReplica(bytes: frame, on: loop))
         #expect(gate.paused, "34 MiB untaken")
+        channel.read()
         for release in releases[0..<13] { release() }
-        channel.embeddedEventLoop.run()
+        loop.run()
         #expect(gate.paused, "8 MiB untaken is not yet under the resume mark")
         releases[13]()
         // A resume is now decided, but before the event loop runs it the replica is handed 28 MiB more.
-        let more = (0..<14).map { _ in gate.handToReplica(bytes: frame, channel) }
-        channel.embeddedEventLoop.run()
+        let more = (0..<14).map { _ in gate.handToReplica(bytes: frame, on: loop) }
+        loop.run()
         #expect(gate.paused, "a resume decided before a newer hand-off lifted the pause")
+        #expect(counter.reads == 2)
         for release in releases[14...] + more { release() }
-        channel.embeddedEventLoop.run()
+        loop.run()
         #expect(!gate.paused)
+        #expect(counter.reads == 3)
         _ = try channel.finish()
     }
 
