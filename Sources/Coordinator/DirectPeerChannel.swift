@@ -423,11 +423,10 @@ final class DirectPeerReadGate {
     static let pauseBytes = 32 << 20
     static let resumeBytes = 8 << 20
 
-    /// Bytes handed to the replica and not yet taken; the replica subtracts from any thread.
+    /// Shared with the replica, which takes batches on its own thread.
     private let untaken = UntakenBytes()
     private var bytesReceived = 0
     private var isAdmitted = false
-    private var replicaIsBehind = false
     private(set) var paused = false
     /// Called when the gate opens again (`DirectPeerReadLimiter` lets a held-back read through).
     var onOpen: (() -> Void)?
@@ -445,25 +444,30 @@ final class DirectPeerReadGate {
 
     /// Counts a batch handed to the replica; returns what the replica calls once it took it.
     func handToReplica(bytes: Int, on eventLoop: any EventLoop) -> @Sendable () -> Void {
-        if untaken.count.add(bytes, ordering: .relaxed).newValue > Self.pauseBytes, !replicaIsBehind {
-            replicaIsBehind = true
+        if untaken.count.add(bytes, ordering: .sequentiallyConsistent).newValue > Self.pauseBytes,
+            !untaken.replicaIsBehind.load(ordering: .sequentiallyConsistent) {
+            untaken.replicaIsBehind.store(true, ordering: .sequentiallyConsistent)
             update()
         }
         let (untaken, gate) = (self.untaken, NIOLoopBound(self, eventLoop: eventLoop))
         return {
-            guard untaken.count.subtract(bytes, ordering: .relaxed).newValue < Self.resumeBytes else { return }
+            // Most takes find the gate open and cost no hop to the event loop.
+            guard untaken.count.subtract(bytes, ordering: .sequentiallyConsistent).newValue < Self.resumeBytes,
+                untaken.replicaIsBehind.load(ordering: .sequentiallyConsistent) else { return }
             // Decided on the event loop, as the pause is: decided here, it could land after a newer pause.
             eventLoop.execute { gate.value.resumeIfTaken() }
         }
     }
 
     private func resumeIfTaken() {
-        guard replicaIsBehind, untaken.count.load(ordering: .relaxed) < Self.resumeBytes else { return }
-        replicaIsBehind = false
+        guard untaken.replicaIsBehind.load(ordering: .sequentiallyConsistent),
+            untaken.count.load(ordering: .sequentiallyConsistent) < Self.resumeBytes else { return }
+        untaken.replicaIsBehind.store(false, ordering: .sequentiallyConsistent)
         update()
     }
 
     private func update() {
+        let replicaIsBehind = untaken.replicaIsBehind.load(ordering: .sequentiallyConsistent)
         let pause = replicaIsBehind || (!isAdmitted && bytesReceived > Self.bytesBeforeAdmission)
         guard pause != paused else { return }
         paused = pause
@@ -471,9 +475,11 @@ final class DirectPeerReadGate {
     }
 }
 
-/// A direct connection's bytes handed to the replica and not yet taken.
+/// A direct connection's bytes handed to the replica and not yet taken, and whether that is
+/// over the pause mark (set and cleared on the event loop; read by the replica too).
 final class UntakenBytes: Sendable {
     let count = Atomic<Int>(0)
+    let replicaIsBehind = Atomic<Bool>(false)
 }
 
 /// First in a direct connection's pipeline, under TLS: counts the bytes a sender sends before it
