@@ -137,6 +137,19 @@ cpu_ticks() {  # utime + stime summed over the given members
 us_per_op() {  # $1 CPU ticks, $2 operations: microseconds of CPU per operation
   awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v ops="$2" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }'
 }
+# Stale gets at the smallest and largest client counts, one report line each (to stdout).
+# $1 label, $2 endpoints, $3 endpoint to read from, $4 what the CPU belongs to, then the members measured.
+stale_gets() {
+  local label=$1 at=$2 target=$3 owner=$4 n line cpu_before; shift 4
+  for n in $(printf '%s\n' $clients | sort -g | sed -n '1p;$p' | uniq); do
+    cpu_before=$(cpu_ticks "$@")
+    line=$(gen load --system specola --endpoints "$at" --pki "$pki" --leader "$target" \
+      --clients "$n" --seconds "$seconds" --op stale-get) || die "$label stale gets at $n clients failed"
+    say "$label $n clients, stale gets: $line"
+    printf '\n    %s clients: %s gets/s, median %s ms, %s CPU %s us per get' "$n" "$(echo "$line" | field throughput)" \
+      "$(echo "$line" | field p50_ms)" "$owner" "$(us_per_op "$(( $(cpu_ticks "$@") - cpu_before ))" "$(echo "$line" | field ops)")"
+  done
+}
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 declare -A result=()   # "system,metric" -> value
@@ -166,17 +179,7 @@ measure() {
     # Diagnostic: stale gets skip Raft and the disk, so they show what the RPC stack alone costs:
     # the ceiling on writes/s, the floor under CPU per write (largest client count) and under
     # 1-client latency (smallest).
-    local cpu_before cpu_per_get
-    result[specola,ceiling]=""
-    for n in $(printf '%s\n' $clients | sort -g | sed -n '1p;$p' | uniq); do
-      cpu_before=$(cpu_ticks "${members[@]}")
-      line=$(gen load --system specola --endpoints "$endpoints" --pki "$pki" --leader "$(leader_now)" \
-        --clients "$n" --seconds "$seconds" --op stale-get) || die "specola stale gets at $n clients failed"
-      say "specola $n clients, stale gets: $line"
-      cpu_per_get=$(us_per_op "$(( $(cpu_ticks "${members[@]}") - cpu_before ))" "$(echo "$line" | field ops)")
-      result[specola,ceiling]+="
-    $n clients: $(echo "$line" | field throughput) gets/s, median $(echo "$line" | field p50_ms) ms, replica CPU $cpu_per_get us per get"
-    done
+    result[specola,ceiling]=$(stale_gets "specola" "$endpoints" "$(leader_now)" replica "${members[@]}")
   fi
   result[$label,rss]=$(rss_mib "${members[@]}")
   for round in $(seq 1 "$rounds"); do
@@ -238,7 +241,6 @@ phases_report=$(grep -H "write phases: " "$work"/logs/c?.log 2>/dev/null |
 # Specola's KV API answered at once by a bare grpc-swift server (specola-bench serve-bare) over
 # the same mTLS: what the RPC stack costs with nothing of Specola behind it, beside the
 # coordinators' stale gets above.
-bare_report=""
 "$bin/specola-bench" serve-bare --pki "$pki" --name c1 --host "${hosts[0]}" >"$work/logs/bare.log" 2>&1 &
 pid_of[bare]=$!
 deadline=$((SECONDS + 30))
@@ -247,16 +249,7 @@ until grep -q '^LISTENING ' "$work/logs/bare.log"; do
   sleep 0.1
 done
 bare_at=$(sed -n 's/^LISTENING //p' "$work/logs/bare.log")
-members=(bare)
-for n in $(printf '%s\n' $clients | sort -g | sed -n '1p;$p' | uniq); do
-  cpu_before=$(cpu_ticks bare)
-  line=$(gen load --system specola --endpoints "$bare_at" --pki "$pki" --leader "$bare_at" \
-    --clients "$n" --seconds "$seconds" --op stale-get) || die "stale gets from the bare server at $n clients failed"
-  say "bare grpc-swift server $n clients, stale gets: $line"
-  cpu_per_get=$(us_per_op "$(( $(cpu_ticks bare) - cpu_before ))" "$(echo "$line" | field ops)")
-  bare_report+="
-    $n clients: $(echo "$line" | field throughput) gets/s, median $(echo "$line" | field p50_ms) ms, server CPU $cpu_per_get us per get"
-done
+bare_report=$(stale_gets "bare grpc-swift server" "$bare_at" "$bare_at" server bare)
 stop_member bare
 
 # --- etcd --------------------------------------------------------------------
