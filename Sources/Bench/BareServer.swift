@@ -22,7 +22,7 @@ struct BareKV: Specola_V1_KV.SimpleServiceProtocol {
 func serveBare(host: String, tls: TLSFiles) async throws {
     let port = try freePort(host: host)
     var config = HTTP2ServerTransport.Posix.Config.defaults
-    config.http2.maxConcurrentStreams = 256
+    config.http2.maxConcurrentStreams = 1_024  // as the coordinator advertises (Coordinator.maxConcurrentStreams)
     let server = GRPCServer(
         transport: HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port), transportSecurity: tls.serverSecurity, config: config),

@@ -169,7 +169,8 @@ func main() async throws {
     case "serve-bare":
         let pki = try options.string("pki"), name = try options.string("name")
         try await serveBare(host: try options.string("host"), tls: TLSFiles(
-            ca: "\(pki)/ca.pem", cert: "\(pki)/coordinator-\(name).pem", key: "\(pki)/coordinator-\(name)-key.pem"))
+            ca: "\(pki)/\(PKI.caCertFile)", cert: PKI.certPath(directory: pki, role: .coordinator, name: name),
+            key: PKI.keyPath(directory: pki, role: .coordinator, name: name)))
     default:
         throw BenchError("unknown subcommand '\(command)'\n\(usage)")
     }
