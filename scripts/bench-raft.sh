@@ -37,9 +37,11 @@
 #   - CPU time of the 3 replicas per write (utime+stime from /proc);
 #   - context switches of the 3 replicas per write (voluntary + involuntary, summed over
 #     their threads from /proc/PID/task/*/status);
-#   - Specola stale gets at the smallest and largest client counts: the RPC path without
-#     Raft or disk, with its rate, median latency and the replicas' CPU per get, a
-#     diagnostic (the ceiling on writes/s, the floors under latency and CPU per write);
+#   - reads without Raft at the smallest and largest client counts (Specola's stale gets,
+#     etcd's serializable ranges): each system's RPC path without Raft or disk, with its rate,
+#     median latency and the replicas' CPU per get, a diagnostic (the ceiling on writes/s, the
+#     floors under latency and CPU per write); a write minus its own system's read is printed
+#     as that system's Raft part;
 #     the same against a bare grpc-swift server that answers at once (`specola-bench
 #     serve-bare`), which splits the RPC stack's own cost from what Specola adds.
 # Targets (issue 11), each printed as a ratio against etcd over TLS (the like-for-like
@@ -137,17 +139,20 @@ cpu_ticks() {  # utime + stime summed over the given members
 us_per_op() {  # $1 CPU ticks, $2 operations: microseconds of CPU per operation
   awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v ops="$2" 'BEGIN { printf "%.0f", (ops > 0 ? t / hz * 1e6 / ops : 0) }'
 }
-# Stale gets at the smallest and largest client counts, one report line each (to stdout).
-# $1 label, $2 endpoints, $3 endpoint to read from, $4 what the CPU belongs to, then the members measured.
+# Reads without Raft (Specola's stale gets, etcd's serializable ranges) at the smallest and
+# largest client counts, one report line each (to stdout). $1 label, $2 system, $3 endpoints,
+# $4 endpoint to read from, $5 what the CPU belongs to, then the members measured.
 stale_gets() {
-  local label=$1 at=$2 target=$3 owner=$4 n line cpu_before; shift 4
+  local label=$1 system=$2 at=$3 target=$4 owner=$5 n line cpu_before; shift 5
   for n in $(printf '%s\n' $clients | sort -g | sed -n '1p;$p' | uniq); do
     cpu_before=$(cpu_ticks "$@")
-    line=$(gen load --system specola --endpoints "$at" --pki "$pki" --leader "$target" \
+    line=$(gen load --system "$system" --endpoints "$at" ${pki:+--pki "$pki"} --leader "$target" \
       --clients "$n" --seconds "$seconds" --op stale-get) || die "$label stale gets at $n clients failed"
     say "$label $n clients, stale gets: $line"
+    local cpu; cpu=$(us_per_op "$(( $(cpu_ticks "$@") - cpu_before ))" "$(echo "$line" | field ops)")
+    echo "$(echo "$line" | field p50_ms) $cpu" >"$work/reads-$label-$n"   # for the Raft-part lines
     printf '\n    %s clients: %s gets/s, median %s ms, %s CPU %s us per get' "$n" "$(echo "$line" | field throughput)" \
-      "$(echo "$line" | field p50_ms)" "$owner" "$(us_per_op "$(( $(cpu_ticks "$@") - cpu_before ))" "$(echo "$line" | field ops)")"
+      "$(echo "$line" | field p50_ms)" "$owner" "$cpu"
   done
 }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -175,12 +180,10 @@ measure() {
     result[$label,ctx$n]=$(awk -v c="$(( $(ctx_switches "${members[@]}") - ctx_before ))" \
       -v ops="$(echo "$line" | field ops)" 'BEGIN { printf "%.1f", (ops > 0 ? c / ops : 0) }')
   done
-  if [ "$system" = specola ]; then
-    # Diagnostic: stale gets skip Raft and the disk, so they show what the RPC stack alone costs:
-    # the ceiling on writes/s, the floor under CPU per write (largest client count) and under
-    # 1-client latency (smallest).
-    result[specola,ceiling]=$(stale_gets "specola" "$endpoints" "$(leader_now)" replica "${members[@]}")
-  fi
+  # Diagnostic: reads that skip Raft and the disk show what each system's RPC path alone costs:
+  # the ceiling on writes/s, the floor under CPU per write (largest client count) and under
+  # 1-client latency (smallest). Subtracted from the writes, they leave each system's Raft part.
+  result[$label,ceiling]=$(stale_gets "$label" "$system" "$endpoints" "$(leader_now)" replica "${members[@]}")
   result[$label,rss]=$(rss_mib "${members[@]}")
   for round in $(seq 1 "$rounds"); do
     local attempt
@@ -249,7 +252,7 @@ until grep -q '^LISTENING ' "$work/logs/bare.log"; do
   sleep 0.1
 done
 bare_at=$(sed -n 's/^LISTENING //p' "$work/logs/bare.log")
-bare_report=$(stale_gets "bare grpc-swift server" "$bare_at" "$bare_at" server bare)
+bare_report=$(stale_gets "bare grpc-swift server" specola "$bare_at" "$bare_at" server bare)
 stop_member bare
 
 # --- etcd --------------------------------------------------------------------
@@ -351,7 +354,21 @@ done
 row "leader kill -9 -> write, median ms" gap
 row "replica VmRSS MiB (max of 3)" rss
 echo "  Specola without Raft or disk (stale gets, same client stack):${result[specola,ceiling]}"
+for c in "${columns[@]}"; do
+  [ "$c" = specola ] && continue
+  echo "  $c without Raft or disk (serializable gets, same client stack):${result[$c,ceiling]}"
+done
 echo "  a bare grpc-swift server with nothing behind it (stale gets, same TLS and client stack):$bare_report"
+# Each system's write minus its own read without Raft: what its Raft path (log, replication,
+# fsync, apply) adds on top of its RPC stack.
+low=$(printf '%s\n' $clients | sort -g | head -n 1); high=$(printf '%s\n' $clients | sort -g | tail -n 1)
+echo "  Raft part (a write minus the same system's read without Raft):"
+for c in "${columns[@]}"; do
+  read -r low_ms _ <"$work/reads-$c-$low" 2>/dev/null || continue
+  read -r _ high_cpu <"$work/reads-$c-$high" 2>/dev/null || continue
+  echo "    $c: median latency at $low clients $(awk -v w="${result[$c,p50_$low]}" -v r="$low_ms" 'BEGIN { printf "%.3f", w - r }') ms," \
+    "CPU per write at $high clients $(( ${result[$c,cpu$high]} - high_cpu )) us"
+done
 echo -n "  kill rounds, ms:"; for c in "${columns[@]}"; do echo -n " $c${result[$c,gaps]};"; done; echo
 echo "  1-min load average at start -> end of each phase (2 cores; other work on the machine skews all):"
 echo -n " "; for c in "${columns[@]}"; do echo -n " $c ${result[$c,load]};"; done; echo

@@ -88,12 +88,18 @@ final class KVPool: Sendable {
         }
     }
 
-    /// Specola only: a stale get, which skips Raft. A diagnostic: the cost of the RPC alone.
+    /// A read that skips Raft: Specola's stale get, etcd's serializable range. A diagnostic:
+    /// the cost of each system's RPC path alone.
     func staleGet(key: String, options: CallOptions) async throws {
-        guard system == .specola else { throw BenchError("stale gets are measured on Specola only") }
         let index = current.withLock { $0 }
-        _ = try await Specola_V1_KV.Client(wrapping: lanes[index].client()).get(
-            .with { $0.key = key; $0.stale = true }, options: options)
+        switch system {
+        case .specola:
+            _ = try await Specola_V1_KV.Client(wrapping: lanes[index].client()).get(
+                .with { $0.key = key; $0.stale = true }, options: options)
+        case .etcd:
+            _ = try await Etcdserverpb_KV.Client(wrapping: lanes[index].client()).range(
+                .with { $0.key = Data(key.utf8); $0.serializable = true }, options: options)
+        }
     }
 
     /// Specola only: a replica's view of the group.

@@ -14,6 +14,7 @@ let usage = """
                                                    pki/coordinator-etcd-mN.pem for 127.0.0.1); prints ENDPOINTS
       load     --system specola|etcd --endpoints E1,E2,E3 [--pki D] --clients N   (etcd: --pki = mTLS)
                [--seconds S] [--warmup S] [--value-bytes B] [--op put|stale-get]
+               (stale-get: a read without Raft; Specola's stale get, etcd's serializable range)
       leader   --endpoints E1,E2,E3 --pki D        Specola: prints the leader's address
       failover --system specola|etcd --endpoints ... [--pki D] --leader E --pid PID
                [--writers N] [--timeout-ms T]       kill -9 the leader, print the gap

@@ -282,8 +282,9 @@ public actor Replica: DirectPeerInbox {
                 if !late.isEmpty { transport.send(late); phases.sent(late.count) }
             } else if mustWrite {
                 // The writer stores it after everything handed in before, then sends `late`.
-                writer.submit(.init(hardState: ready.hardState, entries: ready.entries, messages: late))
-                if let hardState = ready.hardState { durableHardState = hardState }
+                let hardState = PersistencePolicy.hardStateToStore(ready, durable: durableHardState)
+                writer.submit(.init(hardState: hardState, entries: ready.entries, messages: late))
+                if let hardState { durableHardState = hardState }
                 writing = true
                 phases.sent(late.count)
             } else if !late.isEmpty {

@@ -10,6 +10,16 @@ public enum PersistencePolicy {
         guard let hardState = ready.hardState else { return false }
         return hardState.term != durable.term || hardState.vote != durable.vote
     }
+
+    /// The hard state a write of `ready` stores: nil when only the commit index moved, so a
+    /// write of entries alone touches the log and nothing else (one page less per fsync).
+    /// The stored commit may then lag the real one, never lead it: a restarted replica
+    /// relearns it from the leader. With a snapshot it is always stored.
+    public static func hardStateToStore(_ ready: Ready, durable: HardState) -> HardState? {
+        guard let hardState = ready.hardState else { return nil }
+        if ready.snapshot != nil || hardState.term != durable.term || hardState.vote != durable.vote { return hardState }
+        return nil
+    }
 }
 
 /// When a leader's driver hands queued commands to the core: as soon as its own log holds

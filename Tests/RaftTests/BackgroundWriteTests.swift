@@ -139,4 +139,23 @@ import CooperativePoolWatch
         #expect(ProposalWindow.mayPropose(ownLogSynced: false, batchesInFlight: 99, queued: 1, queuedBytes: 1, isLeader: false),
                 "a replica that stopped leading hands commands to the core, which refuses them at once")
     }
+
+    /// A write of entries stores the hard state only when term or vote moved: a commit that
+    /// merely advanced rides along unstored, so the write touches the log alone.
+    @Test func aWriteStoresTheHardStateOnlyWhenTermOrVoteMoved() {
+        let durable = HardState(term: 4, vote: 2, commit: 10)
+        let entry = Entry(term: 4, index: 12)
+        func stored(_ hardState: HardState?, entries: [Entry] = [entry], snapshot: Snapshot? = nil) -> HardState? {
+            PersistencePolicy.hardStateToStore(Ready(hardState: hardState, entries: entries, snapshot: snapshot), durable: durable)
+        }
+        #expect(stored(nil) == nil)
+        #expect(stored(HardState(term: 4, vote: 2, commit: 11)) == nil, "only the commit moved")
+        #expect(stored(HardState(term: 5, vote: nil, commit: 11)) == HardState(term: 5, vote: nil, commit: 11), "a new term")
+        #expect(stored(HardState(term: 4, vote: 3, commit: 10)) == HardState(term: 4, vote: 3, commit: 10), "a new vote")
+        let snapshot = Snapshot(meta: SnapshotMeta(index: 20, term: 4, config: ConfigState(voters: [1, 2, 3])), data: [])
+        #expect(stored(HardState(term: 4, vote: 2, commit: 20), entries: [], snapshot: snapshot) == HardState(term: 4, vote: 2, commit: 20),
+                "with a snapshot it is always stored")
+        // A commit-only Ready without entries is not written at all.
+        #expect(!PersistencePolicy.mustPersist(Ready(hardState: HardState(term: 4, vote: 2, commit: 11)), durable: durable))
+    }
 }

@@ -257,11 +257,13 @@ final class Simulation {
         if PersistencePolicy.mustPersist(rd, durable: node.submittedHardState) {
             if backgroundWrites && rd.snapshot == nil {
                 try checkNewEntries(node, rd.entries)
-                node.pendingWrites.append((rd.hardState, rd.entries, driverSendsBeforePersisting ? [] : rd.messagesAfterPersist))
+                let hardState = PersistencePolicy.hardStateToStore(rd, durable: node.submittedHardState)
+                node.pendingWrites.append((hardState, rd.entries, driverSendsBeforePersisting ? [] : rd.messagesAfterPersist))
                 writing = true
             } else {
                 try checkNewEntries(node, rd.entries)
-                try store(node, hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot)
+                try store(node, hardState: PersistencePolicy.hardStateToStore(rd, durable: node.submittedHardState),
+                          entries: rd.entries, snapshot: rd.snapshot)
             }
         } else if backgroundWrites && !node.pendingWrites.isEmpty && !driverSendsBeforePersisting {
             // Nothing of its own to write, but its answers may promise what a queued write carries.

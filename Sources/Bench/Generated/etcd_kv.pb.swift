@@ -110,6 +110,9 @@ nonisolated struct Etcdserverpb_RangeRequest: Sendable {
 
   var key: Data = Data()
 
+  /// Answered from the member's own store, without Raft: the RPC path alone.
+  var serializable: Bool = false
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -310,7 +313,7 @@ nonisolated extension Etcdserverpb_PutResponse: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Etcdserverpb_RangeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".RangeRequest"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{2}\u{6}serializable\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -319,6 +322,7 @@ nonisolated extension Etcdserverpb_RangeRequest: SwiftProtobuf.Message, SwiftPro
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.key) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.serializable) }()
       default: break
       }
     }
@@ -328,11 +332,15 @@ nonisolated extension Etcdserverpb_RangeRequest: SwiftProtobuf.Message, SwiftPro
     if !self.key.isEmpty {
       try visitor.visitSingularBytesField(value: self.key, fieldNumber: 1)
     }
+    if self.serializable != false {
+      try visitor.visitSingularBoolField(value: self.serializable, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: Etcdserverpb_RangeRequest, rhs: Etcdserverpb_RangeRequest) -> Bool {
     if lhs.key != rhs.key {return false}
+    if lhs.serializable != rhs.serializable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
