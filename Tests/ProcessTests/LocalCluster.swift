@@ -138,7 +138,8 @@ final class LocalCluster: @unchecked Sendable {
     }
 
     /// Runs `body`, then stops every process this cluster started (by PID), removes the containers of
-    /// `jobs` (agents leave running tasks alone when they stop) and the temp dir, whether `body` threw or not.
+    /// `jobs` (agents leave running tasks alone when they stop) and then the temp dir, whether `body`
+    /// threw or not: a task still writing into the dir (a job's ledger) would make its removal fail.
     /// `before` runs first (e.g. removing iptables rules). Nothing here blocks the concurrency pool.
     func withCleanup<T>(
         removingContainersOf jobs: [String] = [], before: () -> Void = {}, _ body: () async throws -> T
@@ -146,15 +147,20 @@ final class LocalCluster: @unchecked Sendable {
         let result: Result<T, any Error>
         do { result = .success(try await body()) } catch { result = .failure(error) }
         before()
-        await shutdown()
+        await stopProcesses()
         for job in jobs { await TestPodman.removeContainers(job: job) }
+        dir.remove()
         return try result.get()
     }
 
     func shutdown() async {
+        await stopProcesses()
+        dir.remove()
+    }
+
+    private func stopProcesses() async {
         for agent in agents.values { try? await agent.stop() }
         try? await coordinatorProcess?.stop()
-        dir.remove()
     }
 }
 

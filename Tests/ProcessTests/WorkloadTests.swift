@@ -170,8 +170,9 @@ import Glibc
         } catch {
             result = .failure(error)
         }
-        await env.shutdown(pods: [pod])
+        // The job's container writes into the cluster's dir: gone before the dir is removed.
         await TestPodman.removeContainers(job: job)
+        await env.shutdown(pods: [pod])
         await receivers.stop()
         try result.get()
     }

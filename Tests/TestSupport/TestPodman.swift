@@ -52,6 +52,7 @@ public enum TestPodman {
                 throw TimedOut(what: "podman \(args.joined(separator: " ")) to empty the tests' store: \(String(decoding: result.stderr, as: UTF8.self))")
             }
         }
+        await removeOrphanedRuntimeState()
     }
 
     public static func ensureImage() async throws {
@@ -76,6 +77,23 @@ public enum TestPodman {
         for monitor in conmons(of: job) {
             for child in children(of: monitor) { kill(child, SIGKILL) }
             kill(monitor, SIGKILL)
+        }
+        await removeOrphanedRuntimeState()
+    }
+
+    /// The tests' store, where every container the tests' podman makes has its bundle.
+    static let storageRoot = "/var/lib/specola-tests/podman/storage/"
+
+    /// A container whose conmon was killed keeps runc's state (`runc list`: stopped) after podman
+    /// removed it and its bundle. Those of the tests' store whose bundle is gone are deleted;
+    /// nothing else is touched.
+    static func removeOrphanedRuntimeState() async {
+        struct State: Decodable { var id: String; var status: String; var bundle: String }
+        guard let listed = try? await runProcess("runc", ["list", "--format", "json"]), listed.status == 0,
+              let states = try? JSONDecoder().decode([State]?.self, from: listed.stdout) else { return }
+        for state in states ?? [] where state.status == "stopped" && state.bundle.hasPrefix(storageRoot)
+            && !FileManager.default.fileExists(atPath: state.bundle) {
+            _ = try? await runProcess("runc", ["delete", "--force", state.id])
         }
     }
 

@@ -23,7 +23,18 @@ public struct TempDir: Sendable {
         try text.write(toFile: file(name), atomically: true, encoding: .utf8)
     }
 
-    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+    /// Removes the directory. A pass fails, leaving the rest, when a file appears or goes while it
+    /// runs (a process the test stopped a moment ago); the next pass removes what is left.
+    public func remove() {
+        for _ in 0..<3 {
+            do {
+                try FileManager.default.removeItem(atPath: path)
+                return
+            } catch {
+                if !FileManager.default.fileExists(atPath: path) { return }
+            }
+        }
+    }
 
     /// A directory that tasks, which run as unprivileged users (uid 65534 in containers, nobody for exec), may write.
     public func taskWritableDirectory(_ name: String) throws -> String {
