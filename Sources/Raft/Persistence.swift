@@ -8,7 +8,7 @@ public enum PersistencePolicy {
     public static func mustPersist(_ ready: Ready, durable: HardState) -> Bool {
         if !ready.entries.isEmpty || ready.snapshot != nil { return true }
         guard let hardState = ready.hardState else { return false }
-        return hardState.term != durable.term || hardState.vote != durable.vote
+        return termOrVoteMoved(hardState, durable: durable)
     }
 
     /// The hard state a write of `ready` stores: nil when only the commit index moved, so a
@@ -17,8 +17,13 @@ public enum PersistencePolicy {
     /// relearns it from the leader. With a snapshot it is always stored.
     public static func hardStateToStore(_ ready: Ready, durable: HardState) -> HardState? {
         guard let hardState = ready.hardState else { return nil }
-        if ready.snapshot != nil || hardState.term != durable.term || hardState.vote != durable.vote { return hardState }
+        if ready.snapshot != nil || termOrVoteMoved(hardState, durable: durable) { return hardState }
         return nil
+    }
+
+    /// Term and vote must be durable before a replica acts on them; the commit index need not be.
+    private static func termOrVoteMoved(_ hardState: HardState, durable: HardState) -> Bool {
+        hardState.term != durable.term || hardState.vote != durable.vote
     }
 }
 

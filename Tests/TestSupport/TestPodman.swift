@@ -81,20 +81,10 @@ public enum TestPodman {
         await removeOrphanedRuntimeState()
     }
 
-    /// The tests' store, where every container the tests' podman makes has its bundle.
-    static let storageRoot = "/var/lib/specola-tests/podman/storage/"
-
-    /// A container whose conmon was killed keeps runc's state (`runc list`: stopped) after podman
-    /// removed it and its bundle. Those of the tests' store whose bundle is gone are deleted;
-    /// nothing else is touched.
+    /// A container whose conmon was killed keeps runc's state after podman removed it; the
+    /// script deletes those of the tests' store, and touches nothing else.
     static func removeOrphanedRuntimeState() async {
-        struct State: Decodable { var id: String; var status: String; var bundle: String }
-        guard let listed = try? await runProcess("runc", ["list", "--format", "json"]), listed.status == 0,
-              let states = try? JSONDecoder().decode([State]?.self, from: listed.stdout) else { return }
-        for state in states ?? [] where state.status == "stopped" && state.bundle.hasPrefix(storageRoot)
-            && !FileManager.default.fileExists(atPath: state.bundle) {
-            _ = try? await runProcess("runc", ["delete", "--force", state.id])
-        }
+        _ = try? await runProcess(BuiltProducts.repositoryRoot + "/scripts/remove-orphaned-runc-state.sh", [])
     }
 
     /// Task containers are `specola-ALLOCATION`, the allocation id being `PROJECT_NAME-` and 12 hex
