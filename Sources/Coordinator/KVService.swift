@@ -89,8 +89,7 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
     func get(request: Specola_V1_KvGetRequest, context: ServerContext) async throws -> Specola_V1_KvGetResponse {
         _ = try await authorize(context, .kvRead, key: request.key)
         if !request.stale { try await serving { try await replica.readBarrier() } }
-        let entry = await replica.kvGet(request.key)
-        let revision = await replica.kvRevision
+        let (entry, revision) = await replica.kvGet(request.key)
         return .with {
             $0.revision = revision
             if let entry { $0.kv = entry; $0.found = true }
@@ -102,8 +101,7 @@ struct KVService: Specola_V1_KV.SimpleServiceProtocol {
         if !request.stale { try await serving { try await replica.readBarrier() } }
         // A member lists its own projects' step outputs only.
         let readable = access.readableProjects(of: caller)
-        let entries = await replica.kvList(prefix: request.prefix, limit: Int(request.limit), readable: readable)
-        let revision = await replica.kvRevision
+        let (entries, revision) = await replica.kvList(prefix: request.prefix, limit: Int(request.limit), readable: readable)
         return .with {
             $0.kvs = entries
             $0.revision = revision

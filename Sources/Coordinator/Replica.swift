@@ -697,14 +697,15 @@ public actor Replica: DirectPeerInbox {
         return LeaderHint(id: id, name: member.name, address: member.address)
     }
 
-    public func kvGet(_ key: String) -> Specola_V1_KeyValue? { state.kv[key] }
-    /// Keys under `prefix`, leaving out other projects' step outputs when `readable` names the caller's projects.
-    public func kvList(prefix: String, limit: Int, readable: Set<String>? = nil) -> [Specola_V1_KeyValue] {
+    /// A key's entry and the store's revision as of the same moment (one hop to the replica).
+    public func kvGet(_ key: String) -> (entry: Specola_V1_KeyValue?, revision: UInt64) { (state.kv[key], state.kvRevision) }
+    /// Keys under `prefix`, leaving out other projects' step outputs when `readable` names the caller's
+    /// projects, and the store's revision as of the same moment.
+    public func kvList(prefix: String, limit: Int, readable: Set<String>? = nil) -> (entries: [Specola_V1_KeyValue], revision: UInt64) {
         let matching = state.kv.values.filter { $0.key.hasPrefix(prefix) && KVScope.isListed($0.key, readable: readable) }
             .sorted { $0.key < $1.key }
-        return limit > 0 ? Array(matching.prefix(limit)) : matching
+        return (limit > 0 ? Array(matching.prefix(limit)) : matching, state.kvRevision)
     }
-    public var kvRevision: UInt64 { state.kvRevision }
 
     public func noteContact(_ name: String, atUnixMs: Int64 = WallClock.nowUnixMs()) {
         contact.heard(from: name, atUnixMs: atUnixMs)

@@ -47,15 +47,15 @@ import CooperativePoolWatch
         defer { ticker.cancel() }
         try await waitUntil("the restarted replica to lead and replay its log") {
             let leading = await restarted.isLeader
-            let last = await restarted.kvGet("k24")
+            let last = await restarted.kvGet("k24").entry
             return leading && last != nil
         }
         try await restarted.readBarrier()
         for i in 0..<25 {
-            #expect(await restarted.kvGet("k\(i)")?.value == Data("v\(i)".utf8))
+            #expect(await restarted.kvGet("k\(i)").entry?.value == Data("v\(i)".utf8))
         }
         #expect(await restarted.node("n1") != nil)
-        #expect(await restarted.kvRevision == 25)
+        #expect(await restarted.kvGet("k24").revision == 25)
     }
 
     @Test func aReplicaWhoseLogCannotBeWrittenStopsLeadingAtOnce() async throws {
@@ -101,7 +101,7 @@ import CooperativePoolWatch
         }
         let rounds = await replica.readRoundsStarted - before
         #expect(rounds >= 1 && rounds < reads, "\(reads) concurrent reads took \(rounds) ReadIndex rounds")
-        #expect(await replica.kvGet("k")?.value == Data("v".utf8))
+        #expect(await replica.kvGet("k").entry?.value == Data("v".utf8))
     }
 
     @Test func compareAndSwapAppliesOnlyOnMatch() async throws {
