@@ -90,8 +90,7 @@ final class RaftLogWriter: @unchecked Sendable {
         return pending == 0
     }
 
-    /// Blocks until every job handed in is finished (or dropped after a failure). For tests and
-    /// shutdown paths off the pool: the replica itself never waits for the writer.
+    /// Blocks until every job handed in is finished (or dropped after a failure).
     func waitUntilIdle() {
         condition.lock()
         while pending > 0 { condition.wait() }
