@@ -148,8 +148,9 @@ import SpecolaProcesses
             try await Self.waitForAWrite(kv, key: "chaos/\(seed)/probe", timeout: .seconds(15))
             for key in keys {
                 let start = history.now()
-                guard case .ok(let value) = await kv.get(key, deadline: .seconds(10)) else {
-                    Issue.record("final read of \(key) failed")
+                let read = await kv.get(key, deadline: .seconds(10))
+                guard case .ok(let value) = read else {
+                    Issue.record("final read of \(key) failed: \(read)\n\(group.logTails(lines: 40))")
                     continue
                 }
                 history.record(key, .init(client: 99, kind: .get(value), outcome: .ok, calledAt: start, returnedAt: history.now()))
