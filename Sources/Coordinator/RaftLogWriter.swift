@@ -1,27 +1,43 @@
 import Foundation
 import SpecolaRaft
 
-/// Writes a replica's Raft log on a thread of its own, so the replica keeps stepping messages
-/// and taking proposals while a write syncs. Everything handed in while one write syncs goes to
-/// disk together in the next transaction (group commit: one fsync for all of it). After each
+/// Writes a replica's Raft log on a thread of its own, so the replica never waits for the disk
+/// and no fsync runs on the cooperative pool. Everything handed in while one write syncs goes
+/// to disk together in the next transaction (group commit: one fsync for all of it). After each
 /// write the messages that had to wait for it leave, in the order they were handed in, and
 /// `written` tells the replica what is now durable. After a failed write nothing more is
 /// written or sent: `failed` tells the replica, which stops.
 final class RaftLogWriter: @unchecked Sendable {
-    /// One Ready's share: what to store, and the messages that may leave only once it is stored.
+    /// One Ready's share: what to store, and the messages that may leave only once it is stored;
+    /// or a snapshot this replica took itself, to store in place of the entries it covers.
     struct Job {
         var hardState: HardState?
         var entries: [Entry] = []
+        /// A leader's snapshot: it replaces the whole stored log.
+        var snapshot: Snapshot?
         var messages: [Message] = []
+        /// This replica's own snapshot: stored in order with the rest, dropping only the entries it covers.
+        var compaction: Snapshot?
 
-        var writes: Bool { hardState != nil || !entries.isEmpty }
+        var writes: Bool { hardState != nil || !entries.isEmpty || snapshot != nil || compaction != nil }
+
+        var logWrites: [RaftStorage.LogWrite] {
+            var parts: [RaftStorage.LogWrite] = []
+            if hardState != nil || !entries.isEmpty || snapshot != nil {
+                parts.append(.ready(hardState: hardState, entries: entries, snapshot: snapshot))
+            }
+            if let compaction { parts.append(.compaction(compaction)) }
+            return parts
+        }
     }
 
-    /// What one group commit stored: the last entry written (nil if only hard state), and how.
+    /// What one group commit stored: the last entry written (nil if only hard state), whether
+    /// a leader's snapshot was among it, and how long it took.
     struct Written: Sendable {
         var lastIndex: Index?
         var lastTerm: Term?
         var entries: Int
+        var storedSnapshot: Bool
         var took: Duration
     }
 
@@ -74,7 +90,8 @@ final class RaftLogWriter: @unchecked Sendable {
         return pending == 0
     }
 
-    /// Blocks until every job handed in is finished (or dropped after a failure).
+    /// Blocks until every job handed in is finished (or dropped after a failure). For tests and
+    /// shutdown paths off the pool: the replica itself never waits for the writer.
     func waitUntilIdle() {
         condition.lock()
         while pending > 0 { condition.wait() }
@@ -108,10 +125,10 @@ final class RaftLogWriter: @unchecked Sendable {
                 let writes = jobs.filter(\.writes)
                 let start = ContinuousClock.now
                 do {
-                    if !writes.isEmpty { try storage.persist(writes.map { ($0.hardState, $0.entries) }) }
+                    if !writes.isEmpty { try storage.persist(writes.flatMap(\.logWrites)) }
                     let last = writes.last { !$0.entries.isEmpty }?.entries.last
                     report = Written(lastIndex: last?.index, lastTerm: last?.term, entries: writes.reduce(0) { $0 + $1.entries.count },
-                                     took: .now - start)
+                                     storedSnapshot: writes.contains { $0.snapshot != nil }, took: .now - start)
                     // In order: answers promise what these writes stored.
                     let messages = jobs.flatMap(\.messages)
                     if !messages.isEmpty { send(messages) }

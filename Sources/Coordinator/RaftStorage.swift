@@ -68,10 +68,25 @@ public final class RaftStorage: Sendable {
         try write { db in try Self.store(hardState: hardState, entries: entries, snapshot: snapshot, db) }
     }
 
-    /// Persists several Readies' parts, in order, in one transaction: one fsync for all (group commit).
-    public func persist(_ writes: [(hardState: HardState?, entries: [Entry])]) throws {
+    /// One part of a group commit.
+    public enum LogWrite {
+        /// A Ready's hard state and entries, or a leader's snapshot that replaces the whole log.
+        case ready(hardState: HardState?, entries: [Entry], snapshot: Snapshot?)
+        /// A snapshot this replica took itself: it replaces only the entries it covers.
+        case compaction(Snapshot)
+    }
+
+    /// Persists several parts, in the order handed in, in one transaction: one fsync for all (group commit).
+    public func persist(_ writes: [LogWrite]) throws {
         try write { db in
-            for part in writes { try Self.store(hardState: part.hardState, entries: part.entries, snapshot: nil, db) }
+            for part in writes {
+                switch part {
+                case .ready(let hardState, let entries, let snapshot):
+                    try Self.store(hardState: hardState, entries: entries, snapshot: snapshot, db)
+                case .compaction(let snapshot):
+                    try Self.storeCompaction(snapshot, db)
+                }
+            }
         }
     }
 
@@ -97,10 +112,12 @@ public final class RaftStorage: Sendable {
 
     /// Stores a snapshot taken locally and drops only the log it covers.
     public func compact(to snapshot: Snapshot) throws {
-        try write { db in
-            try Self.storeSnapshot(snapshot, db)
-            try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx <= ?").execute(arguments: [snapshot.meta.index])
-        }
+        try write { db in try Self.storeCompaction(snapshot, db) }
+    }
+
+    private static func storeCompaction(_ snapshot: Snapshot, _ db: Database) throws {
+        try storeSnapshot(snapshot, db)
+        try db.cachedStatement(sql: "DELETE FROM raft_entry WHERE idx <= ?").execute(arguments: [snapshot.meta.index])
     }
 
     private static func storeSnapshot(_ snapshot: Snapshot, _ db: Database) throws {

@@ -53,14 +53,11 @@ public actor Replica: DirectPeerInbox {
     }
 
     public let settings: Settings
-    /// The replica runs on a thread of its own: its log fsyncs block that thread only,
-    /// never the cooperative pool that gRPC handlers and controllers share.
-    private let executor: DedicatedThreadExecutor
-    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private var raft: RaftNode
     private let storage: RaftStorage
-    /// Writes the log on its own thread (group commit); this actor never waits for an fsync
-    /// except to install a leader's snapshot.
+    /// Writes the log, snapshots included, on its own thread (group commit). This actor never
+    /// waits for the disk, so it runs on the cooperative pool with the gRPC handlers that call
+    /// it: a call and its answer need no switch between threads.
     private let writer: RaftLogWriter
     private let transport: PeerTransport
     private let logger: Logger
@@ -101,6 +98,9 @@ public actor Replica: DirectPeerInbox {
     private var processScheduled = false
     /// The hard state last written to disk (its commit index may lag the real one).
     private var durableHardState: HardState
+    /// A Ready with a leader's snapshot, on its way to disk: no further Ready is taken until the
+    /// writer stored it (the core wants a snapshot durable before it is advanced past).
+    private var readyAwaitingSnapshot: (ready: Ready, readyAt: ContinuousClock.Instant)?
     private var stopped = false
     /// Callers of `waitForProgress`, resumed when an entry is applied or leadership changes.
     private var progressWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -115,7 +115,6 @@ public actor Replica: DirectPeerInbox {
     public init(settings: Settings, storage: RaftStorage, peers: [Specola_V1_Member], initialVoters: Set<NodeID>,
                 transport: PeerTransport, thresholds: LivenessThresholds, logger: Logger) throws {
         self.settings = settings
-        executor = DedicatedThreadExecutor(name: "replica-\(settings.name)")
         self.storage = storage
         writer = RaftLogWriter(storage: storage, name: settings.name) { [transport] messages in transport.send(messages) }
         self.transport = transport
@@ -148,14 +147,9 @@ public actor Replica: DirectPeerInbox {
         transport.update(addresses: addressBook)
         denyList.replace(with: state.revoked)
         accessView.replace(with: state.access)
-        let executor = self.executor
         writer.report(
-            written: { [weak self] written in
-                Task(executorPreference: executor) { await self?.logWritten(written) }
-            },
-            failed: { [weak self] error in
-                Task(executorPreference: executor) { await self?.storageFailed(error) }
-            })
+            written: { [weak self] written in Task { await self?.logWritten(written) } },
+            failed: { [weak self] error in Task { await self?.storageFailed(error) } })
     }
 
     deinit { writer.close() }
@@ -256,7 +250,7 @@ public actor Replica: DirectPeerInbox {
     }
 
     private func handleReadies() {
-        while !stopped, let ready = raft.ready() {
+        while !stopped, readyAwaitingSnapshot == nil, let ready = raft.ready() {
             let readyAt = ContinuousClock.now
             // The core says which messages need nothing on disk: a leader replicates its new
             // entries while writing them itself (Raft thesis §10.2.1).
@@ -268,18 +262,12 @@ public actor Replica: DirectPeerInbox {
             let late = ready.messagesAfterPersist
             var writing = false
             if ready.snapshot != nil {
-                // A leader's snapshot replaces the whole log: written in line, after every write before it.
-                writer.waitUntilIdle()
-                do {
-                    let persistStart = ContinuousClock.now
-                    try storage.persist(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
-                    if phases.enabled { phases.persisted(entries: ready.entries.count, took: .now - persistStart) }
-                    if let hardState = ready.hardState { durableHardState = hardState }
-                } catch {
-                    storageFailed(error)
-                    return
-                }
-                if !late.isEmpty { transport.send(late); phases.sent(late.count) }
+                // A leader's snapshot replaces the whole log: the writer stores it after every
+                // write before it and then sends `late`; this Ready is finished once it reports.
+                writer.submit(.init(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot, messages: late))
+                phases.sent(late.count)
+                readyAwaitingSnapshot = (ready, readyAt)
+                return
             } else if mustWrite {
                 // The writer stores it after everything handed in before, then sends `late`.
                 let hardState = PersistencePolicy.hardStateToStore(ready, durable: durableHardState)
@@ -292,20 +280,25 @@ public actor Replica: DirectPeerInbox {
                 if writer.isIdle { transport.send(late) } else { writer.submit(.init(messages: late)) }
                 phases.sent(late.count)
             }
-            if let snapshot = ready.snapshot, snapshot.meta.index > applied {
-                restore(from: snapshot)
-            }
-            for entry in ready.committedEntries where entry.index > applied {
-                apply(entry, committedAt: readyAt)
-            }
-            for readState in ready.readStates {
-                if let round = readRequests.removeValue(forKey: readState.context) {
-                    for waiter in round.waiters { waiter.resume(returning: readState.index) }
-                }
-            }
-            if let soft = ready.softState { leadershipChanged(soft) }
-            raft.advance(ready, writing: writing)
+            finish(ready, readyAt: readyAt, writing: writing)
         }
+    }
+
+    /// Applies what a Ready committed, answers its reads and hands it back to the core.
+    private func finish(_ ready: Ready, readyAt: ContinuousClock.Instant, writing: Bool) {
+        if let snapshot = ready.snapshot, snapshot.meta.index > applied {
+            restore(from: snapshot)
+        }
+        for entry in ready.committedEntries where entry.index > applied {
+            apply(entry, committedAt: readyAt)
+        }
+        for readState in ready.readStates {
+            if let round = readRequests.removeValue(forKey: readState.context) {
+                for waiter in round.waiters { waiter.resume(returning: readState.index) }
+            }
+        }
+        if let soft = ready.softState { leadershipChanged(soft) }
+        raft.advance(ready, writing: writing)
     }
 
     /// The writer stored a group of Readies: the core learns it (a leader's own log now counts
@@ -313,7 +306,14 @@ public actor Replica: DirectPeerInbox {
     private func logWritten(_ written: RaftLogWriter.Written) {
         guard !stopped else { return }
         if phases.enabled { phases.persisted(entries: written.entries, took: written.took) }
-        if let index = written.lastIndex, let term = written.lastTerm { raft.persisted(through: index, term: term) }
+        if written.storedSnapshot, let (ready, readyAt) = readyAwaitingSnapshot {
+            // The snapshot job is the last one handed in: nothing was submitted after it.
+            readyAwaitingSnapshot = nil
+            if let hardState = ready.hardState { durableHardState = hardState }
+            finish(ready, readyAt: readyAt, writing: false)
+        } else if let index = written.lastIndex, let term = written.lastTerm {
+            raft.persisted(through: index, term: term)
+        }
         process()
     }
 
@@ -441,7 +441,7 @@ public actor Replica: DirectPeerInbox {
 
     private func compactIfDue() {
         let snapshotIndex = raft.snapshotMeta.index
-        guard applied > snapshotIndex, applied - snapshotIndex >= settings.snapshotEvery else { return }
+        guard readyAwaitingSnapshot == nil, applied > snapshotIndex, applied - snapshotIndex >= settings.snapshotEvery else { return }
         // Entries commit (and apply) once a majority stored them, which may be before this
         // replica's own write finished; the snapshot waits for that write.
         guard applied <= raft.persistedIndex else { return }
@@ -451,7 +451,8 @@ public actor Replica: DirectPeerInbox {
         do {
             let data = try image.serializedBytes() as [UInt8]
             try raft.compact(through: applied, snapshotData: data)
-            try storage.compact(to: Snapshot(meta: raft.snapshotMeta, data: data))
+            // Stored by the writer after the writes before it, so this actor never waits for the disk.
+            writer.submit(.init(compaction: Snapshot(meta: raft.snapshotMeta, data: data)))
             logger.debug("log compacted", metadata: ["raft.index": "\(applied)"])
         } catch {
             logger.warning("log compaction skipped", metadata: ["error": "\(error)"])

@@ -45,6 +45,45 @@ import Testing
         #expect(reported.reduce(0) { $0 + $1.entries } == 6)
     }
 
+    /// The replica hands its own compactions and a leader's snapshots to the writer too; they
+    /// land in the order handed in, so a compaction queued before a leader's newer snapshot never
+    /// overwrites it, and the snapshot's answer leaves only once it is stored.
+    @Test func snapshotsAndCompactionsLandInOrderWithTheLog() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let storage = try RaftStorage(path: dir.file("raft.sqlite"))
+        let sent = Mutex<[(message: Message, storedSnapshot: Index)]>([])
+        let writer = RaftLogWriter(storage: storage, name: "test") { messages in
+            let stored = (try? storage.load())?.snapshot?.meta.index ?? 0
+            sent.withLock { sent in for message in messages { sent.append((message, stored)) } }
+        }
+        defer { writer.close() }
+        let reports = Mutex<[RaftLogWriter.Written]>([])
+        writer.report(written: { written in reports.withLock { $0.append(written) } }, failed: { _ in })
+        func snapshot(_ index: Index, term: Term) -> Snapshot {
+            Snapshot(meta: SnapshotMeta(index: index, term: term, config: ConfigState(voters: [1, 2, 3])), data: [UInt8(index)])
+        }
+
+        writer.submit(.init(hardState: HardState(term: 1, vote: 1), entries: Self.log(1...10, term: 1)))
+        writer.submit(.init(compaction: snapshot(5, term: 1)))
+        writer.submit(.init(hardState: HardState(term: 2, vote: 2), entries: Self.log(21...22, term: 2),
+                            snapshot: snapshot(20, term: 2), messages: [Self.answer(22)]))
+        writer.waitUntilIdle()
+
+        let stored = try #require(try RaftStorage(path: dir.file("raft.sqlite")).load())
+        #expect(stored.snapshot?.meta.index == 20, "the leader's snapshot was overwritten by an older compaction")
+        #expect(stored.entries.map(\.index) == [21, 22])
+        #expect(stored.hardState.term == 2)
+        #expect(sent.withLock { $0 }.map(\.storedSnapshot) == [20])
+        #expect(reports.withLock { $0 }.contains { $0.storedSnapshot })
+
+        // A compaction alone keeps the entries after it.
+        writer.submit(.init(compaction: snapshot(21, term: 2)))
+        writer.waitUntilIdle()
+        let compacted = try #require(try RaftStorage(path: dir.file("raft.sqlite")).load())
+        #expect(compacted.snapshot?.meta.index == 21 && compacted.entries.map(\.index) == [22])
+    }
+
     @Test func writesQueuedTogetherLandInOrderAndTheLastOneWins() async throws {
         let dir = try TempDir()
         defer { dir.remove() }

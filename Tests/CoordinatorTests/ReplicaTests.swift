@@ -185,7 +185,8 @@ import CooperativePoolWatch
                                 data: try image.serializedBytes())
         await replica.receive([Message(from: 2, to: 1, term: 3, payload: .installSnapshot(snapshot))])
         #expect(await replica.isLeader == false)
-        #expect(await replica.appliedIndex == index + 1)
+        // The writer stores the snapshot first; the replica applies it once it is durable.
+        try await waitUntil("the snapshot to be stored and applied") { await replica.appliedIndex == index + 1 }
 
         do {
             let outcome = try await write.value
