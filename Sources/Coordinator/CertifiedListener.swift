@@ -1,4 +1,5 @@
 import GRPCCore
+import Logging
 import GRPCNIOTransportHTTP2
 import NIOCertificateReloading
 import NIOCore
@@ -98,13 +99,18 @@ struct CertifiedListener: HTTP2ServerTransport.ListenerFactory {
     let port: Int
     let tls: TLSFiles
     let reloader: (any CertificateReloader)?
+    let handshakeTimeout: TimeAmount
+    let logger: Logger
 
     init(host: String, port: Int, tls: TLSFiles, reloader: (any CertificateReloader)?,
+         handshakeTimeout: TimeAmount = TLSHandshakeDeadline.defaultTimeout, logger: Logger,
          eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.host = host
         self.port = port
         self.tls = tls
         self.reloader = reloader
+        self.handshakeTimeout = handshakeTimeout
+        self.logger = logger
         self.eventLoopGroup = eventLoopGroup
     }
 
@@ -122,6 +128,7 @@ struct CertifiedListener: HTTP2ServerTransport.ListenerFactory {
                                message: "cannot load the coordinator's TLS files (\(tls.cert), \(tls.key), CA \(tls.ca)): \(error)", cause: error)
         }
         let check = ClientChainCheck(caPath: tls.ca).callback()
+        let (handshakeTimeout, logger) = (handshakeTimeout, logger)
         return try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { listenerConfigurator.configure(channel: $0) }
@@ -129,6 +136,7 @@ struct CertifiedListener: HTTP2ServerTransport.ListenerFactory {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(NIOSSLServerHandler(context: context, customVerificationCallbackWithMetadata: check))
+                    try sync.addHandler(TLSHandshakeDeadline(timeout: handshakeTimeout, connection: "a connection to the cluster port", logger: logger))
                     try sync.addHandler(ClientCertificateRecorder())
                 }.flatMap {
                     connectionConfigurator.configure(channel: channel, tls: .configured(requireALPN: false))

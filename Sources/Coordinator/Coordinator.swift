@@ -171,7 +171,8 @@ public struct Coordinator: Service {
         // but tells no one, and the 101st concurrent call tore down the whole connection (GOAWAY)
         // instead of waiting for its turn.
         settings.http2.maxConcurrentStreams = Self.maxConcurrentStreams
-        let listener = CertifiedListener(host: config.listen.host, port: config.listen.port, tls: config.tls, reloader: reloader)
+        let listener = CertifiedListener(host: config.listen.host, port: config.listen.port, tls: config.tls, reloader: reloader,
+                                         logger: logger)
         return GRPCServer(transport: HTTP2ServerTransport.Custom(listenerFactory: listener, config: settings),
                           services: services, interceptors: interceptors)
     }

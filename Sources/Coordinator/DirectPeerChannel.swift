@@ -131,7 +131,8 @@ final class DirectPeerListener: Sendable {
     var localAddress: SocketAddress? { channel.localAddress }
 
     static func start(endpoint: HostPort, tls: TLSFiles, reloader: (any CertificateReloader)?, denyList: DenyList,
-                      inbox: any DirectPeerInbox, logger: Logger) async throws -> DirectPeerListener {
+                      inbox: any DirectPeerInbox, handshakeTimeout: TimeAmount = TLSHandshakeDeadline.defaultTimeout,
+                      logger: Logger) async throws -> DirectPeerListener {
         let context = try NIOSSLContext(configuration: tls.mutualTLSServerConfiguration(reloader: reloader))
         let check = ClientChainCheck(caPath: tls.ca)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -144,6 +145,7 @@ final class DirectPeerListener: Sendable {
                     try sync.addHandler(DirectPeerReadLimiter(gate: gate))
                     try sync.addHandler(NIOSSLServerHandler(
                         context: context, configuration: .init(), customVerificationCallbackWithMetadata: check.callback()))
+                    try sync.addHandler(TLSHandshakeDeadline(timeout: handshakeTimeout, connection: "a direct Raft connection", logger: logger))
                     try sync.addHandler(ByteToMessageHandler(PeerFrameDecoder()))
                     try sync.addHandler(DirectPeerReceiver(gate: gate, denyList: denyList, inbox: inbox, logger: logger))
                 }

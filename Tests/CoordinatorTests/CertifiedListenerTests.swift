@@ -1,6 +1,9 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Logging
+import NIOCore
+import NIOPosix
 import SpecolaProtocol
 import Synchronization
 import TestSupport
@@ -30,7 +33,8 @@ import CooperativePoolWatch
         let host = "127.0.0.1"
         let service = WhoCalls()
         let transport = HTTP2ServerTransport.Custom(
-            listenerFactory: CertifiedListener(host: host, port: 0, tls: try pki.issue(.coordinator, "c1", sans: [host]), reloader: nil),
+            listenerFactory: CertifiedListener(host: host, port: 0, tls: try pki.issue(.coordinator, "c1", sans: [host]), reloader: nil,
+                                               logger: Logger(label: "test.listener")),
             config: .defaults)
         let server = GRPCServer(transport: transport, services: [service])
         let openBefore = ConnectionCertificates.openCount
@@ -56,6 +60,41 @@ import CooperativePoolWatch
             try await waitUntil("closed connections to leave no certificate behind", timeout: .seconds(10), every: .milliseconds(20)) {
                 ConnectionCertificates.openCount == openBefore
             }
+        }
+    }
+
+    @Test func aConnectionThatNeverStartsTLSIsClosedAndCallsStillWork() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let pki = try TestPKI(in: dir)
+        let host = "127.0.0.1"
+        let records = RecordedLogs()
+        let logger = Logger(label: "test.listener") { _ in RecordingLogHandler(records: records, withMetadata: true) }
+        let transport = HTTP2ServerTransport.Custom(
+            listenerFactory: CertifiedListener(host: host, port: 0, tls: try pki.issue(.coordinator, "c1", sans: [host]), reloader: nil,
+                                               handshakeTimeout: .milliseconds(500), logger: logger),
+            config: .defaults)
+        let server = GRPCServer(transport: transport, services: [WhoCalls()])
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            defer { server.beginGracefulShutdown() }
+            guard let port = await transport.listeningAddress?.ipv4?.port else {
+                Issue.record("the listener did not bind")
+                return
+            }
+            let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: host, port: port).get()
+            try await waitUntil("the listener to close the silent connection", timeout: .seconds(10)) { !silent.isActive }
+            #expect(records.messages.contains { $0.contains("no TLS handshake within 500 ms") }, "\(records.messages)")
+            // A client that completes its handshake keeps its connection past the deadline.
+            let client = try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: host, port: port), transportSecurity: try pki.issue(.user, "alice").clientSecurity(serverHost: host))
+            try await withGRPCClient(transport: client) { client in
+                let peer = Specola_V1_RaftPeer.Client(wrapping: client)
+                _ = try await peer.deliver(Specola_V1_RaftBatch())
+                try await Task.sleep(for: .milliseconds(700))  // past the deadline, on purpose
+                _ = try await peer.deliver(Specola_V1_RaftBatch())
+            }
+            #expect(records.messages.filter { $0.contains("no TLS handshake") }.count == 1, "\(records.messages)")
         }
     }
 }

@@ -45,11 +45,11 @@ import CooperativePoolWatch
 
         func coordinator(_ name: String) throws -> TLSFiles { try pki.issue(.coordinator, name, sans: ["127.0.0.1"]) }
 
-        func listen(as name: String, inbox: any DirectPeerInbox, denyList: DenyList = DenyList()) async throws
-            -> (DirectPeerListener, HostPort) {
+        func listen(as name: String, inbox: any DirectPeerInbox, denyList: DenyList = DenyList(),
+                    handshakeTimeout: TimeAmount = .seconds(10)) async throws -> (DirectPeerListener, HostPort) {
             let listener = try await DirectPeerListener.start(
                 endpoint: HostPort(host: "127.0.0.1", port: 0), tls: try coordinator(name), reloader: nil, denyList: denyList,
-                inbox: inbox, logger: logger)
+                inbox: inbox, handshakeTimeout: handshakeTimeout, logger: logger)
             return (listener, HostPort(host: "127.0.0.1", port: listener.localAddress!.port!))
         }
 
@@ -143,6 +143,26 @@ import CooperativePoolWatch
             try await waitUntil("the other peer's message to arrive") { await inbox.count == 1 }
             #expect(link.isConnected)
         }
+    }
+
+    @Test(.runsOffThePool) func aConnectionThatNeverCompletesTLSIsClosedAndAnAdmittedOneStays() async throws {
+        let fixture = try Fixture()
+        defer { fixture.dir.remove() }
+        let inbox = RecordingInbox()
+        let (listener, endpoint) = try await fixture.listen(as: "c1", inbox: inbox, handshakeTimeout: .milliseconds(500))
+        defer { listener.close() }
+        let link = try fixture.link(as: "c2", to: endpoint)
+        defer { link.stop() }
+        try await waitUntil("the link to connect") { link.isConnected }
+        // A plain TCP socket that never starts TLS.
+        let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: endpoint.host, port: endpoint.port).get()
+        try await Self.waitClosed(silent)
+        #expect(fixture.logged("no TLS handshake within 500 ms"), "\(fixture.records.messages)")
+        // The admitted link outlived the deadline and still delivers.
+        #expect(link.send([Self.heartbeat(from: 2).wireBytes()]))
+        try await waitUntil("the admitted peer's message to arrive") { await inbox.count == 1 }
+        #expect(link.isConnected)
     }
 
     @Test(.runsOffThePool) func anOversizedFrameIsRefusedBeforeItIsBuffered() async throws {
