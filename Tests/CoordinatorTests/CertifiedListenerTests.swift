@@ -26,18 +26,21 @@ import CooperativePoolWatch
             -> Specola_V1_RaftDeliverAck { Specola_V1_RaftDeliverAck() }
     }
 
-    @Test func eachCallSeesItsOwnConnectionsCertificateAndClosedConnectionsAreForgotten() async throws {
+    static let host = "127.0.0.1"
+
+    /// Serves `service` on a certified listener at a free loopback port and runs `body` with that port.
+    static func withListener(
+        _ service: WhoCalls, handshakeTimeout: TimeAmount = TLSHandshakeDeadline.defaultTimeout,
+        logger: Logger = Logger(label: "test.listener"), _ body: (TestPKI, Int) async throws -> Void
+    ) async throws {
         let dir = try TempDir()
         defer { dir.remove() }
         let pki = try TestPKI(in: dir)
-        let host = "127.0.0.1"
-        let service = WhoCalls()
         let transport = HTTP2ServerTransport.Custom(
             listenerFactory: CertifiedListener(host: host, port: 0, tls: try pki.issue(.coordinator, "c1", sans: [host]), reloader: nil,
-                                               logger: Logger(label: "test.listener")),
+                                               handshakeTimeout: handshakeTimeout, logger: logger),
             config: .defaults)
         let server = GRPCServer(transport: transport, services: [service])
-        let openBefore = ConnectionCertificates.openCount
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await server.serve() }
             defer { server.beginGracefulShutdown() }
@@ -45,11 +48,21 @@ import CooperativePoolWatch
                 Issue.record("the listener did not bind")
                 return
             }
+            try await body(pki, port)
+        }
+    }
+
+    static func client(_ pki: TestPKI, _ role: CertificateRole, _ name: String, port: Int) throws -> HTTP2ClientTransport.Posix {
+        try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: host, port: port), transportSecurity: try pki.issue(role, name).clientSecurity(serverHost: host))
+    }
+
+    @Test func eachCallSeesItsOwnConnectionsCertificateAndClosedConnectionsAreForgotten() async throws {
+        let service = WhoCalls()
+        let openBefore = ConnectionCertificates.openCount
+        try await Self.withListener(service) { pki, port in
             for (role, name) in [(CertificateRole.user, "alice"), (.node, "n1"), (.user, "alice")] {
-                let tls = try pki.issue(role, name)
-                let client = try HTTP2ClientTransport.Posix(
-                    target: .ipv4(address: host, port: port), transportSecurity: tls.clientSecurity(serverHost: host))
-                try await withGRPCClient(transport: client) { client in
+                try await withGRPCClient(transport: try Self.client(pki, role, name, port: port)) { client in
                     let peer = Specola_V1_RaftPeer.Client(wrapping: client)
                     for _ in 0..<3 { _ = try await peer.deliver(Specola_V1_RaftBatch()) }
                     #expect(ConnectionCertificates.openCount == openBefore + 1, "one open connection, one certificate")
@@ -64,31 +77,14 @@ import CooperativePoolWatch
     }
 
     @Test func aConnectionThatNeverStartsTLSIsClosedAndCallsStillWork() async throws {
-        let dir = try TempDir()
-        defer { dir.remove() }
-        let pki = try TestPKI(in: dir)
-        let host = "127.0.0.1"
         let records = RecordedLogs()
         let logger = Logger(label: "test.listener") { _ in RecordingLogHandler(records: records, withMetadata: true) }
-        let transport = HTTP2ServerTransport.Custom(
-            listenerFactory: CertifiedListener(host: host, port: 0, tls: try pki.issue(.coordinator, "c1", sans: [host]), reloader: nil,
-                                               handshakeTimeout: .milliseconds(500), logger: logger),
-            config: .defaults)
-        let server = GRPCServer(transport: transport, services: [WhoCalls()])
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.serve() }
-            defer { server.beginGracefulShutdown() }
-            guard let port = await transport.listeningAddress?.ipv4?.port else {
-                Issue.record("the listener did not bind")
-                return
-            }
-            let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: host, port: port).get()
+        try await Self.withListener(WhoCalls(), handshakeTimeout: .milliseconds(500), logger: logger) { pki, port in
+            let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: Self.host, port: port).get()
             try await waitUntil("the listener to close the silent connection", timeout: .seconds(10)) { !silent.isActive }
             #expect(records.messages.contains { $0.contains("no TLS handshake within 500 ms") }, "\(records.messages)")
             // A client that completes its handshake keeps its connection past the deadline.
-            let client = try HTTP2ClientTransport.Posix(
-                target: .ipv4(address: host, port: port), transportSecurity: try pki.issue(.user, "alice").clientSecurity(serverHost: host))
-            try await withGRPCClient(transport: client) { client in
+            try await withGRPCClient(transport: try Self.client(pki, .user, "alice", port: port)) { client in
                 let peer = Specola_V1_RaftPeer.Client(wrapping: client)
                 _ = try await peer.deliver(Specola_V1_RaftBatch())
                 try await Task.sleep(for: .milliseconds(700))  // past the deadline, on purpose
