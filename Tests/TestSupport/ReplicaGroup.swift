@@ -479,9 +479,10 @@ public struct KVClient: Sendable {
     }
 
     /// Runs `body` against the leader until it answers, the request is refused
-    /// for good, or `deadline` passes. Only certain refusals are retried.
+    /// for good, or `deadline` passes. Only certain refusals are retried, and for a `readOnly`
+    /// call any failure: a read changes nothing, so asking again cannot do anything twice.
     public func call<T: Sendable>(
-        deadline: Duration = .seconds(4), startAt hint: HostPort? = nil,
+        deadline: Duration = .seconds(4), startAt hint: HostPort? = nil, readOnly: Bool = false,
         _ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>, CallOptions) async throws -> T
     ) async -> CallResult<T> {
         let end = ContinuousClock.now + deadline
@@ -492,7 +493,7 @@ public struct KVClient: Sendable {
             do {
                 return .ok(try await pool.call(target, timeout: min(attemptTimeout, remaining), body))
             } catch let error as RPCError {
-                guard Self.certainlyNotExecuted(error) else { return .unknown("\(target): \(error.code): \(error.message)") }
+                guard readOnly || Self.certainlyNotExecuted(error) else { return .unknown("\(target): \(error.code): \(error.message)") }
                 lastRefusal = "\(target): \(error.code): \(error.message)"
                 if let leader = error.metadata[stringValues: "specola-leader"].compactMap({ HostPort(parsing: $0) }).first,
                     leader != target
@@ -500,11 +501,12 @@ public struct KVClient: Sendable {
                     target = leader
                     continue
                 }
-                target = endpoints[(endpoints.firstIndex(of: target).map { $0 + 1 } ?? 0) % endpoints.count]
-                try? await Task.sleep(for: .milliseconds(30))
             } catch {
-                return .unknown("\(target): \(error)")
+                guard readOnly else { return .unknown("\(target): \(error)") }
+                lastRefusal = "\(target): \(error)"
             }
+            target = endpoints[(endpoints.firstIndex(of: target).map { $0 + 1 } ?? 0) % endpoints.count]
+            try? await Task.sleep(for: .milliseconds(30))
         }
         return .refused("deadline passed; last refusal: \(lastRefusal)")
     }
@@ -526,14 +528,14 @@ public struct KVClient: Sendable {
 
     /// A linearizable read (unless `stale`, which any replica answers from its own state); `.ok(nil)` means the key is absent.
     public func get(_ key: String, stale: Bool = false, deadline: Duration = .seconds(4)) async -> CallResult<String?> {
-        await call(deadline: deadline) { client, options in
+        await call(deadline: deadline, readOnly: true) { client, options in
             let response = try await Specola_V1_KV.Client(wrapping: client).get(.with { $0.key = key; $0.stale = stale }, options: options)
             return response.found ? String(decoding: response.kv.value, as: UTF8.self) : nil
         }
     }
 
     public func list(prefix: String, deadline: Duration = .seconds(10)) async -> CallResult<[String: String]> {
-        await call(deadline: deadline) { client, options in
+        await call(deadline: deadline, readOnly: true) { client, options in
             let response = try await Specola_V1_KV.Client(wrapping: client).list(.with { $0.prefix = prefix }, options: options)
             return Dictionary(response.kvs.map { ($0.key, String(decoding: $0.value, as: UTF8.self)) }, uniquingKeysWith: { a, _ in a })
         }
