@@ -138,6 +138,7 @@ struct CertifiedListener: HTTP2ServerTransport.ListenerFactory {
                     try sync.addHandler(NIOSSLServerHandler(context: context, customVerificationCallbackWithMetadata: check))
                     try sync.addHandler(TLSHandshakeDeadline(timeout: handshakeTimeout, connection: "a connection to the cluster port", logger: logger))
                     try sync.addHandler(ClientCertificateRecorder())
+                    try sync.addHandler(FlushFinishedAnswers())
                 }.flatMap {
                     connectionConfigurator.configure(channel: channel, tls: .configured(requireALPN: false))
                 }
