@@ -210,16 +210,6 @@ import CooperativePoolWatch
         }
     }
 
-    /// Counts the reads that get past the gate to the socket.
-    final class ReadCounter: ChannelOutboundHandler {
-        typealias OutboundIn = Any
-        var reads = 0
-        func read(context: ChannelHandlerContext) {
-            reads += 1
-            context.read()
-        }
-    }
-
     /// The gate's rules, step by step on an embedded channel: a sender not yet admitted is held
     /// past 256 KiB; a replica behind by over 32 MiB holds reads until it is under 8 MiB; a resume
     /// decided before a newer hand-off does not undo the pause; no read reaches the socket while
@@ -227,7 +217,7 @@ import CooperativePoolWatch
     @Test func theReadGateHoldsAnUnadmittedFloodAndAReplicaThatFallsBehind() throws {
         let channel = EmbeddedChannel()
         let gate = DirectPeerReadGate()
-        let counter = ReadCounter()
+        let counter = OutboundCounter()
         try channel.pipeline.syncOperations.addHandler(counter)
         try channel.pipeline.syncOperations.addHandler(DirectPeerReadLimiter(gate: gate))
         try channel.writeInbound(ByteBuffer(repeating: 0, count: 200 << 10))

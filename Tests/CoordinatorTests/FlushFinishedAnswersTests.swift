@@ -6,16 +6,6 @@ import Testing
 /// When the cluster port sends an answer without waiting for grpc's flush batching: on an
 /// embedded channel, with HTTP/2 frames written byte for byte as a client and grpc write them.
 @Suite struct FlushFinishedAnswersTests {
-    /// Counts the flushes that reach the TLS side of the pipeline.
-    final class FlushCounter: ChannelOutboundHandler {
-        typealias OutboundIn = NIOAny
-        var flushes = 0
-        func flush(context: ChannelHandlerContext) {
-            flushes += 1
-            context.flush()
-        }
-    }
-
     static let endStream: UInt8 = 0x1
 
     static func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32, payload: Int) -> [UInt8] {
@@ -36,9 +26,9 @@ import Testing
          frame(type: HTTP2FrameHeaders.headers, flags: 0x4 | endStream, stream: stream, payload: 12)]
     }
 
-    func connection() throws -> (EmbeddedChannel, FlushCounter) {
+    func connection() throws -> (EmbeddedChannel, OutboundCounter) {
         let channel = EmbeddedChannel()
-        let counter = FlushCounter()
+        let counter = OutboundCounter()
         try channel.pipeline.syncOperations.addHandler(counter)
         try channel.pipeline.syncOperations.addHandler(FlushFinishedAnswers())
         let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
