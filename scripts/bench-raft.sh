@@ -244,8 +244,9 @@ phases_report=$(grep -H "write phases: " "$work"/logs/c?.log 2>/dev/null |
 # Specola's KV API answered at once by a bare grpc-swift server (specola-bench serve-bare) over
 # the same mTLS: what the RPC stack costs with nothing of Specola behind it, beside the
 # coordinators' stale gets above. It is grpc's transport as shipped, so its answers wait for
-# grpc's flush batching (up to 100 us); the coordinator sends a lone call's answer at once
-# (FlushFinishedAnswers), so its 1-client reads can beat this server's.
+# grpc's flush batching (up to 100 us) and each call's deadline starts a task and timer of its
+# own; the coordinator sends a lone call's answer at once (FlushFinishedAnswers) and watches
+# all deadlines with one timer (CallDeadlines), so its reads can cost less than this server's.
 "$bin/specola-bench" serve-bare --pki "$pki" --name c1 --host "${hosts[0]}" >"$work/logs/bare.log" 2>&1 &
 pid_of[bare]=$!
 deadline=$((SECONDS + 30))

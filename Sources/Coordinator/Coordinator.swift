@@ -157,14 +157,14 @@ public struct Coordinator: Service {
 
     /// The listeners: the cluster plane's gRPC port, the optional bearer-token port, and metrics.
     struct Servers: Sendable {
-        let grpc: GRPCServer<HTTP2ServerTransport.Custom<CertifiedListener>>
-        let bearerToken: GRPCServer<HTTP2ServerTransport.Posix>?
+        let grpc: GRPCServer<SharedDeadlineTransport<HTTP2ServerTransport.Custom<CertifiedListener>>>
+        let bearerToken: GRPCServer<SharedDeadlineTransport<HTTP2ServerTransport.Posix>>?
         let metrics: MetricsServer
     }
 
     /// The cluster plane's port: TLS with client certificates.
     func makeServer(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor],
-                    reloader: TimedCertificateReloader) -> GRPCServer<HTTP2ServerTransport.Custom<CertifiedListener>> {
+                    reloader: TimedCertificateReloader) -> GRPCServer<SharedDeadlineTransport<HTTP2ServerTransport.Custom<CertifiedListener>>> {
         var settings = HTTP2ServerTransport.Custom<CertifiedListener>.Config.defaults
         settings.rpc.maxRequestPayloadSize = 64 * 1024 * 1024
         // Advertised, so clients queue calls beyond it. Left unset, NIO still enforces 100 streams
@@ -173,27 +173,27 @@ public struct Coordinator: Service {
         settings.http2.maxConcurrentStreams = Self.maxConcurrentStreams
         let listener = CertifiedListener(host: config.listen.host, port: config.listen.port, tls: config.tls, reloader: reloader,
                                          logger: logger)
-        return GRPCServer(transport: HTTP2ServerTransport.Custom(listenerFactory: listener, config: settings),
+        return GRPCServer(transport: SharedDeadlineTransport(HTTP2ServerTransport.Custom(listenerFactory: listener, config: settings)),
                           services: services, interceptors: interceptors)
     }
 
     /// Users with a bearer token from the site's OIDC provider: TLS without client certificates,
     /// on a listener of its own, so the cluster plane's port keeps demanding certificates.
     func makeBearerTokenServer(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor],
-                               reloader: TimedCertificateReloader) -> GRPCServer<HTTP2ServerTransport.Posix>? {
+                               reloader: TimedCertificateReloader) -> GRPCServer<SharedDeadlineTransport<HTTP2ServerTransport.Posix>>? {
         config.oidc.map { oidc in
             let address = oidc.listen ?? HostPort(host: config.listen.host, port: 7451)
             self.logger.info("bearer tokens accepted", metadata: [
                 "oidc.issuer": "\(oidc.settings.issuer)", "oidc.audience": "\(oidc.settings.audience)", "oidc.listen": "\(address)",
             ])
             return GRPCServer(
-                transport: .http2NIOPosix(
+                transport: SharedDeadlineTransport(.http2NIOPosix(
                     address: .ipv4(host: address.host, port: address.port),
                     transportSecurity: config.tls.tokenServerSecurity(reloader: reloader),
                     config: .defaults {
                         $0.rpc.maxRequestPayloadSize = 64 * 1024 * 1024
                         $0.http2.maxConcurrentStreams = Self.maxConcurrentStreams
-                    }),
+                    })),
                 services: services, interceptors: interceptors)
         }
     }
@@ -268,7 +268,7 @@ public struct Coordinator: Service {
                 return false
             }
             group.addTask {
-                guard let address = await server.transport.listeningAddress else { return false }
+                guard let address = await server.transport.base.listeningAddress else { return false }
                 logger.info("coordinator ready", metadata: [
                     "coordinator.name": "\(config.name)", "raft.id": "\(config.id)", "grpc.address": "\(address)",
                     "raft.peers": "\(config.peers.map(\.name))",
