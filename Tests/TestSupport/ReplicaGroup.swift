@@ -5,6 +5,7 @@ import SpecolaProtocol
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import SpecolaDevSupport
 import SpecolaProcesses
 #endif
 
@@ -90,10 +91,11 @@ public final class ReplicaGroup: @unchecked Sendable {
         let host = "127.0.\(subnet).\(10 + id)"
         let name = "c\(id)"
         let tls = try pki.issue(.coordinator, name, sans: [host])
+        let ports = LoopbackPort.free(3, on: host)
         let member = Member(
-            id: id, name: name, endpoint: HostPort(host: host, port: freePort(host: host)),
-            raftEndpoint: HostPort(host: host, port: freePort(host: host)),
-            metrics: HostPort(host: host, port: freePort(host: host)), gid: 40_000 + subnet * 100 + Int(id),
+            id: id, name: name, endpoint: HostPort(host: host, port: ports[0]),
+            raftEndpoint: HostPort(host: host, port: ports[1]),
+            metrics: HostPort(host: host, port: ports[2]), gid: 40_000 + subnet * 100 + Int(id),
             configPath: dir.file("\(name).yaml"), dataDir: dir.file("data/\(name)"), tls: tls)
         lock.withLock { members[id] = member }
         return member
