@@ -27,8 +27,9 @@ final class LocalCluster: @unchecked Sendable {
          access: String = "{bootstrapAdmins: [admin]}") throws {
         dir = try TempDir("specola-cluster")
         pki = try TestPKI(in: dir)
-        coordinator = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
-        metrics = HostPort(host: coordinatorHost, port: freePort(host: coordinatorHost))
+        let ports = freePorts(2, host: coordinatorHost)
+        coordinator = HostPort(host: coordinatorHost, port: ports[0])
+        metrics = HostPort(host: coordinatorHost, port: ports[1])
         try pki.issue(.coordinator, "c1", sans: [coordinatorHost] + aliases)
         admin = try pki.issue(.user, "admin")
         try dir.write("coordinator.yaml", """

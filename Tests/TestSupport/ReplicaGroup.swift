@@ -5,7 +5,6 @@ import SpecolaProtocol
 import Synchronization
 #if canImport(Glibc)
 import Glibc
-import SpecolaDevSupport
 import SpecolaProcesses
 #endif
 
@@ -91,7 +90,7 @@ public final class ReplicaGroup: @unchecked Sendable {
         let host = "127.0.\(subnet).\(10 + id)"
         let name = "c\(id)"
         let tls = try pki.issue(.coordinator, name, sans: [host])
-        let ports = LoopbackPort.free(3, on: host)
+        let ports = freePorts(3, host: host)
         let member = Member(
             id: id, name: name, endpoint: HostPort(host: host, port: ports[0]),
             raftEndpoint: HostPort(host: host, port: ports[1]),

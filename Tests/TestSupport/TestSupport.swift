@@ -180,6 +180,11 @@ public func freePort(host: String = "127.0.0.1", udp: Bool = false) -> Int {
     LoopbackPort.free(on: host, udp: udp)
 }
 
+/// `count` different free TCP ports on `host`, for one process's listeners (probed one by one, ports can repeat).
+public func freePorts(_ count: Int, host: String) -> [Int] {
+    LoopbackPort.free(count, on: host)
+}
+
 /// A throwaway cluster PKI for a test.
 public struct TestPKI: Sendable {
     public let directory: String
